@@ -1,0 +1,270 @@
+//! The room document: one yrs `Doc` with UTF-16 offsets and no garbage collection, and
+//! typed access to its roots. No other code touches a root by its string name.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use yrs::encoding::serde::{from_any, to_any};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{
+    Any, Array, ArrayRef, Doc, GetString, Map, MapRef, OffsetKind, Options, Out, ReadTxn, StateVector,
+    Text, TextRef, Transact, TransactionMut, Update,
+};
+
+use crate::error::{CoreError, Result};
+use crate::records::{AnalysisRecord, Meta, Participant, RunRecord, VersionMeta, VoteRecord};
+
+/// Root names: part of the wire contract with stock Yjs clients.
+pub mod roots {
+    /// Text: the code buffer.
+    pub const CODE: &str = "code";
+    /// Map: room settings.
+    pub const META: &str = "meta";
+    /// Map: peer hex → participant.
+    pub const PARTICIPANTS: &str = "participants";
+    /// Map: peer hex → signed vote.
+    pub const VOTES: &str = "votes";
+    /// Array: analyzer results.
+    pub const ANALYSIS: &str = "analysis";
+    /// Array: run records.
+    pub const RUNS: &str = "runs";
+    /// Array: version metadata.
+    pub const VERSIONS: &str = "versions";
+}
+
+/// The shared document of a room.
+#[derive(Debug)]
+pub struct RoomDoc {
+    doc: Doc,
+    code: TextRef,
+    meta: MapRef,
+    participants: MapRef,
+    votes: MapRef,
+    analysis: ArrayRef,
+    runs: ArrayRef,
+    versions: ArrayRef,
+}
+
+impl RoomDoc {
+    /// A fresh replica writing under yrs client id `client_id`.
+    pub fn new(client_id: u64) -> Self {
+        let mut opts = Options::with_client_id(yrs::ClientID::new(client_id & ((1 << 53) - 1)));
+        opts.offset_kind = OffsetKind::Utf16;
+        opts.skip_gc = true;
+        let doc = Doc::with_options(opts);
+        RoomDoc {
+            code: doc.get_or_insert_text(roots::CODE),
+            meta: doc.get_or_insert_map(roots::META),
+            participants: doc.get_or_insert_map(roots::PARTICIPANTS),
+            votes: doc.get_or_insert_map(roots::VOTES),
+            analysis: doc.get_or_insert_array(roots::ANALYSIS),
+            runs: doc.get_or_insert_array(roots::RUNS),
+            versions: doc.get_or_insert_array(roots::VERSIONS),
+            doc,
+        }
+    }
+
+    /// The underlying yrs document (for the y-protocols session and adapters).
+    pub fn yrs(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// This replica's client id.
+    pub fn client_id(&self) -> u64 {
+        self.doc.client_id().get()
+    }
+
+    /// Applies a decoded remote update.
+    pub fn apply(&self, update: Update) -> Result<()> {
+        let mut txn = self.doc.transact_mut();
+        txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))
+    }
+
+    /// Decodes and applies a v1 update.
+    pub fn apply_v1(&self, update: &[u8]) -> Result<()> {
+        let u = Update::decode_v1(update).map_err(|e| CoreError::malformed("update", e))?;
+        self.apply(u)
+    }
+
+    /// The whole state as one v1 update (a checkpoint's payload).
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.doc.transact().encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// What a peer with state vector `sv` (v1 bytes) is missing.
+    pub fn encode_diff(&self, sv: &[u8]) -> Result<Vec<u8>> {
+        let sv = StateVector::decode_v1(sv).map_err(|e| CoreError::malformed("state vector", e))?;
+        Ok(self.doc.transact().encode_state_as_update_v1(&sv))
+    }
+
+    /// The state vector, v1 bytes.
+    pub fn state_vector(&self) -> Vec<u8> {
+        self.doc.transact().state_vector().encode_v1()
+    }
+
+    /// Whether updates are waiting for missing predecessors.
+    pub fn has_pending(&self) -> bool {
+        let txn = self.doc.transact();
+        txn.store().pending_update().is_some() || txn.store().pending_ds().is_some()
+    }
+
+    /// The code buffer's text.
+    pub fn code(&self) -> String {
+        self.code.get_string(&self.doc.transact())
+    }
+
+    /// The code buffer's length in UTF-16 units.
+    pub fn code_len(&self) -> u32 {
+        self.code.len(&self.doc.transact())
+    }
+
+    /// Runs `f` in one local transaction and returns that transaction's v1 update (empty
+    /// when nothing changed).
+    pub fn edit<R>(&self, f: impl FnOnce(&mut Edit<'_, '_>) -> R) -> (R, Vec<u8>) {
+        let mut txn = self.doc.transact_mut();
+        let r = f(&mut Edit { txn: &mut txn, doc: self });
+        let update = if txn.before_state() == txn.after_state() && txn.delete_set().is_empty() {
+            Vec::new()
+        } else {
+            txn.encode_update_v1()
+        };
+        (r, update)
+    }
+
+    /// `meta` as a typed record (missing fields take defaults).
+    pub fn meta(&self) -> Meta {
+        let txn = self.doc.transact();
+        let mut m = serde_json::Map::new();
+        for (k, v) in self.meta.iter(&txn) {
+            if let Out::Any(any) = v {
+                if let Ok(json) = serde_json::to_value(&any) {
+                    m.insert(k.to_owned(), json);
+                }
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(m)).unwrap_or_default()
+    }
+
+    /// `participants`, sorted by key. Malformed entries (from stock clients) are skipped.
+    pub fn participants(&self) -> Vec<(String, Participant)> {
+        map_entries(&self.doc, &self.participants)
+    }
+
+    /// `votes`, sorted by voter.
+    pub fn votes(&self) -> Vec<(String, VoteRecord)> {
+        map_entries(&self.doc, &self.votes)
+    }
+
+    /// `analysis`, in document order.
+    pub fn analysis(&self) -> Vec<AnalysisRecord> {
+        array_entries(&self.doc, &self.analysis)
+    }
+
+    /// `runs`, in document order.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        array_entries(&self.doc, &self.runs)
+    }
+
+    /// `versions`, in document order.
+    pub fn versions(&self) -> Vec<VersionMeta> {
+        array_entries(&self.doc, &self.versions)
+    }
+}
+
+fn decode_out<T: DeserializeOwned>(v: Out) -> Option<T> {
+    match v {
+        Out::Any(any) => from_any(&any).ok(),
+        _ => None,
+    }
+}
+
+fn map_entries<T: DeserializeOwned>(doc: &Doc, map: &MapRef) -> Vec<(String, T)> {
+    let txn = doc.transact();
+    let mut v: Vec<(String, T)> = map
+        .iter(&txn)
+        .filter_map(|(k, v)| Some((k.to_owned(), decode_out(v)?)))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn array_entries<T: DeserializeOwned>(doc: &Doc, arr: &ArrayRef) -> Vec<T> {
+    let txn = doc.transact();
+    arr.iter(&txn).filter_map(decode_out).collect()
+}
+
+fn any_of<T: Serialize>(value: &T) -> Any {
+    to_any(value).unwrap_or(Any::Null)
+}
+
+/// A local transaction on the room document.
+#[allow(missing_debug_implementations)]
+pub struct Edit<'t, 'd> {
+    txn: &'t mut TransactionMut<'d>,
+    doc: &'t RoomDoc,
+}
+
+impl Edit<'_, '_> {
+    /// Replaces `delete` UTF-16 units at `pos` with `insert` in the code buffer. Positions
+    /// past the end are clamped, so a stale editor cannot make the call fail.
+    pub fn splice_code(&mut self, pos: u32, delete: u32, insert: &str) {
+        let len = self.doc.code.len(self.txn);
+        let pos = pos.min(len);
+        let delete = delete.min(len - pos);
+        if delete > 0 {
+            self.doc.code.remove_range(self.txn, pos, delete);
+        }
+        if !insert.is_empty() {
+            self.doc.code.insert(self.txn, pos, insert);
+        }
+    }
+
+    /// The code as this transaction sees it.
+    pub fn code(&self) -> String {
+        self.doc.code.get_string(self.txn)
+    }
+
+    /// Sets one `meta` field to a JSON value.
+    pub fn set_meta(&mut self, key: &str, value: &serde_json::Value) {
+        self.doc.meta.insert(self.txn, key, any_of(value));
+    }
+
+    /// Sets the whole `meta` record.
+    pub fn set_meta_record(&mut self, meta: &Meta) {
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(meta) {
+            for (k, v) in m {
+                self.doc.meta.insert(self.txn, k, any_of(&v));
+            }
+        }
+    }
+
+    /// Adds or replaces a participant.
+    pub fn set_participant(&mut self, peer: &str, p: &Participant) {
+        self.doc.participants.insert(self.txn, peer, any_of(p));
+    }
+
+    /// Records a vote.
+    pub fn set_vote(&mut self, voter: &str, v: &VoteRecord) {
+        self.doc.votes.insert(self.txn, voter, any_of(v));
+    }
+
+    /// Removes every vote (after a round completes).
+    pub fn clear_votes(&mut self) {
+        self.doc.votes.clear(self.txn);
+    }
+
+    /// Appends an analyzer result.
+    pub fn push_analysis(&mut self, a: &AnalysisRecord) {
+        self.doc.analysis.push_back(self.txn, any_of(a));
+    }
+
+    /// Appends a run record.
+    pub fn push_run(&mut self, r: &RunRecord) {
+        self.doc.runs.push_back(self.txn, any_of(r));
+    }
+
+    /// Appends version metadata.
+    pub fn push_version(&mut self, v: &VersionMeta) {
+        self.doc.versions.push_back(self.txn, any_of(v));
+    }
+}

@@ -1,0 +1,413 @@
+//! The room engine: the document, the ledger and the store of one replica, sans-IO.
+//!
+//! Local edits come out as signed envelopes; remote envelopes go through the ledger
+//! (batched signature checks) into the document and the log. Callers own the I/O and the
+//! clock: every method that needs the time takes `now_ms`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use yrs::updates::decoder::Decode;
+use yrs::{Transact, Update};
+
+use crate::checkpoint::Checkpoint;
+use crate::doc::{Edit, RoomDoc};
+use crate::envelope::Envelope;
+use crate::error::{CoreError, Result};
+use crate::grant::{Admission, Grant, Role, RoomId};
+use crate::identity::{hex, sha256, Identity, PeerKey};
+use crate::ledger::{ChainHead, Ledger};
+use crate::records::{Meta, Participant};
+use crate::store::Store;
+use crate::sync::wire::Wire;
+
+pub(crate) mod versions;
+
+/// Tunables of a room replica.
+#[derive(Clone, Debug)]
+pub struct RoomConfig {
+    /// Make a checkpoint after this many new log entries.
+    pub checkpoint_every: u64,
+    /// ... or when the last one is this old (milliseconds) and something changed.
+    pub checkpoint_interval_ms: u64,
+    /// Out-of-order envelopes buffered while waiting for their predecessors.
+    pub max_pending: usize,
+    /// Envelopes sent per answer to a `Want`.
+    pub max_catch_up: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig { checkpoint_every: 1000, checkpoint_interval_ms: 30_000, max_pending: 4096, max_catch_up: 1 << 20 }
+    }
+}
+
+/// What [`Room::receive`] did with a batch.
+#[derive(Debug, Default)]
+pub struct Receipt {
+    /// Envelopes applied (including buffered ones that became applicable).
+    pub applied: Vec<Envelope>,
+    /// Already-seen envelopes (harmless on gossip; a replay when targeted).
+    pub duplicates: usize,
+    /// Held back until their predecessors arrive.
+    pub buffered: usize,
+    /// Refused, with why. The sender deserves a penalty for each.
+    pub rejected: Vec<(PeerKey, CoreError)>,
+    /// Whether a gap was seen: the caller should send a `Want`.
+    pub needs_catch_up: bool,
+}
+
+/// One replica of a room.
+#[derive(Debug)]
+pub struct Room<S: Store> {
+    id: RoomId,
+    me: Identity,
+    session: u32,
+    doc: RoomDoc,
+    ledger: Ledger,
+    store: S,
+    cfg: RoomConfig,
+    pending: BTreeMap<(PeerKey, u64), Envelope>,
+    last_checkpoint: (u64, u64),
+    last_received_ms: u64,
+}
+
+impl<S: Store> Room<S> {
+    /// Creates a room: `room_key` signs a host grant for `host`, who is admitted and writes
+    /// the room's metadata as its first envelope. Returns the room and the host's admission.
+    pub fn create(room_key: &Identity, host: Identity, session: u32, store: S, meta: Meta, now_ms: u64) -> Result<Self> {
+        let grant = Grant::issue(room_key, Role::Host, now_ms / 1000 + 365 * 86400, 0, now_ms);
+        let admission = Admission::sign(&host, grant, "host", now_ms);
+        let mut room = Room::open(room_key.public(), host, session, store, RoomConfig::default(), now_ms)?;
+        room.admit(&admission, Some(now_ms / 1000))?;
+        room.edit(now_ms, |e| e.set_meta_record(&Meta { created_at: now_ms, ..meta }))?;
+        Ok(room)
+    }
+
+    /// Opens a replica from its store: admissions, the latest checkpoint, then the log
+    /// after it. Nothing from our own store is re-verified (`verify` is the full audit).
+    pub fn open(id: RoomId, me: Identity, session: u32, store: S, cfg: RoomConfig, now_ms: u64) -> Result<Self> {
+        let doc = RoomDoc::new(me.public().client_id(session));
+        let mut room = Room {
+            id,
+            me,
+            session,
+            doc,
+            ledger: Ledger::new(id),
+            store,
+            cfg,
+            pending: BTreeMap::new(),
+            last_checkpoint: (0, now_ms),
+            last_received_ms: 0,
+        };
+        for adm in room.store.admissions()? {
+            room.ledger.admit(&adm, None)?;
+        }
+        let mut from = 0;
+        if let Some(&(idx, at)) = room.store.checkpoints()?.last() {
+            let cp = room.store.checkpoint(idx)?.ok_or_else(|| CoreError::Store(format!("checkpoint {idx} vanished")))?;
+            room.doc.apply_v1(&cp.state)?;
+            room.ledger.set_heads(cp.heads.iter().copied());
+            room.last_checkpoint = (idx, at);
+            from = idx;
+        }
+        let entries = room.store.log_range(from, u64::MAX)?;
+        {
+            let mut txn = room.doc.yrs().transact_mut();
+            for entry in &entries {
+                let env = &entry.envelope;
+                let update = Update::decode_v1(&env.update).map_err(|e| CoreError::malformed("stored update", e))?;
+                room.ledger.advance(env, env.hash(), Some(&update));
+                txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
+                room.last_received_ms = entry.received_ms;
+            }
+        }
+        Ok(room)
+    }
+
+    /// The room id.
+    pub fn id(&self) -> RoomId {
+        self.id
+    }
+
+    /// This replica's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    /// The document.
+    pub fn doc(&self) -> &RoomDoc {
+        &self.doc
+    }
+
+    /// The roster and chains.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Our role, if admitted.
+    pub fn role(&self) -> Option<Role> {
+        self.ledger.member(&self.me.public()).map(|m| m.role)
+    }
+
+    /// Admits a member (ours or a peer's) and stores the admission. `now_s` checks expiry.
+    pub fn admit(&mut self, adm: &Admission, now_s: Option<u64>) -> Result<bool> {
+        let new = self.ledger.admit(adm, now_s)?;
+        if new {
+            self.store.put_admission(adm)?;
+        }
+        Ok(new)
+    }
+
+    /// Joins with an invite token: signs an admission for our key and records our
+    /// participant entry (when our role may write). Returns the admission to announce.
+    pub fn join(&mut self, token: &str, name: &str, now_ms: u64) -> Result<(Admission, Option<Envelope>)> {
+        let grant = Grant::from_token(token, &self.id, now_ms / 1000)?;
+        let adm = Admission::sign(&self.me, grant, name, now_ms);
+        self.admit(&adm, Some(now_ms / 1000))?;
+        let env = if adm.grant.role.may_write() {
+            let p = Participant { name: adm.name.clone(), role: adm.grant.role, public_key: self.me.public().to_hex(), joined_at: now_ms };
+            let key = self.me.public().to_hex();
+            self.edit(now_ms, |e| e.set_participant(&key, &p))?
+        } else {
+            None
+        };
+        Ok((adm, env))
+    }
+
+    fn received_at(&mut self, now_ms: u64) -> u64 {
+        self.last_received_ms = self.last_received_ms.max(now_ms);
+        self.last_received_ms
+    }
+
+    /// A local edit: one transaction, one signed envelope (None when nothing changed).
+    /// The envelope is in the log but durable only after [`Room::flush`].
+    pub fn edit(&mut self, now_ms: u64, f: impl FnOnce(&mut Edit<'_, '_>)) -> Result<Option<Envelope>> {
+        let me = self.me.public();
+        match self.ledger.member(&me) {
+            Some(m) if m.role.may_write() => {}
+            Some(m) => return Err(CoreError::NotAllowed(format!("{} may not edit", m.role))),
+            None => return Err(CoreError::NotAllowed("not admitted to the room".into())),
+        }
+        let ((), update) = self.doc.edit(f);
+        if update.is_empty() {
+            return Ok(None);
+        }
+        let head = self.ledger.head(&me);
+        let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update);
+        let at = self.received_at(now_ms);
+        self.store.append(&env, at)?;
+        self.ledger.advance(&env, env.hash(), None);
+        self.maybe_checkpoint(now_ms)?;
+        Ok(Some(env))
+    }
+
+    /// Applies remote envelopes. Each is checked (admitted author allowed to write, chain,
+    /// own client ids), the signatures are verified in one batch, and the valid ones are
+    /// applied in one transaction and logged. Out-of-order envelopes wait (bounded).
+    pub fn receive(&mut self, envelopes: Vec<Envelope>, now_ms: u64) -> Result<Receipt> {
+        let mut receipt = Receipt::default();
+        let mut batch = envelopes;
+        loop {
+            let progressed = self.receive_round(std::mem::take(&mut batch), now_ms, &mut receipt)?;
+            if !progressed || self.pending.is_empty() {
+                break;
+            }
+            // Pull every buffered envelope that is now next in its author's chain.
+            let ready: Vec<(PeerKey, u64)> = self
+                .pending
+                .keys()
+                .filter(|(a, s)| self.ledger.head(a).next_seq == *s)
+                .copied()
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for k in ready {
+                let mut seq = k.1;
+                while let Some(e) = self.pending.remove(&(k.0, seq)) {
+                    batch.push(e);
+                    seq += 1;
+                }
+                receipt.buffered = receipt.buffered.saturating_sub((seq - k.1) as usize);
+            }
+        }
+        self.maybe_checkpoint(now_ms)?;
+        Ok(receipt)
+    }
+
+    fn receive_round(&mut self, envelopes: Vec<Envelope>, now_ms: u64, receipt: &mut Receipt) -> Result<bool> {
+        let mut expect: HashMap<PeerKey, ChainHead> = HashMap::new();
+        let mut ok_envs = Vec::with_capacity(envelopes.len());
+        let mut checked = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            let head = expect.get(&env.author).copied();
+            match self.ledger.check(&env, head) {
+                Ok(c) => {
+                    expect.insert(env.author, ChainHead { next_seq: env.seq + 1, last_hash: c.hash });
+                    checked.push(c);
+                    ok_envs.push(env);
+                }
+                Err(CoreError::Replayed { .. }) => receipt.duplicates += 1,
+                Err(CoreError::Gap { .. }) => {
+                    receipt.needs_catch_up = true;
+                    if self.pending.len() < self.cfg.max_pending {
+                        if self.pending.insert((env.author, env.seq), env).is_none() {
+                            receipt.buffered += 1;
+                        }
+                    }
+                }
+                Err(e) => receipt.rejected.push((env.author, e)),
+            }
+        }
+        // Signatures, in one batch; on failure drop the bad one and every later envelope of
+        // the same author (its chain is broken from there).
+        loop {
+            let refs: Vec<&Envelope> = ok_envs.iter().collect();
+            match self.ledger.verify_batch(&refs, &checked) {
+                Ok(()) => break,
+                Err(i) => {
+                    let bad = ok_envs[i].author;
+                    let seq = ok_envs[i].seq;
+                    receipt.rejected.push((bad, CoreError::BadSignature("envelope")));
+                    let keep: Vec<bool> = ok_envs.iter().map(|e| !(e.author == bad && e.seq >= seq)).collect();
+                    let mut it = keep.iter();
+                    ok_envs.retain(|_| *it.next().unwrap_or(&false));
+                    let mut it = keep.iter();
+                    checked.retain(|_| *it.next().unwrap_or(&false));
+                }
+            }
+        }
+        if ok_envs.is_empty() {
+            return Ok(false);
+        }
+        let at = self.received_at(now_ms);
+        {
+            let mut txn = self.doc.yrs().transact_mut();
+            for (env, c) in ok_envs.iter().zip(checked) {
+                self.ledger.record(env, &c);
+                txn.apply_update(c.update).map_err(|e| CoreError::Update(e.to_string()))?;
+            }
+        }
+        for env in &ok_envs {
+            self.store.append(env, at)?;
+        }
+        receipt.applied.extend(ok_envs);
+        Ok(true)
+    }
+
+    /// Makes everything logged so far durable: acknowledge envelopes only after this.
+    pub fn flush(&mut self) -> Result<()> {
+        self.store.flush()
+    }
+
+    /// Our envelope vector: per author, how many envelopes we have.
+    pub fn envelope_vector(&self) -> BTreeMap<PeerKey, u64> {
+        self.ledger.heads().map(|(k, h)| (*k, h.next_seq)).collect()
+    }
+
+    /// The catch-up request to send a peer.
+    pub fn want(&self) -> Wire {
+        Wire::Want(self.envelope_vector())
+    }
+
+    /// Answers a peer's envelope vector: admissions, then what it lacks (from our log).
+    pub fn answer(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Vec<Wire>> {
+        let mut envs = Vec::new();
+        let mut budget = self.cfg.max_catch_up;
+        for (author, head) in self.ledger.heads() {
+            let from = have.get(author).copied().unwrap_or(0);
+            if from < head.next_seq && budget > 0 {
+                let got = self.store.author_envelopes(author, from, budget)?;
+                budget -= got.len().min(budget);
+                envs.extend(got);
+            }
+        }
+        // Log order keeps causality across authors.
+        let mut with_index: Vec<(u64, Envelope)> = Vec::with_capacity(envs.len());
+        for e in envs {
+            let idx = self.store.index_of(&e.author, e.seq)?.unwrap_or(u64::MAX);
+            with_index.push((idx, e));
+        }
+        with_index.sort_by_key(|(i, _)| *i);
+        let mut out = vec![Wire::Admissions(self.ledger.admissions())];
+        if !with_index.is_empty() {
+            out.push(Wire::Envelopes(with_index.into_iter().map(|(_, e)| e).collect()));
+        }
+        Ok(out)
+    }
+
+    /// Handles one envelope-protocol message; returns the replies and the receipt of any
+    /// envelopes applied. `now_ms` also checks the expiry of live admissions.
+    pub fn handle(&mut self, msg: Wire, now_ms: u64) -> Result<(Vec<Wire>, Receipt)> {
+        match msg {
+            Wire::Envelopes(envs) => {
+                let r = self.receive(envs, now_ms)?;
+                let replies = if r.needs_catch_up { vec![self.want()] } else { Vec::new() };
+                Ok((replies, r))
+            }
+            Wire::Admissions(adms) => {
+                let mut r = Receipt::default();
+                for a in adms {
+                    // A grant that expired after its holder joined still stands.
+                    if let Err(e) = self.admit(&a, None) {
+                        r.rejected.push((a.member, e));
+                    }
+                }
+                Ok((Vec::new(), r))
+            }
+            Wire::Want(have) => Ok((self.answer(&have)?, Receipt::default())),
+            Wire::Checkpoint(cp) => {
+                self.adopt_checkpoint(&cp)?;
+                Ok((vec![self.want()], Receipt::default()))
+            }
+        }
+    }
+
+    /// Starts from a peer's signed checkpoint (a late joiner with an empty replica).
+    pub fn adopt_checkpoint(&mut self, cp: &Checkpoint) -> Result<()> {
+        cp.verify(&self.ledger)?;
+        if self.store.log_len() > 0 {
+            return Err(CoreError::NotAllowed("checkpoints are only adopted by an empty replica".into()));
+        }
+        self.doc.apply_v1(&cp.state)?;
+        self.ledger.set_heads(cp.heads.iter().copied());
+        self.store.put_checkpoint(0, cp)?;
+        Ok(())
+    }
+
+    /// A signed checkpoint of the current state, stored at the current log position.
+    pub fn checkpoint(&mut self, now_ms: u64) -> Result<Checkpoint> {
+        let heads: Vec<_> = self.ledger.heads().map(|(k, h)| (*k, *h)).collect();
+        let cp = Checkpoint::seal(self.id, heads, self.doc.encode_state(), self.doc.state_vector(), now_ms, &self.me);
+        let idx = self.store.log_len();
+        self.store.put_checkpoint(idx, &cp)?;
+        self.last_checkpoint = (idx, now_ms);
+        Ok(cp)
+    }
+
+    fn maybe_checkpoint(&mut self, now_ms: u64) -> Result<()> {
+        let (idx, at) = self.last_checkpoint;
+        let len = self.store.log_len();
+        if len >= idx + self.cfg.checkpoint_every
+            || (len > idx && now_ms.saturating_sub(at) >= self.cfg.checkpoint_interval_ms)
+        {
+            self.checkpoint(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Whether out-of-order envelopes are waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A digest of the document state (for convergence checks and logs).
+    pub fn state_digest(&self) -> String {
+        hex(&sha256(&[&self.doc.encode_state()])[..8])
+    }
+}

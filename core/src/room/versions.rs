@@ -1,0 +1,174 @@
+//! History on a room replica: versions, time travel, diff and restore; and the analyzer
+//! votes, which live in the same document.
+
+use std::collections::BTreeMap;
+
+use yrs::updates::decoder::Decode;
+use yrs::{Transact, Update};
+
+use super::Room;
+use crate::checkpoint::Checkpoint;
+use crate::doc::RoomDoc;
+use crate::envelope::Envelope;
+use crate::error::{CoreError, Result};
+use crate::history::{line_diff, minimal_edits, DiffLine};
+use crate::identity::{hex, PeerKey};
+use crate::records::{AnalysisRecord, VersionCause, VersionMeta};
+use crate::store::Store;
+use crate::vote::{sign_vote, Consensus};
+
+/// A point in a room's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Everything this replica has.
+    End,
+    /// The first `n` entries of this replica's log.
+    LogIndex(u64),
+    /// Everything this replica had received at this time (unix milliseconds).
+    Time(u64),
+    /// A version, by id (the same cut on every replica).
+    Version(String),
+}
+
+impl<S: Store> Room<S> {
+    /// Saves the current state as a version (with a checkpoint at its cut, so it
+    /// reconstructs fast) and records its metadata in the document.
+    pub fn create_version(&mut self, label: &str, cause: VersionCause, now_ms: u64) -> Result<VersionMeta> {
+        let heads: BTreeMap<String, u64> = self.ledger.heads().map(|(k, h)| (k.to_hex(), h.next_seq)).collect();
+        let n = self.doc.versions().len();
+        let meta = VersionMeta {
+            id: format!("v{}-{}", n + 1, &self.me.public().to_hex()[..8]),
+            label: label.to_owned(),
+            cause,
+            at: now_ms,
+            by: self.me.public().to_hex(),
+            state_vector: hex(&self.doc.state_vector()),
+            heads,
+        };
+        self.checkpoint(now_ms)?;
+        self.edit(now_ms, |e| e.push_version(&meta))?;
+        Ok(meta)
+    }
+
+    /// The version with this id.
+    pub fn version(&self, id: &str) -> Result<VersionMeta> {
+        self.doc.versions().into_iter().find(|v| v.id == id).ok_or_else(|| CoreError::NotFound(format!("version {id}")))
+    }
+
+    /// Reconstructs the document at `cut`: the nearest checkpoint at or before it, then the
+    /// log entries up to it. Never merges piles of small updates.
+    pub fn doc_at(&self, cut: &Cut) -> Result<RoomDoc> {
+        let len = self.store.log_len();
+        let (end, filter) = match cut {
+            Cut::End => (len, None),
+            Cut::LogIndex(i) => ((*i).min(len), None),
+            Cut::Time(t) => (self.index_at_time(*t)?, None),
+            Cut::Version(id) => {
+                let v = self.version(id)?;
+                let mut heads = BTreeMap::new();
+                let mut end = 0;
+                for (author, n) in &v.heads {
+                    let key = PeerKey::from_hex(author)?;
+                    if *n > 0 {
+                        match self.store.index_of(&key, n - 1)? {
+                            Some(i) => end = end.max(i + 1),
+                            // Before our log starts (we joined from a checkpoint).
+                            None if self.ledger.head(&key).next_seq >= *n => {}
+                            None => return Err(CoreError::NotFound(format!("envelopes of version {id}"))),
+                        }
+                    }
+                    heads.insert(key, *n);
+                }
+                (end, Some(heads))
+            }
+        };
+        let within = |author: &PeerKey, n: u64| filter.as_ref().is_none_or(|f| n <= f.get(author).copied().unwrap_or(0));
+        let doc = RoomDoc::new(0);
+        let mut start = 0;
+        for (idx, _) in self.store.checkpoints()?.into_iter().rev() {
+            if idx > end {
+                continue;
+            }
+            let cp: Checkpoint =
+                self.store.checkpoint(idx)?.ok_or_else(|| CoreError::Store(format!("checkpoint {idx} vanished")))?;
+            if cp.heads.iter().all(|(a, h)| within(a, h.next_seq)) {
+                doc.apply_v1(&cp.state)?;
+                start = idx;
+                break;
+            }
+        }
+        let entries = self.store.log_range(start, end)?;
+        let mut txn = doc.yrs().transact_mut();
+        for e in entries.iter().map(|e| &e.envelope).filter(|e| within(&e.author, e.seq + 1)) {
+            let u = Update::decode_v1(&e.update).map_err(|err| CoreError::malformed("stored update", err))?;
+            txn.apply_update(u).map_err(|err| CoreError::Update(err.to_string()))?;
+        }
+        drop(txn);
+        Ok(doc)
+    }
+
+    /// The code at `cut`.
+    pub fn code_at(&self, cut: &Cut) -> Result<String> {
+        Ok(self.doc_at(cut)?.code())
+    }
+
+    /// Log entries received at or before `t`: binary search over receive times.
+    fn index_at_time(&self, t: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (0, self.store.log_len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = self.store.log_range(mid, mid + 1)?.first().map(|e| e.received_ms).unwrap_or(u64::MAX);
+            if at <= t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Line diff of the code between two cuts.
+    pub fn diff(&self, from: &Cut, to: &Cut) -> Result<Vec<DiffLine>> {
+        Ok(line_diff(&self.code_at(from)?, &self.code_at(to)?))
+    }
+
+    /// Restores the code of version `id` as a forward edit (the minimal splices from the
+    /// current text), then records a new version with cause `restore`. History is kept.
+    pub fn restore(&mut self, id: &str, now_ms: u64) -> Result<(Option<Envelope>, VersionMeta)> {
+        let target = self.code_at(&Cut::Version(id.to_owned()))?;
+        let splices = minimal_edits(&self.doc.code(), &target);
+        let env = self.edit(now_ms, |e| {
+            for s in &splices {
+                e.splice_code(s.pos, s.delete, &s.insert);
+            }
+        })?;
+        let v = self.create_version(&format!("restore of {id}"), VersionCause::Restore, now_ms)?;
+        Ok((env, v))
+    }
+
+    /// Signs and records our vote for the current analyzer round.
+    pub fn vote(&mut self, enabled: bool, now_ms: u64) -> Result<Option<Envelope>> {
+        let round = self.doc.meta().analyzer_round;
+        let v = sign_vote(&self.id, &self.me, round, enabled);
+        let key = self.me.public().to_hex();
+        self.edit(now_ms, |e| e.set_vote(&key, &v))
+    }
+
+    /// Where the analyzer consensus stands, every vote's signature checked.
+    pub fn consensus(&self) -> Consensus {
+        Consensus::evaluate(&self.ledger, &self.doc.meta(), &self.doc.votes())
+    }
+
+    /// Writes an analyzer result for the current round, after checking again that consensus
+    /// holds and that we are the host; advances the round and clears the votes.
+    pub fn complete_round(&mut self, backend: &str, findings: Vec<String>, now_ms: u64) -> Result<Option<Envelope>> {
+        let c = self.consensus();
+        c.check_trigger(&self.ledger, &self.me.public())?;
+        let record = AnalysisRecord { round: c.round, backend: backend.to_owned(), findings, created_at: now_ms };
+        self.edit(now_ms, |e| {
+            e.push_analysis(&record);
+            e.set_meta("analyzerRound", &serde_json::json!(c.round + 1));
+            e.clear_votes();
+        })
+    }
+}

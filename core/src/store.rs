@@ -1,0 +1,138 @@
+//! Persistence behind a trait: the envelope log, admissions and checkpoints of one room.
+//!
+//! The log is in local receive order (causal on this replica), indexed from 0; checkpoints
+//! are keyed by the log index they cover up to. [`MemoryStore`] is for the browser and
+//! tests; [`SledStore`] (feature `store`) for native peers and the bootstrap node.
+//!
+//! Flush policy: [`Store::append`] is not durable on its own. A replica acknowledges an
+//! envelope (to its author, a recorder, a client) only after [`Store::flush`] returned, and
+//! `flush` writes and fsyncs everything appended before it. Batching several appends per
+//! flush (group commit) is how the node stays fast; a kill -9 loses nothing acknowledged.
+
+#[cfg(feature = "store")]
+mod sled_store;
+
+use crate::checkpoint::Checkpoint;
+use crate::envelope::Envelope;
+use crate::error::Result;
+use crate::grant::Admission;
+use crate::identity::PeerKey;
+
+#[cfg(feature = "store")]
+pub use sled_store::{SledDb, SledStore};
+
+/// One entry of the envelope log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Position in this replica's log.
+    pub index: u64,
+    /// When this replica received (or wrote) it, unix milliseconds.
+    pub received_ms: u64,
+    /// The envelope.
+    pub envelope: Envelope,
+}
+
+/// Where a room's history is kept.
+pub trait Store {
+    /// Appends an envelope to the log; returns its index. Durable after [`Store::flush`].
+    fn append(&mut self, envelope: &Envelope, received_ms: u64) -> Result<u64>;
+    /// Makes everything appended so far durable.
+    fn flush(&mut self) -> Result<()>;
+    /// Number of log entries.
+    fn log_len(&self) -> u64;
+    /// Log entries with `from <= index < to`.
+    fn log_range(&self, from: u64, to: u64) -> Result<Vec<LogEntry>>;
+    /// The author's envelopes with `seq >= from_seq`, in order, at most `limit`.
+    fn author_envelopes(&self, author: &PeerKey, from_seq: u64, limit: usize) -> Result<Vec<Envelope>>;
+    /// The log index of the author's envelope `seq`.
+    fn index_of(&self, author: &PeerKey, seq: u64) -> Result<Option<u64>>;
+    /// Stores an admission.
+    fn put_admission(&mut self, admission: &Admission) -> Result<()>;
+    /// Every stored admission.
+    fn admissions(&self) -> Result<Vec<Admission>>;
+    /// Stores a checkpoint covering the log up to (excluding) `log_index`.
+    fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()>;
+    /// `(log_index, at_ms)` of every checkpoint, ascending.
+    fn checkpoints(&self) -> Result<Vec<(u64, u64)>>;
+    /// The checkpoint stored at `log_index`.
+    fn checkpoint(&self, log_index: u64) -> Result<Option<Checkpoint>>;
+}
+
+/// An in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    log: Vec<LogEntry>,
+    by_author: std::collections::HashMap<PeerKey, Vec<u64>>,
+    admissions: Vec<Admission>,
+    checkpoints: std::collections::BTreeMap<u64, Checkpoint>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn append(&mut self, envelope: &Envelope, received_ms: u64) -> Result<u64> {
+        let index = self.log.len() as u64;
+        self.by_author.entry(envelope.author).or_default().push(index);
+        self.log.push(LogEntry { index, received_ms, envelope: envelope.clone() });
+        Ok(index)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn log_len(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    fn log_range(&self, from: u64, to: u64) -> Result<Vec<LogEntry>> {
+        let to = (to as usize).min(self.log.len());
+        let from = (from as usize).min(to);
+        Ok(self.log[from..to].to_vec())
+    }
+
+    fn author_envelopes(&self, author: &PeerKey, from_seq: u64, limit: usize) -> Result<Vec<Envelope>> {
+        let Some(idx) = self.by_author.get(author) else { return Ok(Vec::new()) };
+        Ok(idx
+            .iter()
+            .map(|&i| &self.log[i as usize].envelope)
+            .filter(|e| e.seq >= from_seq)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn index_of(&self, author: &PeerKey, seq: u64) -> Result<Option<u64>> {
+        let Some(v) = self.by_author.get(author) else { return Ok(None) };
+        let is = |i: &u64| self.log[*i as usize].envelope.seq == seq;
+        Ok(v.get(seq as usize).copied().filter(is).or_else(|| v.iter().copied().find(is)))
+    }
+
+    fn put_admission(&mut self, admission: &Admission) -> Result<()> {
+        self.admissions.retain(|a| a.member != admission.member);
+        self.admissions.push(admission.clone());
+        Ok(())
+    }
+
+    fn admissions(&self) -> Result<Vec<Admission>> {
+        Ok(self.admissions.clone())
+    }
+
+    fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()> {
+        self.checkpoints.insert(log_index, checkpoint.clone());
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(u64, u64)>> {
+        Ok(self.checkpoints.iter().map(|(i, c)| (*i, c.at_ms)).collect())
+    }
+
+    fn checkpoint(&self, log_index: u64) -> Result<Option<Checkpoint>> {
+        Ok(self.checkpoints.get(&log_index).cloned())
+    }
+}
