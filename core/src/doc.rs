@@ -91,6 +91,30 @@ impl RoomDoc {
         self.doc.transact().encode_state_as_update_v1(&StateVector::default())
     }
 
+    /// The whole state as one v1 update in a canonical byte order: yrs writes the delete
+    /// set in hash-map order, so two replicas with the same state can encode it differently;
+    /// here its clients are sorted (descending, like the struct section). Replicas that
+    /// converged have byte-identical canonical states.
+    pub fn canonical_state(&self) -> Vec<u8> {
+        let full = self.encode_state();
+        let Ok(update) = Update::decode_v1(&full) else { return full };
+        let ds = update.delete_set();
+        let ds_len = ds.encode_v1().len();
+        let Some(blocks) = full.len().checked_sub(ds_len).map(|n| &full[..n]) else { return full };
+        let mut clients: Vec<_> = ds.iter().collect();
+        clients.sort_by(|a, b| b.0.cmp(a.0));
+        let mut out = crate::codec::Writer::with_capacity(full.len());
+        out.fixed(blocks).var(clients.len() as u64);
+        for (client, ranges) in clients {
+            let ranges: Vec<_> = ranges.iter().collect();
+            out.var(client.get()).var(ranges.len() as u64);
+            for r in ranges {
+                out.var(u64::from(r.start)).var(u64::from(r.end - r.start));
+            }
+        }
+        out.finish()
+    }
+
     /// What a peer with state vector `sv` (v1 bytes) is missing.
     pub fn encode_diff(&self, sv: &[u8]) -> Result<Vec<u8>> {
         let sv = StateVector::decode_v1(sv).map_err(|e| CoreError::malformed("state vector", e))?;
@@ -173,8 +197,20 @@ impl RoomDoc {
 
 fn decode_out<T: DeserializeOwned>(v: Out) -> Option<T> {
     match v {
+        Out::Any(Any::String(json)) => serde_json::from_str(&json).ok(),
+        // A stock Yjs client may write a plain object.
         Out::Any(any) => from_any(&any).ok(),
         _ => None,
+    }
+}
+
+/// Records are stored as JSON text: yrs encodes an `Any::Map` in hash-map order, so a
+/// map value would make converged replicas encode different bytes. A JSON string with a
+/// fixed field order keeps the encoded state byte-identical everywhere.
+fn record<T: Serialize>(value: &T) -> Any {
+    match serde_json::to_string(value) {
+        Ok(s) => Any::String(s.into()),
+        Err(_) => Any::Null,
     }
 }
 
@@ -240,12 +276,12 @@ impl Edit<'_, '_> {
 
     /// Adds or replaces a participant.
     pub fn set_participant(&mut self, peer: &str, p: &Participant) {
-        self.doc.participants.insert(self.txn, peer, any_of(p));
+        self.doc.participants.insert(self.txn, peer, record(p));
     }
 
     /// Records a vote.
     pub fn set_vote(&mut self, voter: &str, v: &VoteRecord) {
-        self.doc.votes.insert(self.txn, voter, any_of(v));
+        self.doc.votes.insert(self.txn, voter, record(v));
     }
 
     /// Removes every vote (after a round completes).
@@ -255,16 +291,16 @@ impl Edit<'_, '_> {
 
     /// Appends an analyzer result.
     pub fn push_analysis(&mut self, a: &AnalysisRecord) {
-        self.doc.analysis.push_back(self.txn, any_of(a));
+        self.doc.analysis.push_back(self.txn, record(a));
     }
 
     /// Appends a run record.
     pub fn push_run(&mut self, r: &RunRecord) {
-        self.doc.runs.push_back(self.txn, any_of(r));
+        self.doc.runs.push_back(self.txn, record(r));
     }
 
     /// Appends version metadata.
     pub fn push_version(&mut self, v: &VersionMeta) {
-        self.doc.versions.push_back(self.txn, any_of(v));
+        self.doc.versions.push_back(self.txn, record(v));
     }
 }
