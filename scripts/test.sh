@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every test of the workspace, from a fresh clone on Debian 12 (root or sudo, rustup stable).
+# This is the README's test command (through .ci/run); it installs what the machine lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+T0=$SECONDS
+
+step "system packages (wasm toolchain: rustc-web cargo-web rust-web-src lld binaryen)"
+bash scripts/install-wasm-toolchain.sh
+
+step "npm packages for the interop tests (yjs, y-protocols; cached in core/tests/js/node_modules)"
+command -v node >/dev/null || { echo "node is required (Node 20)"; exit 1; }
+if [ ! -d core/tests/js/node_modules ] || [ core/tests/js/package-lock.json -nt core/tests/js/node_modules ]; then
+  npm ci --prefix core/tests/js --no-audit --no-fund --loglevel=error
+fi
+
+export ARENA_TRACES_DIR="${ARENA_TRACES_DIR:-$PWD/../shared/data/traces}"
+[ -d "$ARENA_TRACES_DIR" ] || echo "WARNING: traces not found at $ARENA_TRACES_DIR: trace tests will say SKIPPED"
+
+step "cargo test --workspace (unit, integration, doc tests)"
+cargo test --workspace
+
+step "benches and examples compile"
+cargo build --workspace --all-targets
+
+step "arena-core for wasm32-unknown-unknown"
+bash scripts/build-wasm.sh
+
+step "all green in $((SECONDS - T0)) s"
