@@ -236,6 +236,10 @@ impl<S: Store> Room<S> {
                 receipt.buffered = receipt.buffered.saturating_sub((seq - k.1) as usize);
             }
         }
+        // A buffered envelope that arrived again in order (a catch-up answer) was applied
+        // directly: drop its stale copy, which would otherwise hold a slot forever.
+        let ledger = &self.ledger;
+        self.pending.retain(|(author, seq), _| *seq >= ledger.head(author).next_seq);
         self.maybe_checkpoint(now_ms)?;
         Ok(receipt)
     }
@@ -406,8 +410,35 @@ impl<S: Store> Room<S> {
         self.pending.len()
     }
 
-    /// A digest of the document state (for convergence checks and logs).
+    /// Applies an update from a client that cannot sign (a stock Yjs client) and seals it in
+    /// an envelope signed by us on its behalf. Needs a proxy grant; the update may not create
+    /// items under a client id owned by another author.
+    pub fn proxy_update(&mut self, update: &[u8], now_ms: u64) -> Result<Option<Envelope>> {
+        let me = self.me.public();
+        if !self.ledger.member(&me).is_some_and(|m| m.proxy && m.role.may_write()) {
+            return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
+        }
+        let decoded = Update::decode_v1(update).map_err(|e| CoreError::malformed("update", e))?;
+        if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
+            return Ok(None);
+        }
+        let head = self.ledger.head(&me);
+        let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update.to_vec());
+        let checked = self.ledger.check(&env, None)?;
+        {
+            let mut txn = self.doc.yrs().transact_mut();
+            txn.apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
+        }
+        self.ledger.record(&env, &checked);
+        let at = self.received_at(now_ms);
+        self.store.append(&env, at)?;
+        self.maybe_checkpoint(now_ms)?;
+        Ok(Some(env))
+    }
+
+    /// A digest of the document state (for convergence checks and logs): of the canonical
+    /// encoding, so replicas with the same state report the same digest.
     pub fn state_digest(&self) -> String {
-        hex(&sha256(&[&self.doc.encode_state()])[..8])
+        hex(&sha256(&[&self.doc.canonical_state()])[..8])
     }
 }

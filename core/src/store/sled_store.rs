@@ -67,6 +67,26 @@ impl SledDb {
         v
     }
 
+    /// Stores `value` under `key` in the named side tree (node-level data: room keys,
+    /// settings). Durable after [`SledDb::flush`].
+    pub fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let t = self.db.open_tree(tree).map_err(|e| self.err(tree, e))?;
+        t.insert(key, value).map_err(|e| self.err(tree, e))?;
+        Ok(())
+    }
+
+    /// Reads `key` from the named side tree.
+    pub fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.db.open_tree(tree).map_err(|e| self.err(tree, e))?;
+        Ok(t.get(key).map_err(|e| self.err(tree, e))?.map(|v| v.to_vec()))
+    }
+
+    /// Number of entries in the named side tree.
+    pub fn count(&self, tree: &str) -> Result<usize> {
+        let t = self.db.open_tree(tree).map_err(|e| self.err(tree, e))?;
+        Ok(t.len())
+    }
+
     /// Flushes everything to disk.
     pub fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(|e| self.err("database", e))

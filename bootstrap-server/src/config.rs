@@ -1,0 +1,65 @@
+//! The node's configuration: every flag also reads an `ARENA_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// arena-bootstrap: the self-hosted InterviewArena node. Hands out rooms and invites,
+/// serves stock Yjs clients over y-websocket (`/yws/{room}`), signals WebRTC peers
+/// (`/signal`, the y-webrtc protocol) and keeps every room's signed history in sled.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "arena-bootstrap", version, about, long_about = None)]
+pub struct Config {
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long, env = "ARENA_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Where sled keeps rooms, history and the node key.
+    #[arg(long, env = "ARENA_DATA_DIR", default_value = "./arena-data")]
+    pub data_dir: PathBuf,
+
+    /// Public base URL used in invite links (default: http://{http-addr}).
+    #[arg(long, env = "ARENA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// ICE servers handed to browsers, e.g. `stun:stun.example.org:3478` or
+    /// `turn:user:pass@turn.example.org:3478` (repeatable, or comma-separated in the env var).
+    #[arg(long = "ice-server", env = "ARENA_ICE_SERVERS", value_delimiter = ',')]
+    pub ice_servers: Vec<String>,
+
+    /// Directory of static files served at `/` (the web room); a page listing the API
+    /// otherwise.
+    #[arg(long, env = "ARENA_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Lifetime of invite tokens, in hours.
+    #[arg(long, env = "ARENA_TOKEN_TTL_HOURS", default_value_t = 24 * 7)]
+    pub token_ttl_hours: u64,
+
+    /// Unload a room this many seconds after its last connection left.
+    #[arg(long, env = "ARENA_ROOM_IDLE_SECS", default_value_t = 60)]
+    pub room_idle_secs: u64,
+
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "ARENA_MAX_MESSAGE", default_value_t = 4 << 20)]
+    pub max_message: usize,
+
+    /// Most messages a connection may send per second (sustained; bursts of 4x allowed).
+    #[arg(long, env = "ARENA_RATE_LIMIT", default_value_t = 500)]
+    pub rate_limit: u32,
+
+    /// Most topics one signaling connection may subscribe to.
+    #[arg(long, env = "ARENA_MAX_TOPICS", default_value_t = 32)]
+    pub max_topics: usize,
+}
+
+impl Config {
+    /// Defaults for tests and embedding: port 0 on loopback, data in `data_dir`.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Config::parse_from(["arena-bootstrap"]);
+        c.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.data_dir = data_dir.into();
+        c
+    }
+}

@@ -1,0 +1,326 @@
+//! One actor per loaded room: it owns the `Room` (document, ledger, sled store) and the
+//! room's awareness, and fans frames out to the room's connections. Connections talk to it
+//! through a bounded channel; it never shares the document.
+//!
+//! Group commit: the actor drains every queued command, applies them, flushes sled once,
+//! and only then sends anything out, so whatever a client sees has been made durable.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
+use arena_core::sync::ywire::{arena_frame, awareness_frame, update_frame, YSession};
+use arena_core::{Envelope, Role, Room, SledStore};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use yrs::sync::Awareness;
+
+use crate::metrics::{inc, dec};
+use crate::node::{now_ms, Node};
+
+/// Frames queued per connection before it counts as too slow and is dropped (it
+/// reconnects and resyncs).
+pub(crate) const CONN_QUEUE: usize = 256;
+const HUB_QUEUE: usize = 1024;
+
+/// What a connection receives.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Binary(Vec<u8>),
+    Close(String),
+}
+
+/// Commands to a room actor.
+#[derive(Debug)]
+pub(crate) enum HubCmd {
+    Attach { conn: u64, role: Role, tx: mpsc::Sender<Outbound>, reply: oneshot::Sender<Vec<u8>> },
+    Frame { conn: u64, bytes: Vec<u8> },
+    Detach { conn: u64 },
+    Info { reply: oneshot::Sender<serde_json::Value> },
+}
+
+struct Conn {
+    tx: mpsc::Sender<Outbound>,
+    session: YSession,
+    awareness_ids: HashSet<u64>,
+    link: Reassembler,
+    /// Speaks our envelope protocol (sent a `MSG_ARENA` message): gets signed envelopes.
+    arena: bool,
+}
+
+struct Hub {
+    node: Node,
+    room: Room<SledStore>,
+    awareness: Awareness,
+    conns: HashMap<u64, Conn>,
+    out: Vec<(Option<u64>, Option<u64>, Vec<u8>)>,
+    /// Info requests answered after the next flush (so they report durable state).
+    info_waiting: Vec<oneshot::Sender<serde_json::Value>>,
+}
+
+pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (mpsc::Sender<HubCmd>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(HUB_QUEUE);
+    let awareness = Awareness::new(room.doc().yrs().clone());
+    inc(&node.inner.metrics.rooms_loaded, 1);
+    let hub = Hub { node, room, awareness, conns: HashMap::new(), out: Vec::new(), info_waiting: Vec::new() };
+    let span = tracing::info_span!("room", room = %&hub.room.id().to_hex()[..12]);
+    let handle = tokio::spawn(tracing::Instrument::instrument(hub.run(rx), span));
+    (tx, handle)
+}
+
+impl Hub {
+    async fn run(mut self, mut rx: mpsc::Receiver<HubCmd>) {
+        let id = self.room.id();
+        info!("room loaded ({} log entries)", arena_core::Store::log_len(self.room.store()));
+        let idle = Duration::from_secs(self.node.cfg().room_idle_secs);
+        let shutdown = self.node.inner.shutdown.clone();
+        let mut idle_since = Some(Instant::now());
+        loop {
+            let deadline = idle_since.map(|t| t + idle);
+            let cmd = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                cmd = rx.recv() => match cmd { Some(c) => c, None => break },
+                _ = sleep_until(deadline) => { debug!("idle, unloading"); break }
+            };
+            let started = Instant::now();
+            self.handle(cmd);
+            // Group commit: take whatever else is queued, then flush once.
+            let mut n = 1;
+            while n < 256 {
+                match rx.try_recv() {
+                    Ok(c) => self.handle(c),
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            if let Err(e) = self.room.flush() {
+                warn!(error = %e, "flush failed; closing connections");
+                for c in self.conns.values() {
+                    let _ = c.tx.try_send(Outbound::Close("storage failure".into()));
+                }
+                break;
+            }
+            self.dispatch();
+            if !self.info_waiting.is_empty() {
+                let info = self.info();
+                for r in self.info_waiting.drain(..) {
+                    let _ = r.send(info.clone());
+                }
+            }
+            let m = &self.node.inner.metrics;
+            inc(&m.apply_us_sum, started.elapsed().as_micros() as u64);
+            inc(&m.apply_count, n);
+            idle_since = if self.conns.is_empty() { idle_since.or(Some(Instant::now())) } else { None };
+        }
+        rx.close();
+        let _ = self.room.flush();
+        for c in self.conns.values() {
+            let _ = c.tx.try_send(Outbound::Close("room unloaded".into()));
+        }
+        dec(&self.node.inner.metrics.rooms_loaded);
+        drop(rx);
+        self.node.forget_room(&id);
+        info!("room unloaded");
+    }
+
+    /// Queues `bytes` for `to` (None: everyone) except `except`.
+    fn send(&mut self, to: Option<u64>, except: Option<u64>, bytes: Vec<u8>) {
+        self.out.push((to, except, bytes));
+    }
+
+    fn dispatch(&mut self) {
+        let node = self.node.clone();
+        let m = &node.inner.metrics;
+        let mut slow = Vec::new();
+        for (to, except, bytes) in self.out.drain(..) {
+            for (id, c) in self.conns.iter() {
+                if to.is_some_and(|t| t != *id) || except == Some(*id) {
+                    continue;
+                }
+                inc(&m.bytes_out, bytes.len() as u64);
+                if c.tx.try_send(Outbound::Binary(bytes.clone())).is_err() {
+                    slow.push(*id);
+                }
+            }
+        }
+        for id in slow {
+            if let Some(c) = self.conns.remove(&id) {
+                inc(&m.frames_dropped_slow, 1);
+                let _ = c.tx.try_send(Outbound::Close("too slow: reconnect to resync".into()));
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: HubCmd) {
+        match cmd {
+            HubCmd::Attach { conn, role, tx, reply } => {
+                let session = YSession::new(!role.may_write());
+                let start = session.start(self.room.doc(), &self.awareness);
+                self.conns.insert(conn, Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false });
+                let _ = reply.send(start);
+            }
+            HubCmd::Detach { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.drop_awareness(c.awareness_ids);
+                }
+            }
+            HubCmd::Frame { conn, bytes } => self.frame(conn, &bytes),
+            HubCmd::Info { reply } => self.info_waiting.push(reply),
+        }
+    }
+
+    fn drop_awareness(&mut self, ids: HashSet<u64>) {
+        if ids.is_empty() {
+            return;
+        }
+        for id in &ids {
+            self.awareness.remove_state(yrs::ClientID::new(*id));
+        }
+        if let Ok(u) = self.awareness.update_with_clients(ids.iter().map(|i| yrs::ClientID::new(*i))) {
+            if let Ok(f) = awareness_frame(&yrs::updates::encoder::Encode::encode_v1(&u)) {
+                self.send(None, None, f);
+            }
+        }
+    }
+
+    fn frame(&mut self, conn: u64, bytes: &[u8]) {
+        let node = self.node.clone();
+        let m = &node.inner.metrics;
+        inc(&m.bytes_in, bytes.len() as u64);
+        let Some(c) = self.conns.get(&conn) else { return };
+        let session = c.session;
+        let outcome = match session.receive(self.room.doc(), &mut self.awareness, bytes) {
+            Ok(o) => o,
+            Err(e) => {
+                // Malformed bytes close this connection only.
+                inc(&m.frames_rejected, 1);
+                debug!(conn, error = %e, "malformed frame");
+                if let Some(c) = self.conns.remove(&conn) {
+                    let _ = c.tx.try_send(Outbound::Close(format!("malformed message: {e}")));
+                    self.drop_awareness(c.awareness_ids);
+                }
+                return;
+            }
+        };
+        if !outcome.reply.is_empty() {
+            self.send(Some(conn), None, outcome.reply);
+        }
+        if outcome.denied {
+            inc(&m.envelopes_rejected, 1);
+        }
+        let now = now_ms();
+        for u in outcome.updates {
+            match self.room.proxy_update(&u, now) {
+                Ok(Some(env)) => {
+                    inc(&m.envelopes_in, 1);
+                    self.broadcast_envelope(&env, Some(conn));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    inc(&m.envelopes_rejected, 1);
+                    debug!(conn, error = %e, "update refused");
+                    self.send(Some(conn), None, arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!("update refused: {e}")))]));
+                }
+            }
+        }
+        if let Some(a) = outcome.awareness {
+            if let Ok(upd) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&a) {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    for id in upd.clients.keys() {
+                        c.awareness_ids.insert(id.get());
+                    }
+                }
+            }
+            if let Ok(f) = awareness_frame(&a) {
+                // Like the y-websocket server: to everyone, the sender included (keeps its
+                // connection alive).
+                self.send(None, None, f);
+            }
+        }
+        for chunk_bytes in outcome.arena {
+            self.arena_chunk(conn, &chunk_bytes, now);
+        }
+    }
+
+    fn arena_chunk(&mut self, conn: u64, bytes: &[u8], now: u64) {
+        let id = self.room.id();
+        let msg = match self.conns.get_mut(&conn).map(|c| {
+            c.arena = true;
+            c.link.push(bytes, id)
+        }) {
+            Some(Ok(Some(msg))) => msg,
+            Some(Ok(None)) | None => return,
+            Some(Err(e)) => {
+                inc(&self.node.inner.metrics.frames_rejected, 1);
+                if let Some(c) = self.conns.remove(&conn) {
+                    let _ = c.tx.try_send(Outbound::Close(format!("malformed envelope message: {e}")));
+                }
+                return;
+            }
+        };
+        match self.room.handle(msg, now) {
+            Ok((replies, receipt)) => {
+                inc(&self.node.inner.metrics.envelopes_rejected, receipt.rejected.len() as u64);
+                inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
+                for r in chunk(&replies, GOSSIP_CHUNK) {
+                    self.send(Some(conn), None, arena_frame(&r));
+                }
+                for env in &receipt.applied {
+                    self.broadcast_envelope(env, Some(conn));
+                }
+            }
+            Err(e) => warn!(error = %e, "envelope message failed"),
+        }
+    }
+
+    /// Sends an applied envelope to every other connection: signed (as our own protocol)
+    /// to connections that speak it, as a plain y-protocols update to stock clients.
+    fn broadcast_envelope(&mut self, env: &Envelope, except: Option<u64>) {
+        inc(&self.node.inner.metrics.envelopes_out, self.conns.len().saturating_sub(1) as u64);
+        let plain = update_frame(&env.update);
+        let signed: Vec<Vec<u8>> =
+            chunk(&[Wire::Envelopes(vec![env.clone()])], GOSSIP_CHUNK).iter().map(|c| arena_frame(c)).collect();
+        let targets: Vec<(u64, bool)> =
+            self.conns.iter().filter(|(id, _)| Some(**id) != except).map(|(id, c)| (*id, c.arena)).collect();
+        for (id, arena) in targets {
+            if arena {
+                for f in &signed {
+                    self.send(Some(id), None, f.clone());
+                }
+            } else {
+                self.send(Some(id), None, plain.clone());
+            }
+        }
+    }
+
+    fn info(&self) -> serde_json::Value {
+        let doc = self.room.doc();
+        let members: Vec<_> = self
+            .room
+            .ledger()
+            .members()
+            .map(|(k, m)| serde_json::json!({ "key": k.to_hex(), "name": m.name, "role": m.role, "proxy": m.proxy }))
+            .collect();
+        let c = self.room.consensus();
+        serde_json::json!({
+            "room": self.room.id().to_hex(),
+            "meta": doc.meta(),
+            "participants": doc.participants().into_iter().map(|(k, p)| serde_json::json!({"key": k, "participant": p})).collect::<Vec<_>>(),
+            "members": members,
+            "versions": doc.versions(),
+            "runs": doc.runs().len(),
+            "connections": self.conns.len(),
+            "codeLength": doc.code_len(),
+            "consensus": { "round": c.round, "enabled": c.enabled(), "satisfied": c.satisfied, "required": c.required },
+        })
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

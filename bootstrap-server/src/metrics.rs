@@ -1,0 +1,54 @@
+//! Counters served at `/metrics` in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The node's counters and gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) connections_active: AtomicU64,
+    pub(crate) rooms_loaded: AtomicU64,
+    pub(crate) envelopes_in: AtomicU64,
+    pub(crate) envelopes_out: AtomicU64,
+    pub(crate) envelopes_rejected: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) frames_dropped_slow: AtomicU64,
+    pub(crate) frames_rejected: AtomicU64,
+    pub(crate) apply_us_sum: AtomicU64,
+    pub(crate) apply_count: AtomicU64,
+    pub(crate) signal_messages: AtomicU64,
+}
+
+pub(crate) fn inc(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+pub(crate) fn dec(c: &AtomicU64) {
+    c.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Prometheus exposition text.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let mut put = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(s, "# HELP arena_{name} {help}\n# TYPE arena_{name} {kind}\narena_{name} {}", v.load(Ordering::Relaxed));
+        };
+        put("connections_total", "counter", "WebSocket connections accepted.", &self.connections_total);
+        put("connections_active", "gauge", "WebSocket connections open now.", &self.connections_active);
+        put("rooms_loaded", "gauge", "Rooms held in memory.", &self.rooms_loaded);
+        put("envelopes_in_total", "counter", "Envelopes applied from clients and peers.", &self.envelopes_in);
+        put("envelopes_out_total", "counter", "Envelopes and updates sent to connections.", &self.envelopes_out);
+        put("envelopes_rejected_total", "counter", "Envelopes or updates refused.", &self.envelopes_rejected);
+        put("bytes_in_total", "counter", "WebSocket payload bytes received.", &self.bytes_in);
+        put("bytes_out_total", "counter", "WebSocket payload bytes sent.", &self.bytes_out);
+        put("frames_dropped_slow_total", "counter", "Connections dropped for being too slow (they resync).", &self.frames_dropped_slow);
+        put("frames_rejected_total", "counter", "Malformed frames (their connection was closed).", &self.frames_rejected);
+        put("apply_seconds_sum_us", "counter", "Microseconds spent handling frames in room actors.", &self.apply_us_sum);
+        put("apply_count", "counter", "Frames handled by room actors.", &self.apply_count);
+        put("signal_messages_total", "counter", "Signaling messages handled.", &self.signal_messages);
+        s
+    }
+}

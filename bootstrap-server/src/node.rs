@@ -1,0 +1,248 @@
+//! The node's shared state: its key, the sled database, the room registry, metrics.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arena_core::records::Meta;
+use arena_core::{Admission, Grant, Identity, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, FLAG_PROXY};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::BootstrapError;
+use crate::hub::{self, HubCmd};
+use crate::metrics::Metrics;
+
+/// Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub(crate) fn random_seed() -> Result<[u8; 32], BootstrapError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| BootstrapError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(seed)
+}
+
+const ROOMS_TREE: &str = "node/rooms";
+
+/// What the node keeps about a room it hosts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RoomRecord {
+    /// The room key's seed, hex: the node issues the room's invites.
+    pub(crate) key: String,
+    pub(crate) created_at: u64,
+}
+
+/// Tokens for a new room.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct CreatedRoom {
+    pub(crate) room: String,
+    pub(crate) tokens: HashMap<&'static str, String>,
+    pub(crate) links: HashMap<&'static str, String>,
+}
+
+/// The node: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) cfg: Config,
+    pub(crate) identity: Identity,
+    pub(crate) db: SledDb,
+    pub(crate) metrics: Metrics,
+    pub(crate) public_url: String,
+    pub(crate) rooms: Mutex<HashMap<RoomId, mpsc::Sender<HubCmd>>>,
+    pub(crate) signal: crate::signal::Topics,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
+    let path = dir.join("node.key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let bytes = PeerKey::from_hex(s.trim())
+                .map_err(|_| BootstrapError::Io(std::io::Error::other(format!("{} is not a 64-hex-digit key", path.display()))))?;
+            Ok(Identity::from_seed(bytes.0))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = Identity::from_seed(random_seed()?);
+            std::fs::write(&path, PeerKey(id.seed()).to_hex())?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(id)
+        }
+        Err(e) => Err(BootstrapError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
+    }
+}
+
+impl Node {
+    /// Opens the data dir (creating it) and the node key.
+    pub fn open(cfg: Config, public_url: String, shutdown: CancellationToken) -> Result<Self, BootstrapError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
+        let identity = load_or_create_key(&cfg.data_dir)?;
+        let db = SledDb::open(cfg.data_dir.join("sled"))?;
+        Ok(Node {
+            inner: Arc::new(Inner {
+                cfg,
+                identity,
+                db,
+                metrics: Metrics::default(),
+                public_url,
+                rooms: Mutex::new(HashMap::new()),
+                signal: crate::signal::Topics::default(),
+                shutdown,
+                tasks: tokio::sync::Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The node's public key.
+    pub fn public_key(&self) -> PeerKey {
+        self.inner.identity.public()
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn cfg(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    pub(crate) fn room_key(&self, room: &RoomId) -> Result<Option<Identity>, BootstrapError> {
+        let Some(raw) = self.inner.db.get(ROOMS_TREE, &room.0)? else { return Ok(None) };
+        let rec: RoomRecord = serde_json::from_slice(&raw)
+            .map_err(|e| BootstrapError::Io(std::io::Error::other(format!("room record {room}: {e}"))))?;
+        let seed = PeerKey::from_hex(&rec.key)?;
+        Ok(Some(Identity::from_seed(seed.0)))
+    }
+
+    /// Number of rooms this node hosts.
+    pub fn room_count(&self) -> usize {
+        self.inner.db.count(ROOMS_TREE).unwrap_or(0)
+    }
+
+    /// Creates a room: a fresh room key, the node admitted as proxy host, the metadata
+    /// written, invite tokens for each role.
+    pub(crate) fn create_room(&self, title: &str, language: &str) -> Result<CreatedRoom, BootstrapError> {
+        let room_key = Identity::from_seed(random_seed()?);
+        let id = room_key.public();
+        let now = now_ms();
+        let rec = RoomRecord { key: PeerKey(room_key.seed()).to_hex(), created_at: now };
+        let raw = serde_json::to_vec(&rec).map_err(|e| BootstrapError::Io(std::io::Error::other(e)))?;
+        self.inner.db.put(ROOMS_TREE, &id.0, &raw)?;
+        let mut room = Room::open(id, self.inner.identity.clone(), 0, self.inner.db.room(&id)?, RoomConfig::default(), now)?;
+        let node_grant = Grant::issue(&room_key, Role::Host, u64::MAX / 2, FLAG_PROXY, now);
+        room.admit(&Admission::sign(&self.inner.identity, node_grant, "bootstrap node", now), None)?;
+        let meta = Meta {
+            title: title.to_owned(),
+            language: language.to_owned(),
+            created_at: now,
+            analyzer_threshold: vec![Role::Host, Role::Candidate],
+            ..Meta::default()
+        };
+        room.edit(now, |e| e.set_meta_record(&meta))?;
+        room.flush()?;
+        let expiry = now / 1000 + self.cfg().token_ttl_hours * 3600;
+        let mut tokens = HashMap::new();
+        let mut links = HashMap::new();
+        for (i, role) in [Role::Host, Role::Candidate, Role::Observer].into_iter().enumerate() {
+            let t = Grant::issue(&room_key, role, expiry, 0, now.wrapping_add(i as u64)).to_token();
+            links.insert(role.as_str(), format!("{}/room/{}#token={t}", self.inner.public_url, id));
+            tokens.insert(role.as_str(), t);
+        }
+        Ok(CreatedRoom { room: id.to_hex(), tokens, links })
+    }
+
+    /// Parses a room id and checks a token for it; returns the grant.
+    pub(crate) fn authorize(&self, room: &str, token: Option<&str>) -> Result<(RoomId, Grant), AuthError> {
+        let id = PeerKey::from_hex(room).map_err(|_| AuthError::UnknownRoom)?;
+        if self.room_key(&id).map_err(|e| AuthError::Internal(e.to_string()))?.is_none() {
+            return Err(AuthError::UnknownRoom);
+        }
+        let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
+        let grant = Grant::from_token(token, &id, now_ms() / 1000).map_err(|e| AuthError::BadToken(e.to_string()))?;
+        Ok((id, grant))
+    }
+
+    /// The room's actor, loading the room from sled if it is not in memory.
+    pub(crate) async fn hub(&self, room: &RoomId) -> Result<mpsc::Sender<HubCmd>, BootstrapError> {
+        if let Some(tx) = self.loaded(room) {
+            return Ok(tx);
+        }
+        if self.room_key(room)?.is_none() {
+            return Err(BootstrapError::UnknownRoom(room.to_hex()));
+        }
+        let store = self.inner.db.room(room)?;
+        let loaded = Room::open(*room, self.inner.identity.clone(), 0, store, RoomConfig::default(), now_ms())?;
+        let (tx, handle) = {
+            let mut map = self.inner.rooms.lock().map_err(|_| BootstrapError::RoomGone(room.to_hex()))?;
+            // Another task may have loaded it meanwhile: keep the first one.
+            if let Some(existing) = map.get(room).filter(|t| !t.is_closed()) {
+                return Ok(existing.clone());
+            }
+            let (tx, handle) = hub::spawn(self.clone(), loaded);
+            map.insert(*room, tx.clone());
+            (tx, handle)
+        };
+        let mut tasks = self.inner.tasks.lock().await;
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+        Ok(tx)
+    }
+
+    fn loaded(&self, room: &RoomId) -> Option<mpsc::Sender<HubCmd>> {
+        let map = self.inner.rooms.lock().ok()?;
+        map.get(room).filter(|t| !t.is_closed()).cloned()
+    }
+
+    pub(crate) fn forget_room(&self, room: &RoomId) {
+        if let Ok(mut map) = self.inner.rooms.lock() {
+            if map.get(room).is_some_and(|t| t.is_closed()) {
+                map.remove(room);
+            }
+        }
+    }
+
+    /// Waits for every room actor to flush and stop.
+    pub async fn join_all(&self) {
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().await);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = self.inner.db.flush();
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug)]
+pub(crate) enum AuthError {
+    UnknownRoom,
+    MissingToken,
+    BadToken(String),
+    Internal(String),
+}
+
+impl AuthError {
+    pub(crate) fn message(&self) -> String {
+        match self {
+            AuthError::UnknownRoom => "unknown room".into(),
+            AuthError::MissingToken => "a token is required (?token=...)".into(),
+            AuthError::BadToken(e) => format!("invalid token: {e}"),
+            AuthError::Internal(_) => "internal error".into(),
+        }
+    }
+}
