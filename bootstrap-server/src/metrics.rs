@@ -19,6 +19,7 @@ pub struct Metrics {
     pub(crate) apply_us_sum: AtomicU64,
     pub(crate) apply_count: AtomicU64,
     pub(crate) signal_messages: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64, n: u64) {
@@ -48,6 +49,7 @@ impl Metrics {
         put("frames_rejected_total", "counter", "Malformed frames (their connection was closed).", &self.frames_rejected);
         put("apply_seconds_sum_us", "counter", "Microseconds spent handling frames in room actors.", &self.apply_us_sum);
         put("apply_count", "counter", "Frames handled by room actors.", &self.apply_count);
+        put("rate_limited_total", "counter", "Connections closed for exceeding the message rate.", &self.rate_limited);
         put("signal_messages_total", "counter", "Signaling messages handled.", &self.signal_messages);
         s
     }

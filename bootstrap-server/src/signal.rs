@@ -108,7 +108,8 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
         };
         inc(&m.signal_messages, 1);
         if !limiter.allow() {
-            let _ = socket.send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() }))).await;
+            inc(&m.rate_limited, 1);
+                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() }))).await;
             break;
         }
         let Ok(msg) = serde_json::from_str::<Value>(&text) else {

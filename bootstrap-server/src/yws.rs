@@ -86,6 +86,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, room: arena_core::R
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     if !limiter.allow() {
+                        inc(&m.rate_limited, 1);
                         let _ = socket.send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() }))).await;
                         break;
                     }
