@@ -18,7 +18,10 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data_dir: &Path) -> Result<Self> {
-        let cfg = arena_bootstrap::Config::for_tests(data_dir);
+        Self::start_with(arena_bootstrap::Config::for_tests(data_dir)).await
+    }
+
+    pub async fn start_with(cfg: arena_bootstrap::Config) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(cfg.http_addr).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
