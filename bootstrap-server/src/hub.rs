@@ -34,7 +34,7 @@ pub(crate) enum Outbound {
 /// Commands to a room actor.
 #[derive(Debug)]
 pub(crate) enum HubCmd {
-    Attach { conn: u64, role: Role, tx: mpsc::Sender<Outbound>, reply: oneshot::Sender<Vec<u8>> },
+    Attach { conn: u64, role: Role, tx: mpsc::Sender<Outbound>, reply: oneshot::Sender<Vec<Vec<u8>>> },
     Frame { conn: u64, bytes: Vec<u8> },
     Detach { conn: u64 },
     Info { reply: oneshot::Sender<serde_json::Value> },
@@ -57,13 +57,15 @@ struct Hub {
     out: Vec<(Option<u64>, Option<u64>, Vec<u8>)>,
     /// Info requests answered after the next flush (so they report durable state).
     info_waiting: Vec<oneshot::Sender<serde_json::Value>>,
+    /// Updates from stock clients in this batch, signed as one envelope by [`Hub::commit_proxied`].
+    proxied: Vec<(u64, Vec<u8>)>,
 }
 
 pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (mpsc::Sender<HubCmd>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(HUB_QUEUE);
     let awareness = Awareness::new(room.doc().yrs().clone());
     inc(&node.inner.metrics.rooms_loaded, 1);
-    let hub = Hub { node, room, awareness, conns: HashMap::new(), out: Vec::new(), info_waiting: Vec::new() };
+    let hub = Hub { node, room, awareness, conns: HashMap::new(), out: Vec::new(), info_waiting: Vec::new(), proxied: Vec::new() };
     let span = tracing::info_span!("room", room = %&hub.room.id().to_hex()[..12]);
     let handle = tokio::spawn(tracing::Instrument::instrument(hub.run(rx), span));
     (tx, handle)
@@ -86,7 +88,8 @@ impl Hub {
             };
             let started = Instant::now();
             self.handle(cmd);
-            // Group commit: take whatever else is queued, then flush once.
+            // Group commit: take whatever else is queued, sign the stock clients' updates
+            // as one envelope, then flush once.
             let mut n = 1;
             while n < 256 {
                 match rx.try_recv() {
@@ -95,7 +98,8 @@ impl Hub {
                 }
                 n += 1;
             }
-            if let Err(e) = self.room.flush() {
+            self.commit_proxied(now_ms());
+            if let Err(e) = self.node.flush().await {
                 warn!(error = %e, "flush failed; closing connections");
                 for c in self.conns.values() {
                     let _ = c.tx.try_send(Outbound::Close("storage failure".into()));
@@ -157,7 +161,8 @@ impl Hub {
         match cmd {
             HubCmd::Attach { conn, role, tx, reply } => {
                 let session = YSession::new(!role.may_write());
-                let start = session.start(self.room.doc(), &self.awareness);
+                // One message per frame: stock y-websocket peers read only a frame's first message.
+                let start = session.start_frames(self.room.doc(), &self.awareness);
                 self.conns.insert(conn, Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false });
                 let _ = reply.send(start);
             }
@@ -211,20 +216,8 @@ impl Hub {
             inc(&m.envelopes_rejected, 1);
         }
         let now = now_ms();
-        for u in outcome.updates {
-            match self.room.proxy_update(&u, now) {
-                Ok(Some(env)) => {
-                    inc(&m.envelopes_in, 1);
-                    self.broadcast_envelope(&env, Some(conn));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    inc(&m.envelopes_rejected, 1);
-                    debug!(conn, error = %e, "update refused");
-                    self.send(Some(conn), None, arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!("update refused: {e}")))]));
-                }
-            }
-        }
+        // Stock clients' updates are signed at the end of the batch, together.
+        self.proxied.extend(outcome.updates.into_iter().map(|u| (conn, u)));
         if let Some(a) = outcome.awareness {
             if let Ok(upd) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&a) {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -273,6 +266,71 @@ impl Hub {
             }
             Err(e) => warn!(error = %e, "envelope message failed"),
         }
+    }
+
+    /// Signs the batch's stock-client updates: one envelope (their merge) for the whole
+    /// batch, so the signature is paid per batch, not per keystroke. Stock connections get
+    /// the original updates; connections that speak our protocol get the signed envelope.
+    /// If the merged update is refused, each update is tried alone so only the offender
+    /// is refused.
+    fn commit_proxied(&mut self, now: u64) {
+        let batch = std::mem::take(&mut self.proxied);
+        if batch.is_empty() {
+            return;
+        }
+        let node = self.node.clone();
+        let m = &node.inner.metrics;
+        let merged = if batch.len() == 1 {
+            Ok(batch[0].1.clone())
+        } else {
+            let refs: Vec<&[u8]> = batch.iter().map(|(_, u)| u.as_slice()).collect();
+            yrs::merge_updates_v1(refs).map_err(|e| e.to_string())
+        };
+        let result = merged.map_err(|e| e.to_string()).and_then(|u| self.room.proxy_update(&u, now).map_err(|e| e.to_string()));
+        match result {
+            Ok(Some(env)) => {
+                inc(&m.envelopes_in, batch.len() as u64);
+                let stock: Vec<u64> = self.conns.iter().filter(|(_, c)| !c.arena).map(|(id, _)| *id).collect();
+                for (from, u) in &batch {
+                    let frame = update_frame(u);
+                    for id in stock.iter().filter(|id| *id != from) {
+                        self.send(Some(*id), None, frame.clone());
+                    }
+                }
+                let arena: Vec<u64> = self.conns.iter().filter(|(_, c)| c.arena).map(|(id, _)| *id).collect();
+                let signed: Vec<Vec<u8>> = chunk(&[Wire::Envelopes(vec![env])], GOSSIP_CHUNK).iter().map(|c| arena_frame(c)).collect();
+                for id in arena {
+                    for f in &signed {
+                        self.send(Some(id), None, f.clone());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(_) if batch.len() > 1 => {
+                for (conn, u) in batch {
+                    self.commit_one(conn, &u, now);
+                }
+            }
+            Err(e) => self.refuse(batch[0].0, &e),
+        }
+    }
+
+    fn commit_one(&mut self, conn: u64, u: &[u8], now: u64) {
+        match self.room.proxy_update(u, now) {
+            Ok(Some(env)) => {
+                inc(&self.node.inner.metrics.envelopes_in, 1);
+                self.broadcast_envelope(&env, Some(conn));
+            }
+            Ok(None) => {}
+            Err(e) => self.refuse(conn, &e.to_string()),
+        }
+    }
+
+    fn refuse(&mut self, conn: u64, reason: &str) {
+        inc(&self.node.inner.metrics.envelopes_rejected, 1);
+        debug!(conn, error = %reason, "update refused");
+        let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!("update refused: {reason}")))]);
+        self.send(Some(conn), None, deny);
     }
 
     /// Sends an applied envelope to every other connection: signed (as our own protocol)

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arena_core::records::Meta;
 use arena_core::{Admission, Grant, Identity, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, FLAG_PROXY};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -62,6 +62,30 @@ pub(crate) struct Inner {
     pub(crate) signal: crate::signal::Topics,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Group commit across rooms: sled's flush makes the whole database durable, so one
+/// flush answers every request that queued while the previous one ran. It runs on the
+/// blocking pool, never on an async worker.
+fn spawn_flusher(db: SledDb) -> mpsc::Sender<oneshot::Sender<Result<(), String>>> {
+    let (tx, mut rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4096);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut waiting = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                waiting.push(more);
+            }
+            let db = db.clone();
+            let res = tokio::task::spawn_blocking(move || db.flush().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            for w in waiting {
+                let _ = w.send(res.clone());
+            }
+        }
+    });
+    tx
 }
 
 fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
@@ -97,13 +121,14 @@ impl Node {
             inner: Arc::new(Inner {
                 cfg,
                 identity,
-                db,
+                db: db.clone(),
                 metrics: Metrics::default(),
                 public_url,
                 rooms: Mutex::new(HashMap::new()),
                 signal: crate::signal::Topics::default(),
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
+                flusher: spawn_flusher(db),
             }),
         })
     }
@@ -215,6 +240,13 @@ impl Node {
                 map.remove(room);
             }
         }
+    }
+
+    /// Makes everything written so far durable (shared group commit).
+    pub(crate) async fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.flusher.send(tx).await.map_err(|_| "flusher stopped".to_owned())?;
+        rx.await.map_err(|_| "flusher stopped".to_owned())?
     }
 
     /// Waits for every room actor to flush and stop.

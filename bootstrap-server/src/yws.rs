@@ -62,7 +62,9 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, room: arena_core::R
     }
     debug!(%role, "attached");
     if let Ok(start) = start.await {
-        let _ = socket.send(Message::Binary(start.into())).await;
+        for frame in start {
+            let _ = socket.send(Message::Binary(frame.into())).await;
+        }
     }
     let mut limiter = RateLimiter::new(node.cfg().rate_limit);
     let shutdown = node.inner.shutdown.clone();
