@@ -85,6 +85,17 @@ impl Checkpoint {
         w.finish()
     }
 
+    /// `at_ms` of an encoded checkpoint, read from its header without decoding (copying) the
+    /// state, so listing a room's checkpoints stays cheap however many and large they are.
+    /// The rest is checked when the checkpoint itself is read.
+    pub(crate) fn peek_at_ms(bytes: &[u8]) -> Result<u64> {
+        let mut r = Reader::new(bytes, "checkpoint");
+        if r.u8()? != VERSION {
+            return Err(r.err("unknown checkpoint version"));
+        }
+        r.var()
+    }
+
     /// Parses the binary form for `room`.
     pub fn decode(bytes: &[u8], room: RoomId) -> Result<Self> {
         let mut r = Reader::new(bytes, "checkpoint");

@@ -5,7 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use yrs::encoding::serde::{from_any, to_any};
 use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
+use yrs::encoding::write::Write;
+use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{
     Any, Array, ArrayRef, Doc, GetString, Map, MapRef, OffsetKind, Options, Out, ReadTxn, StateVector,
     Text, TextRef, Transact, TransactionMut, Update,
@@ -13,6 +14,11 @@ use yrs::{
 
 use crate::error::{CoreError, Result};
 use crate::records::{AnalysisRecord, Meta, Participant, RunRecord, VersionMeta, VoteRecord};
+
+mod strict;
+mod watch;
+pub use strict::{check_update, decode_state_vector, decode_update, MAX_CLIENT_ID};
+pub use watch::CodeWatch;
 
 /// Root names: part of the wire contract with stock Yjs clients.
 pub mod roots {
@@ -82,11 +88,11 @@ impl RoomDoc {
 
     /// Decodes and applies a v1 update.
     pub fn apply_v1(&self, update: &[u8]) -> Result<()> {
-        let u = Update::decode_v1(update).map_err(|e| CoreError::malformed("update", e))?;
-        self.apply(u)
+        self.apply(decode_update(update)?)
     }
 
-    /// The whole state as one v1 update (a checkpoint's payload).
+    /// The whole state as one v1 update (a checkpoint's payload). Not canonical: two replicas
+    /// with the same state may encode it differently, see [`RoomDoc::canonical_state`].
     pub fn encode_state(&self) -> Vec<u8> {
         self.doc.transact().encode_state_as_update_v1(&StateVector::default())
     }
@@ -95,8 +101,21 @@ impl RoomDoc {
     /// set in hash-map order, so two replicas with the same state can encode it differently;
     /// here its clients are sorted (descending, like the struct section). Replicas that
     /// converged have byte-identical canonical states.
+    ///
+    /// The items are canonical too: yrs encodes them as this replica's store happens to hold
+    /// them, split wherever a concurrent insert or a piecewise delete once landed, so
+    /// neighbours that merged on one replica can stay apart on another (seen in the
+    /// convergence tests: same state vector, different lengths). Loading the state into a
+    /// fresh document in one transaction lets yrs squash every mergeable neighbour (the rule
+    /// is associative and depends only on the items), which leaves one form per state. Costs
+    /// a full load: for checks and digests, not for every keystroke.
     pub fn canonical_state(&self) -> Vec<u8> {
         let full = self.encode_state();
+        let fresh = RoomDoc::new(0);
+        let full = match fresh.apply_v1(&full) {
+            Ok(()) => fresh.encode_state(),
+            Err(_) => full,
+        };
         let Ok(update) = Update::decode_v1(&full) else { return full };
         let ds = update.delete_set();
         let ds_len = ds.encode_v1().len();
@@ -117,13 +136,23 @@ impl RoomDoc {
 
     /// What a peer with state vector `sv` (v1 bytes) is missing.
     pub fn encode_diff(&self, sv: &[u8]) -> Result<Vec<u8>> {
-        let sv = StateVector::decode_v1(sv).map_err(|e| CoreError::malformed("state vector", e))?;
+        let sv = decode_state_vector(sv)?;
         Ok(self.doc.transact().encode_state_as_update_v1(&sv))
     }
 
-    /// The state vector, v1 bytes.
+    /// The state vector, v1 bytes, clients in ascending order so that equal states give equal
+    /// bytes (yrs writes them in hash-map order, which depends on the replica's history).
     pub fn state_vector(&self) -> Vec<u8> {
-        self.doc.transact().state_vector().encode_v1()
+        let sv = self.doc.transact().state_vector();
+        let mut clients: Vec<(u64, u32)> = sv.iter().map(|(c, clock)| (c.get(), *clock)).collect();
+        clients.sort_unstable();
+        let mut enc = EncoderV1::new();
+        enc.write_var(clients.len());
+        for (client, clock) in clients {
+            enc.write_var(client);
+            enc.write_var(clock);
+        }
+        enc.to_vec()
     }
 
     /// Whether updates are waiting for missing predecessors.
@@ -152,6 +181,16 @@ impl RoomDoc {
         } else {
             txn.encode_update_v1()
         };
+        // A peer may delete ids before they exist, even ids this replica has yet to write;
+        // yrs keeps such deletions pending and retries them only when a remote update comes
+        // in. Every other replica applies them as soon as our items arrive, so apply them
+        // now too: otherwise our own view shows text that the state we encode (and every
+        // peer) has deleted, until the next remote update.
+        if txn.store().pending_ds().is_some() {
+            if let Err(e) = txn.apply_update(Update::new()) {
+                debug_assert!(false, "retrying pending deletions failed: {e}");
+            }
+        }
         (r, update)
     }
 

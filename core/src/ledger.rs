@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use yrs::updates::decoder::Decode;
 use yrs::Update;
 
 use crate::envelope::Envelope;
@@ -150,7 +149,7 @@ impl Ledger {
         if env.prev != head.last_hash {
             return Err(CoreError::BrokenChain { author: env.author.to_hex(), seq: env.seq });
         }
-        let update = Update::decode_v1(&env.update).map_err(|e| CoreError::malformed("update", e))?;
+        let update = crate::doc::decode_update(&env.update)?;
         let own = env.author.client_id(env.session);
         for client in update.insertions(true).client_ids() {
             let client = client.get();

@@ -6,8 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use yrs::updates::decoder::Decode;
-use yrs::{Transact, Update};
+use yrs::Transact;
 
 use crate::checkpoint::Checkpoint;
 use crate::doc::{Edit, RoomDoc};
@@ -115,7 +114,7 @@ impl<S: Store> Room<S> {
             let mut txn = room.doc.yrs().transact_mut();
             for entry in &entries {
                 let env = &entry.envelope;
-                let update = Update::decode_v1(&env.update).map_err(|e| CoreError::malformed("stored update", e))?;
+                let update = crate::doc::decode_update(&env.update)?;
                 room.ledger.advance(env, env.hash(), Some(&update));
                 txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
                 room.last_received_ms = entry.received_ms;
@@ -147,6 +146,12 @@ impl<S: Store> Room<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, mutably: for side data a store keeps beside the log (a recording's
+    /// awareness changes). Envelopes appended through it bypass the ledger: don't.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     /// Our role, if admitted.
@@ -257,6 +262,11 @@ impl<S: Store> Room<S> {
                     ok_envs.push(env);
                 }
                 Err(CoreError::Replayed { .. }) => receipt.duplicates += 1,
+                // Buffer only what the author really signed: anyone can put a member's key
+                // on an envelope, and the buffer holds up to `max_pending` of them.
+                Err(CoreError::Gap { .. }) if env.verify_signature().is_err() => {
+                    receipt.rejected.push((env.author, CoreError::BadSignature("envelope")))
+                }
                 Err(CoreError::Gap { .. }) => {
                     receipt.needs_catch_up = true;
                     if self.pending.len() < self.cfg.max_pending {
@@ -321,6 +331,16 @@ impl<S: Store> Room<S> {
 
     /// Answers a peer's envelope vector: admissions, then what it lacks (from our log).
     pub fn answer(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Vec<Wire>> {
+        let mut out = vec![Wire::Admissions(self.ledger.admissions())];
+        // A peer with nothing starts from our latest signed checkpoint (when its signer is
+        // the host or a node), then verifies only the envelopes after it.
+        let mut have = have.clone();
+        if have.is_empty() {
+            if let Some(cp) = self.latest_signed_checkpoint()? {
+                have.extend(cp.heads.iter().map(|(k, h)| (*k, h.next_seq)));
+                out.push(Wire::Checkpoint(Box::new(cp)));
+            }
+        }
         let mut envs = Vec::new();
         let mut budget = self.cfg.max_catch_up;
         for (author, head) in self.ledger.heads() {
@@ -338,11 +358,16 @@ impl<S: Store> Room<S> {
             with_index.push((idx, e));
         }
         with_index.sort_by_key(|(i, _)| *i);
-        let mut out = vec![Wire::Admissions(self.ledger.admissions())];
         if !with_index.is_empty() {
             out.push(Wire::Envelopes(with_index.into_iter().map(|(_, e)| e).collect()));
         }
         Ok(out)
+    }
+
+    /// Our latest checkpoint, if its signer is one a late joiner accepts (host or proxy).
+    fn latest_signed_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let Some(&(idx, _)) = self.store.checkpoints()?.last() else { return Ok(None) };
+        Ok(self.store.checkpoint(idx)?.filter(|cp| cp.verify(&self.ledger).is_ok()))
     }
 
     /// Handles one envelope-protocol message; returns the replies and the receipt of any
@@ -418,7 +443,7 @@ impl<S: Store> Room<S> {
         if !self.ledger.member(&me).is_some_and(|m| m.proxy && m.role.may_write()) {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
         }
-        let decoded = Update::decode_v1(update).map_err(|e| CoreError::malformed("update", e))?;
+        let decoded = crate::doc::decode_update(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(None);
         }

@@ -1,5 +1,7 @@
 //! Sans-IO sync: bytes in, messages out. [`ywire`] speaks y-protocols (what stock Yjs
-//! clients speak); [`wire`] is our envelope protocol with catch-up and chunking.
+//! clients speak); [`wire`] is our envelope protocol with catch-up and chunking; [`client`]
+//! is a signing peer's side of a bootstrap node's `/yws` socket.
 
+pub mod client;
 pub mod wire;
 pub mod ywire;

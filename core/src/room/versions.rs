@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use yrs::updates::decoder::Decode;
-use yrs::{Transact, Update};
+use yrs::Transact;
 
 use super::Room;
 use crate::checkpoint::Checkpoint;
@@ -100,7 +99,7 @@ impl<S: Store> Room<S> {
         let entries = self.store.log_range(start, end)?;
         let mut txn = doc.yrs().transact_mut();
         for e in entries.iter().map(|e| &e.envelope).filter(|e| within(&e.author, e.seq + 1)) {
-            let u = Update::decode_v1(&e.update).map_err(|err| CoreError::malformed("stored update", err))?;
+            let u = crate::doc::decode_update(&e.update)?;
             txn.apply_update(u).map_err(|err| CoreError::Update(err.to_string()))?;
         }
         drop(txn);

@@ -167,6 +167,13 @@ fn fragment(bytes: &[u8], max: usize, id: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Whether a chunk made by [`chunk`] is one fragment of a larger message (it cannot be
+/// checked on its own; a relay that validates messages before forwarding them, like
+/// gossipsub, has to treat it apart).
+pub fn is_fragment(chunk: &[u8]) -> bool {
+    chunk.first() == Some(&T_FRAGMENT)
+}
+
 /// Reassembles chunks from one link into messages. Holds at most one fragmented message at
 /// a time and never more than [`MAX_MESSAGE`] bytes.
 #[derive(Debug, Default)]

@@ -3,11 +3,22 @@
 //!
 //! A frame holds messages back to back. Unlike `yrs::sync::MessageReader`, [`decode_frame`]
 //! treats a frame that ends in the middle of a message as an error, not as the end.
+//!
+//! Stock peers (y-websocket's client and server, y-webrtc) read only the FIRST message of a
+//! frame and silently ignore the rest, so anything sent to them unprompted must be one
+//! message per frame ([`YSession::start_frames`], [`update_frame`], [`awareness_frame`]).
+//! A reply to a stock peer's frame holds one message, since their frames do.
+//!
+//! Client ids on the wire must be JavaScript-safe (below 2^53): lib0 refuses larger ones,
+//! and `yrs::ClientID::new` debug-asserts on them, so [`decode_frame`] refuses them in
+//! state vectors and awareness updates.
 
+use std::collections::HashMap;
+
+use yrs::sync::awareness::AwarenessUpdateEntry;
 use yrs::sync::{Awareness, AwarenessUpdate, Message, SyncMessage};
-use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
-use yrs::{ReadTxn, StateVector, Transact};
+use yrs::{ClientID, ReadTxn, StateVector, Transact};
 
 use crate::codec::Reader;
 use crate::doc::RoomDoc;
@@ -40,23 +51,18 @@ pub fn decode_frame(frame: &[u8]) -> Result<Vec<Message>> {
 }
 
 fn read_message(r: &mut Reader<'_>) -> Result<Message> {
-    let bad = |what: &'static str, e: &dyn std::fmt::Display| CoreError::malformed(what, e);
     Ok(match r.var()? {
         0 => {
             let sub = r.var()?;
             let payload = r.bytes(MAX_FRAME)?;
             match sub {
-                0 => Message::Sync(SyncMessage::SyncStep1(
-                    StateVector::decode_v1(payload).map_err(|e| bad("state vector", &e))?,
-                )),
+                0 => Message::Sync(SyncMessage::SyncStep1(decode_state_vector(payload)?)),
                 1 => Message::Sync(SyncMessage::SyncStep2(payload.to_vec())),
                 2 => Message::Sync(SyncMessage::Update(payload.to_vec())),
                 n => return Err(r.err(&format!("unknown sync message type {n}"))),
             }
         }
-        1 => Message::Awareness(
-            AwarenessUpdate::decode_v1(r.bytes(MAX_FRAME)?).map_err(|e| bad("awareness update", &e))?,
-        ),
+        1 => Message::Awareness(decode_awareness(r.bytes(MAX_FRAME)?)?),
         2 => match r.var()? {
             0 => Message::Auth(Some(r.str(MAX_FRAME)?.to_owned())),
             _ => Message::Auth(None),
@@ -65,6 +71,50 @@ fn read_message(r: &mut Reader<'_>) -> Result<Message> {
         t if t == u64::from(MSG_ARENA) => Message::Custom(MSG_ARENA, r.bytes(MAX_FRAME)?.to_vec()),
         t => return Err(r.err(&format!("unknown message type {t}"))),
     })
+}
+
+/// Largest client id JavaScript (lib0) can carry: 2^53 - 1.
+const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
+
+fn read_client(r: &mut Reader<'_>) -> Result<ClientID> {
+    let id = r.var()?;
+    if id > MAX_CLIENT_ID {
+        return Err(r.err(&format!("client id {id} is not below 2^53")));
+    }
+    Ok(ClientID::new(id))
+}
+
+/// A v1 state vector: varUint n, then n × (client, clock). Strict, unlike
+/// `StateVector::decode_v1`: ids below 2^53, no trailing bytes.
+fn decode_state_vector(payload: &[u8]) -> Result<StateVector> {
+    let mut r = Reader::new(payload, "state vector");
+    let n = r.count(2)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = read_client(&mut r)?;
+        entries.push((client, r.var_u32()?));
+    }
+    r.finish()?;
+    Ok(entries.into_iter().collect())
+}
+
+/// An awareness update: varUint n, then n × (client, clock, varString JSON). The JSON must
+/// parse: stock peers `JSON.parse` every state and throw on garbage, so the room must not
+/// accept (and forward) it.
+fn decode_awareness(payload: &[u8]) -> Result<AwarenessUpdate> {
+    let mut r = Reader::new(payload, "awareness update");
+    let n = r.count(3)?;
+    let mut clients = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let client = read_client(&mut r)?;
+        let clock = r.var_u32()?;
+        let json = r.str(MAX_FRAME)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(json)
+            .map_err(|e| CoreError::malformed("awareness state JSON", e))?;
+        clients.insert(client, AwarenessUpdateEntry { clock, json: json.into() });
+    }
+    r.finish()?;
+    Ok(AwarenessUpdate { clients })
 }
 
 /// Encodes messages back to back into one frame.
@@ -79,7 +129,8 @@ pub fn encode_frame(messages: &[Message]) -> Vec<u8> {
 /// What a received frame produced.
 #[derive(Debug, Default)]
 pub struct YOutcome {
-    /// Frame to send back to the sender (empty: nothing).
+    /// Frame to send back to the sender (empty: nothing). It holds one answer per message
+    /// that needs one, so a stock peer's frame (always one message) gets a one-message reply.
     pub reply: Vec<u8>,
     /// Document updates (v1) the sender wants applied. The caller applies them through the
     /// room (which signs them when it acts as a proxy) and broadcasts them.
@@ -104,8 +155,20 @@ impl YSession {
         YSession { read_only }
     }
 
-    /// The first frame to send: our sync step 1 and the room's awareness.
+    /// The frames to send first, in order, one message each: our sync step 1, then the
+    /// room's awareness (when anyone is present). Use this for stock peers.
+    pub fn start_frames(&self, doc: &RoomDoc, awareness: &Awareness) -> Vec<Vec<u8>> {
+        self.start_messages(doc, awareness).iter().map(|m| encode_frame(std::slice::from_ref(m))).collect()
+    }
+
+    /// The same messages as [`YSession::start_frames`] back to back in ONE frame. Only for
+    /// peers that read every message of a frame: a stock y-websocket / y-webrtc peer reads
+    /// the sync step 1 and silently drops the awareness.
     pub fn start(&self, doc: &RoomDoc, awareness: &Awareness) -> Vec<u8> {
+        encode_frame(&self.start_messages(doc, awareness))
+    }
+
+    fn start_messages(&self, doc: &RoomDoc, awareness: &Awareness) -> Vec<Message> {
         let sv = doc.yrs().transact().state_vector();
         let mut msgs = vec![Message::Sync(SyncMessage::SyncStep1(sv))];
         if let Ok(a) = awareness.update() {
@@ -113,13 +176,15 @@ impl YSession {
                 msgs.push(Message::Awareness(a));
             }
         }
-        encode_frame(&msgs)
+        msgs
     }
 
     /// Handles one frame from the peer.
     pub fn receive(&self, doc: &RoomDoc, awareness: &mut Awareness, frame: &[u8]) -> Result<YOutcome> {
         let mut out = YOutcome::default();
         let mut replies = Vec::new();
+        // Every awareness entry of the frame, the last one per client winning.
+        let mut forward = HashMap::new();
         for msg in decode_frame(frame)? {
             match msg {
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
@@ -128,19 +193,18 @@ impl YSession {
                 }
                 Message::Sync(SyncMessage::SyncStep2(u)) | Message::Sync(SyncMessage::Update(u)) => {
                     if self.read_only {
-                        if !is_noop_update(&u) && !out.denied {
+                        if !is_noop_update(doc, &u) && !out.denied {
                             out.denied = true;
                             replies.push(Message::Auth(Some("read-only: observers may not edit".into())));
                         }
                     } else {
-                        yrs::Update::decode_v1(&u).map_err(|e| CoreError::malformed("update", e))?;
+                        crate::doc::decode_update(&u)?;
                         out.updates.push(u);
                     }
                 }
                 Message::Awareness(update) => {
-                    let bytes = update.encode_v1();
+                    forward.extend(update.clients.iter().map(|(k, v)| (*k, v.clone())));
                     awareness.apply_update(update).map_err(|e| CoreError::malformed("awareness", e))?;
-                    out.awareness = Some(bytes);
                 }
                 Message::AwarenessQuery => {
                     if let Ok(a) = awareness.update() {
@@ -154,18 +218,28 @@ impl YSession {
                 }
             }
         }
+        if !forward.is_empty() {
+            out.awareness = Some(AwarenessUpdate { clients: forward }.encode_v1());
+        }
         out.reply = encode_frame(&replies);
         Ok(out)
     }
 }
 
-/// An update that carries nothing (stock clients send one in sync step 2 when they have no
-/// local changes).
-fn is_noop_update(u: &[u8]) -> bool {
-    match yrs::Update::decode_v1(u) {
-        Ok(up) => up.state_vector() == StateVector::default() && up.delete_set().is_empty(),
-        Err(_) => false,
-    }
+/// An update that would change nothing in `doc`: every struct it carries is already there
+/// and every deletion already happened. A stock client's sync step 2 is one when it has no
+/// local changes, even though it always carries the client's whole delete set.
+/// (`Update::state_vector` is no test: it only counts clients whose structs start at clock
+/// 0, so an edit by a client that wrote before would pass for "nothing".)
+fn is_noop_update(doc: &RoomDoc, u: &[u8]) -> bool {
+    let Ok(up) = crate::doc::decode_update(u) else { return false };
+    let txn = doc.yrs().transact();
+    let sv = txn.state_vector();
+    let known = up.insertions(true).iter().all(|(client, ranges)| {
+        let have = sv.get(client);
+        ranges.iter().all(|r| r.end <= have)
+    });
+    known && (up.delete_set().is_empty() || up.delete_set().diff(&txn.snapshot().delete_set).is_empty())
 }
 
 /// A frame carrying one document update.
@@ -175,8 +249,7 @@ pub fn update_frame(update: &[u8]) -> Vec<u8> {
 
 /// A frame carrying one awareness update (v1 bytes).
 pub fn awareness_frame(update: &[u8]) -> Result<Vec<u8>> {
-    let a = AwarenessUpdate::decode_v1(update).map_err(|e| CoreError::malformed("awareness", e))?;
-    Ok(encode_frame(&[Message::Awareness(a)]))
+    Ok(encode_frame(&[Message::Awareness(decode_awareness(update)?)]))
 }
 
 /// A frame carrying one chunk of our envelope protocol.

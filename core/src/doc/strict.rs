@@ -1,0 +1,362 @@
+//! Strict decoding of yrs v1 updates and state vectors from untrusted peers.
+//!
+//! `yrs::Update::decode_v1` (0.28) trusts its input more than a network peer deserves:
+//! `ClientID::new` debug-asserts that an id is below 2^53 (a panic in debug builds, a silent
+//! alias of another id in release), nested `Any` values are decoded recursively without a
+//! depth limit (a few megabytes of `[[[[…` overflow the stack: an abort, not a panic),
+//! a signed varint longer than ten bytes overflows a shift, and clocks near `u32::MAX`
+//! overflow additions. [`check_update`] walks the update exactly as yrs's `DecoderV1` will
+//! and refuses all of that first, so nothing hostile reaches yrs. It allocates nothing.
+
+use yrs::updates::decoder::Decode;
+use yrs::{StateVector, Update};
+
+use crate::error::{CoreError, Result};
+
+/// Largest client id JavaScript (lib0) can carry, and the largest `yrs::ClientID` takes.
+pub const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
+/// Largest clock (and clock + length) accepted: yrs computes clock differences in `i32`.
+const MAX_CLOCK: u64 = i32::MAX as u64;
+/// Deepest nesting of `Any` arrays and maps accepted (serde_json's own JSON limit).
+const MAX_ANY_DEPTH: usize = 128;
+
+/// Checks `bytes` with [`check_update`], then decodes them.
+pub fn decode_update(bytes: &[u8]) -> Result<Update> {
+    check_update(bytes)?;
+    Update::decode_v1(bytes).map_err(|e| CoreError::malformed("update", e))
+}
+
+/// A v1 state vector with every client id below 2^53 and clocks yrs can add to.
+pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector> {
+    let mut r = Walker { buf: bytes, pos: 0 };
+    let n = r.count(2)?;
+    for _ in 0..n {
+        r.client()?;
+        r.clock()?;
+    }
+    r.finish()?;
+    StateVector::decode_v1(bytes).map_err(|e| CoreError::malformed("state vector", e))
+}
+
+/// Walks a v1 update the way yrs 0.28's `Update::decode` with `DecoderV1` reads it and
+/// refuses what would make yrs panic, abort or alias: client ids of 2^53 and above, clocks
+/// past `i32::MAX`, `Any` nested deeper than 128, over-long signed varints, counts larger
+/// than the input, weak links (not compiled into our yrs), legacy JSON content (which yrs
+/// decodes off by one), trailing bytes; and items inside
+/// nested types, which the room's schema does not have and which yrs applies partly before
+/// refusing (see below).
+pub fn check_update(bytes: &[u8]) -> Result<()> {
+    let mut r = Walker { buf: bytes, pos: 0 };
+    let clients = r.count(3)?;
+    for _ in 0..clients {
+        let blocks = r.count(1)?;
+        r.client()?;
+        let mut clock = r.clock()?;
+        for _ in 0..blocks {
+            clock += r.block()?;
+            if clock > MAX_CLOCK {
+                return Err(r.err("clock overflows"));
+            }
+        }
+    }
+    // The delete set: per client, ranges (clock, length).
+    let clients = r.count(2)?;
+    for _ in 0..clients {
+        r.client()?;
+        let ranges = r.count(2)?;
+        for _ in 0..ranges {
+            let start = r.clock()?;
+            if start + r.clock()? > MAX_CLOCK {
+                return Err(r.err("deleted range overflows"));
+            }
+        }
+    }
+    r.finish()
+}
+
+struct Walker<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Walker<'a> {
+    fn err(&self, reason: &str) -> CoreError {
+        CoreError::malformed("update", format!("{reason} at byte {}", self.pos))
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        let b = *self.buf.get(self.pos).ok_or_else(|| self.err("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(self.err("truncated"));
+        }
+        self.pos += n as usize;
+        Ok(())
+    }
+
+    /// An unsigned varint, with yrs's arithmetic (wrapping shifts, at most 11 bytes), so the
+    /// value is the one yrs will see.
+    fn var(&mut self) -> Result<u64> {
+        let (mut num, mut shift) = (0u64, 0u32);
+        loop {
+            let b = self.u8()?;
+            num |= u64::wrapping_shl(u64::from(b & 0x7f), shift);
+            shift += 7;
+            if b < 0x80 {
+                return Ok(num);
+            }
+            if shift > 70 {
+                return Err(self.err("varint too long"));
+            }
+        }
+    }
+
+    /// A `u32` varint as yrs reads it (the same bytes, wrapped to 32 bits).
+    fn var32(&mut self) -> Result<u64> {
+        Ok(self.var()? & u64::from(u32::MAX))
+    }
+
+    /// A signed varint (lib0 `writeVarInt`): yrs shifts past 64 bits on the 11th byte.
+    fn signed(&mut self) -> Result<()> {
+        for _ in 0..10 {
+            if self.u8()? < 0x80 {
+                return Ok(());
+            }
+        }
+        Err(self.err("signed varint too long"))
+    }
+
+    fn client(&mut self) -> Result<u64> {
+        let c = self.var()?;
+        if c > MAX_CLIENT_ID {
+            return Err(self.err(&format!("client id {c} is not below 2^53")));
+        }
+        Ok(c)
+    }
+
+    fn clock(&mut self) -> Result<u64> {
+        let c = self.var32()?;
+        if c > MAX_CLOCK {
+            return Err(self.err(&format!("clock {c} is past 2^31")));
+        }
+        Ok(c)
+    }
+
+    fn id(&mut self) -> Result<()> {
+        self.client()?;
+        self.clock()?;
+        Ok(())
+    }
+
+    /// A count of items of at least `min_item` bytes each, refused when the input cannot
+    /// hold that many.
+    fn count(&mut self, min_item: u64) -> Result<u64> {
+        let n = self.var32()?;
+        if n.saturating_mul(min_item) > (self.buf.len() - self.pos) as u64 {
+            return Err(self.err("count larger than the input"));
+        }
+        Ok(n)
+    }
+
+    /// A length-prefixed byte string; returns it.
+    fn buf(&mut self) -> Result<&'a [u8]> {
+        let n = self.var32()?;
+        let start = self.pos;
+        self.skip(n)?;
+        let all: &'a [u8] = self.buf;
+        Ok(&all[start..self.pos])
+    }
+
+    /// One struct; returns how far it advances its client's clock.
+    fn block(&mut self) -> Result<u64> {
+        let info = self.u8()?;
+        // GC and Skip (yrs compares the whole byte): a length.
+        if info == 0 || info == 10 {
+            return self.clock();
+        }
+        let (has_origin, has_right) = (info & 0x80 != 0, info & 0x40 != 0);
+        if has_origin {
+            self.id()?;
+        }
+        if has_right {
+            self.id()?;
+        }
+        if !has_origin && !has_right {
+            // Parent: a root's name, or the id of the item holding a nested type. The room
+            // has no nested types, and yrs 0.28 applies the structs before such an item and
+            // then fails the whole update when the id names anything but a type (or later,
+            // when a pending item's parent turns up): a partly applied update that no log
+            // holds. So items may only hang off a root.
+            if self.var32()? != 1 {
+                return Err(self.err("item inside a nested type"));
+            }
+            self.buf()?;
+            if info & 0x20 != 0 {
+                self.buf()?;
+            }
+        }
+        self.content(info)
+    }
+
+    /// An item's content (yrs dispatches on the low four bits); returns its length.
+    fn content(&mut self, info: u8) -> Result<u64> {
+        Ok(match info & 0x0f {
+            // Deleted.
+            1 => self.clock()?,
+            // JSON (legacy, Yjs < 13): yrs 0.28 reads the count plus one strings but writes
+            // the count, so a document holding one encodes to bytes it cannot decode again.
+            2 => return Err(self.err("legacy JSON content")),
+            // Binary, String: one buffer. A string counts its UTF-16 units.
+            3 => {
+                self.buf()?;
+                1
+            }
+            4 => {
+                let s = self.buf()?;
+                std::str::from_utf8(s).map_err(|_| self.err("string is not UTF-8"))?.encode_utf16().count() as u64
+            }
+            // Embed (JSON text), Format (key, JSON text).
+            5 => {
+                self.buf()?;
+                1
+            }
+            6 => {
+                self.buf()?;
+                self.buf()?;
+                1
+            }
+            // A nested type: its type ref, and a name for XML elements. Weak links (7) are
+            // not compiled into our yrs (it would refuse them anyway).
+            7 => {
+                match self.u8()? {
+                    3 => {
+                        self.buf()?;
+                    }
+                    0..=2 | 4..=6 | 9 | 15 => {}
+                    t => return Err(self.err(&format!("unsupported type ref {t}"))),
+                }
+                1
+            }
+            // Any values.
+            8 => {
+                let n = self.count(1)?;
+                for _ in 0..n {
+                    self.any(0)?;
+                }
+                n
+            }
+            // A subdocument: guid and options.
+            9 => {
+                self.buf()?;
+                self.any(0)?;
+                1
+            }
+            t => return Err(self.err(&format!("unknown content type {t}"))),
+        })
+    }
+
+    /// A lib0 `Any`, nested at most [`MAX_ANY_DEPTH`] deep.
+    fn any(&mut self, depth: usize) -> Result<()> {
+        if depth >= MAX_ANY_DEPTH {
+            return Err(self.err("value nested too deep"));
+        }
+        match self.u8()? {
+            127 | 126 | 121 | 120 => {}
+            125 => self.signed()?,
+            124 => self.skip(4)?,
+            123 | 122 => self.skip(8)?,
+            119 | 116 => {
+                self.buf()?;
+            }
+            118 => {
+                // yrs reads this count as a u64.
+                let n = self.var()?;
+                if n.saturating_mul(2) > (self.buf.len() - self.pos) as u64 {
+                    return Err(self.err("count larger than the input"));
+                }
+                for _ in 0..n {
+                    self.buf()?;
+                    self.any(depth + 1)?;
+                }
+            }
+            117 => {
+                let n = self.var()?;
+                if n > (self.buf.len() - self.pos) as u64 {
+                    return Err(self.err("count larger than the input"));
+                }
+                for _ in 0..n {
+                    self.any(depth + 1)?;
+                }
+            }
+            t => return Err(self.err(&format!("unknown value type {t}"))),
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(self.err("trailing bytes"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::RoomDoc;
+    use yrs::updates::encoder::Encode;
+
+    #[test]
+    fn real_updates_pass() -> Result<()> {
+        let doc = RoomDoc::new(7);
+        let (_, u) = doc.edit(|e| {
+            e.splice_code(0, 0, "héllo 😀");
+            e.set_meta("title", &serde_json::json!({"a": [1, 2.5, null, true, "x", {"b": []}]}));
+        });
+        check_update(&u)?;
+        let (_, u) = doc.edit(|e| e.splice_code(1, 3, "日本"));
+        check_update(&u)?;
+        check_update(&doc.encode_state())?;
+        decode_state_vector(&doc.state_vector())?;
+        check_update(&Update::new().encode_v1())
+    }
+
+    #[test]
+    fn hostile_updates_are_refused() {
+        // One client, one struct: client id 2^53.
+        let mut big = vec![1, 1];
+        big.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+        big.extend([0, 4, 1, 4, b'c', b'o', b'd', b'e', 1, b'x', 0]);
+        assert!(check_update(&big).is_err());
+        // An Any array nested 10,000 deep.
+        let mut deep = vec![1, 1, 5, 0, 8, 1, 4, b'm', b'e', b't', b'a', 1];
+        for _ in 0..10_000 {
+            deep.extend([117, 1]);
+        }
+        deep.extend([126, 0]);
+        assert!(matches!(check_update(&deep), Err(CoreError::Malformed { .. })));
+        // A signed varint of eleven bytes.
+        let mut long = vec![1, 1, 5, 0, 8, 1, 4, b'm', b'e', b't', b'a', 1, 125];
+        long.extend([0xff; 10]);
+        long.extend([0x01, 0]);
+        assert!(check_update(&long).is_err());
+        // A clock past 2^31, and a deleted range that overflows.
+        assert!(check_update(&[1, 1, 5, 0x80, 0x80, 0x80, 0x80, 0x08, 0, 1]).is_err());
+        assert!(check_update(&[0, 1, 5, 1, 0xfe, 0xff, 0xff, 0xff, 0x07, 0xff, 0xff, 0xff, 0xff, 0x07]).is_err());
+        // An item whose parent is another item (its own string "x" at clock 0): yrs would
+        // apply the string, then refuse the update.
+        let nested = [1, 2, 5, 0, 4, 1, 4, b'c', b'o', b'd', b'e', 1, b'x', 4, 0, 5, 0, 1, b'y', 0];
+        assert!(check_update(&nested).is_err());
+        // Legacy JSON content.
+        assert!(check_update(&[1, 1, 5, 0, 2, 1, 4, b'c', b'o', b'd', b'e', 0, 3, b'"', b'j', b'"', 0]).is_err());
+        // A count of clients the input cannot hold.
+        assert!(check_update(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+}

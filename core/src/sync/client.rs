@@ -1,0 +1,463 @@
+//! The client side of a bootstrap node's `/yws/{room}` socket, for a peer that signs its own
+//! envelopes (the WASM package, native peers): sans-IO, frames in, frames out.
+//!
+//! On the socket, our envelope protocol travels as [`MSG_ARENA`] messages beside the
+//! y-protocols ones; presence (names, colours, cursors) is plain y-protocols awareness, so
+//! stock Yjs peers see it. The node's plain sync messages are ignored: everything that
+//! changes the document arrives as a signed envelope.
+//!
+//! Reconnecting loses nothing: [`Client::open`] announces us, asks for what we lack
+//! ([`Wire::Want`]) and re-sends our newest envelope; a node that lacks older ones of ours
+//! answers with its own `Want`, which [`Client::receive`] answers from our log. So edits made
+//! offline stay in the log and merge on the next connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use yrs::sync::{Awareness, AwarenessUpdate, Message};
+use yrs::updates::encoder::Encode;
+use yrs::ClientID;
+
+use super::wire::{chunk, Reassembler, Wire};
+use super::ywire::{arena_frame, decode_frame, encode_frame, MSG_ARENA};
+use crate::doc::CodeWatch;
+use crate::error::{CoreError, Result};
+use crate::grant::{Admission, Role};
+use crate::history::Splice;
+use crate::room::Room;
+use crate::store::Store;
+
+/// y-protocols' timeout: a peer's presence not renewed for this long is dropped.
+pub const PRESENCE_TIMEOUT_MS: u64 = 30_000;
+
+/// What one frame from the node did.
+#[derive(Debug, Default)]
+pub struct Incoming {
+    /// Frames to send back (answers to catch-up requests).
+    pub replies: Vec<Vec<u8>>,
+    /// Changes to the code buffer, to apply to the editor in order.
+    pub changes: Vec<Splice>,
+    /// Envelopes applied.
+    pub applied: usize,
+    /// Envelopes refused (bad signature, not allowed, ...).
+    pub rejected: usize,
+    /// Whether anyone's presence changed.
+    pub presence: bool,
+    /// Reasons the node refused something (a y-protocols permission-denied message).
+    pub denied: Vec<String>,
+}
+
+/// A peer's presence, from its awareness state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence {
+    /// Its awareness client id (its yrs client id).
+    pub client_id: u64,
+    /// Whether this is us.
+    pub local: bool,
+    /// `user.name`.
+    pub name: String,
+    /// `user.color`.
+    pub color: String,
+    /// Selection anchor and head as current UTF-16 offsets (when it has a cursor).
+    pub anchor: Option<u32>,
+    /// See `anchor`.
+    pub head: Option<u32>,
+    /// The whole awareness state.
+    pub state: serde_json::Value,
+}
+
+/// A room replica plus its link to the node.
+#[derive(Debug)]
+pub struct Client<S: Store> {
+    room: Room<S>,
+    link: Reassembler,
+    awareness: AwarenessBox,
+    clock: Arc<AtomicU64>,
+    watch: CodeWatch,
+    chunk_size: usize,
+    /// Our envelopes with a lower seq were handed out by [`Client::outgoing`].
+    sent: u64,
+    local_renewed: u64,
+}
+
+struct AwarenessBox(Awareness);
+
+impl std::fmt::Debug for AwarenessBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Awareness")
+    }
+}
+
+impl<S: Store> Client<S> {
+    /// Wraps a replica; envelope messages are chunked to `chunk_size` bytes.
+    pub fn new(room: Room<S>, chunk_size: usize, now_ms: u64) -> Self {
+        let clock = Arc::new(AtomicU64::new(now_ms));
+        let c = Arc::clone(&clock);
+        let awareness = Awareness::with_clock(room.doc().yrs().clone(), move || c.load(Ordering::Relaxed));
+        let watch = room.doc().watch_code();
+        watch.take();
+        let sent = room.ledger().head(&room.identity().public()).next_seq;
+        Client { room, link: Reassembler::new(), awareness: AwarenessBox(awareness), clock, watch, chunk_size, sent, local_renewed: 0 }
+    }
+
+    /// The replica.
+    pub fn room(&self) -> &Room<S> {
+        &self.room
+    }
+
+    /// The replica, to edit, vote, make versions; then send [`Client::outgoing`].
+    pub fn room_mut(&mut self) -> &mut Room<S> {
+        &mut self.room
+    }
+
+    fn tick_clock(&self, now_ms: u64) {
+        self.clock.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    /// Joins with an invite token under `name`; returns the role it grants. Our admission is
+    /// announced on every [`Client::open`].
+    pub fn join(&mut self, token: &str, name: &str, now_ms: u64) -> Result<Role> {
+        let (adm, _) = self.room.join(token, name, now_ms)?;
+        self.watch.take();
+        Ok(adm.grant.role)
+    }
+
+    /// The frames to send when a socket opens (first connection and every reconnection).
+    pub fn open(&mut self, now_ms: u64) -> Result<Vec<Vec<u8>>> {
+        self.tick_clock(now_ms);
+        let me = self.room.identity().public();
+        let mine: Vec<Admission> = self.room.ledger().admissions().into_iter().filter(|a| a.member == me).collect();
+        let mut msgs = vec![Wire::Admissions(mine), self.room.want()];
+        let head = self.room.ledger().head(&me).next_seq;
+        if head > 0 {
+            msgs.push(Wire::Envelopes(self.room.store().author_envelopes(&me, head - 1, 1)?));
+        }
+        self.sent = head;
+        let mut frames = self.frames(&msgs);
+        if self.awareness.0.local_state_raw().is_some() {
+            frames.push(self.local_presence_frame()?);
+        }
+        Ok(frames)
+    }
+
+    fn frames(&self, msgs: &[Wire]) -> Vec<Vec<u8>> {
+        chunk(msgs, self.chunk_size).iter().map(|c| arena_frame(c)).collect()
+    }
+
+    /// Frames carrying our envelopes made since the last call (by edits, votes, versions,
+    /// restores). Send them if connected, drop them if not: [`Client::open`] catches up.
+    pub fn outgoing(&mut self) -> Result<Vec<Vec<u8>>> {
+        let me = self.room.identity().public();
+        let head = self.room.ledger().head(&me).next_seq;
+        if head <= self.sent {
+            return Ok(Vec::new());
+        }
+        let envs = self.room.store().author_envelopes(&me, self.sent, usize::MAX)?;
+        self.sent = head;
+        Ok(self.frames(&[Wire::Envelopes(envs)]))
+    }
+
+    /// Applies an edit the editor already shows (its changes are not reported back); returns
+    /// the frames to send.
+    pub fn splice(&mut self, splices: &[Splice], now_ms: u64) -> Result<Vec<Vec<u8>>> {
+        self.room.edit(now_ms, |e| {
+            for s in splices {
+                e.splice_code(s.pos, s.delete, &s.insert);
+            }
+        })?;
+        self.watch.take();
+        self.outgoing()
+    }
+
+    /// Code changes since the last call that the editor has not seen (a restore, a merge).
+    pub fn take_changes(&mut self) -> Vec<Splice> {
+        self.watch.take()
+    }
+
+    /// Handles one frame from the node.
+    pub fn receive(&mut self, frame: &[u8], now_ms: u64) -> Result<Incoming> {
+        self.tick_clock(now_ms);
+        let mut inc = Incoming::default();
+        let mut replies = Vec::new();
+        let mut want_sent = false;
+        for msg in decode_frame(frame)? {
+            match msg {
+                Message::Custom(MSG_ARENA, data) => {
+                    let Some(wire) = self.link.push(&data, self.room.id())? else { continue };
+                    let (r, receipt) = self.room.handle(wire, now_ms)?;
+                    replies.extend(r);
+                    inc.applied += receipt.applied.len();
+                    // The node relays a newcomer's envelopes without its admission: ask for
+                    // what we lack (the answer starts with the admissions).
+                    let ledger = self.room.ledger();
+                    let (unknown, bad): (Vec<_>, Vec<_>) =
+                        receipt.rejected.iter().partition(|(author, _)| ledger.member(author).is_none());
+                    inc.rejected += bad.len();
+                    if !unknown.is_empty() && !want_sent {
+                        want_sent = true;
+                        replies.push(self.room.want());
+                    }
+                }
+                Message::Awareness(update) => {
+                    inc.presence |= self.apply_awareness(update)?;
+                }
+                Message::AwarenessQuery => {
+                    if self.awareness.0.local_state_raw().is_some() {
+                        inc.replies.push(self.local_presence_frame()?);
+                    }
+                }
+                Message::Auth(Some(reason)) => inc.denied.push(reason),
+                // Plain sync messages: the node sends us signed envelopes instead.
+                Message::Auth(None) | Message::Sync(_) | Message::Custom(..) => {}
+            }
+        }
+        inc.replies.extend(self.frames(&replies));
+        inc.replies.extend(self.outgoing()?);
+        inc.changes = self.watch.take();
+        Ok(inc)
+    }
+
+    fn apply_awareness(&mut self, update: AwarenessUpdate) -> Result<bool> {
+        let me = self.awareness.0.client_id();
+        // Someone (a node that thought we left) cleared our state: take it back.
+        let cleared = update.clients.get(&me).is_some_and(|e| &*e.json == "null");
+        let summary = self
+            .awareness
+            .0
+            .apply_update_summary(update)
+            .map_err(|e| CoreError::malformed("awareness update", e))?;
+        if cleared {
+            self.local_renewed = 0;
+        }
+        Ok(summary.is_some_and(|s| !(s.added.is_empty() && s.updated.is_empty() && s.removed.is_empty())))
+    }
+
+    /// Sets our presence: name, colour and selection (UTF-16 offsets; None: no cursor).
+    /// Returns the awareness frame to send.
+    pub fn set_presence(&mut self, name: &str, color: &str, selection: Option<(u32, u32)>, now_ms: u64) -> Result<Vec<u8>> {
+        self.tick_clock(now_ms);
+        let doc = self.room.doc();
+        let cursor = selection.and_then(|(anchor, head)| {
+            Some(serde_json::json!({ "anchor": doc.code_position(anchor, false)?, "head": doc.code_position(head, false)? }))
+        });
+        let state = serde_json::json!({ "user": { "name": name, "color": color }, "cursor": cursor });
+        self.awareness.0.set_local_state_raw(state.to_string());
+        self.local_renewed = now_ms;
+        self.local_presence_frame()
+    }
+
+    fn local_presence_frame(&self) -> Result<Vec<u8>> {
+        let me = self.awareness.0.client_id();
+        let u = self.awareness.0.update_with_clients([me]).map_err(|e| CoreError::malformed("awareness", e))?;
+        Ok(encode_frame(&[Message::Awareness(u)]))
+    }
+
+    /// Clears our presence (leaving); returns the frame to send.
+    pub fn clear_presence(&mut self, now_ms: u64) -> Result<Vec<u8>> {
+        self.tick_clock(now_ms);
+        let me = self.awareness.0.client_id();
+        self.awareness.0.remove_state(me);
+        let u = self.awareness.0.update_with_clients([me]).map_err(|e| CoreError::malformed("awareness", e))?;
+        Ok(encode_frame(&[Message::Awareness(u)]))
+    }
+
+    /// Call every few seconds: renews our presence every half timeout (returns the frame to
+    /// send) and drops peers not heard from for [`PRESENCE_TIMEOUT_MS`] (returns whether any
+    /// were dropped).
+    pub fn tick(&mut self, now_ms: u64) -> Result<(Option<Vec<u8>>, bool)> {
+        self.tick_clock(now_ms);
+        let me = self.awareness.0.client_id();
+        let mut renew = None;
+        if let Some(state) = self.awareness.0.local_state_raw() {
+            if now_ms.saturating_sub(self.local_renewed) >= PRESENCE_TIMEOUT_MS / 2 {
+                self.awareness.0.set_local_state_raw(state);
+                self.local_renewed = now_ms;
+                renew = Some(self.local_presence_frame()?);
+            }
+        }
+        let stale: Vec<ClientID> = self
+            .awareness
+            .0
+            .iter()
+            .filter(|(id, s)| *id != me && s.data.is_some() && now_ms.saturating_sub(s.last_updated) >= PRESENCE_TIMEOUT_MS)
+            .map(|(id, _)| id)
+            .collect();
+        for id in &stale {
+            self.awareness.0.remove_state(*id);
+        }
+        Ok((renew, !stale.is_empty()))
+    }
+
+    /// Everyone present (us included), cursors resolved against the current text, sorted by
+    /// client id.
+    pub fn presence(&self) -> Vec<Presence> {
+        let me = self.awareness.0.client_id();
+        let doc = self.room.doc();
+        let mut out: Vec<Presence> = self
+            .awareness
+            .0
+            .iter()
+            .filter_map(|(id, s)| {
+                let state: serde_json::Value = serde_json::from_str(s.data.as_deref()?).ok()?;
+                if state.is_null() {
+                    return None;
+                }
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                let cursor = &state["cursor"];
+                Some(Presence {
+                    client_id: id.get(),
+                    local: id == me,
+                    name: text(&state["user"]["name"]),
+                    color: text(&state["user"]["color"]),
+                    anchor: doc.resolve_position(&cursor["anchor"]),
+                    head: doc.resolve_position(&cursor["head"]),
+                    state,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.client_id);
+        out
+    }
+
+    /// A frame that encodes a y-protocols awareness update (for tests and relays).
+    pub fn presence_update(&self) -> Result<Vec<u8>> {
+        let u = self.awareness.0.update().map_err(|e| CoreError::malformed("awareness", e))?;
+        Ok(u.encode_v1())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Meta;
+    use crate::sync::wire::GOSSIP_CHUNK;
+    use crate::sync::ywire::YSession;
+    use crate::{Grant, Identity, MemoryStore, RoomConfig};
+
+    /// A stand-in for the node's hub: one room, relaying envelopes between clients the way
+    /// the bootstrap node does for connections that speak our protocol.
+    struct Hub {
+        room: Room<MemoryStore>,
+        links: Vec<Reassembler>,
+    }
+
+    impl Hub {
+        fn deliver(&mut self, from: usize, frame: &[u8]) -> Vec<(usize, Vec<u8>)> {
+            let mut out = Vec::new();
+            for m in decode_frame(frame).unwrap() {
+                match m {
+                    Message::Custom(MSG_ARENA, data) => {
+                        let Some(w) = self.links[from].push(&data, self.room.id()).unwrap() else { continue };
+                        let (replies, receipt) = self.room.handle(w, 0).unwrap();
+                        for c in chunk(&replies, GOSSIP_CHUNK) {
+                            out.push((from, arena_frame(&c)));
+                        }
+                        if !receipt.applied.is_empty() {
+                            for c in chunk(&[Wire::Envelopes(receipt.applied)], GOSSIP_CHUNK) {
+                                for to in (0..self.links.len()).filter(|t| *t != from) {
+                                    out.push((to, arena_frame(&c)));
+                                }
+                            }
+                        }
+                    }
+                    Message::Awareness(_) => {
+                        for to in 0..self.links.len() {
+                            out.push((to, frame.to_vec()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out
+        }
+    }
+
+    fn setup() -> (Hub, String) {
+        let room_key = Identity::from_passphrase("room");
+        let hub_room =
+            Room::create(&room_key, Identity::from_passphrase("node"), 0, MemoryStore::new(), Meta::default(), 1_000).unwrap();
+        let token = Grant::issue(&room_key, Role::Candidate, 1_000_000, 0, 1).to_token();
+        (Hub { room: hub_room, links: vec![Reassembler::new(), Reassembler::new()] }, token)
+    }
+
+    fn client(hub: &Hub, name: &str, token: &str) -> Client<MemoryStore> {
+        let room =
+            Room::open(hub.room.id(), Identity::from_passphrase(name), 0, MemoryStore::new(), RoomConfig::default(), 2_000).unwrap();
+        let mut c = Client::new(room, GOSSIP_CHUNK, 2_000);
+        c.join(token, name, 2_000).unwrap();
+        c
+    }
+
+    /// Delivers frames until nothing moves; `online[i]` false drops what client i sends or gets.
+    fn pump(hub: &mut Hub, clients: &mut [Client<MemoryStore>], mut queue: Vec<(usize, Vec<u8>)>, online: &[bool]) -> Vec<Vec<Splice>> {
+        let mut changes = vec![Vec::new(); clients.len()];
+        while let Some((i, f)) = queue.pop() {
+            if !online[i] {
+                continue;
+            }
+            for (to, g) in hub.deliver(i, &f) {
+                if !online[to] {
+                    continue;
+                }
+                let inc = clients[to].receive(&g, 3_000).unwrap();
+                assert_eq!(inc.rejected, 0);
+                changes[to].extend(inc.changes);
+                queue.extend(inc.replies.into_iter().map(|r| (to, r)));
+            }
+        }
+        changes
+    }
+
+    #[test]
+    fn two_clients_converge_through_a_relay_and_merge_offline_edits() {
+        let (mut hub, token) = setup();
+        let mut cs = vec![client(&hub, "ada", &token), client(&hub, "bob", &token)];
+        let opens: Vec<_> = (0..2).flat_map(|i| cs[i].open(2_000).unwrap().into_iter().map(move |f| (i, f))).collect();
+        pump(&mut hub, &mut cs, opens, &[true, true]);
+        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "hello\n".into() }], 2_100).unwrap();
+        let got = pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
+        assert_eq!(cs[1].room().doc().code(), "hello\n");
+        assert_eq!(got[1], vec![Splice { pos: 0, delete: 0, insert: "hello\n".into() }]);
+
+        // Bob goes offline and types; Ada types meanwhile.
+        let f = cs[1].splice(&[Splice { pos: 6, delete: 0, insert: "offline\n".into() }], 2_200).unwrap();
+        pump(&mut hub, &mut cs, f.into_iter().map(|f| (1, f)).collect(), &[true, false]);
+        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "// ada\n".into() }], 2_300).unwrap();
+        pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, false]);
+        assert_eq!(cs[0].room().doc().code(), "// ada\nhello\n");
+
+        // Bob reconnects: both sides catch up.
+        let f = cs[1].open(2_400).unwrap();
+        let got = pump(&mut hub, &mut cs, f.into_iter().map(|f| (1, f)).collect(), &[true, true]);
+        assert_eq!(cs[0].room().doc().code(), "// ada\nhello\noffline\n");
+        assert_eq!(cs[1].room().doc().code(), cs[0].room().doc().code());
+        assert!(!got[1].is_empty() && !got[0].is_empty());
+    }
+
+    #[test]
+    fn presence_carries_names_and_cursors() {
+        let (mut hub, token) = setup();
+        let mut cs = vec![client(&hub, "ada", &token), client(&hub, "bob", &token)];
+        let opens: Vec<_> = (0..2).flat_map(|i| cs[i].open(2_000).unwrap().into_iter().map(move |f| (i, f))).collect();
+        pump(&mut hub, &mut cs, opens, &[true, true]);
+        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "abcdef".into() }], 2_100).unwrap();
+        pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
+        let f = cs[1].set_presence("Bob", "#ff0000", Some((2, 4)), 2_200).unwrap();
+        pump(&mut hub, &mut cs, vec![(1, f)], &[true, true]);
+        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "XY".into() }], 2_300).unwrap();
+        pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
+        let p = cs[0].presence();
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].name.as_str(), p[0].anchor, p[0].head, p[0].local), ("Bob", Some(4), Some(6), false));
+        // Not renewed for the timeout: dropped.
+        let (_, dropped) = cs[0].tick(3_000 + PRESENCE_TIMEOUT_MS).unwrap();
+        assert!(dropped && cs[0].presence().is_empty());
+        // A stock y-protocols session reads the awareness frame.
+        let mut aw = Awareness::new(hub.room.doc().yrs().clone());
+        let f = cs[1].set_presence("Bob", "#ff0000", None, 40_000).unwrap();
+        YSession::new(false).receive(hub.room.doc(), &mut aw, &f).unwrap();
+        assert_eq!(aw.iter().count(), 1);
+    }
+}
