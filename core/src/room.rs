@@ -261,7 +261,10 @@ impl<S: Store> Room<S> {
                     checked.push(c);
                     ok_envs.push(env);
                 }
-                Err(CoreError::Replayed { .. }) => receipt.duplicates += 1,
+                Err(CoreError::Replayed { .. }) => match self.equivocation(&env) {
+                    Some(e) => receipt.rejected.push((env.author, e)),
+                    None => receipt.duplicates += 1,
+                },
                 // Buffer only what the author really signed: anyone can put a member's key
                 // on an envelope, and the buffer holds up to `max_pending` of them.
                 Err(CoreError::Gap { .. }) if env.verify_signature().is_err() => {
@@ -312,6 +315,24 @@ impl<S: Store> Room<S> {
         }
         receipt.applied.extend(ok_envs);
         Ok(true)
+    }
+
+    /// A second envelope at an already-applied `(author, seq)`: a plain duplicate, or proof
+    /// that the author signed two different histories (a forked chain), which is reported
+    /// so the caller can penalise it. Forgeries of someone else's seq are bad signatures.
+    fn equivocation(&self, env: &Envelope) -> Option<CoreError> {
+        let idx = self.store.index_of(&env.author, env.seq).ok()??;
+        let stored = self.store.log_range(idx, idx + 1).ok()?.pop()?.envelope;
+        if stored == *env {
+            return None;
+        }
+        Some(match env.verify_signature() {
+            Ok(()) => CoreError::NotAllowed(format!(
+                "equivocation: {} signed two different envelopes at seq {}",
+                env.author, env.seq
+            )),
+            Err(e) => e,
+        })
     }
 
     /// Makes everything logged so far durable: acknowledge envelopes only after this.

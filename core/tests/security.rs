@@ -178,6 +178,28 @@ fn replayed_envelopes_are_duplicates() -> Result<()> {
 }
 
 #[test]
+fn equivocation_is_detected() -> Result<()> {
+    // The candidate signs two different envelopes at the same seq (a forked history).
+    let mut p = room("fork")?;
+    let cand = Identity::from_passphrase("fork/member0");
+    let a = p.rooms[CAND].edit(T0 + 1, |e| e.splice_code(0, 0, "left"))?.context("edit")?;
+    let b = Envelope::seal(a.room, &cand, a.seq, a.prev, a.session, update_under(cand.public().client_id(a.session), "right"));
+    ensure!(b.author == a.author, "test identity mismatch: support names identities differently");
+    let rc = p.rooms[HOST].receive(vec![a.clone()], T0 + 2)?;
+    ensure!(rc.applied.len() == 1, "first history not applied");
+    let before = snapshot(&p.rooms[HOST])?;
+    let rc = p.rooms[HOST].receive(vec![b], T0 + 3)?;
+    ensure!(rc.duplicates == 0 && rc.applied.is_empty(), "fork taken for a duplicate: {rc:?}");
+    ensure!(
+        matches!(&rc.rejected[..], [(k, CoreError::NotAllowed(m))] if *k == a.author && m.contains("equivocation")),
+        "fork not reported: {:?}",
+        rc.rejected
+    );
+    ensure!(snapshot(&p.rooms[HOST])? == before, "the fork changed the room");
+    Ok(())
+}
+
+#[test]
 fn broken_hash_chains_are_rejected() -> Result<()> {
     let mut p = room("chain")?;
     let cand = p.rooms[CAND].identity().clone();
