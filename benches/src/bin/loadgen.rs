@@ -1,0 +1,433 @@
+//! Load generator: many y-websocket clients over real sockets on 127.0.0.1 against
+//! arena-bootstrap, the y-websocket reference server (`y-websocket@1.5.4` bin/server.js)
+//! and `@hocuspocus/server@4.7.0` (its dialect: every message prefixed with the document
+//! name, and an auth message first), each serving the same workload in the same run.
+//!
+//! For each server: a throughput ramp (rooms × clients, each client typing at a rising
+//! rate; a step passes while p99 edit-to-remote latency ≤ --p99-ms and ≥ 95% of the edits
+//! arrive), then memory per idle room (RSS growth with N rooms each holding a small
+//! document and one idle client). Prints a Markdown table.
+//!
+//! Run with: `cargo run --release -p arena-benches --bin loadgen` (after
+//! `npm ci --prefix benches/js` and `cargo build --release -p arena-bootstrap`).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use yrs::{Doc, GetString, Text, Transact};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Arena,
+    YWebsocket,
+    Hocuspocus,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Arena => "arena-bootstrap",
+            Kind::YWebsocket => "y-websocket 1.5.4",
+            Kind::Hocuspocus => "@hocuspocus/server 4.7.0",
+        }
+    }
+}
+
+struct Opts {
+    rooms: usize,
+    clients: usize,
+    step_secs: u64,
+    p99_ms: f64,
+    idle_rooms: usize,
+    kinds: Vec<Kind>,
+}
+
+fn parse_opts() -> Result<Opts> {
+    let mut o = Opts { rooms: 20, clients: 2, step_secs: 3, p99_ms: 50.0, idle_rooms: 200, kinds: vec![Kind::Arena, Kind::YWebsocket, Kind::Hocuspocus] };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--rooms" => o.rooms = v.parse()?,
+            "--clients" => o.clients = v.parse()?,
+            "--step-secs" => o.step_secs = v.parse()?,
+            "--p99-ms" => o.p99_ms = v.parse()?,
+            "--idle-rooms" => o.idle_rooms = v.parse()?,
+            "--servers" => {
+                o.kinds = v
+                    .split(',')
+                    .map(|s| match s {
+                        "arena" => Ok(Kind::Arena),
+                        "yws" => Ok(Kind::YWebsocket),
+                        "hocuspocus" => Ok(Kind::Hocuspocus),
+                        _ => bail!("unknown server {s} (arena, yws, hocuspocus)"),
+                    })
+                    .collect::<Result<_>>()?
+            }
+            "--help" | "-h" => {
+                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--servers arena,yws,hocuspocus]");
+                std::process::exit(0);
+            }
+            a => bail!("unknown argument {a}"),
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+fn workspace() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// A server process under test.
+struct ServerProc {
+    child: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProc {
+    async fn start(kind: Kind) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let js = workspace().join("benches/js");
+        let mut cmd = match kind {
+            Kind::Arena => {
+                let bin = workspace().join("target/release/arena-bootstrap");
+                if !bin.exists() {
+                    bail!("{} missing: cargo build --release -p arena-bootstrap", bin.display());
+                }
+                let mut c = tokio::process::Command::new(bin);
+                c.args(["--http-addr", &format!("127.0.0.1:{free}"), "--rate-limit", "100000", "--data-dir"]).arg(dir.path());
+                c.env("RUST_LOG", "warn");
+                c
+            }
+            Kind::YWebsocket => {
+                let mut c = tokio::process::Command::new("node");
+                c.arg(js.join("node_modules/y-websocket/bin/server.js")).env("HOST", "127.0.0.1").env("PORT", free.to_string());
+                c
+            }
+            Kind::Hocuspocus => {
+                let mut c = tokio::process::Command::new("node");
+                c.arg(js.join("hocuspocus.mjs")).env("PORT", free.to_string());
+                c
+            }
+        };
+        if kind != Kind::Arena && !js.join("node_modules").exists() {
+            bail!("run `npm ci --prefix benches/js` first");
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await?.context("server said nothing")?;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(ServerProc { child, port: free, _dir: dir })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// (CPU seconds used so far, RSS bytes).
+    fn usage(&self) -> (f64, u64) {
+        let pid = self.pid();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        (ticks / 100.0, rss_kb * 1024)
+    }
+
+    /// Room names and the URL path (with token) a client connects to.
+    async fn rooms(&self, kind: Kind, n: usize) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            match kind {
+                Kind::Arena => {
+                    let body = http_post(self.port, "/api/rooms", "{}").await?;
+                    let v: serde_json::Value = serde_json::from_str(&body)?;
+                    let room = v["room"].as_str().context("room")?.to_owned();
+                    let token = v["tokens"]["candidate"].as_str().context("token")?;
+                    out.push((room.clone(), format!("/yws/{room}?token={token}")));
+                }
+                Kind::YWebsocket => out.push((format!("room-{i}"), format!("/room-{i}"))),
+                Kind::Hocuspocus => out.push((format!("room-{i}"), "/".to_owned())),
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn http_post(port: u16, path: &str, body: &str) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+fn var(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// A y-protocols message, with Hocuspocus's document-name prefix when needed.
+fn msg(kind: Kind, room: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(body.len() + room.len() + 4);
+    if kind == Kind::Hocuspocus {
+        var(&mut m, room.len() as u64);
+        m.extend_from_slice(room.as_bytes());
+    }
+    m.extend_from_slice(body);
+    m
+}
+
+fn sync_msg(sub: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, sub];
+    var(&mut b, payload.len() as u64);
+    b.extend_from_slice(payload);
+    b
+}
+
+/// Shared results of one measurement step.
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+/// The y-protocols body of a frame (after Hocuspocus's document name), if it is a live
+/// sync update (type 0, sub-type 2). Sync step 2 carries old content and is not counted.
+fn live_update(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
+    let mut b = bytes;
+    if kind == Kind::Hocuspocus {
+        let mut len = 0usize;
+        let mut shift = 0;
+        let mut i = 0;
+        loop {
+            let byte = *b.get(i)?;
+            len |= usize::from(byte & 0x7f) << shift;
+            i += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        b = b.get(i + len..)?;
+    }
+    (b.len() > 2 && b[0] == 0 && b[1] == 2).then_some(b)
+}
+
+/// Finds markers `~CCCCCTTTTTTTTTTTT~` (client id, send time in µs since `t0`) in raw bytes.
+fn scan(bytes: &[u8], me: u32, t0: Instant, tally: &Tally) {
+    let now = t0.elapsed().as_micros() as u64;
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i + 19 <= bytes.len() {
+        if bytes[i] == b'~' && bytes[i + 18] == b'~' && bytes[i + 1..i + 18].iter().all(u8::is_ascii_digit) {
+            let s = std::str::from_utf8(&bytes[i + 1..i + 18]).unwrap_or("0");
+            let client: u32 = s[..5].parse().unwrap_or(0);
+            let t: u64 = s[5..].parse().unwrap_or(0);
+            if client != me {
+                found.push(now.saturating_sub(t));
+            }
+            i += 19;
+        } else {
+            i += 1;
+        }
+    }
+    if !found.is_empty() {
+        tally.delivered.fetch_add(found.len() as u64, Ordering::Relaxed);
+        if let Ok(mut l) = tally.latencies_us.lock() {
+            l.extend(found);
+        }
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn connect(kind: Kind, port: u16, room: &str, path: &str) -> Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{path}")).await?;
+    if kind == Kind::Hocuspocus {
+        // Auth (type 2), token sub-type 0, empty token.
+        let mut auth = vec![2, 0];
+        var(&mut auth, 0);
+        ws.send(Message::Binary(msg(kind, room, &auth).into())).await?;
+    }
+    // Sync step 1 with an empty state vector.
+    ws.send(Message::Binary(msg(kind, room, &sync_msg(0, &[0])).into())).await?;
+    Ok(ws)
+}
+
+/// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
+async fn client(kind: Kind, port: u16, room: String, path: String, me: u32, rate: f64, t0: Instant, until: Instant, tally: Arc<Tally>) -> Result<()> {
+    let ws = connect(kind, port, &room, &path).await?;
+    let (mut tx, mut rx) = ws.split();
+    let reader_tally = tally.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = rx.next().await {
+            if let Message::Binary(b) = m {
+                if let Some(u) = live_update(kind, &b) {
+                    scan(u, me, t0, &reader_tally);
+                }
+            }
+        }
+    });
+    let doc = Doc::with_client_id(u64::from(me) + 1000);
+    let text = doc.get_or_insert_text("code");
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut next = Instant::now() + period.mul_f64(f64::from(me % 97) / 97.0);
+    while next < until {
+        tokio::time::sleep_until(next.into()).await;
+        next += period;
+        let marker = format!("~{me:05}{:012}~", t0.elapsed().as_micros());
+        let update = {
+            let mut txn = doc.transact_mut();
+            text.insert(&mut txn, 0, &marker);
+            txn.encode_update_v1()
+        };
+        tally.sent.fetch_add(1, Ordering::Relaxed);
+        tx.send(Message::Binary(msg(kind, &room, &sync_msg(2, &update)).into())).await?;
+    }
+    let _ = text.get_string(&doc.transact());
+    // Let the last edits arrive, then close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = tx.close().await;
+    reader.abort();
+    Ok(())
+}
+
+struct Step {
+    offered: f64,
+    delivered_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    ratio: f64,
+    cpu: f64,
+}
+
+async fn step(kind: Kind, server: &ServerProc, rooms: &[(String, String)], clients: usize, rate: f64, secs: u64) -> Result<Step> {
+    let tally = Arc::new(Tally::default());
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(secs);
+    let (cpu0, _) = server.usage();
+    let mut tasks = Vec::new();
+    let mut me = 1u32;
+    for (room, path) in rooms {
+        for _ in 0..clients {
+            tasks.push(tokio::spawn(client(kind, server.port, room.clone(), path.clone(), me, rate, t0, until, tally.clone())));
+            me += 1;
+        }
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu1, _) = server.usage();
+    let mut l = std::mem::take(&mut *tally.latencies_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    l.sort_unstable();
+    let pct = |p: f64| if l.is_empty() { f64::INFINITY } else { l[((l.len() - 1) as f64 * p) as usize] as f64 / 1000.0 };
+    let sent = tally.sent.load(Ordering::Relaxed) as f64;
+    let expected = sent * (clients as f64 - 1.0);
+    let delivered = tally.delivered.load(Ordering::Relaxed) as f64;
+    Ok(Step {
+        offered: sent / secs as f64,
+        delivered_per_s: delivered / secs as f64,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        ratio: if expected > 0.0 { delivered / expected } else { 0.0 },
+        cpu: (cpu1 - cpu0) / wall,
+    })
+}
+
+/// RSS growth per room with `n` rooms, each with a ~1 KiB document and one idle client.
+async fn idle_memory(kind: Kind, n: usize) -> Result<f64> {
+    let server = ServerProc::start(kind).await?;
+    let rooms = server.rooms(kind, n).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, base) = server.usage();
+    let mut conns = Vec::new();
+    let body: String = "def solve(nums):\n    return sorted(nums)\n".repeat(25);
+    for (i, (room, path)) in rooms.iter().enumerate() {
+        let mut ws = connect(kind, server.port, room, path).await?;
+        let doc = Doc::with_client_id(10_000 + i as u64);
+        let text = doc.get_or_insert_text("code");
+        let update = {
+            let mut txn = doc.transact_mut();
+            text.insert(&mut txn, 0, &body);
+            txn.encode_update_v1()
+        };
+        ws.send(Message::Binary(msg(kind, room, &sync_msg(2, &update)).into())).await?;
+        conns.push(ws);
+    }
+    // Drain what the servers send, then let them settle.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for ws in conns.iter_mut() {
+        while let Ok(Some(_)) = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)), ws.next()).await {}
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, rss) = server.usage();
+    drop(conns);
+    Ok((rss.saturating_sub(base)) as f64 / n as f64)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let o = parse_opts()?;
+    let rates = [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0, 2560.0];
+    let mut summary: Vec<(Kind, Option<Step>, f64)> = Vec::new();
+    for &kind in &o.kinds {
+        eprintln!("== {} ==", kind.name());
+        let server = ServerProc::start(kind).await?;
+        let rooms = server.rooms(kind, o.rooms).await?;
+        let mut best: Option<Step> = None;
+        for &rate in &rates {
+            let s = step(kind, &server, &rooms, o.clients, rate, o.step_secs).await?;
+            let ok = s.p99_ms <= o.p99_ms && s.ratio >= 0.95;
+            eprintln!(
+                "  {:>6.0} edits/s offered → {:>8.0} deliveries/s, p50 {:>7.2} ms, p99 {:>8.2} ms, delivered {:>5.1}%, server CPU {:.2} cores {}",
+                s.offered, s.delivered_per_s, s.p50_ms, s.p99_ms, s.ratio * 100.0, s.cpu, if ok { "ok" } else { "✗ (over the bound)" }
+            );
+            if !ok {
+                break;
+            }
+            best = Some(s);
+        }
+        drop(server);
+        let mem = idle_memory(kind, o.idle_rooms).await?;
+        eprintln!("  idle room: {:.1} KiB RSS each ({} rooms)", mem / 1024.0, o.idle_rooms);
+        summary.push((kind, best, mem));
+    }
+    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at rate r (ramped ×2 every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive.\n", o.rooms, o.clients, o.step_secs, o.p99_ms);
+    println!("| server | max edits/s (offered) with p99 ≤ {} ms | deliveries/s | p50 ms | p99 ms | server CPU (cores) | RSS per idle room |", o.p99_ms);
+    println!("|---|---|---|---|---|---|---|");
+    for (kind, best, mem) in &summary {
+        match best {
+            Some(s) => println!("| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} KiB |", kind.name(), s.offered, s.delivered_per_s, s.p50_ms, s.p99_ms, s.cpu, mem / 1024.0),
+            None => println!("| {} | (none passed) | | | | | {:.1} KiB |", kind.name(), mem / 1024.0),
+        }
+    }
+    let _ = HashMap::<u8, u8>::new();
+    Ok(())
+}
