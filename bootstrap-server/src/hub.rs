@@ -253,12 +253,29 @@ impl Hub {
                 return;
             }
         };
+        // New members' admissions go to the other connections that speak our protocol, so
+        // they know the authors of the envelopes that follow.
+        let admissions = match &msg {
+            Wire::Admissions(a) => Some(a.clone()),
+            _ => None,
+        };
         match self.room.handle(msg, now) {
             Ok((replies, receipt)) => {
                 inc(&self.node.inner.metrics.envelopes_rejected, receipt.rejected.len() as u64);
                 inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
                 for r in chunk(&replies, GOSSIP_CHUNK) {
                     self.send(Some(conn), None, arena_frame(&r));
+                }
+                if let Some(adms) = admissions {
+                    let known: Vec<_> = adms.into_iter().filter(|a| self.room.ledger().member(&a.member).is_some()).collect();
+                    if !known.is_empty() {
+                        let others: Vec<u64> = self.conns.iter().filter(|(id, c)| c.arena && **id != conn).map(|(id, _)| *id).collect();
+                        for f in chunk(&[Wire::Admissions(known)], GOSSIP_CHUNK) {
+                            for id in &others {
+                                self.send(Some(*id), None, arena_frame(&f));
+                            }
+                        }
+                    }
                 }
                 for env in &receipt.applied {
                     self.broadcast_envelope(env, Some(conn));

@@ -84,8 +84,10 @@ impl RoomDoc {
     pub fn code_position(&self, pos: u32, before: bool) -> Option<serde_json::Value> {
         let txn = self.doc.transact();
         let pos = pos.min(self.code.len(&txn));
-        let assoc = if before { Assoc::Before } else { Assoc::After };
-        let sticky = self.code.sticky_index(&txn, pos, assoc)?;
+        let (assoc, other) = if before { (Assoc::Before, Assoc::After) } else { (Assoc::After, Assoc::Before) };
+        // yrs has no `After` position at the very end (Yjs has one); stick to the last
+        // character there instead.
+        let sticky = self.code.sticky_index(&txn, pos, assoc).or_else(|| self.code.sticky_index(&txn, pos, other))?;
         serde_json::to_value(&sticky).ok()
     }
 
@@ -146,8 +148,10 @@ mod tests {
         let ((), u) = a.edit(|e| e.splice_code(0, 0, "12"));
         b.apply_v1(&u).unwrap();
         assert_eq!(b.resolve_position(&rel), Some(5));
-        let end = b.code_position(u32::MAX, true).unwrap();
-        assert_eq!(b.resolve_position(&end), Some(8));
+        for before in [true, false] {
+            let end = b.code_position(u32::MAX, before).unwrap();
+            assert_eq!(b.resolve_position(&end), Some(8));
+        }
         assert_eq!(b.resolve_position(&serde_json::json!({"nonsense": 1})), None);
         // A position in another root is not a code position.
         let stray = serde_json::json!({"tname": "meta", "assoc": 0});

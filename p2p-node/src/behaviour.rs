@@ -1,0 +1,257 @@
+//! The libp2p behaviour every arena node runs, and the protocol names: one place, so the
+//! native peer and the bootstrap node (which builds the same behaviour in server mode)
+//! cannot drift apart.
+//!
+//! | protocol | what |
+//! |---|---|
+//! | gossipsub, topic [`topic_for`] | live envelopes of one room, chunked under [`GOSSIP_CHUNK`] |
+//! | [`SYNC_PROTOCOL`] | catch-up: admissions + `Want` → the envelopes the requester lacks |
+//! | [`IDENTIFY_PROTOCOL`], ping | addresses and liveness |
+//! | [`KAD_PROTOCOL`] | our own Kademlia DHT (not the public IPFS one): peer routing, room providers |
+//! | rendezvous, namespace [`namespace_for`] | room discovery through bootstrap nodes |
+//! | relay v2 + dcutr | reaching peers behind NAT |
+
+mod codec;
+
+use std::time::Duration;
+
+use arena_core::sync::wire::GOSSIP_CHUNK;
+use arena_core::{Identity, RoomId};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{dcutr, gossipsub, identify, identity, kad, noise, ping, relay, rendezvous, request_response, tcp, yamux};
+use libp2p::{StreamProtocol, Swarm, SwarmBuilder};
+use sha2::{Digest, Sha256};
+
+pub use codec::{SyncCodec, SyncRequest, SyncResponse, SyncStatus, MAX_REQUEST, MAX_RESPONSE};
+
+use crate::error::{NodeError, Result};
+
+/// Catch-up by envelope vector (request-response).
+pub const SYNC_PROTOCOL: &str = "/arena/sync/1";
+/// Identify's protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/arena/id/1";
+/// Our Kademlia DHT.
+pub const KAD_PROTOCOL: &str = "/arena/kad/1";
+/// Largest gossipsub RPC frame: a [`GOSSIP_CHUNK`] plus gossipsub's own framing, key and
+/// signature, and the control messages that may ride along (measured: a full chunk arrived
+/// as a 72 KiB frame).
+pub const MAX_GOSSIP_MESSAGE: usize = 2 * GOSSIP_CHUNK;
+
+/// The gossipsub topic of a room.
+pub fn topic_for(room: &RoomId) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("/arena/room/{}", room.to_hex()))
+}
+
+/// The rendezvous namespace of a room.
+pub fn namespace_for(room: &RoomId) -> rendezvous::Namespace {
+    // 11 + 64 characters: well under the 255 the protocol allows.
+    rendezvous::Namespace::new(format!("arena/room/{}", room.to_hex())).unwrap_or_else(|_| rendezvous::Namespace::from_static("arena"))
+}
+
+/// The DHT key under which a room's peers announce themselves as providers.
+pub fn provider_key(room: &RoomId) -> kad::RecordKey {
+    kad::RecordKey::new(&format!("/arena/room/{}", room.to_hex()))
+}
+
+/// The libp2p keypair of an arena identity: the same Ed25519 key, so a peer's libp2p id
+/// and its envelope-signing key are one.
+pub fn keypair_of(identity: &Identity) -> identity::Keypair {
+    let mut seed = identity.seed();
+    // `ed25519_from_bytes` only fails for a slice that is not 32 bytes.
+    identity::Keypair::ed25519_from_bytes(&mut seed).unwrap_or_else(|_| identity::Keypair::generate_ed25519())
+}
+
+/// Which server roles this node plays (the bootstrap node turns them all on).
+#[derive(Clone, Debug)]
+pub struct BehaviourConfig {
+    /// Serve rendezvous registrations and discoveries.
+    pub rendezvous_server: bool,
+    /// Act as a relay v2 server (reservations and circuits for NATed peers).
+    pub relay_server: bool,
+    /// Kademlia in server mode (answer DHT queries) instead of automatic.
+    pub kad_server: bool,
+    /// Gossipsub heartbeat (mesh maintenance, gossip).
+    pub heartbeat: Duration,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+    /// Timeout of a sync request.
+    pub request_timeout: Duration,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        BehaviourConfig {
+            rendezvous_server: false,
+            relay_server: false,
+            kad_server: false,
+            heartbeat: Duration::from_millis(700),
+            idle_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BehaviourConfig {
+    /// Every server role on: what a bootstrap node runs.
+    pub fn server() -> Self {
+        BehaviourConfig { rendezvous_server: true, relay_server: true, kad_server: true, ..Self::default() }
+    }
+}
+
+/// The behaviour of an arena node.
+#[derive(NetworkBehaviour)]
+pub struct ArenaBehaviour {
+    /// Live envelopes, a topic per room, every message validated by the room's ledger.
+    pub gossipsub: gossipsub::Behaviour,
+    /// `/arena/sync/1` catch-up.
+    pub sync: request_response::Behaviour<SyncCodec>,
+    /// Addresses and protocols of peers.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// Peer routing and room providers.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Registering and discovering rooms at rendezvous servers.
+    pub rendezvous: rendezvous::client::Behaviour,
+    /// Rendezvous server (bootstrap nodes).
+    pub rendezvous_server: Toggle<rendezvous::server::Behaviour>,
+    /// Relay client: listen through a relay, dial through one.
+    pub relay_client: relay::client::Behaviour,
+    /// Relay server (bootstrap nodes).
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Hole punching over relayed connections.
+    pub dcutr: dcutr::Behaviour,
+}
+
+impl std::fmt::Debug for ArenaBehaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArenaBehaviour").finish_non_exhaustive()
+    }
+}
+
+/// Gossipsub's configuration: strict signing and validation (nothing is forwarded before
+/// the room's ledger accepted it), content-addressed message ids (the same chunk published
+/// twice is one message), chunk-sized messages.
+fn gossip_config(cfg: &BehaviourConfig) -> Result<gossipsub::Config> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP_MESSAGE)
+        .heartbeat_interval(cfg.heartbeat)
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&Sha256::digest(&m.data)[..20]))
+        .build()
+        .map_err(|e| NodeError::Transport(format!("gossipsub config: {e}")))
+}
+
+/// Peer scoring: only what a peer does wrong counts (invalid messages per topic, see
+/// [`topic_score_params`], and the application's own penalties); a quiet peer in a quiet
+/// room is not punished, and peers sharing an IP (a NAT, a test on loopback) are not either.
+fn score_params() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let params = gossipsub::PeerScoreParams {
+        app_specific_weight: 1.0,
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    (params, gossipsub::PeerScoreThresholds::default())
+}
+
+/// Score parameters of a room topic: each invalid message costs its sender; three put it
+/// below the graylist threshold (its messages are ignored), and the penalty decays.
+pub fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    }
+}
+
+impl ArenaBehaviour {
+    /// Builds the behaviour for `key` (the relay client comes from the swarm builder).
+    pub fn new(key: &identity::Keypair, relay_client: relay::client::Behaviour, cfg: &BehaviourConfig) -> Result<Self> {
+        let peer_id = key.public().to_peer_id();
+        let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config(cfg)?)
+            .map_err(|e| NodeError::Transport(format!("gossipsub: {e}")))?;
+        let (params, thresholds) = score_params();
+        gossipsub.with_peer_score(params, thresholds).map_err(|e| NodeError::Transport(format!("gossipsub score: {e}")))?;
+        let sync = request_response::Behaviour::with_codec(
+            SyncCodec,
+            [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(cfg.request_timeout),
+        );
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                .with_agent_version(format!("arena-node/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+        );
+        if cfg.kad_server {
+            kad.set_mode(Some(kad::Mode::Server));
+        }
+        Ok(ArenaBehaviour {
+            gossipsub,
+            sync,
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new()),
+            kad,
+            rendezvous: rendezvous::client::Behaviour::new(key.clone()),
+            rendezvous_server: cfg
+                .rendezvous_server
+                .then(|| rendezvous::server::Behaviour::new(rendezvous::server::Config::default()))
+                .into(),
+            relay_client,
+            relay_server: cfg.relay_server.then(|| relay::Behaviour::new(peer_id, relay::Config::default())).into(),
+            dcutr: dcutr::Behaviour::new(peer_id),
+        })
+    }
+}
+
+/// A swarm with TCP and QUIC (noise + yamux over TCP), the relay client transport and
+/// [`ArenaBehaviour`]. Must be called inside a tokio runtime.
+pub fn build_swarm(key: identity::Keypair, cfg: &BehaviourConfig) -> Result<Swarm<ArenaBehaviour>> {
+    let transport_err = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
+    let mut built = None;
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| transport_err(&e))?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| transport_err(&e))?
+        .with_behaviour(|key, relay_client| match ArenaBehaviour::new(key, relay_client, cfg) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                built = Some(e.to_string());
+                Err(Box::<dyn std::error::Error + Send + Sync>::from(e.to_string()))
+            }
+        })
+        .map_err(|e| NodeError::Transport(built.take().unwrap_or_else(|| e.to_string())))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable() {
+        let room = Identity::from_passphrase("room").public();
+        assert_eq!(topic_for(&room).to_string(), format!("/arena/room/{}", room.to_hex()));
+        assert_eq!(SYNC_PROTOCOL, "/arena/sync/1");
+        assert!(namespace_for(&room).to_string().ends_with(&room.to_hex()));
+        let id = Identity::from_passphrase("peer");
+        assert_eq!(keypair_of(&id).public().to_peer_id(), keypair_of(&id).public().to_peer_id());
+        topic_score_params().validate().unwrap();
+    }
+}

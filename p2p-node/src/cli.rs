@@ -1,0 +1,326 @@
+//! What the `arena-node` subcommands do (the binary only parses flags and calls these).
+//! They print to stdout: the code, progress, reports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arena_core::sync::wire::Wire;
+use arena_core::{Identity, Room, RoomId, SledDb};
+use libp2p::Multiaddr;
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::{NodeError, Result};
+use crate::http::{bootstrap_peers, BootstrapAddr};
+use crate::node::{load_or_create_identity, now_ms, random_seed, JoinSpec, Node, NodeConfig, NodeEvent, NodeRoom};
+use crate::recording::{RecordingFile, RecordingStore, RECORDING_FILE};
+use crate::replay;
+use crate::store::NodeStore;
+use crate::yws::{YwsEvent, YwsLink};
+
+/// How to reach the room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Via {
+    /// libp2p when the bootstrap node lists multiaddrs, else its y-websocket endpoint.
+    #[default]
+    Auto,
+    /// libp2p only.
+    Libp2p,
+    /// The bootstrap node's `/yws` endpoint only.
+    Yws,
+}
+
+/// Options shared by `join` and `record`.
+#[derive(Clone, Debug)]
+pub struct PeerOptions {
+    /// The room.
+    pub room: RoomId,
+    /// Invite token.
+    pub token: String,
+    /// Bootstrap nodes: HTTP URLs or multiaddrs.
+    pub bootstrap: Vec<BootstrapAddr>,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Display name.
+    pub name: String,
+    /// Listen through relays offered by the bootstrap nodes.
+    pub relay: bool,
+    /// Transport choice.
+    pub via: Via,
+}
+
+enum Route {
+    Libp2p(Vec<Multiaddr>),
+    Yws(String),
+}
+
+async fn route(opts: &PeerOptions) -> Result<Route> {
+    let mut addrs = Vec::new();
+    let mut http = None;
+    for b in &opts.bootstrap {
+        match b {
+            BootstrapAddr::Multiaddr(a) => addrs.push(a.clone()),
+            BootstrapAddr::Http(url) => {
+                http.get_or_insert_with(|| url.clone());
+                if opts.via != Via::Yws {
+                    match bootstrap_peers(url).await {
+                        Ok(p) => addrs.extend(p.multiaddrs),
+                        Err(e) => warn!(url, error = %e, "asking the bootstrap node for its peers"),
+                    }
+                }
+            }
+        }
+    }
+    match (opts.via, http) {
+        (Via::Yws, Some(url)) => Ok(Route::Yws(url)),
+        (Via::Yws, None) => Err(NodeError::BadAddress { addr: "--bootstrap".into(), reason: "--via yws needs an http:// bootstrap URL".into() }),
+        (Via::Libp2p, _) => Ok(Route::Libp2p(addrs)),
+        (Via::Auto, _) if !addrs.is_empty() => Ok(Route::Libp2p(addrs)),
+        (Via::Auto, Some(url)) => {
+            info!(url, "the bootstrap node lists no libp2p address: attaching through its y-websocket endpoint");
+            Ok(Route::Yws(url))
+        }
+        (Via::Auto, None) => Err(NodeError::BadAddress { addr: "--bootstrap".into(), reason: "give at least one bootstrap node".into() }),
+    }
+}
+
+fn node_config(identity: Identity, opts: &PeerOptions, bootstrap: Vec<Multiaddr>, data_dir: Option<PathBuf>) -> NodeConfig {
+    let mut cfg = NodeConfig::new(identity);
+    cfg.listen = opts.listen.clone();
+    cfg.bootstrap = bootstrap;
+    cfg.data_dir = data_dir;
+    cfg.use_relay = opts.relay;
+    cfg
+}
+
+fn print_code(code: &str) {
+    println!("--- code ({} lines) ---\n{code}", code.lines().count());
+}
+
+/// `arena-node join`: a peer of the room until `shutdown`. Prints the code when others
+/// change it; each line typed on stdin is appended to the code.
+pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: CancellationToken) -> Result<()> {
+    let identity = match &data_dir {
+        Some(d) => load_or_create_identity(d)?,
+        None => Identity::from_seed(random_seed()?),
+    };
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    match route(&opts).await? {
+        Route::Libp2p(boot) => {
+            let (node, task) = Node::spawn(node_config(identity, &opts, boot, data_dir), shutdown.clone())?;
+            let mut events = node.subscribe();
+            let info = node.join(JoinSpec { room: opts.room, token: Some(opts.token.clone()), name: opts.name.clone(), recording: None }).await?;
+            println!("joined room {} as {:?}; peer id {}", opts.room, info.role, node.peer_id());
+            for a in node.listen_addrs().await? {
+                println!("listening on {a}/p2p/{}", node.peer_id());
+            }
+            print_code(&node.code(opts.room).await?);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    ev = events.recv() => match ev {
+                        Ok(NodeEvent::Applied { room, from: Some(_), .. }) if room == opts.room => print_code(&node.code(room).await?),
+                        Ok(NodeEvent::Listening { addr }) => println!("listening on {addr}/p2p/{}", node.peer_id()),
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => print_code(&node.code(opts.room).await?),
+                        Err(_) => break,
+                    },
+                    line = stdin.next_line(), if stdin_open => match line {
+                        Ok(Some(l)) => {
+                            let len = node.with_room(opts.room, |r, _| r.doc().code_len()).await?;
+                            node.splice(opts.room, len, 0, &format!("{l}\n")).await?;
+                        }
+                        _ => stdin_open = false,
+                    },
+                }
+            }
+            shutdown.cancel();
+            task.await.map_err(|e| NodeError::Transport(e.to_string()))??;
+        }
+        Route::Yws(url) => {
+            let store = match &data_dir {
+                Some(d) => NodeStore::Sled(SledDb::open(d.join("sled"))?.room(&opts.room)?),
+                None => NodeStore::Memory(arena_core::MemoryStore::new()),
+            };
+            let mut room = open_room(&opts, identity, store)?;
+            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin)).await?;
+        }
+    }
+    Ok(())
+}
+
+fn open_room(opts: &PeerOptions, identity: Identity, store: NodeStore) -> Result<NodeRoom> {
+    let now = now_ms();
+    let mut room = Room::open(opts.room, identity, 0, store, NodeConfig::new(Identity::from_seed([0; 32])).room, now)?;
+    if room.role().is_none() {
+        room.join(&opts.token, &opts.name, now)?;
+    }
+    room.flush()?;
+    Ok(room)
+}
+
+type Stdin = tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>;
+
+/// Runs a room over `/yws` until `shutdown`, reconnecting with backoff.
+async fn yws_loop(url: &str, opts: &PeerOptions, room: &mut NodeRoom, shutdown: CancellationToken, mut stdin: Option<&mut Stdin>) -> Result<()> {
+    let mut backoff = Duration::from_millis(500);
+    while !shutdown.is_cancelled() {
+        let mut link = match YwsLink::connect(url, opts.room, &opts.token).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "connecting; retrying in {backoff:?}");
+                tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        println!("attached to {url} (y-websocket) for room {}", opts.room);
+        link.hello(room).await?;
+        backoff = Duration::from_millis(500);
+        loop {
+            enum Input {
+                Stop,
+                Socket(Result<Option<Vec<YwsEvent>>>),
+                Line(Option<String>),
+            }
+            let input = {
+                let typed = async {
+                    match stdin.as_deref_mut() {
+                        Some(s) => s.next_line().await.ok().flatten(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => Input::Stop,
+                    ev = link.next(room) => Input::Socket(ev),
+                    line = typed => Input::Line(line),
+                }
+            };
+            match input {
+                Input::Stop => break,
+                Input::Socket(Ok(Some(events))) => report(room, &events),
+                Input::Socket(Ok(None)) => {
+                    warn!("the node closed the connection");
+                    break;
+                }
+                Input::Socket(Err(e)) => {
+                    warn!(error = %e, "connection lost");
+                    break;
+                }
+                Input::Line(Some(l)) => {
+                    let len = room.doc().code_len();
+                    if let Some(env) = room.edit(now_ms(), |e| e.splice_code(len, 0, &format!("{l}\n")))? {
+                        room.flush()?;
+                        link.send(&[Wire::Envelopes(vec![env])]).await?;
+                    }
+                }
+                Input::Line(None) => stdin = None,
+            }
+        }
+        let _ = link.close().await;
+    }
+    room.flush()?;
+    Ok(())
+}
+
+fn report(room: &NodeRoom, events: &[YwsEvent]) {
+    for e in events {
+        match e {
+            YwsEvent::Applied(envs) => {
+                println!("{} envelope(s) applied", envs.len());
+                print_code(&room.doc().code());
+            }
+            YwsEvent::Awareness(json) => println!("awareness {json}"),
+            YwsEvent::Denied(reason) => println!("refused by the node: {reason}"),
+        }
+    }
+}
+
+/// `arena-node record`: a read-only peer that writes every envelope (with its receive
+/// time), awareness change, vote, run and version of the room to `out` until `shutdown`.
+pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| NodeError::io(out, e))?;
+    let identity = load_or_create_identity(out)?;
+    let path = out.join(RECORDING_FILE);
+    match route(&opts).await? {
+        Route::Libp2p(boot) => {
+            let (node, task) = Node::spawn(node_config(identity, &opts, boot, None), shutdown.clone())?;
+            let mut events = node.subscribe();
+            let spec = JoinSpec { room: opts.room, token: Some(opts.token.clone()), name: opts.name.clone(), recording: Some(path.clone()) };
+            let info = node.join(spec).await?;
+            println!("recording room {} into {} ({} entries so far)", opts.room, path.display(), info.log_len);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    ev = events.recv() => match ev {
+                        Ok(NodeEvent::Applied { room, envelopes, .. }) if room == opts.room => {
+                            println!("{} recorded {} envelope(s)", crate::time::format_ms(now_ms()), envelopes.len());
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    },
+                }
+            }
+            shutdown.cancel();
+            task.await.map_err(|e| NodeError::Transport(e.to_string()))??;
+        }
+        Route::Yws(url) => {
+            let store = NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
+            let mut room = open_room(&opts, identity, store)?;
+            println!("recording room {} into {}", opts.room, path.display());
+            yws_loop(&url, &opts, &mut room, shutdown, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `arena-node replay`: the session step by step, or (with `at`) the code at that instant.
+pub fn replay(dir: &Path, at: Option<&str>) -> Result<String> {
+    let file = RecordingFile::read(dir)?;
+    match at {
+        Some(at) => replay::code_at(&file, replay::parse_at(at)?),
+        None => Ok(replay::render(&replay::timeline(&file)?)),
+    }
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The timeline as JSON.
+    Json,
+    /// A self-contained HTML player.
+    Html,
+}
+
+/// `arena-node export`.
+pub fn export(dir: &Path, format: Format) -> Result<String> {
+    let t = replay::timeline(&RecordingFile::read(dir)?)?;
+    Ok(match format {
+        Format::Json => replay::export_json(&t),
+        Format::Html => replay::export_html(&t),
+    })
+}
+
+/// `arena-node verify`: the report, and whether it verified.
+pub fn verify(dir: &Path) -> Result<(String, bool)> {
+    let file = RecordingFile::read(dir)?;
+    let r = replay::verify(&file);
+    let mut s = format!(
+        "{}: {} records, {} admissions, {} envelopes, {} seals checked",
+        file.path.display(),
+        r.records,
+        r.admissions,
+        r.envelopes,
+        r.seals
+    );
+    if r.unsealed > 0 && r.ok() {
+        s.push_str(&format!("; the last {} record(s) are chained but not sealed (the recorder stopped before sealing)", r.unsealed));
+    }
+    match &r.first_break {
+        None => s.push_str("\nOK: every signature and hash chain verifies"),
+        Some(b) => s.push_str(&format!("\nBROKEN at record {} (byte {}): {}", b.record, b.offset, b.reason)),
+    }
+    Ok((s, r.ok()))
+}

@@ -1,0 +1,435 @@
+//! The event loop: `select!` (biased) on cancellation, commands, swarm events and timers;
+//! after each batch of ready inputs, one commit (flush the dirty rooms, then release what
+//! they acknowledge).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use arena_core::sync::wire::{chunk, Wire, GOSSIP_CHUNK};
+use arena_core::{RoomId, SledDb, Store};
+use futures::{FutureExt, StreamExt};
+use libp2p::gossipsub::{self, MessageAcceptance, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub(super) use super::outbox::Outbox;
+use super::{now_ms, Command, NodeConfig, NodeEvent, NodeRoom, NodeStats, PeerStats, RoomStats};
+use crate::behaviour::{topic_for, ArenaBehaviour, ArenaBehaviourEvent, SyncResponse, SyncStatus};
+use crate::error::{NodeError, Result};
+
+/// Below this gossipsub score a peer's messages are ignored: it is banned too.
+const GRAYLIST: f64 = -80.0;
+/// Inputs handled before one commit.
+const BATCH: usize = 64;
+
+/// One joined room.
+pub(super) struct RoomState {
+    pub(super) room: NodeRoom,
+    pub(super) topic: gossipsub::IdentTopic,
+    /// Reassemblers of fragmented gossip messages, per publisher.
+    pub(super) links: HashMap<PeerId, arena_core::sync::wire::Reassembler>,
+}
+
+pub(super) struct Actor {
+    pub(super) cfg: NodeConfig,
+    pub(super) swarm: Swarm<ArenaBehaviour>,
+    pub(super) db: Option<SledDb>,
+    rx: mpsc::Receiver<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    pub(super) rooms: HashMap<RoomId, RoomState>,
+    pub(super) topics: HashMap<TopicHash, RoomId>,
+    pub(super) out: Outbox,
+    pub(super) offences: HashMap<PeerId, u32>,
+    pub(super) banned: HashMap<PeerId, Instant>,
+    pub(super) partitioned: bool,
+    pub(super) inflight: HashMap<OutboundRequestId, (PeerId, RoomId)>,
+    pub(super) inflight_keys: HashSet<(PeerId, RoomId)>,
+    pub(super) rendezvous_nodes: HashSet<PeerId>,
+    pub(super) relays: HashSet<PeerId>,
+    pub(super) remote_addrs: HashMap<PeerId, Multiaddr>,
+    /// Sync requests per peer in the current second (flood control).
+    pub(super) request_rate: HashMap<PeerId, (Instant, u32)>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl Actor {
+    pub(super) fn new(
+        cfg: NodeConfig,
+        mut swarm: Swarm<ArenaBehaviour>,
+        db: Option<SledDb>,
+        rx: mpsc::Receiver<Command>,
+        events: broadcast::Sender<NodeEvent>,
+    ) -> Result<Self> {
+        for addr in &cfg.listen {
+            swarm.listen_on(addr.clone()).map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })?;
+        }
+        let mut actor = Actor {
+            cfg,
+            swarm,
+            db,
+            rx,
+            events,
+            rooms: HashMap::new(),
+            topics: HashMap::new(),
+            out: Outbox::default(),
+            offences: HashMap::new(),
+            banned: HashMap::new(),
+            partitioned: false,
+            inflight: HashMap::new(),
+            inflight_keys: HashSet::new(),
+            rendezvous_nodes: HashSet::new(),
+            relays: HashSet::new(),
+            remote_addrs: HashMap::new(),
+            request_rate: HashMap::new(),
+            listen_addrs: Vec::new(),
+        };
+        actor.dial_bootstrap();
+        Ok(actor)
+    }
+
+    pub(super) async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        let mut anti_entropy = tokio::time::interval(self.cfg.anti_entropy);
+        let mut discovery = tokio::time::interval(self.cfg.discovery);
+        anti_entropy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                cmd = self.rx.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                ev = self.swarm.select_next_some() => self.swarm_event(ev),
+                _ = anti_entropy.tick() => self.anti_entropy(),
+                _ = discovery.tick() => self.discover_all(),
+            }
+            // Group commit: take what else is ready, then flush once.
+            for _ in 0..BATCH {
+                if let Ok(c) = self.rx.try_recv() {
+                    self.command(c);
+                } else if let Some(Some(ev)) = self.swarm.next().now_or_never() {
+                    self.swarm_event(ev);
+                } else {
+                    break;
+                }
+            }
+            self.commit();
+        }
+        self.commit();
+        for (id, r) in self.rooms.iter_mut() {
+            if let Err(e) = r.room.flush() {
+                warn!(room = %id, error = %e, "final flush failed");
+            }
+        }
+        if let Some(db) = &self.db {
+            db.flush()?;
+        }
+        info!("node stopped");
+        Ok(())
+    }
+
+    /// Flushes every dirty room, then releases what waited for it.
+    fn commit(&mut self) {
+        let mut failed = HashSet::new();
+        for id in std::mem::take(&mut self.out.dirty) {
+            let Some(state) = self.rooms.get_mut(&id) else { continue };
+            if let Err(e) = state.room.flush() {
+                warn!(room = %id, error = %e, "flush failed: closing the room");
+                failed.insert(id);
+                let _ = self.events.send(NodeEvent::StoreFailed { room: id, error: e.to_string() });
+            }
+        }
+        for id in &failed {
+            self.close_room(id);
+        }
+        let ok = |r: &Option<RoomId>| r.as_ref().is_none_or(|r| !failed.contains(r));
+        let out = std::mem::take(&mut self.out);
+        for (room, id, peer, acceptance) in out.validations {
+            let acceptance = if ok(&room) { acceptance } else { MessageAcceptance::Ignore };
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &peer, acceptance);
+        }
+        for (room, msgs) in out.publish {
+            if ok(&Some(room)) {
+                self.publish(&room, &msgs);
+            }
+        }
+        for (room, channel, resp) in out.responses {
+            let resp = if ok(&room) { resp } else { SyncResponse { status: SyncStatus::Refused, more: false, frames: Vec::new() } };
+            let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
+        }
+        for (room, reply) in out.replies {
+            match room {
+                Some(r) if failed.contains(&r) => reply(Err(NodeError::Core(arena_core::CoreError::Store(format!(
+                    "room {r}: flush failed, nothing acknowledged"
+                ))))),
+                _ => reply(Ok(())),
+            }
+        }
+        for (room, e) in out.events {
+            if ok(&room) {
+                let _ = self.events.send(e);
+            }
+        }
+    }
+
+    pub(super) fn publish(&mut self, room: &RoomId, msgs: &[Wire]) {
+        let topic = topic_for(room);
+        for c in chunk(msgs, GOSSIP_CHUNK) {
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), c) {
+                // No peer yet, or the same chunk again: anti-entropy delivers it.
+                debug!(room = %room, error = %e, "gossip publish");
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join(spec, tx) => match self.join(spec) {
+                Ok((id, info)) => self.out.reply(Some(id), tx, info),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            },
+            Command::Leave(id, tx) => {
+                let r = match self.rooms.get_mut(&id) {
+                    Some(s) => s.room.flush().map_err(NodeError::from),
+                    None => Err(NodeError::NotJoined(id.to_hex())),
+                };
+                self.close_room(&id);
+                let _ = tx.send(r);
+            }
+            Command::WithRoom { room, f, done } => self.with_room(room, f, done),
+            Command::ListenAddrs(tx) => {
+                let _ = tx.send(self.listen_addrs.clone());
+            }
+            Command::Dial(addr, tx) => {
+                let _ = tx.send(self.dial(addr));
+            }
+            Command::Partition(on, tx) => {
+                self.partitioned = on;
+                if on {
+                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for p in peers {
+                        let _ = self.swarm.disconnect_peer_id(p);
+                    }
+                }
+                let _ = tx.send(());
+            }
+            Command::SyncNow(tx) => {
+                self.anti_entropy();
+                let _ = tx.send(());
+            }
+            Command::Stats(tx) => {
+                let _ = tx.send(self.stats());
+            }
+            Command::PublishRaw { room, data, done } => {
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic_for(&room), data)
+                    .map(|_| ())
+                    .map_err(|e| NodeError::Transport(format!("publish: {e}")));
+                let _ = done.send(r);
+            }
+        }
+    }
+
+    fn with_room(&mut self, room: RoomId, f: super::RoomFn, done: oneshot::Sender<Result<()>>) {
+        let me = self.cfg.identity.public();
+        let Some(state) = self.rooms.get_mut(&room) else {
+            let _ = done.send(Err(NodeError::NotJoined(room.to_hex())));
+            return;
+        };
+        let before = state.room.ledger().head(&me).next_seq;
+        f(&mut state.room, now_ms());
+        let after = state.room.ledger().head(&me).next_seq;
+        self.out.dirty.insert(room);
+        if after > before {
+            match state.room.store().author_envelopes(&me, before, (after - before) as usize) {
+                Ok(envs) => {
+                    self.out.publish.push((room, vec![Wire::Envelopes(envs.clone())]));
+                    self.out.event(Some(room), NodeEvent::Applied { room, envelopes: envs, from: None });
+                }
+                Err(e) => warn!(room = %room, error = %e, "reading back our envelopes"),
+            }
+        }
+        self.out.reply(Some(room), done, ());
+    }
+
+    pub(super) fn close_room(&mut self, id: &RoomId) {
+        if let Some(state) = self.rooms.remove(id) {
+            let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&state.topic);
+            self.topics.remove(&state.topic.hash());
+            self.swarm.behaviour_mut().kad.stop_providing(&crate::behaviour::provider_key(id));
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr) -> Result<()> {
+        self.swarm.dial(addr.clone()).map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })
+    }
+
+    fn stats(&self) -> NodeStats {
+        let gs = &self.swarm.behaviour().gossipsub;
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let mut peers = std::collections::BTreeMap::new();
+        for p in connected.iter().chain(self.offences.keys()) {
+            peers.insert(*p, PeerStats { offences: self.offences.get(p).copied().unwrap_or(0), score: gs.peer_score(p) });
+        }
+        NodeStats {
+            connected,
+            peers,
+            banned: self.banned.keys().copied().collect(),
+            rooms: self
+                .rooms
+                .iter()
+                .map(|(id, s)| {
+                    let topic = s.topic.hash();
+                    let gossip_peers =
+                        gs.all_peers().filter(|(_, t)| t.contains(&&topic)).map(|(p, _)| *p).collect();
+                    (*id, RoomStats { log_len: s.room.store().log_len(), gossip_peers })
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn is_banned(&mut self, peer: &PeerId) -> bool {
+        match self.banned.get(peer) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.banned.remove(peer);
+                self.swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts an offence against `peer` and lowers its score; past the limit it is
+    /// disconnected and banned.
+    pub(super) fn offence(&mut self, peer: PeerId, room: Option<RoomId>, reason: String) {
+        let count = {
+            let c = self.offences.entry(peer).or_default();
+            *c += 1;
+            *c
+        };
+        warn!(peer = %peer, room = ?room.map(|r| r.to_hex()), count, reason, "offence");
+        self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, -10.0 * f64::from(count));
+        self.out.event(room, NodeEvent::Offence { peer, room, reason, count });
+        let graylisted = self.swarm.behaviour().gossipsub.peer_score(&peer).is_some_and(|s| s < GRAYLIST);
+        if (count >= self.cfg.max_offences || graylisted) && !self.banned.contains_key(&peer) {
+            self.banned.insert(peer, Instant::now() + self.cfg.ban);
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.out.event(None, NodeEvent::Banned { peer });
+        }
+    }
+
+    fn swarm_event(&mut self, ev: SwarmEvent<ArenaBehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(addr = %address, "listening");
+                if self.cfg.announce_listen_addrs && !address.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit)) {
+                    self.swarm.add_external_address(address.clone());
+                }
+                self.listen_addrs.push(address.clone());
+                self.out.event(None, NodeEvent::Listening { addr: address });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| a != &address),
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                if self.partitioned || self.is_banned(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if endpoint.is_dialer() {
+                    self.remote_addrs.insert(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, "connected");
+                    self.out.event(None, NodeEvent::PeerConnected { peer: peer_id });
+                    let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+                    for r in rooms {
+                        self.request_sync(peer_id, r);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                debug!(peer = %peer_id, "disconnected");
+                self.inflight_keys.retain(|(p, _)| p != &peer_id);
+                self.request_rate.remove(&peer_id);
+                self.out.event(None, NodeEvent::PeerDisconnected { peer: peer_id });
+            }
+            SwarmEvent::Behaviour(ev) => self.behaviour_event(ev),
+            _ => {}
+        }
+    }
+
+    fn behaviour_event(&mut self, ev: ArenaBehaviourEvent) {
+        match ev {
+            ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                self.on_gossip(propagation_source, message_id, message);
+            }
+            ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
+                if let Some(room) = self.topics.get(&topic).copied() {
+                    self.request_sync(peer_id, room);
+                }
+            }
+            ArenaBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => self.on_sync_request(peer, request, channel),
+                request_response::Message::Response { request_id, response } => {
+                    self.on_sync_response(peer, request_id, response)
+                }
+            },
+            ArenaBehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
+                debug!(peer = %peer, error = %error, "sync request failed");
+                if let Some(key) = self.inflight.remove(&request_id) {
+                    self.inflight_keys.remove(&key);
+                }
+            }
+            ArenaBehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
+                debug!(peer = %peer, error = %error, "sync request from peer failed");
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.offence(peer, None, format!("malformed sync request: {e}"));
+                    }
+                }
+            }
+            ArenaBehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. }) => {
+                self.on_identify(peer_id, info);
+            }
+            ArenaBehaviourEvent::Rendezvous(ev) => self.on_rendezvous(ev),
+            ArenaBehaviourEvent::Kad(ev) => self.on_kad(ev),
+            _ => {}
+        }
+    }
+
+    fn anti_entropy(&mut self) {
+        if self.partitioned {
+            return;
+        }
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let rooms: Vec<(RoomId, TopicHash)> = self.rooms.iter().map(|(id, s)| (*id, s.topic.hash())).collect();
+        for (room, topic) in rooms {
+            let mut peers: Vec<PeerId> = self
+                .swarm
+                .behaviour()
+                .gossipsub
+                .all_peers()
+                .filter(|(_, topics)| topics.contains(&&topic))
+                .map(|(p, _)| *p)
+                .collect();
+            if peers.is_empty() {
+                peers = connected.clone();
+            }
+            for p in peers {
+                self.request_sync(p, room);
+            }
+        }
+    }
+}
+

@@ -1,0 +1,128 @@
+//! Finding the peers of a room: bootstrap nodes, rendezvous, the DHT, and relays.
+
+use arena_core::RoomId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{identify, kad, rendezvous, Multiaddr, PeerId};
+use tracing::{debug, info, warn};
+
+use super::actor::Actor;
+use crate::behaviour::{namespace_for, provider_key, KAD_PROTOCOL};
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+impl Actor {
+    pub(super) fn dial_bootstrap(&mut self) {
+        for addr in self.cfg.bootstrap.clone() {
+            if let Some(peer) = peer_of(&addr) {
+                let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+                self.swarm.behaviour_mut().kad.add_address(&peer, bare);
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                warn!(addr = %addr, error = %e, "dialing bootstrap node");
+            }
+        }
+    }
+
+    fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id() || self.partitioned || self.is_banned(&peer) || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(peer = %peer, error = %e, "dial");
+        }
+    }
+
+    /// Announces and looks up one room everywhere we can.
+    pub(super) fn discover_room(&mut self, room: &RoomId) {
+        let key = provider_key(room);
+        let b = self.swarm.behaviour_mut();
+        if let Err(e) = b.kad.start_providing(key.clone()) {
+            debug!(error = %e, "kad provide");
+        }
+        b.kad.get_providers(key);
+        let ns = namespace_for(room);
+        for node in self.rendezvous_nodes.clone() {
+            let b = self.swarm.behaviour_mut();
+            if let Err(e) = b.rendezvous.register(ns.clone(), node, None) {
+                debug!(error = %e, "rendezvous register");
+            }
+            b.rendezvous.discover(Some(ns.clone()), None, None, node);
+        }
+    }
+
+    pub(super) fn discover_all(&mut self) {
+        if self.partitioned {
+            return;
+        }
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for r in rooms {
+            self.discover_room(&r);
+        }
+        if !self.cfg.bootstrap.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    pub(super) fn on_identify(&mut self, peer: PeerId, info: identify::Info) {
+        let has = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
+        if has(KAD_PROTOCOL) {
+            for a in &info.listen_addrs {
+                self.swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+            }
+        }
+        if has(rendezvous::PROTOCOL_NAME.as_ref()) && self.rendezvous_nodes.insert(peer) {
+            info!(peer = %peer, "rendezvous node");
+            let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+            for r in rooms {
+                self.discover_room(&r);
+            }
+        }
+        if self.cfg.use_relay && has(libp2p::relay::HOP_PROTOCOL_NAME.as_ref()) && !self.relays.contains(&peer) {
+            if let Some(addr) = self.remote_addrs.get(&peer).cloned() {
+                let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+                let circuit = bare.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
+                match self.swarm.listen_on(circuit.clone()) {
+                    Ok(_) => {
+                        info!(relay = %peer, "listening through relay");
+                        self.relays.insert(peer);
+                    }
+                    Err(e) => warn!(addr = %circuit, error = ?e, "relay listen"),
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_rendezvous(&mut self, ev: rendezvous::client::Event) {
+        match ev {
+            rendezvous::client::Event::Discovered { registrations, .. } => {
+                for reg in registrations {
+                    let peer = reg.record.peer_id();
+                    self.dial_peer(peer, reg.record.addresses().to_vec());
+                }
+            }
+            rendezvous::client::Event::RegisterFailed { namespace, error, .. } => {
+                debug!(namespace = %namespace, error = ?error, "rendezvous registration failed");
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_kad(&mut self, ev: kad::Event) {
+        if let kad::Event::OutboundQueryProgressed {
+            result: kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders { providers, .. })),
+            ..
+        } = ev
+        {
+            for p in providers {
+                self.dial_peer(p, Vec::new());
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Rooms inside the actor: joining, gossip validation, and `/arena/sync/1` catch-up.
+
+use std::collections::BTreeMap;
+
+use arena_core::sync::wire::{chunk, is_fragment, Reassembler, Wire, GOSSIP_CHUNK};
+use arena_core::{CoreError, PeerKey, Room, RoomId};
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::PeerId;
+use tracing::{debug, info, warn};
+
+use super::actor::{Actor, RoomState};
+use super::{now_ms, JoinSpec, NodeEvent, RoomInfo};
+use crate::behaviour::{topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus, MAX_RESPONSE};
+use crate::error::{NodeError, Result};
+use crate::recording::RecordingStore;
+use crate::store::NodeStore;
+
+/// Most publishers whose fragmented messages are being reassembled per room.
+const MAX_LINKS: usize = 64;
+/// Sync requests a peer may make per second (it has one in flight per room at a time).
+const MAX_REQUESTS_PER_SEC: u32 = 200;
+/// Envelope bytes per frame batch of a sync answer.
+const ANSWER_BATCH: usize = 1 << 20;
+
+impl Actor {
+    pub(super) fn join(&mut self, spec: JoinSpec) -> Result<(RoomId, RoomInfo)> {
+        let id = spec.room;
+        if let Some(s) = self.rooms.get(&id) {
+            return Ok((id, RoomInfo { room: id, role: s.room.role(), log_len: arena_core::Store::log_len(s.room.store()) }));
+        }
+        let now = now_ms();
+        let me = self.cfg.identity.clone();
+        let store = match (&spec.recording, &self.db) {
+            (Some(path), _) => NodeStore::Recording(Box::new(RecordingStore::open(path, id, me.clone(), now)?)),
+            (None, Some(db)) => NodeStore::Sled(db.room(&id)?),
+            (None, None) => NodeStore::Memory(arena_core::MemoryStore::new()),
+        };
+        let mut room = Room::open(id, me.clone(), 0, store, self.cfg.room.clone(), now)?;
+        let mut announce = Vec::new();
+        if room.role().is_none() {
+            let token = spec.token.as_deref().ok_or_else(|| NodeError::Core(CoreError::NotAllowed("joining needs an invite token".into())))?;
+            let (adm, env) = room.join(token, &spec.name, now)?;
+            announce.push(Wire::Admissions(vec![adm]));
+            announce.extend(env.map(|e| Wire::Envelopes(vec![e])));
+        } else if let Some(m) = room.ledger().member(&me.public()) {
+            announce.push(Wire::Admissions(vec![m.admission.clone()]));
+        }
+        let topic = topic_for(&id);
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        gs.subscribe(&topic).map_err(|e| NodeError::Transport(format!("subscribe: {e}")))?;
+        if let Err(e) = gs.set_topic_params(topic.clone(), topic_score_params()) {
+            warn!(error = %e, "topic score params");
+        }
+        let info = RoomInfo { room: id, role: room.role(), log_len: arena_core::Store::log_len(room.store()) };
+        info!(room = %id, role = ?info.role, log = info.log_len, "joined");
+        self.topics.insert(topic.hash(), id);
+        self.rooms.insert(id, RoomState { room, topic, links: Default::default() });
+        self.out.dirty.insert(id);
+        self.out.publish.push((id, announce));
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for p in peers {
+            self.request_sync(p, id);
+        }
+        self.discover_room(&id);
+        Ok((id, info))
+    }
+
+    pub(super) fn on_gossip(&mut self, source: PeerId, id: MessageId, msg: gossipsub::Message) {
+        let Some(&room) = self.topics.get(&msg.topic) else {
+            self.out.validate(None, id, source, MessageAcceptance::Ignore);
+            return;
+        };
+        if is_fragment(&msg.data) {
+            // A piece of a big message cannot be checked alone, so it is not forwarded;
+            // peers further away get the envelope by catch-up.
+            self.out.validate(Some(room), id, source, MessageAcceptance::Ignore);
+            let origin = msg.source.unwrap_or(source);
+            let Some(state) = self.rooms.get_mut(&room) else { return };
+            if state.links.len() >= MAX_LINKS && !state.links.contains_key(&origin) {
+                state.links.clear();
+            }
+            match state.links.entry(origin).or_default().push(&msg.data, room) {
+                Ok(Some(w)) => {
+                    debug!(peer = %source, room = %room, "reassembled a fragmented gossip message");
+                    self.apply(room, w, source);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    debug!(peer = %source, error = %e, "fragment dropped");
+                    state.links.remove(&origin);
+                }
+            }
+            return;
+        }
+        let verdict = match Wire::decode(&msg.data, room) {
+            Ok(w @ (Wire::Envelopes(_) | Wire::Admissions(_))) => self.apply(room, w, source),
+            Ok(_) => {
+                self.offence(source, Some(room), "catch-up message on gossip".into());
+                MessageAcceptance::Reject
+            }
+            Err(e) => {
+                self.offence(source, Some(room), format!("undecodable gossip: {e}"));
+                MessageAcceptance::Reject
+            }
+        };
+        self.out.validate(Some(room), id, source, verdict);
+    }
+
+    /// Applies envelopes or admissions from `peer` to `room`; returns how gossipsub should
+    /// treat the message that carried them. Invalid content is an offence of `peer`.
+    pub(super) fn apply(&mut self, room: RoomId, wire: Wire, peer: PeerId) -> MessageAcceptance {
+        let now = now_ms();
+        let Some(state) = self.rooms.get_mut(&room) else { return MessageAcceptance::Ignore };
+        match wire {
+            Wire::Envelopes(envs) => {
+                let receipt = match state.room.receive(envs, now) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(room = %room, error = %e, "applying envelopes failed");
+                        return MessageAcceptance::Ignore;
+                    }
+                };
+                self.out.dirty.insert(room);
+                let mut offences = Vec::new();
+                let mut unknown = false;
+                for (author, err) in &receipt.rejected {
+                    if state.room.ledger().member(author).is_none() {
+                        // Its admission has not reached us yet: not the sender's fault.
+                        unknown = true;
+                    } else {
+                        offences.push(format!("envelope of {}: {err}", &author.to_hex()[..12]));
+                    }
+                }
+                if !receipt.applied.is_empty() {
+                    self.out.event(Some(room), NodeEvent::Applied { room, envelopes: receipt.applied.clone(), from: Some(peer) });
+                }
+                if receipt.needs_catch_up || unknown {
+                    self.request_sync(peer, room);
+                }
+                if !offences.is_empty() {
+                    self.offence(peer, Some(room), offences.join("; "));
+                    MessageAcceptance::Reject
+                } else if !receipt.applied.is_empty() || receipt.duplicates > 0 {
+                    MessageAcceptance::Accept
+                } else {
+                    MessageAcceptance::Ignore
+                }
+            }
+            Wire::Admissions(adms) => {
+                let mut bad = Vec::new();
+                let mut new = Vec::new();
+                for a in adms {
+                    match state.room.admit(&a, None) {
+                        Ok(true) => new.push(a),
+                        Ok(false) => {}
+                        Err(e) => bad.push(format!("admission of {}: {e}", &a.member.to_hex()[..12])),
+                    }
+                }
+                if !new.is_empty() {
+                    self.out.dirty.insert(room);
+                }
+                for a in new {
+                    self.out.event(
+                        Some(room),
+                        NodeEvent::Admitted { room, member: a.member, role: a.grant.role, name: a.name.clone() },
+                    );
+                }
+                if bad.is_empty() {
+                    MessageAcceptance::Accept
+                } else {
+                    self.offence(peer, Some(room), bad.join("; "));
+                    MessageAcceptance::Reject
+                }
+            }
+            Wire::Want(_) | Wire::Checkpoint(_) => MessageAcceptance::Ignore,
+        }
+    }
+
+    /// Asks `peer` for what we lack in `room` (one request in flight per peer and room).
+    pub(super) fn request_sync(&mut self, peer: PeerId, room: RoomId) {
+        if self.partitioned || self.is_banned(&peer) || !self.swarm.is_connected(&peer) || self.inflight_keys.contains(&(peer, room)) {
+            return;
+        }
+        let me = self.cfg.identity.public();
+        let Some(state) = self.rooms.get(&room) else { return };
+        let mut msgs = Vec::new();
+        if let Some(m) = state.room.ledger().member(&me) {
+            msgs.push(Wire::Admissions(vec![m.admission.clone()]));
+        }
+        msgs.push(state.room.want());
+        let frames = chunk(&msgs, GOSSIP_CHUNK);
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { room, frames });
+        self.inflight.insert(id, (peer, room));
+        self.inflight_keys.insert((peer, room));
+    }
+
+    pub(super) fn on_sync_request(&mut self, peer: PeerId, req: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+        let room = req.room;
+        let refuse = |status| SyncResponse { status, more: false, frames: Vec::new() };
+        if self.flooding(peer) {
+            self.out.responses.push((None, channel, refuse(SyncStatus::Refused)));
+            return;
+        }
+        if !self.rooms.contains_key(&room) {
+            self.out.responses.push((None, channel, refuse(SyncStatus::UnknownRoom)));
+            return;
+        }
+        let mut link = Reassembler::new();
+        let mut want = None;
+        for f in &req.frames {
+            match link.push(f, room) {
+                Ok(None) => {}
+                Ok(Some(Wire::Want(have))) => want = Some(have),
+                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_)))) => {
+                    self.apply(room, w, peer);
+                }
+                Ok(Some(Wire::Checkpoint(_))) => {
+                    self.offence(peer, Some(room), "checkpoint in a sync request".into());
+                    self.out.responses.push((Some(room), channel, refuse(SyncStatus::Refused)));
+                    return;
+                }
+                Err(e) => {
+                    self.offence(peer, Some(room), format!("malformed sync request: {e}"));
+                    self.out.responses.push((Some(room), channel, refuse(SyncStatus::Refused)));
+                    return;
+                }
+            }
+        }
+        let resp = match want {
+            Some(have) => self.answer(&room, &have).unwrap_or_else(|e| {
+                warn!(room = %room, error = %e, "answering a sync request");
+                refuse(SyncStatus::Refused)
+            }),
+            None => SyncResponse { status: SyncStatus::Ok, more: false, frames: Vec::new() },
+        };
+        self.out.responses.push((Some(room), channel, resp));
+    }
+
+    /// Counts a sync request of `peer`; past [`MAX_REQUESTS_PER_SEC`] it is refused, and
+    /// the first refusal of each second is an offence.
+    fn flooding(&mut self, peer: PeerId) -> bool {
+        let now = std::time::Instant::now();
+        let e = self.request_rate.entry(peer).or_insert((now, 0));
+        if now.duration_since(e.0) >= std::time::Duration::from_secs(1) {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        let n = e.1;
+        if n == MAX_REQUESTS_PER_SEC + 1 {
+            self.offence(peer, None, format!("more than {MAX_REQUESTS_PER_SEC} sync requests in a second"));
+        }
+        n > MAX_REQUESTS_PER_SEC
+    }
+
+    /// Admissions and the envelopes `have` lacks, in log order, cut at the byte budget.
+    fn answer(&self, room: &RoomId, have: &BTreeMap<PeerKey, u64>) -> Result<SyncResponse> {
+        let state = self.rooms.get(room).ok_or_else(|| NodeError::NotJoined(room.to_hex()))?;
+        let mut frames = Vec::new();
+        let mut more = false;
+        for msg in state.room.answer(have)? {
+            let Wire::Envelopes(envs) = msg else {
+                frames.extend(chunk(&[msg], GOSSIP_CHUNK));
+                continue;
+            };
+            more = envs.len() >= self.cfg.room.max_catch_up;
+            let (mut total, mut size) = (0usize, 0usize);
+            let mut batch = Vec::new();
+            for e in envs {
+                let len = e.update.len() + 160;
+                if total + len > MAX_RESPONSE - (2 << 20) {
+                    more = true;
+                    break;
+                }
+                total += len;
+                size += len;
+                batch.push(e);
+                if size >= ANSWER_BATCH {
+                    frames.extend(chunk(&[Wire::Envelopes(std::mem::take(&mut batch))], GOSSIP_CHUNK));
+                    size = 0;
+                }
+            }
+            if !batch.is_empty() {
+                frames.extend(chunk(&[Wire::Envelopes(batch)], GOSSIP_CHUNK));
+            }
+        }
+        Ok(SyncResponse { status: SyncStatus::Ok, more, frames })
+    }
+
+    pub(super) fn on_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, resp: SyncResponse) {
+        let Some((_, room)) = self.inflight.remove(&request_id) else { return };
+        self.inflight_keys.remove(&(peer, room));
+        if resp.status != SyncStatus::Ok {
+            debug!(peer = %peer, room = %room, status = ?resp.status, "sync refused");
+            return;
+        }
+        let mut link = Reassembler::new();
+        for f in &resp.frames {
+            match link.push(f, room) {
+                Ok(None) => {}
+                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_)))) => {
+                    self.apply(room, w, peer);
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    self.offence(peer, Some(room), format!("malformed sync answer: {e}"));
+                    return;
+                }
+            }
+        }
+        if resp.more {
+            self.request_sync(peer, room);
+        }
+    }
+}
