@@ -49,6 +49,21 @@ pub struct Config {
     #[arg(long, env = "ARENA_RATE_LIMIT", default_value_t = 500)]
     pub rate_limit: u32,
 
+    /// libp2p listen addresses (TCP and QUIC), comma-separated in the env var. Port 0 picks
+    /// free ports (peers learn them from `GET /api/peers`); set fixed public ones in production.
+    #[arg(long = "p2p-listen", env = "ARENA_P2P_LISTEN", value_delimiter = ',',
+          default_value = "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1")]
+    pub p2p_listen: Vec<String>,
+
+    /// Other bootstrap nodes to federate with: libp2p multiaddrs with `/p2p/<peer id>`
+    /// (their `GET /api/peers` lists them). Repeatable.
+    #[arg(long = "peer", env = "ARENA_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// Run without the libp2p node (no federation, no native peers).
+    #[arg(long, env = "ARENA_NO_P2P")]
+    pub no_p2p: bool,
+
     /// Most topics one signaling connection may subscribe to.
     #[arg(long, env = "ARENA_MAX_TOPICS", default_value_t = 32)]
     pub max_topics: usize,
@@ -60,6 +75,7 @@ impl Config {
         let mut c = Config::parse_from(["arena-bootstrap"]);
         c.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         c.data_dir = data_dir.into();
+        c.p2p_listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
         c
     }
 }

@@ -17,6 +17,9 @@ pub enum BootstrapError {
     /// The room is not known to this node.
     #[error("unknown room {0}")]
     UnknownRoom(String),
+    /// A configuration value that does not parse or cannot be used.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The room's actor stopped (node shutting down).
     #[error("room {0} is unavailable")]
     RoomGone(String),

@@ -94,7 +94,7 @@ async fn room_info(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let token = bearer(&headers, &q);
     let (id, grant) = node.authorize(&room, token.as_deref()).map_err(auth_error)?;
-    let hub = node.hub(&id).await?;
+    let hub = node.hub(&id, token.as_deref()).await?;
     let (tx, rx) = oneshot::channel();
     hub.send(HubCmd::Info { reply: tx }).await.map_err(|_| AppError::Internal("room actor stopped".into()))?;
     let mut info = rx.await.map_err(|_| AppError::Internal("room actor stopped".into()))?;
@@ -123,11 +123,11 @@ async fn ice(State(node): State<Node>) -> Json<serde_json::Value> {
 }
 
 async fn peers(State(node): State<Node>) -> Json<serde_json::Value> {
+    let (peer_id, multiaddrs) = crate::p2p::addrs(&node).await;
     Json(serde_json::json!({
         "nodeKey": node.public_key().to_hex(),
-        // The libp2p node (issue #3, part 5) is not built yet: no multiaddrs to offer.
-        "peerId": null,
-        "multiaddrs": [],
+        "peerId": peer_id,
+        "multiaddrs": multiaddrs,
     }))
 }
 

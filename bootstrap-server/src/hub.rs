@@ -38,6 +38,12 @@ pub(crate) enum HubCmd {
     Frame { conn: u64, bytes: Vec<u8> },
     Detach { conn: u64 },
     Info { reply: oneshot::Sender<serde_json::Value> },
+    /// Messages from the libp2p side (other nodes, native peers).
+    Remote { msgs: Vec<Wire> },
+    /// What a replica with envelope vector `have` lacks (for the libp2p side).
+    Answer { have: std::collections::BTreeMap<arena_core::PeerKey, u64>, reply: oneshot::Sender<Vec<Wire>> },
+    /// Our envelope vector.
+    Vector { reply: oneshot::Sender<std::collections::BTreeMap<arena_core::PeerKey, u64>> },
 }
 
 struct Conn {
@@ -173,6 +179,13 @@ impl Hub {
             }
             HubCmd::Frame { conn, bytes } => self.frame(conn, &bytes),
             HubCmd::Info { reply } => self.info_waiting.push(reply),
+            HubCmd::Remote { msgs } => self.remote(msgs),
+            HubCmd::Answer { have, reply } => {
+                let _ = reply.send(self.room.answer(&have).unwrap_or_default());
+            }
+            HubCmd::Vector { reply } => {
+                let _ = reply.send(self.room.envelope_vector());
+            }
         }
     }
 
@@ -266,6 +279,16 @@ impl Hub {
                 for r in chunk(&replies, GOSSIP_CHUNK) {
                     self.send(Some(conn), None, arena_frame(&r));
                 }
+                let mut bridged = Vec::new();
+                if let Some(a) = &admissions {
+                    bridged.push(Wire::Admissions(a.clone()));
+                }
+                if !receipt.applied.is_empty() {
+                    bridged.push(Wire::Envelopes(receipt.applied.clone()));
+                }
+                if !bridged.is_empty() {
+                    crate::p2p::to_network(&self.node, self.room.id(), bridged);
+                }
                 if let Some(adms) = admissions {
                     let known: Vec<_> = adms.into_iter().filter(|a| self.room.ledger().member(&a.member).is_some()).collect();
                     if !known.is_empty() {
@@ -282,6 +305,34 @@ impl Hub {
                 }
             }
             Err(e) => warn!(error = %e, "envelope message failed"),
+        }
+    }
+
+    /// Applies what came from libp2p and passes it on to every connection.
+    fn remote(&mut self, msgs: Vec<Wire>) {
+        let now = now_ms();
+        for msg in msgs {
+            let adms = match &msg {
+                Wire::Admissions(a) => Some(a.clone()),
+                _ => None,
+            };
+            match self.room.handle(msg, now) {
+                Ok((_, receipt)) => {
+                    inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
+                    if let Some(a) = adms {
+                        let arena: Vec<u64> = self.conns.iter().filter(|(_, c)| c.arena).map(|(id, _)| *id).collect();
+                        for f in chunk(&[Wire::Admissions(a)], GOSSIP_CHUNK) {
+                            for id in &arena {
+                                self.send(Some(*id), None, arena_frame(&f));
+                            }
+                        }
+                    }
+                    for env in &receipt.applied {
+                        self.broadcast_envelope(env, None);
+                    }
+                }
+                Err(e) => debug!(error = %e, "message from libp2p refused"),
+            }
         }
     }
 
@@ -307,6 +358,7 @@ impl Hub {
         match result {
             Ok(Some(env)) => {
                 inc(&m.envelopes_in, batch.len() as u64);
+                crate::p2p::to_network(&node, self.room.id(), vec![Wire::Envelopes(vec![env.clone()])]);
                 let stock: Vec<u64> = self.conns.iter().filter(|(_, c)| !c.arena).map(|(id, _)| *id).collect();
                 for (from, u) in &batch {
                     let frame = update_frame(u);
@@ -336,6 +388,7 @@ impl Hub {
         match self.room.proxy_update(u, now) {
             Ok(Some(env)) => {
                 inc(&self.node.inner.metrics.envelopes_in, 1);
+                crate::p2p::to_network(&self.node, self.room.id(), vec![Wire::Envelopes(vec![env.clone()])]);
                 self.broadcast_envelope(&env, Some(conn));
             }
             Ok(None) => {}

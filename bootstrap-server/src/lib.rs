@@ -23,6 +23,7 @@ mod hub;
 mod limit;
 mod metrics;
 mod node;
+mod p2p;
 mod signal;
 mod yws;
 
@@ -34,19 +35,32 @@ pub use node::Node;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// A line on stdout for whoever started us (scripts parse it); a closed stdout is not an
+/// error worth dying for.
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 /// Serves the node on `listener` until `shutdown` is cancelled; then closes connections,
 /// flushes every room and returns.
 pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), BootstrapError> {
     let addr = listener.local_addr()?;
     let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let node = Node::open(cfg, public_url.trim_end_matches('/').to_owned(), shutdown.clone())?;
-    println!("listening on http://{addr}");
+    say(&format!("listening on http://{addr}"));
     tracing::info!(node = %node.public_key(), data_dir = %node.cfg().data_dir.display(), "bootstrap node started");
+    let p2p_tasks = if node.cfg().no_p2p { Vec::new() } else { p2p::start(&node).await? };
     let app = http::router(node.clone());
     let stop = shutdown.clone();
     axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     shutdown.cancel();
     node.join_all().await;
+    for t in p2p_tasks {
+        let _ = t.await;
+    }
     tracing::info!("stopped; sled flushed");
     Ok(())
 }

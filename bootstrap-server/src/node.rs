@@ -63,6 +63,7 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    pub(crate) p2p: std::sync::OnceLock<Arc<crate::p2p::P2p>>,
 }
 
 /// Group commit across rooms: sled's flush makes the whole database durable, so one
@@ -129,6 +130,7 @@ impl Node {
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
                 flusher: spawn_flusher(db),
+                p2p: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -195,7 +197,10 @@ impl Node {
     /// Parses a room id and checks a token for it; returns the grant.
     pub(crate) fn authorize(&self, room: &str, token: Option<&str>) -> Result<(RoomId, Grant), AuthError> {
         let id = PeerKey::from_hex(room).map_err(|_| AuthError::UnknownRoom)?;
-        if self.room_key(&id).map_err(|e| AuthError::Internal(e.to_string()))?.is_none() {
+        // Rooms hosted elsewhere are served when this node federates over libp2p: the room
+        // id is the room key, so the token checks out without it.
+        let hosted = self.room_key(&id).map_err(|e| AuthError::Internal(e.to_string()))?.is_some();
+        if !hosted && self.inner.p2p.get().is_none() {
             return Err(AuthError::UnknownRoom);
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
@@ -204,11 +209,12 @@ impl Node {
     }
 
     /// The room's actor, loading the room from sled if it is not in memory.
-    pub(crate) async fn hub(&self, room: &RoomId) -> Result<mpsc::Sender<HubCmd>, BootstrapError> {
-        if let Some(tx) = self.loaded(room) {
+    pub(crate) async fn hub(&self, room: &RoomId, token: Option<&str>) -> Result<mpsc::Sender<HubCmd>, BootstrapError> {
+        if let Some(tx) = self.loaded_hub(room) {
             return Ok(tx);
         }
-        if self.room_key(room)?.is_none() {
+        let room_key = self.room_key(room)?;
+        if room_key.is_none() && self.inner.p2p.get().is_none() {
             return Err(BootstrapError::UnknownRoom(room.to_hex()));
         }
         let store = self.inner.db.room(room)?;
@@ -226,12 +232,23 @@ impl Node {
         let mut tasks = self.inner.tasks.lock().await;
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
+        drop(tasks);
+        if self.inner.p2p.get().is_some() {
+            tokio::spawn(crate::p2p::attach(self.clone(), *room, room_key, token.map(str::to_owned), tx.clone()));
+        }
         Ok(tx)
     }
 
-    fn loaded(&self, room: &RoomId) -> Option<mpsc::Sender<HubCmd>> {
+    pub(crate) fn loaded_hub(&self, room: &RoomId) -> Option<mpsc::Sender<HubCmd>> {
         let map = self.inner.rooms.lock().ok()?;
         map.get(room).filter(|t| !t.is_closed()).cloned()
+    }
+
+    pub(crate) fn loaded_hubs(&self) -> Vec<(RoomId, mpsc::Sender<HubCmd>)> {
+        match self.inner.rooms.lock() {
+            Ok(map) => map.iter().filter(|(_, t)| !t.is_closed()).map(|(k, t)| (*k, t.clone())).collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     pub(crate) fn forget_room(&self, room: &RoomId) {

@@ -71,7 +71,7 @@ async fn kill_9_and_restart_keeps_the_document() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let start = |dir: std::path::PathBuf| async move {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_arena-bootstrap"))
-            .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+            .args(["--http-addr", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
             .arg(&dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arena_core::sync::wire::Wire;
 use arena_core::{Edit, Envelope, Identity, PeerKey, Role, Room, RoomConfig, RoomId, SledDb};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -254,6 +255,9 @@ pub(crate) enum Command {
     SyncNow(oneshot::Sender<()>),
     Stats(oneshot::Sender<NodeStats>),
     PublishRaw { room: RoomId, data: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    /// Applies messages from a local bridge (the bootstrap node's clients) and gossips what
+    /// was new.
+    Ingest { room: RoomId, msgs: Vec<Wire>, done: oneshot::Sender<Result<()>> },
 }
 
 /// The handle to a running node: cheap to clone.
@@ -359,6 +363,13 @@ impl NodeHandle {
     /// Peers, offences, rooms.
     pub async fn stats(&self) -> Result<NodeStats> {
         self.call(Command::Stats).await
+    }
+
+    /// Applies envelope-protocol messages that arrived outside libp2p (the bootstrap node's
+    /// WebSocket clients) to the room and gossips the admissions and envelopes that were new.
+    /// They are reported as `Applied { from: None }`.
+    pub async fn ingest(&self, room: RoomId, msgs: Vec<Wire>) -> Result<()> {
+        self.call(|done| Command::Ingest { room, msgs, done }).await?
     }
 
     /// Publishes raw bytes on a room's topic, unchecked. For tests of misbehaving peers.

@@ -204,6 +204,7 @@ impl Actor {
                 let _ = tx.send(r);
             }
             Command::WithRoom { room, f, done } => self.with_room(room, f, done),
+            Command::Ingest { room, msgs, done } => self.ingest(room, msgs, done),
             Command::ListenAddrs(tx) => {
                 let _ = tx.send(self.listen_addrs.clone());
             }
@@ -258,6 +259,38 @@ impl Actor {
                 }
                 Err(e) => warn!(room = %room, error = %e, "reading back our envelopes"),
             }
+        }
+        self.out.reply(Some(room), done, ());
+    }
+
+    fn ingest(&mut self, room: RoomId, msgs: Vec<Wire>, done: oneshot::Sender<Result<()>>) {
+        let Some(state) = self.rooms.get_mut(&room) else {
+            let _ = done.send(Err(NodeError::NotJoined(room.to_hex())));
+            return;
+        };
+        let now = now_ms();
+        let mut publish = Vec::new();
+        for msg in msgs {
+            let adms = match &msg {
+                Wire::Admissions(a) => Some(a.clone()),
+                _ => None,
+            };
+            match state.room.handle(msg, now) {
+                Ok((_, receipt)) => {
+                    if let Some(a) = adms {
+                        publish.push(Wire::Admissions(a));
+                    }
+                    if !receipt.applied.is_empty() {
+                        publish.push(Wire::Envelopes(receipt.applied.clone()));
+                        self.out.event(Some(room), NodeEvent::Applied { room, envelopes: receipt.applied, from: None });
+                    }
+                }
+                Err(e) => warn!(room = %room, error = %e, "bridged message refused"),
+            }
+        }
+        self.out.dirty.insert(room);
+        if !publish.is_empty() {
+            self.out.publish.push((room, publish));
         }
         self.out.reply(Some(room), done, ());
     }

@@ -1,0 +1,170 @@
+//! The node's libp2p side: an arena-node `Node` in server mode (rendezvous, relay, kademlia
+//! server) built from the same `ArenaBehaviour` as every native peer, bridged to the room
+//! actors. Envelopes the node's WebSocket clients write go out on the room's gossipsub
+//! topic; envelopes from libp2p peers (native peers, other bootstrap nodes) come back into
+//! the room actor and out to its clients. That is federation: several nodes, each with its
+//! own clients, bridge every room over gossipsub.
+//!
+//! The libp2p replica of a room is a second replica in this process (its own sled under
+//! `{data dir}/p2p`); the two exchange envelope vectors when a room is loaded and then
+//! forward every new envelope both ways.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arena_core::sync::wire::Wire;
+use arena_core::{Grant, PeerKey, Role, RoomId, FLAG_PROXY};
+use arena_node::{JoinSpec, NodeConfig, NodeEvent, NodeHandle};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::error::BootstrapError;
+use crate::hub::HubCmd;
+use crate::node::{now_ms, Node};
+
+/// The running libp2p side.
+#[derive(Debug)]
+pub(crate) struct P2p {
+    pub(crate) handle: NodeHandle,
+    outbound: mpsc::Sender<(RoomId, Vec<Wire>)>,
+}
+
+/// Starts the libp2p node and the bridge tasks; returns them to await on shutdown.
+pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapError> {
+    let cfg = node.cfg();
+    let parse = |s: &String| s.parse().map_err(|e| BootstrapError::Config(format!("bad multiaddr {s:?}: {e}")));
+    // The libp2p replica writes its own envelopes (its admission, its participant entry), so
+    // it must not share the room actor's author chain: it gets a key of its own, derived
+    // from the node key (stable across restarts).
+    let p2p_identity = arena_core::Identity::from_passphrase(&format!("arena/bootstrap-p2p/{}", PeerKey(node.inner.identity.seed()).to_hex()));
+    let mut ncfg = NodeConfig::new(p2p_identity);
+    ncfg.listen = cfg.p2p_listen.iter().map(parse).collect::<Result<_, _>>()?;
+    ncfg.bootstrap = cfg.peers.iter().map(parse).collect::<Result<_, _>>()?;
+    ncfg.data_dir = Some(cfg.data_dir.join("p2p"));
+    ncfg.behaviour = arena_node::behaviour::BehaviourConfig::server();
+    ncfg.announce_listen_addrs = true;
+    let shutdown = node.inner.shutdown.clone();
+    let (handle, task) = arena_node::Node::spawn(ncfg, shutdown.clone()).map_err(|e| BootstrapError::Config(format!("libp2p node: {e}")))?;
+    let mut addrs = Vec::new();
+    for _ in 0..100 {
+        addrs = handle.listen_addrs().await.unwrap_or_default();
+        if !addrs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let peer = handle.peer_id();
+    for a in &addrs {
+        crate::say(&format!("libp2p {a}/p2p/{peer}"));
+    }
+    info!(%peer, "libp2p node started");
+    let (tx, mut rx) = mpsc::channel::<(RoomId, Vec<Wire>)>(4096);
+    let p2p = Arc::new(P2p { handle: handle.clone(), outbound: tx });
+    if node.inner.p2p.set(p2p).is_err() {
+        return Err(BootstrapError::Config("libp2p started twice".into()));
+    }
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = task.await {
+            warn!(error = %e, "libp2p node task failed");
+        }
+    }));
+    // Our clients' envelopes → the network.
+    let h = handle.clone();
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let (room, msgs) = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = rx.recv() => match m { Some(m) => m, None => break },
+            };
+            if let Err(e) = h.ingest(room, msgs).await {
+                debug!(room = %room, error = %e, "bridging to libp2p failed");
+            }
+        }
+    }));
+    // The network's envelopes → the room actors.
+    let node2 = node.clone();
+    let mut events = handle.subscribe();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                ev = events.recv() => ev,
+            };
+            match ev {
+                Ok(NodeEvent::Applied { room, envelopes, from: Some(_) }) => {
+                    if let Some(hub) = node2.loaded_hub(&room) {
+                        let adms = handle.with_room(room, |r, _| r.ledger().admissions()).await.unwrap_or_default();
+                        let _ = hub.send(HubCmd::Remote { msgs: vec![Wire::Admissions(adms), Wire::Envelopes(envelopes)] }).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Missed events: resync every loaded room from the libp2p replica.
+                    warn!(missed = n, "bridge lagged; resyncing rooms");
+                    for (room, hub) in node2.loaded_hubs() {
+                        exchange(&handle, room, &hub).await;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }));
+    Ok(tasks)
+}
+
+/// The libp2p addresses (with `/p2p/<peer id>`), for `GET /api/peers`.
+pub(crate) async fn addrs(node: &Node) -> (Option<String>, Vec<String>) {
+    let Some(p) = node.inner.p2p.get() else { return (None, Vec::new()) };
+    let peer = p.handle.peer_id();
+    let addrs = p.handle.listen_addrs().await.unwrap_or_default();
+    (Some(peer.to_string()), addrs.iter().map(|a| format!("{a}/p2p/{peer}")).collect())
+}
+
+/// Sends what a room actor applied from its clients to the network (never blocks).
+pub(crate) fn to_network(node: &Node, room: RoomId, msgs: Vec<Wire>) {
+    if let Some(p) = node.inner.p2p.get() {
+        if p.outbound.try_send((room, msgs)).is_err() {
+            warn!(room = %room, "libp2p bridge queue full; the network catches up by anti-entropy");
+        }
+    }
+}
+
+/// Joins a freshly loaded room on the libp2p side and exchanges what each replica lacks.
+/// `room_key` is the room's key when this node hosts the room (the libp2p replica then
+/// holds a proxy grant like the room actor); otherwise `token` (the first client's) admits it.
+pub(crate) async fn attach(node: Node, room: RoomId, room_key: Option<arena_core::Identity>, token: Option<String>, hub: mpsc::Sender<HubCmd>) {
+    let Some(p) = node.inner.p2p.get() else { return };
+    let token = match room_key {
+        Some(k) => Some(Grant::issue(&k, Role::Host, u64::MAX / 2, FLAG_PROXY, now_ms()).to_token()),
+        None => token,
+    };
+    let spec = JoinSpec { room, token, name: "bootstrap node".into(), recording: None };
+    if let Err(e) = p.handle.join(spec).await {
+        warn!(room = %room, error = %e, "libp2p side could not join the room");
+        return;
+    }
+    exchange(&p.handle, room, &hub).await;
+}
+
+/// Both directions of catch-up between the room actor and the libp2p replica.
+async fn exchange(handle: &NodeHandle, room: RoomId, hub: &mpsc::Sender<HubCmd>) {
+    let their: BTreeMap<PeerKey, u64> = handle.with_room(room, |r, _| r.envelope_vector()).await.unwrap_or_default();
+    let (tx, rx) = oneshot::channel();
+    if hub.send(HubCmd::Answer { have: their, reply: tx }).await.is_err() {
+        return;
+    }
+    if let Ok(msgs) = rx.await {
+        let _ = handle.ingest(room, msgs).await;
+    }
+    let (tx, rx) = oneshot::channel();
+    if hub.send(HubCmd::Vector { reply: tx }).await.is_err() {
+        return;
+    }
+    let Ok(ours) = rx.await else { return };
+    if let Ok(Ok(msgs)) = handle.with_room(room, move |r, _| r.answer(&ours)).await {
+        let _ = hub.send(HubCmd::Remote { msgs }).await;
+    }
+}
