@@ -7,7 +7,9 @@
 //!   [`Ledger`], signed [`Checkpoint`]s, signed votes and the [`vote::Consensus`] rule.
 //! - Sync, sans-IO: [`sync::ywire`] speaks y-protocols (y-websocket, y-webrtc) byte for
 //!   byte; [`sync::wire`] is the envelope protocol (live, catch-up by envelope vector,
-//!   chunking).
+//!   chunking); [`sync::client`] is a signing peer's side of a bootstrap node's `/yws`
+//!   socket (what the WASM package runs), with presence and editor-ready code changes
+//!   ([`doc::CodeWatch`]).
 //! - [`Room`]: one replica (document + ledger + [`Store`]); history with versions, time
 //!   travel ([`Cut`]), diff and restore ([`history`]).
 //!

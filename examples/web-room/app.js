@@ -1,0 +1,285 @@
+// The InterviewArena web room: create a room (/), join one (/room/{id}#token=...).
+// Query options: ?name=... joins without asking, ?editor=textarea|codemirror|monaco.
+import { init, ArenaSession, bindEditor, textareaAdapter, monacoAdapter } from '/pkg/index.js'
+
+const $ = (id) => document.getElementById(id)
+const LANGUAGES = ['python', 'javascript', 'typescript', 'java', 'cpp', 'c', 'csharp', 'go', 'rust', 'kotlin', 'ruby', 'swift', 'sql']
+const COLORS = ['#e11d48', '#2563eb', '#059669', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#65a30d']
+const params = new URLSearchParams(location.search)
+
+for (const sel of document.querySelectorAll('select.languages')) {
+  for (const l of LANGUAGES) sel.append(new Option(l, l))
+}
+
+function setStatus (status, text) {
+  $('status').dataset.status = status
+  $('status').textContent = text
+}
+
+// ---- home: create a room ----------------------------------------------------------------
+
+function home () {
+  $('home').hidden = false
+  const form = $('create-form')
+  form.elements.name.value = localStorage.getItem('arena:name') ?? 'Interviewer'
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault()
+    $('create-error').textContent = ''
+    const title = form.elements.title.value
+    const language = form.elements.language.value
+    try {
+      const res = await fetch('/api/rooms', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title, language }) })
+      const body = await res.json().catch(() => ({}))
+      if (!res.ok) throw new Error(body.error ?? `the node answered ${res.status}`)
+      localStorage.setItem('arena:name', form.elements.name.value)
+      localStorage.setItem(`arena:invites:${body.room}`, JSON.stringify(body.links))
+      location.href = `/room/${body.room}#token=${body.tokens.host}`
+    } catch (e) {
+      $('create-error').textContent = `Could not create the room: ${e.message}`
+    }
+  })
+}
+
+// ---- room -------------------------------------------------------------------------------
+
+function roomError (text) {
+  const el = $('room-error')
+  el.textContent = text
+  el.hidden = false
+}
+
+async function room (roomId) {
+  $('room').hidden = false
+  const token = new URLSearchParams(location.hash.slice(1)).get('token')
+  if (!token) return roomError('This link has no invite token (it belongs after #token= in the link).')
+  let name = params.get('name') ?? localStorage.getItem('arena:name')
+  if (!name) {
+    $('join').hidden = false
+    name = await new Promise((resolve) => {
+      $('join-form').addEventListener('submit', (ev) => {
+        ev.preventDefault()
+        resolve($('join-form').elements.name.value)
+      })
+    })
+    localStorage.setItem('arena:name', name)
+    $('join').hidden = true
+  }
+  await init()
+  const color = COLORS[Math.floor(Math.random() * COLORS.length)]
+  let session
+  try {
+    session = new ArenaSession({ server: location.origin, room: roomId, token, name, color })
+  } catch (e) {
+    return roomError(`This invite is not valid for this room: ${e.message ?? e}`)
+  }
+  $('layout').hidden = false
+  const role = session.role
+  $('role').hidden = false
+  $('role').textContent = role
+  const readOnly = role === 'observer'
+
+  const { adapter, kind } = await makeEditor(readOnly)
+  $('editor-kind').textContent = kind
+  bindEditor(session, adapter)
+  window.arena = { session, adapter, editorKind: kind, editorText: () => adapter.getText() }
+
+  wireStatus(session)
+  wireToolbar(session, readOnly)
+  wireInvite(roomId, role)
+  const refresh = () => { renderMeta(session); renderPeople(session); renderConsensus(session); renderVersions(session); renderRuns(session) }
+  session.addEventListener('update', refresh)
+  session.addEventListener('presence', () => renderPeople(session))
+  refresh()
+}
+
+function wireStatus (session) {
+  const show = (d) => {
+    switch (d.status) {
+      case 'online': return setStatus('online', 'online')
+      case 'connecting': return setStatus('connecting', 'connecting…')
+      case 'offline': return setStatus('offline', `offline${d.retryInMs ? `, retrying in ${Math.ceil(d.retryInMs / 1000)} s` : ''}: your edits are kept and merge on reconnect`)
+      case 'denied': return setStatus('denied', `refused by the node: ${d.reason}`)
+      default: return setStatus('idle', d.status)
+    }
+  }
+  show({ status: session.status })
+  session.addEventListener('status', (e) => show(e.detail))
+  session.addEventListener('denied', (e) => setStatus('denied', `refused: ${e.detail.reason}`))
+  session.addEventListener('error', (e) => console.warn('arena: a frame could not be processed', e.detail.error))
+}
+
+function wireToolbar (session, readOnly) {
+  const lang = $('language')
+  lang.disabled = readOnly
+  lang.addEventListener('change', () => session.setMeta('language', lang.value))
+  $('run').disabled = readOnly
+  $('run').addEventListener('click', () => {
+    $('output').textContent = 'Not yet: code execution arrives with the bootstrap node\'s execution service (a later issue).\n' +
+      'When it lands, a run is recorded in the room, creates a version, and shows here for everyone.'
+  })
+  $('save-version').disabled = readOnly
+  $('save-version').addEventListener('click', () => {
+    const n = session.versions().length + 1
+    session.createVersion(`Saved by ${session.name} (#${n})`)
+  })
+  $('vote-yes').disabled = readOnly
+  $('vote-no').disabled = readOnly
+  $('vote-yes').addEventListener('click', () => session.vote(true))
+  $('vote-no').addEventListener('click', () => session.vote(false))
+  $('restore').disabled = readOnly
+  $('restore').addEventListener('click', () => {
+    const id = $('diff-view').dataset.version
+    if (id) session.restore(id)
+  })
+}
+
+function wireInvite (roomId, role) {
+  const links = JSON.parse(localStorage.getItem(`arena:invites:${roomId}`) ?? 'null')
+  if (role !== 'host' || !links) return
+  $('invite').hidden = false
+  $('invite-candidate').value = links.candidate
+  $('invite-observer').value = links.observer
+  $('copy-invite').addEventListener('click', () => navigator.clipboard?.writeText(links.candidate))
+}
+
+let editorLanguage = null
+let setEditorLanguage = () => {}
+
+function renderMeta (session) {
+  const meta = session.meta()
+  $('room-title').textContent = meta.title || 'Interview room'
+  if (meta.language && meta.language !== editorLanguage) {
+    editorLanguage = meta.language
+    $('language').value = meta.language
+    setEditorLanguage(meta.language)
+  }
+}
+
+function renderPeople (session) {
+  const ul = $('people')
+  ul.replaceChildren()
+  const online = session.presence()
+  for (const p of online) {
+    const li = document.createElement('li')
+    const dot = document.createElement('span')
+    dot.className = 'dot'
+    dot.style.background = /^#[0-9a-f]{3,8}$/i.test(p.color) ? p.color : '#888'
+    li.append(dot, `${p.name || 'anonymous'}${p.local ? ' (you)' : ''}`)
+    ul.append(li)
+  }
+  const members = session.participants().filter((m) => !online.some((p) => p.name === m.name))
+  for (const m of members) {
+    const li = document.createElement('li')
+    li.className = 'hint'
+    li.textContent = `${m.name} (${m.role}, away)`
+    ul.append(li)
+  }
+}
+
+function renderConsensus (session) {
+  const c = session.consensus()
+  const mark = (r) => `${r} ${c.satisfied.includes(r) ? '✓' : '✗'}`
+  const el = $('consensus')
+  el.dataset.enabled = String(c.enabled)
+  el.textContent = `Round ${c.round}: ${c.required.map(mark).join(', ')}, ${c.enabled ? 'analyzer enabled' : 'analyzer disabled'}`
+}
+
+function renderVersions (session) {
+  const ol = $('versions')
+  const selected = $('diff-view').dataset.version
+  ol.replaceChildren()
+  for (const v of session.versions()) {
+    const li = document.createElement('li')
+    li.textContent = `${v.label} · ${v.cause} · ${new Date(v.at).toLocaleTimeString()}`
+    li.dataset.version = v.id
+    if (v.id === selected) li.className = 'selected'
+    li.addEventListener('click', () => { $('diff-view').dataset.version = v.id; renderVersions(session) })
+    ol.append(li)
+  }
+  if (selected) renderDiff(session, selected)
+}
+
+function renderDiff (session, id) {
+  $('diff-view').hidden = false
+  $('diff-title').textContent = `${id} → now`
+  const pre = $('diff')
+  pre.replaceChildren()
+  try {
+    for (const l of session.diff(id, null)) {
+      const span = document.createElement('span')
+      span.className = l.kind
+      span.textContent = (l.kind === 'added' ? '+ ' : l.kind === 'removed' ? '- ' : '  ') + l.text.replace(/\n$/, '')
+      pre.append(span, '\n')
+    }
+  } catch (e) {
+    pre.textContent = `No diff: ${e.message ?? e}`
+  }
+}
+
+function renderRuns (session) {
+  const runs = session.runs()
+  if (!runs.length) return
+  $('output').textContent = runs.map((r) => `[${r.language}] ${r.status} exit ${r.exitCode ?? '-'}\n${r.stdout}${r.stderr}`).join('\n')
+}
+
+// ---- editors ----------------------------------------------------------------------------
+
+async function makeEditor (readOnly) {
+  const host = $('editor')
+  const want = params.get('editor') ?? 'monaco'
+  if (want === 'monaco') {
+    try {
+      const monaco = await loadMonaco()
+      const editor = monaco.editor.create(host, { value: '', language: 'python', automaticLayout: true, readOnly, minimap: { enabled: false }, fontSize: 13 })
+      setEditorLanguage = (l) => monaco.editor.setModelLanguage(editor.getModel(), l)
+      window.monacoEditor = editor
+      return { adapter: monacoAdapter(editor, monaco), kind: 'Monaco' }
+    } catch (e) {
+      console.warn('Monaco unavailable, using a textarea:', e)
+    }
+  }
+  if (want === 'codemirror') {
+    try {
+      const cm = await import('/vendor/codemirror.js')
+      const adapter = cm.codemirrorAdapter()
+      const view = new cm.EditorView({ parent: host, extensions: [adapter.extension, cm.EditorState.readOnly.of(readOnly)] })
+      adapter.attach(view)
+      window.cmView = view
+      return { adapter, kind: 'CodeMirror 6' }
+    } catch (e) {
+      console.warn('CodeMirror unavailable, using a textarea:', e)
+    }
+  }
+  const ta = document.createElement('textarea')
+  ta.spellcheck = false
+  ta.readOnly = readOnly
+  host.append(ta)
+  return { adapter: textareaAdapter(ta), kind: 'textarea' }
+}
+
+function loadMonaco () {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('Monaco did not load in 20 s')), 20_000)
+    window.MonacoEnvironment = { getWorkerUrl: () => '/vendor/monaco-worker.js' }
+    const script = document.createElement('script')
+    script.src = '/vendor/monaco/vs/loader.js'
+    script.onerror = () => { clearTimeout(timer); reject(new Error('no Monaco at /vendor/monaco')) }
+    script.onload = () => {
+      window.require.config({ paths: { vs: '/vendor/monaco/vs' } })
+      window.require(['vs/editor/editor.main'], () => { clearTimeout(timer); resolve(window.monaco) }, (e) => { clearTimeout(timer); reject(e) })
+    }
+    document.head.append(script)
+  })
+}
+
+// ---- route ------------------------------------------------------------------------------
+
+const m = location.pathname.match(/^\/room\/([0-9a-f]{64})\/?$/)
+if (m) {
+  room(m[1]).catch((e) => { roomError(`Something went wrong: ${e.message ?? e}`); setStatus('error', 'error') })
+} else if (location.pathname.startsWith('/room/')) {
+  $('room').hidden = false
+  roomError('This is not a room link: the room id is 64 hex digits.')
+} else {
+  home()
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the npm package web-bindings/pkg/ (arena-web): the WASM module and the JS glue.
+#
+#   scripts/build-web.sh            # release build, optimised
+#   ARENA_WEB_PROFILE=dev scripts/build-web.sh   # faster, bigger, with panic messages
+#
+# Steps: arena-web for wasm32-unknown-unknown (scripts/build-wasm.sh; size-tuned release
+# profile: opt-level z, LTO, one codegen unit, panic=immediate-abort), the wasm-bindgen CLI
+# pinned to the wasm-bindgen crate's version in Cargo.lock (scripts/install-wasm-bindgen.sh,
+# into .tools/), `wasm-bindgen --target web`, `wasm-opt -Oz` (Debian's binaryen), then the
+# glue from web-bindings/js/ and a package.json. Prints the module's size, raw and gzipped.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+log() { printf 'build-web: %s\n' "$*" >&2; }
+
+bash scripts/install-wasm-toolchain.sh
+wasm_bindgen="$(bash scripts/install-wasm-bindgen.sh)"
+command -v wasm-opt >/dev/null || { log "wasm-opt missing (Debian package binaryen)"; exit 1; }
+
+profile="${ARENA_WEB_PROFILE:-release}"
+if [[ $profile == release ]]; then
+    export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+    export CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_PANIC=abort
+    # No panic machinery at all (arena-core does not panic on input): a smaller module.
+    # -Z flags on a stable rustc: the Debian route sets RUSTC_BOOTSTRAP=1, and so do we.
+    export RUSTC_BOOTSTRAP=1 RUSTFLAGS="${RUSTFLAGS:-} -Zunstable-options -Cpanic=immediate-abort"
+fi
+# No reference types: Debian 12's binaryen (wasm-opt 108) miscompiles modules with two tables
+# (it points wasm-bindgen's exported externref table at the function table), so wasm-bindgen
+# keeps JS objects in its own heap slab instead.
+export RUSTFLAGS="${RUSTFLAGS:-} -Ctarget-feature=-reference-types,-multivalue"
+if [[ $profile == release ]]; then
+    bash scripts/build-wasm.sh -p arena-web --release
+    wasm="target-wasm/wasm32-unknown-unknown/release/arena_web.wasm"
+else
+    bash scripts/build-wasm.sh -p arena-web
+    wasm="target-wasm/wasm32-unknown-unknown/debug/arena_web.wasm"
+fi
+
+pkg="web-bindings/pkg"
+rm -rf "$pkg"
+mkdir -p "$pkg"
+"$wasm_bindgen" --target web --out-dir "$pkg" --out-name arena_web "$wasm"
+if [[ $profile == release ]]; then
+    wasm-opt -Oz --strip-debug --strip-producers \
+        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+        "$pkg/arena_web_bg.wasm" -o "$pkg/arena_web_bg.wasm.opt"
+    mv "$pkg/arena_web_bg.wasm.opt" "$pkg/arena_web_bg.wasm"
+fi
+cp -r web-bindings/js/. "$pkg/"
+cp web-bindings/README.md "$pkg/README.md" 2>/dev/null || true
+version="$(awk -F'"' '/^\[workspace.package\]/{w=1} w && /^version/{print $2; exit}' Cargo.toml)"
+cat > "$pkg/package.json" <<JSON
+{
+  "name": "arena-web",
+  "version": "$version",
+  "description": "InterviewArena in the browser: signed collaborative rooms (WASM), transports and editor adapters",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "index.js",
+  "module": "index.js",
+  "types": "index.d.ts",
+  "exports": {
+    ".": { "types": "./index.d.ts", "default": "./index.js" },
+    "./codemirror": { "types": "./adapters/codemirror.d.ts", "default": "./adapters/codemirror.js" },
+    "./wasm": { "types": "./arena_web.d.ts", "default": "./arena_web.js" },
+    "./arena_web_bg.wasm": "./arena_web_bg.wasm"
+  },
+  "files": ["*.js", "*.d.ts", "adapters/", "arena_web_bg.wasm", "README.md"],
+  "sideEffects": false,
+  "peerDependencies": { "@codemirror/state": "^6", "@codemirror/view": "^6" },
+  "peerDependenciesMeta": { "@codemirror/state": { "optional": true }, "@codemirror/view": { "optional": true } }
+}
+JSON
+raw=$(stat -c %s "$pkg/arena_web_bg.wasm")
+gz=$(gzip -9c "$pkg/arena_web_bg.wasm" | wc -c)
+log "built $pkg ($profile): arena_web_bg.wasm $raw bytes raw, $gz bytes gzip -9"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The web tests, from a fresh clone on Debian 12 (root or sudo, rustup stable, Node 20):
+# installs what is missing (chromium, the wasm toolchain, the wasm-bindgen CLI, the npm
+# packages), builds the arena-web package, the web room and arena-bootstrap, then runs
+# examples/web-room/tests/*.test.mjs with node's test runner:
+#   room.test.mjs  the room in headless Chromium (playwright-core), Monaco by default
+#                  (ARENA_WEB_EDITOR=textarea|codemirror to test another adapter)
+#   yjs.test.mjs   the WASM room and a stock yjs + y-websocket client converge through /yws
+# Screenshots go to target/web-room/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+T0=$SECONDS
+
+step "chromium (Debian package)"
+bash scripts/install-chromium.sh
+
+step "arena-web package and the web room (wasm build, wasm-bindgen, wasm-opt, npm ci, Monaco, CodeMirror)"
+command -v node >/dev/null || { echo "node is required (Node 20)"; exit 1; }
+bash scripts/build-web-room.sh
+
+step "arena-bootstrap"
+cargo build -p arena-bootstrap
+
+step "browser and interop tests"
+node --test examples/web-room/tests/*.test.mjs
+
+step "web tests green in $((SECONDS - T0)) s"

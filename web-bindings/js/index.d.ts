@@ -1,0 +1,84 @@
+import { Room } from './arena_web.js'
+export { Room, verifySignature } from './arena_web.js'
+
+/** A change to the code buffer: delete `delete` UTF-16 units at `pos`, insert `insert`. */
+export interface Splice { pos: number; delete: number; insert: string }
+export interface Selection { anchor: number; head: number }
+export interface Peer {
+  clientId: number; local: boolean; name: string; color: string
+  anchor: number | null; head: number | null; state: unknown
+}
+export type Status = 'connecting' | 'online' | 'offline' | 'denied' | 'closed'
+export interface StatusDetail { status: Status; attempt: number; retryInMs?: number; reason?: string }
+export interface Consensus {
+  round: number; enabled: boolean; required: string[]; satisfied: string[]; rejected: string[]
+  votes: { voter: string; round: number; enabled: boolean }[]
+}
+export interface VersionMeta { id: string; label: string; cause: 'run' | 'restore' | 'manual'; at: number; by: string; stateVector: string; heads: Record<string, number> }
+export interface DiffLine { kind: 'same' | 'removed' | 'added'; text: string }
+
+/** Loads the WASM module once (default: arena_web_bg.wasm next to this file). */
+export function init (input?: string | URL | Response | BufferSource | WebAssembly.Module): Promise<unknown>
+export function ywsUrl (server: string, room: string, token: string): string
+
+export class WebSocketTransport extends EventTarget {
+  constructor (url: string, opts?: { WebSocket?: unknown; minDelayMs?: number; maxDelayMs?: number; window?: unknown })
+  readonly status: Status
+  connect (): void
+  send (bytes: Uint8Array): boolean
+  setOffline (offline: boolean): void
+  close (): void
+}
+
+export interface SessionOptions {
+  server: string; room: string; token: string; name: string; color?: string
+  seed?: Uint8Array; WebSocket?: unknown; now?: () => number; connect?: boolean; transport?: WebSocketTransport
+}
+
+export class ArenaSession extends EventTarget {
+  constructor (o: SessionOptions)
+  readonly room: Room
+  readonly transport: WebSocketTransport
+  readonly role: 'host' | 'candidate' | 'observer'
+  readonly code: string
+  readonly status: Status
+  stats: { edits: number; frames: number; errors: number; rejected: number }
+  edit (changes: Splice[]): void
+  flush (): void
+  setSelection (sel: Selection | null): void
+  setUser (name: string, color?: string): void
+  presence (): Peer[]
+  meta (): { language: string; title: string; question: string; analyzerThreshold: string[]; analyzerRound: number; createdAt: number }
+  setMeta (key: string, value: unknown): void
+  participants (): { key: string; name: string; role: string; joinedAt: number }[]
+  vote (enabled: boolean): void
+  consensus (): Consensus
+  versions (): VersionMeta[]
+  createVersion (label: string): void
+  diff (from?: string | null, to?: string | null): DiffLine[]
+  codeAt (id?: string | null): string
+  restore (id: string): void
+  runs (): unknown[]
+  analysis (): unknown[]
+  setOffline (offline: boolean): void
+  destroy (): void
+}
+
+/** What an editor must offer to be bound to a session. */
+export interface EditorAdapter {
+  getText (): string
+  setText (text: string): void
+  applyRemote (changes: Splice[]): void
+  onLocalChange (cb: (changes: Splice[]) => void): () => void
+  getSelection? (): Selection | null
+  onSelectionChange? (cb: (sel: Selection | null) => void): () => void
+  renderCursors? (peers: Peer[]): void
+  destroy? (): void
+}
+
+export function bindEditor (session: ArenaSession, adapter: EditorAdapter): () => void
+export function diffText (before: string, after: string): Splice | null
+export function applyChanges (text: string, changes: Splice[]): string
+export function shiftOffset (at: number, change: Splice): number
+export function textareaAdapter (el: HTMLTextAreaElement): EditorAdapter
+export function monacoAdapter (editor: unknown, monaco: unknown): EditorAdapter
