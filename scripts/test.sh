@@ -29,4 +29,7 @@ cargo build --workspace --all-targets
 step "arena-core for wasm32-unknown-unknown"
 bash scripts/build-wasm.sh
 
+step "the web room: arena-web package, headless Chromium and yjs interop tests"
+bash scripts/test-web.sh
+
 step "all green in $((SECONDS - T0)) s"

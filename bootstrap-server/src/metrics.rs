@@ -20,6 +20,7 @@ pub struct Metrics {
     pub(crate) apply_count: AtomicU64,
     pub(crate) signal_messages: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
+    pub(crate) bridge_dropped: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64, n: u64) {
@@ -50,6 +51,7 @@ impl Metrics {
         put("apply_seconds_sum_us", "counter", "Microseconds spent handling frames in room actors.", &self.apply_us_sum);
         put("apply_count", "counter", "Frames handled by room actors.", &self.apply_count);
         put("rate_limited_total", "counter", "Connections closed for exceeding the message rate.", &self.rate_limited);
+        put("bridge_dropped_total", "counter", "Envelope batches not handed to libp2p at once (queue full; anti-entropy catches up).", &self.bridge_dropped);
         put("signal_messages_total", "counter", "Signaling messages handled.", &self.signal_messages);
         s
     }

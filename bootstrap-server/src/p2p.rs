@@ -127,7 +127,9 @@ pub(crate) async fn addrs(node: &Node) -> (Option<String>, Vec<String>) {
 pub(crate) fn to_network(node: &Node, room: RoomId, msgs: Vec<Wire>) {
     if let Some(p) = node.inner.p2p.get() {
         if p.outbound.try_send((room, msgs)).is_err() {
-            warn!(room = %room, "libp2p bridge queue full; the network catches up by anti-entropy");
+            // Counted, not logged per message: under load this would flood the log.
+            crate::metrics::inc(&node.inner.metrics.bridge_dropped, 1);
+            debug!(room = %room, "libp2p bridge queue full; the network catches up by anti-entropy");
         }
     }
 }
