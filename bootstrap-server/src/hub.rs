@@ -290,21 +290,28 @@ impl Hub {
                     crate::p2p::to_network(&self.node, self.room.id(), bridged);
                 }
                 if let Some(adms) = admissions {
-                    let known: Vec<_> = adms.into_iter().filter(|a| self.room.ledger().member(&a.member).is_some()).collect();
-                    if !known.is_empty() {
-                        let others: Vec<u64> = self.conns.iter().filter(|(id, c)| c.arena && **id != conn).map(|(id, _)| *id).collect();
-                        for f in chunk(&[Wire::Admissions(known)], GOSSIP_CHUNK) {
-                            for id in &others {
-                                self.send(Some(*id), None, arena_frame(&f));
-                            }
-                        }
-                    }
+                    self.forward_admissions(adms, Some(conn));
                 }
                 for env in &receipt.applied {
                     self.broadcast_envelope(env, Some(conn));
                 }
             }
             Err(e) => warn!(error = %e, "envelope message failed"),
+        }
+    }
+
+    /// Sends the admissions the ledger accepted to the connections that speak our protocol
+    /// (except `except`), so they know the authors of the envelopes that follow.
+    fn forward_admissions(&mut self, adms: Vec<arena_core::Admission>, except: Option<u64>) {
+        let known: Vec<_> = adms.into_iter().filter(|a| self.room.ledger().member(&a.member).is_some()).collect();
+        if known.is_empty() {
+            return;
+        }
+        let targets: Vec<u64> = self.conns.iter().filter(|(id, c)| c.arena && Some(**id) != except).map(|(id, _)| *id).collect();
+        for f in chunk(&[Wire::Admissions(known)], GOSSIP_CHUNK) {
+            for id in &targets {
+                self.send(Some(*id), None, arena_frame(&f));
+            }
         }
     }
 
@@ -320,12 +327,7 @@ impl Hub {
                 Ok((_, receipt)) => {
                     inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
                     if let Some(a) = adms {
-                        let arena: Vec<u64> = self.conns.iter().filter(|(_, c)| c.arena).map(|(id, _)| *id).collect();
-                        for f in chunk(&[Wire::Admissions(a)], GOSSIP_CHUNK) {
-                            for id in &arena {
-                                self.send(Some(*id), None, arena_frame(&f));
-                            }
-                        }
+                        self.forward_admissions(a, None);
                     }
                     for env in &receipt.applied {
                         self.broadcast_envelope(env, None);
