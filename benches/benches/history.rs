@@ -66,9 +66,13 @@ fn history(c: &mut Criterion) {
         let p = pct(marks[i]);
         let cut = Cut::Version(id.clone());
         assert_eq!(room.code_at(&cut).expect("code_at"), yrs_text_at(&ydoc, &ytext, &snaps[i]));
-        g.bench_function(BenchmarkId::new("arena/Cut::Version", &p), |b| b.iter(|| room.code_at(&cut).expect("code_at")));
+        g.bench_function(BenchmarkId::new("arena/Cut::Version", &p), |b| {
+            b.iter(|| room.code_at(&cut).expect("code_at"))
+        });
         let cut = Cut::LogIndex(*idx);
-        g.bench_function(BenchmarkId::new("arena/Cut::LogIndex", &p), |b| b.iter(|| room.code_at(&cut).expect("code_at")));
+        g.bench_function(BenchmarkId::new("arena/Cut::LogIndex", &p), |b| {
+            b.iter(|| room.code_at(&cut).expect("code_at"))
+        });
         g.bench_function(BenchmarkId::new("raw_yrs/diff_range(snapshot)", &p), |b| {
             b.iter(|| yrs_text_at(&ydoc, &ytext, &snaps[i]))
         });
@@ -76,7 +80,9 @@ fn history(c: &mut Criterion) {
             b.iter(|| am.text_at(&am_text, &heads[i]).expect("text_at"))
         });
     }
-    if let Some(&(a, b)) = cps.windows(2).map(|w| (w[0].0, w[1].0)).collect::<Vec<_>>().iter().max_by_key(|(a, b)| b - a) {
+    if let Some(&(a, b)) =
+        cps.windows(2).map(|w| (w[0].0, w[1].0)).collect::<Vec<_>>().iter().max_by_key(|(a, b)| b - a)
+    {
         let cut = Cut::LogIndex(b - 1);
         g.bench_function(BenchmarkId::new("arena/Cut::LogIndex", format!("worst-{}-after-{a}", b - 1 - a)), |bch| {
             bch.iter(|| room.code_at(&cut).expect("code_at"))
@@ -109,7 +115,8 @@ fn history(c: &mut Criterion) {
     g.bench_function("arena/SledDb::open+Room::open", |b| {
         b.iter(|| {
             let db = SledDb::open(dir.path()).expect("sled");
-            let r = Room::open(room_id, cast.host.clone(), 1, db.room(&room_id).expect("store"), cfg.clone(), T0).expect("open");
+            let r = Room::open(room_id, cast.host.clone(), 1, db.room(&room_id).expect("store"), cfg.clone(), T0)
+                .expect("open");
             (r, db)
         })
     });

@@ -55,7 +55,8 @@ fn remote_apply(c: &mut Criterion) {
                     common::timed(
                         n,
                         || {
-                            let mut peer = arena_peer(&cast, rec.room, &rec.admissions, MemoryStore::new()).expect("peer");
+                            let mut peer =
+                                arena_peer(&cast, rec.room, &rec.admissions, MemoryStore::new()).expect("peer");
                             receive_into(&mut peer, rec.room, &wire[..split], 1000).expect("receive");
                             peer
                         },

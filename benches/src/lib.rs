@@ -17,9 +17,9 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ReadDoc, TextEncoding};
 use serde::Deserialize;
 use yrs::updates::decoder::Decode;
-use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update};
 #[cfg(test)]
 use yrs::Snapshot;
+use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update};
 
 pub use automerge;
 pub use yrs;
@@ -482,7 +482,12 @@ pub fn arena_local_with_versions<S: Store>(
 }
 
 /// A second replica of `room_id` that knows the host's admission and nothing else.
-pub fn arena_peer<S: Store>(cast: &Cast, room_id: RoomId, admissions: &[arena_core::Admission], store: S) -> Result<Room<S>> {
+pub fn arena_peer<S: Store>(
+    cast: &Cast,
+    room_id: RoomId,
+    admissions: &[arena_core::Admission],
+    store: S,
+) -> Result<Room<S>> {
     let mut peer = Room::open(room_id, cast.peer.clone(), 0, store, RoomConfig::default(), T0)?;
     for a in admissions {
         peer.admit(a, None)?;
@@ -532,7 +537,12 @@ pub fn receive_into<S: Store>(peer: &mut Room<S>, room: RoomId, wire: &[Vec<u8>]
         let envs = chunk.iter().map(|b| Envelope::decode(b, room)).collect::<arena_core::Result<Vec<_>>>()?;
         let n = envs.len();
         let r = peer.receive(envs, T0 + i as u64)?;
-        ensure!(r.applied.len() == n && r.rejected.is_empty(), "batch {i}: {} of {n} applied, {:?}", r.applied.len(), r.rejected.first());
+        ensure!(
+            r.applied.len() == n && r.rejected.is_empty(),
+            "batch {i}: {} of {n} applied, {:?}",
+            r.applied.len(),
+            r.rejected.first()
+        );
     }
     Ok(())
 }

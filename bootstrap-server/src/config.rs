@@ -51,8 +51,12 @@ pub struct Config {
 
     /// libp2p listen addresses (TCP and QUIC), comma-separated in the env var. Port 0 picks
     /// free ports (peers learn them from `GET /api/peers`); set fixed public ones in production.
-    #[arg(long = "p2p-listen", env = "ARENA_P2P_LISTEN", value_delimiter = ',',
-          default_value = "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1")]
+    #[arg(
+        long = "p2p-listen",
+        env = "ARENA_P2P_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1"
+    )]
     pub p2p_listen: Vec<String>,
 
     /// Other bootstrap nodes to federate with: libp2p multiaddrs with `/p2p/<peer id>`

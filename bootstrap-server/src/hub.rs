@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use yrs::sync::Awareness;
 
-use crate::metrics::{inc, dec};
+use crate::metrics::{dec, inc};
 use crate::node::{now_ms, Node};
 
 /// Frames queued per connection before it counts as too slow and is dropped (it
@@ -34,16 +34,35 @@ pub(crate) enum Outbound {
 /// Commands to a room actor.
 #[derive(Debug)]
 pub(crate) enum HubCmd {
-    Attach { conn: u64, role: Role, tx: mpsc::Sender<Outbound>, reply: oneshot::Sender<Vec<Vec<u8>>> },
-    Frame { conn: u64, bytes: Vec<u8> },
-    Detach { conn: u64 },
-    Info { reply: oneshot::Sender<serde_json::Value> },
+    Attach {
+        conn: u64,
+        role: Role,
+        tx: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
+    },
+    Frame {
+        conn: u64,
+        bytes: Vec<u8>,
+    },
+    Detach {
+        conn: u64,
+    },
+    Info {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
     /// Messages from the libp2p side (other nodes, native peers).
-    Remote { msgs: Vec<Wire> },
+    Remote {
+        msgs: Vec<Wire>,
+    },
     /// What a replica with envelope vector `have` lacks (for the libp2p side).
-    Answer { have: std::collections::BTreeMap<arena_core::PeerKey, u64>, reply: oneshot::Sender<Vec<Wire>> },
+    Answer {
+        have: std::collections::BTreeMap<arena_core::PeerKey, u64>,
+        reply: oneshot::Sender<Vec<Wire>>,
+    },
     /// Our envelope vector.
-    Vector { reply: oneshot::Sender<std::collections::BTreeMap<arena_core::PeerKey, u64>> },
+    Vector {
+        reply: oneshot::Sender<std::collections::BTreeMap<arena_core::PeerKey, u64>>,
+    },
 }
 
 struct Conn {
@@ -71,7 +90,15 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (mpsc::Sender<HubCmd>,
     let (tx, rx) = mpsc::channel(HUB_QUEUE);
     let awareness = Awareness::new(room.doc().yrs().clone());
     inc(&node.inner.metrics.rooms_loaded, 1);
-    let hub = Hub { node, room, awareness, conns: HashMap::new(), out: Vec::new(), info_waiting: Vec::new(), proxied: Vec::new() };
+    let hub = Hub {
+        node,
+        room,
+        awareness,
+        conns: HashMap::new(),
+        out: Vec::new(),
+        info_waiting: Vec::new(),
+        proxied: Vec::new(),
+    };
     let span = tracing::info_span!("room", room = %&hub.room.id().to_hex()[..12]);
     let handle = tokio::spawn(tracing::Instrument::instrument(hub.run(rx), span));
     (tx, handle)
@@ -169,7 +196,10 @@ impl Hub {
                 let session = YSession::new(!role.may_write());
                 // One message per frame: stock y-websocket peers read only a frame's first message.
                 let start = session.start_frames(self.room.doc(), &self.awareness);
-                self.conns.insert(conn, Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false });
+                self.conns.insert(
+                    conn,
+                    Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false },
+                );
                 let _ = reply.send(start);
             }
             HubCmd::Detach { conn } => {
@@ -307,7 +337,8 @@ impl Hub {
         if known.is_empty() {
             return;
         }
-        let targets: Vec<u64> = self.conns.iter().filter(|(id, c)| c.arena && Some(**id) != except).map(|(id, _)| *id).collect();
+        let targets: Vec<u64> =
+            self.conns.iter().filter(|(id, c)| c.arena && Some(**id) != except).map(|(id, _)| *id).collect();
         for f in chunk(&[Wire::Admissions(known)], GOSSIP_CHUNK) {
             for id in &targets {
                 self.send(Some(*id), None, arena_frame(&f));
@@ -356,7 +387,8 @@ impl Hub {
             let refs: Vec<&[u8]> = batch.iter().map(|(_, u)| u.as_slice()).collect();
             yrs::merge_updates_v1(refs).map_err(|e| e.to_string())
         };
-        let result = merged.map_err(|e| e.to_string()).and_then(|u| self.room.proxy_update(&u, now).map_err(|e| e.to_string()));
+        let result =
+            merged.map_err(|e| e.to_string()).and_then(|u| self.room.proxy_update(&u, now).map_err(|e| e.to_string()));
         match result {
             Ok(Some(env)) => {
                 inc(&m.envelopes_in, batch.len() as u64);
@@ -369,7 +401,8 @@ impl Hub {
                     }
                 }
                 let arena: Vec<u64> = self.conns.iter().filter(|(_, c)| c.arena).map(|(id, _)| *id).collect();
-                let signed: Vec<Vec<u8>> = chunk(&[Wire::Envelopes(vec![env])], GOSSIP_CHUNK).iter().map(|c| arena_frame(c)).collect();
+                let signed: Vec<Vec<u8>> =
+                    chunk(&[Wire::Envelopes(vec![env])], GOSSIP_CHUNK).iter().map(|c| arena_frame(c)).collect();
                 for id in arena {
                     for f in &signed {
                         self.send(Some(id), None, f.clone());
@@ -401,7 +434,9 @@ impl Hub {
     fn refuse(&mut self, conn: u64, reason: &str) {
         inc(&self.node.inner.metrics.envelopes_rejected, 1);
         debug!(conn, error = %reason, "update refused");
-        let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!("update refused: {reason}")))]);
+        let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!(
+            "update refused: {reason}"
+        )))]);
         self.send(Some(conn), None, deny);
     }
 

@@ -36,7 +36,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let mut put = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(s, "# HELP arena_{name} {help}\n# TYPE arena_{name} {kind}\narena_{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "# HELP arena_{name} {help}\n# TYPE arena_{name} {kind}\narena_{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         };
         put("connections_total", "counter", "WebSocket connections accepted.", &self.connections_total);
         put("connections_active", "gauge", "WebSocket connections open now.", &self.connections_active);
@@ -46,12 +50,32 @@ impl Metrics {
         put("envelopes_rejected_total", "counter", "Envelopes or updates refused.", &self.envelopes_rejected);
         put("bytes_in_total", "counter", "WebSocket payload bytes received.", &self.bytes_in);
         put("bytes_out_total", "counter", "WebSocket payload bytes sent.", &self.bytes_out);
-        put("frames_dropped_slow_total", "counter", "Connections dropped for being too slow (they resync).", &self.frames_dropped_slow);
-        put("frames_rejected_total", "counter", "Malformed frames (their connection was closed).", &self.frames_rejected);
-        put("apply_seconds_sum_us", "counter", "Microseconds spent handling frames in room actors.", &self.apply_us_sum);
+        put(
+            "frames_dropped_slow_total",
+            "counter",
+            "Connections dropped for being too slow (they resync).",
+            &self.frames_dropped_slow,
+        );
+        put(
+            "frames_rejected_total",
+            "counter",
+            "Malformed frames (their connection was closed).",
+            &self.frames_rejected,
+        );
+        put(
+            "apply_seconds_sum_us",
+            "counter",
+            "Microseconds spent handling frames in room actors.",
+            &self.apply_us_sum,
+        );
         put("apply_count", "counter", "Frames handled by room actors.", &self.apply_count);
         put("rate_limited_total", "counter", "Connections closed for exceeding the message rate.", &self.rate_limited);
-        put("bridge_dropped_total", "counter", "Envelope batches not handed to libp2p at once (queue full; anti-entropy catches up).", &self.bridge_dropped);
+        put(
+            "bridge_dropped_total",
+            "counter",
+            "Envelope batches not handed to libp2p at once (queue full; anti-entropy catches up).",
+            &self.bridge_dropped,
+        );
         put("signal_messages_total", "counter", "Signaling messages handled.", &self.signal_messages);
         s
     }

@@ -93,8 +93,9 @@ fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
     let path = dir.join("node.key");
     match std::fs::read_to_string(&path) {
         Ok(s) => {
-            let bytes = PeerKey::from_hex(s.trim())
-                .map_err(|_| BootstrapError::Io(std::io::Error::other(format!("{} is not a 64-hex-digit key", path.display()))))?;
+            let bytes = PeerKey::from_hex(s.trim()).map_err(|_| {
+                BootstrapError::Io(std::io::Error::other(format!("{} is not a 64-hex-digit key", path.display())))
+            })?;
             Ok(Identity::from_seed(bytes.0))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -171,7 +172,8 @@ impl Node {
         let rec = RoomRecord { key: PeerKey(room_key.seed()).to_hex(), created_at: now };
         let raw = serde_json::to_vec(&rec).map_err(|e| BootstrapError::Io(std::io::Error::other(e)))?;
         self.inner.db.put(ROOMS_TREE, &id.0, &raw)?;
-        let mut room = Room::open(id, self.inner.identity.clone(), 0, self.inner.db.room(&id)?, RoomConfig::default(), now)?;
+        let mut room =
+            Room::open(id, self.inner.identity.clone(), 0, self.inner.db.room(&id)?, RoomConfig::default(), now)?;
         let node_grant = Grant::issue(&room_key, Role::Host, u64::MAX / 2, FLAG_PROXY, now);
         room.admit(&Admission::sign(&self.inner.identity, node_grant, "bootstrap node", now), None)?;
         let meta = Meta {

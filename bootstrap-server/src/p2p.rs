@@ -37,7 +37,10 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
     // The libp2p replica writes its own envelopes (its admission, its participant entry), so
     // it must not share the room actor's author chain: it gets a key of its own, derived
     // from the node key (stable across restarts).
-    let p2p_identity = arena_core::Identity::from_passphrase(&format!("arena/bootstrap-p2p/{}", PeerKey(node.inner.identity.seed()).to_hex()));
+    let p2p_identity = arena_core::Identity::from_passphrase(&format!(
+        "arena/bootstrap-p2p/{}",
+        PeerKey(node.inner.identity.seed()).to_hex()
+    ));
     let mut ncfg = NodeConfig::new(p2p_identity);
     ncfg.listen = cfg.p2p_listen.iter().map(parse).collect::<Result<_, _>>()?;
     ncfg.bootstrap = cfg.peers.iter().map(parse).collect::<Result<_, _>>()?;
@@ -45,7 +48,8 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
     ncfg.behaviour = arena_node::behaviour::BehaviourConfig::server();
     ncfg.announce_listen_addrs = true;
     let shutdown = node.inner.shutdown.clone();
-    let (handle, task) = arena_node::Node::spawn(ncfg, shutdown.clone()).map_err(|e| BootstrapError::Config(format!("libp2p node: {e}")))?;
+    let (handle, task) = arena_node::Node::spawn(ncfg, shutdown.clone())
+        .map_err(|e| BootstrapError::Config(format!("libp2p node: {e}")))?;
     let mut addrs = Vec::new();
     for _ in 0..100 {
         addrs = handle.listen_addrs().await.unwrap_or_default();
@@ -97,7 +101,9 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                 Ok(NodeEvent::Applied { room, envelopes, from: Some(_) }) => {
                     if let Some(hub) = node2.loaded_hub(&room) {
                         let adms = handle.with_room(room, |r, _| r.ledger().admissions()).await.unwrap_or_default();
-                        let _ = hub.send(HubCmd::Remote { msgs: vec![Wire::Admissions(adms), Wire::Envelopes(envelopes)] }).await;
+                        let _ = hub
+                            .send(HubCmd::Remote { msgs: vec![Wire::Admissions(adms), Wire::Envelopes(envelopes)] })
+                            .await;
                     }
                 }
                 Ok(_) => {}
@@ -137,7 +143,13 @@ pub(crate) fn to_network(node: &Node, room: RoomId, msgs: Vec<Wire>) {
 /// Joins a freshly loaded room on the libp2p side and exchanges what each replica lacks.
 /// `room_key` is the room's key when this node hosts the room (the libp2p replica then
 /// holds a proxy grant like the room actor); otherwise `token` (the first client's) admits it.
-pub(crate) async fn attach(node: Node, room: RoomId, room_key: Option<arena_core::Identity>, token: Option<String>, hub: mpsc::Sender<HubCmd>) {
+pub(crate) async fn attach(
+    node: Node,
+    room: RoomId,
+    room_key: Option<arena_core::Identity>,
+    token: Option<String>,
+    hub: mpsc::Sender<HubCmd>,
+) {
     let Some(p) = node.inner.p2p.get() else { return };
     let token = match room_key {
         Some(k) => Some(Grant::issue(&k, Role::Host, u64::MAX / 2, FLAG_PROXY, now_ms()).to_token()),

@@ -58,7 +58,11 @@ impl Topics {
     }
 }
 
-pub(crate) async fn upgrade(State(node): State<Node>, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(node): State<Node>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let token = q.get("token").cloned();
     ws.max_message_size(MAX_SIGNAL).max_frame_size(MAX_SIGNAL).on_upgrade(move |socket| {
         let conn = next_conn_id();
@@ -109,7 +113,9 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
         inc(&m.signal_messages, 1);
         if !limiter.allow() {
             inc(&m.rate_limited, 1);
-                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() }))).await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() })))
+                .await;
             break;
         }
         let Ok(msg) = serde_json::from_str::<Value>(&text) else {
@@ -117,7 +123,10 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
             continue;
         };
         let topic_list = |v: &Value| -> Vec<String> {
-            v.get("topics").and_then(Value::as_array).map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+            v.get("topics")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
         };
         let mut errors = Vec::new();
         match msg.get("type").and_then(Value::as_str) {

@@ -32,7 +32,9 @@ pub(crate) async fn upgrade(
         let conn = next_conn_id();
         let span = info_span!("yws", conn, room = %room.get(..12).unwrap_or(&room));
         match auth {
-            Ok((id, grant)) => serve(node, socket, conn, id, grant.role, q.get("token").cloned()).instrument(span).await,
+            Ok((id, grant)) => {
+                serve(node, socket, conn, id, grant.role, q.get("token").cloned()).instrument(span).await
+            }
             Err(e) => refuse(socket, &e.message()).instrument(span).await,
         }
     })
@@ -41,12 +43,26 @@ pub(crate) async fn upgrade(
 /// Tells a client why it may not join (the y-protocols auth message, then a close frame).
 async fn refuse(mut socket: WebSocket, reason: &str) {
     debug!(reason, "refused");
-    let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!("permission denied: {reason}")))]);
+    let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!(
+        "permission denied: {reason}"
+    )))]);
     let _ = socket.send(Message::Binary(deny.into())).await;
-    let _ = socket.send(Message::Close(Some(CloseFrame { code: 4403, reason: reason.chars().take(120).collect::<String>().into() }))).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 4403,
+            reason: reason.chars().take(120).collect::<String>().into(),
+        })))
+        .await;
 }
 
-async fn serve(node: Node, mut socket: WebSocket, conn: u64, room: arena_core::RoomId, role: arena_core::Role, token: Option<String>) {
+async fn serve(
+    node: Node,
+    mut socket: WebSocket,
+    conn: u64,
+    room: arena_core::RoomId,
+    role: arena_core::Role,
+    token: Option<String>,
+) {
     let m = &node.inner.metrics;
     let hub = match node.hub(&room, token.as_deref()).await {
         Ok(h) => h,

@@ -77,7 +77,10 @@ async fn synced(ws: &mut Ws) -> Result<()> {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
             Some(Ok(Message::Binary(b))) => {
-                if decode_frame(&b)?.iter().any(|m| matches!(m, YMsg::Sync(SyncMessage::SyncStep1(_)) | YMsg::Sync(SyncMessage::SyncStep2(_)))) {
+                if decode_frame(&b)?
+                    .iter()
+                    .any(|m| matches!(m, YMsg::Sync(SyncMessage::SyncStep1(_)) | YMsg::Sync(SyncMessage::SyncStep2(_))))
+                {
                     return Ok(());
                 }
             }
@@ -149,7 +152,9 @@ async fn yws_refuses_and_isolates_bad_connections() -> Result<()> {
     good.send(Message::Binary(vec![3u8].into())).await?;
     let got = loop {
         match tokio::time::timeout(Duration::from_secs(10), good.next()).await? {
-            Some(Ok(Message::Binary(b))) if decode_frame(&b)?.iter().any(|m| matches!(m, YMsg::Awareness(_))) => break true,
+            Some(Ok(Message::Binary(b))) if decode_frame(&b)?.iter().any(|m| matches!(m, YMsg::Awareness(_))) => {
+                break true
+            }
             Some(Ok(_)) => continue,
             other => bail!("good connection broke: {other:?}"),
         }

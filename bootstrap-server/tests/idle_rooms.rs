@@ -34,7 +34,8 @@ async fn idle_rooms_unload_and_reload() -> Result<()> {
     .await?;
     assert_eq!(gauge(server.addr, "rooms_loaded").await?, 1);
     drop(peer);
-    wait_for(Duration::from_secs(20), || async { Ok((gauge(server.addr, "rooms_loaded").await? == 0).then_some(())) }).await?;
+    wait_for(Duration::from_secs(20), || async { Ok((gauge(server.addr, "rooms_loaded").await? == 0).then_some(())) })
+        .await?;
 
     // A new connection reloads it from sled with everything in it.
     let mut late = ArenaPeer::connect(server.addr, &room.room, &room.candidate, "late").await?;

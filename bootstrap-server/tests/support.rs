@@ -77,7 +77,12 @@ pub async fn create_room(addr: std::net::SocketAddr) -> Result<CreatedRoom> {
     }
     let v: serde_json::Value = serde_json::from_str(&body).with_context(|| format!("body {body:?}"))?;
     let t = |r: &str| v["tokens"][r].as_str().map(str::to_owned).context("token");
-    Ok(CreatedRoom { room: v["room"].as_str().context("room")?.to_owned(), host: t("host")?, candidate: t("candidate")?, observer: t("observer")? })
+    Ok(CreatedRoom {
+        room: v["room"].as_str().context("room")?.to_owned(),
+        host: t("host")?,
+        candidate: t("candidate")?,
+        observer: t("observer")?,
+    })
 }
 
 pub fn js_dir() -> Result<PathBuf> {
@@ -163,7 +168,8 @@ impl ArenaPeer {
     pub async fn connect(addr: std::net::SocketAddr, room: &str, token: &str, name: &str) -> Result<Self> {
         use arena_core::{Identity, MemoryStore, PeerKey, Room, RoomConfig};
         let id = PeerKey::from_hex(room)?;
-        let mut r = Room::open(id, Identity::from_passphrase(name), 0, MemoryStore::new(), RoomConfig::default(), now_ms())?;
+        let mut r =
+            Room::open(id, Identity::from_passphrase(name), 0, MemoryStore::new(), RoomConfig::default(), now_ms())?;
         let (adm, env) = r.join(token, name, now_ms())?;
         let url = format!("ws://{addr}/yws/{room}?token={token}");
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;

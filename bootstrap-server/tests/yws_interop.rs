@@ -29,9 +29,15 @@ async fn stock_clients_and_native_peer_converge_and_observer_is_read_only() -> R
 
     let mut native = ArenaPeer::connect(server.addr, &room.room, &room.candidate, "native").await?;
     native.pump(Duration::from_millis(200)).await?;
-    let mut a = JsClient::spawn(json!({"url": url, "room": room.room, "token": room.host, "name": "A", "inserts": a_marks, "expect": all, "timeoutMs": 50000}))?;
-    let mut b = JsClient::spawn(json!({"url": url, "room": room.room, "token": room.candidate, "name": "B", "inserts": b_marks, "expect": all, "timeoutMs": 50000}))?;
-    let mut obs = JsClient::spawn(json!({"url": url, "room": room.room, "token": room.observer, "name": "O", "inserts": ["[OBSERVER]"], "expect": [], "waitDenied": true, "timeoutMs": 50000}))?;
+    let mut a = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.host, "name": "A", "inserts": a_marks, "expect": all, "timeoutMs": 50000}),
+    )?;
+    let mut b = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.candidate, "name": "B", "inserts": b_marks, "expect": all, "timeoutMs": 50000}),
+    )?;
+    let mut obs = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.observer, "name": "O", "inserts": ["[OBSERVER]"], "expect": [], "waitDenied": true, "timeoutMs": 50000}),
+    )?;
 
     for (i, m) in n_marks.iter().enumerate() {
         let at = if i % 2 == 0 { 0 } else { u32::MAX };
@@ -54,7 +60,8 @@ async fn stock_clients_and_native_peer_converge_and_observer_is_read_only() -> R
     assert!(!ta.contains("[OBSERVER]"), "observer edit leaked into the room");
 
     // The node's own view, from the API.
-    let (status, body) = http(server.addr, "GET", &format!("/api/rooms/{}?token={}", room.room, room.observer), "").await?;
+    let (status, body) =
+        http(server.addr, "GET", &format!("/api/rooms/{}?token={}", room.room, room.observer), "").await?;
     assert_eq!(status, 200, "{body}");
     let info: serde_json::Value = serde_json::from_str(&body)?;
     assert_eq!(info["codeLength"].as_u64(), Some(ta.encode_utf16().count() as u64));
@@ -86,7 +93,9 @@ async fn kill_9_and_restart_keeps_the_document() -> Result<()> {
     let room = create_room(addr).await?;
     let marks: Vec<String> = (0..20).map(|i| format!("<{i}>")).collect();
     let url = format!("ws://{addr}/yws");
-    let mut a = JsClient::spawn(json!({"url": url, "room": room.room, "token": room.host, "name": "A", "inserts": marks, "expect": marks, "timeoutMs": 50000}))?;
+    let mut a = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.host, "name": "A", "inserts": marks, "expect": marks, "timeoutMs": 50000}),
+    )?;
     let fa = a.event("final", T).await?;
     let text = fa["text"].as_str().context("text")?.to_owned();
     // Acknowledged: the node reports the full length (it answers after its flush).
@@ -101,7 +110,9 @@ async fn kill_9_and_restart_keeps_the_document() -> Result<()> {
     child.kill().await?; // SIGKILL
 
     let (_child2, addr2) = start(dir.path().to_path_buf()).await?;
-    let mut late = JsClient::spawn(json!({"url": format!("ws://{addr2}/yws"), "room": room.room, "token": room.candidate, "name": "late", "inserts": [], "expect": marks, "timeoutMs": 50000}))?;
+    let mut late = JsClient::spawn(
+        json!({"url": format!("ws://{addr2}/yws"), "room": room.room, "token": room.candidate, "name": "late", "inserts": [], "expect": marks, "timeoutMs": 50000}),
+    )?;
     let fl = late.event("final", T).await?;
     assert_eq!(fl["text"].as_str(), Some(text.as_str()));
     Ok(())

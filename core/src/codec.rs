@@ -12,9 +12,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn with_capacity(n: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(n),
-        }
+        Writer { buf: Vec::with_capacity(n) }
     }
 
     pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
@@ -122,11 +120,7 @@ impl<'a> Reader<'a> {
         let len = self.var()?;
         let len = usize::try_from(len).map_err(|_| self.err("length overflows"))?;
         if len > max {
-            return Err(CoreError::TooLarge {
-                what: self.what,
-                len,
-                max,
-            });
+            return Err(CoreError::TooLarge { what: self.what, len, max });
         }
         self.take(len)
     }

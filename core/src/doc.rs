@@ -4,12 +4,12 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use yrs::encoding::serde::{from_any, to_any};
-use yrs::updates::decoder::Decode;
 use yrs::encoding::write::Write;
+use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{
-    Any, Array, ArrayRef, Doc, GetString, Map, MapRef, OffsetKind, Options, Out, ReadTxn, StateVector,
-    Text, TextRef, Transact, TransactionMut, Update,
+    Any, Array, ArrayRef, Doc, GetString, Map, MapRef, OffsetKind, Options, Out, ReadTxn, StateVector, Text, TextRef,
+    Transact, TransactionMut, Update,
 };
 
 use crate::error::{CoreError, Result};
@@ -255,10 +255,7 @@ fn record<T: Serialize>(value: &T) -> Any {
 
 fn map_entries<T: DeserializeOwned>(doc: &Doc, map: &MapRef) -> Vec<(String, T)> {
     let txn = doc.transact();
-    let mut v: Vec<(String, T)> = map
-        .iter(&txn)
-        .filter_map(|(k, v)| Some((k.to_owned(), decode_out(v)?)))
-        .collect();
+    let mut v: Vec<(String, T)> = map.iter(&txn).filter_map(|(k, v)| Some((k.to_owned(), decode_out(v)?))).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }

@@ -39,23 +39,8 @@ pub struct Envelope {
 
 impl Envelope {
     /// Signs a new envelope.
-    pub fn seal(
-        room: RoomId,
-        author: &Identity,
-        seq: u64,
-        prev: Hash,
-        session: u32,
-        update: Vec<u8>,
-    ) -> Self {
-        let mut e = Envelope {
-            room,
-            author: author.public(),
-            seq,
-            prev,
-            session,
-            update,
-            signature: [0; 64],
-        };
+    pub fn seal(room: RoomId, author: &Identity, seq: u64, prev: Hash, session: u32, update: Vec<u8>) -> Self {
+        let mut e = Envelope { room, author: author.public(), seq, prev, session, update, signature: [0; 64] };
         e.signature = author.sign(&e.signed_bytes());
         e
     }

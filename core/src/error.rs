@@ -98,9 +98,6 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
 impl CoreError {
     pub(crate) fn malformed(what: &'static str, reason: impl std::fmt::Display) -> Self {
-        CoreError::Malformed {
-            what,
-            reason: reason.to_string(),
-        }
+        CoreError::Malformed { what, reason: reason.to_string() }
     }
 }

@@ -107,14 +107,7 @@ pub struct Grant {
 impl Grant {
     /// Issues a grant: `room_key` is the room's secret key.
     pub fn issue(room_key: &Identity, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
-        let mut g = Grant {
-            room: room_key.public(),
-            role,
-            expiry,
-            flags,
-            nonce,
-            signature: [0; 64],
-        };
+        let mut g = Grant { room: room_key.public(), role, expiry, flags, nonce, signature: [0; 64] };
         g.signature = room_key.sign(&g.signed_bytes());
         g
     }
@@ -236,11 +229,7 @@ impl Admission {
     fn signed_bytes(&self) -> Vec<u8> {
         let grant_hash = sha256(&[&self.grant.encode()]);
         let mut w = Writer::with_capacity(160);
-        w.fixed(ADMISSION_DOMAIN)
-            .fixed(&grant_hash)
-            .fixed(&self.member.0)
-            .str(&self.name)
-            .var(self.at_ms);
+        w.fixed(ADMISSION_DOMAIN).fixed(&grant_hash).fixed(&self.member.0).str(&self.name).var(self.at_ms);
         w.finish()
     }
 
@@ -256,11 +245,7 @@ impl Admission {
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
-        w.bytes(&self.grant.encode())
-            .fixed(&self.member.0)
-            .str(&self.name)
-            .var(self.at_ms)
-            .fixed(&self.signature);
+        w.bytes(&self.grant.encode()).fixed(&self.member.0).str(&self.name).var(self.at_ms).fixed(&self.signature);
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {

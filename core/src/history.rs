@@ -54,7 +54,8 @@ fn myers<T: PartialEq>(a: &[T], b: &[T]) -> Vec<(u8, usize)> {
     for d in (0..=dmax).rev() {
         let v = &trace[d as usize];
         let k = x - y;
-        let prev_k = if k == -d || (k != d && v[(k - 1 + off) as usize] < v[(k + 1 + off) as usize]) { k + 1 } else { k - 1 };
+        let prev_k =
+            if k == -d || (k != d && v[(k - 1 + off) as usize] < v[(k + 1 + off) as usize]) { k + 1 } else { k - 1 };
         let prev_x = if d == 0 { 0 } else { v[(prev_k + off) as usize] };
         let prev_y = prev_x - prev_k;
         while x > prev_x.max(0) && y > prev_y.max(0) {

@@ -33,9 +33,7 @@ impl PeerKey {
     /// Parses 64 hex characters.
     pub fn from_hex(s: &str) -> Result<Self> {
         let bytes = unhex(s).ok_or_else(|| CoreError::malformed("peer key", "not 64 hex digits"))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CoreError::malformed("peer key", "not 32 bytes"))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| CoreError::malformed("peer key", "not 32 bytes"))?;
         Ok(PeerKey(arr))
     }
 
@@ -47,8 +45,7 @@ impl PeerKey {
     /// Checks `sig` over `msg` by this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64], what: &'static str) -> Result<()> {
         let key = self.verifying_key()?;
-        key.verify(msg, &Signature::from_bytes(sig))
-            .map_err(|_| CoreError::BadSignature(what))
+        key.verify(msg, &Signature::from_bytes(sig)).map_err(|_| CoreError::BadSignature(what))
     }
 
     /// The yrs client id this key writes under in `session` (a counter the peer bumps each
@@ -87,9 +84,7 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// From 32 secret bytes (random bytes from the OS or `crypto.getRandomValues`).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Identity {
-            key: SigningKey::from_bytes(&seed),
-        }
+        Identity { key: SigningKey::from_bytes(&seed) }
     }
 
     /// A deterministic identity from a passphrase: for tests and examples only.
@@ -128,10 +123,7 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    s.as_bytes().chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
 #[cfg(test)]

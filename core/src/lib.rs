@@ -60,6 +60,6 @@ pub use identity::{Hash, Identity, PeerKey};
 pub use ledger::{ChainHead, Checked, Ledger, Member};
 pub use room::versions::Cut;
 pub use room::{Receipt, Room, RoomConfig};
+pub use store::{LogEntry, MemoryStore, Store};
 #[cfg(feature = "store")]
 pub use store::{SledDb, SledStore};
-pub use store::{LogEntry, MemoryStore, Store};

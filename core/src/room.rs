@@ -73,7 +73,14 @@ pub struct Room<S: Store> {
 impl<S: Store> Room<S> {
     /// Creates a room: `room_key` signs a host grant for `host`, who is admitted and writes
     /// the room's metadata as its first envelope. Returns the room and the host's admission.
-    pub fn create(room_key: &Identity, host: Identity, session: u32, store: S, meta: Meta, now_ms: u64) -> Result<Self> {
+    pub fn create(
+        room_key: &Identity,
+        host: Identity,
+        session: u32,
+        store: S,
+        meta: Meta,
+        now_ms: u64,
+    ) -> Result<Self> {
         let grant = Grant::issue(room_key, Role::Host, now_ms / 1000 + 365 * 86400, 0, now_ms);
         let admission = Admission::sign(&host, grant, "host", now_ms);
         let mut room = Room::open(room_key.public(), host, session, store, RoomConfig::default(), now_ms)?;
@@ -103,7 +110,8 @@ impl<S: Store> Room<S> {
         }
         let mut from = 0;
         if let Some(&(idx, at)) = room.store.checkpoints()?.last() {
-            let cp = room.store.checkpoint(idx)?.ok_or_else(|| CoreError::Store(format!("checkpoint {idx} vanished")))?;
+            let cp =
+                room.store.checkpoint(idx)?.ok_or_else(|| CoreError::Store(format!("checkpoint {idx} vanished")))?;
             room.doc.apply_v1(&cp.state)?;
             room.ledger.set_heads(cp.heads.iter().copied());
             room.last_checkpoint = (idx, at);
@@ -175,7 +183,12 @@ impl<S: Store> Room<S> {
         let adm = Admission::sign(&self.me, grant, name, now_ms);
         self.admit(&adm, Some(now_ms / 1000))?;
         let env = if adm.grant.role.may_write() {
-            let p = Participant { name: adm.name.clone(), role: adm.grant.role, public_key: self.me.public().to_hex(), joined_at: now_ms };
+            let p = Participant {
+                name: adm.name.clone(),
+                role: adm.grant.role,
+                public_key: self.me.public().to_hex(),
+                joined_at: now_ms,
+            };
             let key = self.me.public().to_hex();
             self.edit(now_ms, |e| e.set_participant(&key, &p))?
         } else {
@@ -223,12 +236,8 @@ impl<S: Store> Room<S> {
                 break;
             }
             // Pull every buffered envelope that is now next in its author's chain.
-            let ready: Vec<(PeerKey, u64)> = self
-                .pending
-                .keys()
-                .filter(|(a, s)| self.ledger.head(a).next_seq == *s)
-                .copied()
-                .collect();
+            let ready: Vec<(PeerKey, u64)> =
+                self.pending.keys().filter(|(a, s)| self.ledger.head(a).next_seq == *s).copied().collect();
             if ready.is_empty() {
                 break;
             }

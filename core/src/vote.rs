@@ -53,8 +53,11 @@ pub struct Consensus {
 impl Consensus {
     /// Evaluates the `votes` map against the roster in `ledger` and the round in `meta`.
     pub fn evaluate(ledger: &Ledger, meta: &Meta, votes: &[(String, VoteRecord)]) -> Self {
-        let required =
-            if meta.analyzer_threshold.is_empty() { vec![Role::Host, Role::Candidate] } else { meta.analyzer_threshold.clone() };
+        let required = if meta.analyzer_threshold.is_empty() {
+            vec![Role::Host, Role::Candidate]
+        } else {
+            meta.analyzer_threshold.clone()
+        };
         let mut satisfied = Vec::new();
         let mut rejected = Vec::new();
         for (voter, vote) in votes {

@@ -34,9 +34,7 @@ const NODE_BIG_ID: u64 = (1 << 52) + 11;
 // ---------------------------------------------------------------------------------------
 
 fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("js")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("js")
 }
 
 fn skip_requested() -> bool {
@@ -89,17 +87,15 @@ impl NodePeer {
             }
             Err(e) => {
                 return Err(anyhow!(e)).with_context(|| {
-                    format!("cannot run {node:?} (Node 20+ is needed; set NODE=/path/to/node, or ARENA_SKIP_JS=1 to skip)")
+                    format!(
+                        "cannot run {node:?} (Node 20+ is needed; set NODE=/path/to/node, or ARENA_SKIP_JS=1 to skip)"
+                    )
                 })
             }
         };
         let stdin = child.stdin.take().context("child stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("child stdout")?);
-        Ok(Some(NodePeer {
-            child,
-            stdin: Some(stdin),
-            stdout,
-        }))
+        Ok(Some(NodePeer { child, stdin: Some(stdin), stdout }))
     }
 
     /// Sends one request and blocks until its response line arrives.
@@ -108,21 +104,14 @@ impl NodePeer {
         writeln!(stdin, "{req}").context("writing to node")?;
         stdin.flush()?;
         let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .context("reading from node")?;
+        let n = self.stdout.read_line(&mut line).context("reading from node")?;
         if n == 0 {
             let status = self.child.wait()?;
             bail!("node exited ({status}) while handling {req} (its stderr is above)");
         }
-        let res: Value =
-            serde_json::from_str(&line).with_context(|| format!("node sent non-JSON: {line:?}"))?;
+        let res: Value = serde_json::from_str(&line).with_context(|| format!("node sent non-JSON: {line:?}"))?;
         if res["ok"] != json!(true) {
-            bail!(
-                "node failed on {req}: {}",
-                res["error"].as_str().unwrap_or("?")
-            );
+            bail!("node failed on {req}: {}", res["error"].as_str().unwrap_or("?"));
         }
         Ok(res)
     }
@@ -140,9 +129,7 @@ impl NodePeer {
 
     /// Local edit of "code" at UTF-16 `pos`; returns the update frame y-websocket broadcasts.
     fn edit(&mut self, pos: u32, del: u32, insert: &str) -> Result<Vec<u8>> {
-        Ok(self
-            .frame(json!({"op": "edit", "pos": pos, "del": del, "insert": insert}))?
-            .0)
+        Ok(self.frame(json!({"op": "edit", "pos": pos, "del": del, "insert": insert}))?.0)
     }
 
     fn state(&mut self) -> Result<Value> {
@@ -153,10 +140,7 @@ impl NodePeer {
     fn recv(&mut self, frame: &[u8], mode: &str) -> Result<Value> {
         let res = self.call(json!({"op": "recv", "frame": hex(frame), "mode": mode}))?;
         let errors = res["errors"].as_array().context("no errors field")?;
-        ensure!(
-            errors.is_empty(),
-            "yjs failed to apply an update from Rust: {errors:?}"
-        );
+        ensure!(errors.is_empty(), "yjs failed to apply an update from Rust: {errors:?}");
         Ok(res)
     }
 
@@ -213,11 +197,7 @@ fn unhex(s: &str) -> Result<Vec<u8>> {
 }
 
 fn hex_list(v: &Value) -> Result<Vec<Vec<u8>>> {
-    v.as_array()
-        .context("expected an array of hex")?
-        .iter()
-        .map(|h| unhex(h.as_str().context("hex")?))
-        .collect()
+    v.as_array().context("expected an array of hex")?.iter().map(|h| unhex(h.as_str().context("hex")?)).collect()
 }
 
 fn concat(frames: &[&[u8]]) -> Vec<u8> {
@@ -231,9 +211,7 @@ fn utf16_at(s: &str, byte: usize) -> u32 {
 
 /// UTF-16 offset and length of the first occurrence of `needle`.
 fn utf16_find(s: &str, needle: &str) -> Result<(u32, u32)> {
-    let at = s
-        .find(needle)
-        .with_context(|| format!("{needle:?} not in {s:?}"))?;
+    let at = s.find(needle).with_context(|| format!("{needle:?} not in {s:?}"))?;
     Ok((utf16_at(s, at), needle.encode_utf16().count() as u32))
 }
 
@@ -263,12 +241,7 @@ fn ds_pairs(room: &RoomDoc) -> DsPairs {
     let mut v: DsPairs = snap
         .delete_set
         .iter()
-        .map(|(c, ranges)| {
-            (
-                c.get(),
-                ranges.iter().map(|r| (r.start, r.end - r.start)).collect(),
-            )
-        })
+        .map(|(c, ranges)| (c.get(), ranges.iter().map(|r| (r.start, r.end - r.start)).collect()))
         .collect();
     v.sort();
     v
@@ -280,10 +253,7 @@ fn json_ds(v: &Value) -> Result<DsPairs> {
         .iter()
         .map(|p| {
             let c = p[0].as_u64().context("client")?;
-            let ranges = json_pairs(&p[1])?
-                .into_iter()
-                .map(|(a, b)| (a as u32, b))
-                .collect();
+            let ranges = json_pairs(&p[1])?.into_iter().map(|(a, b)| (a as u32, b)).collect();
             Ok((c, ranges))
         })
         .collect()
@@ -300,29 +270,17 @@ fn meta_string(room: &RoomDoc, key: &str) -> Option<String> {
 
 /// One decoded message, or an error naming the frame.
 fn decode_one(frame: &[u8]) -> Result<Message> {
-    let mut msgs =
-        ywire::decode_frame(frame).with_context(|| format!("decode_frame({})", hex(frame)))?;
-    ensure!(
-        msgs.len() == 1,
-        "expected one message in {}, got {msgs:?}",
-        hex(frame)
-    );
+    let mut msgs = ywire::decode_frame(frame).with_context(|| format!("decode_frame({})", hex(frame)))?;
+    ensure!(msgs.len() == 1, "expected one message in {}, got {msgs:?}", hex(frame));
     Ok(msgs.remove(0))
 }
 
 /// Runs `f`, turning a panic into an error that shows the input.
 fn no_panic<T>(what: &str, input: &[u8], f: impl FnOnce() -> T) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| p.downcast_ref::<&str>().copied())
-            .unwrap_or("?");
-        anyhow!(
-            "{what} PANICKED on {} bytes {}: {msg}",
-            input.len(),
-            hex(input)
-        )
+        let msg =
+            p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("?");
+        anyhow!("{what} PANICKED on {} bytes {}: {msg}", input.len(), hex(input))
     })
 }
 
@@ -338,11 +296,7 @@ impl RustPeer {
     fn new(client: u64, read_only: bool) -> Self {
         let room = RoomDoc::new(client);
         let awareness = Awareness::new(room.yrs().clone());
-        RustPeer {
-            room,
-            awareness,
-            session: YSession::new(read_only),
-        }
+        RustPeer { room, awareness, session: YSession::new(read_only) }
     }
 
     fn start(&self) -> Vec<Vec<u8>> {
@@ -401,27 +355,13 @@ fn assert_converged(node: &mut NodePeer, room: &RoomDoc) -> Result<()> {
     let st = node.state()?;
     let node_text = st["text"].as_str().context("text")?;
     let rust_text = room.code();
-    ensure!(
-        node_text == rust_text,
-        "texts differ:\n node: {node_text:?}\n rust: {rust_text:?}"
-    );
-    ensure!(
-        st["textLen"].as_u64() == Some(u64::from(room.code_len())),
-        "UTF-16 lengths differ"
-    );
+    ensure!(node_text == rust_text, "texts differ:\n node: {node_text:?}\n rust: {rust_text:?}");
+    ensure!(st["textLen"].as_u64() == Some(u64::from(room.code_len())), "UTF-16 lengths differ");
     let rust_sv = sv_pairs(&room.yrs().transact().state_vector());
-    ensure!(
-        json_pairs(&st["sv"])? == rust_sv,
-        "state vectors differ: node {} rust {rust_sv:?}",
-        st["sv"]
-    );
+    ensure!(json_pairs(&st["sv"])? == rust_sv, "state vectors differ: node {} rust {rust_sv:?}", st["sv"]);
     ensure!(unhex(st["svHex"].as_str().context("svHex")?)?.len() == room.state_vector().len());
     let rust_ds = ds_pairs(room);
-    ensure!(
-        json_ds(&st["ds"])? == rust_ds,
-        "delete sets differ: node {} rust {rust_ds:?}",
-        st["ds"]
-    );
+    ensure!(json_ds(&st["ds"])? == rust_ds, "delete sets differ: node {} rust {rust_ds:?}", st["ds"]);
     ensure!(st["pending"] == json!(false), "node has pending structs");
     ensure!(!room.has_pending(), "rust has pending structs");
 
@@ -430,31 +370,15 @@ fn assert_converged(node: &mut NodePeer, room: &RoomDoc) -> Result<()> {
     for k in ["textEqual", "svEqual", "snapshotEqual", "metaEqual"] {
         ensure!(cmp[k] == json!(true), "node compare: {k} is false: {cmp}");
     }
-    ensure!(
-        cmp["otherPending"] == json!(false),
-        "our full state left yjs with pending structs: {cmp}"
-    );
-    ensure!(
-        cmp["missingHere"] == json!(0) && cmp["missingThere"] == json!(0),
-        "{cmp}"
-    );
+    ensure!(cmp["otherPending"] == json!(false), "our full state left yjs with pending structs: {cmp}");
+    ensure!(cmp["missingHere"] == json!(0) && cmp["missingThere"] == json!(0), "{cmp}");
 
     // Rust: Node's whole state, applied to a fresh RoomDoc, is our document.
     let theirs = RoomDoc::new(1);
     theirs.apply_v1(&unhex(st["fullHex"].as_str().context("fullHex")?)?)?;
-    ensure!(
-        theirs.code() == rust_text,
-        "node's full state gives {:?}",
-        theirs.code()
-    );
-    ensure!(
-        !theirs.has_pending(),
-        "node's full state leaves pending structs"
-    );
-    let (a, b) = (
-        theirs.yrs().transact().snapshot(),
-        room.yrs().transact().snapshot(),
-    );
+    ensure!(theirs.code() == rust_text, "node's full state gives {:?}", theirs.code());
+    ensure!(!theirs.has_pending(), "node's full state leaves pending structs");
+    let (a, b) = (theirs.yrs().transact().snapshot(), room.yrs().transact().snapshot());
     ensure!(a == b, "snapshots differ:\n node: {a:?}\n rust: {b:?}");
     Ok(())
 }
@@ -467,8 +391,7 @@ fn assert_converged(node: &mut NodePeer, room: &RoomDoc) -> Result<()> {
 fn node_encoded_messages_decode_in_rust() -> Result<()> {
     let mut node = node_or_skip!("node_encoded_messages_decode_in_rust");
     node.reset(NODE_ID)?;
-    let (meta_frame, _) =
-        node.frame(json!({"op": "setMeta", "key": "title", "value": "Zwei Summen ∑ 🧮"}))?;
+    let (meta_frame, _) = node.frame(json!({"op": "setMeta", "key": "title", "value": "Zwei Summen ∑ 🧮"}))?;
     let text0 = "fn main() {\n    println!(\"héllo 🌍\");\n}\n";
     let first_update = node.edit(0, 0, text0)?;
     // A deletion across a surrogate pair, so the state carries a delete set.
@@ -485,10 +408,7 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
         Message::Sync(SyncMessage::SyncStep1(sv)) => {
             assert_eq!(sv_pairs(&sv), json_pairs(&res["sv"])?);
             assert_eq!(sv.get(&ClientID::new(NODE_ID)), json_pairs(&st["sv"])?[0].1);
-            assert_eq!(
-                sv.encode_v1(),
-                unhex(st["svHex"].as_str().context("svHex")?)?
-            );
+            assert_eq!(sv.encode_v1(), unhex(st["svHex"].as_str().context("svHex")?)?);
         }
         m => bail!("step1 decoded as {m:?}"),
     }
@@ -502,10 +422,7 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
     }
     assert_eq!(room.code(), text1);
     assert_eq!(room.meta().title, "Zwei Summen ∑ 🧮");
-    assert_eq!(
-        sv_pairs(&room.yrs().transact().state_vector()),
-        json_pairs(&st["sv"])?
-    );
+    assert_eq!(sv_pairs(&room.yrs().transact().state_vector()), json_pairs(&st["sv"])?);
     assert_eq!(ds_pairs(&room), json_ds(&st["ds"])?);
 
     // Sync step 2 against our state vector after an edit: just the difference.
@@ -521,11 +438,7 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
     assert_eq!(diff_room.code(), text2);
 
     // Update: what y-websocket broadcasts after a local change.
-    ensure!(
-        update_frame[..2] == [0, 2],
-        "update starts 00 02: {}",
-        hex(&update_frame)
-    );
+    ensure!(update_frame[..2] == [0, 2], "update starts 00 02: {}", hex(&update_frame));
     match decode_one(&update_frame)? {
         Message::Sync(SyncMessage::Update(u)) => room.apply_v1(&u)?,
         m => bail!("update decoded as {m:?}"),
@@ -541,29 +454,20 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
     match decode_one(&f)? {
         Message::Awareness(up) => {
             assert_eq!(up.clients.len(), 1);
-            let e = up
-                .clients
-                .get(&ClientID::new(NODE_ID))
-                .context("node's entry")?;
+            let e = up.clients.get(&ClientID::new(NODE_ID)).context("node's entry")?;
             assert_eq!(e.clock, clock);
             assert_eq!(serde_json::from_str::<Value>(&e.json)?, state);
             awareness.apply_update(up)?;
         }
         m => bail!("awareness decoded as {m:?}"),
     }
-    assert_eq!(
-        awareness.state::<Value>(ClientID::new(NODE_ID)),
-        Some(state.clone())
-    );
+    assert_eq!(awareness.state::<Value>(ClientID::new(NODE_ID)), Some(state.clone()));
 
     // Awareness removal: state null, clock bumped; applying it forgets the client.
     let (f, res) = node.frame(json!({"op": "awarenessRemove"}))?;
     match decode_one(&f)? {
         Message::Awareness(up) => {
-            let e = up
-                .clients
-                .get(&ClientID::new(NODE_ID))
-                .context("node's entry")?;
+            let e = up.clients.get(&ClientID::new(NODE_ID)).context("node's entry")?;
             assert_eq!(&*e.json, "null");
             assert_eq!(u64::from(e.clock), res["clock"].as_u64().context("clock")?);
             assert_eq!(e.clock, clock + 1);
@@ -590,10 +494,7 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
     let parts: [&[u8]; 6] = [&s1, &meta_frame, &first_update, &aw, &query, &auth];
     let all = concat(&parts);
     let msgs = ywire::decode_frame(&all)?;
-    let singles = parts
-        .iter()
-        .map(|p| decode_one(p))
-        .collect::<Result<Vec<_>>>()?;
+    let singles = parts.iter().map(|p| decode_one(p)).collect::<Result<Vec<_>>>()?;
     assert_eq!(msgs, singles);
 
     // And a session makes sense of it: step 2 and awareness back, two updates to apply.
@@ -605,19 +506,10 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
     assert!(out.awareness.is_some() && !out.denied && out.arena.is_empty());
     let replies = ywire::decode_frame(&out.reply)?;
     ensure!(
-        matches!(
-            replies.as_slice(),
-            [
-                Message::Sync(SyncMessage::SyncStep2(_)),
-                Message::Awareness(_)
-            ]
-        ),
+        matches!(replies.as_slice(), [Message::Sync(SyncMessage::SyncStep2(_)), Message::Awareness(_)]),
         "replies: {replies:?}"
     );
-    assert_eq!(
-        rust.awareness.state::<Value>(ClientID::new(NODE_ID)),
-        Some(state)
-    );
+    assert_eq!(rust.awareness.state::<Value>(ClientID::new(NODE_ID)), Some(state));
     Ok(())
 }
 
@@ -631,11 +523,7 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     node.reset(NODE_ID)?;
     let mut rust = RustPeer::new(RUST_ID, false);
     rust.room.edit(|e| {
-        e.splice_code(
-            0,
-            0,
-            "def two_sum(nums, target):\n    return \"🎯 naïve\"\n",
-        );
+        e.splice_code(0, 0, "def two_sum(nums, target):\n    return \"🎯 naïve\"\n");
         e.set_meta("language", &json!("python"));
     });
     let (at, len) = utf16_find(&rust.room.code(), "naïve")?;
@@ -647,39 +535,19 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     let res = node.recv(&f, "stock")?;
     assert_eq!(res["trailing"], json!(0));
     let m = &res["messages"][0];
-    assert_eq!(
-        (m["type"].as_str(), m["sub"].as_u64()),
-        (Some("sync"), Some(0))
-    );
+    assert_eq!((m["type"].as_str(), m["sub"].as_u64()), (Some("sync"), Some(0)));
     assert_eq!(json_pairs(&m["sv"])?, sv_pairs(&sv));
     let replies = hex_list(&res["replies"])?;
-    ensure!(
-        replies.len() == 1,
-        "node should answer step 1 with step 2: {res}"
-    );
-    ensure!(
-        matches!(
-            decode_one(&replies[0])?,
-            Message::Sync(SyncMessage::SyncStep2(_))
-        ),
-        "{res}"
-    );
+    ensure!(replies.len() == 1, "node should answer step 1 with step 2: {res}");
+    ensure!(matches!(decode_one(&replies[0])?, Message::Sync(SyncMessage::SyncStep2(_))), "{res}");
     let out = rust.receive(&replies[0])?;
     ensure!(!out.denied && out.reply.is_empty(), "{out:?}");
 
     // Sync step 2 with our whole state: Node ends up with our document.
-    let f = ywire::encode_frame(&[Message::Sync(SyncMessage::SyncStep2(
-        rust.room.encode_state(),
-    ))]);
+    let f = ywire::encode_frame(&[Message::Sync(SyncMessage::SyncStep2(rust.room.encode_state()))]);
     let res = node.recv(&f, "stock")?;
-    assert_eq!(
-        (res["messages"][0]["sub"].as_u64(), res["trailing"].as_u64()),
-        (Some(1), Some(0))
-    );
-    assert!(
-        hex_list(&res["replies"])?.is_empty(),
-        "step 2 needs no answer"
-    );
+    assert_eq!((res["messages"][0]["sub"].as_u64(), res["trailing"].as_u64()), (Some(1), Some(0)));
+    assert!(hex_list(&res["replies"])?.is_empty(), "step 2 needs no answer");
     assert_converged(&mut node, &rust.room)?;
     assert_eq!(node.state()?["meta"]["language"], json!("python"));
 
@@ -688,19 +556,9 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     let u = rust.edit(at + 2, 0, " 🚀");
     let f = ywire::update_frame(&u);
     let res = node.recv(&f, "stock")?;
-    assert_eq!(
-        (res["messages"][0]["sub"].as_u64(), res["trailing"].as_u64()),
-        (Some(2), Some(0))
-    );
-    assert_eq!(
-        node.state()?["text"].as_str(),
-        Some(rust.room.code().as_str())
-    );
-    assert!(
-        rust.room.code().contains("🎯 🚀 ñ"),
-        "{:?}",
-        rust.room.code()
-    );
+    assert_eq!((res["messages"][0]["sub"].as_u64(), res["trailing"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(node.state()?["text"].as_str(), Some(rust.room.code().as_str()));
+    assert!(rust.room.code().contains("🎯 🚀 ñ"), "{:?}", rust.room.code());
     assert_converged(&mut node, &rust.room)?;
 
     // Awareness, via awareness_frame over the v1 bytes (what the room forwards).
@@ -710,36 +568,20 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     let res = node.recv(&f, "stock")?;
     assert_eq!(res["trailing"], json!(0));
     let e = &res["messages"][0]["entries"][0];
-    assert_eq!(
-        (e["client"].as_u64(), e["clock"].as_u64()),
-        (Some(RUST_ID), Some(1))
-    );
+    assert_eq!((e["client"].as_u64(), e["clock"].as_u64()), (Some(RUST_ID), Some(1)));
     assert_eq!(e["state"], state);
     let st = node.state()?;
-    let seen = st["awareness"]
-        .as_array()
-        .context("awareness")?
-        .iter()
-        .find(|e| e["client"] == json!(RUST_ID));
+    let seen = st["awareness"].as_array().context("awareness")?.iter().find(|e| e["client"] == json!(RUST_ID));
     assert_eq!(seen.map(|e| &e["state"]), Some(&state));
 
     // Awareness removal from our side: Node forgets us.
     rust.awareness.clean_local_state();
-    let removal = rust
-        .awareness
-        .update_with_clients([ClientID::new(RUST_ID)])?;
-    let res = node.recv(
-        &ywire::encode_frame(&[Message::Awareness(removal)]),
-        "stock",
-    )?;
+    let removal = rust.awareness.update_with_clients([ClientID::new(RUST_ID)])?;
+    let res = node.recv(&ywire::encode_frame(&[Message::Awareness(removal)]), "stock")?;
     assert_eq!(res["messages"][0]["entries"][0]["state"], Value::Null);
     let st = node.state()?;
     ensure!(
-        st["awareness"]
-            .as_array()
-            .context("awareness")?
-            .iter()
-            .all(|e| e["client"] != json!(RUST_ID)),
+        st["awareness"].as_array().context("awareness")?.iter().all(|e| e["client"] != json!(RUST_ID)),
         "node still shows our awareness: {}",
         st["awareness"]
     );
@@ -751,10 +593,7 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     ensure!(replies.len() == 1, "{res}");
     match decode_one(&replies[0])? {
         Message::Awareness(up) => {
-            let e = up
-                .clients
-                .get(&ClientID::new(NODE_ID))
-                .context("node's own state")?;
+            let e = up.clients.get(&ClientID::new(NODE_ID)).context("node's own state")?;
             assert_eq!(serde_json::from_str::<Value>(&e.json)?, json!({}));
         }
         m => bail!("query answer decoded as {m:?}"),
@@ -762,21 +601,14 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
 
     // Auth: permission denied with a reason reaches y-protocols' handler.
     let reason = "read-only: observers may not edit — 👀";
-    let res = node.recv(
-        &ywire::encode_frame(&[Message::Auth(Some(reason.into()))]),
-        "stock",
-    )?;
+    let res = node.recv(&ywire::encode_frame(&[Message::Auth(Some(reason.into()))]), "stock")?;
     assert_eq!(res["messages"][0]["denied"].as_str(), Some(reason));
     assert_eq!(node.state()?["denied"], json!([reason]));
 
     // Our messages back to back decode with y-protocols too (Node's "all" mode loops).
     let frame = ywire::encode_frame(&[
         Message::Sync(SyncMessage::SyncStep1(StateVector::default())),
-        Message::Sync(SyncMessage::Update(rust.edit(
-            0,
-            0,
-            "#!/usr/bin/env python3\n",
-        ))),
+        Message::Sync(SyncMessage::Update(rust.edit(0, 0, "#!/usr/bin/env python3\n"))),
         Message::AwarenessQuery,
         Message::Auth(Some("x".into())),
     ]);
@@ -802,10 +634,7 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     rust.awareness.set_local_state(&state)?;
     let frames = rust.session.start_frames(&rust.room, &rust.awareness);
     assert_eq!(frames.len(), 2);
-    assert_eq!(
-        frames.concat(),
-        rust.session.start(&rust.room, &rust.awareness)
-    );
+    assert_eq!(frames.concat(), rust.session.start(&rust.room, &rust.awareness));
     for f in &frames {
         let (res, replies) = node.recv_stock(f)?;
         ensure!(res["messages"].as_array().map(Vec::len) == Some(1), "{res}");
@@ -856,27 +685,15 @@ fn handshake_converges_with_concurrent_edits() -> Result<()> {
     hops.push(Hop::ToRust(node_awareness));
     let outcomes = pump(&mut node, &mut rust, hops)?;
     ensure!(outcomes.iter().all(|o| !o.denied), "a writer was denied");
-    ensure!(
-        outcomes.iter().any(|o| o.awareness.is_some()),
-        "node's awareness never arrived"
-    );
+    ensure!(outcomes.iter().any(|o| o.awareness.is_some()), "node's awareness never arrived");
     assert_converged(&mut node, &rust.room)?;
     let merged = rust.room.code();
-    ensure!(
-        merged.contains(rust_text) && merged.contains(node_text),
-        "merge lost text: {merged:?}"
-    );
+    ensure!(merged.contains(rust_text) && merged.contains(node_text), "merge lost text: {merged:?}");
     assert_eq!(rust.room.meta().title, "Two sum — 二和");
     assert_eq!(meta_string(&rust.room, "language").as_deref(), Some("rust"));
-    assert_eq!(
-        node.state()?["meta"],
-        json!({"language": "rust", "title": "Two sum — 二和"})
-    );
+    assert_eq!(node.state()?["meta"], json!({"language": "rust", "title": "Two sum — 二和"}));
     // Awareness both ways.
-    assert_eq!(
-        rust.awareness.state::<Value>(ClientID::new(NODE_BIG_ID)),
-        Some(node_state.clone())
-    );
+    assert_eq!(rust.awareness.state::<Value>(ClientID::new(NODE_BIG_ID)), Some(node_state.clone()));
     let st = node.state()?;
     let seen: BTreeMap<u64, Value> = st["awareness"]
         .as_array()
@@ -900,15 +717,7 @@ fn handshake_converges_with_concurrent_edits() -> Result<()> {
     let (wave, wave_len) = utf16_find(&after_n1, "👋🏽")?;
     let n2 = node.edit(wave, wave_len, "🙌")?;
     let expected = after_n1.replacen("👋🏽", "🙌", 1).replacen("🌍", "🌍🦀", 1);
-    pump(
-        &mut node,
-        &mut rust,
-        vec![
-            Hop::ToNode(ywire::update_frame(&r1)),
-            Hop::ToRust(n1),
-            Hop::ToRust(n2),
-        ],
-    )?;
+    pump(&mut node, &mut rust, vec![Hop::ToNode(ywire::update_frame(&r1)), Hop::ToRust(n1), Hop::ToRust(n2)])?;
     assert_converged(&mut node, &rust.room)?;
     assert_eq!(rust.room.code(), expected);
     let final1 = expected;
@@ -918,16 +727,11 @@ fn handshake_converges_with_concurrent_edits() -> Result<()> {
     let (pos, _) = utf16_find(&final1, "fn main")?;
     let r2 = rust.edit(pos, 0, "/* r: ß */");
     let n3 = node.edit(pos, 0, "/* n: 𝄞 */")?;
-    pump(
-        &mut node,
-        &mut rust,
-        vec![Hop::ToNode(ywire::update_frame(&r2)), Hop::ToRust(n3)],
-    )?;
+    pump(&mut node, &mut rust, vec![Hop::ToNode(ywire::update_frame(&r2)), Hop::ToRust(n3)])?;
     assert_converged(&mut node, &rust.room)?;
     let final2 = rust.room.code();
     ensure!(
-        final2.contains("/* r: ß *//* n: 𝄞 */fn main")
-            || final2.contains("/* n: 𝄞 *//* r: ß */fn main"),
+        final2.contains("/* r: ß *//* n: 𝄞 */fn main") || final2.contains("/* n: 𝄞 *//* r: ß */fn main"),
         "{final2:?}"
     );
 
@@ -943,29 +747,16 @@ fn handshake_converges_with_concurrent_edits() -> Result<()> {
     let r3 = rust.edit(0, 0, "#![allow(dead_code)] 🧪\n");
     let r4 = rust.edit(5, 6, "");
     rust.receive(&n5)?;
-    ensure!(
-        rust.room.has_pending(),
-        "an update whose predecessor is missing should be pending"
-    );
+    ensure!(rust.room.has_pending(), "an update whose predecessor is missing should be pending");
     rust.receive(&n4)?;
-    ensure!(
-        !rust.room.has_pending(),
-        "pending update was not integrated"
-    );
+    ensure!(!rust.room.has_pending(), "pending update was not integrated");
     pump(
         &mut node,
         &mut rust,
-        vec![
-            Hop::ToRust(n6),
-            Hop::ToNode(ywire::update_frame(&r3)),
-            Hop::ToNode(ywire::update_frame(&r4)),
-        ],
+        vec![Hop::ToRust(n6), Hop::ToNode(ywire::update_frame(&r3)), Hop::ToNode(ywire::update_frame(&r4))],
     )?;
     assert_converged(&mut node, &rust.room)?;
-    let expected = format!(
-        "#![alad_code)] 🧪\n{}{a}{b}",
-        String::from_utf16(&units[3..])?
-    );
+    let expected = format!("#![alad_code)] 🧪\n{}{a}{b}", String::from_utf16(&units[3..])?);
     assert_eq!(rust.room.code(), expected);
 
     // A late query gets every state the room knows, in one answer.
@@ -1005,10 +796,7 @@ fn read_only_session_with_yjs_observer() -> Result<()> {
     let mut hops: Vec<Hop> = rust.start().into_iter().map(Hop::ToNode).collect();
     hops.push(Hop::ToRust(step1));
     let outcomes = pump(&mut node, &mut rust, hops)?;
-    ensure!(
-        outcomes.iter().all(|o| !o.denied && o.updates.is_empty()),
-        "observer denied while only syncing"
-    );
+    ensure!(outcomes.iter().all(|o| !o.denied && o.updates.is_empty()), "observer denied while only syncing");
     assert_converged(&mut node, &rust.room)?;
     assert_eq!(node.state()?["denied"], json!([]));
 
@@ -1030,32 +818,16 @@ fn read_only_session_with_yjs_observer() -> Result<()> {
     for (i, insert) in ["x", "yz 🙃", "w"].into_iter().enumerate() {
         let f = node.edit(0, 0, insert)?;
         let out = rust.receive(&f)?;
-        ensure!(
-            out.denied && out.updates.is_empty(),
-            "observer edit #{i} ({insert:?}) was not denied: {out:?}"
-        );
-        assert_eq!(
-            decode_one(&out.reply)?,
-            Message::Auth(Some("read-only: observers may not edit".into()))
-        );
+        ensure!(out.denied && out.updates.is_empty(), "observer edit #{i} ({insert:?}) was not denied: {out:?}");
+        assert_eq!(decode_one(&out.reply)?, Message::Auth(Some("read-only: observers may not edit".into())));
         let (res, _) = node.recv_stock(&out.reply)?;
-        assert_eq!(
-            res["messages"][0]["denied"].as_str(),
-            Some("read-only: observers may not edit")
-        );
+        assert_eq!(res["messages"][0]["denied"].as_str(), Some("read-only: observers may not edit"));
     }
     // A deletion alone is an edit too.
     let f = node.edit(0, 2, "")?;
     ensure!(rust.receive(&f)?.denied, "observer deletion was not denied");
-    assert_eq!(
-        rust.room.code(),
-        reference.code(),
-        "the room's text changed"
-    );
-    let (a, b) = (
-        rust.room.yrs().transact().snapshot(),
-        reference.yrs().transact().snapshot(),
-    );
+    assert_eq!(rust.room.code(), reference.code(), "the room's text changed");
+    let (a, b) = (rust.room.yrs().transact().snapshot(), reference.yrs().transact().snapshot());
     ensure!(a == b, "the room's document changed");
     Ok(())
 }
@@ -1069,10 +841,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
     fn below(&mut self, n: usize) -> usize {
@@ -1101,13 +870,8 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
     let (aw, _) = node.frame(json!({"op": "awareness", "state": {"user": {"name": "Zoë"}}}))?;
     let (auth, _) = node.frame(json!({"op": "auth", "reason": "nope ✋"}))?;
     let (query, _) = node.frame(json!({"op": "query"}))?;
-    let singles: [(&str, &[u8]); 5] = [
-        ("step1", &step1),
-        ("step2", &step2),
-        ("update", &update),
-        ("awareness", &aw),
-        ("auth", &auth),
-    ];
+    let singles: [(&str, &[u8]); 5] =
+        [("step1", &step1), ("step2", &step2), ("update", &update), ("awareness", &aw), ("auth", &auth)];
 
     // Every strict prefix of a one-message frame fails: a frame that ends mid-message is an
     // error, not a shorter frame.
@@ -1115,25 +879,14 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
         ywire::decode_frame(f).with_context(|| format!("{name} must decode"))?;
         for cut in 1..f.len() {
             let r = no_panic("decode_frame", &f[..cut], || ywire::decode_frame(&f[..cut]))?;
-            ensure!(
-                r.is_err(),
-                "{name} cut to {cut}/{} bytes decoded as {:?}",
-                f.len(),
-                r
-            );
+            ensure!(r.is_err(), "{name} cut to {cut}/{} bytes decoded as {:?}", f.len(), r);
         }
     }
     // A whole message followed by a truncated one fails the frame too.
     let two = concat(&[&query, &aw[..aw.len() - 1]]);
-    ensure!(
-        ywire::decode_frame(&two).is_err(),
-        "trailing partial message accepted"
-    );
+    ensure!(ywire::decode_frame(&two).is_err(), "trailing partial message accepted");
     let two = concat(&[&step1, &update[..3]]);
-    ensure!(
-        ywire::decode_frame(&two).is_err(),
-        "trailing partial message accepted"
-    );
+    ensure!(ywire::decode_frame(&two).is_err(), "trailing partial message accepted");
 
     // Garbage.
     let big = 1u64 << 53; // not a JavaScript-safe client id: lib0 refuses it
@@ -1142,14 +895,7 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
     big_sv.extend(varuint(sv_body.len() as u64));
     big_sv.extend(&sv_body);
     let mut big_aw = vec![1];
-    let aw_body = [
-        varuint(1),
-        varuint(big + 3),
-        varuint(1),
-        varuint(2),
-        b"{}".to_vec(),
-    ]
-    .concat();
+    let aw_body = [varuint(1), varuint(big + 3), varuint(1), varuint(2), b"{}".to_vec()].concat();
     big_aw.extend(varuint(aw_body.len() as u64));
     big_aw.extend(&aw_body);
     let garbage: Vec<(&str, Vec<u8>)> = vec![
@@ -1160,22 +906,13 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
         ("sync without payload", vec![0, 1]),
         ("bad state vector", vec![0, 0, 3, 0xff, 0xff, 0xff]),
         ("state vector count too large", vec![0, 0, 2, 0x7f, 1]),
-        (
-            "huge length prefix",
-            vec![0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0],
-        ),
+        ("huge length prefix", vec![0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0]),
         ("varint overflow", vec![0x80; 11]),
         ("awareness garbage", vec![1, 3, 1, 2, 0xff]),
         ("awareness bad utf-8", vec![1, 5, 1, 2, 1, 1, 0xc3]),
         ("awareness count too large", vec![1, 1, 0x7f]),
-        (
-            "awareness state not JSON",
-            vec![1, 7, 1, 2, 1, 3, b'{', b'x', b'}'],
-        ),
-        (
-            "awareness trailing bytes",
-            vec![1, 7, 1, 2, 1, 2, b'{', b'}', 0],
-        ),
+        ("awareness state not JSON", vec![1, 7, 1, 2, 1, 3, b'{', b'x', b'}']),
+        ("awareness trailing bytes", vec![1, 7, 1, 2, 1, 2, b'{', b'}', 0]),
         ("state vector trailing bytes", vec![0, 0, 4, 1, 2, 3, 0]),
         ("auth bad utf-8", vec![2, 0, 2, 0xc3, 0x28]),
         ("auth without reason", vec![2, 0]),
@@ -1185,43 +922,23 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
     ];
     for (name, g) in &garbage {
         let r = no_panic("decode_frame", g, || ywire::decode_frame(g))?;
-        ensure!(
-            r.is_err(),
-            "garbage {name:?} ({}) decoded as {:?}",
-            hex(g),
-            r
-        );
+        ensure!(r.is_err(), "garbage {name:?} ({}) decoded as {:?}", hex(g), r);
         let mut rust = RustPeer::new(RUST_ID, false);
-        let r = no_panic("YSession::receive", g, || {
-            rust.session.receive(&rust.room, &mut rust.awareness, g)
-        })?;
+        let r = no_panic("YSession::receive", g, || rust.session.receive(&rust.room, &mut rust.awareness, g))?;
         ensure!(r.is_err(), "garbage {name:?} accepted by receive");
     }
     // A well-framed update whose payload is garbage: decode_frame does not look inside,
     // the session refuses it.
-    for payload in [
-        vec![0xff, 0xff, 0xff],
-        vec![1, 1],
-        update[3..update.len() - 1].to_vec(),
-    ] {
+    for payload in [vec![0xff, 0xff, 0xff], vec![1, 1], update[3..update.len() - 1].to_vec()] {
         let f = ywire::encode_frame(&[Message::Sync(SyncMessage::Update(payload.clone()))]);
         let mut rust = RustPeer::new(RUST_ID, false);
-        let r = no_panic("YSession::receive", &f, || {
-            rust.session.receive(&rust.room, &mut rust.awareness, &f)
-        })?;
-        ensure!(
-            r.is_err(),
-            "garbage update payload {} accepted: {r:?}",
-            hex(&payload)
-        );
+        let r = no_panic("YSession::receive", &f, || rust.session.receive(&rust.room, &mut rust.awareness, &f))?;
+        ensure!(r.is_err(), "garbage update payload {} accepted: {r:?}", hex(&payload));
     }
 
     // Message count limit.
     ensure!(ywire::decode_frame(&vec![3u8; MAX_MESSAGES])?.len() == MAX_MESSAGES);
-    ensure!(
-        ywire::decode_frame(&vec![3u8; MAX_MESSAGES + 1]).is_err(),
-        "message limit not enforced"
-    );
+    ensure!(ywire::decode_frame(&vec![3u8; MAX_MESSAGES + 1]).is_err(), "message limit not enforced");
 
     // Random mutations of real frames: Ok or Err, never a panic.
     let all = concat(&[&step1, &step2, &update, &aw, &auth, &query]);
@@ -1260,9 +977,7 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
         }
         let _ = no_panic("decode_frame", &f, || ywire::decode_frame(&f))?;
         let mut rust = RustPeer::new(RUST_ID, false);
-        let _ = no_panic("YSession::receive", &f, || {
-            rust.session.receive(&rust.room, &mut rust.awareness, &f)
-        })?;
+        let _ = no_panic("YSession::receive", &f, || rust.session.receive(&rust.room, &mut rust.awareness, &f))?;
     }
     Ok(())
 }

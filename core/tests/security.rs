@@ -183,7 +183,14 @@ fn equivocation_is_detected() -> Result<()> {
     let mut p = room("fork")?;
     let cand = Identity::from_passphrase("fork/member0");
     let a = p.rooms[CAND].edit(T0 + 1, |e| e.splice_code(0, 0, "left"))?.context("edit")?;
-    let b = Envelope::seal(a.room, &cand, a.seq, a.prev, a.session, update_under(cand.public().client_id(a.session), "right"));
+    let b = Envelope::seal(
+        a.room,
+        &cand,
+        a.seq,
+        a.prev,
+        a.session,
+        update_under(cand.public().client_id(a.session), "right"),
+    );
     ensure!(b.author == a.author, "test identity mismatch: support names identities differently");
     let rc = p.rooms[HOST].receive(vec![a.clone()], T0 + 2)?;
     ensure!(rc.applied.len() == 1, "first history not applied");

@@ -28,7 +28,8 @@ struct Invite {
 }
 
 async fn create_room(base: &str) -> Result<Invite> {
-    let (status, body) = request("POST", &format!("{base}/api/rooms"), r#"{"title":"Two sum","language":"python"}"#).await?;
+    let (status, body) =
+        request("POST", &format!("{base}/api/rooms"), r#"{"title":"Two sum","language":"python"}"#).await?;
     if status != 201 {
         bail!("creating a room: HTTP {status}: {body}");
     }
@@ -44,7 +45,13 @@ async fn create_room(base: &str) -> Result<Invite> {
 
 /// One typist: types `lines` (one envelope per line, at human speed), then keeps
 /// listening for `linger`, and returns the code it ends with.
-async fn typist(base: String, room: RoomId, token: String, name: &'static str, lines: Vec<&'static str>) -> Result<String> {
+async fn typist(
+    base: String,
+    room: RoomId,
+    token: String,
+    name: &'static str,
+    lines: Vec<&'static str>,
+) -> Result<String> {
     let identity = Identity::from_seed(random_seed()?);
     let libp2p = bootstrap_peers(&base).await.map(|p| p.multiaddrs).unwrap_or_default();
     let linger = Duration::from_secs(2);
@@ -66,7 +73,8 @@ async fn typist(base: String, room: RoomId, token: String, name: &'static str, l
         task.await??;
         return Ok(code);
     }
-    let mut replica = Room::open(room, identity, 0, NodeStore::Memory(MemoryStore::new()), RoomConfig::default(), now_ms())?;
+    let mut replica =
+        Room::open(room, identity, 0, NodeStore::Memory(MemoryStore::new()), RoomConfig::default(), now_ms())?;
     replica.join(&token, name, now_ms())?;
     let mut link = YwsLink::connect(&base, room, &token).await?;
     link.hello(&replica).await?;
@@ -130,7 +138,13 @@ async fn main() -> Result<()> {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let host = tokio::spawn(typist(base.clone(), invite.room, invite.host, "Host", vec!["def two_sum(nums, target):\n", "    seen = {}\n"]));
+    let host = tokio::spawn(typist(
+        base.clone(),
+        invite.room,
+        invite.host,
+        "Host",
+        vec!["def two_sum(nums, target):\n", "    seen = {}\n"],
+    ));
     let cand = tokio::spawn(typist(
         base.clone(),
         invite.room,

@@ -42,7 +42,14 @@ fn main() -> Result<()> {
 
     let token = Grant::issue(&room_key, Role::Candidate, now_ms() / 1000 + 3600, 0, 1).to_token();
     println!("candidate invite: /room/{}#token={token}", host.id());
-    let mut cand = Room::open(host.id(), Identity::from_seed(rand_seed()), 0, MemoryStore::new(), RoomConfig::default(), now_ms())?;
+    let mut cand = Room::open(
+        host.id(),
+        Identity::from_seed(rand_seed()),
+        0,
+        MemoryStore::new(),
+        RoomConfig::default(),
+        now_ms(),
+    )?;
     let (admission, joined) = cand.join(&token, "Candidate", now_ms())?;
     host.admit(&admission, Some(now_ms() / 1000))?;
     // Catch-up: the candidate sends its envelope vector, the host answers with what it lacks.
@@ -56,9 +63,13 @@ fn main() -> Result<()> {
     let cand_lines = ["# candidate notes: O(n) with a dict 🙂\n", "# edge case: no answer\n"];
     for (h, c) in host_lines.iter().zip(cand_lines) {
         let hl = host.doc().code_len();
-        let he: Vec<_> = h.chars().enumerate().filter_map(|(i, ch)| {
-            host.edit(now_ms(), |e| e.splice_code(hl + i as u32, 0, &ch.to_string())).ok().flatten()
-        }).collect();
+        let he: Vec<_> = h
+            .chars()
+            .enumerate()
+            .filter_map(|(i, ch)| {
+                host.edit(now_ms(), |e| e.splice_code(hl + i as u32, 0, &ch.to_string())).ok().flatten()
+            })
+            .collect();
         let ce = cand.edit(now_ms(), |e| e.splice_code(0, 0, c))?.into_iter().collect();
         let a = deliver(vec![Wire::Envelopes(he)], &mut cand)?;
         let b = deliver(vec![Wire::Envelopes(ce)], &mut host)?;
@@ -79,14 +90,20 @@ fn main() -> Result<()> {
     // Versions: save, edit, restore.
     let v = host.create_version("before refactor", VersionCause::Manual, now_ms())?;
     let len = host.doc().code_len();
-    let mut envs: Vec<_> = host.edit(now_ms(), |e| e.splice_code(0, len, "oops, everything deleted\n"))?.into_iter().collect();
+    let mut envs: Vec<_> =
+        host.edit(now_ms(), |e| e.splice_code(0, len, "oops, everything deleted\n"))?.into_iter().collect();
     let (restore, rv) = host.restore(&v.id, now_ms())?;
     envs.extend(restore);
     let Wire::Want(have) = cand.want() else { unreachable!("want() returns Want") };
     deliver(host.answer(&have)?, &mut cand)?;
     println!("restored {} as {}; versions: {}", v.id, rv.id, host.doc().versions().len());
     ensure!(host.code_at(&Cut::Version(v.id.clone()))? == host.doc().code(), "restore did not bring the version back");
-    ensure!(host.doc().code() == cand.doc().code(), "code diverged: {:?} vs {:?}", host.doc().code(), cand.doc().code());
+    ensure!(
+        host.doc().code() == cand.doc().code(),
+        "code diverged: {:?} vs {:?}",
+        host.doc().code(),
+        cand.doc().code()
+    );
     ensure!(host.doc().canonical_state() == cand.doc().canonical_state(), "replicas diverged");
     host.flush()?;
     let final_code = host.doc().code();

@@ -46,7 +46,8 @@ pub fn topic_for(room: &RoomId) -> gossipsub::IdentTopic {
 /// The rendezvous namespace of a room.
 pub fn namespace_for(room: &RoomId) -> rendezvous::Namespace {
     // 11 + 64 characters: well under the 255 the protocol allows.
-    rendezvous::Namespace::new(format!("arena/room/{}", room.to_hex())).unwrap_or_else(|_| rendezvous::Namespace::from_static("arena"))
+    rendezvous::Namespace::new(format!("arena/room/{}", room.to_hex()))
+        .unwrap_or_else(|_| rendezvous::Namespace::from_static("arena"))
 }
 
 /// The DHT key under which a room's peers announce themselves as providers.
@@ -148,11 +149,8 @@ fn gossip_config(cfg: &BehaviourConfig) -> Result<gossipsub::Config> {
 /// [`topic_score_params`], and the application's own penalties); a quiet peer in a quiet
 /// room is not punished, and peers sharing an IP (a NAT, a test on loopback) are not either.
 fn score_params() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
-    let params = gossipsub::PeerScoreParams {
-        app_specific_weight: 1.0,
-        ip_colocation_factor_weight: 0.0,
-        ..Default::default()
-    };
+    let params =
+        gossipsub::PeerScoreParams { app_specific_weight: 1.0, ip_colocation_factor_weight: 0.0, ..Default::default() };
     (params, gossipsub::PeerScoreThresholds::default())
 }
 
@@ -175,10 +173,13 @@ impl ArenaBehaviour {
     /// Builds the behaviour for `key` (the relay client comes from the swarm builder).
     pub fn new(key: &identity::Keypair, relay_client: relay::client::Behaviour, cfg: &BehaviourConfig) -> Result<Self> {
         let peer_id = key.public().to_peer_id();
-        let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config(cfg)?)
-            .map_err(|e| NodeError::Transport(format!("gossipsub: {e}")))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config(cfg)?)
+                .map_err(|e| NodeError::Transport(format!("gossipsub: {e}")))?;
         let (params, thresholds) = score_params();
-        gossipsub.with_peer_score(params, thresholds).map_err(|e| NodeError::Transport(format!("gossipsub score: {e}")))?;
+        gossipsub
+            .with_peer_score(params, thresholds)
+            .map_err(|e| NodeError::Transport(format!("gossipsub score: {e}")))?;
         let sync = request_response::Behaviour::with_codec(
             SyncCodec,
             [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Full)],

@@ -74,18 +74,28 @@ async fn route(opts: &PeerOptions) -> Result<Route> {
     }
     match (opts.via, http) {
         (Via::Yws, Some(url)) => Ok(Route::Yws(url)),
-        (Via::Yws, None) => Err(NodeError::BadAddress { addr: "--bootstrap".into(), reason: "--via yws needs an http:// bootstrap URL".into() }),
+        (Via::Yws, None) => Err(NodeError::BadAddress {
+            addr: "--bootstrap".into(),
+            reason: "--via yws needs an http:// bootstrap URL".into(),
+        }),
         (Via::Libp2p, _) => Ok(Route::Libp2p(addrs)),
         (Via::Auto, _) if !addrs.is_empty() => Ok(Route::Libp2p(addrs)),
         (Via::Auto, Some(url)) => {
             info!(url, "the bootstrap node lists no libp2p address: attaching through its y-websocket endpoint");
             Ok(Route::Yws(url))
         }
-        (Via::Auto, None) => Err(NodeError::BadAddress { addr: "--bootstrap".into(), reason: "give at least one bootstrap node".into() }),
+        (Via::Auto, None) => {
+            Err(NodeError::BadAddress { addr: "--bootstrap".into(), reason: "give at least one bootstrap node".into() })
+        }
     }
 }
 
-fn node_config(identity: Identity, opts: &PeerOptions, bootstrap: Vec<Multiaddr>, data_dir: Option<PathBuf>) -> NodeConfig {
+fn node_config(
+    identity: Identity,
+    opts: &PeerOptions,
+    bootstrap: Vec<Multiaddr>,
+    data_dir: Option<PathBuf>,
+) -> NodeConfig {
     let mut cfg = NodeConfig::new(identity);
     cfg.listen = opts.listen.clone();
     cfg.bootstrap = bootstrap;
@@ -111,7 +121,14 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
         Route::Libp2p(boot) => {
             let (node, task) = Node::spawn(node_config(identity, &opts, boot, data_dir), shutdown.clone())?;
             let mut events = node.subscribe();
-            let info = node.join(JoinSpec { room: opts.room, token: Some(opts.token.clone()), name: opts.name.clone(), recording: None }).await?;
+            let info = node
+                .join(JoinSpec {
+                    room: opts.room,
+                    token: Some(opts.token.clone()),
+                    name: opts.name.clone(),
+                    recording: None,
+                })
+                .await?;
             println!("joined room {} as {:?}; peer id {}", opts.room, info.role, node.peer_id());
             for a in node.listen_addrs().await? {
                 println!("listening on {a}/p2p/{}", node.peer_id());
@@ -164,7 +181,13 @@ fn open_room(opts: &PeerOptions, identity: Identity, store: NodeStore) -> Result
 type Stdin = tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>;
 
 /// Runs a room over `/yws` until `shutdown`, reconnecting with backoff.
-async fn yws_loop(url: &str, opts: &PeerOptions, room: &mut NodeRoom, shutdown: CancellationToken, mut stdin: Option<&mut Stdin>) -> Result<()> {
+async fn yws_loop(
+    url: &str,
+    opts: &PeerOptions,
+    room: &mut NodeRoom,
+    shutdown: CancellationToken,
+    mut stdin: Option<&mut Stdin>,
+) -> Result<()> {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
         let mut link = match YwsLink::connect(url, opts.room, &opts.token).await {
@@ -248,7 +271,12 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
         Route::Libp2p(boot) => {
             let (node, task) = Node::spawn(node_config(identity, &opts, boot, None), shutdown.clone())?;
             let mut events = node.subscribe();
-            let spec = JoinSpec { room: opts.room, token: Some(opts.token.clone()), name: opts.name.clone(), recording: Some(path.clone()) };
+            let spec = JoinSpec {
+                room: opts.room,
+                token: Some(opts.token.clone()),
+                name: opts.name.clone(),
+                recording: Some(path.clone()),
+            };
             let info = node.join(spec).await?;
             println!("recording room {} into {} ({} entries so far)", opts.room, path.display(), info.log_len);
             loop {
@@ -267,7 +295,8 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
             task.await.map_err(|e| NodeError::Transport(e.to_string()))??;
         }
         Route::Yws(url) => {
-            let store = NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
+            let store =
+                NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
             let mut room = open_room(&opts, identity, store)?;
             println!("recording room {} into {}", opts.room, path.display());
             yws_loop(&url, &opts, &mut room, shutdown, None).await?;
@@ -316,7 +345,10 @@ pub fn verify(dir: &Path) -> Result<(String, bool)> {
         r.seals
     );
     if r.unsealed > 0 && r.ok() {
-        s.push_str(&format!("; the last {} record(s) are chained but not sealed (the recorder stopped before sealing)", r.unsealed));
+        s.push_str(&format!(
+            "; the last {} record(s) are chained but not sealed (the recorder stopped before sealing)",
+            r.unsealed
+        ));
     }
     match &r.first_break {
         None => s.push_str("\nOK: every signature and hash chain verifies"),

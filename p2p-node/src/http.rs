@@ -120,7 +120,10 @@ impl std::str::FromStr for BootstrapAddr {
             split_url(s)?;
             Ok(BootstrapAddr::Http(s.trim_end_matches('/').to_owned()))
         } else if s.starts_with("https://") {
-            Err(NodeError::BadAddress { addr: s.into(), reason: "https is not supported; use http:// or a multiaddr".into() })
+            Err(NodeError::BadAddress {
+                addr: s.into(),
+                reason: "https is not supported; use http:// or a multiaddr".into(),
+            })
         } else {
             s.parse::<Multiaddr>()
                 .map(BootstrapAddr::Multiaddr)
@@ -139,7 +142,10 @@ mod tests {
         assert_eq!(split_url("http://127.0.0.1:8080/api").unwrap(), ("127.0.0.1:8080".into(), "/api".into()));
         assert_eq!(split_url("http://example.org").unwrap(), ("example.org:80".into(), "/".into()));
         assert!(split_url("ftp://x").is_err());
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n").unwrap();
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(r, (200, "{\"a\":1}".into()));
         assert_eq!(parse_response(b"HTTP/1.1 404 Not Found\r\n\r\nnope").unwrap(), (404, "nope".into()));
         assert!(parse_response(b"garbage").is_none());

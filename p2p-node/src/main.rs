@@ -79,7 +79,12 @@ struct PeerArgs {
     #[arg(long, env = "ARENA_BOOTSTRAP", value_delimiter = ',', required = true)]
     bootstrap: Vec<String>,
     /// libp2p listen addresses.
-    #[arg(long, env = "ARENA_LISTEN", value_delimiter = ',', default_value = "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1")]
+    #[arg(
+        long,
+        env = "ARENA_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/0,/ip4/0.0.0.0/udp/0/quic-v1"
+    )]
     listen: Vec<Multiaddr>,
     /// Display name.
     #[arg(long, env = "ARENA_NAME", default_value = "arena-node")]
@@ -157,7 +162,8 @@ async fn main() -> Result<()> {
     let cfg = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -102,7 +102,8 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Identity> {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| NodeError::io(&path, e))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| NodeError::io(&path, e))?;
             }
             Ok(id)
         }
@@ -248,16 +249,28 @@ pub(crate) enum Command {
     Join(JoinSpec, oneshot::Sender<Result<RoomInfo>>),
     Leave(RoomId, oneshot::Sender<Result<()>>),
     /// Runs `f` on the room; new envelopes it wrote are flushed and published, then `done`.
-    WithRoom { room: RoomId, f: RoomFn, done: oneshot::Sender<Result<()>> },
+    WithRoom {
+        room: RoomId,
+        f: RoomFn,
+        done: oneshot::Sender<Result<()>>,
+    },
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Dial(Multiaddr, oneshot::Sender<Result<()>>),
     Partition(bool, oneshot::Sender<()>),
     SyncNow(oneshot::Sender<()>),
     Stats(oneshot::Sender<NodeStats>),
-    PublishRaw { room: RoomId, data: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    PublishRaw {
+        room: RoomId,
+        data: Vec<u8>,
+        done: oneshot::Sender<Result<()>>,
+    },
     /// Applies messages from a local bridge (the bootstrap node's clients) and gossips what
     /// was new.
-    Ingest { room: RoomId, msgs: Vec<Wire>, done: oneshot::Sender<Result<()>> },
+    Ingest {
+        room: RoomId,
+        msgs: Vec<Wire>,
+        done: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// The handle to a running node: cheap to clone.
@@ -319,7 +332,11 @@ impl NodeHandle {
     }
 
     /// One local edit as one signed envelope (None when nothing changed).
-    pub async fn edit(&self, room: RoomId, f: impl FnOnce(&mut Edit<'_, '_>) + Send + 'static) -> Result<Option<Envelope>> {
+    pub async fn edit(
+        &self,
+        room: RoomId,
+        f: impl FnOnce(&mut Edit<'_, '_>) + Send + 'static,
+    ) -> Result<Option<Envelope>> {
         Ok(self.with_room(room, move |r, now| r.edit(now, f)).await??)
     }
 

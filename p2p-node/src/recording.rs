@@ -177,9 +177,9 @@ impl RawRecord {
             Some(Kind::Envelope) => Envelope::decode(rest, room)
                 .map(|envelope| Record::Envelope { received_ms: at_ms, envelope })
                 .map_err(|e| e.to_string()),
-            Some(Kind::Admission) => {
-                Admission::decode(rest).map(|admission| Record::Admission { at_ms, admission }).map_err(|e| e.to_string())
-            }
+            Some(Kind::Admission) => Admission::decode(rest)
+                .map(|admission| Record::Admission { at_ms, admission })
+                .map_err(|e| e.to_string()),
             Some(Kind::Awareness) => std::str::from_utf8(rest)
                 .map(|s| Record::Awareness { at_ms, json: s.to_owned() })
                 .map_err(|e| format!("awareness is not UTF-8: {e}")),

@@ -121,7 +121,12 @@ fn describe(doc: &RoomDoc, before: &Watched, after: &Watched, names: &HashMap<St
     let name = |k: &str| names.get(k).cloned().unwrap_or_else(|| k.chars().take(8).collect());
     for (voter, v) in &after.votes {
         if !before.votes.iter().any(|(k, old)| k == voter && old == v) {
-            ev.push(format!("{} voted {} the analyzer (round {})", name(voter), if v.enabled { "for" } else { "against" }, v.round));
+            ev.push(format!(
+                "{} voted {} the analyzer (round {})",
+                name(voter),
+                if v.enabled { "for" } else { "against" },
+                v.round
+            ));
         }
     }
     if after.votes.is_empty() && !before.votes.is_empty() {
@@ -145,7 +150,10 @@ fn describe(doc: &RoomDoc, before: &Watched, after: &Watched, names: &HashMap<St
 /// Builds the timeline of a recording (decoding only: run [`verify`] for the audit).
 pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
     let room: RoomId = file.header.room;
-    let bad = |i: usize, e: String| NodeError::Recording { path: file.path.display().to_string(), reason: format!("record {i}: {e}") };
+    let bad = |i: usize, e: String| NodeError::Recording {
+        path: file.path.display().to_string(),
+        reason: format!("record {i}: {e}"),
+    };
     let doc = RoomDoc::new(0);
     let mut members: BTreeMap<PeerKey, MemberInfo> = BTreeMap::new();
     let mut names: HashMap<String, String> = HashMap::new();
@@ -156,14 +164,22 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
     for r in &file.records {
         match r.decode(room).map_err(|e| bad(r.index, e))? {
             Record::Admission { admission, .. } => {
-                let info = MemberInfo { key: admission.member.to_hex(), name: admission.name.clone(), role: admission.grant.role };
+                let info = MemberInfo {
+                    key: admission.member.to_hex(),
+                    name: admission.name.clone(),
+                    role: admission.grant.role,
+                };
                 names.insert(info.key.clone(), info.name.clone());
                 members.insert(admission.member, info);
             }
             Record::Envelope { received_ms, envelope } => {
                 doc.apply_v1(&envelope.update).map_err(|e| bad(r.index, e.to_string()))?;
                 let now = doc.code();
-                let splices = if now == code { Vec::new() } else { minimal_edits(&code, &now).into_iter().map(Into::into).collect() };
+                let splices = if now == code {
+                    Vec::new()
+                } else {
+                    minimal_edits(&code, &now).into_iter().map(Into::into).collect()
+                };
                 let after = Watched::of(&doc);
                 let events = describe(&doc, &watched, &after, &names);
                 watched = after;
@@ -222,9 +238,10 @@ pub fn parse_at(s: &str) -> Result<Option<u64>> {
     if s == "end" {
         return Ok(None);
     }
-    crate::time::parse_ms(s)
-        .map(Some)
-        .ok_or_else(|| NodeError::BadAddress { addr: s.into(), reason: "not an RFC 3339 time, unix milliseconds or `end`".into() })
+    crate::time::parse_ms(s).map(Some).ok_or_else(|| NodeError::BadAddress {
+        addr: s.into(),
+        reason: "not an RFC 3339 time, unix milliseconds or `end`".into(),
+    })
 }
 
 /// The session as text, step by step.

@@ -54,7 +54,13 @@ pub(crate) fn parse_ms(s: &str) -> Option<u64> {
     let (hms, frac) = clock.split_once('.').unwrap_or((clock, "0"));
     let mut t = hms.split(':');
     let (h, mi, se) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || !frac.chars().all(|c| c.is_ascii_digit()) {
+    if !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || se > 60
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let millis = num(&format!("{:0<3}", &frac[..frac.len().min(3)]))?;

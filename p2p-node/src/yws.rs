@@ -69,7 +69,10 @@ impl YwsLink {
     /// `clock` must grow with each change; `state` null says the client left.
     pub async fn send_awareness(&mut self, client: u64, clock: u32, state: &serde_json::Value) -> Result<()> {
         let mut clients = std::collections::HashMap::new();
-        clients.insert(yrs::ClientID::new(client & ((1 << 53) - 1)), AwarenessUpdateEntry { clock, json: state.to_string().into() });
+        clients.insert(
+            yrs::ClientID::new(client & ((1 << 53) - 1)),
+            AwarenessUpdateEntry { clock, json: state.to_string().into() },
+        );
         let update = yrs::updates::encoder::Encode::encode_v1(&AwarenessUpdate { clients });
         let frame = awareness_frame(&update)?;
         self.ws.send(Message::Binary(frame.into())).await.map_err(remote)
@@ -85,7 +88,12 @@ impl YwsLink {
             msgs.push(Wire::Admissions(vec![m.admission.clone()]));
         }
         let head = room.ledger().head(&me).next_seq;
-        let ours = arena_core::Store::author_envelopes(room.store(), &me, head.saturating_sub(HELLO_ENVELOPES), HELLO_ENVELOPES as usize)?;
+        let ours = arena_core::Store::author_envelopes(
+            room.store(),
+            &me,
+            head.saturating_sub(HELLO_ENVELOPES),
+            HELLO_ENVELOPES as usize,
+        )?;
         if !ours.is_empty() {
             msgs.push(Wire::Envelopes(ours));
         }
@@ -103,7 +111,10 @@ impl YwsLink {
                 Some(Err(e)) => return Err(remote(e)),
                 Some(Ok(Message::Binary(b))) => break b,
                 Some(Ok(Message::Close(c))) => {
-                    return Err(remote(format!("closed by the node: {}", c.map(|c| c.reason.to_string()).unwrap_or_default())))
+                    return Err(remote(format!(
+                        "closed by the node: {}",
+                        c.map(|c| c.reason.to_string()).unwrap_or_default()
+                    )))
                 }
                 Some(Ok(_)) => {}
             }
@@ -136,8 +147,12 @@ impl YwsLink {
                 YMessage::Awareness(update) => {
                     let mut states = serde_json::Map::new();
                     for (client, entry) in &update.clients {
-                        let state: serde_json::Value = serde_json::from_str(&entry.json).unwrap_or(serde_json::Value::Null);
-                        states.insert(client.get().to_string(), serde_json::json!({ "clock": entry.clock, "state": state }));
+                        let state: serde_json::Value =
+                            serde_json::from_str(&entry.json).unwrap_or(serde_json::Value::Null);
+                        states.insert(
+                            client.get().to_string(),
+                            serde_json::json!({ "clock": entry.clock, "state": state }),
+                        );
                     }
                     let json = serde_json::Value::Object(states).to_string();
                     if let NodeStore::Recording(r) = room.store_mut() {

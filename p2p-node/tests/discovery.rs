@@ -30,7 +30,8 @@ async fn peers_meet_through_a_bootstrap_node() -> Result<()> {
     let [a, b] = &peers[..] else { unreachable!() };
     // Nobody dialed the other: they meet through the bootstrap node.
     let b_id = b.handle.peer_id();
-    wait_for(TIMEOUT, "a finds b", || async { Ok(a.handle.stats().await?.connected.contains(&b_id).then_some(())) }).await?;
+    wait_for(TIMEOUT, "a finds b", || async { Ok(a.handle.stats().await?.connected.contains(&b_id).then_some(())) })
+        .await?;
     a.handle.splice(room.id, 0, 0, "found you").await?;
     b.handle.splice(room.id, 0, 0, "hello ").await?;
     let code = converged(&[a, b], &room).await?;

@@ -15,7 +15,8 @@ use support::{config, converged, gossip_ready, mesh, wait_for, Peer, TestRoom, T
 /// Waits until the recorder's code equals `a`'s.
 async fn recorded(a: &Peer, r: &Peer, room: &TestRoom) -> Result<()> {
     let want = a.handle.code(room.id).await?;
-    wait_for(TIMEOUT, "recorder caught up", || async { Ok((r.handle.code(room.id).await? == want).then_some(())) }).await
+    wait_for(TIMEOUT, "recorder caught up", || async { Ok((r.handle.code(room.id).await? == want).then_some(())) })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +31,12 @@ async fn recorder_reproduces_every_instant_and_detects_tampering() -> Result<()>
     a.join(&room, Some(room.token(Role::Host, 1)), "Host").await?;
     b.join(&room, Some(room.token(Role::Candidate, 2)), "Cand").await?;
     r.handle
-        .join(JoinSpec { room: room.id, token: Some(room.token(Role::Observer, 3)), name: "recorder".into(), recording: Some(path.clone()) })
+        .join(JoinSpec {
+            room: room.id,
+            token: Some(room.token(Role::Observer, 3)),
+            name: "recorder".into(),
+            recording: Some(path.clone()),
+        })
         .await?;
     gossip_ready(&[&a, &b, &r], &room).await?;
     // An observer cannot write.
@@ -67,7 +73,8 @@ async fn recorder_reproduces_every_instant_and_detects_tampering() -> Result<()>
     assert_eq!(code_at(&file, None)?, final_code);
 
     // Independently: arena-core's own time travel over the same envelopes.
-    let mut replica = Room::open(room.id, Identity::from_passphrase("auditor"), 0, MemoryStore::new(), RoomConfig::default(), 0)?;
+    let mut replica =
+        Room::open(room.id, Identity::from_passphrase("auditor"), 0, MemoryStore::new(), RoomConfig::default(), 0)?;
     for rec in &file.records {
         match rec.decode(room.id).map_err(anyhow::Error::msg)? {
             Record::Admission { admission, .. } => {

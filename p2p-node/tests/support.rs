@@ -1,5 +1,11 @@
 //! Test helpers: nodes on 127.0.0.1 port 0, rooms with invites, `wait_for`.
-#![allow(dead_code, unreachable_pub, missing_debug_implementations, clippy::expect_used, clippy::should_implement_trait)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::expect_used,
+    clippy::should_implement_trait
+)]
 
 use std::path::PathBuf;
 use std::time::Duration;

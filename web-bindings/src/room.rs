@@ -42,13 +42,25 @@ impl Room {
 
     /// Creates a room here (for peer-to-peer use without a bootstrap node): `room_seed` is the
     /// room key, `seed` the host's key. Invite others with [`Room::invite_token`].
-    pub fn create(room_seed: &[u8], seed_bytes: &[u8], name: &str, language: &str, title: &str, now_ms: f64) -> Result<Room, JsError> {
+    pub fn create(
+        room_seed: &[u8],
+        seed_bytes: &[u8],
+        name: &str,
+        language: &str,
+        title: &str,
+        now_ms: f64,
+    ) -> Result<Room, JsError> {
         let room_key = Identity::from_seed(seed(room_seed, "room seed")?);
         let me = Identity::from_seed(seed(seed_bytes, "seed")?);
         let meta = Meta { language: language.into(), title: title.into(), ..Meta::default() };
         let mut replica = arena_core::Room::create(&room_key, me, 0, MemoryStore::new(), meta, ms(now_ms))?;
         let key = replica.identity().public().to_hex();
-        let p = arena_core::records::Participant { name: name.into(), role: Role::Host, public_key: key.clone(), joined_at: ms(now_ms) };
+        let p = arena_core::records::Participant {
+            name: name.into(),
+            role: Role::Host,
+            public_key: key.clone(),
+            joined_at: ms(now_ms),
+        };
         replica.edit(ms(now_ms), |e| e.set_participant(&key, &p))?;
         Ok(Room { client: Client::new(replica, GOSSIP_CHUNK, ms(now_ms)), room_key: Some(room_key) })
     }
@@ -129,7 +141,14 @@ impl Room {
     /// Sets our presence; `anchor`/`head` are UTF-16 offsets (both undefined: no cursor).
     /// Returns the awareness frame to send.
     #[wasm_bindgen(js_name = setPresence)]
-    pub fn set_presence(&mut self, name: &str, color: &str, anchor: Option<u32>, head: Option<u32>, now_ms: f64) -> Result<Uint8Array, JsError> {
+    pub fn set_presence(
+        &mut self,
+        name: &str,
+        color: &str,
+        anchor: Option<u32>,
+        head: Option<u32>,
+        now_ms: f64,
+    ) -> Result<Uint8Array, JsError> {
         let sel = anchor.zip(head.or(anchor));
         Ok(self.client.set_presence(name, color, sel, ms(now_ms))?.as_slice().into())
     }
@@ -168,7 +187,14 @@ impl Room {
 
     /// `[{key, name, role, publicKey, joinedAt}]` from the document.
     pub fn participants(&self) -> Result<JsValue, JsError> {
-        let list: Vec<_> = self.client.room().doc().participants().into_iter().map(|(k, p)| json!({"key": k, "name": p.name, "role": p.role, "joinedAt": p.joined_at})).collect();
+        let list: Vec<_> = self
+            .client
+            .room()
+            .doc()
+            .participants()
+            .into_iter()
+            .map(|(k, p)| json!({"key": k, "name": p.name, "role": p.role, "joinedAt": p.joined_at}))
+            .collect();
         json(&list)
     }
 
@@ -182,8 +208,17 @@ impl Room {
     /// `{round, enabled, required, satisfied, rejected, votes}`.
     pub fn consensus(&self) -> Result<JsValue, JsError> {
         let c = self.client.room().consensus();
-        let votes: Vec<_> = self.client.room().doc().votes().into_iter().map(|(k, v)| json!({"voter": k, "round": v.round, "enabled": v.enabled})).collect();
-        json(&json!({"round": c.round, "enabled": c.enabled(), "required": c.required, "satisfied": c.satisfied, "rejected": c.rejected, "votes": votes}))
+        let votes: Vec<_> = self
+            .client
+            .room()
+            .doc()
+            .votes()
+            .into_iter()
+            .map(|(k, v)| json!({"voter": k, "round": v.round, "enabled": v.enabled}))
+            .collect();
+        json(
+            &json!({"round": c.round, "enabled": c.enabled(), "required": c.required, "satisfied": c.satisfied, "rejected": c.rejected, "votes": votes}),
+        )
     }
 
     /// The versions: `[{id, label, cause, at, by, stateVector, heads}]`.

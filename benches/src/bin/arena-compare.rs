@@ -127,7 +127,15 @@ struct Table {
 }
 
 impl Table {
-    fn row(&mut self, m: impl Into<String>, arena: impl Into<String>, yrs: impl Into<String>, am: impl Into<String>, target: impl Into<String>, met: impl Into<String>) {
+    fn row(
+        &mut self,
+        m: impl Into<String>,
+        arena: impl Into<String>,
+        yrs: impl Into<String>,
+        am: impl Into<String>,
+        target: impl Into<String>,
+        met: impl Into<String>,
+    ) {
         self.rows.push([m.into(), arena.into(), yrs.into(), am.into(), target.into(), met.into()]);
     }
 
@@ -183,7 +191,9 @@ fn lat_str((c, w): (Duration, Duration)) -> String {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -231,7 +241,11 @@ fn main() -> Result<()> {
     let cmd = std::iter::once("cargo run --release -p arena-benches --bin arena-compare".to_owned())
         .chain({
             let rest: Vec<String> = std::env::args().skip(1).collect();
-            if rest.is_empty() { None } else { Some(format!("-- {}", rest.join(" "))) }
+            if rest.is_empty() {
+                None
+            } else {
+                Some(format!("-- {}", rest.join(" ")))
+            }
         })
         .collect::<Vec<_>>()
         .join(" ");
@@ -303,7 +317,12 @@ fn main() -> Result<()> {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
@@ -333,7 +352,10 @@ fn run_trace(
     let mut t_room_nocp = Vec::new();
     let mut kept_room = None;
     for pass in 0..passes {
-        progress(&format!("{name}: local pass {}/{passes}: raw yrs, RoomDoc::edit, Room::edit (memory, with and without checkpoints)", pass + 1));
+        progress(&format!(
+            "{name}: local pass {}/{passes}: raw yrs, RoomDoc::edit, Room::edit (memory, with and without checkpoints)",
+            pass + 1
+        ));
         let (r, d) = time(|| yrs_local(&trace.patches, false));
         drop(r);
         t_yrs_txn.push(d);
@@ -407,7 +429,8 @@ fn run_trace(
     if am_n == n {
         ensure!(am_doc.text(&am_text)? == trace.end, "automerge replay of {name} diverged");
     }
-    let am_label = |s: String| if am_n == n { s } else { format!("{s} (first {} patches only)", thousands(am_n as u64)) };
+    let am_label =
+        |s: String| if am_n == n { s } else { format!("{s} (first {} patches only)", thousands(am_n as u64)) };
     let am_changes = automerge_changes(&mut am_doc);
     let am_save = am_doc.save();
 
@@ -519,7 +542,13 @@ fn run_trace(
     db.flush()?;
     table.row(
         format!("history size: every envelope / update / change — {label}"),
-        format!("{} envelopes, {} on the wire; sled dir {} ({} checkpoints)", thousands(envs as u64), bytes(wire_total), bytes(dir_size(dir.path())), sroom.store().checkpoints()?.len()),
+        format!(
+            "{} envelopes, {} on the wire; sled dir {} ({} checkpoints)",
+            thousands(envs as u64),
+            bytes(wire_total),
+            bytes(dir_size(dir.path())),
+            sroom.store().checkpoints()?.len()
+        ),
         format!("{} updates, {}", thousands(updates.len() as u64), bytes(upd_total)),
         am_label(format!("{} changes, {}", thousands(am_changes.len() as u64), bytes(am_total))),
         "—",
@@ -568,17 +597,28 @@ fn run_trace(
     });
     drop((ss, db2, dir2));
     stage(&mut s, "SledStore::append (no flush)", app_sled, envs);
-    stage(&mut s, &format!("checkpoints ({checkpoints_mem} of them): Room::edit minus Room::edit without checkpoints"), room_mem.saturating_sub(room_nocp), n);
+    stage(
+        &mut s,
+        &format!("checkpoints ({checkpoints_mem} of them): Room::edit minus Room::edit without checkpoints"),
+        room_mem.saturating_sub(room_nocp),
+        n,
+    );
     stage(&mut s, "**Room::edit, memory store (total)**", room_mem, n);
     stage(&mut s, "Room::edit, sled store, without checkpoints", room_sled_nocp, n);
-    stage(&mut s, "checkpoints written to sled: Room::edit on sled minus the same without checkpoints", room_sled.saturating_sub(room_sled_nocp), n);
+    stage(
+        &mut s,
+        "checkpoints written to sled: Room::edit on sled minus the same without checkpoints",
+        room_sled.saturating_sub(room_sled_nocp),
+        n,
+    );
     stage(&mut s, "**Room::edit, sled store (total)**", room_sled, n);
     s.push('\n');
 
     // Remote stages.
     let _ = writeln!(s, "Remote path, per envelope:\n");
     let _ = writeln!(s, "| stage | per envelope | total |\n|---|---|---|");
-    let (decoded, dec_t) = time(|| wire.iter().map(|b| Envelope::decode(b, rec.room)).collect::<arena_core::Result<Vec<_>>>());
+    let (decoded, dec_t) =
+        time(|| wire.iter().map(|b| Envelope::decode(b, rec.room)).collect::<arena_core::Result<Vec<_>>>());
     let decoded = decoded?;
     stage(&mut s, "Envelope::decode (wire bytes → envelope)", dec_t, envs);
     let mut ledger = Ledger::new(rec.room);
@@ -597,9 +637,8 @@ fn run_trace(
     r?;
     stage(&mut s, "Ed25519 verify, one by one (Ledger::verify_one)", one_t, envs);
     let refs: Vec<&Envelope> = decoded.iter().collect();
-    let (r, batch_t) = time(|| {
-        refs.chunks(1000).zip(checked.chunks(1000)).try_for_each(|(e, c)| ledger.verify_batch(e, c))
-    });
+    let (r, batch_t) =
+        time(|| refs.chunks(1000).zip(checked.chunks(1000)).try_for_each(|(e, c)| ledger.verify_batch(e, c)));
     r.map_err(|i| anyhow::anyhow!("batch verify failed at {i}"))?;
     stage(&mut s, "Ed25519 verify, batches of 1000 (Ledger::verify_batch)", batch_t, envs);
     stage(&mut s, "raw yrs: decode + apply, one transaction per update", yrs_apply_each_t, updates.len());
@@ -610,7 +649,27 @@ fn run_trace(
 
     // ---------------- history: cold load and time travel
     if is_history {
-        history(cast, trace, args, sroom, db, dir, &versions, &marks, &ydoc, &ytext, &snaps, &mut am_doc, &am_text, &am_heads, &am_save, &yrs_state_v1, table, &mut s, notes)?;
+        history(
+            cast,
+            trace,
+            args,
+            sroom,
+            db,
+            dir,
+            &versions,
+            &marks,
+            &ydoc,
+            &ytext,
+            &snaps,
+            &mut am_doc,
+            &am_text,
+            &am_heads,
+            &am_save,
+            &yrs_state_v1,
+            table,
+            &mut s,
+            notes,
+        )?;
     } else {
         drop(sroom);
     }
@@ -717,7 +776,14 @@ fn history(
         );
     }
     let end_t = lat(reps, || sroom.code_at(&Cut::End));
-    tt.row("the end (Cut::End)", lat_str(end_t), "—", "—", "≤ 20 ms", yes(end_t.0 <= Duration::from_millis(20), dur(end_t.0)));
+    tt.row(
+        "the end (Cut::End)",
+        lat_str(end_t),
+        "—",
+        "—",
+        "≤ 20 ms",
+        yes(end_t.0 <= Duration::from_millis(20), dur(end_t.0)),
+    );
     if end_t.0 > worst_arena.0 {
         worst_arena = end_t;
         worst_label = "Cut::End".into();
@@ -789,7 +855,11 @@ fn history(
         format!("cold load: Room::open on an open SledDb — {label}"),
         lat_str(open_warm),
         format!("load one v1 state ({}): {}", bytes(yrs_state_v1.len() as u64), dur(yrs_load_t)),
-        if am_full { format!("AutoCommit::load ({}): {}", bytes(am_save.len() as u64), dur(am_load_t)) } else { format!("AutoCommit::load of the prefix ({}): {}", bytes(am_save.len() as u64), dur(am_load_t)) },
+        if am_full {
+            format!("AutoCommit::load ({}): {}", bytes(am_save.len() as u64), dur(am_load_t))
+        } else {
+            format!("AutoCommit::load of the prefix ({}): {}", bytes(am_save.len() as u64), dur(am_load_t))
+        },
         "≤ 50 ms",
         yes(open_warm.0 <= Duration::from_millis(50), dur(open_warm.0)),
     );
@@ -816,7 +886,9 @@ fn history(
     let _ = writeln!(s, "| **Room::open (total)** | {} |", lat_str(open_warm));
     let _ = writeln!(s, "| **SledDb::open + Room::open (total)** | {} |\n", lat_str(open_cold));
     if !am_full {
-        notes.push(format!("automerge replayed only a prefix of {name}: its time-travel and load figures are for that prefix."));
+        notes.push(format!(
+            "automerge replayed only a prefix of {name}: its time-travel and load figures are for that prefix."
+        ));
     }
     Ok(())
 }
@@ -837,24 +909,67 @@ fn crypto_section(cast: &Cast, trace: &Trace, args: &Args) -> Result<String> {
     let msgs: Vec<Vec<u8>> = envs.iter().map(Envelope::signed_bytes).collect();
     let mut s = String::new();
     let _ = writeln!(s, "### Signing and verification alone\n");
-    let _ = writeln!(s, "Over the first {} envelopes of {} (median of {} passes; Ed25519 via ed25519-dalek 2, `fast` + `batch`).\n", thousands(n as u64), trace.name, args.repeat);
+    let _ = writeln!(
+        s,
+        "Over the first {} envelopes of {} (median of {} passes; Ed25519 via ed25519-dalek 2, `fast` + `batch`).\n",
+        thousands(n as u64),
+        trace.name,
+        args.repeat
+    );
     let _ = writeln!(s, "| operation | per envelope | per second |\n|---|---|---|");
     let mut line = |what: &str, d: Duration| {
         let _ = writeln!(s, "| {what} | {} | {} |", per_op(d, n), rate_str(d, n));
     };
     let r = args.repeat;
-    line("Ed25519 sign of the signed bytes (Identity::sign)", med(r, || (), |_| msgs.iter().map(|m| cast.host.sign(m)[0]).fold(0u8, |a, b| a ^ b)));
-    line("Envelope::seal (SHA-256 of the update + sign)", med(r, || (), |_| envs.iter().map(|e| Envelope::seal(e.room, &cast.host, e.seq, e.prev, e.session, e.update.clone()).signature[0]).fold(0u8, |a, b| a ^ b)));
-    line("Envelope::verify_signature (decompress key + verify)", med(r, || (), |_| envs.iter().filter(|e| e.verify_signature().is_ok()).count()));
-    line("Ledger::verify_one (cached key, verify_strict)", med(r, || (), |_| envs.iter().zip(&checked).filter(|(e, c)| ledger.verify_one(e, c).is_ok()).count()));
+    line(
+        "Ed25519 sign of the signed bytes (Identity::sign)",
+        med(r, || (), |_| msgs.iter().map(|m| cast.host.sign(m)[0]).fold(0u8, |a, b| a ^ b)),
+    );
+    line(
+        "Envelope::seal (SHA-256 of the update + sign)",
+        med(
+            r,
+            || (),
+            |_| {
+                envs.iter()
+                    .map(|e| {
+                        Envelope::seal(e.room, &cast.host, e.seq, e.prev, e.session, e.update.clone()).signature[0]
+                    })
+                    .fold(0u8, |a, b| a ^ b)
+            },
+        ),
+    );
+    line(
+        "Envelope::verify_signature (decompress key + verify)",
+        med(r, || (), |_| envs.iter().filter(|e| e.verify_signature().is_ok()).count()),
+    );
+    line(
+        "Ledger::verify_one (cached key, verify_strict)",
+        med(r, || (), |_| envs.iter().zip(&checked).filter(|(e, c)| ledger.verify_one(e, c).is_ok()).count()),
+    );
     let refs: Vec<&Envelope> = envs.iter().collect();
     for b in [1usize, 16, 64, 256, 1024] {
         line(
             &format!("Ledger::verify_batch, batches of {b}"),
-            med(r, || (), |_| refs.chunks(b).zip(checked.chunks(b)).filter(|(e, c)| ledger.verify_batch(e, c).is_ok()).count()),
+            med(
+                r,
+                || (),
+                |_| refs.chunks(b).zip(checked.chunks(b)).filter(|(e, c)| ledger.verify_batch(e, c).is_ok()).count(),
+            ),
         );
     }
-    line("Ledger::check (everything but the signature)", med(r, || (), |_| envs.iter().filter(|e| ledger.check(e, Some(ChainHead { next_seq: e.seq, last_hash: e.prev })).is_ok()).count()));
+    line(
+        "Ledger::check (everything but the signature)",
+        med(
+            r,
+            || (),
+            |_| {
+                envs.iter()
+                    .filter(|e| ledger.check(e, Some(ChainHead { next_seq: e.seq, last_hash: e.prev })).is_ok())
+                    .count()
+            },
+        ),
+    );
     line("Envelope::hash", med(r, || (), |_| envs.iter().map(|e| e.hash()[0]).fold(0u8, |a, b| a ^ b)));
     Ok(s)
 }

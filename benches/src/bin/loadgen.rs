@@ -51,7 +51,14 @@ struct Opts {
 }
 
 fn parse_opts() -> Result<Opts> {
-    let mut o = Opts { rooms: 20, clients: 2, step_secs: 3, p99_ms: 50.0, idle_rooms: 200, kinds: vec![Kind::Arena, Kind::YWebsocket, Kind::Hocuspocus] };
+    let mut o = Opts {
+        rooms: 20,
+        clients: 2,
+        step_secs: 3,
+        p99_ms: 50.0,
+        idle_rooms: 200,
+        kinds: vec![Kind::Arena, Kind::YWebsocket, Kind::Hocuspocus],
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -107,13 +114,16 @@ impl ServerProc {
                     bail!("{} missing: cargo build --release -p arena-bootstrap", bin.display());
                 }
                 let mut c = tokio::process::Command::new(bin);
-                c.args(["--http-addr", &format!("127.0.0.1:{free}"), "--rate-limit", "100000", "--data-dir"]).arg(dir.path());
+                c.args(["--http-addr", &format!("127.0.0.1:{free}"), "--rate-limit", "100000", "--data-dir"])
+                    .arg(dir.path());
                 c.env("RUST_LOG", "warn");
                 c
             }
             Kind::YWebsocket => {
                 let mut c = tokio::process::Command::new("node");
-                c.arg(js.join("node_modules/y-websocket/bin/server.js")).env("HOST", "127.0.0.1").env("PORT", free.to_string());
+                c.arg(js.join("node_modules/y-websocket/bin/server.js"))
+                    .env("HOST", "127.0.0.1")
+                    .env("PORT", free.to_string());
                 c
             }
             Kind::Hocuspocus => {
@@ -281,7 +291,17 @@ async fn connect(kind: Kind, port: u16, room: &str, path: &str) -> Result<Ws> {
 }
 
 /// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
-async fn client(kind: Kind, port: u16, room: String, path: String, me: u32, rate: f64, t0: Instant, until: Instant, tally: Arc<Tally>) -> Result<()> {
+async fn client(
+    kind: Kind,
+    port: u16,
+    room: String,
+    path: String,
+    me: u32,
+    rate: f64,
+    t0: Instant,
+    until: Instant,
+    tally: Arc<Tally>,
+) -> Result<()> {
     let ws = connect(kind, port, &room, &path).await?;
     let (mut tx, mut rx) = ws.split();
     let reader_tally = tally.clone();
@@ -327,7 +347,14 @@ struct Step {
     cpu: f64,
 }
 
-async fn step(kind: Kind, server: &ServerProc, rooms: &[(String, String)], clients: usize, rate: f64, secs: u64) -> Result<Step> {
+async fn step(
+    kind: Kind,
+    server: &ServerProc,
+    rooms: &[(String, String)],
+    clients: usize,
+    rate: f64,
+    secs: u64,
+) -> Result<Step> {
     let tally = Arc::new(Tally::default());
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(secs);
@@ -336,7 +363,17 @@ async fn step(kind: Kind, server: &ServerProc, rooms: &[(String, String)], clien
     let mut me = 1u32;
     for (room, path) in rooms {
         for _ in 0..clients {
-            tasks.push(tokio::spawn(client(kind, server.port, room.clone(), path.clone(), me, rate, t0, until, tally.clone())));
+            tasks.push(tokio::spawn(client(
+                kind,
+                server.port,
+                room.clone(),
+                path.clone(),
+                me,
+                rate,
+                t0,
+                until,
+                tally.clone(),
+            )));
             me += 1;
         }
     }
@@ -347,7 +384,8 @@ async fn step(kind: Kind, server: &ServerProc, rooms: &[(String, String)], clien
     let (cpu1, _) = server.usage();
     let mut l = std::mem::take(&mut *tally.latencies_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     l.sort_unstable();
-    let pct = |p: f64| if l.is_empty() { f64::INFINITY } else { l[((l.len() - 1) as f64 * p) as usize] as f64 / 1000.0 };
+    let pct =
+        |p: f64| if l.is_empty() { f64::INFINITY } else { l[((l.len() - 1) as f64 * p) as usize] as f64 / 1000.0 };
     let sent = tally.sent.load(Ordering::Relaxed) as f64;
     let expected = sent * (clients as f64 - 1.0);
     let delivered = tally.delivered.load(Ordering::Relaxed) as f64;
@@ -384,7 +422,12 @@ async fn idle_memory(kind: Kind, n: usize) -> Result<f64> {
     // Drain what the servers send, then let them settle.
     let deadline = Instant::now() + Duration::from_secs(2);
     for ws in conns.iter_mut() {
-        while let Ok(Some(_)) = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)), ws.next()).await {}
+        while let Ok(Some(_)) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)),
+            ws.next(),
+        )
+        .await
+        {}
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, rss) = server.usage();
@@ -424,7 +467,16 @@ async fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for (kind, best, mem) in &summary {
         match best {
-            Some(s) => println!("| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} KiB |", kind.name(), s.offered, s.delivered_per_s, s.p50_ms, s.p99_ms, s.cpu, mem / 1024.0),
+            Some(s) => println!(
+                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} KiB |",
+                kind.name(),
+                s.offered,
+                s.delivered_per_s,
+                s.p50_ms,
+                s.p99_ms,
+                s.cpu,
+                mem / 1024.0
+            ),
             None => println!("| {} | (none passed) | | | | | {:.1} KiB |", kind.name(), mem / 1024.0),
         }
     }

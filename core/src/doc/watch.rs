@@ -114,7 +114,8 @@ mod tests {
         let b = RoomDoc::new(2);
         let watch = b.watch_code();
         let mut editor = String::new();
-        for (pos, del, ins) in [(0, 0, "héllo 👋 world\n"), (6, 0, "big "), (0, 1, "H"), (10, 5, "🌍"), (3, 0, "\t")] {
+        for (pos, del, ins) in [(0, 0, "héllo 👋 world\n"), (6, 0, "big "), (0, 1, "H"), (10, 5, "🌍"), (3, 0, "\t")]
+        {
             let ((), u) = a.edit(|e| e.splice_code(pos, del, ins));
             b.apply_v1(&u).unwrap();
             editor = apply_splices_in_order(&editor, &watch.take());

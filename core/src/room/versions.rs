@@ -81,7 +81,8 @@ impl<S: Store> Room<S> {
                 (end, Some(heads))
             }
         };
-        let within = |author: &PeerKey, n: u64| filter.as_ref().is_none_or(|f| n <= f.get(author).copied().unwrap_or(0));
+        let within =
+            |author: &PeerKey, n: u64| filter.as_ref().is_none_or(|f| n <= f.get(author).copied().unwrap_or(0));
         let doc = RoomDoc::new(0);
         let mut start = 0;
         for (idx, _) in self.store.checkpoints()?.into_iter().rev() {

@@ -125,7 +125,8 @@ impl SledStore {
             return Err(self.err("log entry", "truncated"));
         }
         let received_ms = be_u64(&value[..8]).map_err(|e| self.err("log entry", e))?;
-        let envelope = Envelope::decode(&value[8..], self.room).map_err(|e| self.err(&format!("log entry {index}"), e))?;
+        let envelope =
+            Envelope::decode(&value[8..], self.room).map_err(|e| self.err(&format!("log entry {index}"), e))?;
         Ok(LogEntry { index, received_ms, envelope })
     }
 }
@@ -172,7 +173,11 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for kv in self.authors.range(author_key(author, from_seq)..=author_key(author, u64::MAX)).take(limit) {
             let (_, idx) = kv.map_err(|e| self.err("authors", e))?;
-            let v = self.log.get(&idx).map_err(|e| self.err("log", e))?.ok_or_else(|| self.err("authors", "points past the log"))?;
+            let v = self
+                .log
+                .get(&idx)
+                .map_err(|e| self.err("log", e))?
+                .ok_or_else(|| self.err("authors", "points past the log"))?;
             out.push(self.entry(&idx, &v)?.envelope);
         }
         Ok(out)
@@ -201,7 +206,9 @@ impl Store for SledStore {
     }
 
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()> {
-        self.checkpoints.insert(log_index.to_be_bytes(), checkpoint.encode()).map_err(|e| self.err("checkpoints", e))?;
+        self.checkpoints
+            .insert(log_index.to_be_bytes(), checkpoint.encode())
+            .map_err(|e| self.err("checkpoints", e))?;
         Ok(())
     }
 

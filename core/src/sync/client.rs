@@ -99,7 +99,16 @@ impl<S: Store> Client<S> {
         let watch = room.doc().watch_code();
         watch.take();
         let sent = room.ledger().head(&room.identity().public()).next_seq;
-        Client { room, link: Reassembler::new(), awareness: AwarenessBox(awareness), clock, watch, chunk_size, sent, local_renewed: 0 }
+        Client {
+            room,
+            link: Reassembler::new(),
+            awareness: AwarenessBox(awareness),
+            clock,
+            watch,
+            chunk_size,
+            sent,
+            local_renewed: 0,
+        }
     }
 
     /// The replica.
@@ -223,11 +232,8 @@ impl<S: Store> Client<S> {
         let me = self.awareness.0.client_id();
         // Someone (a node that thought we left) cleared our state: take it back.
         let cleared = update.clients.get(&me).is_some_and(|e| &*e.json == "null");
-        let summary = self
-            .awareness
-            .0
-            .apply_update_summary(update)
-            .map_err(|e| CoreError::malformed("awareness update", e))?;
+        let summary =
+            self.awareness.0.apply_update_summary(update).map_err(|e| CoreError::malformed("awareness update", e))?;
         if cleared {
             self.local_renewed = 0;
         }
@@ -236,7 +242,13 @@ impl<S: Store> Client<S> {
 
     /// Sets our presence: name, colour and selection (UTF-16 offsets; None: no cursor).
     /// Returns the awareness frame to send.
-    pub fn set_presence(&mut self, name: &str, color: &str, selection: Option<(u32, u32)>, now_ms: u64) -> Result<Vec<u8>> {
+    pub fn set_presence(
+        &mut self,
+        name: &str,
+        color: &str,
+        selection: Option<(u32, u32)>,
+        now_ms: u64,
+    ) -> Result<Vec<u8>> {
         self.tick_clock(now_ms);
         let doc = self.room.doc();
         let cursor = selection.and_then(|(anchor, head)| {
@@ -281,7 +293,9 @@ impl<S: Store> Client<S> {
             .awareness
             .0
             .iter()
-            .filter(|(id, s)| *id != me && s.data.is_some() && now_ms.saturating_sub(s.last_updated) >= PRESENCE_TIMEOUT_MS)
+            .filter(|(id, s)| {
+                *id != me && s.data.is_some() && now_ms.saturating_sub(s.last_updated) >= PRESENCE_TIMEOUT_MS
+            })
             .map(|(id, _)| id)
             .collect();
         for id in &stale {
@@ -377,21 +391,34 @@ mod tests {
     fn setup() -> (Hub, String) {
         let room_key = Identity::from_passphrase("room");
         let hub_room =
-            Room::create(&room_key, Identity::from_passphrase("node"), 0, MemoryStore::new(), Meta::default(), 1_000).unwrap();
+            Room::create(&room_key, Identity::from_passphrase("node"), 0, MemoryStore::new(), Meta::default(), 1_000)
+                .unwrap();
         let token = Grant::issue(&room_key, Role::Candidate, 1_000_000, 0, 1).to_token();
         (Hub { room: hub_room, links: vec![Reassembler::new(), Reassembler::new()] }, token)
     }
 
     fn client(hub: &Hub, name: &str, token: &str) -> Client<MemoryStore> {
-        let room =
-            Room::open(hub.room.id(), Identity::from_passphrase(name), 0, MemoryStore::new(), RoomConfig::default(), 2_000).unwrap();
+        let room = Room::open(
+            hub.room.id(),
+            Identity::from_passphrase(name),
+            0,
+            MemoryStore::new(),
+            RoomConfig::default(),
+            2_000,
+        )
+        .unwrap();
         let mut c = Client::new(room, GOSSIP_CHUNK, 2_000);
         c.join(token, name, 2_000).unwrap();
         c
     }
 
     /// Delivers frames until nothing moves; `online[i]` false drops what client i sends or gets.
-    fn pump(hub: &mut Hub, clients: &mut [Client<MemoryStore>], mut queue: Vec<(usize, Vec<u8>)>, online: &[bool]) -> Vec<Vec<Splice>> {
+    fn pump(
+        hub: &mut Hub,
+        clients: &mut [Client<MemoryStore>],
+        mut queue: Vec<(usize, Vec<u8>)>,
+        online: &[bool],
+    ) -> Vec<Vec<Splice>> {
         let mut changes = vec![Vec::new(); clients.len()];
         while let Some((i, f)) = queue.pop() {
             if !online[i] {

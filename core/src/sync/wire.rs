@@ -206,7 +206,11 @@ impl Reassembler {
             _ => return Err(CoreError::malformed("fragment", "out of order or missing its start")),
         };
         if buf.len() + part.len() > MAX_MESSAGE {
-            return Err(CoreError::TooLarge { what: "reassembled message", len: buf.len() + part.len(), max: MAX_MESSAGE });
+            return Err(CoreError::TooLarge {
+                what: "reassembled message",
+                len: buf.len() + part.len(),
+                max: MAX_MESSAGE,
+            });
         }
         buf.extend_from_slice(part);
         if index + 1 == count {

@@ -43,7 +43,11 @@ pub fn decode_frame(frame: &[u8]) -> Result<Vec<Message>> {
     let mut out = Vec::new();
     while !r.is_empty() {
         if out.len() == MAX_MESSAGES {
-            return Err(CoreError::TooLarge { what: "y-protocols messages in a frame", len: out.len() + 1, max: MAX_MESSAGES });
+            return Err(CoreError::TooLarge {
+                what: "y-protocols messages in a frame",
+                len: out.len() + 1,
+                max: MAX_MESSAGES,
+            });
         }
         out.push(read_message(&mut r)?);
     }

@@ -68,7 +68,10 @@ async fn read_frames<T: AsyncRead + Unpin + Send>(io: &mut T, budget: usize) -> 
         }
         total += len + 4;
         if len > MAX_FRAME || total > budget {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("sync frame of {len} bytes over the limit")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("sync frame of {len} bytes over the limit"),
+            ));
         }
         let mut buf = vec![0u8; len];
         io.read_exact(&mut buf).await?;
@@ -91,14 +94,22 @@ impl libp2p::request_response::Codec for SyncCodec {
     type Request = SyncRequest;
     type Response = SyncResponse;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncRequest> {
         let mut room = [0u8; 32];
         io.read_exact(&mut room).await?;
         let frames = read_frames(io, MAX_REQUEST).await?;
         Ok(SyncRequest { room: arena_core::PeerKey(room), frames })
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncResponse> {
         let mut head = [0u8; 2];
         io.read_exact(&mut head).await?;
         let status = match head[0] {
@@ -111,12 +122,22 @@ impl libp2p::request_response::Codec for SyncCodec {
         Ok(SyncResponse { status, more: head[1] != 0, frames })
     }
 
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: SyncRequest) -> io::Result<()> {
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SyncRequest,
+    ) -> io::Result<()> {
         io.write_all(&req.room.0).await?;
         write_frames(io, &req.frames).await
     }
 
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: SyncResponse) -> io::Result<()> {
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SyncResponse,
+    ) -> io::Result<()> {
         io.write_all(&[res.status as u8, u8::from(res.more)]).await?;
         write_frames(io, &res.frames).await
     }

@@ -65,7 +65,9 @@ impl Actor {
         events: broadcast::Sender<NodeEvent>,
     ) -> Result<Self> {
         for addr in &cfg.listen {
-            swarm.listen_on(addr.clone()).map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })?;
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })?;
         }
         let mut actor = Actor {
             cfg,
@@ -159,7 +161,11 @@ impl Actor {
             }
         }
         for (room, channel, resp) in out.responses {
-            let resp = if ok(&room) { resp } else { SyncResponse { status: SyncStatus::Refused, more: false, frames: Vec::new() } };
+            let resp = if ok(&room) {
+                resp
+            } else {
+                SyncResponse { status: SyncStatus::Refused, more: false, frames: Vec::new() }
+            };
             let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
         }
         for (room, reply) in out.replies {
@@ -304,7 +310,9 @@ impl Actor {
     }
 
     fn dial(&mut self, addr: Multiaddr) -> Result<()> {
-        self.swarm.dial(addr.clone()).map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })
+        self.swarm
+            .dial(addr.clone())
+            .map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })
     }
 
     fn stats(&self) -> NodeStats {
@@ -312,7 +320,10 @@ impl Actor {
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         let mut peers = std::collections::BTreeMap::new();
         for p in connected.iter().chain(self.offences.keys()) {
-            peers.insert(*p, PeerStats { offences: self.offences.get(p).copied().unwrap_or(0), score: gs.peer_score(p) });
+            peers.insert(
+                *p,
+                PeerStats { offences: self.offences.get(p).copied().unwrap_or(0), score: gs.peer_score(p) },
+            );
         }
         NodeStats {
             connected,
@@ -323,8 +334,7 @@ impl Actor {
                 .iter()
                 .map(|(id, s)| {
                     let topic = s.topic.hash();
-                    let gossip_peers =
-                        gs.all_peers().filter(|(_, t)| t.contains(&&topic)).map(|(p, _)| *p).collect();
+                    let gossip_peers = gs.all_peers().filter(|(_, t)| t.contains(&&topic)).map(|(p, _)| *p).collect();
                     (*id, RoomStats { log_len: s.room.store().log_len(), gossip_peers })
                 })
                 .collect(),
@@ -367,7 +377,9 @@ impl Actor {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(addr = %address, "listening");
-                if self.cfg.announce_listen_addrs && !address.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit)) {
+                if self.cfg.announce_listen_addrs
+                    && !address.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+                {
                     self.swarm.add_external_address(address.clone());
                 }
                 self.listen_addrs.push(address.clone());
@@ -413,7 +425,9 @@ impl Actor {
                 }
             }
             ArenaBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => self.on_sync_request(peer, request, channel),
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_sync_request(peer, request, channel)
+                }
                 request_response::Message::Response { request_id, response } => {
                     self.on_sync_response(peer, request_id, response)
                 }
@@ -465,4 +479,3 @@ impl Actor {
         }
     }
 }
-

@@ -30,7 +30,11 @@ impl Actor {
     }
 
     fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if peer == *self.swarm.local_peer_id() || self.partitioned || self.is_banned(&peer) || self.swarm.is_connected(&peer) {
+        if peer == *self.swarm.local_peer_id()
+            || self.partitioned
+            || self.is_banned(&peer)
+            || self.swarm.is_connected(&peer)
+        {
             return;
         }
         let opts = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing).build();

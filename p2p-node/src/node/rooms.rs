@@ -27,7 +27,10 @@ impl Actor {
     pub(super) fn join(&mut self, spec: JoinSpec) -> Result<(RoomId, RoomInfo)> {
         let id = spec.room;
         if let Some(s) = self.rooms.get(&id) {
-            return Ok((id, RoomInfo { room: id, role: s.room.role(), log_len: arena_core::Store::log_len(s.room.store()) }));
+            return Ok((
+                id,
+                RoomInfo { room: id, role: s.room.role(), log_len: arena_core::Store::log_len(s.room.store()) },
+            ));
         }
         let now = now_ms();
         let me = self.cfg.identity.clone();
@@ -39,7 +42,10 @@ impl Actor {
         let mut room = Room::open(id, me.clone(), 0, store, self.cfg.room.clone(), now)?;
         let mut announce = Vec::new();
         if room.role().is_none() {
-            let token = spec.token.as_deref().ok_or_else(|| NodeError::Core(CoreError::NotAllowed("joining needs an invite token".into())))?;
+            let token = spec
+                .token
+                .as_deref()
+                .ok_or_else(|| NodeError::Core(CoreError::NotAllowed("joining needs an invite token".into())))?;
             let (adm, env) = room.join(token, &spec.name, now)?;
             announce.push(Wire::Admissions(vec![adm]));
             announce.extend(env.map(|e| Wire::Envelopes(vec![e])));
@@ -133,7 +139,10 @@ impl Actor {
                     }
                 }
                 if !receipt.applied.is_empty() {
-                    self.out.event(Some(room), NodeEvent::Applied { room, envelopes: receipt.applied.clone(), from: Some(peer) });
+                    self.out.event(
+                        Some(room),
+                        NodeEvent::Applied { room, envelopes: receipt.applied.clone(), from: Some(peer) },
+                    );
                 }
                 if receipt.needs_catch_up || unknown {
                     self.request_sync(peer, room);
@@ -179,7 +188,11 @@ impl Actor {
 
     /// Asks `peer` for what we lack in `room` (one request in flight per peer and room).
     pub(super) fn request_sync(&mut self, peer: PeerId, room: RoomId) {
-        if self.partitioned || self.is_banned(&peer) || !self.swarm.is_connected(&peer) || self.inflight_keys.contains(&(peer, room)) {
+        if self.partitioned
+            || self.is_banned(&peer)
+            || !self.swarm.is_connected(&peer)
+            || self.inflight_keys.contains(&(peer, room))
+        {
             return;
         }
         let me = self.cfg.identity.public();

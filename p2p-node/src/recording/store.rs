@@ -46,7 +46,10 @@ impl RecordingStore {
             }
             for r in &file.records {
                 if !r.chain_ok {
-                    return Err(bad(format!("record {} at byte {} was altered; run `arena-node verify`", r.index, r.offset)));
+                    return Err(bad(format!(
+                        "record {} at byte {} was altered; run `arena-node verify`",
+                        r.index, r.offset
+                    )));
                 }
                 match r.decode(room).map_err(|e| bad(format!("record {}: {e}", r.index)))? {
                     Record::Envelope { received_ms, envelope } => {

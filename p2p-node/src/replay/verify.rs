@@ -80,11 +80,13 @@ pub fn verify(file: &RecordingFile) -> VerifyReport {
             }
             Ok(Record::Awareness { .. }) => None,
         };
-        let problem = problem.or_else(|| (!r.chain_ok).then(|| Break {
-            record: r.index,
-            offset: r.offset,
-            reason: "record chain hash mismatch: the record was altered".into(),
-        }));
+        let problem = problem.or_else(|| {
+            (!r.chain_ok).then(|| Break {
+                record: r.index,
+                offset: r.offset,
+                reason: "record chain hash mismatch: the record was altered".into(),
+            })
+        });
         if let Some(b) = problem {
             rep.first_break = Some(b);
             return rep;
