@@ -65,7 +65,7 @@ pub struct Config {
     pub peers: Vec<String>,
 
     /// Run without the libp2p node (no federation, no native peers).
-    #[arg(long, env = "ARENA_NO_P2P")]
+    #[arg(long, env = "ARENA_NO_P2P", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_p2p: bool,
 
     /// Most topics one signaling connection may subscribe to.
