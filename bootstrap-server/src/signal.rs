@@ -64,10 +64,14 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let token = q.get("token").cloned();
-    ws.max_message_size(MAX_SIGNAL).max_frame_size(MAX_SIGNAL).on_upgrade(move |socket| {
-        let conn = next_conn_id();
-        serve(node, socket, conn, token).instrument(info_span!("signal", conn))
-    })
+    ws.max_message_size(MAX_SIGNAL)
+        .max_frame_size(MAX_SIGNAL)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| {
+            let conn = next_conn_id();
+            serve(node, socket, conn, token).instrument(info_span!("signal", conn))
+        })
 }
 
 /// Whether `topic` is a room id this node hosts; if so, whether the token grants it.

@@ -28,16 +28,20 @@ pub(crate) async fn upgrade(
 ) -> Response {
     let max = node.cfg().max_message;
     let auth = node.authorize(&room, q.get("token").map(String::as_str));
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
-        let conn = next_conn_id();
-        let span = info_span!("yws", conn, room = %room.get(..12).unwrap_or(&room));
-        match auth {
-            Ok((id, grant)) => {
-                serve(node, socket, conn, id, grant.role, q.get("token").cloned()).instrument(span).await
+    // Small per-connection buffers (tungstenite defaults to 128 KiB each way): an interview
+    // room's frames are keystrokes, and idle connections should cost next to nothing.
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(8 * 1024).write_buffer_size(8 * 1024).on_upgrade(
+        move |socket| async move {
+            let conn = next_conn_id();
+            let span = info_span!("yws", conn, room = %room.get(..12).unwrap_or(&room));
+            match auth {
+                Ok((id, grant)) => {
+                    serve(node, socket, conn, id, grant.role, q.get("token").cloned()).instrument(span).await
+                }
+                Err(e) => refuse(socket, &e.message()).instrument(span).await,
             }
-            Err(e) => refuse(socket, &e.message()).instrument(span).await,
-        }
-    })
+        },
+    )
 }
 
 /// Tells a client why it may not join (the y-protocols auth message, then a close frame).
