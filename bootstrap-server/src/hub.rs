@@ -337,13 +337,7 @@ impl Hub {
         if known.is_empty() {
             return;
         }
-        let targets: Vec<u64> =
-            self.conns.iter().filter(|(id, c)| c.arena && Some(**id) != except).map(|(id, _)| *id).collect();
-        for f in chunk(&[Wire::Admissions(known)], GOSSIP_CHUNK) {
-            for id in &targets {
-                self.send(Some(*id), None, arena_frame(&f));
-            }
-        }
+        self.send_signed(&[Wire::Admissions(known)], except);
     }
 
     /// Applies what came from libp2p and passes it on to every connection.
@@ -400,14 +394,7 @@ impl Hub {
                         self.send(Some(*id), None, frame.clone());
                     }
                 }
-                let arena: Vec<u64> = self.conns.iter().filter(|(_, c)| c.arena).map(|(id, _)| *id).collect();
-                let signed: Vec<Vec<u8>> =
-                    chunk(&[Wire::Envelopes(vec![env])], GOSSIP_CHUNK).iter().map(|c| arena_frame(c)).collect();
-                for id in arena {
-                    for f in &signed {
-                        self.send(Some(id), None, f.clone());
-                    }
-                }
+                self.send_signed(&[Wire::Envelopes(vec![env])], None);
             }
             Ok(None) => {}
             Err(_) if batch.len() > 1 => {
@@ -445,17 +432,25 @@ impl Hub {
     fn broadcast_envelope(&mut self, env: &Envelope, except: Option<u64>) {
         inc(&self.node.inner.metrics.envelopes_out, self.conns.len().saturating_sub(1) as u64);
         let plain = update_frame(&env.update);
-        let signed: Vec<Vec<u8>> =
-            chunk(&[Wire::Envelopes(vec![env.clone()])], GOSSIP_CHUNK).iter().map(|c| arena_frame(c)).collect();
-        let targets: Vec<(u64, bool)> =
-            self.conns.iter().filter(|(id, _)| Some(**id) != except).map(|(id, c)| (*id, c.arena)).collect();
-        for (id, arena) in targets {
-            if arena {
-                for f in &signed {
-                    self.send(Some(id), None, f.clone());
-                }
-            } else {
-                self.send(Some(id), None, plain.clone());
+        let stock: Vec<u64> =
+            self.conns.iter().filter(|(id, c)| !c.arena && Some(**id) != except).map(|(id, _)| *id).collect();
+        for id in stock {
+            self.send(Some(id), None, plain.clone());
+        }
+        self.send_signed(&[Wire::Envelopes(vec![env.clone()])], except);
+    }
+
+    /// Sends envelope-protocol messages to every connection that speaks it (except `except`).
+    fn send_signed(&mut self, msgs: &[Wire], except: Option<u64>) {
+        let targets: Vec<u64> =
+            self.conns.iter().filter(|(id, c)| c.arena && Some(**id) != except).map(|(id, _)| *id).collect();
+        if targets.is_empty() {
+            return;
+        }
+        for f in chunk(msgs, GOSSIP_CHUNK) {
+            let frame = arena_frame(&f);
+            for id in &targets {
+                self.send(Some(*id), None, frame.clone());
             }
         }
     }
