@@ -176,6 +176,14 @@ pub enum NodeEvent {
         /// The peer that sent them; `None` for our own edits.
         from: Option<PeerId>,
     },
+    /// A room started from a peer's signed checkpoint (a late joiner of a long room): its
+    /// document jumped to the checkpoint's state, and later envelopes continue from there.
+    CheckpointAdopted {
+        /// The room.
+        room: RoomId,
+        /// The peer that sent it.
+        from: PeerId,
+    },
     /// A member was admitted to a room.
     Admitted {
         /// The room.

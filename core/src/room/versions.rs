@@ -66,25 +66,31 @@ impl<S: Store> Room<S> {
                 let v = self.version(id)?;
                 let mut heads = BTreeMap::new();
                 let mut end = 0;
+                let mut missing = Vec::new();
                 for (author, n) in &v.heads {
                     let key = PeerKey::from_hex(author)?;
                     if *n > 0 {
                         match self.store.index_of(&key, n - 1)? {
                             Some(i) => end = end.max(i + 1),
                             // Before our log starts (we joined from a checkpoint).
-                            None if self.ledger.head(&key).next_seq >= *n => {}
+                            None if self.ledger.head(&key).next_seq >= *n => missing.push((key, *n)),
                             None => return Err(CoreError::NotFound(format!("envelopes of version {id}"))),
                         }
                     }
                     heads.insert(key, *n);
                 }
-                (end, Some(heads))
+                (end, Some((heads, missing)))
             }
+        };
+        let (filter, missing) = match filter {
+            Some((heads, missing)) => (Some(heads), missing),
+            None => (None, Vec::new()),
         };
         let within =
             |author: &PeerKey, n: u64| filter.as_ref().is_none_or(|f| n <= f.get(author).copied().unwrap_or(0));
         let doc = RoomDoc::new(0);
         let mut start = 0;
+        let mut base: Option<Checkpoint> = None;
         for (idx, _) in self.store.checkpoints()?.into_iter().rev() {
             if idx > end {
                 continue;
@@ -94,8 +100,20 @@ impl<S: Store> Room<S> {
             if cp.heads.iter().all(|(a, h)| within(a, h.next_seq)) {
                 doc.apply_v1(&cp.state)?;
                 start = idx;
+                base = Some(cp);
                 break;
             }
+        }
+        // Envelopes we never had (we started from a checkpoint after them) must be inside
+        // the checkpoint we start from, or the answer would silently lack them.
+        let covered = |a: &PeerKey, n: u64| {
+            base.as_ref().is_some_and(|cp| cp.heads.iter().any(|(k, h)| k == a && h.next_seq >= n))
+        };
+        if let (Some((a, _)), Cut::Version(id)) = (missing.iter().find(|(a, n)| !covered(a, *n)), cut) {
+            return Err(CoreError::NotFound(format!(
+                "history of version {id}: this replica started from a later checkpoint and holds no envelopes of {a} \
+                 before it"
+            )));
         }
         let entries = self.store.log_range(start, end)?;
         let mut txn = doc.yrs().transact_mut();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use arena_core::sync::wire::{chunk, is_fragment, Reassembler, Wire, GOSSIP_CHUNK};
-use arena_core::{CoreError, PeerKey, Room, RoomId};
+use arena_core::{CoreError, PeerKey, Room, RoomId, Store};
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
@@ -186,6 +186,34 @@ impl Actor {
         }
     }
 
+    /// A signed checkpoint in a sync answer: a late joiner starts from it. False when it was
+    /// refused (forged, or we hold part of what it covers): the rest of that answer is
+    /// dropped and the sender penalised.
+    fn adopt(&mut self, room: RoomId, wire: Wire, peer: PeerId) -> bool {
+        let now = now_ms();
+        let Some(state) = self.rooms.get_mut(&room) else { return false };
+        let before = state.room.store().checkpoints().map(|c| c.len()).unwrap_or(0);
+        match state.room.handle(wire, now) {
+            Ok((_, receipt)) => {
+                let adopted = state.room.store().checkpoints().map(|c| c.len()).unwrap_or(0) != before;
+                self.out.dirty.insert(room);
+                if adopted {
+                    debug!(peer = %peer, room = %room, "started from a checkpoint");
+                    self.out.event(Some(room), NodeEvent::CheckpointAdopted { room, from: peer });
+                }
+                if !receipt.applied.is_empty() {
+                    self.out
+                        .event(Some(room), NodeEvent::Applied { room, envelopes: receipt.applied, from: Some(peer) });
+                }
+                true
+            }
+            Err(e) => {
+                self.offence(peer, Some(room), format!("checkpoint refused: {e}"));
+                false
+            }
+        }
+    }
+
     /// Asks `peer` for what we lack in `room` (one request in flight per peer and room).
     pub(super) fn request_sync(&mut self, peer: PeerId, room: RoomId) {
         if self.partitioned
@@ -314,7 +342,12 @@ impl Actor {
                 Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_)))) => {
                     self.apply(room, w, peer);
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(w @ Wire::Checkpoint(_))) => {
+                    if !self.adopt(room, w, peer) {
+                        return;
+                    }
+                }
+                Ok(Some(Wire::Want(_))) => {}
                 Err(e) => {
                     self.offence(peer, Some(room), format!("malformed sync answer: {e}"));
                     return;

@@ -1,0 +1,151 @@
+//! A late joiner of a long room starts from the host's signed checkpoint: it gets the
+//! checkpoint plus the envelopes after it (not the whole log), converges, reopens from its
+//! own store, answers a third peer, and says clearly which old versions it cannot rebuild.
+
+use anyhow::{ensure, Context, Result};
+use arena_core::records::{Meta, VersionCause};
+use arena_core::sync::wire::Wire;
+use arena_core::{CoreError, Cut, Grant, Identity, Role, Room, RoomConfig, SledDb, Store};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn room_key() -> Identity {
+    Identity::from_passphrase("late joiner room")
+}
+
+/// Hands `msgs` to `to`, then the replies back, and so on, in the order sent, until
+/// neither side has anything more to say. Returns every message `to` got.
+fn converse<A: Store, B: Store>(to: &mut Room<A>, from: &mut Room<B>, msgs: Vec<Wire>, now: u64) -> Result<Vec<Wire>> {
+    let mut got = Vec::new();
+    let mut to_a: std::collections::VecDeque<Wire> = msgs.into();
+    let mut to_b = std::collections::VecDeque::new();
+    for _ in 0..100 {
+        if to_a.is_empty() && to_b.is_empty() {
+            return Ok(got);
+        }
+        while let Some(m) = to_a.pop_front() {
+            got.push(m.clone());
+            let (replies, r) = to.handle(m, now)?;
+            ensure!(r.rejected.is_empty(), "rejected: {:?}", r.rejected);
+            to_b.extend(replies);
+        }
+        while let Some(m) = to_b.pop_front() {
+            let (replies, r) = from.handle(m, now)?;
+            ensure!(r.rejected.is_empty(), "rejected: {:?}", r.rejected);
+            to_a.extend(replies);
+        }
+    }
+    anyhow::bail!("the conversation does not end")
+}
+
+/// What a joiner's `Want` was answered with: (checkpoint sent, envelopes sent).
+fn answered(seen: &[Wire]) -> (bool, usize) {
+    let cp = seen.iter().any(|w| matches!(w, Wire::Checkpoint(_)));
+    let envs = seen.iter().map(|w| if let Wire::Envelopes(e) = w { e.len() } else { 0 }).sum();
+    (cp, envs)
+}
+
+#[test]
+fn late_joiner_starts_from_the_hosts_checkpoint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = SledDb::open(dir.path().join("host"))?;
+    let mut host = Room::create(
+        &room_key(),
+        Identity::from_passphrase("host"),
+        0,
+        db.room(&room_key().public())?,
+        Meta::default(),
+        T0,
+    )?;
+    host.edit(T0 + 1, |e| e.splice_code(0, 0, "def f():\n"))?;
+    let early = host.create_version("early", VersionCause::Manual, T0 + 2)?;
+    // A long session: well past the checkpoint-join threshold.
+    let n = RoomConfig::default().checkpoint_join_min + 1500;
+    for i in 0..n {
+        let len = host.doc().code_len();
+        let text = if i % 40 == 39 { "\n".to_owned() } else { ((b'a' + (i % 26) as u8) as char).to_string() };
+        host.edit(T0 + 10 + i, |e| e.splice_code(len, 0, &text))?;
+    }
+    let late_version = host.create_version("late", VersionCause::Manual, T0 + 10 + n)?;
+    host.edit(T0 + 11 + n, |e| e.splice_code(0, 0, "# after the version\n"))?;
+    host.flush()?;
+    let host_log = host.store().log_len();
+
+    // The candidate joins (its own join envelope is in its log) and asks for the rest.
+    let token = Grant::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
+    let jdb = SledDb::open(dir.path().join("joiner"))?;
+    let joiner_key = Identity::from_passphrase("joiner");
+    let mut joiner = Room::open(
+        room_key().public(),
+        joiner_key.clone(),
+        1,
+        jdb.room(&room_key().public())?,
+        RoomConfig::default(),
+        T0,
+    )?;
+    let (adm, _) = joiner.join(&token, "joiner", T0 + 20 + n)?;
+    // The host hears the joiner's admission; the joiner asks for what it lacks.
+    host.handle(Wire::Admissions(vec![adm]), T0 + 21 + n)?;
+    let (answer, _) = host.handle(joiner.want(), T0 + 22 + n)?;
+    let (cp, envs) = answered(&answer);
+    ensure!(cp, "a late joiner's Want was not answered with a checkpoint");
+    ensure!((envs as u64) < 1000, "the answer carried {envs} envelopes of a {host_log}-entry log");
+    converse(&mut joiner, &mut host, answer, T0 + 23 + n)?;
+    ensure!(joiner.doc().code() == host.doc().code(), "the late joiner's code differs from the host's");
+    ensure!(joiner.store().log_len() < 1000, "the joiner logged {} entries", joiner.store().log_len());
+    let hk = host.identity().public();
+    ensure!(joiner.envelope_vector().get(&hk) == host.envelope_vector().get(&hk), "host chain head differs");
+
+    // Its own join envelope reaches the host; both end in the same state.
+    let hello = vec![host.want()];
+    converse(&mut joiner, &mut host, hello, T0 + 25 + n)?;
+    ensure!(host.state_digest() == joiner.state_digest(), "host and joiner did not converge");
+    let jk = joiner.identity().public().to_hex();
+    ensure!(host.doc().participants().iter().any(|(k, _)| *k == jk), "the host does not list the joiner");
+
+    // The joiner edits; the host applies it (the chains continue across the checkpoint).
+    let env = joiner.edit(T0 + 27 + n, |e| e.splice_code(0, 0, "# joiner\n"))?.context("edit")?;
+    let r = host.receive(vec![env], T0 + 28 + n)?;
+    ensure!(r.applied.len() == 1, "host refused the joiner's edit: {:?}", r.rejected);
+    ensure!(host.state_digest() == joiner.state_digest());
+
+    // A version made after the checkpoint rebuilds identically; one before it is refused
+    // with a clear error instead of a wrong text.
+    ensure!(
+        joiner.code_at(&Cut::Version(late_version.id.clone()))?
+            == host.code_at(&Cut::Version(late_version.id.clone()))?,
+        "a version after the checkpoint rebuilt differently"
+    );
+    match joiner.code_at(&Cut::Version(early.id.clone())) {
+        Err(CoreError::NotFound(msg)) => ensure!(msg.contains("checkpoint"), "unclear error: {msg}"),
+        other => anyhow::bail!("a version before the checkpoint gave {other:?}"),
+    }
+
+    // Reopened from its own store, the joiner has the same state.
+    joiner.flush()?;
+    let digest = joiner.state_digest();
+    let code = joiner.doc().code();
+    drop(joiner);
+    let joiner =
+        Room::open(room_key().public(), joiner_key, 1, jdb.room(&room_key().public())?, RoomConfig::default(), T0)?;
+    ensure!(joiner.doc().code() == code, "reopened joiner lost text");
+    ensure!(joiner.state_digest() == digest, "reopened joiner differs");
+
+    // A third peer with nothing asks the joiner, which passes on the host's checkpoint.
+    let mut third = Room::open(
+        room_key().public(),
+        Identity::from_passphrase("third"),
+        2,
+        arena_core::MemoryStore::new(),
+        RoomConfig::default(),
+        T0,
+    )?;
+    let mut joiner = joiner;
+    let (answer, _) = joiner.handle(third.want(), T0 + 30 + n)?;
+    ensure!(answered(&answer).0, "the joiner did not pass on the checkpoint");
+    for m in answer {
+        third.handle(m, T0 + 31 + n)?;
+    }
+    ensure!(third.state_digest() == digest, "a peer that caught up from the joiner differs");
+    Ok(())
+}
