@@ -44,9 +44,20 @@ for p in "${PACKAGES[@]}"; do
     installed "$p" || missing+=("$p")
 done
 
+# Plain bookworm's rustc-web is 1.85; bookworm-security ships 1.96. The size-tuned web
+# build (-Cpanic=immediate-abort) needs the newer one, and a stale package index installs
+# the older: upgrade the three -web packages when what is installed is older than 1.90.
+deb_minor() { /usr/bin/rustc -V 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p'; }
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "Debian wasm toolchain already installed ($(/usr/bin/rustc -V 2>/dev/null || echo 'rustc ?'))."
-    exit 0
+    minor="$(deb_minor)"
+    if [[ -n $minor && $minor -lt 90 ]]; then
+        missing=(rustc-web cargo-web rust-web-src)
+        log "rustc-web is 1.$minor; upgrading (apt-get update first)"
+        FORCE_UPDATE=1
+    else
+        log "Debian wasm toolchain already installed ($(/usr/bin/rustc -V 2>/dev/null || echo 'rustc ?'))."
+        exit 0
+    fi
 fi
 
 # rustc-web/cargo-web/rust-web-src declare Conflicts with Debian's own `rustup`
@@ -72,12 +83,18 @@ export DEBIAN_FRONTEND=noninteractive
 apt_opts=(-y -qq -o=Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 # Refresh the package index only when needed: a fresh container has no index
 # (packages unknown) and an old index may point at superseded .debs.
-if ! "${SUDO[@]}" apt-get install "${apt_opts[@]}" "${missing[@]}" >/dev/null 2>&1; then
+if [[ ${FORCE_UPDATE:-0} == 1 ]] || ! "${SUDO[@]}" apt-get install "${apt_opts[@]}" "${missing[@]}" >/dev/null 2>&1; then
     log "running apt-get update"
     "${SUDO[@]}" apt-get update -qq >/dev/null
     "${SUDO[@]}" apt-get install "${apt_opts[@]}" "${missing[@]}" >/dev/null
 fi
 
+minor="$(deb_minor)"
+if [[ -n $minor && $minor -lt 90 && ${FORCE_UPDATE:-0} != 1 ]]; then
+    log "got rustc-web 1.$minor from a stale index: apt-get update and upgrade"
+    "${SUDO[@]}" apt-get update -qq >/dev/null
+    "${SUDO[@]}" apt-get install "${apt_opts[@]}" rustc-web cargo-web rust-web-src >/dev/null
+fi
 for p in "${missing[@]}"; do
     installed "$p" || die "package $p is still not installed"
 done

@@ -5,6 +5,9 @@
 # examples/web-room/tests/*.test.mjs with node's test runner:
 #   room.test.mjs  the room in headless Chromium (playwright-core), Monaco by default
 #                  (ARENA_WEB_EDITOR=textarea|codemirror to test another adapter)
+#   mesh.test.mjs  the WebRTC mesh: two pages converge over a data channel with /yws cut,
+#                  the node catches up afterwards; garbage on /signal is ignored
+#   links.test.mjs the session with two links (Node, fake links): interleaved fragments
 #   yjs.test.mjs   the WASM room and a stock yjs + y-websocket client converge through /yws
 # Screenshots go to target/web-room/.
 set -euo pipefail

@@ -1,5 +1,6 @@
 // The InterviewArena web room: create a room (/), join one (/room/{id}#token=...).
-// Query options: ?name=... joins without asking, ?editor=textarea|codemirror|monaco.
+// Query options: ?name=... joins without asking, ?editor=textarea|codemirror|monaco,
+// ?mesh=0 turns off the WebRTC mesh to the room's other browsers (on by default).
 import { init, ArenaSession, bindEditor, textareaAdapter, monacoAdapter } from '/pkg/index.js'
 
 const $ = (id) => document.getElementById(id)
@@ -68,7 +69,7 @@ async function room (roomId) {
   const color = COLORS[Math.floor(Math.random() * COLORS.length)]
   let session
   try {
-    session = new ArenaSession({ server: location.origin, room: roomId, token, name, color })
+    session = new ArenaSession({ server: location.origin, room: roomId, token, name, color, mesh: params.get('mesh') !== '0' })
   } catch (e) {
     return roomError(`This invite is not valid for this room: ${e.message ?? e}`)
   }
@@ -83,6 +84,8 @@ async function room (roomId) {
   bindEditor(session, adapter)
   window.arena = { session, adapter, editorKind: kind, editorText: () => adapter.getText() }
 
+  // Leaving: tell the mesh peers and the node now rather than letting them time out.
+  addEventListener('pagehide', (ev) => { if (!ev.persisted) session.destroy() })
   wireStatus(session)
   wireToolbar(session, readOnly)
   wireInvite(roomId, role)
@@ -104,6 +107,19 @@ function wireStatus (session) {
   }
   show({ status: session.status })
   session.addEventListener('status', (e) => show(e.detail))
+  const mesh = $('mesh')
+  const showMesh = () => {
+    const n = session.meshPeers()
+    mesh.hidden = false
+    mesh.dataset.status = session.meshStatus
+    mesh.dataset.peers = String(n)
+    mesh.textContent = session.meshStatus === 'off'
+      ? 'direct: off'
+      : session.meshStatus === 'unsupported' ? 'direct: no WebRTC' : `direct: ${n} peer${n === 1 ? '' : 's'}`
+    mesh.title = `WebRTC mesh to the other browsers in the room (signaling ${session.meshStatus}); edits also travel this way when the node is unreachable`
+  }
+  showMesh()
+  session.addEventListener('mesh', showMesh)
   session.addEventListener('denied', (e) => setStatus('denied', `refused: ${e.detail.reason}`))
   session.addEventListener('error', (e) => console.warn('arena: a frame could not be processed', e.detail.error))
 }

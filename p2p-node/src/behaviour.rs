@@ -78,6 +78,9 @@ pub struct BehaviourConfig {
     pub idle_timeout: Duration,
     /// Timeout of a sync request.
     pub request_timeout: Duration,
+    /// Try to upgrade relayed connections to direct ones (dcutr). Off only to measure or
+    /// test the relayed path itself.
+    pub hole_punching: bool,
 }
 
 impl Default for BehaviourConfig {
@@ -89,6 +92,7 @@ impl Default for BehaviourConfig {
             heartbeat: Duration::from_millis(700),
             idle_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            hole_punching: true,
         }
     }
 }
@@ -97,6 +101,18 @@ impl BehaviourConfig {
     /// Every server role on: what a bootstrap node runs.
     pub fn server() -> Self {
         BehaviourConfig { rendezvous_server: true, relay_server: true, kad_server: true, ..Self::default() }
+    }
+}
+
+/// Relay limits for interviews: libp2p's defaults (2 minutes and 128 KiB per circuit) cut a
+/// relayed session after a few hundred keystrokes.
+fn relay_config() -> relay::Config {
+    relay::Config {
+        max_circuit_duration: Duration::from_secs(4 * 3600),
+        max_circuit_bytes: 1 << 30,
+        max_circuits: 256,
+        max_circuits_per_peer: 16,
+        ..relay::Config::default()
     }
 }
 
@@ -122,7 +138,7 @@ pub struct ArenaBehaviour {
     /// Relay server (bootstrap nodes).
     pub relay_server: Toggle<relay::Behaviour>,
     /// Hole punching over relayed connections.
-    pub dcutr: dcutr::Behaviour,
+    pub dcutr: Toggle<dcutr::Behaviour>,
 }
 
 impl std::fmt::Debug for ArenaBehaviour {
@@ -209,8 +225,8 @@ impl ArenaBehaviour {
                 .then(|| rendezvous::server::Behaviour::new(rendezvous::server::Config::default()))
                 .into(),
             relay_client,
-            relay_server: cfg.relay_server.then(|| relay::Behaviour::new(peer_id, relay::Config::default())).into(),
-            dcutr: dcutr::Behaviour::new(peer_id),
+            relay_server: cfg.relay_server.then(|| relay::Behaviour::new(peer_id, relay_config())).into(),
+            dcutr: Toggle::from(cfg.hole_punching.then(|| dcutr::Behaviour::new(peer_id))),
         })
     }
 }

@@ -223,3 +223,49 @@ async fn big_pastes_cross_and_late_joiners_catch_up_in_rounds() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_of_a_long_room_starts_from_the_hosts_checkpoint() -> Result<()> {
+    let room = TestRoom::new("long room");
+    let a = Peer::memory("long-host").await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "host").await?;
+    let n = arena_core::RoomConfig::default().checkpoint_join_min + 1200;
+    a.handle
+        .with_room(room.id, move |r, now| -> arena_core::Result<()> {
+            for i in 0..n {
+                let len = r.doc().code_len();
+                let s = if i % 50 == 49 { "\n" } else { "x" };
+                r.edit(now, |e| e.splice_code(len, 0, s))?;
+            }
+            Ok(())
+        })
+        .await??;
+    let b = Peer::memory("long-joiner").await?;
+    mesh(&[&a, &b]).await?;
+    let mut events = b.handle.subscribe();
+    b.join(&room, Some(room.token(Role::Candidate, 2)), "joiner").await?;
+    let code = converged(&[&a, &b], &room).await?;
+    assert_eq!(code.len() as u64, n);
+    // It started from the checkpoint: far fewer log entries than the host's.
+    let (a_log, b_log) = (
+        a.handle.stats().await?.rooms[&room.id].log_len,
+        b.handle.stats().await?.rooms[&room.id].log_len,
+    );
+    assert!(b_log < 1100 && a_log > n, "host log {a_log}, joiner log {b_log}");
+    let mut adopted = false;
+    loop {
+        match events.try_recv() {
+            Ok(ev) => adopted |= matches!(ev, NodeEvent::CheckpointAdopted { room: r, .. } if r == room.id),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(adopted, "no CheckpointAdopted event");
+    // And it keeps editing with the host.
+    b.handle.splice(room.id, 0, 0, "# joiner\n").await?;
+    let code = converged(&[&a, &b], &room).await?;
+    assert!(code.starts_with("# joiner\n"));
+    a.stop().await?;
+    b.stop().await?;
+    Ok(())
+}

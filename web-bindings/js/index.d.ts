@@ -30,19 +30,79 @@ export class WebSocketTransport extends EventTarget {
   close (): void
 }
 
+/** The /signal WebSocket URL on a node at `server`. */
+export function signalUrl (server: string, token: string): string
+
+export type MeshStatus = Status | 'unsupported'
+export interface MeshOptions {
+  /** the /signal WebSocket URL, token included (see signalUrl) */
+  url: string
+  /** the room id */
+  topic: string
+  /** default: fetched from iceUrl (the node's GET /api/ice), else none */
+  iceServers?: RTCIceServer[]
+  iceUrl?: string
+  WebSocket?: unknown
+  RTCPeerConnection?: unknown
+  /** most peers at once (default 8) */
+  maxPeers?: number
+  /** frames to a channel with more queued than this are dropped; it catches up when it drains (default 1 MiB) */
+  maxBufferedBytes?: number
+  /** a connection not open by then is dropped and re-announced (default 20 000) */
+  connectTimeoutMs?: number
+  minDelayMs?: number
+  maxDelayMs?: number
+  pingMs?: number
+  announceMs?: number
+  window?: unknown
+}
+
+/**
+ * A WebRTC data-channel mesh between a room's browsers, signaled through the node's
+ * /signal (y-webrtc signaling protocol). Events: 'open' {peer, resync}, 'message'
+ * {peer, data}, 'close' {peer, reason}, 'status' {status, attempt, retryInMs?, reason?, peers},
+ * 'peers' {peers}.
+ */
+export class MeshTransport extends EventTarget {
+  constructor (o: MeshOptions)
+  /** our random peer id (32 hex digits) */
+  readonly peerId: string
+  /** the signaling socket's status */
+  readonly status: MeshStatus
+  /** open data channels */
+  readonly peerCount: number
+  stats: { malformed: number; ignored: number; dropped: number; sent: number; received: number; opened: number; closed: number; signalErrors: number }
+  peers (): string[]
+  connect (): void
+  sendTo (peer: string, bytes: Uint8Array): boolean
+  broadcast (bytes: Uint8Array): number
+  setOffline (offline: boolean): void
+  close (): void
+}
+
 export interface SessionOptions {
   server: string; room: string; token: string; name: string; color?: string
   seed?: Uint8Array; WebSocket?: unknown; now?: () => number; connect?: boolean; transport?: WebSocketTransport
+  /** also sync with the room's other browsers over WebRTC (default off): true, option overrides, or a MeshTransport */
+  mesh?: boolean | Partial<MeshOptions> | MeshTransport
 }
 
 export class ArenaSession extends EventTarget {
   constructor (o: SessionOptions)
   readonly room: Room
   readonly transport: WebSocketTransport
+  /** the WebRTC mesh, when enabled */
+  readonly mesh: MeshTransport | null
   readonly role: 'host' | 'candidate' | 'observer'
   readonly code: string
+  /** the /yws transport's status (the node is the primary link) */
   readonly status: Status
-  stats: { edits: number; frames: number; errors: number; rejected: number }
+  /** the mesh's signaling status, 'off' without a mesh */
+  readonly meshStatus: MeshStatus | 'off'
+  /** frames: sent to the node; meshFrames: sent on data channels */
+  stats: { edits: number; frames: number; meshFrames: number; errors: number; rejected: number }
+  /** how many browsers we have an open data channel with */
+  meshPeers (): number
   edit (changes: Splice[]): void
   flush (): void
   setSelection (sel: Selection | null): void
@@ -60,6 +120,7 @@ export class ArenaSession extends EventTarget {
   restore (id: string): void
   runs (): unknown[]
   analysis (): unknown[]
+  /** simulates losing / regaining the network: the /yws socket and the mesh */
   setOffline (offline: boolean): void
   destroy (): void
 }

@@ -2,6 +2,7 @@
 export { init, ywsUrl, ArenaSession, Room } from './session.js'
 export { verifySignature } from './arena_web.js'
 export { WebSocketTransport } from './transport.js'
+export { MeshTransport, signalUrl } from './mesh.js'
 export { bindEditor, diffText, applyChanges, shiftOffset } from './bind.js'
 export { textareaAdapter } from './adapters/textarea.js'
 export { monacoAdapter } from './adapters/monaco.js'

@@ -1,5 +1,9 @@
-// ArenaSession: one room replica (the WASM Room) bound to a transport. It signs local edits,
-// applies signed envelopes from the node, keeps presence alive, and reports what changed.
+// ArenaSession: one room replica (the WASM Room) bound to a transport (the node's /yws) and,
+// optionally, a WebRTC mesh to the room's other browsers (MeshTransport). It signs local
+// edits, applies signed envelopes from every link, keeps presence alive, and reports what
+// changed. Local frames go to every open link; replies (catch-up answers) go back to the
+// link the request came on; an envelope that arrives twice (node and mesh) is a duplicate
+// the ledger drops.
 //
 // Events (EventTarget):
 //   'change'   detail {changes: [{pos, delete, insert}], origin: 'remote'|'restore'}
@@ -7,11 +11,13 @@
 //   'update'   detail {applied} — the document changed (meta, votes, versions, runs...)
 //   'presence' — someone's name/colour/cursor changed; read session.presence()
 //   'status'   detail {status, attempt, retryInMs, reason} (see WebSocketTransport)
+//   'mesh'     detail {status, peers} — the mesh's signaling status or peer count changed
 //   'denied'   detail {reason} — the node refused something (a token, an edit)
 //   'error'    detail {error} — a frame we could not process (the session keeps going)
 
 import initWasm, { Room } from './arena_web.js'
 import { WebSocketTransport } from './transport.js'
+import { MeshTransport, signalUrl } from './mesh.js'
 
 let ready = null
 
@@ -29,6 +35,63 @@ export function ywsUrl (server, room, token) {
 
 const randomSeed = () => globalThis.crypto.getRandomValues(new Uint8Array(32))
 
+const FRAGMENT = 4 // arena-core wire: a fragment of a message over the chunk size
+const MAX_HELD_FRAMES = 1024
+const MAX_HELD_BYTES = 16 << 20
+
+/** Reads a LEB128 varUint at `at`: [value, next offset], or null past the end / too long. */
+function varUint (b, at) {
+  let v = 0
+  let mul = 1
+  for (let i = 0; i < 8; i++) {
+    if (at >= b.length) return null
+    const x = b[at++]
+    v += (x & 0x7f) * mul
+    if (x < 0x80) return [v, at]
+    mul *= 128
+  }
+  return null
+}
+
+/** If the frame's first message is an arena fragment: whether it is a message's last one. */
+function fragmentEnd (frame) {
+  let r = varUint(frame, 0)
+  if (!r || r[0] !== 100) return null
+  r = varUint(frame, r[1])
+  if (!r || r[1] >= frame.length || frame[r[1]] !== FRAGMENT) return null
+  let at = r[1] + 1
+  const parts = []
+  for (let i = 0; i < 3; i++) {
+    r = varUint(frame, at)
+    if (!r) return null
+    parts.push(r[0])
+    at = r[1]
+  }
+  return parts[1] + 1 >= parts[2]
+}
+
+/**
+ * The WASM room reassembles fragments with one buffer for all links, so fragments from two
+ * links must not interleave: per link, frames from a message's first fragment to its last
+ * are held and handed over together.
+ */
+class FragmentGate {
+  constructor () { this.held = []; this.bytes = 0 }
+  /** The frames to process now, in order. */
+  push (frame) {
+    const end = fragmentEnd(frame)
+    if (!this.held.length && end !== false) return [frame]
+    // From a first fragment on, everything on this link waits (in order) for the last one.
+    this.held.push(frame)
+    this.bytes += frame.length
+    if (end !== true && this.held.length <= MAX_HELD_FRAMES && this.bytes <= MAX_HELD_BYTES) return []
+    const out = this.held
+    this.held = []
+    this.bytes = 0
+    return out
+  }
+}
+
 export class ArenaSession extends EventTarget {
   /**
    * @param {object} o
@@ -41,6 +104,10 @@ export class ArenaSession extends EventTarget {
    * @param {any} [o.WebSocket] WebSocket implementation (Node: the `ws` package)
    * @param {() => number} [o.now] clock (default Date.now)
    * @param {boolean} [o.connect] connect right away (default true)
+   * @param {boolean | MeshTransport | object} [o.mesh] also sync directly with the room's other
+   *   browsers over WebRTC data channels, signaled through the node's /signal: true, the
+   *   MeshTransport options to override (e.g. {iceServers, maxPeers}), or a MeshTransport
+   *   (default: off)
    * Call `await init()` first.
    */
   constructor (o) {
@@ -53,27 +120,80 @@ export class ArenaSession extends EventTarget {
     this.selection = null
     this.pending = []
     this.flushQueued = false
-    this.stats = { edits: 0, frames: 0, errors: 0, rejected: 0 }
+    this.stats = { edits: 0, frames: 0, meshFrames: 0, errors: 0, rejected: 0 }
+    this.gates = new Map()
     this.transport = o.transport ?? new WebSocketTransport(ywsUrl(o.server, o.room, o.token), { WebSocket: o.WebSocket })
-    this.transport.addEventListener('open', () => this._onOpen())
-    this.transport.addEventListener('message', (e) => this._receive(e.detail))
+    const ws = { key: 'yws', send: (f) => this._count(this.transport.send(f), 'frames') }
+    this.transport.addEventListener('open', () => { this.gates.delete('yws'); this._onOpen(ws) })
+    this.transport.addEventListener('message', (e) => this._receive(e.detail, ws))
     this.transport.addEventListener('status', (e) => this.dispatchEvent(new CustomEvent('status', { detail: e.detail })))
+    this.mesh = null
+    if (o.mesh) {
+      this.mesh = o.mesh instanceof MeshTransport
+        ? o.mesh
+        : new MeshTransport({
+          url: signalUrl(o.server, o.token),
+          topic: o.room,
+          iceUrl: `${String(o.server).replace(/^ws/, 'http').replace(/\/+$/, '')}/api/ice`,
+          WebSocket: o.WebSocket,
+          ...(typeof o.mesh === 'object' ? o.mesh : {})
+        })
+      const links = new Map()
+      const link = (peer) => {
+        let l = links.get(peer)
+        if (!l) {
+          l = { key: `mesh:${peer}`, send: (f) => this._count(this.mesh.sendTo(peer, f), 'meshFrames') }
+          links.set(peer, l)
+        }
+        return l
+      }
+      this.mesh.addEventListener('open', (e) => {
+        if (!e.detail.resync) this.gates.delete(`mesh:${e.detail.peer}`)
+        this._onOpen(link(e.detail.peer))
+      })
+      this.mesh.addEventListener('message', (e) => this._receive(e.detail.data, link(e.detail.peer)))
+      this.mesh.addEventListener('close', (e) => { links.delete(e.detail.peer); this.gates.delete(`mesh:${e.detail.peer}`) })
+      const meshEvent = () => this.dispatchEvent(new CustomEvent('mesh', { detail: { status: this.mesh.status, peers: this.mesh.peerCount } }))
+      this.mesh.addEventListener('peers', meshEvent)
+      this.mesh.addEventListener('status', meshEvent)
+    }
     this.ticker = setInterval(() => this._tick(), 5000)
     this._presenceFrame()
-    if (o.connect !== false) this.transport.connect()
+    if (o.connect !== false) {
+      this.transport.connect()
+      this.mesh?.connect()
+    }
   }
 
   get role () { return this.room.role() }
   get code () { this.flush(); return this.room.code() }
+  /** The /yws transport's status (the node is the primary link). */
   get status () { return this.transport.status }
+  /** The mesh's signaling status ('off' without a mesh). */
+  get meshStatus () { return this.mesh ? this.mesh.status : 'off' }
+  /** How many browsers we have an open data channel with. */
+  meshPeers () { return this.mesh ? this.mesh.peerCount : 0 }
 
-  _send (frames) {
-    for (const f of frames) if (this.transport.send(f)) this.stats.frames++
+  _count (sent, what) {
+    if (sent) this.stats[what]++
+    return sent
   }
 
-  _onOpen () {
+  /** Local frames: to the node and to every open data channel. */
+  _send (frames) {
+    for (const f of frames) {
+      this._count(this.transport.send(f), 'frames')
+      if (this.mesh) this.stats.meshFrames += this.mesh.broadcast(f)
+    }
+  }
+
+  _onOpen (link) {
     this.flush()
-    this._send(this.room.open(this.now()))
+    try {
+      for (const f of this.room.open(this.now())) link.send(f)
+    } catch (error) {
+      this._error(error)
+    }
   }
 
   /** Local edits the editor already shows: splices applied in order. Batched per microtask. */
@@ -102,7 +222,13 @@ export class ArenaSession extends EventTarget {
     }
   }
 
-  _receive (bytes) {
+  _receive (bytes, link) {
+    let gate = this.gates.get(link.key)
+    if (!gate) this.gates.set(link.key, gate = new FragmentGate())
+    for (const frame of gate.push(bytes)) this._receiveFrame(frame, link)
+  }
+
+  _receiveFrame (bytes, link) {
     this.flush()
     let inc
     try {
@@ -111,7 +237,7 @@ export class ArenaSession extends EventTarget {
       this._error(error)
       return
     }
-    this._send(inc.replies)
+    for (const f of inc.replies) link.send(f)
     this.stats.rejected += inc.rejected
     if (inc.changes.length) this.dispatchEvent(new CustomEvent('change', { detail: { changes: inc.changes, origin: 'remote' } }))
     if (inc.applied) this.dispatchEvent(new CustomEvent('update', { detail: { applied: inc.applied } }))
@@ -183,15 +309,20 @@ export class ArenaSession extends EventTarget {
     this.dispatchEvent(new CustomEvent('update', { detail: { applied: 0 } }))
   }
 
-  /** Simulates losing / regaining the network. */
-  setOffline (offline) { this.flush(); this.transport.setOffline(offline) }
+  /** Simulates losing / regaining the network: the /yws socket and the mesh. */
+  setOffline (offline) {
+    this.flush()
+    this.transport.setOffline(offline)
+    this.mesh?.setOffline(offline)
+  }
 
   destroy () {
     this.flush()
     clearInterval(this.ticker)
     try { this._send([this.room.clearPresence(this.now())]) } catch {}
     this.transport.close()
+    this.mesh?.close()
   }
 }
 
-export { Room }
+export { Room, MeshTransport, signalUrl }

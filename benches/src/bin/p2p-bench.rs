@@ -5,7 +5,8 @@
 //! `cargo build --release -p arena-benches --bin p2p-bench && target/release/p2p-bench`
 //!
 //! Environment: `ARENA_TRACES_DIR` (the traces), `P2P_BENCH_ROOM` (the late-joiner trace,
-//! default `automerge-paper`), `P2P_BENCH_QUICK=1` (shorter runs).
+//! default `automerge-paper`), `P2P_BENCH_QUICK=1` (shorter runs), `P2P_BENCH_ONLY` (a
+//! comma list of `latency`, `relay`, `throughput`, `late`, `recorder`; default all).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -63,11 +64,20 @@ where
 
 impl Peer {
     async fn start(name: &str, data_dir: Option<std::path::PathBuf>) -> Result<Peer> {
+        Self::start_with(name, data_dir, |_| {}).await
+    }
+
+    async fn start_with(
+        name: &str,
+        data_dir: Option<std::path::PathBuf>,
+        tweak: impl FnOnce(&mut NodeConfig),
+    ) -> Result<Peer> {
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&arena_node::random_seed()?);
         let mut cfg = NodeConfig::new(Identity::from_seed(seed));
         cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
         cfg.data_dir = data_dir;
+        tweak(&mut cfg);
         let shutdown = CancellationToken::new();
         let (handle, task) = Node::spawn(cfg, shutdown.clone()).with_context(|| format!("starting {name}"))?;
         let h = handle.clone();
@@ -187,6 +197,130 @@ struct Row {
 async fn latency(n: usize, rate: u32, secs: f64, patches: &[Patch]) -> Result<Row> {
     let room = BenchRoom::new(&format!("p2p-bench latency {n}"));
     let peers = swarm_of(n, &room).await?;
+    let (result, p99) = measure_latency(&peers, &room, rate, secs, patches).await?;
+    for p in peers {
+        p.stop().await?;
+    }
+    Ok(Row {
+        what: format!(
+            "edit → remote Applied, {n} peers (full mesh, direct TCP), {rate} edits/s × {secs} s, {} receivers",
+            n - 1
+        ),
+        result,
+        target: "p99 ≤ 5 ms".into(),
+        met: if p99 <= Duration::from_millis(5) { "**yes**".into() } else { "**no**".into() },
+    })
+}
+
+/// Two peers that reach each other only through a relay (a third node in server mode):
+/// A listens through it, B dials A's `/p2p-circuit` address.
+async fn relay_latency(rate: u32, secs: f64, patches: &[Patch]) -> Result<Row> {
+    let room = BenchRoom::new("p2p-bench relay");
+    let relay = Peer::start_with("relay", None, |cfg| cfg.behaviour = arena_node::behaviour::BehaviourConfig::server()).await?;
+    let relay_addr = relay.addr.clone();
+    // No hole punching: on loopback dcutr would at once upgrade to a direct connection.
+    let a = Peer::start_with("A", None, move |cfg| {
+        cfg.bootstrap = vec![relay_addr];
+        cfg.use_relay = true;
+        cfg.behaviour.hole_punching = false;
+    })
+    .await?;
+    a.join(&room, Role::Host, 0).await?;
+    let circuit = wait_for("A listens through the relay", || async {
+        let addrs = a.handle.listen_addrs().await?;
+        Ok(addrs.into_iter().find(|x| x.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))))
+    })
+    .await?;
+    let b = Peer::start_with("B", None, |cfg| cfg.behaviour.hole_punching = false).await?;
+    b.join(&room, Role::Candidate, 1).await?;
+    b.handle.dial(circuit).await?;
+    wait_for("gossip over the relay", || async {
+        let s = b.handle.stats().await?;
+        Ok(s.rooms.get(&room.id).filter(|r| !r.gossip_peers.is_empty()).map(|_| ()))
+    })
+    .await?;
+    let peers = vec![a, b];
+    let (result, _) = measure_latency(&peers, &room, rate, secs, patches).await?;
+    for p in peers {
+        p.stop().await?;
+    }
+    relay.stop().await?;
+    Ok(Row {
+        what: format!("edit → remote Applied, 2 peers through a relay (circuit v2 on loopback), {rate} edits/s × {secs} s"),
+        result,
+        target: "—".into(),
+        met: "—".into(),
+    })
+}
+
+/// Disk bytes a recorder writes per minute of typing: A types `rate` keystrokes/s (a real
+/// trace's patches) for `secs`, B is connected, the recorder R (observer) records.
+async fn recorder_bytes(rate: u32, secs: f64, patches: &[Patch]) -> Result<Row> {
+    let room = BenchRoom::new("p2p-bench recorder");
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("session.arena");
+    let peers = swarm_of(2, &room).await?;
+    let r = Peer::start("R", None).await?;
+    for p in &peers {
+        r.handle.dial(p.addr.clone()).await?;
+    }
+    wait_for("recorder connected", || async { Ok((r.connected().await? >= 2).then_some(())) }).await?;
+    r.handle
+        .join(JoinSpec {
+            room: room.id,
+            token: Some(room.token(Role::Observer, 9)),
+            name: "recorder".into(),
+            recording: Some(path.clone()),
+        })
+        .await?;
+    let editor = &peers[0].handle;
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    wait_for("recorder caught up", || async {
+        Ok((r.handle.code(room.id).await? == editor.code(room.id).await?).then_some(()))
+    })
+    .await?;
+    let before = size();
+    let start = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let mut tick = tokio::time::interval(period);
+    let total = (f64::from(rate) * secs) as usize;
+    for p in patches.iter().take(total) {
+        tick.tick().await;
+        editor.splice(room.id, p.pos, p.del, &p.ins).await?;
+    }
+    let target = editor.code(room.id).await?;
+    wait_for("recorder has every keystroke", || async { Ok((r.handle.code(room.id).await? == target).then_some(())) })
+        .await?;
+    let elapsed = start.elapsed();
+    let grown = size().saturating_sub(before);
+    r.stop().await?;
+    for p in peers {
+        p.stop().await?;
+    }
+    let per_min = grown as f64 / elapsed.as_secs_f64() * 60.0;
+    Ok(Row {
+        what: format!(
+            "recorder disk bytes per minute, {rate} keystrokes/s (rustcode patches, one envelope each) for {secs} s, libp2p (no awareness)"
+        ),
+        result: format!(
+            "**{:.0} KiB/min** ({grown} bytes for {total} keystrokes = {:.0} B each)",
+            per_min / 1024.0,
+            grown as f64 / total.max(1) as f64
+        ),
+        target: "—".into(),
+        met: "—".into(),
+    })
+}
+
+/// Latency from `peers[0]`'s edits to every other peer's Applied event: (summary, p99).
+async fn measure_latency(
+    peers: &[Peer],
+    room: &BenchRoom,
+    rate: u32,
+    secs: f64,
+    patches: &[Patch],
+) -> Result<(String, Duration)> {
+    let n = peers.len();
     let editor = &peers[0].handle;
     // Warm-up: let gossipsub build its mesh (heartbeats) and the first messages through.
     for p in patches.iter().take(20) {
@@ -235,24 +369,12 @@ async fn latency(n: usize, rate: u32, secs: f64, patches: &[Patch]) -> Result<Ro
     let seen = lat.len();
     lat.sort();
     let (p50, p99, max) = (pct(&lat, 0.5), pct(&lat, 0.99), lat.last().copied().unwrap_or_default());
-    for p in peers {
-        p.stop().await?;
-    }
     let note = if seen == want && lagged == 0 {
         String::new()
     } else {
         format!(" ({seen} of {want} arrivals seen as events, {lagged} events lagged)")
     };
-    Ok(Row {
-        what: format!(
-            "edit → remote Applied, {n} peers (full mesh, direct TCP), {rate} edits/s × {secs} s, {} receivers × {} envelopes",
-            n - 1,
-            sent.len()
-        ),
-        result: format!("p50 {} · p99 {} · max {}{note}", ms(p50), ms(p99), ms(max)),
-        target: "p99 ≤ 5 ms".into(),
-        met: if p99 <= Duration::from_millis(5) { "**yes**".into() } else { "**no**".into() },
-    })
+    Ok((format!("p50 {} · p99 {} · max {} ({} envelopes){note}", ms(p50), ms(p99), ms(max), sent.len()), p99))
 }
 
 /// One peer edits as fast as it can (one awaited `splice` after another) for `secs`; one
@@ -394,24 +516,39 @@ fn main() -> Result<()> {
         let mut rows = Vec::new();
         let mut notes = Vec::new();
         let secs = if quick { 2.0 } else { 5.0 };
-        for n in [2, 4, 8] {
-            eprintln!("latency, {n} peers...");
-            rows.push(latency(n, 50, secs, &typing).await?);
+        let only = std::env::var("P2P_BENCH_ONLY").unwrap_or_default();
+        let run = |what: &str| only.is_empty() || only.split(',').any(|w| w.trim() == what);
+        if run("latency") {
+            for n in [2, 4, 8] {
+                eprintln!("latency, {n} peers...");
+                rows.push(latency(n, 50, secs, &typing).await?);
+            }
         }
-        eprintln!("throughput...");
-        rows.push(throughput(if quick { 1.0 } else { 3.0 }, &typing).await?);
-        for sled in [false, true] {
-            eprintln!("late joiner ({late}, sled B: {sled})...");
-            let (row, note) = late_joiner(&late, sled).await?;
-            rows.push(row);
-            notes.push(note);
+        if run("relay") {
+            eprintln!("latency through a relay...");
+            rows.push(relay_latency(50, secs, &typing).await?);
+        }
+        if run("throughput") {
+            eprintln!("throughput...");
+            rows.push(throughput(if quick { 1.0 } else { 3.0 }, &typing).await?);
+        }
+        if run("late") {
+            for sled in [false, true] {
+                eprintln!("late joiner ({late}, sled B: {sled})...");
+                let (row, note) = late_joiner(&late, sled).await?;
+                rows.push(row);
+                notes.push(note);
+            }
+        }
+        if run("recorder") {
+            eprintln!("recorder bytes per minute...");
+            rows.push(recorder_bytes(5, if quick { 6.0 } else { 24.0 }, &typing).await?);
         }
         println!("| measurement | result | target | met |");
         println!("|---|---|---|---|");
         for r in &rows {
             println!("| {} | {} | {} | {} |", r.what, r.result, r.target, r.met);
         }
-        println!("| recorder disk bytes per minute of typical editing | skipped | — | — |");
         println!();
         for n in notes {
             println!("- {n}");

@@ -1,0 +1,361 @@
+// The browser benchmark of arena-web against Yjs + y-monaco, in headless Chromium (Debian's
+// chromium through playwright-core) against the real arena-bootstrap binary:
+//
+//   node examples/web-room/bench/browser.mjs
+//
+// 1. Local keystroke cost, in ONE page: the same keystrokes (a prefix of the rustcode
+//    editing trace, or a synthetic typing script without it) go through two Monaco editors,
+//    interleaved one keystroke at a time with alternating order: (a) our monaco adapter +
+//    bindEditor + ArenaSession (WASM room, signed envelopes) and (b) Yjs + y-monaco +
+//    y-websocket. Both are online in rooms of their own on the node, with presence (the
+//    caret) as in a real room. Timed with performance.now() in a cross-origin-isolated page
+//    (5 µs timer resolution).
+// 2. Keystroke-to-remote-render latency: two pages per stack in one room through the node,
+//    arena (/yws, our envelopes) and Yjs (/yws, y-websocket), keystrokes interleaved.
+// 3. Sizes: arena_web_bg.wasm raw and gzip -9, the JS glue, and the Yjs stack minified.
+//
+// Prints a markdown report and writes it to benches/RESULTS-web.md. Needs
+// examples/web-room/dist (scripts/build-web-room.sh), target/debug/arena-bootstrap, and
+// /usr/bin/chromium (scripts/install-chromium.sh). Environment: BENCH_KEYS (keystrokes of
+// the local run, default 3000), BENCH_LATENCY_KEYS (default 300), BENCH_OUT (report path),
+// ARENA_TRACES_DIR (default ../shared/data/traces), ARENA_BOOTSTRAP_BIN, CHROMIUM.
+import { createServer } from 'node:http'
+import { readFileSync, existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs'
+import { join, extname, resolve, normalize } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import { execFileSync } from 'node:child_process'
+import { cpus, totalmem } from 'node:os'
+import { startServer, createRoom, launchChromium, repo, distDir, pkgDir } from '../tests/support.mjs'
+
+const room = join(repo, 'examples/web-room')
+const benchDir = join(room, 'bench')
+const buildDir = join(repo, 'target/web-bench')
+const KEYS = Number(process.env.BENCH_KEYS ?? 3000)
+const LAT_KEYS = Number(process.env.BENCH_LATENCY_KEYS ?? 300)
+const LAT_INTERVAL_MS = 40
+const WARMUP = 100
+const out = process.env.BENCH_OUT ?? join(repo, 'benches/RESULTS-web.md')
+// Two frames per keystroke (edit + caret) at bench speed is over the node's default
+// 500 messages/s per connection; the limit is not what this measures.
+process.env.ARENA_RATE_LIMIT ??= '100000'
+
+const log = (...a) => console.error('bench:', ...a)
+
+// ---- the keystrokes ---------------------------------------------------------------------
+
+/** UTF-16 offset of code point `cp` in `s`. */
+function u16 (s, cp) {
+  let i = 0
+  for (let n = 0; n < cp && i < s.length; n++) i += s.codePointAt(i) > 0xffff ? 2 : 1
+  return i
+}
+
+/** {initial, ops: [{pos, del, ins}] (UTF-16), source}: the rustcode trace's first txn (a
+ *  25 KB paste) as the starting buffer, then its next KEYS patches as keystrokes. */
+function keystrokes () {
+  const dir = process.env.ARENA_TRACES_DIR ?? resolve(repo, '../shared/data/traces')
+  const file = join(dir, 'rustcode.json.gz')
+  if (existsSync(file)) {
+    const trace = JSON.parse(gunzipSync(readFileSync(file)))
+    const patches = trace.txns.flatMap((t) => t.patches)
+    let doc = ''
+    const apply = ([pos, del, ins]) => {
+      const a = u16(doc, pos)
+      const b = u16(doc, pos + del)
+      doc = doc.slice(0, a) + ins + doc.slice(b)
+      return { pos: a, del: b - a, ins }
+    }
+    for (const p of trace.txns[0].patches) apply(p)
+    const initial = doc
+    const ops = patches.slice(trace.txns[0].patches.length, trace.txns[0].patches.length + KEYS).map(apply)
+    return { initial, ops, expected: doc, source: `rustcode.json.gz (editing-traces, CC-BY 4.0): first txn (${initial.length} chars) as the buffer, then ${ops.length} patches` }
+  }
+  log(`SKIPPED the trace: ${file} missing; using a synthetic typing script`)
+  const line = 'fn step(state: &mut State, input: u32) -> u32 { state.total += input; state.total }\n'
+  const initial = line.repeat(300)
+  let doc = initial
+  const ops = []
+  let at = Math.floor(doc.length / 2)
+  for (let i = 0; ops.length < KEYS; i++) {
+    const ch = line[i % line.length]
+    if (i % 23 === 22 && at > 0) { ops.push({ pos: at - 1, del: 1, ins: '' }); at--; doc = doc.slice(0, at) + doc.slice(at + 1); continue }
+    ops.push({ pos: at, del: 0, ins: ch })
+    doc = doc.slice(0, at) + ch + doc.slice(at)
+    at++
+  }
+  return { initial, ops, expected: doc, source: `synthetic typing script (${ops.length} keystrokes: inserts, newlines, a delete every 23rd)` }
+}
+
+// ---- serving the page -------------------------------------------------------------------
+
+/** Bundles stock yjs + y-websocket + y-monaco (y-monaco's Monaco import → window.monaco). */
+async function bundleYjs () {
+  const esbuild = await import(join(room, 'node_modules/esbuild/lib/main.js'))
+  const monacoShim = {
+    name: 'monaco-global',
+    setup (b) {
+      b.onResolve({ filter: /^monaco-editor(\/|$)/ }, () => ({ path: 'monaco', namespace: 'monaco-global' }))
+      b.onLoad({ filter: /.*/, namespace: 'monaco-global' }, () => ({
+        contents: 'const m = globalThis.monaco; export const Selection = m.Selection, SelectionDirection = m.SelectionDirection, Range = m.Range, editor = m.editor',
+        loader: 'js'
+      }))
+    }
+  }
+  mkdirSync(buildDir, { recursive: true })
+  await esbuild.build({
+    entryPoints: [join(benchDir, 'yjs-entry.js')], bundle: true, format: 'esm', minify: true, logLevel: 'warning',
+    outfile: join(buildDir, 'yjs-bundle.js'), nodePaths: [join(room, 'node_modules')], plugins: [monacoShim]
+  })
+  // Sizes for the report: Yjs alone, and the Yjs stack a room needs; our JS glue.
+  const size = async (contents, external = []) => {
+    const r = await esbuild.build({ stdin: { contents, resolveDir: room }, bundle: true, format: 'esm', minify: true, write: false, external, nodePaths: [join(room, 'node_modules')], plugins: [monacoShim], logLevel: 'silent' })
+    return r.outputFiles[0].contents
+  }
+  return {
+    yjs: await size("export * from 'yjs'"),
+    yjsStack: await size("export * from 'yjs'; export * from 'y-websocket'; export * from 'y-monaco'"),
+    glue: await size(`export * from ${JSON.stringify(join(pkgDir, 'index.js'))}`)
+  }
+}
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.ttf': 'font/ttf', '.svg': 'image/svg+xml' }
+
+/** A static server for the bench page (bench/ and target/web-bench/ at /bench/, the room's
+ *  dist for Monaco and the package), with the headers that make the page cross-origin
+ *  isolated. The page talks to arena-bootstrap over WebSocket only. */
+function servePage () {
+  const roots = [['/bench/', [benchDir, buildDir]], ['/', [distDir]]]
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname)
+    for (const [prefix, dirs] of roots) {
+      if (!path.startsWith(prefix)) continue
+      for (const dir of dirs) {
+        const file = normalize(join(dir, path.slice(prefix.length)))
+        if (!file.startsWith(dir) || !existsSync(file) || !statSync(file).isFile()) continue
+        res.writeHead(200, {
+          'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+          'cross-origin-opener-policy': 'same-origin',
+          'cross-origin-embedder-policy': 'require-corp',
+          'cross-origin-resource-policy': 'same-origin',
+          'cache-control': 'no-store'
+        })
+        res.end(readFileSync(file))
+        return
+      }
+    }
+    res.writeHead(404).end()
+  })
+  return new Promise((r) => server.listen(0, '127.0.0.1', () => r({ url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })))
+}
+
+// ---- statistics -------------------------------------------------------------------------
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN
+}
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
+const us = (ms) => (Number.isFinite(ms) ? `${(ms * 1000).toFixed(0)} µs` : '–')
+const msf = (x) => (Number.isFinite(x) ? `${x.toFixed(1)} ms` : '–')
+const stat = (xs) => ({ p50: pct(xs, 0.5), p99: pct(xs, 0.99), mean: mean(xs), max: Math.max(...xs) })
+const row = (name, a, b, f = us) => {
+  const s = (xs) => (xs ? stat(xs) : null)
+  const A = s(a)
+  const B = s(b)
+  const cell = (x) => (x ? `${f(x.p50)} / ${f(x.p99)} / ${f(x.mean)}` : '–')
+  return `| ${name} | ${cell(A)} | ${cell(B)} |`
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+const keys = keystrokes()
+log(keys.source)
+const sizes = await bundleYjs()
+const wasmFile = join(pkgDir, 'arena_web_bg.wasm')
+const wasmRaw = statSync(wasmFile).size
+const wasmGz = execFileSync('gzip', ['-9c', wasmFile], { maxBuffer: 64 << 20 }).length
+const gz = (buf) => execFileSync('gzip', ['-9c'], { input: buf, maxBuffer: 64 << 20 }).length
+
+const bin = process.env.ARENA_BOOTSTRAP_BIN ?? join(repo, 'target/debug/arena-bootstrap')
+const node = await startServer()
+const page = await servePage()
+const chromium = await launchChromium()
+const problems = []
+const wsBase = node.url.replace(/^http/, 'ws')
+const report = []
+try {
+  const newPage = async (name) => {
+    const context = await chromium.browser.newContext({ viewport: { width: 1300, height: 800 } })
+    const p = await context.newPage()
+    p.on('pageerror', (e) => problems.push(`${name}: ${e.message}`))
+    p.on('console', (m) => { if (m.type() === 'error') problems.push(`${name} console: ${m.text()}`) })
+    await p.goto(`${page.url}/bench/page.html`)
+    await p.waitForFunction(() => window.bench)
+    const info = await p.evaluate(() => window.bench.boot())
+    return { p, info }
+  }
+
+  // 1. Local cost, one page, both stacks.
+  const arenaRoom = await createRoom(node.url, { title: 'bench arena', language: 'rust' })
+  const yjsRoom = await createRoom(node.url, { title: 'bench yjs', language: 'rust' })
+  const one = await newPage('local')
+  log(`page: crossOriginIsolated=${one.info.isolated}, timer resolution ${one.info.resolutionUs.toFixed(1)} µs, ${one.info.userAgent}`)
+  const a = await one.p.evaluate((o) => window.bench.setupArena(o), { server: node.url, room: arenaRoom.room, token: arenaRoom.tokens.host, name: 'arena', text: keys.initial })
+  const y = await one.p.evaluate((o) => window.bench.setupYjs(o), { ws: wsBase, room: yjsRoom.room, token: yjsRoom.tokens.host, name: 'yjs', text: keys.initial })
+  const deferRoom = await createRoom(node.url, { title: 'bench arena deferred', language: 'rust' })
+  const d = await one.p.evaluate((o) => window.bench.setupArena(o), { server: node.url, room: deferRoom.room, token: deferRoom.tokens.host, name: 'arena-deferred', text: keys.initial, defer: true })
+  log(`local run: ${keys.ops.length} keystrokes × 3 editors`)
+  const t0 = Date.now()
+  const local = await one.p.evaluate(({ ids, ops }) => window.bench.local(ids, ops), { ids: [a, y, d], ops: keys.ops })
+  log(`local run took ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+  for (const i of [a, y, d]) {
+    const [text, doc] = await one.p.evaluate((i) => [window.bench.text(i), window.bench.docText(i)], i)
+    if (text !== keys.expected || doc !== keys.expected) throw new Error(`editor ${i}: the replay did not produce the trace's text`)
+  }
+  const [A, Y, D] = local.samples.map((s) => s.slice(WARMUP))
+  const deferred = local.deferred[2].slice(WARMUP)
+  const col = (xs, k) => xs.map((x) => x[k])
+  const sign = local.sign.slice(WARMUP)
+  const signP50 = pct(sign, 0.5)
+  const flushWhere = A.filter((x) => x.flushInSel > 0).length
+  // The document path without the socket send of its frame (the same browser call on both
+  // sides, reported on its own row); for arena also without the signature: per keystroke,
+  // minus the neighbouring signing sample (the envelope's one Ed25519 signature).
+  const docA = A.map((x) => x.docPath - x.sendDoc)
+  const docY = Y.map((x) => x.content - x.sendDoc)
+  const docNoSign = docA.map((x, i) => Math.max(0, x - (sign[i] ?? signP50)))
+
+  // 2. Latency, two pages per stack, keystrokes interleaved.
+  const latArena = await createRoom(node.url, { title: 'latency arena', language: 'rust' })
+  const latYjs = await createRoom(node.url, { title: 'latency yjs', language: 'rust' })
+  const start = keys.initial // the same 42 KB buffer: remote costs grow with it
+  const pages = {}
+  for (const name of ['arenaTx', 'arenaRx', 'yjsTx', 'yjsRx']) pages[name] = await newPage(name)
+  const setup = (pg, fn, o) => pg.p.evaluate(([fn, o]) => window.bench[fn](o), [fn, o])
+  await setup(pages.arenaTx, 'setupArena', { server: node.url, room: latArena.room, token: latArena.tokens.host, name: 'arena A', text: start })
+  await setup(pages.arenaRx, 'setupArena', { server: node.url, room: latArena.room, token: latArena.tokens.candidate, name: 'arena B', expect: start })
+  await setup(pages.yjsTx, 'setupYjs', { ws: wsBase, room: latYjs.room, token: latYjs.tokens.host, name: 'yjs A', text: start })
+  await setup(pages.yjsRx, 'setupYjs', { ws: wsBase, room: latYjs.room, token: latYjs.tokens.candidate, name: 'yjs B', expect: start })
+  await pages.arenaRx.p.evaluate(() => window.bench.watchArrivals(0))
+  await pages.yjsRx.p.evaluate(() => window.bench.watchArrivals(0))
+  await new Promise((r) => setTimeout(r, 500))
+  log(`latency run: ${LAT_KEYS} keystrokes per stack, every ${LAT_INTERVAL_MS} ms, interleaved`)
+  const sent = { arena: [], yjs: [] }
+  const typed = 'let total = items.iter().map(|x| x * 2).sum::<u64>();\n'
+  for (let k = 0; k < LAT_KEYS; k++) {
+    const ch = typed[k % typed.length]
+    const order = k % 2 ? ['arena', 'yjs'] : ['yjs', 'arena']
+    for (const s of order) {
+      sent[s].push(await pages[s + 'Tx'].p.evaluate((ch) => window.bench.append(0, ch), ch))
+      await new Promise((r) => setTimeout(r, LAT_INTERVAL_MS / 2))
+    }
+  }
+  await new Promise((r) => setTimeout(r, 1500))
+  const latency = {}
+  for (const s of ['arena', 'yjs']) {
+    const got = await pages[s + 'Rx'].p.evaluate(() => window.bench.arrivals(0))
+    const find = (list, len) => list.find((x) => x.len >= len)
+    const model = []
+    const frame = []
+    let missing = 0
+    for (const { t, len } of sent[s]) {
+      const m = find(got.arrivals, len)
+      const f = find(got.frames, len)
+      if (!m) { missing++; continue }
+      model.push(m.t - t)
+      if (f) frame.push(f.t - t)
+    }
+    latency[s] = { model, frame, missing, remote: got.remote.slice(10), remoteWasm: got.remoteWasm.slice(10), remoteCode: got.remoteCode.slice(10) }
+    const [tx, rx] = await Promise.all([pages[s + 'Tx'].p.evaluate(() => window.bench.text(0)), pages[s + 'Rx'].p.evaluate(() => window.bench.text(0))])
+    if (tx !== rx) throw new Error(`${s}: the two pages did not converge: ${JSON.stringify(tx)} vs ${JSON.stringify(rx)} ${problems.join("; ")}`)
+  }
+
+  // ---- report ---------------------------------------------------------------------------
+  const cpu = cpus()[0]?.model ?? 'unknown CPU'
+  const machine = `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${one.info.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'} headless, Node ${process.version}`
+  const kib = (n) => `${(n / 1024).toFixed(1)} KiB`
+  report.push(
+    '# arena-web vs Yjs + y-monaco in headless Chromium',
+    '',
+    `\`node examples/web-room/bench/browser.mjs\` — ${new Date().toISOString().slice(0, 10)}, ${machine}.`,
+    `Keystrokes: ${keys.source}; the first ${WARMUP} of each editor are warm-up and not counted.`,
+    `Page cross-origin isolated: ${one.info.isolated} (performance.now() resolution ${one.info.resolutionUs.toFixed(0)} µs). Node: \`${bin.replace(repo + '/', '')}\`${/debug/.test(bin) ? ' (a debug build: server-side work in the latency rows is slower than in production; set ARENA_BOOTSTRAP_BIN to a release build)' : ''}.`,
+    'p99 on a shared 2-core machine is dominated by preemption and GC pauses, on both sides; compare p50 and mean first.',
+    '',
+    '## Local cost per keystroke (one page, same keystrokes, interleaved)',
+    '',
+    'p50 / p99 / mean. Both editors are online (their own rooms on the node) and publish the',
+    'caret, as in a room. "Monaco" is the editor applying the edit before its change event',
+    '(the same code in both; not part of either binding).',
+    '',
+    '| | arena-web (monaco adapter + WASM) | Yjs + y-monaco + y-websocket |',
+    '|---|---|---|',
+    row('**document path**: change event → transaction done, update encoded¹', docA, docY),
+    row('… arena without signing (minus one measured signature per keystroke)', docNoSign, null),
+    row('… of which the WASM `Room.edit` call (transaction, seal, store, frame)', col(A, 'wasmEdit'), null),
+    row('signing alone: one Ed25519 signature in WASM (`Room.sign`, 150 bytes)', sign, null),
+    row('verifying one signature in WASM (`verifySignature`; the receiver pays it)', local.verify.slice(WARMUP), null),
+    row('WebSocket send of the update frame', col(A, 'sendDoc'), col(Y, 'sendDoc')),
+    row('presence path: caret event → presence/awareness encoded and sent²', col(A, 'selPath'), col(Y, 'sel')),
+    row('… of which WebSocket sends', col(A, 'sendOther'), col(Y, 'sendOther')),
+    row('**whole local cost of the bindings, signing included**', col(A, 'local'), col(Y, 'local')),
+    '',
+    'The same arena editor with a prototype of a deferred flush (patched onto the session instance in the page, not in session.js): `edit()` and `setSelection()` only record, and one task after the keystroke signs and sends (see "What it would take" below).',
+    '',
+    '| | arena-web, deferred flush | |',
+    '|---|---|---|',
+    row("keystroke's own task: the bindings' handlers (no signing)", col(D, 'local'), null),
+    row('the task after it: flush (WASM edit, signing, send) + presence', deferred, null),
+    '',
+    '| | arena-web | Yjs |',
+    '|---|---|---|',
+    row('Monaco applying the edit (before any binding runs)', col(A, 'monaco'), col(Y, 'monaco')),
+    row('whole keystroke task: executeEdits → its microtasks done', col(A, 'task'), col(Y, 'task')),
+    '',
+    `¹ arena: the adapter's change handler, \`session.edit\`, and the session's flush (the WASM edit: Yjs-compatible transaction, envelope sealed and signed, logged, framed); the flush ran inside the caret event's handler (\`setSelection\` flushes first) in ${flushWhere} of ${A.length} keystrokes and in the keystroke's microtask otherwise. Yjs: y-monaco's change handler (its relative-selection bookkeeping, the Yjs transaction, the update event and y-websocket encoding it). Both without the socket send, which has its own row.`,
+    '',
+    `² arena: the adapter reading the selection, the WASM presence frame (relative positions), its send. Yjs: y-monaco's caret handler, the awareness update, y-websocket encoding and sending it, y-monaco re-rendering (no) remote decorations.`,
+    '',
+    'Signing is on the keystroke\'s critical path today: the flush (and so the signature) runs before the keystroke\'s task ends, i.e. before the next frame.',
+    '',
+    '### What it would take',
+    '',
+    `Where arena's document path goes (p50): the adapter and \`session.edit\` ≈ ${us(pct(col(D, 'local'), 0.5))} (the deferred editor's whole handler time), the WASM \`Room.edit\` ≈ ${us(pct(col(A, 'wasmEdit'), 0.5))}, of which one Ed25519 signature ≈ ${us(signP50)}; the rest of \`Room.edit\` is the yrs transaction and update encoding, the envelope (two SHA-256 over the signed bytes), the in-memory log, the watcher's splices (computed and dropped for local edits) and the frame. Without the signature arena's path is ${us(pct(docNoSign, 0.5))} against Yjs's ${us(pct(docY, 0.5))}.`,
+    '',
+    'To take signing off the keystroke\'s critical path, session.js would: let `edit()` only queue the splices (as now) and schedule the flush as a task (`setTimeout(0)`, or `scheduler.postTask` with user-visible priority) instead of a microtask; let `setSelection()` record the selection and send presence from that same task after the flush (today it flushes synchronously, inside Monaco\'s caret event); everything that reads or receives already flushes first. The prototype above shows the keystroke\'s own task then costs the bindings a few µs. Splitting `Room.edit` into an unsigned transaction now and `seal()` later would need a Rust change.',
+    '',
+    '## Keystroke → remote render (two pages in one room through the node)',
+    '',
+    `${LAT_KEYS} keystrokes per stack, one every ${LAT_INTERVAL_MS} ms, the two stacks interleaved; sender clock before \`executeEdits\`, receiver clock when its Monaco model changed and at the next animation frame (performance.timeOrigin + now(), one browser).`,
+    '',
+    '| p50 / p99 / mean | arena-web | Yjs + y-websocket |',
+    '|---|---|---|',
+    row('keystroke → remote Monaco model updated', latency.arena.model, latency.yjs.model, msf),
+    row('keystroke → remote next frame (rendered)', latency.arena.frame, latency.yjs.frame, msf),
+    row('receiver: applying one remote keystroke (frame in → editor updated)³', latency.arena.remote, latency.yjs.remote),
+    row('… of which the WASM `Room.receive` (decode, verify, apply, splices)', latency.arena.remoteWasm, null),
+    row("… of which `Room.code()` for bindEditor's full-text check", latency.arena.remoteCode, null),
+    '',
+    `³ arena: \`session._receive\` (decode, verify the signature, apply, splices, bindEditor's apply and its full-text check); Yjs: its transaction (y-monaco's observer applying to Monaco), without y-websocket's decode. Missing arrivals: arena ${latency.arena.missing}, Yjs ${latency.yjs.missing}.`,
+    '',
+    '## Sizes',
+    '',
+    '| | raw | gzip -9 |',
+    '|---|---|---|',
+    `| arena_web_bg.wasm (wasm-opt -Oz) | ${kib(wasmRaw)} | ${kib(wasmGz)} |`,
+    `| arena-web JS glue (index.js and imports, esbuild --minify) | ${kib(sizes.glue.length)} | ${kib(gz(sizes.glue))} |`,
+    `| yjs 13.6 (esbuild --minify) | ${kib(sizes.yjs.length)} | ${kib(gz(sizes.yjs))} |`,
+    `| yjs + y-websocket + y-monaco (esbuild --minify) | ${kib(sizes.yjsStack.length)} | ${kib(gz(sizes.yjsStack))} |`,
+    ''
+  )
+  if (problems.length) report.push('Page problems during the run:', '', ...problems.map((p) => `- ${p}`), '')
+} finally {
+  await chromium.close()
+  page.close()
+  await node.stop()
+}
+const text = report.join('\n')
+console.log(text)
+mkdirSync(resolve(out, '..'), { recursive: true })
+writeFileSync(out, text)
+log(`wrote ${out}`)

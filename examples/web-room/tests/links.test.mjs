@@ -1,0 +1,62 @@
+// ArenaSession with two links at once (Node, the WASM package, fake links): a message over
+// the chunk size arrives as fragments on the /yws socket and on a data channel, interleaved;
+// each link's fragments (and what comes between them on that link) are handed to the room
+// together, so both copies reassemble.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { loadArena } from './support.mjs'
+
+class FakeLink extends EventTarget {
+  constructor () { super(); this.status = 'online'; this.sent = [] }
+  connect () {}
+  send (f) { this.sent.push(f); return true }
+  setOffline () {}
+  close () {}
+  deliver (f) { this.dispatchEvent(new CustomEvent('message', { detail: f })) }
+}
+
+const rand = () => globalThis.crypto.getRandomValues(new Uint8Array(32))
+
+test('fragments interleaved across /yws and a data channel reassemble', async (t) => {
+  const { Room, ArenaSession, MeshTransport } = await loadArena()
+  const now = Date.now()
+  const host = Room.create(rand(), rand(), 'Host', 'python', 'links', now)
+  const token = host.inviteToken('candidate', Math.floor(now / 1000) + 3600, now)
+  const ws = new FakeLink()
+  const mesh = new MeshTransport({ url: 'ws://127.0.0.1:9/signal', topic: host.roomId(), RTCPeerConnection: null, window: null })
+  const meshSent = []
+  mesh.sendTo = (peer, f) => { meshSent.push([peer, f]); return true }
+  mesh.broadcast = (f) => { meshSent.push(['*', f]); return 1 }
+  const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, mesh, connect: false })
+  t.after(() => bob.destroy())
+  const fromPeer = (data) => mesh.dispatchEvent(new CustomEvent('message', { detail: { peer: 'a'.repeat(32), data } }))
+
+  // Bob catches up with the host over the fake /yws (pumping Wants and answers).
+  ws.dispatchEvent(new Event('open'))
+  for (const f of host.open(Date.now())) ws.deliver(f)
+  for (let round = 0; round < 10 && ws.sent.length; round++) {
+    const out = ws.sent.splice(0)
+    for (const f of out) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
+  }
+  assert.equal(bob.stats.errors, 0)
+
+  const big = Array.from({ length: 4000 }, (_, i) => `line ${i} ${'x'.repeat(40)}\n`).join('') + 'the end'
+  const frames = host.edit(new Uint32Array([0, 0]), [big], Date.now())
+  assert.ok(frames.length >= 3, `${frames.length} frames`)
+  // The same fragments on both links, interleaved one by one, and a presence frame between
+  // two fragments on /yws.
+  const presence = host.setPresence('Host', '#123456', undefined, undefined, Date.now())
+  frames.forEach((f, i) => { ws.deliver(f); if (i === 0) ws.deliver(presence); fromPeer(f) })
+  assert.equal(bob.stats.errors, 0)
+  assert.ok(bob.presence().some((p) => p.name === 'Host'))
+  assert.equal(bob.code, host.code())
+  assert.ok(bob.code.endsWith('the end'))
+
+  // A reply goes back on the link the request came on: a Want from the peer is answered to it.
+  meshSent.length = 0
+  ws.sent.length = 0
+  const late = Room.join(host.roomId(), token, 'Late', rand(), Date.now())
+  for (const f of late.open(Date.now())) fromPeer(f)
+  assert.ok(meshSent.some(([peer]) => peer === 'a'.repeat(32)), 'answered on the data channel')
+  assert.equal(ws.sent.length, 0, 'nothing answered on /yws')
+})
