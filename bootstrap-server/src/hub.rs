@@ -54,6 +54,10 @@ pub(crate) enum HubCmd {
     Remote {
         msgs: Vec<Wire>,
     },
+    /// Presence from the libp2p side (a y-protocols awareness update).
+    RemotePresence {
+        update: Vec<u8>,
+    },
     /// What a replica with envelope vector `have` lacks (for the libp2p side).
     Answer {
         have: std::collections::BTreeMap<arena_core::PeerKey, u64>,
@@ -210,6 +214,7 @@ impl Hub {
             HubCmd::Frame { conn, bytes } => self.frame(conn, &bytes),
             HubCmd::Info { reply } => self.info_waiting.push(reply),
             HubCmd::Remote { msgs } => self.remote(msgs),
+            HubCmd::RemotePresence { update } => self.remote_presence(update),
             HubCmd::Answer { have, reply } => {
                 let _ = reply.send(self.room.answer(&have).unwrap_or_default());
             }
@@ -227,9 +232,11 @@ impl Hub {
             self.awareness.remove_state(yrs::ClientID::new(*id));
         }
         if let Ok(u) = self.awareness.update_with_clients(ids.iter().map(|i| yrs::ClientID::new(*i))) {
-            if let Ok(f) = awareness_frame(&yrs::updates::encoder::Encode::encode_v1(&u)) {
+            let bytes = yrs::updates::encoder::Encode::encode_v1(&u);
+            if let Ok(f) = awareness_frame(&bytes) {
                 self.send(None, None, f);
             }
+            crate::p2p::presence_to_network(&self.node, self.room.id(), bytes);
         }
     }
 
@@ -274,6 +281,7 @@ impl Hub {
                 // connection alive).
                 self.send(None, None, f);
             }
+            crate::p2p::presence_to_network(&self.node, self.room.id(), a);
         }
         for chunk_bytes in outcome.arena {
             self.arena_chunk(conn, &chunk_bytes, now);
@@ -338,6 +346,19 @@ impl Hub {
             return;
         }
         self.send_signed(&[Wire::Admissions(known)], except);
+    }
+
+    /// Presence from libp2p (another node's browsers): kept, so awareness queries include
+    /// it, and passed on to every connection. Not sent back to the network.
+    fn remote_presence(&mut self, update: Vec<u8>) {
+        let Ok(u) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&update) else { return };
+        if let Err(e) = self.awareness.apply_update(u) {
+            debug!(error = %e, "presence from libp2p refused");
+            return;
+        }
+        if let Ok(f) = awareness_frame(&update) {
+            self.send(None, None, f);
+        }
     }
 
     /// Applies what came from libp2p and passes it on to every connection.

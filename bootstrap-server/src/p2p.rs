@@ -28,6 +28,7 @@ use crate::node::{now_ms, Node};
 pub(crate) struct P2p {
     pub(crate) handle: NodeHandle,
     outbound: mpsc::Sender<(RoomId, Vec<Wire>)>,
+    presence: mpsc::Sender<(RoomId, Vec<u8>)>,
 }
 
 /// Starts the libp2p node and the bridge tasks; returns them to await on shutdown.
@@ -64,7 +65,8 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
     }
     info!(%peer, "libp2p node started");
     let (tx, mut rx) = mpsc::channel::<(RoomId, Vec<Wire>)>(4096);
-    let p2p = Arc::new(P2p { handle: handle.clone(), outbound: tx });
+    let (ptx, mut prx) = mpsc::channel::<(RoomId, Vec<u8>)>(1024);
+    let p2p = Arc::new(P2p { handle: handle.clone(), outbound: tx, presence: ptx });
     if node.inner.p2p.set(p2p).is_err() {
         return Err(BootstrapError::Config("libp2p started twice".into()));
     }
@@ -88,7 +90,21 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
             }
         }
     }));
-    // The network's envelopes → the room actors.
+    // Our clients' presence → the network.
+    let h = handle.clone();
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let (room, update) = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = prx.recv() => match m { Some(m) => m, None => break },
+            };
+            if let Err(e) = h.publish_presence(room, update).await {
+                debug!(room = %room, error = %e, "presence to libp2p");
+            }
+        }
+    }));
+    // The network's envelopes and presence → the room actors.
     let node2 = node.clone();
     let mut events = handle.subscribe();
     tasks.push(tokio::spawn(async move {
@@ -104,6 +120,12 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                         let _ = hub
                             .send(HubCmd::Remote { msgs: vec![Wire::Admissions(adms), Wire::Envelopes(envelopes)] })
                             .await;
+                    }
+                }
+                Ok(NodeEvent::Presence { room, update, .. }) => {
+                    if let Some(hub) = node2.loaded_hub(&room) {
+                        // Cosmetic and refreshed every few seconds: dropped when the room is busy.
+                        let _ = hub.try_send(HubCmd::RemotePresence { update });
                     }
                 }
                 Ok(_) => {}
@@ -136,6 +158,16 @@ pub(crate) fn to_network(node: &Node, room: RoomId, msgs: Vec<Wire>) {
             // Counted, not logged per message: under load this would flood the log.
             crate::metrics::inc(&node.inner.metrics.bridge_dropped, 1);
             debug!(room = %room, "libp2p bridge queue full; the network catches up by anti-entropy");
+        }
+    }
+}
+
+/// Hands one of our clients' awareness updates to the libp2p side (dropped when its queue
+/// is full: presence is refreshed every few seconds).
+pub(crate) fn presence_to_network(node: &Node, room: RoomId, update: Vec<u8>) {
+    if let Some(p) = node.inner.p2p.get() {
+        if p.presence.try_send((room, update)).is_err() {
+            crate::metrics::inc(&node.inner.metrics.bridge_dropped, 1);
         }
     }
 }

@@ -62,6 +62,19 @@ async fn two_nodes_bridge_a_room_and_survive_a_restart() -> Result<()> {
     }
     converge(&mut [&mut a, &mut b], &marks).await?;
 
+    // Presence crosses too: Alice's cursor on node 1 reaches Bob on node 2 (over libp2p).
+    let state = r#"{"user":{"name":"alice"},"cursor":{"anchor":1,"head":4}}"#;
+    let deadline = tokio::time::Instant::now() + T;
+    for clock in 1.. {
+        a.send_presence(4242, clock, state).await?;
+        a.pump(Duration::from_millis(20)).await?;
+        b.pump(Duration::from_millis(200)).await?;
+        if b.presence.get(&4242).is_some_and(|s| s.contains("\"anchor\":1")) {
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "alice's presence never reached node 2: {:?}", b.presence);
+    }
+
     // Node 2 goes away; Alice keeps typing; node 2 comes back on its data dir and a new
     // client there gets everything.
     drop(b);

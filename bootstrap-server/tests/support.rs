@@ -158,6 +158,8 @@ pub struct ArenaPeer {
     ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
     link: arena_core::sync::wire::Reassembler,
     pub denied: Vec<String>,
+    /// Awareness states seen: client id → JSON state.
+    pub presence: std::collections::BTreeMap<u64, String>,
 }
 
 pub fn now_ms() -> u64 {
@@ -173,7 +175,8 @@ impl ArenaPeer {
         let (adm, env) = r.join(token, name, now_ms())?;
         let url = format!("ws://{addr}/yws/{room}?token={token}");
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-        let mut peer = ArenaPeer { room: r, ws, link: Default::default(), denied: Vec::new() };
+        let mut peer =
+            ArenaPeer { room: r, ws, link: Default::default(), denied: Vec::new(), presence: Default::default() };
         let mut msgs = vec![arena_core::sync::wire::Wire::Admissions(vec![adm]), peer.room.want()];
         msgs.extend(env.map(|e| arena_core::sync::wire::Wire::Envelopes(vec![e])));
         peer.send(msgs).await?;
@@ -186,6 +189,21 @@ impl ArenaPeer {
             let frame = arena_core::sync::ywire::arena_frame(&c);
             self.ws.send(tokio_tungstenite::tungstenite::Message::Binary(frame.into())).await?;
         }
+        Ok(())
+    }
+
+    /// Sends a y-protocols awareness update for `client` with `state` (JSON).
+    pub async fn send_presence(&mut self, client: u64, clock: u32, state: &str) -> Result<()> {
+        use futures_util::SinkExt;
+        use yrs::updates::encoder::Encode;
+        let mut clients = std::collections::HashMap::new();
+        clients.insert(
+            yrs::ClientID::new(client),
+            yrs::sync::awareness::AwarenessUpdateEntry { clock, json: state.into() },
+        );
+        let update = yrs::sync::AwarenessUpdate { clients }.encode_v1();
+        let frame = arena_core::sync::ywire::awareness_frame(&update)?;
+        self.ws.send(tokio_tungstenite::tungstenite::Message::Binary(frame.into())).await?;
         Ok(())
     }
 
@@ -223,6 +241,11 @@ impl ArenaPeer {
                         }
                     }
                     yrs::sync::Message::Auth(Some(reason)) => self.denied.push(reason),
+                    yrs::sync::Message::Awareness(u) => {
+                        for (id, e) in u.clients {
+                            self.presence.insert(id.get(), e.json.to_string());
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -36,6 +36,7 @@ pub mod cli;
 mod error;
 pub mod http;
 mod node;
+mod presence;
 pub mod recording;
 pub mod replay;
 mod store;

@@ -184,6 +184,16 @@ pub enum NodeEvent {
         /// The peer that sent it.
         from: PeerId,
     },
+    /// Presence changed in a room (a y-protocols awareness update from a peer: names,
+    /// cursors; a bootstrap node relays its browsers'). Recorders keep them.
+    Presence {
+        /// The room.
+        room: RoomId,
+        /// The awareness update, y-protocols encoded.
+        update: Vec<u8>,
+        /// The peer it came from.
+        from: PeerId,
+    },
     /// A member was admitted to a room.
     Admitted {
         /// The room.
@@ -270,6 +280,12 @@ pub(crate) enum Command {
     PublishRaw {
         room: RoomId,
         data: Vec<u8>,
+        done: oneshot::Sender<Result<()>>,
+    },
+    /// Publishes a y-protocols awareness update on a room's presence topic.
+    PublishPresence {
+        room: RoomId,
+        update: Vec<u8>,
         done: oneshot::Sender<Result<()>>,
     },
     /// Applies messages from a local bridge (the bootstrap node's clients) and gossips what
@@ -395,6 +411,12 @@ impl NodeHandle {
     /// They are reported as `Applied { from: None }`.
     pub async fn ingest(&self, room: RoomId, msgs: Vec<Wire>) -> Result<()> {
         self.call(|done| Command::Ingest { room, msgs, done }).await?
+    }
+
+    /// Publishes a y-protocols awareness update (presence: names, cursors) to the room's
+    /// peers. Fails when we have not joined the room or the update does not decode.
+    pub async fn publish_presence(&self, room: RoomId, update: Vec<u8>) -> Result<()> {
+        self.call(|done| Command::PublishPresence { room, update, done }).await?
     }
 
     /// Publishes raw bytes on a room's topic, unchecked. For tests of misbehaving peers.

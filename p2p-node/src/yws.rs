@@ -145,16 +145,7 @@ impl YwsLink {
                     }
                 }
                 YMessage::Awareness(update) => {
-                    let mut states = serde_json::Map::new();
-                    for (client, entry) in &update.clients {
-                        let state: serde_json::Value =
-                            serde_json::from_str(&entry.json).unwrap_or(serde_json::Value::Null);
-                        states.insert(
-                            client.get().to_string(),
-                            serde_json::json!({ "clock": entry.clock, "state": state }),
-                        );
-                    }
-                    let json = serde_json::Value::Object(states).to_string();
+                    let json = crate::presence::to_json(&update);
                     if let NodeStore::Recording(r) = room.store_mut() {
                         r.record_awareness(now, &json)?;
                     }

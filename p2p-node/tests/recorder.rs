@@ -9,8 +9,9 @@ use arena_core::records::VersionCause;
 use arena_core::{Cut, Identity, MemoryStore, Role, Room, RoomConfig, Store};
 use arena_node::recording::{Record, RecordingFile};
 use arena_node::replay::{code_at, export_html, export_json, replay_codes, timeline, verify};
-use arena_node::JoinSpec;
+use arena_node::{JoinSpec, NodeEvent};
 use support::{config, converged, gossip_ready, mesh, wait_for, Peer, TestRoom, TIMEOUT};
+use yrs::updates::decoder::Decode;
 
 /// Waits until the recorder's code equals `a`'s.
 async fn recorded(a: &Peer, r: &Peer, room: &TestRoom) -> Result<()> {
@@ -124,6 +125,71 @@ async fn recorder_reproduces_every_instant_and_detects_tampering() -> Result<()>
         };
         assert!(broken, "flipped byte {pos} of {} went unnoticed", bytes.len());
     }
+    a.stop().await?;
+    b.stop().await?;
+    Ok(())
+}
+
+/// Presence (y-protocols awareness: names, cursors) travels over libp2p too: a peer's
+/// update reaches the others as an event and the recorder's file; a malformed one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_over_libp2p_is_recorded() -> Result<()> {
+    use yrs::updates::encoder::Encode;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("session.arena");
+    let room = TestRoom::new("presence");
+    let a = Peer::start(config(Identity::from_passphrase("pr-host"), None, false)).await?;
+    let b = Peer::start(config(Identity::from_passphrase("pr-cand"), None, false)).await?;
+    let r = Peer::start(config(Identity::from_passphrase("pr-rec"), None, false)).await?;
+    mesh(&[&a, &b, &r]).await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "Host").await?;
+    b.join(&room, Some(room.token(Role::Candidate, 2)), "Cand").await?;
+    r.handle
+        .join(JoinSpec {
+            room: room.id,
+            token: Some(room.token(Role::Observer, 3)),
+            name: "recorder".into(),
+            recording: Some(path.clone()),
+        })
+        .await?;
+    gossip_ready(&[&a, &b, &r], &room).await?;
+    let mut events = b.handle.subscribe();
+    let state = r##"{"user":{"name":"Host","color":"#f00"},"cursor":{"anchor":3,"head":5}}"##;
+    let update = |clock: u32| {
+        let mut clients = std::collections::HashMap::new();
+        clients
+            .insert(yrs::ClientID::new(42), yrs::sync::awareness::AwarenessUpdateEntry { clock, json: state.into() });
+        yrs::sync::AwarenessUpdate { clients }.encode_v1()
+    };
+    assert!(a.handle.publish_presence(room.id, vec![0xff, 0x01]).await.is_err(), "a malformed update was published");
+    // Gossipsub's mesh may take a heartbeat: publish until B has seen it.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut got = None;
+    for clock in 2.. {
+        assert!(std::time::Instant::now() < deadline, "B never heard A's presence");
+        a.handle.publish_presence(room.id, update(clock)).await?;
+        if let Ok(Ok(ev)) = tokio::time::timeout(std::time::Duration::from_millis(200), events.recv()).await {
+            if let NodeEvent::Presence { room: r, update, from } = ev {
+                if r == room.id {
+                    got = Some((update, from));
+                    break;
+                }
+            }
+        }
+    }
+    let got = got.expect("presence");
+    assert_eq!(got.1, a.handle.peer_id());
+    assert!(yrs::sync::AwarenessUpdate::decode_v1(&got.0).is_ok());
+    // The recorder keeps it (after its next flush: stop it).
+    a.handle.splice(room.id, 0, 0, "x").await?;
+    converged(&[&a, &b, &r], &room).await?;
+    r.stop().await?;
+    let file = RecordingFile::read(&path)?;
+    let kept = file.records.iter().filter_map(|rec| rec.decode(room.id).ok()).any(
+        |rec| matches!(rec, Record::Awareness { json, .. } if json.contains("\"42\"") && json.contains("\"anchor\":3")),
+    );
+    assert!(kept, "the recording has no presence record");
+    assert!(verify(&file).ok(), "the recording with presence does not verify");
     a.stop().await?;
     b.stop().await?;
     Ok(())

@@ -30,6 +30,8 @@ const BATCH: usize = 64;
 pub(super) struct RoomState {
     pub(super) room: NodeRoom,
     pub(super) topic: gossipsub::IdentTopic,
+    /// Its presence (awareness) topic.
+    pub(super) presence_topic: gossipsub::IdentTopic,
     /// Reassemblers of fragmented gossip messages, per publisher.
     pub(super) links: HashMap<PeerId, arena_core::sync::wire::Reassembler>,
 }
@@ -234,6 +236,10 @@ impl Actor {
             Command::Stats(tx) => {
                 let _ = tx.send(self.stats());
             }
+            Command::PublishPresence { room, update, done } => {
+                let r = self.publish_presence(room, update);
+                let _ = done.send(r);
+            }
             Command::PublishRaw { room, data, done } => {
                 let r = self
                     .swarm
@@ -304,7 +310,9 @@ impl Actor {
     pub(super) fn close_room(&mut self, id: &RoomId) {
         if let Some(state) = self.rooms.remove(id) {
             let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&state.topic);
+            let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&state.presence_topic);
             self.topics.remove(&state.topic.hash());
+            self.topics.remove(&state.presence_topic.hash());
             self.swarm.behaviour_mut().kad.stop_providing(&crate::behaviour::provider_key(id));
         }
     }

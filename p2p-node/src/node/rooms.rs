@@ -11,7 +11,9 @@ use tracing::{debug, info, warn};
 
 use super::actor::{Actor, RoomState};
 use super::{now_ms, JoinSpec, NodeEvent, RoomInfo};
-use crate::behaviour::{topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus, MAX_RESPONSE};
+use crate::behaviour::{
+    presence_topic_for, topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus, MAX_RESPONSE,
+};
 use crate::error::{NodeError, Result};
 use crate::recording::RecordingStore;
 use crate::store::NodeStore;
@@ -60,8 +62,12 @@ impl Actor {
         }
         let info = RoomInfo { room: id, role: room.role(), log_len: arena_core::Store::log_len(room.store()) };
         info!(room = %id, role = ?info.role, log = info.log_len, "joined");
+        let presence_topic = presence_topic_for(&id);
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        gs.subscribe(&presence_topic).map_err(|e| NodeError::Transport(format!("subscribe: {e}")))?;
         self.topics.insert(topic.hash(), id);
-        self.rooms.insert(id, RoomState { room, topic, links: Default::default() });
+        self.topics.insert(presence_topic.hash(), id);
+        self.rooms.insert(id, RoomState { room, topic, presence_topic, links: Default::default() });
         self.out.dirty.insert(id);
         self.out.publish.push((id, announce));
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -77,6 +83,11 @@ impl Actor {
             self.out.validate(None, id, source, MessageAcceptance::Ignore);
             return;
         };
+        if self.rooms.get(&room).is_some_and(|s| s.presence_topic.hash() == msg.topic) {
+            let verdict = self.on_presence(room, source, msg.data);
+            self.out.validate(Some(room), id, source, verdict);
+            return;
+        }
         if is_fragment(&msg.data) {
             // A piece of a big message cannot be checked alone, so it is not forwarded;
             // peers further away get the envelope by catch-up.
@@ -111,6 +122,39 @@ impl Actor {
             }
         };
         self.out.validate(Some(room), id, source, verdict);
+    }
+
+    /// A presence update from the network: checked for shape and size (it is unsigned, like
+    /// y-protocols awareness), kept by a recorder, reported.
+    fn on_presence(&mut self, room: RoomId, peer: PeerId, data: Vec<u8>) -> MessageAcceptance {
+        let update = match crate::presence::decode(&data) {
+            Ok(u) => u,
+            Err(e) => {
+                self.offence(peer, Some(room), format!("bad presence update: {e}"));
+                return MessageAcceptance::Reject;
+            }
+        };
+        let Some(state) = self.rooms.get_mut(&room) else { return MessageAcceptance::Ignore };
+        if let crate::store::NodeStore::Recording(r) = state.room.store_mut() {
+            if let Err(e) = r.record_awareness(now_ms(), &crate::presence::to_json(&update)) {
+                warn!(room = %room, error = %e, "recording presence");
+            }
+            self.out.dirty.insert(room);
+        }
+        self.out.event(Some(room), NodeEvent::Presence { room, update: data, from: peer });
+        MessageAcceptance::Accept
+    }
+
+    /// Publishes one of our (or our bridge's clients') awareness updates.
+    pub(super) fn publish_presence(&mut self, room: RoomId, update: Vec<u8>) -> Result<()> {
+        crate::presence::decode(&update)
+            .map_err(|e| NodeError::Core(CoreError::Malformed { what: "awareness", reason: e }))?;
+        let topic = self.rooms.get(&room).ok_or_else(|| NodeError::NotJoined(room.to_hex()))?.presence_topic.clone();
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, update) {
+            // No peer subscribed yet: presence is refreshed every few seconds anyway.
+            debug!(room = %room, error = %e, "presence publish");
+        }
+        Ok(())
     }
 
     /// Applies envelopes or admissions from `peer` to `room`; returns how gossipsub should
