@@ -43,6 +43,15 @@ pub fn topic_for(room: &RoomId) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("/arena/room/{}", room.to_hex()))
 }
 
+/// The gossipsub topic of a room's presence: y-protocols awareness updates (names,
+/// cursors), unsigned like in y-protocols; only their shape is checked.
+pub fn presence_topic_for(room: &RoomId) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("/arena/presence/{}", room.to_hex()))
+}
+
+/// Largest awareness update accepted on a presence topic.
+pub const MAX_PRESENCE_MESSAGE: usize = 32 << 10;
+
 /// The rendezvous namespace of a room.
 pub fn namespace_for(room: &RoomId) -> rendezvous::Namespace {
     // 11 + 64 characters: well under the 255 the protocol allows.
