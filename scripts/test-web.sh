@@ -7,6 +7,9 @@
 #                  (ARENA_WEB_EDITOR=textarea|codemirror to test another adapter)
 #   mesh.test.mjs  the WebRTC mesh: two pages converge over a data channel with /yws cut,
 #                  the node catches up afterwards; garbage on /signal is ignored
+#   robust.test.mjs bad input: the node SIGKILLed under two pages and restarted on its port
+#                  and data dir (offline status, typing goes on, reconnect, a late joiner has
+#                  everything); invite tokens expired before and while a page is open
 #   links.test.mjs the session with two links (Node, fake links): interleaved fragments
 #   yjs.test.mjs   the WASM room and a stock yjs + y-websocket client converge through /yws
 # Screenshots go to target/web-room/.

@@ -20,6 +20,9 @@ mod watch;
 pub use strict::{check_update, decode_state_vector, decode_update, MAX_CLIENT_ID};
 pub use watch::CodeWatch;
 
+/// The origin of local transactions an editor already shows ([`RoomDoc::edit_shown`]).
+pub(crate) const SHOWN_ORIGIN: &str = "arena/shown";
+
 /// Root names: part of the wire contract with stock Yjs clients.
 pub mod roots {
     /// Text: the code buffer.
@@ -174,7 +177,16 @@ impl RoomDoc {
     /// Runs `f` in one local transaction and returns that transaction's v1 update (empty
     /// when nothing changed).
     pub fn edit<R>(&self, f: impl FnOnce(&mut Edit<'_, '_>) -> R) -> (R, Vec<u8>) {
-        let mut txn = self.doc.transact_mut();
+        self.edit_txn(self.doc.transact_mut(), f)
+    }
+
+    /// Like [`RoomDoc::edit`], for a change an editor already shows: a [`CodeWatch`] does
+    /// not report it back (its splices are not even computed).
+    pub fn edit_shown<R>(&self, f: impl FnOnce(&mut Edit<'_, '_>) -> R) -> (R, Vec<u8>) {
+        self.edit_txn(self.doc.transact_mut_with(SHOWN_ORIGIN), f)
+    }
+
+    fn edit_txn<R>(&self, mut txn: TransactionMut<'_>, f: impl FnOnce(&mut Edit<'_, '_>) -> R) -> (R, Vec<u8>) {
         let r = f(&mut Edit { txn: &mut txn, doc: self });
         let update = if txn.before_state() == txn.after_state() && txn.delete_set().is_empty() {
             Vec::new()
@@ -185,9 +197,12 @@ impl RoomDoc {
         // yrs keeps such deletions pending and retries them only when a remote update comes
         // in. Every other replica applies them as soon as our items arrive, so apply them
         // now too: otherwise our own view shows text that the state we encode (and every
-        // peer) has deleted, until the next remote update.
-        if txn.store().pending_ds().is_some() {
-            if let Err(e) = txn.apply_update(Update::new()) {
+        // peer) has deleted, until the next remote update. In a transaction of its own, so a
+        // watcher reports what it deletes even after an edit the editor already shows.
+        let retry = txn.store().pending_ds().is_some();
+        drop(txn);
+        if retry {
+            if let Err(e) = self.doc.transact_mut().apply_update(Update::new()) {
                 debug_assert!(false, "retrying pending deletions failed: {e}");
             }
         }

@@ -3,6 +3,12 @@
 //! Local edits come out as signed envelopes; remote envelopes go through the ledger
 //! (batched signature checks) into the document and the log. Callers own the I/O and the
 //! clock: every method that needs the time takes `now_ms`.
+//!
+//! A local edit may also be applied now and sealed later ([`Room::edit_deferred`],
+//! [`Room::seal_pending`]), so that signing leaves a keystroke's critical path. Every
+//! `&mut self` method that logs, receives or answers seals first; the `&self` readers of the
+//! log ([`Room::want`], [`Room::answer`], [`Room::envelope_vector`], [`Room::doc_at`]) see
+//! deferred edits once they are sealed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,8 +23,9 @@ use crate::identity::{hex, sha256, Identity, PeerKey};
 use crate::ledger::{ChainHead, Ledger};
 use crate::records::{Meta, Participant};
 use crate::store::Store;
-use crate::sync::wire::Wire;
 
+mod catchup;
+mod deferred;
 pub(crate) mod versions;
 
 /// Tunables of a room replica.
@@ -76,6 +83,8 @@ pub struct Room<S: Store> {
     store: S,
     cfg: RoomConfig,
     pending: BTreeMap<(PeerKey, u64), Envelope>,
+    /// Our local transactions applied to the document but not sealed yet, in order.
+    unsealed: Vec<Vec<u8>>,
     last_checkpoint: (u64, u64),
     last_received_ms: u64,
 }
@@ -112,6 +121,7 @@ impl<S: Store> Room<S> {
             store,
             cfg,
             pending: BTreeMap::new(),
+            unsealed: Vec::new(),
             last_checkpoint: (0, now_ms),
             last_received_ms: 0,
         };
@@ -212,32 +222,20 @@ impl<S: Store> Room<S> {
         self.last_received_ms
     }
 
-    /// A local edit: one transaction, one signed envelope (None when nothing changed).
-    /// The envelope is in the log but durable only after [`Room::flush`].
+    /// A local edit: one transaction, one signed envelope (None when nothing changed). Local
+    /// edits still deferred ([`Room::edit_deferred`]) go into the same envelope. The
+    /// envelope is in the log but durable only after [`Room::flush`].
     pub fn edit(&mut self, now_ms: u64, f: impl FnOnce(&mut Edit<'_, '_>)) -> Result<Option<Envelope>> {
-        let me = self.me.public();
-        match self.ledger.member(&me) {
-            Some(m) if m.role.may_write() => {}
-            Some(m) => return Err(CoreError::NotAllowed(format!("{} may not edit", m.role))),
-            None => return Err(CoreError::NotAllowed("not admitted to the room".into())),
-        }
-        let ((), update) = self.doc.edit(f);
-        if update.is_empty() {
-            return Ok(None);
-        }
-        let head = self.ledger.head(&me);
-        let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update);
-        let at = self.received_at(now_ms);
-        self.store.append(&env, at)?;
-        self.ledger.advance(&env, env.hash(), None);
-        self.maybe_checkpoint(now_ms)?;
-        Ok(Some(env))
+        self.edit_deferred(now_ms, f)?;
+        self.seal_pending(now_ms)
     }
 
     /// Applies remote envelopes. Each is checked (admitted author allowed to write, chain,
     /// own client ids), the signatures are verified in one batch, and the valid ones are
     /// applied in one transaction and logged. Out-of-order envelopes wait (bounded).
     pub fn receive(&mut self, envelopes: Vec<Envelope>, now_ms: u64) -> Result<Receipt> {
+        // Our deferred edits were made before these arrived: they go first in the log.
+        self.seal_pending(now_ms)?;
         let mut receipt = Receipt::default();
         let mut batch = envelopes;
         loop {
@@ -356,147 +354,14 @@ impl<S: Store> Room<S> {
 
     /// Makes everything logged so far durable: acknowledge envelopes only after this.
     pub fn flush(&mut self) -> Result<()> {
+        self.seal_pending(self.last_received_ms)?;
         self.store.flush()
-    }
-
-    /// Our envelope vector: per author, how many envelopes we have.
-    pub fn envelope_vector(&self) -> BTreeMap<PeerKey, u64> {
-        self.ledger.heads().map(|(k, h)| (*k, h.next_seq)).collect()
-    }
-
-    /// The catch-up request to send a peer.
-    pub fn want(&self) -> Wire {
-        Wire::Want(self.envelope_vector())
-    }
-
-    /// Answers a peer's envelope vector: admissions, then what it lacks (from our log).
-    pub fn answer(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Vec<Wire>> {
-        let mut out = vec![Wire::Admissions(self.ledger.admissions())];
-        // A late joiner starts from our latest signed checkpoint (when its signer is the
-        // host or a node), then verifies only the envelopes after it.
-        let mut have = have.clone();
-        if let Some(cp) = self.checkpoint_for(&have)? {
-            have.extend(cp.heads.iter().map(|(k, h)| (*k, h.next_seq)));
-            out.push(Wire::Checkpoint(Box::new(cp)));
-        }
-        let mut envs = Vec::new();
-        let mut budget = self.cfg.max_catch_up;
-        for (author, head) in self.ledger.heads() {
-            let from = have.get(author).copied().unwrap_or(0);
-            if from < head.next_seq && budget > 0 {
-                let got = self.store.author_envelopes(author, from, budget)?;
-                budget -= got.len().min(budget);
-                envs.extend(got);
-            }
-        }
-        // Log order keeps causality across authors.
-        let mut with_index: Vec<(u64, Envelope)> = Vec::with_capacity(envs.len());
-        for e in envs {
-            let idx = self.store.index_of(&e.author, e.seq)?.unwrap_or(u64::MAX);
-            with_index.push((idx, e));
-        }
-        with_index.sort_by_key(|(i, _)| *i);
-        if !with_index.is_empty() {
-            out.push(Wire::Envelopes(with_index.into_iter().map(|(_, e)| e).collect()));
-        }
-        Ok(out)
-    }
-
-    /// The checkpoint to send a peer that holds `have`, if it should start from one: it
-    /// holds nothing at all, or it lacks at least [`RoomConfig::checkpoint_join_min`]
-    /// envelopes and none of the envelopes the checkpoint covers are among the ones it has
-    /// (a late joiner holds only its own join envelope).
-    fn checkpoint_for(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Option<Checkpoint>> {
-        if !have.is_empty() {
-            let lacking: u64 =
-                self.ledger.heads().map(|(a, h)| h.next_seq.saturating_sub(have.get(a).copied().unwrap_or(0))).sum();
-            if lacking < self.cfg.checkpoint_join_min {
-                return Ok(None);
-            }
-        }
-        let Some(cp) = self.latest_signed_checkpoint()? else { return Ok(None) };
-        let disjoint = cp.heads.iter().all(|(a, h)| h.next_seq == 0 || have.get(a).copied().unwrap_or(0) == 0);
-        Ok(disjoint.then_some(cp))
-    }
-
-    /// Our latest checkpoint whose signer a late joiner accepts (host or proxy). A replica
-    /// that itself started from a checkpoint signs its own later ones with a key a joiner
-    /// may not accept, so a few older ones are looked at too.
-    fn latest_signed_checkpoint(&self) -> Result<Option<Checkpoint>> {
-        for (idx, _) in self.store.checkpoints()?.into_iter().rev().take(8) {
-            if let Some(cp) = self.store.checkpoint(idx)?.filter(|cp| cp.verify(&self.ledger).is_ok()) {
-                return Ok(Some(cp));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Handles one envelope-protocol message; returns the replies and the receipt of any
-    /// envelopes applied. `now_ms` also checks the expiry of live admissions.
-    pub fn handle(&mut self, msg: Wire, now_ms: u64) -> Result<(Vec<Wire>, Receipt)> {
-        match msg {
-            Wire::Envelopes(envs) => {
-                let r = self.receive(envs, now_ms)?;
-                let replies = if r.needs_catch_up { vec![self.want()] } else { Vec::new() };
-                Ok((replies, r))
-            }
-            Wire::Admissions(adms) => {
-                let mut r = Receipt::default();
-                for a in adms {
-                    // A grant that expired after its holder joined still stands.
-                    if let Err(e) = self.admit(&a, None) {
-                        r.rejected.push((a.member, e));
-                    }
-                }
-                Ok((Vec::new(), r))
-            }
-            Wire::Want(have) => Ok((self.answer(&have)?, Receipt::default())),
-            Wire::Checkpoint(cp) => {
-                cp.verify(&self.ledger)?;
-                if cp.heads.iter().any(|(a, h)| h.next_seq > 0 && self.ledger.head(a).next_seq > 0) {
-                    // We hold part of what it covers (another peer's answer came first):
-                    // go on by envelopes.
-                    return Ok((vec![self.want()], Receipt::default()));
-                }
-                self.adopt_checkpoint(&cp)?;
-                // Live envelopes that arrived before the checkpoint may continue it now.
-                let waiting: Vec<Envelope> = std::mem::take(&mut self.pending).into_values().collect();
-                let receipt = if waiting.is_empty() { Receipt::default() } else { self.receive(waiting, now_ms)? };
-                Ok((vec![self.want()], receipt))
-            }
-        }
-    }
-
-    /// Starts from a peer's signed checkpoint: a late joiner that holds none of the
-    /// envelopes the checkpoint covers (it may hold its own join envelope, or envelopes of
-    /// authors the checkpoint does not know). Its state is merged into ours; the chains
-    /// of the authors it covers continue from its heads. Versions made before it cannot be
-    /// rebuilt here ([`Room::doc_at`] says so); `arena-node verify` audits from the first
-    /// envelope on a replica that has them all.
-    pub fn adopt_checkpoint(&mut self, cp: &Checkpoint) -> Result<()> {
-        cp.verify(&self.ledger)?;
-        if let Some((a, _)) = cp.heads.iter().find(|(a, h)| h.next_seq > 0 && self.ledger.head(a).next_seq > 0) {
-            return Err(CoreError::NotAllowed(format!(
-                "a checkpoint is adopted only by a replica that holds none of the envelopes it covers (we hold some of {a})"
-            )));
-        }
-        // Decode (and so validate) before anything changes.
-        let update = crate::doc::decode_update(&cp.state)?;
-        self.doc.yrs().transact_mut().apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
-        let mut heads: Vec<(PeerKey, ChainHead)> = self.ledger.heads().map(|(k, h)| (*k, *h)).collect();
-        heads.extend(cp.heads.iter().filter(|(_, h)| h.next_seq > 0).copied());
-        self.ledger.set_heads(heads);
-        // Index 0: it covers none of our log, so a reopen applies it and then the whole log.
-        self.store.put_checkpoint(0, cp)?;
-        if self.store.log_len() > 0 {
-            // Our own entries are not in it: a checkpoint of the merged state goes last.
-            self.checkpoint(self.last_received_ms.max(cp.at_ms))?;
-        }
-        Ok(())
     }
 
     /// A signed checkpoint of the current state, stored at the current log position.
     pub fn checkpoint(&mut self, now_ms: u64) -> Result<Checkpoint> {
+        // The state it signs holds only what the envelopes up to its heads hold.
+        self.seal_pending(now_ms)?;
         let heads: Vec<_> = self.ledger.heads().map(|(k, h)| (*k, *h)).collect();
         let cp = Checkpoint::seal(self.id, heads, self.doc.encode_state(), self.doc.state_vector(), now_ms, &self.me);
         let idx = self.store.log_len();
@@ -529,6 +394,7 @@ impl<S: Store> Room<S> {
         if !self.ledger.member(&me).is_some_and(|m| m.proxy && m.role.may_write()) {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
         }
+        self.seal_pending(now_ms)?;
         let decoded = crate::doc::decode_update(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(None);

@@ -85,7 +85,8 @@ enum Action {
 }
 
 /// An action and the fate of what it sends: 3 bits per recipient (0 = dropped,
-/// 1 = duplicated, else delivered once).
+/// 1 = duplicated, else delivered once); the top bit defers a splice (sealed later), bit 30
+/// lets a step happen before that seal.
 #[derive(Clone, Debug)]
 struct Step {
     action: Action,
@@ -299,6 +300,17 @@ impl Net {
     fn step(&mut self, step: &Step) -> Result<()> {
         let n = self.rooms.len();
         let fate = step.fate;
+        // A deferred splice's seal task runs before the next step, or (bit 30, unused by
+        // recipients) something arrives first, and receiving seals.
+        if fate >> 30 & 1 == 0 {
+            for w in 0..n {
+                if self.rooms[w].unsealed() > 0 {
+                    let now = self.tick();
+                    self.rooms[w].seal_pending(now)?;
+                    self.broadcast_new(w, fate)?;
+                }
+            }
+        }
         match step.action {
             Action::Splice { who, pos, del, text, raw } => {
                 let w = who as usize % n;
@@ -325,7 +337,14 @@ impl Net {
                     expect.extend(code.chars().skip(cpos + cdel));
                     (p16 as u32, d16 as u32, Some(expect))
                 };
-                self.local(w, fate, |r, now| r.edit(now, |e| e.splice_code(pos16, del16, ins)).map(drop))?;
+                // The fate's top bit (unused by recipients) defers the splice, as an editor's
+                // keystroke does: it is sealed by the replica's next logging action.
+                if fate >> 31 == 1 {
+                    let s = arena_core::history::Splice { pos: pos16, delete: del16, insert: ins.into() };
+                    self.local(w, fate, |r, now| r.edit_shown(&[s], now).map(drop))?;
+                } else {
+                    self.local(w, fate, |r, now| r.edit(now, |e| e.splice_code(pos16, del16, ins)).map(drop))?;
+                }
                 if let (Some(expect), Some(Role::Host | Role::Candidate)) = (expect, self.rooms[w].role()) {
                     ensure!(self.rooms[w].doc().code() == expect, "local splice went wrong");
                 }
@@ -474,6 +493,11 @@ fn run_case(case: &Case) -> Result<()> {
         net.flight.clear();
     }
     let now = net.tick();
+    // Deferred splices are sealed by then (an editor seals in the task after a keystroke;
+    // `answer`, which `sync_all` calls, only reads the log).
+    for r in &mut net.rooms {
+        r.seal_pending(now)?;
+    }
     // One round of anti-entropy suffices: each replica pulls the union of every log.
     sync_all(&mut net.rooms, now)?;
     // A splice through the middle of a surrogate pair makes yrs (like Yjs) split that string

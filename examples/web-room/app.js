@@ -49,6 +49,15 @@ function roomError (text) {
   el.hidden = false
 }
 
+/** When an invite expired, from a refusal ("... grant expired at {unix secs} (now ...)":
+ *  the WASM room's and the node's words), or null. */
+function expiredAt (reason) {
+  const m = /expired at (\d+)/.exec(String(reason ?? ''))
+  return m ? new Date(Number(m[1]) * 1000) : null
+}
+
+const ASK_HOST = 'Ask the host for a new invite link.'
+
 async function room (roomId) {
   $('room').hidden = false
   const token = new URLSearchParams(location.hash.slice(1)).get('token')
@@ -71,7 +80,12 @@ async function room (roomId) {
   try {
     session = new ArenaSession({ server: location.origin, room: roomId, token, name, color, mesh: params.get('mesh') !== '0' })
   } catch (e) {
-    return roomError(`This invite is not valid for this room: ${e.message ?? e}`)
+    const reason = e.message ?? String(e)
+    const expired = expiredAt(reason)
+    setStatus('denied', expired ? 'invite expired' : 'invite refused')
+    return roomError(expired
+      ? `This invite link expired on ${expired.toLocaleString()}. ${ASK_HOST}`
+      : `This invite is not valid for this room: ${reason}`)
   }
   $('layout').hidden = false
   const role = session.role
@@ -96,12 +110,21 @@ async function room (roomId) {
 }
 
 function wireStatus (session) {
+  // The node refused our token (no retry): say why in the status and above the editor;
+  // whatever is typed stays in the editor (and reaches direct peers while the mesh is up).
+  const denied = (reason) => {
+    const expired = expiredAt(reason)
+    setStatus('denied', expired ? 'invite expired, refused by the node: your edits stay on this page' : `refused by the node: ${reason}`)
+    roomError(expired
+      ? `Your invite expired on ${expired.toLocaleString()}: the node no longer accepts it, so your edits stay on this page and no longer reach the node. ${ASK_HOST}`
+      : `The node refused this invite (${reason}): your edits stay on this page and no longer reach the node. ${ASK_HOST}`)
+  }
   const show = (d) => {
     switch (d.status) {
       case 'online': return setStatus('online', 'online')
       case 'connecting': return setStatus('connecting', 'connecting…')
       case 'offline': return setStatus('offline', `offline${d.retryInMs ? `, retrying in ${Math.ceil(d.retryInMs / 1000)} s` : ''}: your edits are kept and merge on reconnect`)
-      case 'denied': return setStatus('denied', `refused by the node: ${d.reason}`)
+      case 'denied': return denied(d.reason)
       default: return setStatus('idle', d.status)
     }
   }
@@ -110,17 +133,20 @@ function wireStatus (session) {
   const mesh = $('mesh')
   const showMesh = () => {
     const n = session.meshPeers()
+    const signaling = session.meshStatus
     mesh.hidden = false
     mesh.dataset.status = session.meshStatus
     mesh.dataset.peers = String(n)
     mesh.textContent = session.meshStatus === 'off'
       ? 'direct: off'
-      : session.meshStatus === 'unsupported' ? 'direct: no WebRTC' : `direct: ${n} peer${n === 1 ? '' : 's'}`
+      : session.meshStatus === 'unsupported'
+        ? 'direct: no WebRTC'
+        : `direct: ${n} peer${n === 1 ? '' : 's'}${signaling === 'online' ? '' : ` (signaling ${signaling})`}`
     mesh.title = `WebRTC mesh to the other browsers in the room (signaling ${session.meshStatus}); edits also travel this way when the node is unreachable`
   }
   showMesh()
   session.addEventListener('mesh', showMesh)
-  session.addEventListener('denied', (e) => setStatus('denied', `refused: ${e.detail.reason}`))
+  session.addEventListener('denied', (e) => setStatus('denied', expiredAt(e.detail.reason) ? 'invite expired, refused by the node: your edits stay on this page' : `refused: ${e.detail.reason}`))
   session.addEventListener('error', (e) => console.warn('arena: a frame could not be processed', e.detail.error))
 }
 

@@ -103,8 +103,11 @@ export class ArenaSession extends EventTarget {
   stats: { edits: number; frames: number; meshFrames: number; errors: number; rejected: number }
   /** how many browsers we have an open data channel with */
   meshPeers (): number
+  /** applies the editor's changes to the document now; signs and sends them in a later task */
   edit (changes: Splice[]): void
+  /** signs and sends the edits not sent yet, now */
   flush (): void
+  /** records the selection; presence goes out in the task after the keystroke */
   setSelection (sel: Selection | null): void
   setUser (name: string, color?: string): void
   presence (): Peer[]

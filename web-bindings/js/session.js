@@ -3,7 +3,11 @@
 // edits, applies signed envelopes from every link, keeps presence alive, and reports what
 // changed. Local frames go to every open link; replies (catch-up answers) go back to the
 // link the request came on; an envelope that arrives twice (node and mesh) is a duplicate
-// the ledger drops.
+// the ledger drops. Each link has a number the WASM room reassembles fragments by.
+//
+// A keystroke only applies the edit to the WASM document (no signature): one task later the
+// edits typed meanwhile are sealed into one signed envelope and sent, then our presence.
+// Whatever receives, sends or reads the log seals first (flush()).
 //
 // Events (EventTarget):
 //   'change'   detail {changes: [{pos, delete, insert}], origin: 'remote'|'restore'}
@@ -35,62 +39,20 @@ export function ywsUrl (server, room, token) {
 
 const randomSeed = () => globalThis.crypto.getRandomValues(new Uint8Array(32))
 
-const FRAGMENT = 4 // arena-core wire: a fragment of a message over the chunk size
-const MAX_HELD_FRAMES = 1024
-const MAX_HELD_BYTES = 16 << 20
-
-/** Reads a LEB128 varUint at `at`: [value, next offset], or null past the end / too long. */
-function varUint (b, at) {
-  let v = 0
-  let mul = 1
-  for (let i = 0; i < 8; i++) {
-    if (at >= b.length) return null
-    const x = b[at++]
-    v += (x & 0x7f) * mul
-    if (x < 0x80) return [v, at]
-    mul *= 128
-  }
-  return null
-}
-
-/** If the frame's first message is an arena fragment: whether it is a message's last one. */
-function fragmentEnd (frame) {
-  let r = varUint(frame, 0)
-  if (!r || r[0] !== 100) return null
-  r = varUint(frame, r[1])
-  if (!r || r[1] >= frame.length || frame[r[1]] !== FRAGMENT) return null
-  let at = r[1] + 1
-  const parts = []
-  for (let i = 0; i < 3; i++) {
-    r = varUint(frame, at)
-    if (!r) return null
-    parts.push(r[0])
-    at = r[1]
-  }
-  return parts[1] + 1 >= parts[2]
-}
-
 /**
- * The WASM room reassembles fragments with one buffer for all links, so fragments from two
- * links must not interleave: per link, frames from a message's first fragment to its last
- * are held and handed over together.
+ * Runs `fn` soon in a task of its own (a MessageChannel message: not a microtask, so the
+ * current task — a keystroke — ends first, and no timer clamping).
  */
-class FragmentGate {
-  constructor () { this.held = []; this.bytes = 0 }
-  /** The frames to process now, in order. */
-  push (frame) {
-    const end = fragmentEnd(frame)
-    if (!this.held.length && end !== false) return [frame]
-    // From a first fragment on, everything on this link waits (in order) for the last one.
-    this.held.push(frame)
-    this.bytes += frame.length
-    if (end !== true && this.held.length <= MAX_HELD_FRAMES && this.bytes <= MAX_HELD_BYTES) return []
-    const out = this.held
-    this.held = []
-    this.bytes = 0
-    return out
-  }
-}
+const postTask = (() => {
+  if (typeof MessageChannel !== 'function') return (fn) => setTimeout(fn, 0)
+  const channel = new MessageChannel()
+  const queue = []
+  channel.port1.onmessage = () => queue.shift()?.()
+  // Node: the channel must not keep the process alive.
+  channel.port1.unref?.()
+  channel.port2.unref?.()
+  return (fn) => { queue.push(fn); channel.port2.postMessage(0) }
+})()
 
 export class ArenaSession extends EventTarget {
   /**
@@ -118,13 +80,16 @@ export class ArenaSession extends EventTarget {
     this.room = Room.join(o.room, o.token, o.name, o.seed ?? randomSeed(), this.now())
     this.roomId = o.room
     this.selection = null
-    this.pending = []
-    this.flushQueued = false
+    this.unsealed = false
+    this.selectionDirty = false
+    this.taskQueued = false
+    this.destroyed = false
     this.stats = { edits: 0, frames: 0, meshFrames: 0, errors: 0, rejected: 0 }
-    this.gates = new Map()
     this.transport = o.transport ?? new WebSocketTransport(ywsUrl(o.server, o.room, o.token), { WebSocket: o.WebSocket })
-    const ws = { key: 'yws', send: (f) => this._count(this.transport.send(f), 'frames') }
-    this.transport.addEventListener('open', () => { this.gates.delete('yws'); this._onOpen(ws) })
+    // Link 0: the node's socket; data channels get 1, 2, ... (never reused).
+    const ws = { id: 0, send: (f) => this._count(this.transport.send(f), 'frames') }
+    let nextLink = 1
+    this.transport.addEventListener('open', () => { this.room.closeLink(ws.id); this._onOpen(ws) })
     this.transport.addEventListener('message', (e) => this._receive(e.detail, ws))
     this.transport.addEventListener('status', (e) => this.dispatchEvent(new CustomEvent('status', { detail: e.detail })))
     this.mesh = null
@@ -142,17 +107,22 @@ export class ArenaSession extends EventTarget {
       const link = (peer) => {
         let l = links.get(peer)
         if (!l) {
-          l = { key: `mesh:${peer}`, send: (f) => this._count(this.mesh.sendTo(peer, f), 'meshFrames') }
+          l = { id: nextLink++, send: (f) => this._count(this.mesh.sendTo(peer, f), 'meshFrames') }
           links.set(peer, l)
         }
         return l
       }
       this.mesh.addEventListener('open', (e) => {
-        if (!e.detail.resync) this.gates.delete(`mesh:${e.detail.peer}`)
-        this._onOpen(link(e.detail.peer))
+        const l = link(e.detail.peer)
+        if (!e.detail.resync) this.room.closeLink(l.id)
+        this._onOpen(l)
       })
       this.mesh.addEventListener('message', (e) => this._receive(e.detail.data, link(e.detail.peer)))
-      this.mesh.addEventListener('close', (e) => { links.delete(e.detail.peer); this.gates.delete(`mesh:${e.detail.peer}`) })
+      this.mesh.addEventListener('close', (e) => {
+        const l = links.get(e.detail.peer)
+        links.delete(e.detail.peer)
+        if (l) this.room.closeLink(l.id)
+      })
       const meshEvent = () => this.dispatchEvent(new CustomEvent('mesh', { detail: { status: this.mesh.status, peers: this.mesh.peerCount } }))
       this.mesh.addEventListener('peers', meshEvent)
       this.mesh.addEventListener('status', meshEvent)
@@ -166,7 +136,8 @@ export class ArenaSession extends EventTarget {
   }
 
   get role () { return this.room.role() }
-  get code () { this.flush(); return this.room.code() }
+  /** The code: local edits are in the document from the keystroke on. */
+  get code () { return this.room.code() }
   /** The /yws transport's status (the node is the primary link). */
   get status () { return this.transport.status }
   /** The mesh's signaling status ('off' without a mesh). */
@@ -196,43 +167,54 @@ export class ArenaSession extends EventTarget {
     }
   }
 
-  /** Local edits the editor already shows: splices applied in order. Batched per microtask. */
+  /** Local edits the editor already shows: splices applied in order, to the document now;
+   *  signed and sent in a task after this one (with whatever else is typed meanwhile). */
   edit (splices) {
     if (!splices.length) return
-    this.pending.push(...splices)
-    if (!this.flushQueued) {
-      this.flushQueued = true
-      queueMicrotask(() => this.flush())
+    const ops = new Uint32Array(splices.length * 2)
+    splices.forEach((s, i) => { ops[2 * i] = s.pos; ops[2 * i + 1] = s.delete })
+    try {
+      this.room.applyEdit(ops, splices.map((s) => s.insert), this.now())
+    } catch (error) {
+      this._error(error)
+      return
     }
+    this.stats.edits++
+    this.unsealed = true
+    this._schedule()
   }
 
-  /** Signs and sends pending local edits now (done before anything reads or receives). */
+  _schedule () {
+    if (this.taskQueued) return
+    this.taskQueued = true
+    postTask(() => this._sealTask())
+  }
+
+  /** The task after a keystroke: seal and send the edits, then our presence. */
+  _sealTask () {
+    this.taskQueued = false
+    if (this.destroyed) return
+    this.flush()
+    if (this.selectionDirty) this._presenceFrame()
+  }
+
+  /** Signs and sends pending local edits now (done before anything receives, sends or reads
+   *  the log, so our envelopes keep their order). */
   flush () {
-    this.flushQueued = false
-    if (!this.pending.length) return
-    const batch = this.pending
-    this.pending = []
-    const ops = new Uint32Array(batch.length * 2)
-    batch.forEach((s, i) => { ops[2 * i] = s.pos; ops[2 * i + 1] = s.delete })
+    if (!this.unsealed) return
+    this.unsealed = false
     try {
-      this._send(this.room.edit(ops, batch.map((s) => s.insert), this.now()))
-      this.stats.edits++
+      this._send(this.room.seal(this.now()))
     } catch (error) {
       this._error(error)
     }
   }
 
   _receive (bytes, link) {
-    let gate = this.gates.get(link.key)
-    if (!gate) this.gates.set(link.key, gate = new FragmentGate())
-    for (const frame of gate.push(bytes)) this._receiveFrame(frame, link)
-  }
-
-  _receiveFrame (bytes, link) {
     this.flush()
     let inc
     try {
-      inc = this.room.receive(bytes, this.now())
+      inc = this.room.receive(bytes, this.now(), link.id)
     } catch (error) {
       this._error(error)
       return
@@ -251,6 +233,7 @@ export class ArenaSession extends EventTarget {
   }
 
   _tick () {
+    this.flush()
     try {
       const t = this.room.tick(this.now())
       if (t.frame) this._send([t.frame])
@@ -261,15 +244,18 @@ export class ArenaSession extends EventTarget {
   }
 
   _presenceFrame () {
+    this.flush()
+    this.selectionDirty = false
     const s = this.selection
     this._send([this.room.setPresence(this.name, this.color, s?.anchor, s?.head, this.now())])
   }
 
-  /** Our selection moved (UTF-16 offsets), or null. */
+  /** Our selection moved (UTF-16 offsets), or null: sent from the task after this one,
+   *  after the edits that moved it. */
   setSelection (sel) {
     this.selection = sel
-    this.flush()
-    this._presenceFrame()
+    this.selectionDirty = true
+    this._schedule()
   }
 
   /** Renames us / changes our colour. */
@@ -280,7 +266,7 @@ export class ArenaSession extends EventTarget {
   }
 
   /** Everyone present: [{clientId, local, name, color, anchor, head, state}]. */
-  presence () { this.flush(); return this.room.presence() }
+  presence () { return this.room.presence() }
 
   _do (fn) {
     this.flush()
@@ -318,6 +304,7 @@ export class ArenaSession extends EventTarget {
 
   destroy () {
     this.flush()
+    this.destroyed = true
     clearInterval(this.ticker)
     try { this._send([this.room.clearPresence(this.now())]) } catch {}
     this.transport.close()

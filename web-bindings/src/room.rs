@@ -15,6 +15,7 @@ use crate::js::{frames, json, ms, object, seed, splices};
 ///
 /// Methods that change the room return the frames to send on the socket (an array of
 /// `Uint8Array`); send them when connected and drop them when not: `open()` catches up.
+/// A keystroke can be split: `applyEdit` now (no signature), `seal` in a later task.
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct Room {
@@ -25,6 +26,13 @@ pub struct Room {
 
 fn cut(version: Option<String>) -> Cut {
     version.map_or(Cut::End, Cut::Version)
+}
+
+fn edit_splices(ops: &[u32], inserts: Vec<String>) -> Result<Vec<Splice>, JsError> {
+    if ops.len() != inserts.len() * 2 {
+        return Err(JsError::new("edit: ops must hold one [pos, delete] pair per insert"));
+    }
+    Ok(ops.chunks(2).zip(inserts).map(|(p, insert)| Splice { pos: p[0], delete: p[1], insert }).collect())
 }
 
 #[wasm_bindgen]
@@ -103,20 +111,32 @@ impl Room {
     }
 
     /// Applies edits the editor already shows: `ops` holds `[pos, delete]` pairs (UTF-16
-    /// units, applied in order) and `inserts` the text each inserts. One signed envelope.
+    /// units, applied in order) and `inserts` the text each inserts. One signed envelope
+    /// (with any edits applied by `applyEdit` and not sealed yet); returns its frames.
     pub fn edit(&mut self, ops: &[u32], inserts: Vec<String>, now_ms: f64) -> Result<Array, JsError> {
-        if ops.len() != inserts.len() * 2 {
-            return Err(JsError::new("edit: ops must hold one [pos, delete] pair per insert"));
-        }
-        let s: Vec<Splice> =
-            ops.chunks(2).zip(inserts).map(|(p, insert)| Splice { pos: p[0], delete: p[1], insert }).collect();
-        Ok(frames(self.client.splice(&s, ms(now_ms))?))
+        self.client.splice_deferred(&edit_splices(ops, inserts)?, ms(now_ms))?;
+        Ok(frames(self.client.seal(ms(now_ms))?))
     }
 
-    /// Handles one frame from the node: `{replies, changes, applied, rejected, presence,
-    /// denied}`; send `replies`, apply `changes` to the editor in order.
-    pub fn receive(&mut self, frame: &[u8], now_ms: f64) -> Result<Object, JsError> {
-        let inc = self.client.receive(frame, ms(now_ms))?;
+    /// Applies edits the editor already shows, like `edit`, without signing them: the
+    /// keystroke's part. Call `seal()` soon after (in a later task) and send its frames.
+    #[wasm_bindgen(js_name = applyEdit)]
+    pub fn apply_edit(&mut self, ops: &[u32], inserts: Vec<String>, now_ms: f64) -> Result<(), JsError> {
+        Ok(self.client.splice_deferred(&edit_splices(ops, inserts)?, ms(now_ms))?)
+    }
+
+    /// Signs the edits applied since the last seal into one envelope; returns the frames to
+    /// send (empty when nothing waited).
+    pub fn seal(&mut self, now_ms: f64) -> Result<Array, JsError> {
+        Ok(frames(self.client.seal(ms(now_ms))?))
+    }
+
+    /// Handles one frame that came in on `link` (a number per connection, default 0: the
+    /// node's socket; fragments reassemble per link): `{replies, changes, applied,
+    /// rejected, presence, denied}`; send `replies` back on that link, apply `changes` to
+    /// the editor in order. Seal first: what this seals itself goes out in `replies`.
+    pub fn receive(&mut self, frame: &[u8], now_ms: f64, link: Option<u32>) -> Result<Object, JsError> {
+        let inc = self.client.receive_on(link.unwrap_or(0), frame, ms(now_ms))?;
         Ok(object(&[
             ("replies", frames(inc.replies).into()),
             ("changes", splices(&inc.changes).into()),
@@ -125,6 +145,12 @@ impl Room {
             ("presence", inc.presence.into()),
             ("denied", inc.denied.iter().map(|d| JsValue::from_str(d)).collect::<Array>().into()),
         ]))
+    }
+
+    /// Forgets `link`'s half-received message (its connection closed or reopened).
+    #[wasm_bindgen(js_name = closeLink)]
+    pub fn close_link(&mut self, link: u32) {
+        self.client.close_link(link);
     }
 
     /// Code changes not yet shown by the editor.
@@ -241,14 +267,18 @@ impl Room {
         Ok(object(&[("frames", out.into()), ("changes", splices(&self.client.take_changes()).into())]))
     }
 
-    /// The code at version `id` (undefined: now).
+    /// The code at version `id` (undefined: now). Seals edits applied by `applyEdit` (their
+    /// frames come with the next `seal()`).
     #[wasm_bindgen(js_name = codeAt)]
-    pub fn code_at(&self, id: Option<String>) -> Result<String, JsError> {
+    pub fn code_at(&mut self, id: Option<String>) -> Result<String, JsError> {
+        self.client.seal_quietly()?;
         Ok(self.client.room().code_at(&cut(id))?)
     }
 
     /// Line diff between two versions (undefined: now): `[{kind: "same"|"removed"|"added", text}]`.
-    pub fn diff(&self, from: Option<String>, to: Option<String>) -> Result<JsValue, JsError> {
+    /// Seals like `codeAt`.
+    pub fn diff(&mut self, from: Option<String>, to: Option<String>) -> Result<JsValue, JsError> {
+        self.client.seal_quietly()?;
         let lines = self.client.room().diff(&cut(from), &cut(to))?;
         let out: Vec<_> = lines
             .iter()

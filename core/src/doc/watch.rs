@@ -15,7 +15,8 @@ use crate::history::Splice;
 static NEXT_WATCH: AtomicU64 = AtomicU64::new(1);
 
 /// Collects every committed change to the code buffer, local or remote, as splices to apply
-/// in order (each against the text the previous ones produced). Unsubscribes when dropped.
+/// in order (each against the text the previous ones produced), except the changes the
+/// editor made itself ([`RoomDoc::edit_shown`]). Unsubscribes when dropped.
 pub struct CodeWatch {
     /// Keeps the document (and so `text`'s branch) alive until we unsubscribed.
     _doc: yrs::Doc,
@@ -71,7 +72,12 @@ impl RoomDoc {
         let changes = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&changes);
         let key = Origin::from(format!("arena/watch/{}", NEXT_WATCH.fetch_add(1, Ordering::Relaxed)).as_str());
+        let shown = Origin::from(super::SHOWN_ORIGIN);
         self.code.observe(key.clone(), move |txn, e| {
+            // The editor made this change itself: computing its splices would be wasted.
+            if txn.origin() == Some(&shown) {
+                return;
+            }
             if let Ok(mut c) = sink.lock() {
                 splices(txn, e, &mut c);
             }

@@ -33,6 +33,7 @@ impl<S: Store> Room<S> {
     /// Saves the current state as a version (with a checkpoint at its cut, so it
     /// reconstructs fast) and records its metadata in the document.
     pub fn create_version(&mut self, label: &str, cause: VersionCause, now_ms: u64) -> Result<VersionMeta> {
+        self.seal_pending(now_ms)?;
         let heads: BTreeMap<String, u64> = self.ledger.heads().map(|(k, h)| (k.to_hex(), h.next_seq)).collect();
         let n = self.doc.versions().len();
         let meta = VersionMeta {
@@ -55,7 +56,8 @@ impl<S: Store> Room<S> {
     }
 
     /// Reconstructs the document at `cut`: the nearest checkpoint at or before it, then the
-    /// log entries up to it. Never merges piles of small updates.
+    /// log entries up to it. Never merges piles of small updates. Deferred local edits are
+    /// in it once sealed ([`Room::seal_pending`]).
     pub fn doc_at(&self, cut: &Cut) -> Result<RoomDoc> {
         let len = self.store.log_len();
         let (end, filter) = match cut {
@@ -153,6 +155,7 @@ impl<S: Store> Room<S> {
     /// Restores the code of version `id` as a forward edit (the minimal splices from the
     /// current text), then records a new version with cause `restore`. History is kept.
     pub fn restore(&mut self, id: &str, now_ms: u64) -> Result<(Option<Envelope>, VersionMeta)> {
+        self.seal_pending(now_ms)?;
         let target = self.code_at(&Cut::Version(id.to_owned()))?;
         let splices = minimal_edits(&self.doc.code(), &target);
         let env = self.edit(now_ms, |e| {

@@ -10,6 +10,12 @@
 //! ([`Wire::Want`]) and re-sends our newest envelope; a node that lacks older ones of ours
 //! answers with its own `Want`, which [`Client::receive`] answers from our log. So edits made
 //! offline stay in the log and merge on the next connection.
+//!
+//! An editor's keystroke only applies ([`Client::splice_deferred`]); [`Client::seal`], in a
+//! later task, signs what was typed meanwhile into one envelope and returns its frames.
+//!
+//! Frames may come in over several links at once (the node's socket, WebRTC data channels):
+//! each link, named by a number the caller picks, has its own fragment reassembler.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +25,7 @@ use yrs::sync::{Awareness, AwarenessUpdate, Message};
 use yrs::updates::encoder::Encode;
 use yrs::ClientID;
 
-use super::wire::{chunk, Reassembler, Wire};
+use super::wire::{chunk, Wire};
 use super::ywire::{arena_frame, decode_frame, encode_frame, MSG_ARENA};
 use crate::doc::CodeWatch;
 use crate::error::{CoreError, Result};
@@ -30,6 +36,10 @@ use crate::store::Store;
 
 /// y-protocols' timeout: a peer's presence not renewed for this long is dropped.
 pub const PRESENCE_TIMEOUT_MS: u64 = 30_000;
+
+mod links;
+use links::Links;
+pub use links::MAX_LINKS;
 
 /// What one frame from the node did.
 #[derive(Debug, Default)]
@@ -72,7 +82,7 @@ pub struct Presence {
 #[derive(Debug)]
 pub struct Client<S: Store> {
     room: Room<S>,
-    link: Reassembler,
+    links: Links,
     awareness: AwarenessBox,
     clock: Arc<AtomicU64>,
     watch: CodeWatch,
@@ -101,7 +111,7 @@ impl<S: Store> Client<S> {
         let sent = room.ledger().head(&room.identity().public()).next_seq;
         Client {
             room,
-            link: Reassembler::new(),
+            links: Links::default(),
             awareness: AwarenessBox(awareness),
             clock,
             watch,
@@ -136,6 +146,7 @@ impl<S: Store> Client<S> {
     /// The frames to send when a socket opens (first connection and every reconnection).
     pub fn open(&mut self, now_ms: u64) -> Result<Vec<Vec<u8>>> {
         self.tick_clock(now_ms);
+        self.room.seal_pending(now_ms)?;
         let me = self.room.identity().public();
         let mine: Vec<Admission> = self.room.ledger().admissions().into_iter().filter(|a| a.member == me).collect();
         let mut msgs = vec![Wire::Admissions(mine), self.room.want()];
@@ -156,8 +167,10 @@ impl<S: Store> Client<S> {
     }
 
     /// Frames carrying our envelopes made since the last call (by edits, votes, versions,
-    /// restores). Send them if connected, drop them if not: [`Client::open`] catches up.
+    /// restores; deferred edits are sealed first). Send them if connected, drop them if not:
+    /// [`Client::open`] catches up.
     pub fn outgoing(&mut self) -> Result<Vec<Vec<u8>>> {
+        self.room.seal_pending(self.clock.load(Ordering::Relaxed))?;
         let me = self.room.identity().public();
         let head = self.room.ledger().head(&me).next_seq;
         if head <= self.sent {
@@ -168,15 +181,26 @@ impl<S: Store> Client<S> {
         Ok(self.frames(&[Wire::Envelopes(envs)]))
     }
 
-    /// Applies an edit the editor already shows (its changes are not reported back); returns
-    /// the frames to send.
+    /// Applies an edit the editor already shows (its changes are not reported back) and
+    /// seals it with any deferred ones; returns the frames to send.
     pub fn splice(&mut self, splices: &[Splice], now_ms: u64) -> Result<Vec<Vec<u8>>> {
-        self.room.edit(now_ms, |e| {
-            for s in splices {
-                e.splice_code(s.pos, s.delete, &s.insert);
-            }
-        })?;
-        self.watch.take();
+        self.splice_deferred(splices, now_ms)?;
+        self.seal(now_ms)
+    }
+
+    /// Applies an edit the editor already shows, unsigned for now: the fast part of a
+    /// keystroke. [`Client::seal`] (or anything else that sends) signs it later.
+    pub fn splice_deferred(&mut self, splices: &[Splice], now_ms: u64) -> Result<()> {
+        self.tick_clock(now_ms);
+        self.room.edit_shown(splices, now_ms)?;
+        Ok(())
+    }
+
+    /// Seals the deferred edits into one signed envelope; returns the frames to send (also
+    /// any envelope made since the last [`Client::outgoing`]).
+    pub fn seal(&mut self, now_ms: u64) -> Result<Vec<Vec<u8>>> {
+        self.tick_clock(now_ms);
+        self.room.seal_pending(now_ms)?;
         self.outgoing()
     }
 
@@ -185,16 +209,31 @@ impl<S: Store> Client<S> {
         self.watch.take()
     }
 
-    /// Handles one frame from the node.
+    /// Seals deferred edits without handing out their frames (the next [`Client::outgoing`]
+    /// or [`Client::seal`] does): before reading the log ([`Room::code_at`], diffs).
+    pub fn seal_quietly(&mut self) -> Result<()> {
+        self.room.seal_pending(self.clock.load(Ordering::Relaxed))?;
+        Ok(())
+    }
+
+    /// Handles one frame from the node (link 0).
     pub fn receive(&mut self, frame: &[u8], now_ms: u64) -> Result<Incoming> {
+        self.receive_on(0, frame, now_ms)
+    }
+
+    /// Handles one frame that came in on `link` (a number the caller picks per connection,
+    /// 0 for the node's socket): fragments reassemble per link. Seal and send deferred edits
+    /// first: the envelopes this seals itself go out in `replies`, i.e. only on `link`.
+    pub fn receive_on(&mut self, link: u32, frame: &[u8], now_ms: u64) -> Result<Incoming> {
         self.tick_clock(now_ms);
+        self.room.seal_pending(now_ms)?;
         let mut inc = Incoming::default();
         let mut replies = Vec::new();
         let mut want_sent = false;
         for msg in decode_frame(frame)? {
             match msg {
                 Message::Custom(MSG_ARENA, data) => {
-                    let Some(wire) = self.link.push(&data, self.room.id())? else { continue };
+                    let Some(wire) = self.links.push(link, &data, self.room.id())? else { continue };
                     let (r, receipt) = self.room.handle(wire, now_ms)?;
                     replies.extend(r);
                     inc.applied += receipt.applied.len();
@@ -226,6 +265,11 @@ impl<S: Store> Client<S> {
         inc.replies.extend(self.outgoing()?);
         inc.changes = self.watch.take();
         Ok(inc)
+    }
+
+    /// Forgets `link`'s half-received message (the connection closed or reopened).
+    pub fn close_link(&mut self, link: u32) {
+        self.links.close(link);
     }
 
     fn apply_awareness(&mut self, update: AwarenessUpdate) -> Result<bool> {
@@ -343,148 +387,4 @@ impl<S: Store> Client<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::records::Meta;
-    use crate::sync::wire::GOSSIP_CHUNK;
-    use crate::sync::ywire::YSession;
-    use crate::{Grant, Identity, MemoryStore, RoomConfig};
-
-    /// A stand-in for the node's hub: one room, relaying envelopes between clients the way
-    /// the bootstrap node does for connections that speak our protocol.
-    struct Hub {
-        room: Room<MemoryStore>,
-        links: Vec<Reassembler>,
-    }
-
-    impl Hub {
-        fn deliver(&mut self, from: usize, frame: &[u8]) -> Vec<(usize, Vec<u8>)> {
-            let mut out = Vec::new();
-            for m in decode_frame(frame).unwrap() {
-                match m {
-                    Message::Custom(MSG_ARENA, data) => {
-                        let Some(w) = self.links[from].push(&data, self.room.id()).unwrap() else { continue };
-                        let (replies, receipt) = self.room.handle(w, 0).unwrap();
-                        for c in chunk(&replies, GOSSIP_CHUNK) {
-                            out.push((from, arena_frame(&c)));
-                        }
-                        if !receipt.applied.is_empty() {
-                            for c in chunk(&[Wire::Envelopes(receipt.applied)], GOSSIP_CHUNK) {
-                                for to in (0..self.links.len()).filter(|t| *t != from) {
-                                    out.push((to, arena_frame(&c)));
-                                }
-                            }
-                        }
-                    }
-                    Message::Awareness(_) => {
-                        for to in 0..self.links.len() {
-                            out.push((to, frame.to_vec()));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            out
-        }
-    }
-
-    fn setup() -> (Hub, String) {
-        let room_key = Identity::from_passphrase("room");
-        let hub_room =
-            Room::create(&room_key, Identity::from_passphrase("node"), 0, MemoryStore::new(), Meta::default(), 1_000)
-                .unwrap();
-        let token = Grant::issue(&room_key, Role::Candidate, 1_000_000, 0, 1).to_token();
-        (Hub { room: hub_room, links: vec![Reassembler::new(), Reassembler::new()] }, token)
-    }
-
-    fn client(hub: &Hub, name: &str, token: &str) -> Client<MemoryStore> {
-        let room = Room::open(
-            hub.room.id(),
-            Identity::from_passphrase(name),
-            0,
-            MemoryStore::new(),
-            RoomConfig::default(),
-            2_000,
-        )
-        .unwrap();
-        let mut c = Client::new(room, GOSSIP_CHUNK, 2_000);
-        c.join(token, name, 2_000).unwrap();
-        c
-    }
-
-    /// Delivers frames until nothing moves; `online[i]` false drops what client i sends or gets.
-    fn pump(
-        hub: &mut Hub,
-        clients: &mut [Client<MemoryStore>],
-        mut queue: Vec<(usize, Vec<u8>)>,
-        online: &[bool],
-    ) -> Vec<Vec<Splice>> {
-        let mut changes = vec![Vec::new(); clients.len()];
-        while let Some((i, f)) = queue.pop() {
-            if !online[i] {
-                continue;
-            }
-            for (to, g) in hub.deliver(i, &f) {
-                if !online[to] {
-                    continue;
-                }
-                let inc = clients[to].receive(&g, 3_000).unwrap();
-                assert_eq!(inc.rejected, 0);
-                changes[to].extend(inc.changes);
-                queue.extend(inc.replies.into_iter().map(|r| (to, r)));
-            }
-        }
-        changes
-    }
-
-    #[test]
-    fn two_clients_converge_through_a_relay_and_merge_offline_edits() {
-        let (mut hub, token) = setup();
-        let mut cs = vec![client(&hub, "ada", &token), client(&hub, "bob", &token)];
-        let opens: Vec<_> = (0..2).flat_map(|i| cs[i].open(2_000).unwrap().into_iter().map(move |f| (i, f))).collect();
-        pump(&mut hub, &mut cs, opens, &[true, true]);
-        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "hello\n".into() }], 2_100).unwrap();
-        let got = pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
-        assert_eq!(cs[1].room().doc().code(), "hello\n");
-        assert_eq!(got[1], vec![Splice { pos: 0, delete: 0, insert: "hello\n".into() }]);
-
-        // Bob goes offline and types; Ada types meanwhile.
-        let f = cs[1].splice(&[Splice { pos: 6, delete: 0, insert: "offline\n".into() }], 2_200).unwrap();
-        pump(&mut hub, &mut cs, f.into_iter().map(|f| (1, f)).collect(), &[true, false]);
-        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "// ada\n".into() }], 2_300).unwrap();
-        pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, false]);
-        assert_eq!(cs[0].room().doc().code(), "// ada\nhello\n");
-
-        // Bob reconnects: both sides catch up.
-        let f = cs[1].open(2_400).unwrap();
-        let got = pump(&mut hub, &mut cs, f.into_iter().map(|f| (1, f)).collect(), &[true, true]);
-        assert_eq!(cs[0].room().doc().code(), "// ada\nhello\noffline\n");
-        assert_eq!(cs[1].room().doc().code(), cs[0].room().doc().code());
-        assert!(!got[1].is_empty() && !got[0].is_empty());
-    }
-
-    #[test]
-    fn presence_carries_names_and_cursors() {
-        let (mut hub, token) = setup();
-        let mut cs = vec![client(&hub, "ada", &token), client(&hub, "bob", &token)];
-        let opens: Vec<_> = (0..2).flat_map(|i| cs[i].open(2_000).unwrap().into_iter().map(move |f| (i, f))).collect();
-        pump(&mut hub, &mut cs, opens, &[true, true]);
-        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "abcdef".into() }], 2_100).unwrap();
-        pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
-        let f = cs[1].set_presence("Bob", "#ff0000", Some((2, 4)), 2_200).unwrap();
-        pump(&mut hub, &mut cs, vec![(1, f)], &[true, true]);
-        let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "XY".into() }], 2_300).unwrap();
-        pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
-        let p = cs[0].presence();
-        assert_eq!(p.len(), 1);
-        assert_eq!((p[0].name.as_str(), p[0].anchor, p[0].head, p[0].local), ("Bob", Some(4), Some(6), false));
-        // Not renewed for the timeout: dropped.
-        let (_, dropped) = cs[0].tick(3_000 + PRESENCE_TIMEOUT_MS).unwrap();
-        assert!(dropped && cs[0].presence().is_empty());
-        // A stock y-protocols session reads the awareness frame.
-        let mut aw = Awareness::new(hub.room.doc().yrs().clone());
-        let f = cs[1].set_presence("Bob", "#ff0000", None, 40_000).unwrap();
-        YSession::new(false).receive(hub.room.doc(), &mut aw, &f).unwrap();
-        assert_eq!(aw.iter().count(), 1);
-    }
-}
+mod tests;

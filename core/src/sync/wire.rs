@@ -187,6 +187,16 @@ impl Reassembler {
         Self::default()
     }
 
+    /// Whether a fragmented message is in progress.
+    pub fn in_progress(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// Bytes of the message in progress held so far.
+    pub fn buffered(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.2.len())
+    }
+
     /// Feeds one chunk; returns a complete message when there is one.
     pub fn push(&mut self, chunk: &[u8], room: RoomId) -> Result<Option<Wire>> {
         if chunk.first() != Some(&T_FRAGMENT) {

@@ -202,28 +202,25 @@ try {
   log(`page: crossOriginIsolated=${one.info.isolated}, timer resolution ${one.info.resolutionUs.toFixed(1)} µs, ${one.info.userAgent}`)
   const a = await one.p.evaluate((o) => window.bench.setupArena(o), { server: node.url, room: arenaRoom.room, token: arenaRoom.tokens.host, name: 'arena', text: keys.initial })
   const y = await one.p.evaluate((o) => window.bench.setupYjs(o), { ws: wsBase, room: yjsRoom.room, token: yjsRoom.tokens.host, name: 'yjs', text: keys.initial })
-  const deferRoom = await createRoom(node.url, { title: 'bench arena deferred', language: 'rust' })
-  const d = await one.p.evaluate((o) => window.bench.setupArena(o), { server: node.url, room: deferRoom.room, token: deferRoom.tokens.host, name: 'arena-deferred', text: keys.initial, defer: true })
-  log(`local run: ${keys.ops.length} keystrokes × 3 editors`)
+  log(`local run: ${keys.ops.length} keystrokes × 2 editors`)
   const t0 = Date.now()
-  const local = await one.p.evaluate(({ ids, ops }) => window.bench.local(ids, ops), { ids: [a, y, d], ops: keys.ops })
+  const local = await one.p.evaluate(({ ids, ops }) => window.bench.local(ids, ops), { ids: [a, y], ops: keys.ops })
   log(`local run took ${((Date.now() - t0) / 1000).toFixed(1)} s`)
-  for (const i of [a, y, d]) {
+  for (const i of [a, y]) {
     const [text, doc] = await one.p.evaluate((i) => [window.bench.text(i), window.bench.docText(i)], i)
     if (text !== keys.expected || doc !== keys.expected) throw new Error(`editor ${i}: the replay did not produce the trace's text`)
   }
-  const [A, Y, D] = local.samples.map((s) => s.slice(WARMUP))
-  const deferred = local.deferred[2].slice(WARMUP)
+  const [A, Y] = local.samples.map((s) => s.slice(WARMUP))
   const col = (xs, k) => xs.map((x) => x[k])
   const sign = local.sign.slice(WARMUP)
   const signP50 = pct(sign, 0.5)
-  const flushWhere = A.filter((x) => x.flushInSel > 0).length
-  // The document path without the socket send of its frame (the same browser call on both
-  // sides, reported on its own row); for arena also without the signature: per keystroke,
-  // minus the neighbouring signing sample (the envelope's one Ed25519 signature).
-  const docA = A.map((x) => x.docPath - x.sendDoc)
+  const sealedElsewhere = A.filter((x) => x.sealsElsewhere > 0).length
+  // Yjs's document path without the socket send of its update (reported on its own row).
+  // Arena's keystroke path sends nothing; its document work finished in the seal task is
+  // the WASM seal minus its signature (the neighbouring signing sample).
+  const docA = col(A, 'content')
   const docY = Y.map((x) => x.content - x.sendDoc)
-  const docNoSign = docA.map((x, i) => Math.max(0, x - (sign[i] ?? signP50)))
+  const docSealedNoSign = A.map((x, i) => x.content + Math.max(0, x.wasmSeal - (sign[i] ?? signP50)))
 
   // 2. Latency, two pages per stack, keystrokes interleaved.
   const latArena = await createRoom(node.url, { title: 'latency arena', language: 'rust' })
@@ -290,39 +287,32 @@ try {
     '',
     '| | arena-web (monaco adapter + WASM) | Yjs + y-monaco + y-websocket |',
     '|---|---|---|',
-    row('**document path**: change event → transaction done, update encoded¹', docA, docY),
-    row('… arena without signing (minus one measured signature per keystroke)', docNoSign, null),
-    row('… of which the WASM `Room.edit` call (transaction, seal, store, frame)', col(A, 'wasmEdit'), null),
+    row("**document path in the keystroke**: change event → transaction applied¹", docA, docY),
+    row('… of which the WASM `Room.applyEdit` call (the yrs transaction, nothing signed)', col(A, 'wasmApply'), null),
+    row('caret event: selection recorded (arena) / awareness encoded and sent (Yjs)²', col(A, 'sel'), col(Y, 'sel')),
+    row("**the bindings in the keystroke's task** (change + caret handlers)", col(A, 'keystroke'), col(Y, 'keystroke')),
+    row('**seal task**, the task after the keystroke: seal + sends + presence³', col(A, 'sealTask'), null),
+    row('… of which the WASM `Room.seal` (merge, envelope, signature, log, frame)', col(A, 'wasmSeal'), null),
+    row('… of which presence (WASM presence frame, relative positions, its send)', col(A, 'presence'), null),
+    row('… of which WebSocket sends (update frame, presence)', col(A, 'sendTask'), null),
     row('signing alone: one Ed25519 signature in WASM (`Room.sign`, 150 bytes)', sign, null),
     row('verifying one signature in WASM (`verifySignature`; the receiver pays it)', local.verify.slice(WARMUP), null),
+    row('document path incl. its seal, without the signature (keystroke + `Room.seal` − one signature)', docSealedNoSign, docY),
     row('WebSocket send of the update frame', col(A, 'sendDoc'), col(Y, 'sendDoc')),
-    row('presence path: caret event → presence/awareness encoded and sent²', col(A, 'selPath'), col(Y, 'sel')),
-    row('… of which WebSocket sends', col(A, 'sendOther'), col(Y, 'sendOther')),
-    row('**whole local cost of the bindings, signing included**', col(A, 'local'), col(Y, 'local')),
-    '',
-    'The same arena editor with a prototype of a deferred flush (patched onto the session instance in the page, not in session.js): `edit()` and `setSelection()` only record, and one task after the keystroke signs and sends (see "What it would take" below).',
-    '',
-    '| | arena-web, deferred flush | |',
-    '|---|---|---|',
-    row("keystroke's own task: the bindings' handlers (no signing)", col(D, 'local'), null),
-    row('the task after it: flush (WASM edit, signing, send) + presence', deferred, null),
+    row('**whole local cost of the bindings, signing included** (keystroke + seal task, or the seal a receive did)', col(A, 'local'), col(Y, 'keystroke')),
     '',
     '| | arena-web | Yjs |',
     '|---|---|---|',
     row('Monaco applying the edit (before any binding runs)', col(A, 'monaco'), col(Y, 'monaco')),
     row('whole keystroke task: executeEdits → its microtasks done', col(A, 'task'), col(Y, 'task')),
     '',
-    `¹ arena: the adapter's change handler, \`session.edit\`, and the session's flush (the WASM edit: Yjs-compatible transaction, envelope sealed and signed, logged, framed); the flush ran inside the caret event's handler (\`setSelection\` flushes first) in ${flushWhere} of ${A.length} keystrokes and in the keystroke's microtask otherwise. Yjs: y-monaco's change handler (its relative-selection bookkeeping, the Yjs transaction, the update event and y-websocket encoding it). Both without the socket send, which has its own row.`,
+    `¹ arena: the monaco adapter's change handler and \`session.edit\`, which applies the splices to the WASM document (\`Room.applyEdit\`: the Yjs-compatible transaction; no envelope, no signature, and no splices computed for the editor's own change) and schedules the seal task. Yjs: y-monaco's change handler (its relative-selection bookkeeping, the Yjs transaction, the update event and y-websocket encoding it), without the socket send, which has its own row.`,
     '',
-    `² arena: the adapter reading the selection, the WASM presence frame (relative positions), its send. Yjs: y-monaco's caret handler, the awareness update, y-websocket encoding and sending it, y-monaco re-rendering (no) remote decorations.`,
+    `² arena: the adapter reading the selection and \`session.setSelection\` recording it; presence goes out from the seal task. Yjs: y-monaco's caret handler, the awareness update, y-websocket encoding and sending it, y-monaco re-rendering (no) remote decorations.`,
     '',
-    'Signing is on the keystroke\'s critical path today: the flush (and so the signature) runs before the keystroke\'s task ends, i.e. before the next frame.',
+    `³ \`session._sealTask\`, posted on a MessageChannel by the keystroke (a task, not a microtask: it runs after the keystroke's task has ended): \`Room.seal\` merges the updates typed since the last seal into one envelope, signs it (one Ed25519 signature), logs and frames it; the frame goes to the socket (and data channels); then our presence frame. In ${sealedElsewhere} of ${A.length} keystrokes a frame from the node arrived before the seal task ran, and receiving sealed first (in that frame's task, not the keystroke's; its \`Room.seal\` is counted in the whole cost).`,
     '',
-    '### What it would take',
-    '',
-    `Where arena's document path goes (p50): the adapter and \`session.edit\` ≈ ${us(pct(col(D, 'local'), 0.5))} (the deferred editor's whole handler time), the WASM \`Room.edit\` ≈ ${us(pct(col(A, 'wasmEdit'), 0.5))}, of which one Ed25519 signature ≈ ${us(signP50)}; the rest of \`Room.edit\` is the yrs transaction and update encoding, the envelope (two SHA-256 over the signed bytes), the in-memory log, the watcher's splices (computed and dropped for local edits) and the frame. Without the signature arena's path is ${us(pct(docNoSign, 0.5))} against Yjs's ${us(pct(docY, 0.5))}.`,
-    '',
-    'To take signing off the keystroke\'s critical path, session.js would: let `edit()` only queue the splices (as now) and schedule the flush as a task (`setTimeout(0)`, or `scheduler.postTask` with user-visible priority) instead of a microtask; let `setSelection()` record the selection and send presence from that same task after the flush (today it flushes synchronously, inside Monaco\'s caret event); everything that reads or receives already flushes first. The prototype above shows the keystroke\'s own task then costs the bindings a few µs. Splitting `Room.edit` into an unsigned transaction now and `seal()` later would need a Rust change.',
+    'Signing is off the keystroke\'s critical path: the keystroke applies the edit and returns; the signature is paid in the next task (before the next frame is painted only if the browser runs that task first, which it usually does; the keystroke itself never waits for it).',
     '',
     '## Keystroke → remote render (two pages in one room through the node)',
     '',

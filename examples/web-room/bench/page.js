@@ -58,7 +58,8 @@ function makeEditor (label) {
 /** Per-keystroke counters, reset before each keystroke. */
 const fresh = () => ({
   t0: 0, tSync: 0, tEnd: 0, firstContent: 0, content: 0, sel: 0, c0: 0, s0: 0, inSel: false,
-  flushMicro: 0, flushInSel: 0, wasmEdit: 0, presence: 0, inContent: false, inFlush: false, sendDoc: 0, sendOther: 0
+  wasmApply: 0, sealTask: 0, wasmSeal: 0, presence: 0, inContent: false, inTask: false,
+  sendDoc: 0, sendOther: 0, sendTask: 0, sealsElsewhere: 0, sealElsewhere: 0
 })
 
 /** Timing listeners around the binding's own: `before` ones go first, `after` ones last
@@ -95,37 +96,36 @@ function watchArrivals (E) {
   })
 }
 
-async function setupArena ({ server, room, token, name, text, expect, defer = false }) {
+async function setupArena ({ server, room, token, name, text, expect }) {
   const session = new ArenaSession({ server, room, token, name, color: '#e11d48' })
   await until(() => session.status === 'online', `${name} online`)
   if (text != null) {
     await new Promise((r) => setTimeout(r, 200)) // catch-up of the fresh room
     session.edit([{ pos: 0, delete: session.code.length, insert: text }])
+    session.flush()
   } else {
     await until(() => session.code === expect, `${name} catch-up`)
   }
   const E = { kind: 'arena', name, session, m: fresh(), remote: [], remoteWasm: [], remoteCode: [] }
-  E.editor = makeEditor(`${name}: arena-web (monaco adapter + WASM)${defer ? ', deferred flush' : ''}`)
-  if (defer) deferFlush(E)
+  E.editor = makeEditor(`${name}: arena-web (monaco adapter + WASM)`)
   const afterProbe = probe(E)
   bindEditor(session, monacoAdapter(E.editor, monaco))
   afterProbe()
-  const flush = session.flush
-  session.flush = function () {
-    if (!this.pending.length || E.inDeferred) return flush.call(this)
+  // The keystroke's part: the WASM apply. The task after it: seal (sign), sends, presence.
+  timeMethod(session.room, 'applyEdit', (d) => { E.m.wasmApply += d })
+  // A frame that arrives before the seal task seals first (session._receive): counted too.
+  timeMethod(session.room, 'seal', (d) => { E.m.wasmSeal += d; if (!E.m.inTask) { E.m.sealsElsewhere++; E.m.sealElsewhere += d } })
+  const task = session._sealTask
+  session._sealTask = function () {
     const t = now()
-    E.m.inFlush = true
-    try { return flush.call(this) } finally {
-      E.m.inFlush = false
-      const d = now() - t
-      if (E.m.inSel) E.m.flushInSel += d
-      else E.m.flushMicro += d
-    }
+    E.m.inTask = true
+    try { return task.call(this) } finally { E.m.inTask = false; E.m.sealTask += now() - t }
   }
-  timeMethod(session.room, 'edit', (d) => { E.m.wasmEdit += d })
   timeMethod(session, '_presenceFrame', (d) => { E.m.presence += d })
-  // The update's frame is sent inside the flush; presence frames outside it.
-  timeMethod(session.transport, 'send', (d) => { if (E.m.inFlush) E.m.sendDoc += d; else E.m.sendOther += d })
+  timeMethod(session.transport, 'send', (d, [f]) => {
+    if (E.m.inTask) E.m.sendTask += d
+    if (f?.[0] === 100) E.m.sendDoc += d; else E.m.sendOther += d
+  })
   timeMethod(session.room, 'receive', (d) => { E.m.remoteWasm = (E.m.remoteWasm ?? 0) + d })
   timeMethod(session.room, 'code', (d) => { E.m.remoteCode = (E.m.remoteCode ?? 0) + d })
   // Remote apply cost: a received frame that carried code changes, start to editor shown.
@@ -141,38 +141,6 @@ async function setupArena ({ server, room, token, name, text, expect, defer = fa
   }
   editors.push(E)
   return editors.length - 1
-}
-
-/** A prototype of the session change this benchmark suggests (not in session.js): edit()
- *  and setSelection() only record, and one task after the keystroke signs the batch and
- *  sends presence, so signing leaves the keystroke's own task. Receiving still flushes
- *  first (session._receive), so ordering is kept. Timed as E.deferred. */
-function deferFlush (E) {
-  const session = E.session
-  E.deferred = []
-  let queued = false
-  let selDirty = false
-  const run = () => {
-    queued = false
-    const t = now()
-    E.inDeferred = true
-    try {
-      session.flush()
-      if (selDirty) { selDirty = false; session._presenceFrame() }
-    } finally { E.inDeferred = false }
-    E.deferred.push(now() - t)
-  }
-  const schedule = () => { if (!queued) { queued = true; setTimeout(run, 0) } }
-  session.edit = function (splices) {
-    if (!splices.length) return
-    this.pending.push(...splices)
-    schedule()
-  }
-  session.setSelection = function (sel) {
-    this.selection = sel
-    selDirty = true
-    schedule()
-  }
 }
 
 async function setupYjs ({ ws, room, token, name, text, expect }) {
@@ -209,7 +177,8 @@ function cursorAfter (inverse) {
 }
 
 /** One keystroke: a splice {pos, del, ins} (UTF-16) through Monaco's executeEdits with the
- *  caret after it, as typing does; resolves once the keystroke's microtasks ran. */
+ *  caret after it, as typing does; resolves once the keystroke's microtasks ran (arena's
+ *  seal task comes after: see settle). */
 function key (E, op) {
   const model = E.editor.getModel()
   const s = model.getPositionAt(op.pos)
@@ -221,7 +190,7 @@ function key (E, op) {
     m.t0 = now()
     E.editor.executeEdits('bench', [{ range, text: op.ins, forceMoveMarkers: true }], cursorAfter)
     m.tSync = now()
-    queueMicrotask(() => { m.tEnd = now(); resolve(m) }) // after the session's flush microtask
+    queueMicrotask(() => { m.tEnd = now(); resolve(m) })
   })
 }
 
@@ -232,23 +201,27 @@ channel.port1.onmessage = () => waiting.shift()?.()
 const nextTask = () => new Promise((r) => { waiting.push(r); channel.port2.postMessage(0) })
 
 function sample (E, m) {
-  const local = m.content + m.sel + m.flushMicro
-  const flush = m.flushMicro + m.flushInSel
   return {
     monaco: m.firstContent - m.t0, // Monaco applies the edit before its change event
-    content: m.content,
-    sel: m.sel,
-    flushMicro: m.flushMicro,
-    flushInSel: m.flushInSel,
-    wasmEdit: m.wasmEdit,
+    content: m.content, // arena: adapter + session.edit (WASM applyEdit); Yjs: y-monaco, txn, encode, send
+    sel: m.sel, // arena: records the selection; Yjs: awareness encoded and sent
+    wasmApply: m.wasmApply,
+    sealTask: m.sealTask, // arena, the task after the keystroke: seal, sends, presence
+    wasmSeal: m.wasmSeal,
+    sealsElsewhere: m.sealsElsewhere,
     presence: m.presence,
     sendDoc: m.sendDoc,
     sendOther: m.sendOther,
-    docPath: m.content + flush, // arena: adapter + session.edit + flush (WASM edit, sign, send)
-    selPath: m.sel - m.flushInSel,
-    local,
+    sendTask: m.sendTask,
+    keystroke: m.content + m.sel, // the bindings' handlers inside the keystroke's task
+    local: m.content + m.sel + m.sealTask + m.sealElsewhere, // everything the bindings spend on a keystroke
     task: m.tEnd - m.t0
   }
+}
+
+/** Waits (in tasks) until an arena editor's seal task ran. */
+async function settle (E) {
+  for (let i = 0; i < 100 && E.kind === 'arena' && E.session.taskQueued; i++) await nextTask()
 }
 
 window.bench = {
@@ -278,8 +251,9 @@ window.bench = {
       for (const j of order) {
         const E = editors[ids[j]]
         const m = await key(E, ops[k])
-        out[j].push(sample(E, m))
         await nextTask()
+        await settle(E)
+        out[j].push(sample(E, m))
       }
       if (k % signEvery === 0) {
         const t = now()
@@ -292,7 +266,7 @@ window.bench = {
       }
     }
     await new Promise((r) => setTimeout(r, 50))
-    return { samples: out, sign, verify, deferred: ids.map((i) => editors[i].deferred ?? null) }
+    return { samples: out, sign, verify }
   },
 
   watchArrivals: (i) => watchArrivals(editors[i]),

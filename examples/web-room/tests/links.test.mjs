@@ -1,7 +1,7 @@
 // ArenaSession with two links at once (Node, the WASM package, fake links): a message over
 // the chunk size arrives as fragments on the /yws socket and on a data channel, interleaved;
-// each link's fragments (and what comes between them on that link) are handed to the room
-// together, so both copies reassemble.
+// the WASM room keeps one fragment reassembler per link, so both copies reassemble. And the
+// keystroke path: edits apply at once and are signed and sent one task later.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { loadArena } from './support.mjs'
@@ -59,4 +59,53 @@ test('fragments interleaved across /yws and a data channel reassemble', async (t
   for (const f of late.open(Date.now())) fromPeer(f)
   assert.ok(meshSent.some(([peer]) => peer === 'a'.repeat(32)), 'answered on the data channel')
   assert.equal(ws.sent.length, 0, 'nothing answered on /yws')
+})
+
+/** Yields to the event loop until `pred()` holds (at most `rounds` turns, no clock). */
+async function turns (pred, rounds = 100) {
+  for (let i = 0; i < rounds && !pred(); i++) await new Promise((r) => setImmediate(r))
+  return pred()
+}
+
+test('a keystroke applies at once; the task after it seals one envelope, then presence', async (t) => {
+  const { Room, ArenaSession } = await loadArena()
+  const now = Date.now()
+  const host = Room.create(rand(), rand(), 'Host', 'python', 'deferred', now)
+  const token = host.inviteToken('candidate', Math.floor(now / 1000) + 3600, now)
+  const ws = new FakeLink()
+  const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, connect: false })
+  t.after(() => bob.destroy())
+  ws.dispatchEvent(new Event('open'))
+  for (const f of host.open(Date.now())) ws.deliver(f)
+  for (let round = 0; round < 10 && ws.sent.length; round++) {
+    const out = ws.sent.splice(0)
+    for (const f of out) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
+  }
+  ws.sent.length = 0
+
+  // Three keystrokes and a caret move in one task: in the document at once, nothing sent.
+  bob.edit([{ pos: 0, delete: 0, insert: 'a' }])
+  bob.edit([{ pos: 1, delete: 0, insert: 'b' }])
+  bob.setSelection({ anchor: 2, head: 2 })
+  bob.edit([{ pos: 2, delete: 0, insert: 'c' }])
+  assert.equal(bob.code, 'abc')
+  assert.equal(ws.sent.length, 0, 'nothing signed or sent inside the keystroke')
+  assert.ok(await turns(() => ws.sent.length >= 2), `sent ${ws.sent.length}`)
+  // One envelope (an arena message, type 100), then the awareness update (type 1).
+  assert.deepEqual(ws.sent.map((f) => f[0]), [100, 1])
+  const inc = host.receive(ws.sent[0], Date.now())
+  assert.equal(inc.applied, 1)
+  assert.equal(host.code(), 'abc')
+  host.receive(ws.sent[1], Date.now())
+  const seen = JSON.parse(JSON.stringify(host.presence())).find((p) => p.name === 'Bob')
+  assert.equal(seen?.head, 2)
+
+  // Receiving seals first: an edit not sent yet goes out before the frame is handled.
+  ws.sent.length = 0
+  bob.edit([{ pos: 3, delete: 0, insert: 'd' }])
+  ws.deliver(host.setPresence('Host', '#123456', undefined, undefined, Date.now()))
+  assert.equal(ws.sent.length, 1, 'sealed and sent before the incoming frame')
+  assert.equal(host.receive(ws.sent[0], Date.now()).applied, 1)
+  assert.equal(host.code(), 'abcd')
+  assert.equal(bob.stats.errors, 0)
 })

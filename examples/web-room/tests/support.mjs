@@ -1,5 +1,6 @@
-// Helpers for the web room's tests: the real arena-bootstrap binary on port 0, the room API,
-// polling without fixed sleeps, headless Chromium through playwright-core.
+// Helpers for the web room's tests: the real arena-bootstrap binary (port 0 or a fixed one;
+// it can be killed and restarted on its data dir), the room API, polling without fixed
+// sleeps, headless Chromium through playwright-core.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,14 +14,21 @@ export const distDir = process.env.ARENA_WEB_DIST ?? join(repo, 'examples/web-ro
 export const pkgDir = join(repo, 'web-bindings/pkg')
 export const artifactsDir = process.env.ARENA_WEB_ARTIFACTS ?? join(repo, 'target/web-room')
 
-/** Starts target/debug/arena-bootstrap (or $ARENA_BOOTSTRAP_BIN) on 127.0.0.1:0 with a temp data dir. */
-export async function startServer ({ staticDir = distDir } = {}) {
+/**
+ * Starts target/debug/arena-bootstrap (or $ARENA_BOOTSTRAP_BIN) on 127.0.0.1:`port` (default
+ * 0: a free port) with `dataDir` (default: a fresh temp dir, removed by stop()). Restarting
+ * a node is `startServer({port: old.port, dataDir: old.dataDir})` after `old.kill()`: a
+ * data dir passed in is left in place by stop().
+ */
+export async function startServer ({ staticDir = distDir, port = 0, dataDir } = {}) {
   const bin = process.env.ARENA_BOOTSTRAP_BIN ?? join(repo, 'target/debug/arena-bootstrap')
   if (!existsSync(bin)) throw new Error(`${bin} missing: cargo build -p arena-bootstrap (scripts/test-web.sh does)`)
-  const dataDir = mkdtempSync(join(tmpdir(), 'arena-web-test-'))
-  const args = ['--http-addr', '127.0.0.1:0', '--data-dir', dataDir, '--static-dir', staticDir]
+  const ownDir = dataDir === undefined
+  dataDir ??= mkdtempSync(join(tmpdir(), 'arena-web-test-'))
+  const args = ['--http-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--static-dir', staticDir]
   const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } })
   const logs = []
+  const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })))
   createInterface({ input: proc.stderr }).on('line', (l) => { logs.push(l); if (process.env.ARENA_TEST_VERBOSE) console.error('[node]', l) })
   const url = await new Promise((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error('arena-bootstrap did not start: ' + logs.join('\n'))), 20_000)
@@ -30,19 +38,29 @@ export async function startServer ({ staticDir = distDir } = {}) {
     })
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`arena-bootstrap exited (${code}): ${logs.join('\n')}`)) })
   })
+  const running = () => proc.exitCode === null && proc.signalCode === null
   return {
     url,
+    port: Number(new URL(url).port),
+    dataDir,
     logs,
-    /** SIGTERM, then SIGKILL if the node has not exited within 5 s. */
+    pid: proc.pid,
+    /** Sends `signal` (default SIGKILL: the node dies without a goodbye) and waits for the
+     *  exit; the data dir stays (restart on it). Resolves {code, signal}. */
+    async kill (signal = 'SIGKILL') {
+      if (running()) proc.kill(signal)
+      return exited
+    },
+    /** SIGTERM, then SIGKILL if the node has not exited within 5 s; removes the data dir
+     *  when startServer made it. */
     async stop () {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r))
+      if (running()) {
         proc.kill('SIGTERM')
         const timer = setTimeout(() => { logs.push('test: no exit 5 s after SIGTERM, killing'); proc.kill('SIGKILL') }, 5000)
         await exited
         clearTimeout(timer)
       }
-      rmSync(dataDir, { recursive: true, force: true })
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true })
     }
   }
 }

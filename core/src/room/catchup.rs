@@ -1,0 +1,155 @@
+//! Catch-up on a room replica: envelope vectors, answers to a peer's `Want`, the messages
+//! of the envelope protocol, and signed checkpoints for late joiners.
+
+use std::collections::BTreeMap;
+
+use yrs::Transact;
+
+use super::{Receipt, Room};
+use crate::checkpoint::Checkpoint;
+use crate::envelope::Envelope;
+use crate::error::{CoreError, Result};
+use crate::identity::PeerKey;
+use crate::ledger::ChainHead;
+use crate::store::Store;
+use crate::sync::wire::Wire;
+
+impl<S: Store> Room<S> {
+    /// Our envelope vector: per author, how many envelopes we have.
+    pub fn envelope_vector(&self) -> BTreeMap<PeerKey, u64> {
+        self.ledger.heads().map(|(k, h)| (*k, h.next_seq)).collect()
+    }
+
+    /// The catch-up request to send a peer.
+    pub fn want(&self) -> Wire {
+        Wire::Want(self.envelope_vector())
+    }
+
+    /// Answers a peer's envelope vector: admissions, then what it lacks (from our log).
+    pub fn answer(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Vec<Wire>> {
+        let mut out = vec![Wire::Admissions(self.ledger.admissions())];
+        // A late joiner starts from our latest signed checkpoint (when its signer is the
+        // host or a node), then verifies only the envelopes after it.
+        let mut have = have.clone();
+        if let Some(cp) = self.checkpoint_for(&have)? {
+            have.extend(cp.heads.iter().map(|(k, h)| (*k, h.next_seq)));
+            out.push(Wire::Checkpoint(Box::new(cp)));
+        }
+        let mut envs = Vec::new();
+        let mut budget = self.cfg.max_catch_up;
+        for (author, head) in self.ledger.heads() {
+            let from = have.get(author).copied().unwrap_or(0);
+            if from < head.next_seq && budget > 0 {
+                let got = self.store.author_envelopes(author, from, budget)?;
+                budget -= got.len().min(budget);
+                envs.extend(got);
+            }
+        }
+        // Log order keeps causality across authors.
+        let mut with_index: Vec<(u64, Envelope)> = Vec::with_capacity(envs.len());
+        for e in envs {
+            let idx = self.store.index_of(&e.author, e.seq)?.unwrap_or(u64::MAX);
+            with_index.push((idx, e));
+        }
+        with_index.sort_by_key(|(i, _)| *i);
+        if !with_index.is_empty() {
+            out.push(Wire::Envelopes(with_index.into_iter().map(|(_, e)| e).collect()));
+        }
+        Ok(out)
+    }
+
+    /// The checkpoint to send a peer that holds `have`, if it should start from one: it
+    /// holds nothing at all, or it lacks at least [`RoomConfig::checkpoint_join_min`]
+    /// envelopes and none of the envelopes the checkpoint covers are among the ones it has
+    /// (a late joiner holds only its own join envelope).
+    fn checkpoint_for(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Option<Checkpoint>> {
+        if !have.is_empty() {
+            let lacking: u64 =
+                self.ledger.heads().map(|(a, h)| h.next_seq.saturating_sub(have.get(a).copied().unwrap_or(0))).sum();
+            if lacking < self.cfg.checkpoint_join_min {
+                return Ok(None);
+            }
+        }
+        let Some(cp) = self.latest_signed_checkpoint()? else { return Ok(None) };
+        let disjoint = cp.heads.iter().all(|(a, h)| h.next_seq == 0 || have.get(a).copied().unwrap_or(0) == 0);
+        Ok(disjoint.then_some(cp))
+    }
+
+    /// Our latest checkpoint whose signer a late joiner accepts (host or proxy). A replica
+    /// that itself started from a checkpoint signs its own later ones with a key a joiner
+    /// may not accept, so a few older ones are looked at too.
+    fn latest_signed_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        for (idx, _) in self.store.checkpoints()?.into_iter().rev().take(8) {
+            if let Some(cp) = self.store.checkpoint(idx)?.filter(|cp| cp.verify(&self.ledger).is_ok()) {
+                return Ok(Some(cp));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Handles one envelope-protocol message; returns the replies and the receipt of any
+    /// envelopes applied. `now_ms` also checks the expiry of live admissions.
+    pub fn handle(&mut self, msg: Wire, now_ms: u64) -> Result<(Vec<Wire>, Receipt)> {
+        self.seal_pending(now_ms)?;
+        match msg {
+            Wire::Envelopes(envs) => {
+                let r = self.receive(envs, now_ms)?;
+                let replies = if r.needs_catch_up { vec![self.want()] } else { Vec::new() };
+                Ok((replies, r))
+            }
+            Wire::Admissions(adms) => {
+                let mut r = Receipt::default();
+                for a in adms {
+                    // A grant that expired after its holder joined still stands.
+                    if let Err(e) = self.admit(&a, None) {
+                        r.rejected.push((a.member, e));
+                    }
+                }
+                Ok((Vec::new(), r))
+            }
+            Wire::Want(have) => Ok((self.answer(&have)?, Receipt::default())),
+            Wire::Checkpoint(cp) => {
+                cp.verify(&self.ledger)?;
+                if cp.heads.iter().any(|(a, h)| h.next_seq > 0 && self.ledger.head(a).next_seq > 0) {
+                    // We hold part of what it covers (another peer's answer came first):
+                    // go on by envelopes.
+                    return Ok((vec![self.want()], Receipt::default()));
+                }
+                self.adopt_checkpoint(&cp)?;
+                // Live envelopes that arrived before the checkpoint may continue it now.
+                let waiting: Vec<Envelope> = std::mem::take(&mut self.pending).into_values().collect();
+                let receipt = if waiting.is_empty() { Receipt::default() } else { self.receive(waiting, now_ms)? };
+                Ok((vec![self.want()], receipt))
+            }
+        }
+    }
+
+    /// Starts from a peer's signed checkpoint: a late joiner that holds none of the
+    /// envelopes the checkpoint covers (it may hold its own join envelope, or envelopes of
+    /// authors the checkpoint does not know). Its state is merged into ours; the chains
+    /// of the authors it covers continue from its heads. Versions made before it cannot be
+    /// rebuilt here ([`Room::doc_at`] says so); `arena-node verify` audits from the first
+    /// envelope on a replica that has them all.
+    pub fn adopt_checkpoint(&mut self, cp: &Checkpoint) -> Result<()> {
+        cp.verify(&self.ledger)?;
+        self.seal_pending(self.last_received_ms.max(cp.at_ms))?;
+        if let Some((a, _)) = cp.heads.iter().find(|(a, h)| h.next_seq > 0 && self.ledger.head(a).next_seq > 0) {
+            return Err(CoreError::NotAllowed(format!(
+                "a checkpoint is adopted only by a replica that holds none of the envelopes it covers (we hold some of {a})"
+            )));
+        }
+        // Decode (and so validate) before anything changes.
+        let update = crate::doc::decode_update(&cp.state)?;
+        self.doc.yrs().transact_mut().apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
+        let mut heads: Vec<(PeerKey, ChainHead)> = self.ledger.heads().map(|(k, h)| (*k, *h)).collect();
+        heads.extend(cp.heads.iter().filter(|(_, h)| h.next_seq > 0).copied());
+        self.ledger.set_heads(heads);
+        // Index 0: it covers none of our log, so a reopen applies it and then the whole log.
+        self.store.put_checkpoint(0, cp)?;
+        if self.store.log_len() > 0 {
+            // Our own entries are not in it: a checkpoint of the merged state goes last.
+            self.checkpoint(self.last_received_ms.max(cp.at_ms))?;
+        }
+        Ok(())
+    }
+}

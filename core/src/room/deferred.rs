@@ -1,0 +1,108 @@
+//! Deferred local edits: applied to the document at once, sealed (signed, chained, logged)
+//! later in one envelope, so that an editor's keystroke does not wait for a signature.
+//!
+//! The pending buffer holds each local transaction's own update, never a diff of the
+//! document, so whatever else reaches the document meanwhile (a remote envelope, a stock
+//! client's update applied to the doc directly) stays out of our envelope.
+
+use super::Room;
+use crate::doc::Edit;
+use crate::envelope::Envelope;
+use crate::error::{CoreError, Result};
+use crate::history::Splice;
+use crate::store::Store;
+
+/// Deferred transactions merged into one envelope at most; the next one seals them first.
+pub(crate) const MAX_UNSEALED: usize = 256;
+/// Bytes of deferred updates at most (well under an envelope's [`crate::MAX_UPDATE`]).
+pub(crate) const MAX_UNSEALED_BYTES: usize = 256 << 10;
+
+impl<S: Store> Room<S> {
+    /// A local edit applied to the document now and sealed later, by [`Room::seal_pending`]
+    /// or by the next method that logs, receives or answers. Returns whether it changed
+    /// anything. Fails, changing nothing, when our role may not write.
+    pub fn edit_deferred(&mut self, now_ms: u64, f: impl FnOnce(&mut Edit<'_, '_>)) -> Result<bool> {
+        self.check_may_write()?;
+        let ((), update) = self.doc.edit(f);
+        self.defer(update, now_ms)
+    }
+
+    /// Deferred splices of the code buffer that an editor already shows: like
+    /// [`Room::edit_deferred`], but a [`crate::doc::CodeWatch`] does not report them back.
+    pub fn edit_shown(&mut self, splices: &[Splice], now_ms: u64) -> Result<bool> {
+        self.check_may_write()?;
+        let ((), update) = self.doc.edit_shown(|e| {
+            for s in splices {
+                e.splice_code(s.pos, s.delete, &s.insert);
+            }
+        });
+        self.defer(update, now_ms)
+    }
+
+    /// How many local transactions wait to be sealed.
+    pub fn unsealed(&self) -> usize {
+        self.unsealed.len()
+    }
+
+    /// Seals our deferred edits into one signed envelope (their updates merged), logs it and
+    /// advances our chain. None when nothing waits.
+    pub fn seal_pending(&mut self, now_ms: u64) -> Result<Option<Envelope>> {
+        let update = match self.unsealed.len() {
+            0 => return Ok(None),
+            1 => self.unsealed.pop().unwrap_or_default(),
+            _ => match yrs::merge_updates_v1(&self.unsealed) {
+                Ok(merged) => {
+                    self.unsealed.clear();
+                    merged
+                }
+                // Cannot happen for updates we encoded ourselves; if it did, one envelope
+                // per transaction still carries everything.
+                Err(_) => {
+                    let mut last = None;
+                    for u in std::mem::take(&mut self.unsealed) {
+                        last = Some(self.seal_update(u, now_ms)?);
+                    }
+                    return Ok(last);
+                }
+            },
+        };
+        self.seal_update(update, now_ms).map(Some)
+    }
+
+    fn check_may_write(&self) -> Result<()> {
+        match self.ledger.member(&self.me.public()) {
+            Some(m) if m.role.may_write() => Ok(()),
+            Some(m) => Err(CoreError::NotAllowed(format!("{} may not edit", m.role))),
+            None => Err(CoreError::NotAllowed("not admitted to the room".into())),
+        }
+    }
+
+    fn defer(&mut self, update: Vec<u8>, now_ms: u64) -> Result<bool> {
+        if update.is_empty() {
+            return Ok(false);
+        }
+        let bytes: usize = self.unsealed.iter().map(Vec::len).sum();
+        if self.unsealed.len() >= MAX_UNSEALED || bytes + update.len() > MAX_UNSEALED_BYTES {
+            // Nobody sealed for a long while: keep envelopes (and merges) small.
+            self.seal_pending(now_ms)?;
+        }
+        self.unsealed.push(update);
+        Ok(true)
+    }
+
+    /// Signs `update` as our next envelope and logs it. On a store error the update stays
+    /// pending, so a later seal retries it.
+    fn seal_update(&mut self, update: Vec<u8>, now_ms: u64) -> Result<Envelope> {
+        let me = self.me.public();
+        let head = self.ledger.head(&me);
+        let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update);
+        let at = self.received_at(now_ms);
+        if let Err(e) = self.store.append(&env, at) {
+            self.unsealed.insert(0, env.update);
+            return Err(e);
+        }
+        self.ledger.advance(&env, env.hash(), None);
+        self.maybe_checkpoint(now_ms)?;
+        Ok(env)
+    }
+}
