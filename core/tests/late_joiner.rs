@@ -149,3 +149,50 @@ fn late_joiner_starts_from_the_hosts_checkpoint() -> Result<()> {
     ensure!(third.state_digest() == digest, "a peer that caught up from the joiner differs");
     Ok(())
 }
+
+/// A peer that holds envelopes we lack (another author's, relayed to it over a link we never
+/// saw, such as a browser data channel) gets a `Want` back when it asks us for ours, and
+/// its answer brings them to us.
+#[test]
+fn a_peer_holding_more_is_asked_back() -> Result<()> {
+    let mut node = Room::create(
+        &room_key(),
+        Identity::from_passphrase("node"),
+        0,
+        arena_core::MemoryStore::new(),
+        Meta::default(),
+        T0,
+    )?;
+    let token = Grant::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
+    let open = |name: &str| {
+        Room::open(
+            room_key().public(),
+            Identity::from_passphrase(name),
+            1,
+            arena_core::MemoryStore::new(),
+            RoomConfig::default(),
+            T0,
+        )
+    };
+    let (mut a, mut b) = (open("a")?, open("b")?);
+    let (adm_a, _) = a.join(&token, "a", T0 + 1)?;
+    let (adm_b, _) = b.join(&token, "b", T0 + 1)?;
+    // A and B meet directly (the node never hears from B).
+    let hello_b = vec![Wire::Admissions(vec![adm_b]), b.want()];
+    converse(&mut a, &mut b, hello_b, T0 + 2)?;
+    let hello_a = vec![Wire::Admissions(vec![adm_a.clone()]), a.want()];
+    converse(&mut b, &mut a, hello_a, T0 + 2)?;
+    b.edit(T0 + 3, |e| e.splice_code(0, 0, "from b over the mesh\n"))?;
+    let w = b.want();
+    converse(&mut a, &mut b, vec![w], T0 + 4)?;
+    ensure!(a.doc().code() == b.doc().code() && a.doc().code().contains("from b"), "a and b did not meet");
+    // A connects to the node: it asks for what it lacks; the node asks back.
+    node.handle(Wire::Admissions(vec![adm_a]), T0 + 5)?;
+    let w = a.want();
+    let (replies, _) = node.handle(w, T0 + 5)?;
+    ensure!(replies.iter().any(|w| matches!(w, Wire::Want(_))), "the node did not ask back");
+    converse(&mut a, &mut node, replies, T0 + 6)?;
+    ensure!(node.doc().code().contains("from b over the mesh"), "b's edit never reached the node");
+    ensure!(node.state_digest() == a.state_digest(), "node and a differ");
+    Ok(())
+}

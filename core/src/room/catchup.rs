@@ -87,6 +87,11 @@ impl<S: Store> Room<S> {
         Ok(None)
     }
 
+    /// Whether a peer with envelope vector `have` holds envelopes we do not.
+    pub fn lacks_from(&self, have: &BTreeMap<PeerKey, u64>) -> bool {
+        have.iter().any(|(a, n)| *n > self.ledger.head(a).next_seq)
+    }
+
     /// Handles one envelope-protocol message; returns the replies and the receipt of any
     /// envelopes applied. `now_ms` also checks the expiry of live admissions.
     pub fn handle(&mut self, msg: Wire, now_ms: u64) -> Result<(Vec<Wire>, Receipt)> {
@@ -107,7 +112,15 @@ impl<S: Store> Room<S> {
                 }
                 Ok((Vec::new(), r))
             }
-            Wire::Want(have) => Ok((self.answer(&have)?, Receipt::default())),
+            Wire::Want(have) => {
+                let mut out = self.answer(&have)?;
+                // The asker holds envelopes we lack (its own, or other authors' it got from
+                // a peer we never saw, e.g. over a browser data channel): ask back.
+                if self.lacks_from(&have) {
+                    out.push(self.want());
+                }
+                Ok((out, Receipt::default()))
+            }
             Wire::Checkpoint(cp) => {
                 cp.verify(&self.ledger)?;
                 if cp.heads.iter().any(|(a, h)| h.next_seq > 0 && self.ledger.head(a).next_seq > 0) {

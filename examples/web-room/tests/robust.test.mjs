@@ -220,15 +220,11 @@ test('expired invite tokens', { timeout: 180_000 }, async (t) => {
     for (const p of [alice, bob, carol]) await p.context.close()
   })
 
-  // Known gap: with the mesh on, what a refused page types still reaches the other pages
-  // over the data channel (they hold valid envelopes of an admitted author), but the node
-  // never gets it: a reconnecting client re-sends only its own newest envelope (Client::open)
-  // and the node asks only for gaps in that chain, so envelopes relayed by the mesh stay off
-  // the node, out of the record and away from node-only pages, even after the holder
-  // reconnects. Marked todo until the catch-up pushes them; it passes once it does.
-  await t.test('with the mesh on, what a refused page types reaches the node through a peer', {
-    todo: 'the node only catches up a client\'s own chain, not envelopes it holds from others'
-  }, async () => {
+  // What a refused page types still reaches the other pages over the data channel (they
+  // hold valid envelopes of an admitted author); when one of them next asks the node for
+  // what it lacks, the node sees it holds more and asks back, so the edits reach the node,
+  // the record and node-only pages.
+  await t.test('with the mesh on, what a refused page types reaches the node through a peer', async () => {
     const expiry = nowS() + 6
     const alice = await open(server.url, roomId, token('host', nowS() + 3600), 'Alice')
     const dan = await open(server.url, roomId, token('candidate', expiry), 'Dan')

@@ -312,6 +312,10 @@ impl Actor {
                 }
             }
         }
+        // The requester holds envelopes we lack: ask it back (after answering).
+        if want.as_ref().is_some_and(|have| self.rooms.get(&room).is_some_and(|s| s.room.lacks_from(have))) {
+            self.request_sync(peer, room);
+        }
         let resp = match want {
             Some(have) => self.answer(&room, &have).unwrap_or_else(|e| {
                 warn!(room = %room, error = %e, "answering a sync request");
