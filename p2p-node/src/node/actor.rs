@@ -185,8 +185,19 @@ impl Actor {
         }
     }
 
+    /// Whether any connected peer is subscribed to `topic`. Gossipsub signs a message before
+    /// it looks for peers, so publishing into an empty topic costs a signature for nothing
+    /// (a bootstrap node's rooms mostly have no libp2p peers).
+    pub(super) fn topic_has_peers(&self, topic: &gossipsub::TopicHash) -> bool {
+        self.swarm.behaviour().gossipsub.all_peers().any(|(_, topics)| topics.contains(&topic))
+    }
+
     pub(super) fn publish(&mut self, room: &RoomId, msgs: &[Wire]) {
         let topic = topic_for(room);
+        if !self.topic_has_peers(&topic.hash()) {
+            // Nobody to tell: anti-entropy brings peers that subscribe later up to date.
+            return;
+        }
         for c in chunk(msgs, GOSSIP_CHUNK) {
             if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), c) {
                 // No peer yet, or the same chunk again: anti-entropy delivers it.

@@ -150,6 +150,9 @@ impl Actor {
         crate::presence::decode(&update)
             .map_err(|e| NodeError::Core(CoreError::Malformed { what: "awareness", reason: e }))?;
         let topic = self.rooms.get(&room).ok_or_else(|| NodeError::NotJoined(room.to_hex()))?.presence_topic.clone();
+        if !self.topic_has_peers(&topic.hash()) {
+            return Ok(());
+        }
         if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, update) {
             // No peer subscribed yet: presence is refreshed every few seconds anyway.
             debug!(room = %room, error = %e, "presence publish");
