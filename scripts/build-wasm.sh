@@ -26,6 +26,8 @@
 #             dependency graph (getrandom 0.4, zeroize 1.9, async-lock 3.5).
 #             Network access to crates.io is needed: -Zbuild-std fetches std's
 #             own dependencies (dlmalloc, compiler_builtins deps, ...).
+#             ARENA_WASM_BUILD_STD_FEATURES (e.g. optimize_for_size) is passed
+#             as -Zbuild-std-features (scripts/build-web.sh sets it for release).
 set -euo pipefail
 
 TARGET=wasm32-unknown-unknown
@@ -129,4 +131,8 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$deb_linker"
 unset RUSTUP_TOOLCHAIN
 log "toolchain: debian ($("$deb_rustc" -V), $("$deb_cargo" -V | cut -d' ' -f1-2), linker $deb_linker); target dir: target-wasm/"
 set -x
-exec "$deb_cargo" "$subcmd" --target "$TARGET" -Zbuild-std=std,panic_abort "${args[@]}"
+build_std=(-Zbuild-std=std,panic_abort)
+if [[ -n ${ARENA_WASM_BUILD_STD_FEATURES:-} ]]; then
+    build_std+=("-Zbuild-std-features=$ARENA_WASM_BUILD_STD_FEATURES")
+fi
+exec "$deb_cargo" "$subcmd" --target "$TARGET" "${build_std[@]}" "${args[@]}"

@@ -4,10 +4,14 @@
 #   scripts/build-web.sh            # release build, optimised
 #   ARENA_WEB_PROFILE=dev scripts/build-web.sh   # faster, bigger, with panic messages
 #
+#   ARENA_WEB_SIGNING=small scripts/build-web.sh   # no ed25519 basepoint tables: -36 KiB gzip,
+#                                                  # signing ~2.3x slower (arena-web's fast-signing)
+#
 # Steps: arena-web for wasm32-unknown-unknown (scripts/build-wasm.sh; size-tuned release
-# profile: opt-level z, LTO, one codegen unit, panic=immediate-abort), the wasm-bindgen CLI
+# profile: opt-level z, LTO, one codegen unit, panic=immediate-abort, no panic locations, std
+# rebuilt with optimize_for_size on the Debian route), the wasm-bindgen CLI
 # pinned to the wasm-bindgen crate's version in Cargo.lock (scripts/install-wasm-bindgen.sh,
-# into .tools/), `wasm-bindgen --target web`, `wasm-opt -Oz` (Debian's binaryen), then the
+# into .tools/), `wasm-bindgen --target web`, `wasm-opt -Oz --converge` (Debian's binaryen), then the
 # glue from web-bindings/js/ and a package.json. Prints the module's size, raw and gzipped.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,19 +26,31 @@ profile="${ARENA_WEB_PROFILE:-release}"
 if [[ $profile == release ]]; then
     export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
     export CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_PANIC=abort
-    # No panic machinery at all (arena-core does not panic on input): a smaller module.
-    # -Z flags on a stable rustc: the Debian route sets RUSTC_BOOTSTRAP=1, and so do we.
-    export RUSTC_BOOTSTRAP=1 RUSTFLAGS="${RUSTFLAGS:-} -Zunstable-options -Cpanic=immediate-abort"
+    # No panic machinery at all (arena-core does not panic on input) and no file/line strings
+    # for panics and `Location`s: a smaller module. (`-Zfmt-debug=none` would save 1.3 KiB
+    # more, but dependencies' error messages that use Debug would come out empty.) -Z flags
+    # on a stable rustc: the Debian route sets RUSTC_BOOTSTRAP=1, and so do we.
+    export RUSTC_BOOTSTRAP=1
+    export RUSTFLAGS="${RUSTFLAGS:-} -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none"
+    # std (rebuilt from source on the Debian route) picks its size-optimised variants, e.g.
+    # small sorts instead of driftsort/ipnsort per element type (-16 KiB gzip).
+    export ARENA_WASM_BUILD_STD_FEATURES="${ARENA_WASM_BUILD_STD_FEATURES-optimize_for_size}"
 fi
 # No reference types: Debian 12's binaryen (wasm-opt 108) miscompiles modules with two tables
 # (it points wasm-bindgen's exported externref table at the function table), so wasm-bindgen
 # keeps JS objects in its own heap slab instead.
 export RUSTFLAGS="${RUSTFLAGS:-} -Ctarget-feature=-reference-types,-multivalue"
+features=()
+case "${ARENA_WEB_SIGNING:-fast}" in
+    fast) ;;
+    small) features=(--no-default-features) ;;
+    *) log "ARENA_WEB_SIGNING must be fast or small"; exit 1 ;;
+esac
 if [[ $profile == release ]]; then
-    bash scripts/build-wasm.sh -p arena-web --release
+    bash scripts/build-wasm.sh -p arena-web --release "${features[@]+"${features[@]}"}"
     wasm="target-wasm/wasm32-unknown-unknown/release/arena_web.wasm"
 else
-    bash scripts/build-wasm.sh -p arena-web
+    bash scripts/build-wasm.sh -p arena-web "${features[@]+"${features[@]}"}"
     wasm="target-wasm/wasm32-unknown-unknown/debug/arena_web.wasm"
 fi
 
@@ -43,7 +59,7 @@ rm -rf "$pkg"
 mkdir -p "$pkg"
 "$wasm_bindgen" --target web --out-dir "$pkg" --out-name arena_web "$wasm"
 if [[ $profile == release ]]; then
-    wasm-opt -Oz --strip-debug --strip-producers \
+    wasm-opt -Oz --converge --strip-debug --strip-producers \
         --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
         "$pkg/arena_web_bg.wasm" -o "$pkg/arena_web_bg.wasm.opt"
     mv "$pkg/arena_web_bg.wasm.opt" "$pkg/arena_web_bg.wasm"

@@ -3,7 +3,6 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use yrs::encoding::serde::{from_any, to_any};
 use yrs::encoding::write::Write;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
@@ -252,8 +251,9 @@ impl RoomDoc {
 fn decode_out<T: DeserializeOwned>(v: Out) -> Option<T> {
     match v {
         Out::Any(Any::String(json)) => serde_json::from_str(&json).ok(),
-        // A stock Yjs client may write a plain object.
-        Out::Any(any) => from_any(&any).ok(),
+        // A stock Yjs client may write a plain object. Read it through JSON text, as the
+        // strings are: one deserializer per record type in the WASM module, not two.
+        Out::Any(any) => serde_json::from_str(&serde_json::to_value(&any).ok()?.to_string()).ok(),
         _ => None,
     }
 }
@@ -280,8 +280,31 @@ fn array_entries<T: DeserializeOwned>(doc: &Doc, arr: &ArrayRef) -> Vec<T> {
     arr.iter(&txn).filter_map(decode_out).collect()
 }
 
-fn any_of<T: Serialize>(value: &T) -> Any {
-    to_any(value).unwrap_or(Any::Null)
+/// A JSON value as an `Any`, as yrs's serde bridge maps it (integers that fit an i64 as
+/// integers, other numbers as floats; `Null` for the whole value when an integer does not
+/// fit), without that bridge's code in the WASM module.
+fn any_of(value: &serde_json::Value) -> Any {
+    fn conv(v: &serde_json::Value) -> Option<Any> {
+        use serde_json::Value as J;
+        Some(match v {
+            J::Null => Any::Null,
+            J::Bool(b) => Any::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Any::from(i),
+                None if n.is_u64() => return None,
+                None => Any::from(n.as_f64()?),
+            },
+            J::String(s) => Any::from(s.as_str()),
+            J::Array(a) => Any::Array(a.iter().map(conv).collect::<Option<Vec<_>>>()?.into()),
+            J::Object(m) => Any::Map(
+                m.iter()
+                    .map(|(k, v)| Some((k.clone(), conv(v)?)))
+                    .collect::<Option<std::collections::HashMap<_, _>>>()?
+                    .into(),
+            ),
+        })
+    }
+    conv(value).unwrap_or(Any::Null)
 }
 
 /// A local transaction on the room document.
@@ -353,5 +376,30 @@ impl Edit<'_, '_> {
     /// Appends version metadata.
     pub fn push_version(&mut self, v: &VersionMeta) {
         self.doc.versions.push_back(self.txn, record(v));
+    }
+}
+
+#[cfg(test)]
+mod any_tests {
+    use super::any_of;
+
+    #[test]
+    fn any_of_maps_json_as_the_yrs_serde_bridge_does() {
+        let cases = [
+            serde_json::json!(null),
+            serde_json::json!(true),
+            serde_json::json!(3),
+            serde_json::json!(-7),
+            serde_json::json!(2.5),
+            serde_json::json!(1e300),
+            serde_json::json!(u64::MAX),
+            serde_json::json!("x"),
+            serde_json::json!({"a": [1, 2.5, null, true, "x", {"b": []}], "c": {}}),
+            serde_json::json!([1, {"big": u64::MAX}]),
+        ];
+        for v in cases {
+            let bridge = yrs::encoding::serde::to_any(&v).unwrap_or(yrs::Any::Null);
+            assert_eq!(any_of(&v), bridge, "{v}");
+        }
     }
 }

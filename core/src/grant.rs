@@ -75,7 +75,7 @@ impl std::str::FromStr for Role {
             "host" => Ok(Role::Host),
             "candidate" => Ok(Role::Candidate),
             "observer" => Ok(Role::Observer),
-            _ => Err(CoreError::malformed("role", format!("{s:?} is not host, candidate or observer"))),
+            _ => Err(CoreError::malformed("role", format!("\"{s}\" is not host, candidate or observer"))),
         }
     }
 }
