@@ -310,8 +310,14 @@ impl Hub {
             Wire::Admissions(a) => Some(a.clone()),
             _ => None,
         };
+        // A client that holds envelopes we lack (other authors' it got over a browser data
+        // channel) is asked back for them.
+        let ask_back = matches!(&msg, Wire::Want(have) if self.room.lacks_from(have));
         match self.room.handle(msg, now) {
-            Ok((replies, receipt)) => {
+            Ok((mut replies, receipt)) => {
+                if ask_back {
+                    replies.push(self.room.want());
+                }
                 inc(&self.node.inner.metrics.envelopes_rejected, receipt.rejected.len() as u64);
                 inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
                 for r in chunk(&replies, GOSSIP_CHUNK) {

@@ -87,7 +87,11 @@ impl<S: Store> Room<S> {
         Ok(None)
     }
 
-    /// Whether a peer with envelope vector `have` holds envelopes we do not.
+    /// Whether a peer with envelope vector `have` holds envelopes we do not (its own, or
+    /// other authors' it got over a link we never saw, e.g. a browser data channel). A node
+    /// answering a client's `Want` then asks back with its own. Not done for every peer:
+    /// between replicas that both lack something the other cannot give, asking back on
+    /// every `Want` never quiesces.
     pub fn lacks_from(&self, have: &BTreeMap<PeerKey, u64>) -> bool {
         have.iter().any(|(a, n)| *n > self.ledger.head(a).next_seq)
     }
@@ -112,15 +116,7 @@ impl<S: Store> Room<S> {
                 }
                 Ok((Vec::new(), r))
             }
-            Wire::Want(have) => {
-                let mut out = self.answer(&have)?;
-                // The asker holds envelopes we lack (its own, or other authors' it got from
-                // a peer we never saw, e.g. over a browser data channel): ask back.
-                if self.lacks_from(&have) {
-                    out.push(self.want());
-                }
-                Ok((out, Receipt::default()))
-            }
+            Wire::Want(have) => Ok((self.answer(&have)?, Receipt::default())),
             Wire::Checkpoint(cp) => {
                 cp.verify(&self.ledger)?;
                 if cp.heads.iter().any(|(a, h)| h.next_seq > 0 && self.ledger.head(a).next_seq > 0) {
