@@ -37,6 +37,8 @@ pub(crate) enum HubCmd {
     Attach {
         conn: u64,
         role: Role,
+        /// Its invite token (relayed with its updates when another node must sign them).
+        token: Option<String>,
         tx: mpsc::Sender<Outbound>,
         reply: oneshot::Sender<Vec<Vec<u8>>>,
     },
@@ -76,6 +78,7 @@ struct Conn {
     link: Reassembler,
     /// Speaks our envelope protocol (sent a `MSG_ARENA` message): gets signed envelopes.
     arena: bool,
+    token: Option<String>,
 }
 
 struct Hub {
@@ -196,13 +199,13 @@ impl Hub {
 
     fn handle(&mut self, cmd: HubCmd) {
         match cmd {
-            HubCmd::Attach { conn, role, tx, reply } => {
+            HubCmd::Attach { conn, role, token, tx, reply } => {
                 let session = YSession::new(!role.may_write());
                 // One message per frame: stock y-websocket peers read only a frame's first message.
                 let start = session.start_frames(self.room.doc(), &self.awareness);
                 self.conns.insert(
                     conn,
-                    Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false },
+                    Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false, token },
                 );
                 let _ = reply.send(start);
             }
@@ -400,6 +403,21 @@ impl Hub {
         if batch.is_empty() {
             return;
         }
+        if !self.can_sign_for_clients() && self.node.inner.p2p.get().is_some() {
+            // A federated room hosted elsewhere: the room's home node signs for our stock
+            // clients (it checks their tokens again); the envelopes come back over gossip.
+            let msgs: Vec<Wire> = batch
+                .into_iter()
+                .filter_map(|(conn, update)| {
+                    let token = self.conns.get(&conn)?.token.clone()?;
+                    Some(Wire::Proxied { token, update })
+                })
+                .collect();
+            if !msgs.is_empty() {
+                crate::p2p::to_network(&self.node, self.room.id(), msgs);
+            }
+            return;
+        }
         let node = self.node.clone();
         let m = &node.inner.metrics;
         let merged = if batch.len() == 1 {
@@ -431,6 +449,11 @@ impl Hub {
             }
             Err(e) => self.refuse(batch[0].0, &e),
         }
+    }
+
+    /// Whether we hold a proxy grant for this room (it was created here).
+    fn can_sign_for_clients(&self) -> bool {
+        self.room.ledger().member(&self.room.identity().public()).is_some_and(|m| m.proxy && m.role.may_write())
     }
 
     fn commit_one(&mut self, conn: u64, u: &[u8], now: u64) {

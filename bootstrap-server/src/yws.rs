@@ -76,7 +76,7 @@ async fn serve(
     inc(&m.connections_active, 1);
     let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
     let (reply, start) = oneshot::channel();
-    if hub.send(HubCmd::Attach { conn, role, tx, reply }).await.is_err() {
+    if hub.send(HubCmd::Attach { conn, role, token: token.clone(), tx, reply }).await.is_err() {
         dec(&m.connections_active);
         return refuse(socket, "room unavailable, retry").await;
     }

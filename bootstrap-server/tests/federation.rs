@@ -95,3 +95,58 @@ async fn two_nodes_bridge_a_room_and_survive_a_restart() -> Result<()> {
     n1.stop().await?;
     Ok(())
 }
+
+/// Stock Yjs clients (yjs + y-websocket from npm) write on a node that does not host the
+/// room: that node holds no proxy grant, so it relays their updates with their tokens to the
+/// room's home node, which checks the tokens and signs; everyone converges, the observer's
+/// edit is refused on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_clients_write_through_a_node_that_does_not_host_the_room() -> Result<()> {
+    use serde_json::json;
+    if js_dir().is_err() {
+        eprintln!("SKIPPED: npm packages missing (npm ci --prefix bootstrap-server/tests/js)");
+        anyhow::bail!("npm packages missing: run `npm ci --prefix bootstrap-server/tests/js`");
+    }
+    let d1 = tempfile::tempdir()?;
+    let d2 = tempfile::tempdir()?;
+    let n1 = Server::start(d1.path()).await?;
+    let peer1 = multiaddr(n1.addr).await?;
+    let mut c2 = arena_bootstrap::Config::for_tests(d2.path());
+    c2.peers = vec![peer1];
+    let n2 = Server::start_with(c2).await?;
+    let room = create_room(n1.addr).await?;
+    // A native peer on node 1 and two stock clients on node 2 (neither hosts a grant there).
+    let mut native = ArenaPeer::connect(n1.addr, &room.room, &room.host, "native").await?;
+    native.pump(Duration::from_millis(200)).await?;
+    let marks: Vec<String> = (0..6).map(|i| format!("[S{i}]")).collect();
+    let more: Vec<String> = (0..6).map(|i| format!("[T{i}]")).collect();
+    let all: Vec<String> = marks.iter().chain(&more).cloned().chain(["[N]".to_owned()]).collect();
+    let url = format!("ws://{}/yws", n2.addr);
+    let mut s = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.candidate, "name": "S", "inserts": marks, "expect": all, "timeoutMs": 50000}),
+    )?;
+    let mut t = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.host, "name": "T", "inserts": more, "expect": all, "timeoutMs": 50000}),
+    )?;
+    native.type_text(0, "[N]").await?;
+    let fs = s.event("final", T).await?;
+    let ft = t.event("final", T).await?;
+    let deadline = tokio::time::Instant::now() + T;
+    while !all.iter().all(|m| native.text().contains(m.as_str())) {
+        ensure!(tokio::time::Instant::now() < deadline, "node 1 never got node 2's stock edits: {}", native.text());
+        native.pump(Duration::from_millis(100)).await?;
+    }
+    let (ts, tt) = (fs["text"].as_str().context("s")?, ft["text"].as_str().context("t")?);
+    ensure!(ts == tt && tt == native.text(), "texts differ:\n{ts}\n{tt}\n{}", native.text());
+    ensure!(native.denied.is_empty(), "{:?}", native.denied);
+    // An observer's token does not become writable by relaying.
+    let mut obs = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.observer, "name": "O", "inserts": ["[OBSERVER]"], "expect": [], "waitDenied": true, "timeoutMs": 50000}),
+    )?;
+    obs.event("denied", T).await?;
+    native.pump(Duration::from_millis(500)).await?;
+    ensure!(!native.text().contains("[OBSERVER]"), "an observer's edit was signed");
+    n2.stop().await?;
+    n1.stop().await?;
+    Ok(())
+}

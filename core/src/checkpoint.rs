@@ -87,7 +87,8 @@ impl Checkpoint {
 
     /// `at_ms` of an encoded checkpoint, read from its header without decoding (copying) the
     /// state, so listing a room's checkpoints stays cheap however many and large they are.
-    /// The rest is checked when the checkpoint itself is read.
+    /// The rest is checked when the checkpoint itself is read. (Only the sled store lists.)
+    #[cfg(feature = "store")]
     pub(crate) fn peek_at_ms(bytes: &[u8]) -> Result<u64> {
         let mut r = Reader::new(bytes, "checkpoint");
         if r.u8()? != VERSION {

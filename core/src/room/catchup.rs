@@ -130,7 +130,22 @@ impl<S: Store> Room<S> {
                 let receipt = if waiting.is_empty() { Receipt::default() } else { self.receive(waiting, now_ms)? };
                 Ok((vec![self.want()], receipt))
             }
+            Wire::Proxied { token, update } => {
+                let env = self.proxy_for(&token, &update, now_ms)?;
+                Ok((Vec::new(), Receipt { applied: env.into_iter().collect(), ..Receipt::default() }))
+            }
         }
+    }
+
+    /// Signs a stock client's update that another node relayed ([`Wire::Proxied`]), after
+    /// checking the client's token as if it had connected here: a grant for this room, not
+    /// expired, with a role that may write. Needs our proxy grant.
+    pub fn proxy_for(&mut self, token: &str, update: &[u8], now_ms: u64) -> Result<Option<Envelope>> {
+        let grant = crate::grant::Grant::from_token(token, &self.id, now_ms / 1000)?;
+        if !grant.role.may_write() {
+            return Err(CoreError::NotAllowed(format!("a relayed update under a {} token", grant.role)));
+        }
+        self.proxy_update(update, now_ms)
     }
 
     /// Starts from a peer's signed checkpoint: a late joiner that holds none of the

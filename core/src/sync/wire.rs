@@ -28,6 +28,9 @@ const T_ADMISSIONS: u8 = 1;
 const T_WANT: u8 = 2;
 const T_CHECKPOINT: u8 = 3;
 const T_FRAGMENT: u8 = 4;
+const T_PROXIED: u8 = 5;
+/// Longest invite token a [`Wire::Proxied`] may carry.
+const MAX_TOKEN: usize = 512;
 
 /// A message of the envelope protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +44,15 @@ pub enum Wire {
     Want(BTreeMap<PeerKey, u64>),
     /// A signed checkpoint for a late joiner.
     Checkpoint(Box<Checkpoint>),
+    /// A stock Yjs client's update, relayed by a node that cannot sign for it (it holds no
+    /// proxy grant for the room) to one that can, with the client's invite token: the token
+    /// is checked again by the signer, so relaying grants nothing.
+    Proxied {
+        /// The client's invite token.
+        token: String,
+        /// Its y-protocols update (v1).
+        update: Vec<u8>,
+    },
 }
 
 impl Wire {
@@ -68,6 +80,9 @@ impl Wire {
             }
             Wire::Checkpoint(c) => {
                 w.u8(T_CHECKPOINT).fixed(&c.encode());
+            }
+            Wire::Proxied { token, update } => {
+                w.u8(T_PROXIED).str(token).bytes(update);
             }
         }
         w.finish()
@@ -107,6 +122,11 @@ impl Wire {
             T_CHECKPOINT => {
                 let rest = r.take(r.remaining())?;
                 Wire::Checkpoint(Box::new(Checkpoint::decode(rest, room)?))
+            }
+            T_PROXIED => {
+                let token = r.str(MAX_TOKEN)?.to_owned();
+                let update = r.bytes(MAX_UPDATE)?.to_vec();
+                Wire::Proxied { token, update }
             }
             t => return Err(r.err(&format!("unknown message type {t}"))),
         };

@@ -293,7 +293,15 @@ impl Actor {
         };
         let now = now_ms();
         let mut publish = Vec::new();
+        let mut relay = Vec::new();
+        let me = self.cfg.identity.public();
+        let can_sign = state.room.ledger().member(&me).is_some_and(|m| m.proxy && m.role.may_write());
         for msg in msgs {
+            if matches!(msg, Wire::Proxied { .. }) && !can_sign {
+                // A stock client's update we cannot sign for: to the peers that can.
+                relay.push(msg);
+                continue;
+            }
             let adms = match &msg {
                 Wire::Admissions(a) => Some(a.clone()),
                 _ => None,
@@ -314,6 +322,9 @@ impl Actor {
         self.out.dirty.insert(room);
         if !publish.is_empty() {
             self.out.publish.push((room, publish));
+        }
+        if !relay.is_empty() {
+            self.relay_proxied(room, relay);
         }
         self.out.reply(Some(room), done, ());
     }

@@ -229,7 +229,7 @@ impl Actor {
                     MessageAcceptance::Reject
                 }
             }
-            Wire::Want(_) | Wire::Checkpoint(_) => MessageAcceptance::Ignore,
+            Wire::Want(_) | Wire::Checkpoint(_) | Wire::Proxied { .. } => MessageAcceptance::Ignore,
         }
     }
 
@@ -296,10 +296,14 @@ impl Actor {
         }
         let mut link = Reassembler::new();
         let mut want = None;
+        let mut unsigned = false;
         for f in &req.frames {
             match link.push(f, room) {
                 Ok(None) => {}
                 Ok(Some(Wire::Want(have))) => want = Some(have),
+                Ok(Some(Wire::Proxied { token, update })) => {
+                    unsigned |= !self.sign_relayed(room, peer, &token, &update)
+                }
                 Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_)))) => {
                     self.apply(room, w, peer);
                 }
@@ -324,9 +328,55 @@ impl Actor {
                 warn!(room = %room, error = %e, "answering a sync request");
                 refuse(SyncStatus::Refused)
             }),
+            None if unsigned => refuse(SyncStatus::Refused),
             None => SyncResponse { status: SyncStatus::Ok, more: false, frames: Vec::new() },
         };
         self.out.responses.push((Some(room), channel, resp));
+    }
+
+    /// A stock client's update relayed by a node that cannot sign for it: signed by us when
+    /// we hold the room's proxy grant and the client's token allows writing, then applied,
+    /// reported and gossiped like our own. False when we did not sign it (not an offence:
+    /// the relaying node asks every peer of the room, and only the room's home node signs).
+    fn sign_relayed(&mut self, room: RoomId, peer: PeerId, token: &str, update: &[u8]) -> bool {
+        let now = now_ms();
+        let Some(state) = self.rooms.get_mut(&room) else { return false };
+        match state.room.proxy_for(token, update, now) {
+            Ok(Some(env)) => {
+                self.out.dirty.insert(room);
+                self.out.publish.push((room, vec![Wire::Envelopes(vec![env.clone()])]));
+                self.out.event(Some(room), NodeEvent::Applied { room, envelopes: vec![env], from: Some(peer) });
+                true
+            }
+            Ok(None) => true,
+            Err(e) => {
+                debug!(peer = %peer, room = %room, error = %e, "relayed update not signed");
+                false
+            }
+        }
+    }
+
+    /// Sends stock clients' updates we cannot sign for to every connected peer of the room
+    /// (the room's home node signs them; the envelopes come back over gossip).
+    pub(super) fn relay_proxied(&mut self, room: RoomId, msgs: Vec<Wire>) {
+        let Some(state) = self.rooms.get(&room) else { return };
+        let hash = state.topic.hash();
+        let peers: Vec<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .map(|(p, _)| *p)
+            .collect();
+        if peers.is_empty() {
+            debug!(room = %room, "no peer to sign relayed updates");
+        }
+        let frames = chunk(&msgs, GOSSIP_CHUNK);
+        for p in peers {
+            let id = self.swarm.behaviour_mut().sync.send_request(&p, SyncRequest { room, frames: frames.clone() });
+            self.inflight.insert(id, (p, room));
+        }
     }
 
     /// Counts a sync request of `peer`; past [`MAX_REQUESTS_PER_SEC`] it is refused, and
@@ -398,7 +448,7 @@ impl Actor {
                         return;
                     }
                 }
-                Ok(Some(Wire::Want(_))) => {}
+                Ok(Some(Wire::Want(_) | Wire::Proxied { .. })) => {}
                 Err(e) => {
                     self.offence(peer, Some(room), format!("malformed sync answer: {e}"));
                     return;
