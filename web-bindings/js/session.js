@@ -23,6 +23,10 @@ import initWasm, { Room } from './arena_web.js'
 import { WebSocketTransport } from './transport.js'
 import { MeshTransport, signalUrl } from './mesh.js'
 
+/** Our presence (cursor) goes out at most this often while typing. */
+const PRESENCE_MIN_MS = 40
+const performanceNow = () => (globalThis.performance ? globalThis.performance.now() : Date.now())
+
 let ready = null
 
 /** Loads the WASM module once. `input`: URL, Response, bytes or WebAssembly.Module (default: next to this file). */
@@ -82,6 +86,8 @@ export class ArenaSession extends EventTarget {
     this.selection = null
     this.unsealed = false
     this.selectionDirty = false
+    this.lastPresenceAt = -Infinity
+    this.presenceTimer = null
     this.taskQueued = false
     this.destroyed = false
     this.stats = { edits: 0, frames: 0, meshFrames: 0, errors: 0, rejected: 0 }
@@ -195,7 +201,22 @@ export class ArenaSession extends EventTarget {
     this.taskQueued = false
     if (this.destroyed) return
     this.flush()
-    if (this.selectionDirty) this._presenceFrame()
+    if (this.selectionDirty) this._presenceSoon()
+  }
+
+  /** Sends our presence now, or, when the last one left under PRESENCE_MIN_MS ago, once that
+   *  interval is over (a burst of keystrokes moves the caret each time: peers see it at
+   *  ~25 Hz instead of paying a frame per keystroke). */
+  _presenceSoon () {
+    const wait = this.lastPresenceAt + PRESENCE_MIN_MS - performanceNow()
+    if (wait <= 0) {
+      this._presenceFrame()
+    } else if (!this.presenceTimer) {
+      this.presenceTimer = setTimeout(() => {
+        this.presenceTimer = null
+        if (!this.destroyed && this.selectionDirty) this._presenceFrame()
+      }, wait)
+    }
   }
 
   /** Signs and sends pending local edits now (done before anything receives, sends or reads
@@ -246,6 +267,7 @@ export class ArenaSession extends EventTarget {
   _presenceFrame () {
     this.flush()
     this.selectionDirty = false
+    this.lastPresenceAt = performanceNow()
     const s = this.selection
     this._send([this.room.setPresence(this.name, this.color, s?.anchor, s?.head, this.now())])
   }
@@ -306,6 +328,7 @@ export class ArenaSession extends EventTarget {
     this.flush()
     this.destroyed = true
     clearInterval(this.ticker)
+    clearTimeout(this.presenceTimer)
     try { this._send([this.room.clearPresence(this.now())]) } catch {}
     this.transport.close()
     this.mesh?.close()
