@@ -47,10 +47,16 @@ impl Actor {
     pub(super) fn discover_room(&mut self, room: &RoomId) {
         let key = provider_key(room);
         let b = self.swarm.behaviour_mut();
-        if let Err(e) = b.kad.start_providing(key.clone()) {
-            debug!(error = %e, "kad provide");
+        // With an empty routing table a DHT query can reach nobody, but it is kept (with its
+        // buffers) until it times out, per room: on a bootstrap node with hundreds of rooms
+        // and no DHT peers that was most of a loaded room's memory. `discover_all` runs
+        // again periodically and provides once peers are known.
+        if b.kad.kbuckets().any(|bucket| bucket.num_entries() > 0) {
+            if let Err(e) = b.kad.start_providing(key.clone()) {
+                debug!(error = %e, "kad provide");
+            }
+            b.kad.get_providers(key);
         }
-        b.kad.get_providers(key);
         let ns = namespace_for(room);
         for node in self.rendezvous_nodes.clone() {
             let b = self.swarm.behaviour_mut();
@@ -76,13 +82,22 @@ impl Actor {
 
     pub(super) fn on_identify(&mut self, peer: PeerId, info: identify::Info) {
         let has = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
+        let mut rediscover = false;
         if has(KAD_PROTOCOL) {
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            let was_empty = kad.kbuckets().all(|b| b.num_entries() == 0);
             for a in &info.listen_addrs {
-                self.swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+                kad.add_address(&peer, a.clone());
             }
+            // Our first DHT peer: provide and look up our rooms now (`discover_room` skips
+            // the DHT while the routing table is empty).
+            rediscover |= was_empty && kad.kbuckets().any(|b| b.num_entries() > 0);
         }
         if has(rendezvous::PROTOCOL_NAME.as_ref()) && self.rendezvous_nodes.insert(peer) {
             info!(peer = %peer, "rendezvous node");
+            rediscover = true;
+        }
+        if rediscover {
             let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
             for r in rooms {
                 self.discover_room(&r);
