@@ -27,6 +27,8 @@
 //             the token: no retry), 'closed', 'unsupported' (no RTCPeerConnection here)
 //   'peers'   detail {peers} the number of open channels changed
 
+import { Reconnecting } from './transport.js'
+
 const ID = /^[0-9a-f]{32}$/
 const CONN = /^[0-9a-f]{16}$/
 const MAX_SDP = 32 * 1024
@@ -58,7 +60,7 @@ function cleanCandidate (c) {
   return out
 }
 
-export class MeshTransport extends EventTarget {
+export class MeshTransport extends Reconnecting {
   /**
    * @param {object} o
    * @param {string} o.url the /signal WebSocket URL, token included (see signalUrl)
@@ -207,22 +209,6 @@ export class MeshTransport extends EventTarget {
     this._signal({ type: 'ping' })
     for (const p of [...this.links.values()]) if (this._dead(p)) this._drop(p, 'channel closed', true)
     if (Date.now() - this.lastAnnounce >= this.announceMs && this.links.size < this.maxPeers) this._announce()
-  }
-
-  _scheduleRetry (reason) {
-    if (this.stopped) return
-    this.attempt += 1
-    const base = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** Math.min(this.attempt - 1, 10))
-    const retryInMs = Math.round(base / 2 + Math.random() * base / 2)
-    this._setStatus('offline', { reason, retryInMs })
-    clearTimeout(this.timer)
-    if (!this.forcedOffline) this.timer = setTimeout(() => this.connect(), retryInMs)
-  }
-
-  _retryNow () {
-    clearTimeout(this.timer)
-    this.attempt = 0
-    this.connect()
   }
 
   _closeSignal (reason) {

@@ -7,7 +7,30 @@
 
 const DENIED = 4403
 
-export class WebSocketTransport extends EventTarget {
+/**
+ * Reconnection with exponential backoff and jitter, shared by the transports: a subclass
+ * has `connect()`, `_setStatus(status, extra)`, `minDelayMs`, `maxDelayMs`, and the fields
+ * `attempt`, `timer`, `stopped`, `forcedOffline`.
+ */
+export class Reconnecting extends EventTarget {
+  _scheduleRetry (reason) {
+    if (this.stopped) return
+    this.attempt += 1
+    const base = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** Math.min(this.attempt - 1, 10))
+    const retryInMs = Math.round(base / 2 + Math.random() * base / 2)
+    this._setStatus('offline', { reason, retryInMs })
+    clearTimeout(this.timer)
+    if (!this.forcedOffline) this.timer = setTimeout(() => this.connect(), retryInMs)
+  }
+
+  _retryNow () {
+    clearTimeout(this.timer)
+    this.attempt = 0
+    this.connect()
+  }
+}
+
+export class WebSocketTransport extends Reconnecting {
   /**
    * @param {string} url ws:// or wss:// URL, token included
    * @param {{WebSocket?: any, minDelayMs?: number, maxDelayMs?: number, window?: any}} [opts]
@@ -77,22 +100,6 @@ export class WebSocketTransport extends EventTarget {
       }
     }
     ws.onerror = () => {} // onclose follows
-  }
-
-  _scheduleRetry (reason) {
-    if (this.stopped) return
-    this.attempt += 1
-    const base = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** Math.min(this.attempt - 1, 10))
-    const retryInMs = Math.round(base / 2 + Math.random() * base / 2)
-    this._setStatus('offline', { reason, retryInMs })
-    clearTimeout(this.timer)
-    if (!this.forcedOffline) this.timer = setTimeout(() => this.connect(), retryInMs)
-  }
-
-  _retryNow () {
-    clearTimeout(this.timer)
-    this.attempt = 0
-    this.connect()
   }
 
   _goOffline (reason) {

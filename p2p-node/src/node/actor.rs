@@ -192,6 +192,11 @@ impl Actor {
         self.swarm.behaviour().gossipsub.all_peers().any(|(_, topics)| topics.contains(&topic))
     }
 
+    /// Every connected peer subscribed to `topic`.
+    pub(super) fn topic_peers(&self, topic: &gossipsub::TopicHash) -> Vec<PeerId> {
+        self.swarm.behaviour().gossipsub.all_peers().filter(|(_, t)| t.contains(&topic)).map(|(p, _)| *p).collect()
+    }
+
     pub(super) fn publish(&mut self, room: &RoomId, msgs: &[Wire]) {
         let topic = topic_for(room);
         if !self.topic_has_peers(&topic.hash()) {

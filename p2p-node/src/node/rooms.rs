@@ -360,15 +360,7 @@ impl Actor {
     /// (the room's home node signs them; the envelopes come back over gossip).
     pub(super) fn relay_proxied(&mut self, room: RoomId, msgs: Vec<Wire>) {
         let Some(state) = self.rooms.get(&room) else { return };
-        let hash = state.topic.hash();
-        let peers: Vec<PeerId> = self
-            .swarm
-            .behaviour()
-            .gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&&hash))
-            .map(|(p, _)| *p)
-            .collect();
+        let peers = self.topic_peers(&state.topic.hash());
         if peers.is_empty() {
             debug!(room = %room, "no peer to sign relayed updates");
         }
