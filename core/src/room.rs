@@ -41,7 +41,10 @@ pub struct RoomConfig {
     pub max_catch_up: usize,
     /// A peer that lacks at least this many envelopes, and none of the authors our latest
     /// signed checkpoint covers, is sent that checkpoint instead of the envelopes it covers
-    /// (a late joiner of a long room). A peer with nothing at all always gets it.
+    /// (a late joiner of a long room). A peer with nothing at all always gets it. Such a
+    /// joiner cannot rebuild versions older than the checkpoint, so the default (50,000,
+    /// more than an hour of typing) keeps the full history for ordinary interviews and
+    /// takes the fast path only for very long rooms.
     pub checkpoint_join_min: u64,
 }
 
@@ -52,7 +55,7 @@ impl Default for RoomConfig {
             checkpoint_interval_ms: 30_000,
             max_pending: 4096,
             max_catch_up: 1 << 20,
-            checkpoint_join_min: 5000,
+            checkpoint_join_min: 50_000,
         }
     }
 }
