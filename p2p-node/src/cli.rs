@@ -134,9 +134,21 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
                 println!("listening on {a}/p2p/{}", node.peer_id());
             }
             print_code(&node.code(opts.room).await?);
+            // Presence (y-protocols awareness over libp2p): browsers in the room list us as
+            // here, not "away". Renewed well inside y-protocols' 30 s timeout.
+            let me = node.key().client_id(0);
+            let state = serde_json::json!({ "user": { "name": opts.name, "color": "#6b7280" } });
+            let mut clock = 0u32;
+            let mut presence = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = presence.tick() => {
+                        clock += 1;
+                        if let Err(e) = node.publish_presence(opts.room, crate::presence::encode(me, clock, &state)).await {
+                            warn!(error = %e, "presence");
+                        }
+                    }
                     ev = events.recv() => match ev {
                         Ok(NodeEvent::Applied { room, from: Some(_), .. }) if room == opts.room => print_code(&node.code(room).await?),
                         Ok(NodeEvent::Listening { addr }) => println!("listening on {addr}/p2p/{}", node.peer_id()),
@@ -153,6 +165,10 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
                     },
                 }
             }
+            // Say we left (a null state), then stop.
+            let _ = node
+                .publish_presence(opts.room, crate::presence::encode(me, clock + 1, &serde_json::Value::Null))
+                .await;
             shutdown.cancel();
             task.await.map_err(|e| NodeError::Transport(e.to_string()))??;
         }

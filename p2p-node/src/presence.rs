@@ -23,6 +23,19 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<AwarenessUpdate, String> {
     Ok(update)
 }
 
+/// One client's awareness update: `clock` must grow with each change; a null `state` says
+/// the client left.
+pub(crate) fn encode(client: u64, clock: u32, state: &serde_json::Value) -> Vec<u8> {
+    use yrs::sync::awareness::AwarenessUpdateEntry;
+    use yrs::updates::encoder::Encode;
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(
+        yrs::ClientID::new(client & ((1 << 53) - 1)),
+        AwarenessUpdateEntry { clock, json: state.to_string().into() },
+    );
+    AwarenessUpdate { clients }.encode_v1()
+}
+
 /// The recording's JSON form of an update.
 pub(crate) fn to_json(update: &AwarenessUpdate) -> String {
     let mut states = serde_json::Map::new();
@@ -54,5 +67,7 @@ mod tests {
         assert!(decode(&[0xff, 0xff, 0xff]).is_err());
         assert!(decode(&[]).is_err());
         assert!(decode(&vec![1u8; MAX_PRESENCE_MESSAGE + 1]).is_err());
+        let mine = decode(&encode(9, 2, &serde_json::json!({"user": {"name": "cli"}}))).expect("own encoding");
+        assert_eq!(to_json(&mine), r#"{"9":{"clock":2,"state":{"user":{"name":"cli"}}}}"#);
     }
 }

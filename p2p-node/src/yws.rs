@@ -12,8 +12,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use yrs::sync::awareness::AwarenessUpdateEntry;
-use yrs::sync::{AwarenessUpdate, Message as YMessage};
+use yrs::sync::Message as YMessage;
 
 use crate::error::{NodeError, Result};
 use crate::node::{now_ms, NodeRoom};
@@ -68,13 +67,7 @@ impl YwsLink {
     /// Publishes this client's awareness state (presence, cursor) as y-protocols does:
     /// `clock` must grow with each change; `state` null says the client left.
     pub async fn send_awareness(&mut self, client: u64, clock: u32, state: &serde_json::Value) -> Result<()> {
-        let mut clients = std::collections::HashMap::new();
-        clients.insert(
-            yrs::ClientID::new(client & ((1 << 53) - 1)),
-            AwarenessUpdateEntry { clock, json: state.to_string().into() },
-        );
-        let update = yrs::updates::encoder::Encode::encode_v1(&AwarenessUpdate { clients });
-        let frame = awareness_frame(&update)?;
+        let frame = awareness_frame(&crate::presence::encode(client, clock, state))?;
         self.ws.send(Message::Binary(frame.into())).await.map_err(remote)
     }
 

@@ -105,6 +105,7 @@ async fn a_killed_cli_peer_keeps_what_it_acknowledged() -> Result<()> {
     cli.child.wait().await?;
 
     a.handle.splice(room.id, 0, 0, "while it was down\n").await?;
+    let mut events = a.handle.subscribe();
     let mut cli = spawn_join(&room, &token, &boot, dir.path())?;
     // Straight from its data dir, before any peer answers ...
     cli.printed("typed in the cli").await?;
@@ -115,6 +116,18 @@ async fn a_killed_cli_peer_keeps_what_it_acknowledged() -> Result<()> {
         Ok(a.handle.code(room.id).await?.contains("after the restart").then_some(()))
     })
     .await?;
+    // Its presence reaches the host over libp2p (renewed every 10 s), so browsers bridged
+    // by a bootstrap node list it as here.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.recv()).await.context("no presence from the cli")?;
+        if let Ok(arena_node::NodeEvent::Presence { room: r, update, .. }) = ev {
+            let u = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&update)?;
+            if r == room.id && u.clients.values().any(|e| e.json.contains("\"user\"")) {
+                break;
+            }
+        }
+    }
     cli.child.start_kill()?;
     a.stop().await?;
     Ok(())
