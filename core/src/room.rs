@@ -145,10 +145,15 @@ impl<S: Store> Room<S> {
             let mut txn = room.doc.yrs().transact_mut();
             for entry in &entries {
                 let env = &entry.envelope;
+                room.last_received_ms = entry.received_ms;
+                // History fetched after the checkpoint (backfill) is in its state already;
+                // advancing on it would move the chain head back.
+                if env.seq < room.ledger.head(&env.author).next_seq {
+                    continue;
+                }
                 let update = crate::doc::decode_update(&env.update)?;
                 room.ledger.advance(env, env.hash(), Some(&update));
                 txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
-                room.last_received_ms = entry.received_ms;
             }
         }
         Ok(room)

@@ -77,7 +77,11 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn append(&mut self, envelope: &Envelope, received_ms: u64) -> Result<u64> {
         let index = self.log.len() as u64;
-        self.by_author.entry(envelope.author).or_default().push(index);
+        let v = self.by_author.entry(envelope.author).or_default();
+        // Kept in seq order: history fetched later (backfill) is appended below the rest.
+        let log = &self.log;
+        let at = v.partition_point(|&i| log[i as usize].envelope.seq < envelope.seq);
+        v.insert(at, index);
         self.log.push(LogEntry { index, received_ms, envelope: envelope.clone() });
         Ok(index)
     }
@@ -98,19 +102,14 @@ impl Store for MemoryStore {
 
     fn author_envelopes(&self, author: &PeerKey, from_seq: u64, limit: usize) -> Result<Vec<Envelope>> {
         let Some(idx) = self.by_author.get(author) else { return Ok(Vec::new()) };
-        Ok(idx
-            .iter()
-            .map(|&i| &self.log[i as usize].envelope)
-            .filter(|e| e.seq >= from_seq)
-            .take(limit)
-            .cloned()
-            .collect())
+        let start = idx.partition_point(|&i| self.log[i as usize].envelope.seq < from_seq);
+        Ok(idx[start..].iter().take(limit).map(|&i| self.log[i as usize].envelope.clone()).collect())
     }
 
     fn index_of(&self, author: &PeerKey, seq: u64) -> Result<Option<u64>> {
         let Some(v) = self.by_author.get(author) else { return Ok(None) };
-        let is = |i: &u64| self.log[*i as usize].envelope.seq == seq;
-        Ok(v.get(seq as usize).copied().filter(is).or_else(|| v.iter().copied().find(is)))
+        let at = v.partition_point(|&i| self.log[i as usize].envelope.seq < seq);
+        Ok(v.get(at).copied().filter(|&i| self.log[i as usize].envelope.seq == seq))
     }
 
     fn put_admission(&mut self, admission: &Admission) -> Result<()> {

@@ -12,7 +12,31 @@ use crate::error::{CoreError, Result};
 use crate::identity::PeerKey;
 use crate::ledger::ChainHead;
 use crate::store::Store;
-use crate::sync::wire::Wire;
+use crate::sync::wire::{Wire, MAX_AUTHORS};
+
+/// Most envelopes one answer to a [`Wire::WantHistory`] carries.
+const MAX_HISTORY_ANSWER: usize = 50_000;
+/// Most bytes (roughly) one answer to a [`Wire::WantHistory`] carries: it travels as one
+/// message, fragmented on small transports.
+const MAX_HISTORY_BYTES: usize = 16 << 20;
+
+/// Envelopes in log order, but each author's in ascending seq: history fetched after a
+/// checkpoint (backfill) sits in our log after that author's later envelopes.
+fn per_author_in_seq_order(envs: Vec<Envelope>) -> Vec<Envelope> {
+    let mut slots: BTreeMap<PeerKey, Vec<usize>> = BTreeMap::new();
+    for (i, e) in envs.iter().enumerate() {
+        slots.entry(e.author).or_default().push(i);
+    }
+    let mut out: Vec<Option<Envelope>> = envs.into_iter().map(Some).collect();
+    for pos in slots.values() {
+        let mut mine: Vec<Envelope> = pos.iter().filter_map(|&i| out[i].take()).collect();
+        mine.sort_by_key(|e| e.seq);
+        for (&i, e) in pos.iter().zip(mine) {
+            out[i] = Some(e);
+        }
+    }
+    out.into_iter().flatten().collect()
+}
 
 impl<S: Store> Room<S> {
     /// Our envelope vector: per author, how many envelopes we have.
@@ -53,9 +77,136 @@ impl<S: Store> Room<S> {
         }
         with_index.sort_by_key(|(i, _)| *i);
         if !with_index.is_empty() {
-            out.push(Wire::Envelopes(with_index.into_iter().map(|(_, e)| e).collect()));
+            out.push(Wire::Envelopes(per_author_in_seq_order(with_index.into_iter().map(|(_, e)| e).collect())));
         }
         Ok(out)
+    }
+
+    /// The lowest seq of `author` we hold (we hold `[floor, head)`, contiguous); the head
+    /// when we hold none (a replica that started from a checkpoint, before any backfill).
+    pub fn history_floor(&self, author: &PeerKey) -> Result<u64> {
+        let (mut lo, mut hi) = (0, self.ledger.head(author).next_seq);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.store.index_of(author, mid)?.is_some() {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The request for the history we lack (authors whose envelopes we hold only from some
+    /// seq above 0, after starting from a checkpoint), if any.
+    pub fn want_history(&self) -> Result<Option<Wire>> {
+        let mut below = BTreeMap::new();
+        for (author, _) in self.ledger.heads() {
+            let floor = self.history_floor(author)?;
+            if floor > 0 {
+                below.insert(*author, floor);
+            }
+            if below.len() >= MAX_AUTHORS {
+                break;
+            }
+        }
+        Ok((!below.is_empty()).then_some(Wire::WantHistory(below)))
+    }
+
+    /// Answers a [`Wire::WantHistory`]: per listed author, the envelopes we hold just below
+    /// the seq asked for (ascending), within a budget split over the authors.
+    pub fn answer_history(&self, below: &BTreeMap<PeerKey, u64>) -> Result<Vec<Wire>> {
+        let asked = below.iter().filter(|(_, n)| **n > 0).count().max(1);
+        let per = (self.cfg.max_catch_up / asked).clamp(1, MAX_HISTORY_ANSWER);
+        let mut envs = Vec::new();
+        let mut bytes = 0usize;
+        for (author, n) in below.iter().take(MAX_AUTHORS) {
+            let n = (*n).min(self.ledger.head(author).next_seq);
+            if n == 0 {
+                continue;
+            }
+            let k = (per as u64).min(n);
+            let got = self.store.author_envelopes(author, n - k, k as usize)?;
+            // Each author's run must reach down from `n`: a byte budget cuts from below.
+            let mut run: Vec<Envelope> = Vec::new();
+            for e in got.into_iter().filter(|e| e.seq < n).rev() {
+                let len = e.update.len() + 200;
+                if bytes + len > MAX_HISTORY_BYTES && !(envs.is_empty() && run.is_empty()) {
+                    break;
+                }
+                bytes += len;
+                run.push(e);
+            }
+            run.reverse();
+            envs.extend(run);
+        }
+        Ok(if envs.is_empty() { Vec::new() } else { vec![Wire::History(envs)] })
+    }
+
+    /// Takes old envelopes ([`Wire::History`]) into the log after checking each author's
+    /// run against the hash chain we hold: down from the oldest envelope we have (or the
+    /// head a verified checkpoint fixed), each must have the next lower seq and the hash
+    /// its successor names as `prev`. The first mismatch ends that author's run and is
+    /// reported. Verified envelopes are logged only: the document already holds them (the
+    /// checkpoint's state) and the chain heads stay. Returns the next request, if any is
+    /// still worth sending.
+    pub fn receive_history(&mut self, envs: Vec<Envelope>, now_ms: u64) -> Result<(Vec<Wire>, Receipt)> {
+        let mut receipt = Receipt::default();
+        let mut runs: BTreeMap<PeerKey, Vec<Envelope>> = BTreeMap::new();
+        for e in envs {
+            runs.entry(e.author).or_default().push(e);
+        }
+        let mut verified: Vec<Envelope> = Vec::new();
+        for (author, mut run) in runs {
+            let head = self.ledger.head(&author);
+            if head.next_seq == 0 {
+                receipt.rejected.push((author, CoreError::NotFound(format!("history of {author}, who wrote nothing"))));
+                continue;
+            }
+            let floor = self.history_floor(&author)?;
+            let mut expected = if floor == head.next_seq {
+                head.last_hash
+            } else {
+                let idx = self
+                    .store
+                    .index_of(&author, floor)?
+                    .ok_or_else(|| CoreError::Store(format!("envelope {floor} of {author} vanished")))?;
+                let stored = self
+                    .store
+                    .log_range(idx, idx + 1)?
+                    .pop()
+                    .ok_or_else(|| CoreError::Store(format!("log entry {idx} vanished")))?;
+                stored.envelope.prev
+            };
+            // What we hold already is a duplicate (a repeated answer); the rest goes down.
+            run.sort_by_key(|e| std::cmp::Reverse(e.seq));
+            let mut next = floor;
+            let mut good = Vec::new();
+            for env in run {
+                if env.seq >= floor {
+                    receipt.duplicates += 1;
+                    continue;
+                }
+                if next == 0 || env.seq != next - 1 || env.room != self.id || env.hash() != expected {
+                    receipt.rejected.push((author, CoreError::BrokenChain { author: author.to_hex(), seq: env.seq }));
+                    break;
+                }
+                expected = env.prev;
+                next = env.seq;
+                good.push(env);
+            }
+            good.reverse();
+            verified.extend(good);
+        }
+        if verified.is_empty() {
+            return Ok((Vec::new(), receipt));
+        }
+        let at = self.received_at(now_ms);
+        for env in &verified {
+            self.store.append(env, at)?;
+        }
+        let more = self.want_history()?;
+        Ok((more.into_iter().collect(), receipt))
     }
 
     /// The checkpoint to send a peer that holds `have`, if it should start from one: it
@@ -117,6 +268,8 @@ impl<S: Store> Room<S> {
                 Ok((Vec::new(), r))
             }
             Wire::Want(have) => Ok((self.answer(&have)?, Receipt::default())),
+            Wire::WantHistory(below) => Ok((self.answer_history(&below)?, Receipt::default())),
+            Wire::History(envs) => self.receive_history(envs, now_ms),
             Wire::Checkpoint(cp) => {
                 cp.verify(&self.ledger)?;
                 if cp.heads.iter().any(|(a, h)| h.next_seq > 0 && self.ledger.head(a).next_seq > 0) {
@@ -128,7 +281,10 @@ impl<S: Store> Room<S> {
                 // Live envelopes that arrived before the checkpoint may continue it now.
                 let waiting: Vec<Envelope> = std::mem::take(&mut self.pending).into_values().collect();
                 let receipt = if waiting.is_empty() { Receipt::default() } else { self.receive(waiting, now_ms)? };
-                Ok((vec![self.want()], receipt))
+                // Then the history before it, so that old versions rebuild here too.
+                let mut replies = vec![self.want()];
+                replies.extend(self.want_history()?);
+                Ok((replies, receipt))
             }
             Wire::Proxied { token, update } => {
                 let env = self.proxy_for(&token, &update, now_ms)?;

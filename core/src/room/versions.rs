@@ -117,9 +117,14 @@ impl<S: Store> Room<S> {
                  before it"
             )));
         }
+        // Envelopes the starting checkpoint holds already (history fetched after it sits
+        // later in the log) are skipped.
+        let base_heads: BTreeMap<PeerKey, u64> =
+            base.as_ref().map(|cp| cp.heads.iter().map(|(a, h)| (*a, h.next_seq)).collect()).unwrap_or_default();
+        let fresh = |e: &Envelope| e.seq >= base_heads.get(&e.author).copied().unwrap_or(0);
         let entries = self.store.log_range(start, end)?;
         let mut txn = doc.yrs().transact_mut();
-        for e in entries.iter().map(|e| &e.envelope).filter(|e| within(&e.author, e.seq + 1)) {
+        for e in entries.iter().map(|e| &e.envelope).filter(|e| within(&e.author, e.seq + 1) && fresh(e)) {
             let u = crate::doc::decode_update(&e.update)?;
             txn.apply_update(u).map_err(|err| CoreError::Update(err.to_string()))?;
         }

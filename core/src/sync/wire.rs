@@ -29,6 +29,8 @@ const T_WANT: u8 = 2;
 const T_CHECKPOINT: u8 = 3;
 const T_FRAGMENT: u8 = 4;
 const T_PROXIED: u8 = 5;
+const T_WANT_HISTORY: u8 = 6;
+const T_HISTORY: u8 = 7;
 /// Longest invite token a [`Wire::Proxied`] may carry.
 const MAX_TOKEN: usize = 512;
 
@@ -53,6 +55,13 @@ pub enum Wire {
         /// Its y-protocols update (v1).
         update: Vec<u8>,
     },
+    /// "Send me each listed author's envelopes just below this seq": a replica that started
+    /// from a checkpoint fetching the history before it.
+    WantHistory(BTreeMap<PeerKey, u64>),
+    /// Old envelopes answering a `WantHistory` (sent in ascending seq; one message is
+    /// checked as a whole, in any order). The receiver checks them against the hash chain
+    /// it holds, down from the oldest envelope it has.
+    History(Vec<Envelope>),
 }
 
 impl Wire {
@@ -72,10 +81,16 @@ impl Wire {
                     a.write(&mut w);
                 }
             }
-            Wire::Want(heads) => {
-                w.u8(T_WANT).var(heads.len() as u64);
+            Wire::Want(heads) | Wire::WantHistory(heads) => {
+                w.u8(if matches!(self, Wire::Want(_)) { T_WANT } else { T_WANT_HISTORY }).var(heads.len() as u64);
                 for (k, n) in heads {
                     w.fixed(&k.0).var(*n);
+                }
+            }
+            Wire::History(envs) => {
+                w.u8(T_HISTORY).var(envs.len() as u64);
+                for e in envs {
+                    e.write(&mut w);
                 }
             }
             Wire::Checkpoint(c) => {
@@ -92,13 +107,17 @@ impl Wire {
     pub fn decode(bytes: &[u8], room: RoomId) -> Result<Self> {
         let mut r = Reader::new(bytes, "envelope protocol message");
         let msg = match r.u8()? {
-            T_ENVELOPES => {
+            t @ (T_ENVELOPES | T_HISTORY) => {
                 let n = r.count(100)?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
                     v.push(Envelope::read(&mut r, room)?);
                 }
-                Wire::Envelopes(v)
+                if t == T_ENVELOPES {
+                    Wire::Envelopes(v)
+                } else {
+                    Wire::History(v)
+                }
             }
             T_ADMISSIONS => {
                 let n = r.count(200)?;
@@ -108,7 +127,7 @@ impl Wire {
                 }
                 Wire::Admissions(v)
             }
-            T_WANT => {
+            t @ (T_WANT | T_WANT_HISTORY) => {
                 let n = r.count(33)?;
                 if n > MAX_AUTHORS {
                     return Err(CoreError::TooLarge { what: "want", len: n, max: MAX_AUTHORS });
@@ -117,7 +136,11 @@ impl Wire {
                 for _ in 0..n {
                     m.insert(PeerKey(r.fixed()?), r.var()?);
                 }
-                Wire::Want(m)
+                if t == T_WANT {
+                    Wire::Want(m)
+                } else {
+                    Wire::WantHistory(m)
+                }
             }
             T_CHECKPOINT => {
                 let rest = r.take(r.remaining())?;
@@ -167,6 +190,8 @@ pub fn chunk(messages: &[Wire], max: usize) -> Vec<Vec<u8>> {
                     push(Wire::Envelopes(batch).encode(), &mut out);
                 }
             }
+            // A `History` is checked as one run, so it stays one message (fragmented when
+            // big; its sender bounds it well below `MAX_MESSAGE`).
             other => push(other.encode(), &mut out),
         }
     }

@@ -229,7 +229,9 @@ impl Actor {
                     MessageAcceptance::Reject
                 }
             }
-            Wire::Want(_) | Wire::Checkpoint(_) | Wire::Proxied { .. } => MessageAcceptance::Ignore,
+            Wire::Want(_) | Wire::Checkpoint(_) | Wire::Proxied { .. } | Wire::WantHistory(_) | Wire::History(_) => {
+                MessageAcceptance::Ignore
+            }
         }
     }
 
@@ -241,8 +243,13 @@ impl Actor {
         let Some(state) = self.rooms.get_mut(&room) else { return false };
         let before = state.room.store().checkpoints().map(|c| c.len()).unwrap_or(0);
         match state.room.handle(wire, now) {
-            Ok((_, receipt)) => {
+            Ok((replies, receipt)) => {
                 let adopted = state.room.store().checkpoints().map(|c| c.len()).unwrap_or(0) != before;
+                // Then the history before the checkpoint, from the same peer.
+                let history: Vec<Wire> = replies.into_iter().filter(|w| matches!(w, Wire::WantHistory(_))).collect();
+                if !history.is_empty() {
+                    self.request_history(peer, room, history);
+                }
                 self.out.dirty.insert(room);
                 if adopted {
                     debug!(peer = %peer, room = %room, "started from a checkpoint");
@@ -258,6 +265,37 @@ impl Actor {
                 self.offence(peer, Some(room), format!("checkpoint refused: {e}"));
                 false
             }
+        }
+    }
+
+    /// Asks `peer` for the history before our checkpoint (a [`Wire::WantHistory`]). Not
+    /// counted as the one sync request in flight: it runs beside catch-up.
+    fn request_history(&mut self, peer: PeerId, room: RoomId, msgs: Vec<Wire>) {
+        if self.partitioned || self.is_banned(&peer) || !self.swarm.is_connected(&peer) {
+            return;
+        }
+        let frames = chunk(&msgs, GOSSIP_CHUNK);
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { room, frames });
+        self.inflight.insert(id, (peer, room));
+    }
+
+    /// Old envelopes answering our `WantHistory`: checked by hash chain and logged; a
+    /// broken chain is an offence of the sender. Asks on while history is missing.
+    fn backfill(&mut self, room: RoomId, wire: Wire, peer: PeerId) {
+        let now = now_ms();
+        let Some(state) = self.rooms.get_mut(&room) else { return };
+        match state.room.handle(wire, now) {
+            Ok((replies, receipt)) => {
+                self.out.dirty.insert(room);
+                if !receipt.rejected.is_empty() {
+                    let why: Vec<String> =
+                        receipt.rejected.iter().map(|(a, e)| format!("history of {a}: {e}")).collect();
+                    self.offence(peer, Some(room), why.join("; "));
+                } else if !replies.is_empty() {
+                    self.request_history(peer, room, replies);
+                }
+            }
+            Err(e) => warn!(room = %room, error = %e, "storing history failed"),
         }
     }
 
@@ -296,19 +334,21 @@ impl Actor {
         }
         let mut link = Reassembler::new();
         let mut want = None;
+        let mut want_history = None;
         let mut unsigned = false;
         for f in &req.frames {
             match link.push(f, room) {
                 Ok(None) => {}
                 Ok(Some(Wire::Want(have))) => want = Some(have),
+                Ok(Some(Wire::WantHistory(below))) => want_history = Some(below),
                 Ok(Some(Wire::Proxied { token, update })) => {
                     unsigned |= !self.sign_relayed(room, peer, &token, &update)
                 }
                 Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_)))) => {
                     self.apply(room, w, peer);
                 }
-                Ok(Some(Wire::Checkpoint(_))) => {
-                    self.offence(peer, Some(room), "checkpoint in a sync request".into());
+                Ok(Some(Wire::Checkpoint(_) | Wire::History(_))) => {
+                    self.offence(peer, Some(room), "checkpoint or history in a sync request".into());
                     self.out.responses.push((Some(room), channel, refuse(SyncStatus::Refused)));
                     return;
                 }
@@ -323,13 +363,17 @@ impl Actor {
         if want.as_ref().is_some_and(|have| self.rooms.get(&room).is_some_and(|s| s.room.lacks_from(have))) {
             self.request_sync(peer, room);
         }
-        let resp = match want {
-            Some(have) => self.answer(&room, &have).unwrap_or_else(|e| {
+        let resp = match (want, want_history) {
+            (Some(have), _) => self.answer(&room, &have).unwrap_or_else(|e| {
                 warn!(room = %room, error = %e, "answering a sync request");
                 refuse(SyncStatus::Refused)
             }),
-            None if unsigned => refuse(SyncStatus::Refused),
-            None => SyncResponse { status: SyncStatus::Ok, more: false, frames: Vec::new() },
+            (None, Some(below)) => self.answer_history(&room, &below).unwrap_or_else(|e| {
+                warn!(room = %room, error = %e, "answering a history request");
+                refuse(SyncStatus::Refused)
+            }),
+            (None, None) if unsigned => refuse(SyncStatus::Refused),
+            (None, None) => SyncResponse { status: SyncStatus::Ok, more: false, frames: Vec::new() },
         };
         self.out.responses.push((Some(room), channel, resp));
     }
@@ -421,6 +465,40 @@ impl Actor {
         Ok(SyncResponse { status: SyncStatus::Ok, more, frames })
     }
 
+    /// The history a `WantHistory` asks for, cut at the byte budget (the requester asks on
+    /// from where the answer ends).
+    fn answer_history(&self, room: &RoomId, below: &BTreeMap<PeerKey, u64>) -> Result<SyncResponse> {
+        let state = self.rooms.get(room).ok_or_else(|| NodeError::NotJoined(room.to_hex()))?;
+        let mut frames = Vec::new();
+        for msg in state.room.answer_history(below)? {
+            let Wire::History(envs) = msg else { continue };
+            // Each author's run must reach down from the seq asked for: cut from the bottom.
+            let mut total = 0usize;
+            let mut runs: BTreeMap<PeerKey, Vec<arena_core::Envelope>> = BTreeMap::new();
+            for e in envs {
+                runs.entry(e.author).or_default().push(e);
+            }
+            let mut keep = Vec::new();
+            for (_, run) in runs {
+                let mut taken = Vec::new();
+                for e in run.into_iter().rev() {
+                    let len = e.update.len() + 160;
+                    if total + len > MAX_RESPONSE - (2 << 20) {
+                        break;
+                    }
+                    total += len;
+                    taken.push(e);
+                }
+                taken.reverse();
+                keep.extend(taken);
+            }
+            for part in keep.chunks(ANSWER_BATCH / 256) {
+                frames.extend(chunk(&[Wire::History(part.to_vec())], GOSSIP_CHUNK));
+            }
+        }
+        Ok(SyncResponse { status: SyncStatus::Ok, more: false, frames })
+    }
+
     pub(super) fn on_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, resp: SyncResponse) {
         let Some((_, room)) = self.inflight.remove(&request_id) else { return };
         self.inflight_keys.remove(&(peer, room));
@@ -429,6 +507,7 @@ impl Actor {
             return;
         }
         let mut link = Reassembler::new();
+        let mut history = Vec::new();
         for f in &resp.frames {
             match link.push(f, room) {
                 Ok(None) => {}
@@ -440,12 +519,17 @@ impl Actor {
                         return;
                     }
                 }
-                Ok(Some(Wire::Want(_) | Wire::Proxied { .. })) => {}
+                // Chunked into many messages: checked as one run, after the loop.
+                Ok(Some(Wire::History(envs))) => history.extend(envs),
+                Ok(Some(Wire::Want(_) | Wire::Proxied { .. } | Wire::WantHistory(_))) => {}
                 Err(e) => {
                     self.offence(peer, Some(room), format!("malformed sync answer: {e}"));
                     return;
                 }
             }
+        }
+        if !history.is_empty() {
+            self.backfill(room, Wire::History(history), peer);
         }
         if resp.more {
             self.request_sync(peer, room);
