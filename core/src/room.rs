@@ -42,9 +42,9 @@ pub struct RoomConfig {
     /// A peer that lacks at least this many envelopes, and none of the authors our latest
     /// signed checkpoint covers, is sent that checkpoint instead of the envelopes it covers
     /// (a late joiner of a long room). A peer with nothing at all always gets it. Such a
-    /// joiner cannot rebuild versions older than the checkpoint, so the default (50,000,
-    /// more than an hour of typing) keeps the full history for ordinary interviews and
-    /// takes the fast path only for very long rooms.
+    /// joiner fetches the older history afterwards (`Wire::WantHistory`) and cannot rebuild
+    /// older versions until it has; the default (50,000, more than an hour of typing) keeps
+    /// ordinary interviews on the direct path.
     pub checkpoint_join_min: u64,
 }
 
