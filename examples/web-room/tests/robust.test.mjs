@@ -57,12 +57,16 @@ function pages (chromium, problems) {
   }
   /** The page's editor and its document both hold every needle (what was typed is kept). */
   async function holds (p, needles) {
-    const [e, d] = [await text(p), await docText(p)]
+    // Remote typing may be arriving meanwhile: the editor shows the document's changes a
+    // moment after the document has them, so wait for the two to agree, then check.
+    let e = ''
+    let d = ''
+    await waitFor(async () => { [e, d] = [await text(p), await docText(p)]; return e === d },
+      { what: () => `${p.name}: editor and document differ: ${JSON.stringify(e)} / ${JSON.stringify(d)}` })
     for (const n of needles) {
       assert.ok(e.includes(n), `${p.name}'s editor lost ${JSON.stringify(n)}: ${JSON.stringify(e)}`)
       assert.ok(d.includes(n), `${p.name}'s document lost ${JSON.stringify(n)}: ${JSON.stringify(d)}`)
     }
-    assert.equal(e, d, `${p.name}: editor and document differ`)
   }
   return { open, text, docText, status, meshState, type, converged, holds }
 }
