@@ -216,7 +216,8 @@ async fn latency(n: usize, rate: u32, secs: f64, patches: &[Patch]) -> Result<Ro
 /// A listens through it, B dials A's `/p2p-circuit` address.
 async fn relay_latency(rate: u32, secs: f64, patches: &[Patch]) -> Result<Row> {
     let room = BenchRoom::new("p2p-bench relay");
-    let relay = Peer::start_with("relay", None, |cfg| cfg.behaviour = arena_node::behaviour::BehaviourConfig::server()).await?;
+    let relay =
+        Peer::start_with("relay", None, |cfg| cfg.behaviour = arena_node::behaviour::BehaviourConfig::server()).await?;
     let relay_addr = relay.addr.clone();
     // No hole punching: on loopback dcutr would at once upgrade to a direct connection.
     let a = Peer::start_with("A", None, move |cfg| {
@@ -246,7 +247,9 @@ async fn relay_latency(rate: u32, secs: f64, patches: &[Patch]) -> Result<Row> {
     }
     relay.stop().await?;
     Ok(Row {
-        what: format!("edit → remote Applied, 2 peers through a relay (circuit v2 on loopback), {rate} edits/s × {secs} s"),
+        what: format!(
+            "edit → remote Applied, 2 peers through a relay (circuit v2 on loopback), {rate} edits/s × {secs} s"
+        ),
         result,
         target: "—".into(),
         met: "—".into(),
