@@ -403,7 +403,7 @@ impl Hub {
         if batch.is_empty() {
             return;
         }
-        if !self.can_sign_for_clients() && self.node.inner.p2p.get().is_some() {
+        if !self.room.can_proxy() && self.node.inner.p2p.get().is_some() {
             // A federated room hosted elsewhere: the room's home node signs for our stock
             // clients (it checks their tokens again); the envelopes come back over gossip.
             let msgs: Vec<Wire> = batch
@@ -449,11 +449,6 @@ impl Hub {
             }
             Err(e) => self.refuse(batch[0].0, &e),
         }
-    }
-
-    /// Whether we hold a proxy grant for this room (it was created here).
-    fn can_sign_for_clients(&self) -> bool {
-        self.room.ledger().member(&self.room.identity().public()).is_some_and(|m| m.proxy && m.role.may_write())
     }
 
     fn commit_one(&mut self, conn: u64, u: &[u8], now: u64) {

@@ -394,12 +394,18 @@ impl<S: Store> Room<S> {
         self.pending.len()
     }
 
+    /// Whether we hold a proxy grant that lets us sign for stock clients (the room's home
+    /// node does).
+    pub fn can_proxy(&self) -> bool {
+        self.ledger.member(&self.me.public()).is_some_and(|m| m.proxy && m.role.may_write())
+    }
+
     /// Applies an update from a client that cannot sign (a stock Yjs client) and seals it in
     /// an envelope signed by us on its behalf. Needs a proxy grant; the update may not create
     /// items under a client id owned by another author.
     pub fn proxy_update(&mut self, update: &[u8], now_ms: u64) -> Result<Option<Envelope>> {
         let me = self.me.public();
-        if !self.ledger.member(&me).is_some_and(|m| m.proxy && m.role.may_write()) {
+        if !self.can_proxy() {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
         }
         self.seal_pending(now_ms)?;

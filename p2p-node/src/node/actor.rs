@@ -299,8 +299,7 @@ impl Actor {
         let now = now_ms();
         let mut publish = Vec::new();
         let mut relay = Vec::new();
-        let me = self.cfg.identity.public();
-        let can_sign = state.room.ledger().member(&me).is_some_and(|m| m.proxy && m.role.may_write());
+        let can_sign = state.room.can_proxy();
         for msg in msgs {
             if matches!(msg, Wire::Proxied { .. }) && !can_sign {
                 // A stock client's update we cannot sign for: to the peers that can.
