@@ -191,7 +191,8 @@ pub enum NodeEvent {
         room: RoomId,
         /// The awareness update, y-protocols encoded.
         update: Vec<u8>,
-        /// The peer it came from.
+        /// The peer that published it (its gossipsub signature names it; a peer that only
+        /// forwarded it is not reported).
         from: PeerId,
     },
     /// A member was admitted to a room.

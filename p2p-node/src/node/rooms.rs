@@ -84,7 +84,10 @@ impl Actor {
             return;
         };
         if self.rooms.get(&room).is_some_and(|s| s.presence_topic.hash() == msg.topic) {
-            let verdict = self.on_presence(room, source, msg.data);
+            // Blame goes to the peer that handed it over; the event names its author
+            // (gossipsub signs every message, so `source` is checked).
+            let author = msg.source.unwrap_or(source);
+            let verdict = self.on_presence(room, source, author, msg.data);
             self.out.validate(Some(room), id, source, verdict);
             return;
         }
@@ -126,7 +129,7 @@ impl Actor {
 
     /// A presence update from the network: checked for shape and size (it is unsigned, like
     /// y-protocols awareness), kept by a recorder, reported.
-    fn on_presence(&mut self, room: RoomId, peer: PeerId, data: Vec<u8>) -> MessageAcceptance {
+    fn on_presence(&mut self, room: RoomId, peer: PeerId, author: PeerId, data: Vec<u8>) -> MessageAcceptance {
         let update = match crate::presence::decode(&data) {
             Ok(u) => u,
             Err(e) => {
@@ -141,7 +144,7 @@ impl Actor {
             }
             self.out.dirty.insert(room);
         }
-        self.out.event(Some(room), NodeEvent::Presence { room, update: data, from: peer });
+        self.out.event(Some(room), NodeEvent::Presence { room, update: data, from: author });
         MessageAcceptance::Accept
     }
 
