@@ -41,6 +41,12 @@ pub struct Config {
     #[arg(long, env = "ARENA_ROOM_IDLE_SECS", default_value_t = 60)]
     pub room_idle_secs: u64,
 
+    /// Drop a room's document from memory after this many seconds without edits or sync
+    /// (its connections stay, and presence goes on); the next edit reopens it from sled.
+    /// 0 keeps documents while anyone is connected.
+    #[arg(long, env = "ARENA_ROOM_EVICT_SECS", default_value_t = 30)]
+    pub room_evict_secs: u64,
+
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "ARENA_MAX_MESSAGE", default_value_t = 4 << 20)]
     pub max_message: usize,

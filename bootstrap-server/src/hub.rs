@@ -4,17 +4,22 @@
 //!
 //! Group commit: the actor drains every queued command, applies them, flushes sled once,
 //! and only then sends anything out, so whatever a client sees has been made durable.
+//!
+//! Idle documents leave memory: when nobody has touched a room's document for
+//! `--room-evict-secs`, the actor drops its `Room` (everything is in sled) and keeps only
+//! the connections and their presence, which it goes on serving (idle clients renew their
+//! awareness every 15 s). The next frame that needs the document reopens it from sled.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use arena_core::sync::presence::PresenceMap;
 use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
 use arena_core::sync::ywire::{arena_frame, awareness_frame, update_frame, YSession};
-use arena_core::{Envelope, Role, Room, SledStore};
+use arena_core::{Envelope, Role, Room, RoomConfig, RoomId, SledStore};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
-use yrs::sync::Awareness;
 
 use crate::metrics::{dec, inc};
 use crate::node::{now_ms, Node};
@@ -83,8 +88,12 @@ struct Conn {
 
 struct Hub {
     node: Node,
-    room: Room<SledStore>,
-    awareness: Awareness,
+    id: RoomId,
+    /// None while the room is idle (its document evicted; reopened from sled on demand).
+    room: Option<Room<SledStore>>,
+    /// When something last needed the document.
+    used: Instant,
+    presence: PresenceMap,
     conns: HashMap<u64, Conn>,
     out: Vec<(Option<u64>, Option<u64>, Vec<u8>)>,
     /// Info requests answered after the next flush (so they report durable state).
@@ -95,36 +104,41 @@ struct Hub {
 
 pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (mpsc::Sender<HubCmd>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(HUB_QUEUE);
-    let awareness = Awareness::new(room.doc().yrs().clone());
     inc(&node.inner.metrics.rooms_loaded, 1);
+    inc(&node.inner.metrics.docs_loaded, 1);
     let hub = Hub {
         node,
-        room,
-        awareness,
+        id: room.id(),
+        room: Some(room),
+        used: Instant::now(),
+        presence: PresenceMap::new(0),
         conns: HashMap::new(),
         out: Vec::new(),
         info_waiting: Vec::new(),
         proxied: Vec::new(),
     };
-    let span = tracing::info_span!("room", room = %&hub.room.id().to_hex()[..12]);
+    let span = tracing::info_span!("room", room = %&hub.id.to_hex()[..12]);
     let handle = tokio::spawn(tracing::Instrument::instrument(hub.run(rx), span));
     (tx, handle)
 }
 
 impl Hub {
     async fn run(mut self, mut rx: mpsc::Receiver<HubCmd>) {
-        let id = self.room.id();
-        info!("room loaded ({} log entries)", arena_core::Store::log_len(self.room.store()));
+        let id = self.id;
+        info!("room loaded ({} log entries)", self.room.as_ref().map_or(0, |r| arena_core::Store::log_len(r.store())));
         let idle = Duration::from_secs(self.node.cfg().room_idle_secs);
+        let evict = Duration::from_secs(self.node.cfg().room_evict_secs);
         let shutdown = self.node.inner.shutdown.clone();
         let mut idle_since = Some(Instant::now());
         loop {
             let deadline = idle_since.map(|t| t + idle);
+            let evict_at = (self.room.is_some() && !evict.is_zero()).then(|| self.used + evict);
             let cmd = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 cmd = rx.recv() => match cmd { Some(c) => c, None => break },
                 _ = sleep_until(deadline) => { debug!("idle, unloading"); break }
+                _ = sleep_until(evict_at) => { self.evict(); continue }
             };
             let started = Instant::now();
             self.handle(cmd);
@@ -159,7 +173,10 @@ impl Hub {
             idle_since = if self.conns.is_empty() { idle_since.or(Some(Instant::now())) } else { None };
         }
         rx.close();
-        let _ = self.room.flush();
+        if let Some(mut r) = self.room.take() {
+            let _ = r.flush();
+            dec(&self.node.inner.metrics.docs_loaded);
+        }
         for c in self.conns.values() {
             let _ = c.tx.try_send(Outbound::Close("room unloaded".into()));
         }
@@ -167,6 +184,47 @@ impl Hub {
         drop(rx);
         self.node.forget_room(&id);
         info!("room unloaded");
+    }
+
+    /// Drops the idle room's document (it is all in sled); connections and presence stay.
+    fn evict(&mut self) {
+        if let Some(mut r) = self.room.take() {
+            if let Err(e) = r.flush() {
+                warn!(error = %e, "flush before evicting the document");
+            }
+            dec(&self.node.inner.metrics.docs_loaded);
+            debug!("document idle, evicted from memory");
+        }
+    }
+
+    /// Makes sure the document is in memory (reopening it from sled); false if it cannot
+    /// be opened (then every connection is told and closed).
+    fn wake(&mut self) -> bool {
+        self.used = Instant::now();
+        if self.room.is_some() {
+            return true;
+        }
+        let inner = &self.node.inner;
+        let opened = inner
+            .db
+            .room(&self.id)
+            .and_then(|store| Room::open(self.id, inner.identity.clone(), 0, store, RoomConfig::default(), now_ms()));
+        match opened {
+            Ok(r) => {
+                debug!("document reopened from sled");
+                inc(&inner.metrics.docs_loaded, 1);
+                inc(&inner.metrics.docs_reloaded, 1);
+                self.room = Some(r);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "reopening the room failed; closing its connections");
+                for (_, c) in self.conns.drain() {
+                    let _ = c.tx.try_send(Outbound::Close(format!("storage failure: {e}")));
+                }
+                false
+            }
+        }
     }
 
     /// Queues `bytes` for `to` (None: everyone) except `except`.
@@ -202,7 +260,10 @@ impl Hub {
             HubCmd::Attach { conn, role, token, tx, reply } => {
                 let session = YSession::new(!role.may_write());
                 // One message per frame: stock y-websocket peers read only a frame's first message.
-                let start = session.start_frames(self.room.doc(), &self.awareness);
+                let Some(start) = self.with_room(|h, r| session.start_frames(r.doc(), &h.presence)) else {
+                    let _ = tx.try_send(Outbound::Close("storage failure".into()));
+                    return;
+                };
                 self.conns.insert(
                     conn,
                     Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false, token },
@@ -219,10 +280,10 @@ impl Hub {
             HubCmd::Remote { msgs } => self.remote(msgs),
             HubCmd::RemotePresence { update } => self.remote_presence(update),
             HubCmd::Answer { have, reply } => {
-                let _ = reply.send(self.room.answer(&have).unwrap_or_default());
+                let _ = reply.send(self.with_room(|_, r| r.answer(&have).unwrap_or_default()).unwrap_or_default());
             }
             HubCmd::Vector { reply } => {
-                let _ = reply.send(self.room.envelope_vector());
+                let _ = reply.send(self.with_room(|_, r| r.envelope_vector()).unwrap_or_default());
             }
         }
     }
@@ -231,16 +292,15 @@ impl Hub {
         if ids.is_empty() {
             return;
         }
-        for id in &ids {
-            self.awareness.remove_state(yrs::ClientID::new(*id));
+        let u = self.presence.remove(ids, now_ms());
+        if u.clients.is_empty() {
+            return;
         }
-        if let Ok(u) = self.awareness.update_with_clients(ids.iter().map(|i| yrs::ClientID::new(*i))) {
-            let bytes = yrs::updates::encoder::Encode::encode_v1(&u);
-            if let Ok(f) = awareness_frame(&bytes) {
-                self.send(None, None, f);
-            }
-            crate::p2p::presence_to_network(&self.node, self.room.id(), bytes);
+        let bytes = yrs::updates::encoder::Encode::encode_v1(&u);
+        if let Ok(f) = awareness_frame(&bytes) {
+            self.send(None, None, f);
         }
+        crate::p2p::presence_to_network(&self.node, self.id, bytes);
     }
 
     fn frame(&mut self, conn: u64, bytes: &[u8]) {
@@ -249,7 +309,25 @@ impl Hub {
         inc(&m.bytes_in, bytes.len() as u64);
         let Some(c) = self.conns.get(&conn) else { return };
         let session = c.session;
-        let outcome = match session.receive(self.room.doc(), &mut self.awareness, bytes) {
+        let now = now_ms();
+        // Presence (idle clients renew theirs every 15 s) is served without the document, so
+        // it neither reopens an evicted one nor keeps one from being evicted. Frames that
+        // start with a sync message go straight to the document (decoded once).
+        let presence_first = matches!(bytes.first(), Some(1 | 3));
+        let received = if self.room.is_none() || presence_first {
+            session.receive_presence(&mut self.presence, bytes, now)
+        } else {
+            Ok(None)
+        };
+        let received = match received {
+            Ok(Some(o)) => Ok(o),
+            Ok(None) => match self.with_room(|h, r| session.receive(r.doc(), &mut h.presence, bytes, now)) {
+                Some(r) => r,
+                None => return,
+            },
+            Err(e) => Err(e),
+        };
+        let outcome = match received {
             Ok(o) => o,
             Err(e) => {
                 // Malformed bytes close this connection only.
@@ -268,7 +346,6 @@ impl Hub {
         if outcome.denied {
             inc(&m.envelopes_rejected, 1);
         }
-        let now = now_ms();
         // Stock clients' updates are signed at the end of the batch, together.
         self.proxied.extend(outcome.updates.into_iter().map(|u| (conn, u)));
         if let Some(a) = outcome.awareness {
@@ -284,7 +361,7 @@ impl Hub {
                 // connection alive).
                 self.send(None, None, f);
             }
-            crate::p2p::presence_to_network(&self.node, self.room.id(), a);
+            crate::p2p::presence_to_network(&self.node, self.id, a);
         }
         for chunk_bytes in outcome.arena {
             self.arena_chunk(conn, &chunk_bytes, now);
@@ -292,7 +369,7 @@ impl Hub {
     }
 
     fn arena_chunk(&mut self, conn: u64, bytes: &[u8], now: u64) {
-        let id = self.room.id();
+        let id = self.id;
         let msg = match self.conns.get_mut(&conn).map(|c| {
             c.arena = true;
             c.link.push(bytes, id)
@@ -313,13 +390,24 @@ impl Hub {
             Wire::Admissions(a) => Some(a.clone()),
             _ => None,
         };
+        self.with_room(|h, room| h.arena_msg(room, conn, msg, admissions, now));
+    }
+
+    fn arena_msg(
+        &mut self,
+        room: &mut Room<SledStore>,
+        conn: u64,
+        msg: Wire,
+        admissions: Option<Vec<arena_core::Admission>>,
+        now: u64,
+    ) {
         // A client that holds envelopes we lack (other authors' it got over a browser data
         // channel) is asked back for them.
-        let ask_back = matches!(&msg, Wire::Want(have) if self.room.lacks_from(have));
-        match self.room.handle(msg, now) {
+        let ask_back = matches!(&msg, Wire::Want(have) if room.lacks_from(have));
+        match room.handle(msg, now) {
             Ok((mut replies, receipt)) => {
                 if ask_back {
-                    replies.push(self.room.want());
+                    replies.push(room.want());
                 }
                 inc(&self.node.inner.metrics.envelopes_rejected, receipt.rejected.len() as u64);
                 inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
@@ -334,10 +422,10 @@ impl Hub {
                     bridged.push(Wire::Envelopes(receipt.applied.clone()));
                 }
                 if !bridged.is_empty() {
-                    crate::p2p::to_network(&self.node, self.room.id(), bridged);
+                    crate::p2p::to_network(&self.node, self.id, bridged);
                 }
                 if let Some(adms) = admissions {
-                    self.forward_admissions(adms, Some(conn));
+                    self.forward_admissions(room, adms, Some(conn));
                 }
                 for env in &receipt.applied {
                     self.broadcast_envelope(env, Some(conn));
@@ -349,8 +437,8 @@ impl Hub {
 
     /// Sends the admissions the ledger accepted to the connections that speak our protocol
     /// (except `except`), so they know the authors of the envelopes that follow.
-    fn forward_admissions(&mut self, adms: Vec<arena_core::Admission>, except: Option<u64>) {
-        let known: Vec<_> = adms.into_iter().filter(|a| self.room.ledger().member(&a.member).is_some()).collect();
+    fn forward_admissions(&mut self, room: &Room<SledStore>, adms: Vec<arena_core::Admission>, except: Option<u64>) {
+        let known: Vec<_> = adms.into_iter().filter(|a| room.ledger().member(&a.member).is_some()).collect();
         if known.is_empty() {
             return;
         }
@@ -361,8 +449,7 @@ impl Hub {
     /// it, and passed on to every connection. Not sent back to the network.
     fn remote_presence(&mut self, update: Vec<u8>) {
         let Ok(u) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&update) else { return };
-        if let Err(e) = self.awareness.apply_update(u) {
-            debug!(error = %e, "presence from libp2p refused");
+        if self.presence.apply(&u, now_ms()).is_empty() {
             return;
         }
         if let Ok(f) = awareness_frame(&update) {
@@ -372,17 +459,21 @@ impl Hub {
 
     /// Applies what came from libp2p and passes it on to every connection.
     fn remote(&mut self, msgs: Vec<Wire>) {
+        self.with_room(|h, room| h.remote_in(room, msgs));
+    }
+
+    fn remote_in(&mut self, room: &mut Room<SledStore>, msgs: Vec<Wire>) {
         let now = now_ms();
         for msg in msgs {
             let adms = match &msg {
                 Wire::Admissions(a) => Some(a.clone()),
                 _ => None,
             };
-            match self.room.handle(msg, now) {
+            match room.handle(msg, now) {
                 Ok((_, receipt)) => {
                     inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
                     if let Some(a) = adms {
-                        self.forward_admissions(a, None);
+                        self.forward_admissions(room, a, None);
                     }
                     for env in &receipt.applied {
                         self.broadcast_envelope(env, None);
@@ -403,7 +494,11 @@ impl Hub {
         if batch.is_empty() {
             return;
         }
-        if !self.room.can_proxy() && self.node.inner.p2p.get().is_some() {
+        self.with_room(|h, room| h.commit_batch(room, batch, now));
+    }
+
+    fn commit_batch(&mut self, room: &mut Room<SledStore>, batch: Vec<(u64, Vec<u8>)>, now: u64) {
+        if !room.can_proxy() && self.node.inner.p2p.get().is_some() {
             // A federated room hosted elsewhere: the room's home node signs for our stock
             // clients (it checks their tokens again); the envelopes come back over gossip.
             let msgs: Vec<Wire> = batch
@@ -414,7 +509,7 @@ impl Hub {
                 })
                 .collect();
             if !msgs.is_empty() {
-                crate::p2p::to_network(&self.node, self.room.id(), msgs);
+                crate::p2p::to_network(&self.node, self.id, msgs);
             }
             return;
         }
@@ -427,11 +522,11 @@ impl Hub {
             yrs::merge_updates_v1(refs).map_err(|e| e.to_string())
         };
         let result =
-            merged.map_err(|e| e.to_string()).and_then(|u| self.room.proxy_update(&u, now).map_err(|e| e.to_string()));
+            merged.map_err(|e| e.to_string()).and_then(|u| room.proxy_update(&u, now).map_err(|e| e.to_string()));
         match result {
             Ok(Some(env)) => {
                 inc(&m.envelopes_in, batch.len() as u64);
-                crate::p2p::to_network(&node, self.room.id(), vec![Wire::Envelopes(vec![env.clone()])]);
+                crate::p2p::to_network(&node, self.id, vec![Wire::Envelopes(vec![env.clone()])]);
                 let stock: Vec<u64> = self.conns.iter().filter(|(_, c)| !c.arena).map(|(id, _)| *id).collect();
                 for (from, u) in &batch {
                     let frame = update_frame(u);
@@ -444,18 +539,18 @@ impl Hub {
             Ok(None) => {}
             Err(_) if batch.len() > 1 => {
                 for (conn, u) in batch {
-                    self.commit_one(conn, &u, now);
+                    self.commit_one(room, conn, &u, now);
                 }
             }
             Err(e) => self.refuse(batch[0].0, &e),
         }
     }
 
-    fn commit_one(&mut self, conn: u64, u: &[u8], now: u64) {
-        match self.room.proxy_update(u, now) {
+    fn commit_one(&mut self, room: &mut Room<SledStore>, conn: u64, u: &[u8], now: u64) {
+        match room.proxy_update(u, now) {
             Ok(Some(env)) => {
                 inc(&self.node.inner.metrics.envelopes_in, 1);
-                crate::p2p::to_network(&self.node, self.room.id(), vec![Wire::Envelopes(vec![env.clone()])]);
+                crate::p2p::to_network(&self.node, self.id, vec![Wire::Envelopes(vec![env.clone()])]);
                 self.broadcast_envelope(&env, Some(conn));
             }
             Ok(None) => {}
@@ -500,23 +595,41 @@ impl Hub {
         }
     }
 
-    fn info(&self) -> serde_json::Value {
-        let doc = self.room.doc();
-        let members: Vec<_> = self
-            .room
+    /// Runs `f` with the document in memory (reopened from sled if it was evicted). Never
+    /// nested: the room is out of `self` while `f` runs.
+    fn with_room<T>(&mut self, f: impl FnOnce(&mut Self, &mut Room<SledStore>) -> T) -> Option<T> {
+        if !self.wake() {
+            return None;
+        }
+        let mut room = self.room.take()?;
+        let out = f(self, &mut room);
+        debug_assert!(self.room.is_none(), "with_room nested");
+        self.room = Some(room);
+        Some(out)
+    }
+
+    fn info(&mut self) -> serde_json::Value {
+        let conns = self.conns.len();
+        self.with_room(|_, room| Self::room_info(room, conns))
+            .unwrap_or_else(|| serde_json::json!({"error": "storage failure"}))
+    }
+
+    fn room_info(room: &Room<SledStore>, connections: usize) -> serde_json::Value {
+        let doc = room.doc();
+        let members: Vec<_> = room
             .ledger()
             .members()
             .map(|(k, m)| serde_json::json!({ "key": k.to_hex(), "name": m.name, "role": m.role, "proxy": m.proxy }))
             .collect();
-        let c = self.room.consensus();
+        let c = room.consensus();
         serde_json::json!({
-            "room": self.room.id().to_hex(),
+            "room": room.id().to_hex(),
             "meta": doc.meta(),
             "participants": doc.participants().into_iter().map(|(k, p)| serde_json::json!({"key": k, "participant": p})).collect::<Vec<_>>(),
             "members": members,
             "versions": doc.versions(),
             "runs": doc.runs().len(),
-            "connections": self.conns.len(),
+            "connections": connections,
             "codeLength": doc.code_len(),
             "consensus": { "round": c.round, "enabled": c.enabled(), "satisfied": c.satisfied, "required": c.required },
         })

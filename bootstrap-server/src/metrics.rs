@@ -9,6 +9,8 @@ pub struct Metrics {
     pub(crate) connections_total: AtomicU64,
     pub(crate) connections_active: AtomicU64,
     pub(crate) rooms_loaded: AtomicU64,
+    pub(crate) docs_loaded: AtomicU64,
+    pub(crate) docs_reloaded: AtomicU64,
     pub(crate) envelopes_in: AtomicU64,
     pub(crate) envelopes_out: AtomicU64,
     pub(crate) envelopes_rejected: AtomicU64,
@@ -44,7 +46,9 @@ impl Metrics {
         };
         put("connections_total", "counter", "WebSocket connections accepted.", &self.connections_total);
         put("connections_active", "gauge", "WebSocket connections open now.", &self.connections_active);
-        put("rooms_loaded", "gauge", "Rooms held in memory.", &self.rooms_loaded);
+        put("rooms_loaded", "gauge", "Rooms with an actor (connections or recent use).", &self.rooms_loaded);
+        put("documents_loaded", "gauge", "Room documents held in memory (idle ones are evicted).", &self.docs_loaded);
+        put("documents_reloaded_total", "counter", "Evicted room documents reopened from sled.", &self.docs_reloaded);
         put("envelopes_in_total", "counter", "Envelopes applied from clients and peers.", &self.envelopes_in);
         put("envelopes_out_total", "counter", "Envelopes and updates sent to connections.", &self.envelopes_out);
         put("envelopes_rejected_total", "counter", "Envelopes or updates refused.", &self.envelopes_rejected);

@@ -48,3 +48,65 @@ async fn idle_rooms_unload_and_reload() -> Result<()> {
     server.stop().await?;
     Ok(())
 }
+
+/// A room whose clients stay connected but stop editing drops its document from memory
+/// after `--room-evict-secs`; presence goes on without it (it does not bring the document
+/// back), and the next edit reopens it from sled with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_documents_are_evicted_and_reopened_while_clients_stay() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.room_evict_secs = 1;
+    let server = Server::start_with(cfg).await?;
+    let room = create_room(server.addr).await?;
+    let mut host = ArenaPeer::connect(server.addr, &room.room, &room.host, "host").await?;
+    let mut cand = ArenaPeer::connect(server.addr, &room.room, &room.candidate, "cand").await?;
+    host.type_text(0, "def f():\n").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cand.text() != "def f():\n" {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "candidate got {:?}", cand.text());
+        cand.pump(Duration::from_millis(50)).await?;
+        host.pump(Duration::from_millis(10)).await?;
+    }
+    // Idle: the document goes, the room (its connections) stays.
+    wait_for(Duration::from_secs(20), || async {
+        Ok((gauge(server.addr, "documents_loaded").await? == 0).then_some(()))
+    })
+    .await?;
+    assert_eq!(gauge(server.addr, "rooms_loaded").await?, 1);
+    // Presence still flows, served without the document.
+    let state = r##"{"user":{"name":"host","color":"#123456"},"cursor":null}"##;
+    for clock in 1..=3 {
+        host.send_presence(4242, clock, state).await?;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cand.presence.get(&4242).map(String::as_str) != Some(state) {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "presence never reached the candidate");
+        cand.pump(Duration::from_millis(50)).await?;
+    }
+    assert_eq!(gauge(server.addr, "documents_loaded").await?, 0, "presence reopened the document");
+    assert_eq!(gauge(server.addr, "documents_reloaded_total").await?, 0);
+    // An edit reopens it; both sides converge on everything.
+    host.type_text(9, "    return 1\n").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cand.text() != "def f():\n    return 1\n" {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "candidate got {:?}", cand.text());
+        cand.pump(Duration::from_millis(50)).await?;
+        host.pump(Duration::from_millis(10)).await?;
+    }
+    assert_eq!(gauge(server.addr, "documents_reloaded_total").await?, 1);
+    // A newcomer while it sleeps again gets the whole document (its join reopens it).
+    wait_for(Duration::from_secs(20), || async {
+        Ok((gauge(server.addr, "documents_loaded").await? == 0).then_some(()))
+    })
+    .await?;
+    let mut late = ArenaPeer::connect(server.addr, &room.room, &room.observer, "late").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while late.text() != "def f():\n    return 1\n" {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "late joiner got {:?}", late.text());
+        late.pump(Duration::from_millis(50)).await?;
+    }
+    server.stop().await?;
+    Ok(())
+}

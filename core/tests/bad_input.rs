@@ -13,6 +13,7 @@ mod support;
 use std::sync::OnceLock;
 
 use anyhow::{ensure, Context, Result};
+use arena_core::sync::presence::PresenceMap;
 use arena_core::sync::wire::{chunk, Reassembler, Wire};
 use arena_core::sync::ywire::{self, YSession};
 use arena_core::{
@@ -20,7 +21,7 @@ use arena_core::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError};
-use yrs::sync::{Awareness, Message, SyncMessage};
+use yrs::sync::{Message, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Map, ReadTxn, Text, TextPrelim, Transact, WriteTxn};
@@ -97,9 +98,8 @@ fn build_samples() -> Result<Samples> {
 
     let doc = p.rooms[HOST].doc();
     let sv = doc.yrs().transact().state_vector();
-    let mut awareness = Awareness::new(doc.yrs().clone());
-    awareness.set_local_state(r##"{"user":{"name":"Zoë","color":"#ff0"},"cursor":{"anchor":3}}"##)?;
-    let aw_update = awareness.update()?;
+    let mut awareness = PresenceMap::new(77);
+    let aw_update = awareness.set_local(r##"{"user":{"name":"Zoë","color":"#ff0"},"cursor":{"anchor":3}}"##, 1);
     let frames = vec![
         ywire::encode_frame(&[Message::Sync(SyncMessage::SyncStep1(sv))]),
         ywire::encode_frame(&[Message::Sync(SyncMessage::SyncStep2(doc.encode_state()))]),
@@ -268,8 +268,13 @@ fn every_decoder(bytes: &[u8], room: &mut Room<MemoryStore>) -> Result<()> {
 fn ysession_checked(doc: &RoomDoc, frame: &[u8]) -> Result<()> {
     let before = doc.encode_state();
     for read_only in [false, true] {
-        let mut awareness = Awareness::new(doc.yrs().clone());
-        if let Ok(out) = YSession::new(read_only).receive(doc, &mut awareness, frame) {
+        // The document-free path (idle rooms) takes the same frames without panicking, and
+        // never hands on updates.
+        if let Ok(Some(out)) = YSession::new(read_only).receive_presence(&mut PresenceMap::new(0), frame, 1) {
+            ensure!(out.updates.is_empty() && out.arena.is_empty(), "the presence path passed updates on");
+        }
+        let mut awareness = PresenceMap::new(0);
+        if let Ok(out) = YSession::new(read_only).receive(doc, &mut awareness, frame, 1) {
             ensure!(!read_only || out.updates.is_empty(), "a read-only session passed updates on");
             for u in &out.updates {
                 // What the session hands on must at least decode.
@@ -799,8 +804,8 @@ fn samples_are_accepted() -> Result<()> {
     }
     for f in &s.frames {
         ywire::decode_frame(f)?;
-        let mut awareness = Awareness::new(p.rooms[HOST].doc().yrs().clone());
-        YSession::new(false).receive(p.rooms[HOST].doc(), &mut awareness, f)?;
+        let mut awareness = PresenceMap::new(0);
+        YSession::new(false).receive(p.rooms[HOST].doc(), &mut awareness, f, 1)?;
     }
     for u in &s.updates {
         yrs::Update::decode_v1(u).map_err(|e| anyhow::anyhow!("{e}"))?;

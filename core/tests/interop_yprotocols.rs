@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use arena_core::sync::presence::PresenceMap;
 use arena_core::sync::ywire::{self, YOutcome, YSession, MAX_MESSAGES};
 use arena_core::RoomDoc;
 use serde_json::{json, Value};
-use yrs::sync::{Awareness, Message, SyncMessage};
+use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
 use yrs::{Any, ClientID, Map, Out, ReadTxn, StateVector, Transact};
 
@@ -284,18 +285,22 @@ fn no_panic<T>(what: &str, input: &[u8], f: impl FnOnce() -> T) -> Result<T> {
     })
 }
 
+fn state_of(p: &PresenceMap, id: u64) -> Option<Value> {
+    p.state(id).map(|j| serde_json::from_str(j).expect("a state that parses"))
+}
+
 /// The room side of a y-websocket connection: the room document, its awareness and the
 /// session, applying what the session hands back the way the room does.
 struct RustPeer {
     room: RoomDoc,
-    awareness: Awareness,
+    awareness: PresenceMap,
     session: YSession,
 }
 
 impl RustPeer {
     fn new(client: u64, read_only: bool) -> Self {
         let room = RoomDoc::new(client);
-        let awareness = Awareness::new(room.yrs().clone());
+        let awareness = PresenceMap::new(client);
         RustPeer { room, awareness, session: YSession::new(read_only) }
     }
 
@@ -306,7 +311,7 @@ impl RustPeer {
     fn receive(&mut self, frame: &[u8]) -> Result<YOutcome> {
         let out = self
             .session
-            .receive(&self.room, &mut self.awareness, frame)
+            .receive(&self.room, &mut self.awareness, frame, 1)
             .with_context(|| format!("YSession::receive({})", hex(frame)))?;
         for u in &out.updates {
             self.room.apply_v1(u)?;
@@ -450,18 +455,18 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
     let state = json!({"user": {"name": "Zoë 🐙", "color": "#30bced"}, "cursor": {"anchor": 3, "head": 7}, "n": null});
     let (f, res) = node.frame(json!({"op": "awareness", "state": state}))?;
     let clock = u32::try_from(res["clock"].as_u64().context("clock")?)?;
-    let mut awareness = Awareness::new(room.yrs().clone());
+    let mut awareness = PresenceMap::new(RUST_ID);
     match decode_one(&f)? {
         Message::Awareness(up) => {
             assert_eq!(up.clients.len(), 1);
             let e = up.clients.get(&ClientID::new(NODE_ID)).context("node's entry")?;
             assert_eq!(e.clock, clock);
             assert_eq!(serde_json::from_str::<Value>(&e.json)?, state);
-            awareness.apply_update(up)?;
+            ensure!(awareness.apply(&up, 1).added == [NODE_ID]);
         }
         m => bail!("awareness decoded as {m:?}"),
     }
-    assert_eq!(awareness.state::<Value>(ClientID::new(NODE_ID)), Some(state.clone()));
+    assert_eq!(state_of(&awareness, NODE_ID), Some(state.clone()));
 
     // Awareness removal: state null, clock bumped; applying it forgets the client.
     let (f, res) = node.frame(json!({"op": "awarenessRemove"}))?;
@@ -471,11 +476,11 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
             assert_eq!(&*e.json, "null");
             assert_eq!(u64::from(e.clock), res["clock"].as_u64().context("clock")?);
             assert_eq!(e.clock, clock + 1);
-            awareness.apply_update(up)?;
+            ensure!(awareness.apply(&up, 2).removed == [NODE_ID]);
         }
         m => bail!("awareness removal decoded as {m:?}"),
     }
-    assert_eq!(awareness.state::<Value>(ClientID::new(NODE_ID)), None);
+    assert_eq!(state_of(&awareness, NODE_ID), None);
 
     // Query awareness.
     let (query, _) = node.frame(json!({"op": "query"}))?;
@@ -509,7 +514,7 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
         matches!(replies.as_slice(), [Message::Sync(SyncMessage::SyncStep2(_)), Message::Awareness(_)]),
         "replies: {replies:?}"
     );
-    assert_eq!(rust.awareness.state::<Value>(ClientID::new(NODE_ID)), Some(state));
+    assert_eq!(state_of(&rust.awareness, NODE_ID), Some(state));
     Ok(())
 }
 
@@ -563,8 +568,8 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
 
     // Awareness, via awareness_frame over the v1 bytes (what the room forwards).
     let state = json!({"user": {"name": "Rüst 🦀", "color": "#ee6352"}, "cursor": null});
-    rust.awareness.set_local_state(&state)?;
-    let f = ywire::awareness_frame(&rust.awareness.update()?.encode_v1())?;
+    let mine = rust.awareness.set_local(&state.to_string(), 1);
+    let f = ywire::awareness_frame(&mine.encode_v1())?;
     let res = node.recv(&f, "stock")?;
     assert_eq!(res["trailing"], json!(0));
     let e = &res["messages"][0]["entries"][0];
@@ -575,8 +580,7 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     assert_eq!(seen.map(|e| &e["state"]), Some(&state));
 
     // Awareness removal from our side: Node forgets us.
-    rust.awareness.clean_local_state();
-    let removal = rust.awareness.update_with_clients([ClientID::new(RUST_ID)])?;
+    let removal = rust.awareness.remove([RUST_ID], 2);
     let res = node.recv(&ywire::encode_frame(&[Message::Awareness(removal)]), "stock")?;
     assert_eq!(res["messages"][0]["entries"][0]["state"], Value::Null);
     let st = node.state()?;
@@ -631,7 +635,7 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
 
     // The session's opening: start_frames is one message per frame (stock-safe); start is
     // the same messages back to back, for peers that read whole frames.
-    rust.awareness.set_local_state(&state)?;
+    rust.awareness.set_local(&state.to_string(), 1);
     let frames = rust.session.start_frames(&rust.room, &rust.awareness);
     assert_eq!(frames.len(), 2);
     assert_eq!(frames.concat(), rust.session.start(&rust.room, &rust.awareness));
@@ -675,7 +679,7 @@ fn handshake_converges_with_concurrent_edits() -> Result<()> {
     let node_state = json!({"user": {"name": "Zoë 🐙", "color": "#30bced"}});
     let (node_awareness, _) = node.frame(json!({"op": "awareness", "state": node_state}))?;
     let rust_state = json!({"user": {"name": "Rüst 🦀", "color": "#ee6352"}});
-    rust.awareness.set_local_state(&rust_state)?;
+    rust.awareness.set_local(&rust_state.to_string(), 1);
 
     // The handshake: the room's opening frames, the client's step 1 and awareness (the
     // order y-websocket sends them on open), with every reply fed back.
@@ -693,7 +697,7 @@ fn handshake_converges_with_concurrent_edits() -> Result<()> {
     assert_eq!(meta_string(&rust.room, "language").as_deref(), Some("rust"));
     assert_eq!(node.state()?["meta"], json!({"language": "rust", "title": "Two sum — 二和"}));
     // Awareness both ways.
-    assert_eq!(rust.awareness.state::<Value>(ClientID::new(NODE_BIG_ID)), Some(node_state.clone()));
+    assert_eq!(state_of(&rust.awareness, NODE_BIG_ID), Some(node_state.clone()));
     let st = node.state()?;
     let seen: BTreeMap<u64, Value> = st["awareness"]
         .as_array()
@@ -924,7 +928,7 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
         let r = no_panic("decode_frame", g, || ywire::decode_frame(g))?;
         ensure!(r.is_err(), "garbage {name:?} ({}) decoded as {:?}", hex(g), r);
         let mut rust = RustPeer::new(RUST_ID, false);
-        let r = no_panic("YSession::receive", g, || rust.session.receive(&rust.room, &mut rust.awareness, g))?;
+        let r = no_panic("YSession::receive", g, || rust.session.receive(&rust.room, &mut rust.awareness, g, 1))?;
         ensure!(r.is_err(), "garbage {name:?} accepted by receive");
     }
     // A well-framed update whose payload is garbage: decode_frame does not look inside,
@@ -932,7 +936,7 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
     for payload in [vec![0xff, 0xff, 0xff], vec![1, 1], update[3..update.len() - 1].to_vec()] {
         let f = ywire::encode_frame(&[Message::Sync(SyncMessage::Update(payload.clone()))]);
         let mut rust = RustPeer::new(RUST_ID, false);
-        let r = no_panic("YSession::receive", &f, || rust.session.receive(&rust.room, &mut rust.awareness, &f))?;
+        let r = no_panic("YSession::receive", &f, || rust.session.receive(&rust.room, &mut rust.awareness, &f, 1))?;
         ensure!(r.is_err(), "garbage update payload {} accepted: {r:?}", hex(&payload));
     }
 
@@ -977,7 +981,7 @@ fn truncated_and_garbage_frames_are_errors() -> Result<()> {
         }
         let _ = no_panic("decode_frame", &f, || ywire::decode_frame(&f))?;
         let mut rust = RustPeer::new(RUST_ID, false);
-        let _ = no_panic("YSession::receive", &f, || rust.session.receive(&rust.room, &mut rust.awareness, &f))?;
+        let _ = no_panic("YSession::receive", &f, || rust.session.receive(&rust.room, &mut rust.awareness, &f, 1))?;
     }
     Ok(())
 }

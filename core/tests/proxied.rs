@@ -5,7 +5,6 @@ use anyhow::{ensure, Result};
 use arena_core::records::Meta;
 use arena_core::sync::wire::Wire;
 use arena_core::{Admission, Grant, Identity, MemoryStore, Role, Room, RoomConfig, FLAG_PROXY};
-use yrs::updates::encoder::Encode;
 use yrs::{GetString, Text, Transact};
 
 const T0: u64 = 1_700_000_000_000;

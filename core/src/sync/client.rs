@@ -21,14 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
-use yrs::sync::{Awareness, AwarenessUpdate, Message};
+use yrs::sync::{AwarenessUpdate, Message};
 use yrs::updates::encoder::Encode;
 use yrs::ClientID;
 
+use super::presence::PresenceMap;
 use super::wire::{chunk, Wire};
 use super::ywire::{arena_frame, decode_frame, encode_frame, MSG_ARENA};
 use crate::doc::CodeWatch;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::grant::{Admission, Role};
 use crate::history::Splice;
 use crate::room::Room;
@@ -83,7 +84,7 @@ pub struct Presence {
 pub struct Client<S: Store> {
     room: Room<S>,
     links: Links,
-    awareness: AwarenessBox,
+    presence: PresenceMap,
     clock: Arc<AtomicU64>,
     watch: CodeWatch,
     chunk_size: usize,
@@ -92,33 +93,15 @@ pub struct Client<S: Store> {
     local_renewed: u64,
 }
 
-struct AwarenessBox(Awareness);
-
-impl std::fmt::Debug for AwarenessBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Awareness")
-    }
-}
-
 impl<S: Store> Client<S> {
     /// Wraps a replica; envelope messages are chunked to `chunk_size` bytes.
     pub fn new(room: Room<S>, chunk_size: usize, now_ms: u64) -> Self {
         let clock = Arc::new(AtomicU64::new(now_ms));
-        let c = Arc::clone(&clock);
-        let awareness = Awareness::with_clock(room.doc().yrs().clone(), move || c.load(Ordering::Relaxed));
+        let presence = PresenceMap::new(room.doc().yrs().client_id().get());
         let watch = room.doc().watch_code();
         watch.take();
         let sent = room.ledger().head(&room.identity().public()).next_seq;
-        Client {
-            room,
-            links: Links::default(),
-            awareness: AwarenessBox(awareness),
-            clock,
-            watch,
-            chunk_size,
-            sent,
-            local_renewed: 0,
-        }
+        Client { room, links: Links::default(), presence, clock, watch, chunk_size, sent, local_renewed: 0 }
     }
 
     /// The replica.
@@ -156,8 +139,8 @@ impl<S: Store> Client<S> {
         }
         self.sent = head;
         let mut frames = self.frames(&msgs);
-        if self.awareness.0.local_state_raw().is_some() {
-            frames.push(self.local_presence_frame()?);
+        if self.presence.local_state().is_some() {
+            frames.push(self.local_presence_frame());
         }
         Ok(frames)
     }
@@ -249,11 +232,11 @@ impl<S: Store> Client<S> {
                     }
                 }
                 Message::Awareness(update) => {
-                    inc.presence |= self.apply_awareness(update)?;
+                    inc.presence |= self.apply_awareness(update, now_ms);
                 }
                 Message::AwarenessQuery => {
-                    if self.awareness.0.local_state_raw().is_some() {
-                        inc.replies.push(self.local_presence_frame()?);
+                    if self.presence.local_state().is_some() {
+                        inc.replies.push(self.local_presence_frame());
                     }
                 }
                 Message::Auth(Some(reason)) => inc.denied.push(reason),
@@ -272,16 +255,15 @@ impl<S: Store> Client<S> {
         self.links.close(link);
     }
 
-    fn apply_awareness(&mut self, update: AwarenessUpdate) -> Result<bool> {
-        let me = self.awareness.0.client_id();
+    fn apply_awareness(&mut self, update: AwarenessUpdate, now_ms: u64) -> bool {
+        let me = ClientID::new(self.presence.client_id());
         // Someone (a node that thought we left) cleared our state: take it back.
         let cleared = update.clients.get(&me).is_some_and(|e| &*e.json == "null");
-        let summary =
-            self.awareness.0.apply_update_summary(update).map_err(|e| CoreError::malformed("awareness update", e))?;
+        let change = self.presence.apply(&update, now_ms);
         if cleared {
             self.local_renewed = 0;
         }
-        Ok(summary.is_some_and(|s| !(s.added.is_empty() && s.updated.is_empty() && s.removed.is_empty())))
+        !change.is_empty()
     }
 
     /// Sets our presence: name, colour and selection (UTF-16 offsets; None: no cursor).
@@ -299,24 +281,21 @@ impl<S: Store> Client<S> {
             Some(serde_json::json!({ "anchor": doc.code_position(anchor, false)?, "head": doc.code_position(head, false)? }))
         });
         let state = serde_json::json!({ "user": { "name": name, "color": color }, "cursor": cursor });
-        self.awareness.0.set_local_state_raw(state.to_string());
+        self.presence.set_local(&state.to_string(), now_ms);
         self.local_renewed = now_ms;
-        self.local_presence_frame()
+        Ok(self.local_presence_frame())
     }
 
-    fn local_presence_frame(&self) -> Result<Vec<u8>> {
-        let me = self.awareness.0.client_id();
-        let u = self.awareness.0.update_with_clients([me]).map_err(|e| CoreError::malformed("awareness", e))?;
-        Ok(encode_frame(&[Message::Awareness(u)]))
+    fn local_presence_frame(&self) -> Vec<u8> {
+        encode_frame(&[Message::Awareness(self.presence.update_for([self.presence.client_id()]))])
     }
 
     /// Clears our presence (leaving); returns the frame to send.
     pub fn clear_presence(&mut self, now_ms: u64) -> Result<Vec<u8>> {
         self.tick_clock(now_ms);
-        let me = self.awareness.0.client_id();
-        self.awareness.0.remove_state(me);
-        let u = self.awareness.0.update_with_clients([me]).map_err(|e| CoreError::malformed("awareness", e))?;
-        Ok(encode_frame(&[Message::Awareness(u)]))
+        let me = self.presence.client_id();
+        self.presence.remove([me], now_ms);
+        Ok(self.local_presence_frame())
     }
 
     /// Call every few seconds: renews our presence every half timeout (returns the frame to
@@ -324,48 +303,42 @@ impl<S: Store> Client<S> {
     /// were dropped).
     pub fn tick(&mut self, now_ms: u64) -> Result<(Option<Vec<u8>>, bool)> {
         self.tick_clock(now_ms);
-        let me = self.awareness.0.client_id();
+        let me = self.presence.client_id();
         let mut renew = None;
-        if let Some(state) = self.awareness.0.local_state_raw() {
+        if let Some(state) = self.presence.local_state().map(str::to_owned) {
             if now_ms.saturating_sub(self.local_renewed) >= PRESENCE_TIMEOUT_MS / 2 {
-                self.awareness.0.set_local_state_raw(state);
+                self.presence.set_local(&state, now_ms);
                 self.local_renewed = now_ms;
-                renew = Some(self.local_presence_frame()?);
+                renew = Some(self.local_presence_frame());
             }
         }
-        let stale: Vec<ClientID> = self
-            .awareness
-            .0
-            .iter()
-            .filter(|(id, s)| {
-                *id != me && s.data.is_some() && now_ms.saturating_sub(s.last_updated) >= PRESENCE_TIMEOUT_MS
-            })
-            .map(|(id, _)| id)
+        let stale: Vec<u64> = self
+            .presence
+            .present()
+            .filter(|(id, _, at)| *id != me && now_ms.saturating_sub(*at) >= PRESENCE_TIMEOUT_MS)
+            .map(|(id, _, _)| id)
             .collect();
-        for id in &stale {
-            self.awareness.0.remove_state(*id);
-        }
+        self.presence.remove(stale.iter().copied(), now_ms);
         Ok((renew, !stale.is_empty()))
     }
 
     /// Everyone present (us included), cursors resolved against the current text, sorted by
     /// client id.
     pub fn presence(&self) -> Vec<Presence> {
-        let me = self.awareness.0.client_id();
+        let me = self.presence.client_id();
         let doc = self.room.doc();
         let mut out: Vec<Presence> = self
-            .awareness
-            .0
-            .iter()
-            .filter_map(|(id, s)| {
-                let state: serde_json::Value = serde_json::from_str(s.data.as_deref()?).ok()?;
+            .presence
+            .present()
+            .filter_map(|(id, json, _)| {
+                let state: serde_json::Value = serde_json::from_str(json).ok()?;
                 if state.is_null() {
                     return None;
                 }
                 let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
                 let cursor = &state["cursor"];
                 Some(Presence {
-                    client_id: id.get(),
+                    client_id: id,
                     local: id == me,
                     name: text(&state["user"]["name"]),
                     color: text(&state["user"]["color"]),
@@ -381,8 +354,7 @@ impl<S: Store> Client<S> {
 
     /// A frame that encodes a y-protocols awareness update (for tests and relays).
     pub fn presence_update(&self) -> Result<Vec<u8>> {
-        let u = self.awareness.0.update().map_err(|e| CoreError::malformed("awareness", e))?;
-        Ok(u.encode_v1())
+        Ok(self.presence.full_update().encode_v1())
     }
 }
 

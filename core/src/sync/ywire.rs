@@ -16,13 +16,14 @@
 use std::collections::HashMap;
 
 use yrs::sync::awareness::AwarenessUpdateEntry;
-use yrs::sync::{Awareness, AwarenessUpdate, Message, SyncMessage};
+use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{ClientID, ReadTxn, StateVector, Transact};
 
 use crate::codec::Reader;
 use crate::doc::RoomDoc;
 use crate::error::{CoreError, Result};
+use crate::sync::presence::PresenceMap;
 
 pub use yrs::sync::{Message as YMessage, SyncMessage as YSyncMessage};
 
@@ -161,41 +162,66 @@ impl YSession {
 
     /// The frames to send first, in order, one message each: our sync step 1, then the
     /// room's awareness (when anyone is present). Use this for stock peers.
-    pub fn start_frames(&self, doc: &RoomDoc, awareness: &Awareness) -> Vec<Vec<u8>> {
-        self.start_messages(doc, awareness).iter().map(|m| encode_frame(std::slice::from_ref(m))).collect()
+    pub fn start_frames(&self, doc: &RoomDoc, presence: &PresenceMap) -> Vec<Vec<u8>> {
+        self.start_messages(doc, presence).iter().map(|m| encode_frame(std::slice::from_ref(m))).collect()
     }
 
     /// The same messages as [`YSession::start_frames`] back to back in ONE frame. Only for
     /// peers that read every message of a frame: a stock y-websocket / y-webrtc peer reads
     /// the sync step 1 and silently drops the awareness.
-    pub fn start(&self, doc: &RoomDoc, awareness: &Awareness) -> Vec<u8> {
-        encode_frame(&self.start_messages(doc, awareness))
+    pub fn start(&self, doc: &RoomDoc, presence: &PresenceMap) -> Vec<u8> {
+        encode_frame(&self.start_messages(doc, presence))
     }
 
-    fn start_messages(&self, doc: &RoomDoc, awareness: &Awareness) -> Vec<Message> {
+    fn start_messages(&self, doc: &RoomDoc, presence: &PresenceMap) -> Vec<Message> {
         let sv = doc.yrs().transact().state_vector();
         let mut msgs = vec![Message::Sync(SyncMessage::SyncStep1(sv))];
-        if let Ok(a) = awareness.update() {
-            if !a.clients.is_empty() {
-                msgs.push(Message::Awareness(a));
-            }
+        let a = presence.full_update();
+        if !a.clients.is_empty() {
+            msgs.push(Message::Awareness(a));
         }
         msgs
     }
 
-    /// Handles one frame from the peer.
-    pub fn receive(&self, doc: &RoomDoc, awareness: &mut Awareness, frame: &[u8]) -> Result<YOutcome> {
+    /// Handles one frame from the peer at `now_ms`.
+    pub fn receive(&self, doc: &RoomDoc, presence: &mut PresenceMap, frame: &[u8], now_ms: u64) -> Result<YOutcome> {
+        self.handle(Some(doc), presence, decode_frame(frame)?, now_ms)
+    }
+
+    /// Handles a frame that needs no document (awareness only: what idle clients send to
+    /// stay present); `None` when it does need one (then call [`YSession::receive`]). This
+    /// lets a node keep serving presence while an idle room's document is not in memory.
+    pub fn receive_presence(&self, presence: &mut PresenceMap, frame: &[u8], now_ms: u64) -> Result<Option<YOutcome>> {
+        let msgs = decode_frame(frame)?;
+        let doc_free =
+            msgs.iter().all(|m| matches!(m, Message::Awareness(_) | Message::AwarenessQuery | Message::Auth(_)));
+        if !doc_free {
+            return Ok(None);
+        }
+        self.handle(None, presence, msgs, now_ms).map(Some)
+    }
+
+    fn handle(
+        &self,
+        doc: Option<&RoomDoc>,
+        presence: &mut PresenceMap,
+        msgs: Vec<Message>,
+        now_ms: u64,
+    ) -> Result<YOutcome> {
         let mut out = YOutcome::default();
         let mut replies = Vec::new();
         // Every awareness entry of the frame, the last one per client winning.
         let mut forward = HashMap::new();
-        for msg in decode_frame(frame)? {
+        let need_doc =
+            || doc.ok_or_else(|| CoreError::malformed("y-protocols message", "sync message without a document"));
+        for msg in msgs {
             match msg {
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
-                    let update = doc.yrs().transact().encode_state_as_update_v1(&sv);
+                    let update = need_doc()?.yrs().transact().encode_state_as_update_v1(&sv);
                     replies.push(Message::Sync(SyncMessage::SyncStep2(update)));
                 }
                 Message::Sync(SyncMessage::SyncStep2(u)) | Message::Sync(SyncMessage::Update(u)) => {
+                    let doc = need_doc()?;
                     if self.read_only {
                         if !is_noop_update(doc, &u) && !out.denied {
                             out.denied = true;
@@ -208,12 +234,10 @@ impl YSession {
                 }
                 Message::Awareness(update) => {
                     forward.extend(update.clients.iter().map(|(k, v)| (*k, v.clone())));
-                    awareness.apply_update(update).map_err(|e| CoreError::malformed("awareness", e))?;
+                    presence.apply(&update, now_ms);
                 }
                 Message::AwarenessQuery => {
-                    if let Ok(a) = awareness.update() {
-                        replies.push(Message::Awareness(a));
-                    }
+                    replies.push(Message::Awareness(presence.full_update()));
                 }
                 Message::Auth(_) => {}
                 Message::Custom(MSG_ARENA, data) => out.arena.push(data),

@@ -202,8 +202,16 @@ fn presence_carries_names_and_cursors() {
     let (_, dropped) = cs[0].tick(3_000 + PRESENCE_TIMEOUT_MS).unwrap();
     assert!(dropped && cs[0].presence().is_empty());
     // A stock y-protocols session reads the awareness frame.
-    let mut aw = Awareness::new(hub.room.doc().yrs().clone());
+    let mut aw = crate::sync::presence::PresenceMap::new(0);
     let f = cs[1].set_presence("Bob", "#ff0000", None, 40_000).unwrap();
-    YSession::new(false).receive(hub.room.doc(), &mut aw, &f).unwrap();
-    assert_eq!(aw.iter().count(), 1);
+    YSession::new(false).receive(hub.room.doc(), &mut aw, &f, 40_000).unwrap();
+    assert_eq!(aw.len(), 1);
+    // So does the document-free path an idle room uses.
+    let mut idle = crate::sync::presence::PresenceMap::new(0);
+    assert!(YSession::new(false).receive_presence(&mut idle, &f, 40_000).unwrap().is_some());
+    let (bob, json, _) = aw.present().next().unwrap();
+    assert_eq!(idle.state(bob), Some(json));
+    let step1 =
+        crate::sync::ywire::encode_frame(&[Message::Sync(yrs::sync::SyncMessage::SyncStep1(Default::default()))]);
+    assert!(YSession::new(false).receive_presence(&mut idle, &step1, 40_000).unwrap().is_none(), "sync needs the doc");
 }

@@ -1,0 +1,238 @@
+//! Presence: the y-protocols awareness states of a room (names, colours, cursors), with the
+//! same merge rules as y-protocols, but detached from any document.
+//!
+//! yrs's `Awareness` owns a clone of the room's `Doc`, so a node could not drop an idle
+//! room's document while its clients' presence lives on, and it brings observers and an
+//! arc-swap into the WASM package. A room's presence is a handful of JSON strings; this is
+//! a map of them.
+//!
+//! Rules (y-protocols `applyAwarenessUpdate`): an entry wins when its clock is newer, or
+//! when it has the same clock and removes a state that is present. Nobody may remove our
+//! own state: such an update bumps our clock instead, so our next update wins again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use yrs::sync::awareness::AwarenessUpdateEntry;
+use yrs::sync::AwarenessUpdate;
+use yrs::ClientID;
+
+const NULL: &str = "null";
+
+#[derive(Clone, Debug)]
+struct State {
+    clock: u32,
+    /// Unix ms of the last update that won.
+    last_updated: u64,
+    /// None: removed (the clock is kept, so an old update cannot bring it back).
+    json: Option<Arc<str>>,
+}
+
+/// What an update changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// Clients that became present.
+    pub added: Vec<u64>,
+    /// Clients whose state was renewed (changed or not).
+    pub updated: Vec<u64>,
+    /// Clients that left.
+    pub removed: Vec<u64>,
+}
+
+impl PresenceChange {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The presence states of a room, keyed by y-protocols client id.
+#[derive(Clone, Debug, Default)]
+pub struct PresenceMap {
+    /// Our own client id (0: a relay with no state of its own).
+    local: u64,
+    states: HashMap<u64, State>,
+}
+
+impl PresenceMap {
+    /// A map for a peer with client id `local` (a relay that has no state of its own: 0).
+    pub fn new(local: u64) -> Self {
+        PresenceMap { local, states: HashMap::new() }
+    }
+
+    /// Our client id.
+    pub fn client_id(&self) -> u64 {
+        self.local
+    }
+
+    /// Applies a peer's update at `now_ms`.
+    pub fn apply(&mut self, update: &AwarenessUpdate, now_ms: u64) -> PresenceChange {
+        let mut change = PresenceChange::default();
+        for (client, entry) in &update.clients {
+            let id = client.get();
+            let new = (&*entry.json != NULL).then(|| Arc::clone(&entry.json));
+            match self.states.get_mut(&id) {
+                Some(s) => {
+                    let removes = s.clock == entry.clock && new.is_none() && s.json.is_some();
+                    if s.clock >= entry.clock && !removes {
+                        continue;
+                    }
+                    s.clock = entry.clock;
+                    s.last_updated = now_ms;
+                    match new {
+                        None if id == self.local && self.local != 0 && s.json.is_some() => s.clock += 1,
+                        None => {
+                            if s.json.take().is_some() {
+                                change.removed.push(id);
+                            }
+                        }
+                        Some(j) => {
+                            if s.json.is_none() {
+                                change.added.push(id);
+                            } else {
+                                change.updated.push(id);
+                            }
+                            s.json = Some(j);
+                        }
+                    }
+                }
+                None => {
+                    if new.is_some() {
+                        change.added.push(id);
+                    }
+                    self.states.insert(id, State { clock: entry.clock, last_updated: now_ms, json: new });
+                }
+            }
+        }
+        change
+    }
+
+    /// Sets our own state (JSON text); returns the update to send.
+    pub fn set_local(&mut self, json: &str, now_ms: u64) -> AwarenessUpdate {
+        let s = self.states.entry(self.local).or_insert(State { clock: 0, last_updated: now_ms, json: None });
+        s.clock = s.clock.wrapping_add(1);
+        s.last_updated = now_ms;
+        s.json = Some(json.into());
+        self.update_for([self.local])
+    }
+
+    /// Our own state, if we have one.
+    pub fn local_state(&self) -> Option<&str> {
+        self.state(self.local)
+    }
+
+    /// Removes states (a connection that left, peers timed out, ourselves leaving); returns
+    /// the update telling the others. Our own clock moves on; other clients' stays, so a
+    /// newer update from them still wins (y-protocols `removeAwarenessStates`).
+    pub fn remove(&mut self, ids: impl IntoIterator<Item = u64>, now_ms: u64) -> AwarenessUpdate {
+        let mut gone = Vec::new();
+        for id in ids {
+            if let Some(s) = self.states.get_mut(&id) {
+                if s.json.take().is_some() {
+                    if id == self.local {
+                        s.clock = s.clock.wrapping_add(1);
+                    }
+                    s.last_updated = now_ms;
+                    gone.push(id);
+                }
+            }
+        }
+        self.update_for(gone)
+    }
+
+    /// The state of `id` (JSON text) if present.
+    pub fn state(&self, id: u64) -> Option<&str> {
+        self.states.get(&id).and_then(|s| s.json.as_deref())
+    }
+
+    /// Everyone present: id, state JSON and when it was last renewed.
+    pub fn present(&self) -> impl Iterator<Item = (u64, &str, u64)> {
+        self.states.iter().filter_map(|(id, s)| Some((*id, s.json.as_deref()?, s.last_updated)))
+    }
+
+    /// How many clients are present.
+    pub fn len(&self) -> usize {
+        self.states.values().filter(|s| s.json.is_some()).count()
+    }
+
+    /// Whether nobody is present.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The update describing `ids` as we know them (removed ones as `null`; unknown ids are
+    /// left out).
+    pub fn update_for(&self, ids: impl IntoIterator<Item = u64>) -> AwarenessUpdate {
+        let clients = ids
+            .into_iter()
+            .filter_map(|id| {
+                let s = self.states.get(&id)?;
+                let json = s.json.clone().unwrap_or_else(|| NULL.into());
+                Some((ClientID::new(id), AwarenessUpdateEntry { clock: s.clock, json }))
+            })
+            .collect();
+        AwarenessUpdate { clients }
+    }
+
+    /// The update with every present state (what a newcomer is sent).
+    pub fn full_update(&self) -> AwarenessUpdate {
+        self.update_for(self.present().map(|(id, _, _)| id).collect::<Vec<_>>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upd(entries: &[(u64, u32, &str)]) -> AwarenessUpdate {
+        AwarenessUpdate {
+            clients: entries
+                .iter()
+                .map(|(id, clock, json)| {
+                    (ClientID::new(*id), AwarenessUpdateEntry { clock: *clock, json: (*json).into() })
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn newer_clocks_win_and_same_clock_null_removes() {
+        let mut p = PresenceMap::new(1);
+        assert_eq!(p.apply(&upd(&[(7, 2, r#"{"a":1}"#)]), 10).added, vec![7]);
+        assert!(p.apply(&upd(&[(7, 1, r#"{"a":0}"#)]), 11).is_empty(), "an older clock won");
+        assert!(p.apply(&upd(&[(7, 2, r#"{"a":9}"#)]), 11).is_empty(), "the same clock with a state won");
+        assert_eq!(p.state(7), Some(r#"{"a":1}"#));
+        assert_eq!(p.apply(&upd(&[(7, 3, r#"{"a":2}"#)]), 12).updated, vec![7]);
+        assert_eq!(p.apply(&upd(&[(7, 3, NULL)]), 13).removed, vec![7]);
+        assert!(p.is_empty());
+        // A stale state cannot come back after the removal.
+        assert!(p.apply(&upd(&[(7, 3, r#"{"a":2}"#)]), 14).is_empty());
+        assert_eq!(p.apply(&upd(&[(7, 4, r#"{"a":3}"#)]), 15).added, vec![7]);
+    }
+
+    #[test]
+    fn nobody_removes_our_own_state() {
+        let mut p = PresenceMap::new(5);
+        let mine = p.set_local(r#"{"me":1}"#, 1);
+        let clock = mine.clients[&ClientID::new(5)].clock;
+        assert!(p.apply(&upd(&[(5, clock, NULL)]), 2).is_empty());
+        assert_eq!(p.local_state(), Some(r#"{"me":1}"#));
+        // Our clock moved past the removal, so the others take our next renewal.
+        let again = p.update_for([5]);
+        assert!(again.clients[&ClientID::new(5)].clock > clock);
+    }
+
+    #[test]
+    fn removal_is_announced_with_the_clock_others_hold() {
+        let mut relay = PresenceMap::new(0);
+        relay.apply(&upd(&[(3, 4, r#"{"x":1}"#), (4, 1, r#"{"y":1}"#)]), 1);
+        let gone = relay.remove([3, 99], 2);
+        assert_eq!(gone.clients.len(), 1);
+        assert_eq!(gone.clients[&ClientID::new(3)].clock, 4);
+        assert_eq!(&*gone.clients[&ClientID::new(3)].json, NULL);
+        let mut peer = PresenceMap::new(9);
+        peer.apply(&upd(&[(3, 4, r#"{"x":1}"#)]), 1);
+        assert_eq!(peer.apply(&gone, 3).removed, vec![3]);
+        assert_eq!(relay.full_update().clients.len(), 1);
+    }
+}
