@@ -11,6 +11,7 @@ pub struct Metrics {
     pub(crate) rooms_loaded: AtomicU64,
     pub(crate) docs_loaded: AtomicU64,
     pub(crate) docs_reloaded: AtomicU64,
+    pub(crate) libp2p_rooms: AtomicU64,
     pub(crate) envelopes_in: AtomicU64,
     pub(crate) envelopes_out: AtomicU64,
     pub(crate) envelopes_rejected: AtomicU64,
@@ -49,6 +50,7 @@ impl Metrics {
         put("rooms_loaded", "gauge", "Rooms with an actor (connections or recent use).", &self.rooms_loaded);
         put("documents_loaded", "gauge", "Room documents held in memory (idle ones are evicted).", &self.docs_loaded);
         put("documents_reloaded_total", "counter", "Evicted room documents reopened from sled.", &self.docs_reloaded);
+        put("libp2p_rooms", "gauge", "Rooms the libp2p side has joined.", &self.libp2p_rooms);
         put("envelopes_in_total", "counter", "Envelopes applied from clients and peers.", &self.envelopes_in);
         put("envelopes_out_total", "counter", "Envelopes and updates sent to connections.", &self.envelopes_out);
         put("envelopes_rejected_total", "counter", "Envelopes or updates refused.", &self.envelopes_rejected);

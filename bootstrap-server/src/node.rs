@@ -235,7 +235,8 @@ impl Node {
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
         drop(tasks);
-        if self.inner.p2p.get().is_some() {
+        let joined = self.inner.p2p.get().is_some_and(|p| p.has(room));
+        if joined || crate::p2p::join_eagerly(self, room_key.is_some()) {
             tokio::spawn(crate::p2p::attach(self.clone(), *room, room_key, token.map(str::to_owned), tx.clone()));
         }
         Ok(tx)

@@ -6,11 +6,14 @@
 //! own clients, bridge every room over gossipsub.
 //!
 //! The libp2p replica of a room is a second replica in this process (its own sled under
-//! `{data dir}/p2p`); the two exchange envelope vectors when a room is loaded and then
-//! forward every new envelope both ways.
+//! `{data dir}/p2p`); the two exchange envelope vectors when it joins and then forward every
+//! new envelope both ways. It exists only where the network needs it: for rooms hosted on
+//! another node, on nodes that federate (`--peer`), and for a room a libp2p peer asks for
+//! (it subscribes to the room's topic or asks to catch up: `NodeEvent::RoomWanted`). A
+//! single node serving browsers keeps one replica per room, not two.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use arena_core::sync::wire::Wire;
 use arena_core::{Grant, PeerKey, Role, RoomId, FLAG_PROXY};
@@ -29,6 +32,14 @@ pub(crate) struct P2p {
     pub(crate) handle: NodeHandle,
     outbound: mpsc::Sender<(RoomId, Vec<Wire>)>,
     presence: mpsc::Sender<(RoomId, Vec<u8>)>,
+    /// Rooms the libp2p side has joined (or is joining).
+    joined: Mutex<HashSet<RoomId>>,
+}
+
+impl P2p {
+    pub(crate) fn has(&self, room: &RoomId) -> bool {
+        self.joined.lock().is_ok_and(|j| j.contains(room))
+    }
 }
 
 /// Starts the libp2p node and the bridge tasks; returns them to await on shutdown.
@@ -84,7 +95,7 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
     info!(%peer, "libp2p node started");
     let (tx, mut rx) = mpsc::channel::<(RoomId, Vec<Wire>)>(4096);
     let (ptx, mut prx) = mpsc::channel::<(RoomId, Vec<u8>)>(1024);
-    let p2p = Arc::new(P2p { handle: handle.clone(), outbound: tx, presence: ptx });
+    let p2p = Arc::new(P2p { handle: handle.clone(), outbound: tx, presence: ptx, joined: Mutex::default() });
     if node.inner.p2p.set(p2p).is_err() {
         return Err(BootstrapError::Config("libp2p started twice".into()));
     }
@@ -142,6 +153,20 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                             .await;
                     }
                 }
+                Ok(NodeEvent::RoomWanted { room, from }) => {
+                    // Only rooms we host: a peer cannot make us load rooms at will.
+                    let hosted = node2.room_key(&room).ok().flatten();
+                    let joined = node2.inner.p2p.get().is_some_and(|p| p.has(&room));
+                    if let (Some(key), false) = (hosted, joined) {
+                        debug!(room = %room, peer = %from, "a libp2p peer wants the room; joining");
+                        match node2.hub(&room, None).await {
+                            Ok(hub) => {
+                                tokio::spawn(attach(node2.clone(), room, Some(key), None, hub));
+                            }
+                            Err(e) => warn!(room = %room, error = %e, "loading a room a peer asked for"),
+                        }
+                    }
+                }
                 Ok(NodeEvent::Presence { room, update, .. }) => {
                     if let Some(hub) = node2.loaded_hub(&room) {
                         // Cosmetic and refreshed every few seconds: dropped when the room is busy.
@@ -153,7 +178,9 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                     // Missed events: resync every loaded room from the libp2p replica.
                     warn!(missed = n, "bridge lagged; resyncing rooms");
                     for (room, hub) in node2.loaded_hubs() {
-                        exchange(&handle, room, &hub).await;
+                        if node2.inner.p2p.get().is_some_and(|p| p.has(&room)) {
+                            exchange(&handle, room, &hub).await;
+                        }
                     }
                 }
                 Err(_) => break,
@@ -173,7 +200,7 @@ pub(crate) async fn addrs(node: &Node) -> (Option<String>, Vec<String>) {
 
 /// Sends what a room actor applied from its clients to the network (never blocks).
 pub(crate) fn to_network(node: &Node, room: RoomId, msgs: Vec<Wire>) {
-    if let Some(p) = node.inner.p2p.get() {
+    if let Some(p) = node.inner.p2p.get().filter(|p| p.has(&room)) {
         if p.outbound.try_send((room, msgs)).is_err() {
             // Counted, not logged per message: under load this would flood the log.
             crate::metrics::inc(&node.inner.metrics.bridge_dropped, 1);
@@ -185,14 +212,20 @@ pub(crate) fn to_network(node: &Node, room: RoomId, msgs: Vec<Wire>) {
 /// Hands one of our clients' awareness updates to the libp2p side (dropped when its queue
 /// is full: presence is refreshed every few seconds).
 pub(crate) fn presence_to_network(node: &Node, room: RoomId, update: Vec<u8>) {
-    if let Some(p) = node.inner.p2p.get() {
+    if let Some(p) = node.inner.p2p.get().filter(|p| p.has(&room)) {
         if p.presence.try_send((room, update)).is_err() {
             crate::metrics::inc(&node.inner.metrics.bridge_dropped, 1);
         }
     }
 }
 
-/// Joins a freshly loaded room on the libp2p side and exchanges what each replica lacks.
+/// Whether the libp2p side should join a room as soon as it is loaded: when it is hosted
+/// elsewhere (the home node signs for our clients) or this node federates.
+pub(crate) fn join_eagerly(node: &Node, hosted_here: bool) -> bool {
+    node.inner.p2p.get().is_some() && (!hosted_here || !node.cfg().peers.is_empty())
+}
+
+/// Joins a room on the libp2p side (once) and exchanges what each replica lacks.
 /// `room_key` is the room's key when this node hosts the room (the libp2p replica then
 /// holds a proxy grant like the room actor); otherwise `token` (the first client's) admits it.
 pub(crate) async fn attach(
@@ -203,6 +236,11 @@ pub(crate) async fn attach(
     hub: mpsc::Sender<HubCmd>,
 ) {
     let Some(p) = node.inner.p2p.get() else { return };
+    if !p.joined.lock().is_ok_and(|mut j| j.insert(room)) {
+        // Joined already: just catch the two replicas up (a reloaded room).
+        exchange(&p.handle, room, &hub).await;
+        return;
+    }
     let token = match room_key {
         Some(k) => Some(Grant::issue(&k, Role::Host, u64::MAX / 2, FLAG_PROXY, now_ms()).to_token()),
         None => token,
@@ -210,8 +248,12 @@ pub(crate) async fn attach(
     let spec = JoinSpec { room, token, name: "bootstrap node".into(), recording: None };
     if let Err(e) = p.handle.join(spec).await {
         warn!(room = %room, error = %e, "libp2p side could not join the room");
+        if let Ok(mut j) = p.joined.lock() {
+            j.remove(&room);
+        }
         return;
     }
+    crate::metrics::inc(&node.inner.metrics.libp2p_rooms, 1);
     exchange(&p.handle, room, &hub).await;
 }
 

@@ -150,3 +150,59 @@ async fn stock_clients_write_through_a_node_that_does_not_host_the_room() -> Res
     n1.stop().await?;
     Ok(())
 }
+
+async fn gauge(addr: std::net::SocketAddr, name: &str) -> Result<u64> {
+    let (_, body) = http(addr, "GET", "/metrics", "").await?;
+    let line = body.lines().find(|l| l.starts_with(&format!("arena_{name} "))).unwrap_or_default();
+    Ok(line.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0))
+}
+
+/// A single node serving browsers keeps one replica per room: its libp2p side joins a room
+/// only when a libp2p peer asks for it. A native peer that arrives later gets the room from
+/// the node, and what it types reaches the node's WebSocket clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_libp2p_side_joins_a_hosted_room_when_a_native_peer_asks() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = Server::start(dir.path()).await?;
+    let room = create_room(node.addr).await?;
+    let mut web = ArenaPeer::connect(node.addr, &room.room, &room.host, "web").await?;
+    web.type_text(0, "[W]").await?;
+    web.pump(Duration::from_millis(300)).await?;
+    ensure!(gauge(node.addr, "libp2p_rooms").await? == 0, "joined on libp2p with no libp2p peer");
+
+    let mut cfg = arena_node::NodeConfig::new(arena_core::Identity::from_passphrase("native-late"));
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+    cfg.bootstrap = vec![multiaddr(node.addr).await?.parse()?];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (native, task) = arena_node::Node::spawn(cfg, stop.clone())?;
+    let id = arena_core::PeerKey::from_hex(&room.room)?;
+    native
+        .join(arena_node::JoinSpec {
+            room: id,
+            token: Some(room.candidate.clone()),
+            name: "native".into(),
+            recording: None,
+        })
+        .await?;
+    let deadline = tokio::time::Instant::now() + T;
+    while !native.code(id).await?.contains("[W]") {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the native peer never got the room: {:?}",
+            native.code(id).await?
+        );
+        web.pump(Duration::from_millis(50)).await?;
+    }
+    ensure!(gauge(node.addr, "libp2p_rooms").await? == 1);
+    native.splice(id, 0, 0, "[N]").await?;
+    let deadline = tokio::time::Instant::now() + T;
+    while !web.text().contains("[N]") {
+        ensure!(tokio::time::Instant::now() < deadline, "the web client never got the native edit: {:?}", web.text());
+        web.pump(Duration::from_millis(50)).await?;
+    }
+    ensure!(web.text() == native.code(id).await?, "texts differ");
+    stop.cancel();
+    let _ = task.await;
+    node.stop().await?;
+    Ok(())
+}

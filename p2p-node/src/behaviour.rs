@@ -43,6 +43,12 @@ pub fn topic_for(room: &RoomId) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("/arena/room/{}", room.to_hex()))
 }
 
+/// The room whose envelope topic this is ([`topic_for`]), if it is one.
+pub fn room_of_topic(topic: &gossipsub::TopicHash) -> Option<RoomId> {
+    let hex = topic.as_str().strip_prefix("/arena/room/")?;
+    RoomId::from_hex(hex).ok()
+}
+
 /// The gossipsub topic of a room's presence: y-protocols awareness updates (names,
 /// cursors), unsigned like in y-protocols; only their shape is checked.
 pub fn presence_topic_for(room: &RoomId) -> gossipsub::IdentTopic {
@@ -274,6 +280,9 @@ mod tests {
     fn names_are_stable() {
         let room = Identity::from_passphrase("room").public();
         assert_eq!(topic_for(&room).to_string(), format!("/arena/room/{}", room.to_hex()));
+        assert_eq!(room_of_topic(&topic_for(&room).hash()), Some(room));
+        assert_eq!(room_of_topic(&presence_topic_for(&room).hash()), None);
+        assert_eq!(room_of_topic(&gossipsub::IdentTopic::new("/arena/room/zz").hash()), None);
         assert_eq!(SYNC_PROTOCOL, "/arena/sync/1");
         assert!(namespace_for(&room).to_string().ends_with(&room.to_hex()));
         let id = Identity::from_passphrase("peer");

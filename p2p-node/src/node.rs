@@ -195,6 +195,14 @@ pub enum NodeEvent {
         /// forwarded it is not reported).
         from: PeerId,
     },
+    /// A peer asked for a room we have not joined (it subscribed to the room's topic, or
+    /// sent a catch-up request for it). A bootstrap node joins the rooms it hosts on demand.
+    RoomWanted {
+        /// The room.
+        room: RoomId,
+        /// The peer.
+        from: PeerId,
+    },
     /// A member was admitted to a room.
     Admitted {
         /// The room.

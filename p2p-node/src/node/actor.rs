@@ -34,6 +34,9 @@ pub(super) struct RoomState {
     pub(super) presence_topic: gossipsub::IdentTopic,
     /// Reassemblers of fragmented gossip messages, per publisher.
     pub(super) links: HashMap<PeerId, arena_core::sync::wire::Reassembler>,
+    /// Stock clients' updates to relay for signing that found no peer in the room yet
+    /// (the home node had not joined): sent to the first peer that subscribes.
+    pub(super) unrelayed: Vec<Wire>,
 }
 
 pub(super) struct Actor {
@@ -456,6 +459,9 @@ impl Actor {
             ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
                 if let Some(room) = self.topics.get(&topic).copied() {
                     self.request_sync(peer_id, room);
+                    self.relay_unrelayed(peer_id, room);
+                } else if let Some(room) = crate::behaviour::room_of_topic(&topic) {
+                    self.out.event(None, NodeEvent::RoomWanted { room, from: peer_id });
                 }
             }
             ArenaBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {

@@ -10,6 +10,9 @@ use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
 use super::actor::{Actor, RoomState};
+
+/// Most relayed updates kept per room while no peer can sign them.
+const MAX_UNRELAYED: usize = 1024;
 use super::{now_ms, JoinSpec, NodeEvent, RoomInfo};
 use crate::behaviour::{
     presence_topic_for, topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus, MAX_RESPONSE,
@@ -67,7 +70,8 @@ impl Actor {
         gs.subscribe(&presence_topic).map_err(|e| NodeError::Transport(format!("subscribe: {e}")))?;
         self.topics.insert(topic.hash(), id);
         self.topics.insert(presence_topic.hash(), id);
-        self.rooms.insert(id, RoomState { room, topic, presence_topic, links: Default::default() });
+        self.rooms
+            .insert(id, RoomState { room, topic, presence_topic, links: Default::default(), unrelayed: Vec::new() });
         self.out.dirty.insert(id);
         self.out.publish.push((id, announce));
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -332,6 +336,7 @@ impl Actor {
             return;
         }
         if !self.rooms.contains_key(&room) {
+            self.out.event(None, NodeEvent::RoomWanted { room, from: peer });
             self.out.responses.push((None, channel, refuse(SyncStatus::UnknownRoom)));
             return;
         }
@@ -403,13 +408,35 @@ impl Actor {
         }
     }
 
+    /// Relays the updates kept while the room had no peer to `peer`, which just joined it.
+    pub(super) fn relay_unrelayed(&mut self, peer: PeerId, room: RoomId) {
+        let Some(state) = self.rooms.get_mut(&room) else { return };
+        if state.unrelayed.is_empty() || self.partitioned {
+            return;
+        }
+        let msgs = std::mem::take(&mut state.unrelayed);
+        let frames = chunk(&msgs, GOSSIP_CHUNK);
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { room, frames });
+        self.inflight.insert(id, (peer, room));
+    }
+
     /// Sends stock clients' updates we cannot sign for to every connected peer of the room
     /// (the room's home node signs them; the envelopes come back over gossip).
     pub(super) fn relay_proxied(&mut self, room: RoomId, msgs: Vec<Wire>) {
         let Some(state) = self.rooms.get(&room) else { return };
         let peers = self.topic_peers(&state.topic.hash());
         if peers.is_empty() {
-            debug!(room = %room, "no peer to sign relayed updates");
+            // Kept for the first peer that joins the room (a home node joins on demand).
+            let Some(state) = self.rooms.get_mut(&room) else { return };
+            state.unrelayed.extend(msgs);
+            if state.unrelayed.len() > MAX_UNRELAYED {
+                let over = state.unrelayed.len() - MAX_UNRELAYED;
+                state.unrelayed.drain(..over);
+                warn!(room = %room, dropped = over, "no peer to sign relayed updates; dropped the oldest");
+            } else {
+                debug!(room = %room, "no peer to sign relayed updates yet; kept");
+            }
+            return;
         }
         let frames = chunk(&msgs, GOSSIP_CHUNK);
         for p in peers {
