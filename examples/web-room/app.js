@@ -275,6 +275,9 @@ async function makeEditor (readOnly) {
       const editor = monaco.editor.create(host, { value: '', language: 'python', automaticLayout: true, readOnly, minimap: { enabled: false }, fontSize: 13 })
       setEditorLanguage = (l) => monaco.editor.setModelLanguage(editor.getModel(), l)
       window.monacoEditor = editor
+      // Monaco fetches its icon font when a widget first shows an icon (the suggest list as
+      // you type): fetch it now, so a page that goes offline later still draws its icons.
+      document.fonts?.load('13px codicon').catch(() => {})
       return { adapter: monacoAdapter(editor, monaco), kind: 'Monaco' }
     } catch (e) {
       console.warn('Monaco unavailable, using a textarea:', e)

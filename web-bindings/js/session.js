@@ -7,7 +7,10 @@
 //
 // A keystroke only applies the edit to the WASM document (no signature): one task later the
 // edits typed meanwhile are sealed into one signed envelope and sent, then our presence.
-// Whatever receives, sends or reads the log seals first (flush()).
+// Whatever receives, sends or reads the log seals first (flush()). The caret is kept as UTF-16
+// offsets until then: the remote and restored changes the session reports move it (the editor
+// moves its own caret through them without telling us), so it is encoded where it is when it
+// goes out.
 //
 // Events (EventTarget):
 //   'change'   detail {changes: [{pos, delete, insert}], origin: 'remote'|'restore'}
@@ -22,6 +25,7 @@
 import initWasm, { Room } from './arena_web.js'
 import { WebSocketTransport } from './transport.js'
 import { MeshTransport, signalUrl } from './mesh.js'
+import { shiftOffset } from './bind.js'
 
 /** Our presence (cursor) goes out at most this often while typing. */
 const PRESENCE_MIN_MS = 40
@@ -242,10 +246,23 @@ export class ArenaSession extends EventTarget {
     }
     for (const f of inc.replies) link.send(f)
     this.stats.rejected += inc.rejected
-    if (inc.changes.length) this.dispatchEvent(new CustomEvent('change', { detail: { changes: inc.changes, origin: 'remote' } }))
+    if (inc.changes.length) this._changed(inc.changes, 'remote')
     if (inc.applied) this.dispatchEvent(new CustomEvent('update', { detail: { applied: inc.applied } }))
     if (inc.presence || inc.changes.length) this.dispatchEvent(new Event('presence'))
     for (const reason of inc.denied) this.dispatchEvent(new CustomEvent('denied', { detail: { reason } }))
+  }
+
+  /** Changes we did not type: our caret moves through them (as the editor's does) before the
+   *  editor gets them, so the offsets setSelection recorded still point at the same place when
+   *  the seal task or the presence timer encodes them against the changed document. (An editor
+   *  that reports the moved caret itself, synchronously or later, overrides this.) */
+  _changed (changes, origin) {
+    const s = this.selection
+    if (s) {
+      const move = (at) => (at == null ? at : changes.reduce(shiftOffset, at))
+      this.selection = { anchor: move(s.anchor), head: move(s.head) }
+    }
+    this.dispatchEvent(new CustomEvent('change', { detail: { changes, origin } }))
   }
 
   _error (error) {
@@ -272,8 +289,9 @@ export class ArenaSession extends EventTarget {
     this._send([this.room.setPresence(this.name, this.color, s?.anchor, s?.head, this.now())])
   }
 
-  /** Our selection moved (UTF-16 offsets), or null: sent from the task after this one,
-   *  after the edits that moved it. */
+  /** Our selection moved (UTF-16 offsets into the document as it is now, after our own edits
+   *  that moved it), or null: sent from the task after this one (or PRESENCE_MIN_MS later),
+   *  moved through any remote changes that arrive meanwhile. */
   setSelection (sel) {
     this.selection = sel
     this.selectionDirty = true
@@ -313,7 +331,7 @@ export class ArenaSession extends EventTarget {
     this.flush()
     const r = this.room.restore(id, this.now())
     this._send(r.frames)
-    if (r.changes.length) this.dispatchEvent(new CustomEvent('change', { detail: { changes: r.changes, origin: 'restore' } }))
+    if (r.changes.length) this._changed(r.changes, 'restore')
     this.dispatchEvent(new CustomEvent('update', { detail: { applied: 0 } }))
   }
 

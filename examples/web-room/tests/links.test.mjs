@@ -1,7 +1,8 @@
 // ArenaSession with two links at once (Node, the WASM package, fake links): a message over
 // the chunk size arrives as fragments on the /yws socket and on a data channel, interleaved;
 // the WASM room keeps one fragment reassembler per link, so both copies reassemble. And the
-// keystroke path: edits apply at once and are signed and sent one task later.
+// keystroke path: edits apply at once and are signed and sent one task later, and the caret
+// sent after them is where it is by then, even when remote text landed before it meanwhile.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { loadArena } from './support.mjs'
@@ -67,10 +68,11 @@ async function turns (pred, rounds = 100) {
   return pred()
 }
 
-test('a keystroke applies at once; the task after it seals one envelope, then presence', async (t) => {
+/** A host room and Bob's session joined to it over a FakeLink, caught up, nothing pending. */
+async function hostAndBob (t, title) {
   const { Room, ArenaSession } = await loadArena()
   const now = Date.now()
-  const host = Room.create(rand(), rand(), 'Host', 'python', 'deferred', now)
+  const host = Room.create(rand(), rand(), 'Host', 'python', title, now)
   const token = host.inviteToken('candidate', Math.floor(now / 1000) + 3600, now)
   const ws = new FakeLink()
   const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, connect: false })
@@ -82,6 +84,14 @@ test('a keystroke applies at once; the task after it seals one envelope, then pr
     for (const f of out) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
   }
   ws.sent.length = 0
+  return { host, ws, bob }
+}
+
+/** Bob's caret as the host resolves it. */
+const bobOnHost = (host) => JSON.parse(JSON.stringify(host.presence())).find((p) => p.name === 'Bob')
+
+test('a keystroke applies at once; the task after it seals one envelope, then presence', async (t) => {
+  const { host, ws, bob } = await hostAndBob(t, 'deferred')
 
   // Three keystrokes and a caret move in one task: in the document at once, nothing sent.
   bob.edit([{ pos: 0, delete: 0, insert: 'a' }])
@@ -101,8 +111,7 @@ test('a keystroke applies at once; the task after it seals one envelope, then pr
   assert.equal(inc.applied, 1)
   assert.equal(host.code(), 'abc')
   host.receive(ws.sent[1], Date.now())
-  const seen = JSON.parse(JSON.stringify(host.presence())).find((p) => p.name === 'Bob')
-  assert.equal(seen?.head, 2)
+  assert.equal(bobOnHost(host)?.head, 2)
 
   // Receiving seals first: an edit not sent yet goes out before the frame is handled.
   ws.sent.length = 0
@@ -112,4 +121,33 @@ test('a keystroke applies at once; the task after it seals one envelope, then pr
   assert.equal(host.receive(ws.sent[0], Date.now()).applied, 1)
   assert.equal(host.code(), 'abcd')
   assert.equal(bob.stats.errors, 0)
+})
+
+test('remote text landing before the caret between a keystroke and its presence moves the caret sent', async (t) => {
+  const { host, ws, bob } = await hostAndBob(t, 'caret')
+  bob.edit([{ pos: 0, delete: 0, insert: 'bob' }])
+  bob.flush()
+  for (const f of ws.sent.splice(0)) host.receive(f, Date.now())
+  assert.equal(host.code(), 'bob')
+
+  // Bob's last keystroke and caret (the end); before its seal task runs, the host's edit at
+  // the start arrives: the editor moves Bob's caret to the new end without reporting it.
+  bob.edit([{ pos: 3, delete: 0, insert: '!' }])
+  bob.setSelection({ anchor: 4, head: 4 })
+  for (const f of host.edit(new Uint32Array([0, 0]), ['host '], Date.now())) ws.deliver(f)
+  assert.equal(bob.code, 'host bob!')
+  // The envelope went out before the host's frame was handled; presence follows.
+  for (let i = 0; i < 100 && !ws.sent.some((f) => f[0] === 1); i++) await new Promise((r) => setTimeout(r, 5))
+  assert.ok(ws.sent.some((f) => f[0] === 1), 'presence sent')
+  for (const f of ws.sent.splice(0)) host.receive(f, Date.now())
+  assert.equal(host.code(), 'host bob!')
+  assert.deepEqual([bobOnHost(host)?.anchor, bobOnHost(host)?.head], [9, 9])
+
+  // Later presence (a rename) still carries the caret where it is: after 'host bob!' and the
+  // host's second edit before it.
+  for (const f of host.edit(new Uint32Array([0, 0]), ['> '], Date.now())) ws.deliver(f)
+  bob.setUser('Bob')
+  for (const f of ws.sent.splice(0)) host.receive(f, Date.now())
+  assert.equal(bobOnHost(host)?.head, 11)
+  assert.equal(bob.stats.errors + bob.stats.rejected, 0)
 })
