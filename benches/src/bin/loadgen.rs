@@ -48,6 +48,11 @@ struct Opts {
     p99_ms: f64,
     idle_rooms: usize,
     idle_only: bool,
+    /// Seconds the idle clients stay before the second reading (arena evicts documents of
+    /// rooms idle for 30 s by default).
+    idle_wait_secs: u64,
+    /// Rate factor between steps.
+    ramp: f64,
     kinds: Vec<Kind>,
 }
 
@@ -59,6 +64,8 @@ fn parse_opts() -> Result<Opts> {
         p99_ms: 50.0,
         idle_rooms: 200,
         idle_only: false,
+        idle_wait_secs: 35,
+        ramp: 2.0,
         kinds: vec![Kind::Arena, Kind::YWebsocket, Kind::Hocuspocus],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,6 +78,13 @@ fn parse_opts() -> Result<Opts> {
             "--step-secs" => o.step_secs = v.parse()?,
             "--p99-ms" => o.p99_ms = v.parse()?,
             "--idle-rooms" => o.idle_rooms = v.parse()?,
+            "--idle-wait-secs" => o.idle_wait_secs = v.parse()?,
+            "--ramp" => {
+                o.ramp = v.parse()?;
+                if o.ramp <= 1.0 {
+                    bail!("--ramp must be > 1");
+                }
+            }
             "--idle-only" => {
                 o.idle_only = true;
                 i += 1;
@@ -88,7 +102,7 @@ fn parse_opts() -> Result<Opts> {
                     .collect::<Result<_>>()?
             }
             "--help" | "-h" => {
-                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
+                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--idle-wait-secs 35] [--ramp 2] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
                 std::process::exit(0);
             }
             a => bail!("unknown argument {a}"),
@@ -410,8 +424,9 @@ async fn step(
     })
 }
 
-/// RSS growth per room with `n` rooms, each with a ~1 KiB document and one idle client.
-async fn idle_memory(kind: Kind, n: usize) -> Result<f64> {
+/// RSS growth per room with `n` rooms, each with a ~1 KiB document and one idle client:
+/// right after they joined, and once they sat idle for `wait` more seconds.
+async fn idle_memory(kind: Kind, n: usize, wait: u64) -> Result<(f64, f64)> {
     let server = ServerProc::start(kind).await?;
     let rooms = server.rooms(kind, n).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -442,15 +457,29 @@ async fn idle_memory(kind: Kind, n: usize) -> Result<f64> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, rss) = server.usage();
+    let per = |rss: u64| rss.saturating_sub(base) as f64 / n as f64;
+    let joined = per(rss);
+    if wait == 0 {
+        return Ok((joined, joined));
+    }
+    // Keep reading (pings, awareness) while they sit idle.
+    let until = Instant::now() + Duration::from_secs(wait);
+    while Instant::now() < until {
+        for ws in conns.iter_mut() {
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, rss) = server.usage();
     drop(conns);
-    Ok((rss.saturating_sub(base)) as f64 / n as f64)
+    Ok((joined, per(rss)))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = parse_opts()?;
-    let rates = [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0, 2560.0];
-    let mut summary: Vec<(Kind, Option<Step>, f64)> = Vec::new();
+    let rates: Vec<f64> = std::iter::successors(Some(10.0f64), |r| Some(r * o.ramp)).take_while(|r| *r <= 2600.0).collect();
+    let mut summary: Vec<(Kind, Option<Step>, (f64, f64))> = Vec::new();
     for &kind in &o.kinds {
         eprintln!("== {} ==", kind.name());
         let server = ServerProc::start(kind).await?;
@@ -470,26 +499,38 @@ async fn main() -> Result<()> {
             best = Some(s);
         }
         drop(server);
-        let mem = idle_memory(kind, o.idle_rooms).await?;
-        eprintln!("  idle room: {:.1} KiB RSS each ({} rooms)", mem / 1024.0, o.idle_rooms);
+        let mem = idle_memory(kind, o.idle_rooms, o.idle_wait_secs).await?;
+        eprintln!(
+            "  idle room: {:.1} KiB RSS each just joined, {:.1} KiB after {} s idle ({} rooms)",
+            mem.0 / 1024.0,
+            mem.1 / 1024.0,
+            o.idle_wait_secs,
+            o.idle_rooms
+        );
         summary.push((kind, best, mem));
     }
-    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at rate r (ramped ×2 every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive.\n", o.rooms, o.clients, o.step_secs, o.p99_ms);
-    println!("| server | max edits/s (offered) with p99 ≤ {} ms | deliveries/s | p50 ms | p99 ms | server CPU (cores) | RSS per idle room |", o.p99_ms);
+    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at rate r (ramped ×{} every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive. Idle rooms: {} rooms with a ~1 KiB document and one idle client each, RSS growth per room right after joining and after {} s idle.\n", o.rooms, o.clients, o.ramp, o.step_secs, o.p99_ms, o.idle_rooms, o.idle_wait_secs);
+    println!("| server | max edits/s (offered) with p99 ≤ {} ms | deliveries/s | p50 ms | p99 ms | server CPU (cores) | RSS per idle room (joined / after {} s) |", o.p99_ms, o.idle_wait_secs);
     println!("|---|---|---|---|---|---|---|");
     for (kind, best, mem) in &summary {
         match best {
             Some(s) => println!(
-                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} KiB |",
+                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} KiB |",
                 kind.name(),
                 s.offered,
                 s.delivered_per_s,
                 s.p50_ms,
                 s.p99_ms,
                 s.cpu,
-                mem / 1024.0
+                mem.0 / 1024.0,
+                mem.1 / 1024.0
             ),
-            None => println!("| {} | (none passed) | | | | | {:.1} KiB |", kind.name(), mem / 1024.0),
+            None => println!(
+                "| {} | (none passed) | | | | | {:.1} / {:.1} KiB |",
+                kind.name(),
+                mem.0 / 1024.0,
+                mem.1 / 1024.0
+            ),
         }
     }
     let _ = HashMap::<u8, u8>::new();
