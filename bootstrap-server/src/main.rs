@@ -4,6 +4,12 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: glibc's malloc keeps the freed pages of evicted documents and unloaded rooms
+/// (resident per thread arena), mimalloc gives them back; it also packs small allocations
+/// tighter (an idle room measured 30 KiB with glibc).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = arena_bootstrap::Config::parse();

@@ -53,6 +53,10 @@ struct Opts {
     idle_wait_secs: u64,
     /// Rate factor between steps.
     ramp: f64,
+    /// Where clients type: `end` of their own text (each at their own caret, as people do)
+    /// or `start` (every insert at position 0 with no left neighbour: all of them conflict,
+    /// the CRDT's worst case).
+    at: String,
     kinds: Vec<Kind>,
 }
 
@@ -66,6 +70,7 @@ fn parse_opts() -> Result<Opts> {
         idle_only: false,
         idle_wait_secs: 35,
         ramp: 2.0,
+        at: "end".into(),
         kinds: vec![Kind::Arena, Kind::YWebsocket, Kind::Hocuspocus],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -79,6 +84,12 @@ fn parse_opts() -> Result<Opts> {
             "--p99-ms" => o.p99_ms = v.parse()?,
             "--idle-rooms" => o.idle_rooms = v.parse()?,
             "--idle-wait-secs" => o.idle_wait_secs = v.parse()?,
+            "--at" => {
+                if v != "end" && v != "start" {
+                    bail!("--at must be end or start");
+                }
+                o.at = v;
+            }
             "--ramp" => {
                 o.ramp = v.parse()?;
                 if o.ramp <= 1.0 {
@@ -102,7 +113,7 @@ fn parse_opts() -> Result<Opts> {
                     .collect::<Result<_>>()?
             }
             "--help" | "-h" => {
-                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--idle-wait-secs 35] [--ramp 2] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
+                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--idle-wait-secs 35] [--ramp 2] [--at end|start] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
                 std::process::exit(0);
             }
             a => bail!("unknown argument {a}"),
@@ -311,6 +322,9 @@ async fn connect(kind: Kind, port: u16, room: &str, path: &str) -> Result<Ws> {
     Ok(ws)
 }
 
+/// `--at start`: every client types at position 0.
+static AT_START: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
 async fn client(
     kind: Kind,
@@ -345,7 +359,8 @@ async fn client(
         let marker = format!("~{me:05}{:012}~", t0.elapsed().as_micros());
         let update = {
             let mut txn = doc.transact_mut();
-            text.insert(&mut txn, 0, &marker);
+            let at = if AT_START.load(Ordering::Relaxed) { 0 } else { text.len(&txn) };
+            text.insert(&mut txn, at, &marker);
             txn.encode_update_v1()
         };
         tally.sent.fetch_add(1, Ordering::Relaxed);
@@ -478,7 +493,8 @@ async fn idle_memory(kind: Kind, n: usize, wait: u64) -> Result<(f64, f64)> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = parse_opts()?;
-    let rates: Vec<f64> = std::iter::successors(Some(10.0f64), |r| Some(r * o.ramp)).take_while(|r| *r <= 2600.0).collect();
+    AT_START.store(o.at == "start", Ordering::Relaxed);
+    let rates: Vec<f64> = std::iter::successors(Some(10.0f64), |r| Some(r * o.ramp)).take_while(|r| *r <= 6000.0).collect();
     let mut summary: Vec<(Kind, Option<Step>, (f64, f64))> = Vec::new();
     for &kind in &o.kinds {
         eprintln!("== {} ==", kind.name());
@@ -509,7 +525,7 @@ async fn main() -> Result<()> {
         );
         summary.push((kind, best, mem));
     }
-    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at rate r (ramped ×{} every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive. Idle rooms: {} rooms with a ~1 KiB document and one idle client each, RSS growth per room right after joining and after {} s idle.\n", o.rooms, o.clients, o.ramp, o.step_secs, o.p99_ms, o.idle_rooms, o.idle_wait_secs);
+    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at the {} of its own text at rate r (ramped ×{} every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive. Idle rooms: {} rooms with a ~1 KiB document and one idle client each, RSS growth per room right after joining and after {} s idle.\n", o.rooms, o.clients, o.at, o.ramp, o.step_secs, o.p99_ms, o.idle_rooms, o.idle_wait_secs);
     println!("| server | max edits/s (offered) with p99 ≤ {} ms | deliveries/s | p50 ms | p99 ms | server CPU (cores) | RSS per idle room (joined / after {} s) |", o.p99_ms, o.idle_wait_secs);
     println!("|---|---|---|---|---|---|---|");
     for (kind, best, mem) in &summary {
