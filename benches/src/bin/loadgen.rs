@@ -439,62 +439,65 @@ async fn step(
     })
 }
 
-/// RSS growth per room with `n` rooms, each with a ~1 KiB document and one idle client:
-/// right after they joined, and once they sat idle for `wait` more seconds.
+/// RSS per room with a ~1 KiB document and one idle client: right after joining, and once
+/// it sat idle for `wait` seconds. Measured as a slope, so what the server allocated and
+/// freed before (creating rooms, the allocator's own caches) cancels out: half the rooms
+/// join and sit idle (reading A), then the other half joins (reading B, right after joining)
+/// and sits idle too (reading C): joined = (B - A) / (n/2), idle = (C - A) / (n/2).
 async fn idle_memory(kind: Kind, n: usize, wait: u64) -> Result<(f64, f64)> {
     let server = ServerProc::start(kind).await?;
-    let rooms = server.rooms(kind, n).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, base) = server.usage();
+    let rooms = server.rooms(kind, n.max(2)).await?;
+    let half = rooms.len() / 2;
     let mut conns = Vec::new();
     let body: String = "def solve(nums):\n    return sorted(nums)\n".repeat(25);
-    for (i, (room, path)) in rooms.iter().enumerate() {
-        let mut ws = connect(kind, server.port, room, path).await?;
-        let doc = Doc::with_client_id(10_000 + i as u64);
-        let text = doc.get_or_insert_text("code");
-        let update = {
-            let mut txn = doc.transact_mut();
-            text.insert(&mut txn, 0, &body);
-            txn.encode_update_v1()
-        };
-        ws.send(Message::Binary(msg(kind, room, &sync_msg(2, &update)).into())).await?;
-        conns.push(ws);
+    let mut reading = Vec::new();
+    for (part, chunk) in [&rooms[..half], &rooms[half..2 * half]].into_iter().enumerate() {
+        for (i, (room, path)) in chunk.iter().enumerate() {
+            let mut ws = connect(kind, server.port, room, path).await?;
+            let doc = Doc::with_client_id(10_000 + (part * half + i) as u64);
+            let text = doc.get_or_insert_text("code");
+            let update = {
+                let mut txn = doc.transact_mut();
+                text.insert(&mut txn, 0, &body);
+                txn.encode_update_v1()
+            };
+            ws.send(Message::Binary(msg(kind, room, &sync_msg(2, &update)).into())).await?;
+            conns.push(ws);
+        }
+        // Read what the servers send (pings, awareness) and let them settle.
+        drain(&mut conns, Duration::from_secs(2)).await;
+        if part == 1 {
+            reading.push(server.usage().1);
+        }
+        drain(&mut conns, Duration::from_secs(wait)).await;
+        reading.push(server.usage().1);
     }
-    // Drain what the servers send, then let them settle.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    for ws in conns.iter_mut() {
-        while let Ok(Some(_)) = tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)),
-            ws.next(),
-        )
-        .await
-        {}
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, rss) = server.usage();
-    let per = |rss: u64| rss.saturating_sub(base) as f64 / n as f64;
-    let joined = per(rss);
-    if wait == 0 {
-        return Ok((joined, joined));
-    }
-    // Keep reading (pings, awareness) while they sit idle.
-    let until = Instant::now() + Duration::from_secs(wait);
-    while Instant::now() < until {
+    drop(conns);
+    let [a, b, c] = reading[..] else { bail!("readings: {reading:?}") };
+    let per = |x: u64| x.saturating_sub(a) as f64 / half as f64;
+    Ok((per(b), per(c)))
+}
+
+/// Reads every connection for `d`.
+async fn drain(conns: &mut [Ws], d: Duration) {
+    let until = Instant::now() + d;
+    loop {
         for ws in conns.iter_mut() {
             while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {}
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200).min(until.saturating_duration_since(Instant::now()))).await;
     }
-    let (_, rss) = server.usage();
-    drop(conns);
-    Ok((joined, per(rss)))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = parse_opts()?;
     AT_START.store(o.at == "start", Ordering::Relaxed);
-    let rates: Vec<f64> = std::iter::successors(Some(10.0f64), |r| Some(r * o.ramp)).take_while(|r| *r <= 6000.0).collect();
+    let rates: Vec<f64> =
+        std::iter::successors(Some(10.0f64), |r| Some(r * o.ramp)).take_while(|r| *r <= 6000.0).collect();
     let mut summary: Vec<(Kind, Option<Step>, (f64, f64))> = Vec::new();
     for &kind in &o.kinds {
         eprintln!("== {} ==", kind.name());
