@@ -187,7 +187,12 @@ impl Hub {
     }
 
     /// Drops the idle room's document (it is all in sled); connections and presence stay.
+    /// Not while it holds envelopes waiting for their predecessors (those live in memory).
     fn evict(&mut self) {
+        if self.room.as_ref().is_some_and(|r| r.pending() > 0) {
+            self.used = Instant::now();
+            return;
+        }
         if let Some(mut r) = self.room.take() {
             if let Err(e) = r.flush() {
                 warn!(error = %e, "flush before evicting the document");
