@@ -53,6 +53,10 @@ pub(super) struct Actor {
     pub(super) partitioned: bool,
     pub(super) inflight: HashMap<OutboundRequestId, (PeerId, RoomId)>,
     pub(super) inflight_keys: HashSet<(PeerId, RoomId)>,
+    /// Peers asked for a room's missing history since we started (once each, so a replica
+    /// restarted in the middle of its backfill resumes it, and a peer that lacks the history
+    /// does not stop us asking the next one).
+    pub(super) history_asked: HashSet<(PeerId, RoomId)>,
     pub(super) rendezvous_nodes: HashSet<PeerId>,
     pub(super) relays: HashSet<PeerId>,
     pub(super) remote_addrs: HashMap<PeerId, Multiaddr>,
@@ -88,6 +92,7 @@ impl Actor {
             partitioned: false,
             inflight: HashMap::new(),
             inflight_keys: HashSet::new(),
+            history_asked: HashSet::new(),
             rendezvous_nodes: HashSet::new(),
             relays: HashSet::new(),
             remote_addrs: HashMap::new(),

@@ -255,6 +255,7 @@ impl Actor {
                 // Then the history before the checkpoint, from the same peer.
                 let history: Vec<Wire> = replies.into_iter().filter(|w| matches!(w, Wire::WantHistory(_))).collect();
                 if !history.is_empty() {
+                    self.history_asked.insert((peer, room));
                     self.request_history(peer, room, history);
                 }
                 self.out.dirty.insert(room);
@@ -322,10 +323,24 @@ impl Actor {
             msgs.push(Wire::Admissions(vec![m.admission.clone()]));
         }
         msgs.push(state.room.want());
+        // History before a checkpoint we started from that has not arrived yet (we were
+        // stopped during the backfill, or the peer we asked lacked it): ask this peer once.
+        let history = if self.history_asked.contains(&(peer, room)) {
+            None
+        } else {
+            state.room.want_history().unwrap_or_else(|e| {
+                warn!(room = %room, error = %e, "reading the history floor");
+                None
+            })
+        };
         let frames = chunk(&msgs, GOSSIP_CHUNK);
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { room, frames });
         self.inflight.insert(id, (peer, room));
         self.inflight_keys.insert((peer, room));
+        if let Some(w) = history {
+            self.history_asked.insert((peer, room));
+            self.request_history(peer, room, vec![w]);
+        }
     }
 
     pub(super) fn on_sync_request(&mut self, peer: PeerId, req: SyncRequest, channel: ResponseChannel<SyncResponse>) {
