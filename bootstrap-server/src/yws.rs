@@ -29,8 +29,10 @@ pub(crate) async fn upgrade(
     let max = node.cfg().max_message;
     let auth = node.authorize(&room, q.get("token").map(String::as_str));
     // Small per-connection buffers (tungstenite defaults to 128 KiB each way): an interview
-    // room's frames are keystrokes, and idle connections should cost next to nothing.
-    ws.max_message_size(max).max_frame_size(max).read_buffer_size(8 * 1024).write_buffer_size(8 * 1024).on_upgrade(
+    // room's frames are keystrokes, and idle connections should cost next to nothing. Reads
+    // go 2 KiB at a time (a big sync message just takes more reads); writes are not
+    // buffered (every frame is flushed at once anyway).
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(2 * 1024).write_buffer_size(0).on_upgrade(
         move |socket| async move {
             let conn = next_conn_id();
             let span = info_span!("yws", conn, room = %room.get(..12).unwrap_or(&room));

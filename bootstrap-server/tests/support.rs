@@ -231,9 +231,18 @@ impl ArenaPeer {
                 match m {
                     yrs::sync::Message::Custom(arena_core::sync::ywire::MSG_ARENA, data) => {
                         if let Some(w) = self.link.push(&data, self.room.id())? {
-                            let (replies, r) = self.room.handle(w, now_ms())?;
-                            if !r.rejected.is_empty() {
-                                bail!("peer rejected envelopes from the node: {:?}", r.rejected);
+                            let (mut replies, r) = self.room.handle(w, now_ms())?;
+                            // Like arena-core's Client: envelopes of an author whose admission
+                            // has not reached us yet (it raced our join) make us ask for what
+                            // we lack; anything else refused is a bug.
+                            let ledger = self.room.ledger();
+                            let (unknown, bad): (Vec<_>, Vec<_>) =
+                                r.rejected.iter().partition(|(author, _)| ledger.member(author).is_none());
+                            if !bad.is_empty() {
+                                bail!("peer rejected envelopes from the node: {bad:?}");
+                            }
+                            if !unknown.is_empty() {
+                                replies.push(self.room.want());
                             }
                             if !replies.is_empty() {
                                 self.send(replies).await?;
