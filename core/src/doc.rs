@@ -210,16 +210,27 @@ impl RoomDoc {
 
     /// `meta` as a typed record (missing fields take defaults).
     pub fn meta(&self) -> Meta {
+        // Through JSON text, like the other records: one `Meta` deserializer in the WASM
+        // module, not a second one for `serde_json::Value`.
         let txn = self.doc.transact();
-        let mut m = serde_json::Map::new();
+        let mut text = String::from("{");
         for (k, v) in self.meta.iter(&txn) {
             if let Out::Any(any) = v {
-                if let Ok(json) = serde_json::to_value(&any) {
-                    m.insert(k.to_owned(), json);
+                if let Ok(k) = serde_json::to_string(k) {
+                    if text.len() > 1 {
+                        text.push(',');
+                    }
+                    text.push_str(&k);
+                    text.push(':');
+                    // `to_json` writes from the start of the string it is given.
+                    let mut value = String::new();
+                    any.to_json(&mut value);
+                    text.push_str(&value);
                 }
             }
         }
-        serde_json::from_value(serde_json::Value::Object(m)).unwrap_or_default()
+        text.push('}');
+        serde_json::from_str(&text).unwrap_or_default()
     }
 
     /// `participants`, sorted by key. Malformed entries (from stock clients) are skipped.
@@ -253,7 +264,11 @@ fn decode_out<T: DeserializeOwned>(v: Out) -> Option<T> {
         Out::Any(Any::String(json)) => serde_json::from_str(&json).ok(),
         // A stock Yjs client may write a plain object. Read it through JSON text, as the
         // strings are: one deserializer per record type in the WASM module, not two.
-        Out::Any(any) => serde_json::from_str(&serde_json::to_value(&any).ok()?.to_string()).ok(),
+        Out::Any(any) => {
+            let mut text = String::new();
+            any.to_json(&mut text);
+            serde_json::from_str(&text).ok()
+        }
         _ => None,
     }
 }

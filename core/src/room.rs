@@ -10,7 +10,7 @@
 //! log ([`Room::want`], [`Room::answer`], [`Room::envelope_vector`], [`Room::doc_at`]) see
 //! deferred edits once they are sealed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use yrs::Transact;
 
@@ -75,6 +75,11 @@ pub struct Receipt {
     pub needs_catch_up: bool,
 }
 
+/// Where `(author, seq)` is (`Ok`) or belongs (`Err`) in the sorted pending buffer.
+fn pending_slot(pending: &[Envelope], author: &PeerKey, seq: u64) -> std::result::Result<usize, usize> {
+    pending.binary_search_by(|e| e.author.cmp(author).then(e.seq.cmp(&seq)))
+}
+
 /// One replica of a room.
 #[derive(Debug)]
 pub struct Room<S: Store> {
@@ -85,7 +90,9 @@ pub struct Room<S: Store> {
     ledger: Ledger,
     store: S,
     cfg: RoomConfig,
-    pending: BTreeMap<(PeerKey, u64), Envelope>,
+    /// Out-of-order envelopes, sorted by `(author, seq)`, one per key (a sorted `Vec`: a
+    /// map type of its own would cost the WASM module ~7 KB of B-tree code).
+    pending: Vec<Envelope>,
     /// Our local transactions applied to the document but not sealed yet, in order.
     unsealed: Vec<Vec<u8>>,
     last_checkpoint: (u64, u64),
@@ -123,7 +130,7 @@ impl<S: Store> Room<S> {
             ledger: Ledger::new(id),
             store,
             cfg,
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
             unsealed: Vec::new(),
             last_checkpoint: (0, now_ms),
             last_received_ms: 0,
@@ -252,15 +259,19 @@ impl<S: Store> Room<S> {
                 break;
             }
             // Pull every buffered envelope that is now next in its author's chain.
-            let ready: Vec<(PeerKey, u64)> =
-                self.pending.keys().filter(|(a, s)| self.ledger.head(a).next_seq == *s).copied().collect();
+            let ready: Vec<(PeerKey, u64)> = self
+                .pending
+                .iter()
+                .filter(|e| self.ledger.head(&e.author).next_seq == e.seq)
+                .map(|e| (e.author, e.seq))
+                .collect();
             if ready.is_empty() {
                 break;
             }
             for k in ready {
                 let mut seq = k.1;
-                while let Some(e) = self.pending.remove(&(k.0, seq)) {
-                    batch.push(e);
+                while let Ok(i) = pending_slot(&self.pending, &k.0, seq) {
+                    batch.push(self.pending.remove(i));
                     seq += 1;
                 }
                 receipt.buffered = receipt.buffered.saturating_sub((seq - k.1) as usize);
@@ -269,7 +280,7 @@ impl<S: Store> Room<S> {
         // A buffered envelope that arrived again in order (a catch-up answer) was applied
         // directly: drop its stale copy, which would otherwise hold a slot forever.
         let ledger = &self.ledger;
-        self.pending.retain(|(author, seq), _| *seq >= ledger.head(author).next_seq);
+        self.pending.retain(|e| e.seq >= ledger.head(&e.author).next_seq);
         self.maybe_checkpoint(now_ms)?;
         Ok(receipt)
     }
@@ -298,8 +309,12 @@ impl<S: Store> Room<S> {
                 Err(CoreError::Gap { .. }) => {
                     receipt.needs_catch_up = true;
                     if self.pending.len() < self.cfg.max_pending {
-                        if self.pending.insert((env.author, env.seq), env).is_none() {
-                            receipt.buffered += 1;
+                        match pending_slot(&self.pending, &env.author, env.seq) {
+                            Ok(i) => self.pending[i] = env,
+                            Err(i) => {
+                                self.pending.insert(i, env);
+                                receipt.buffered += 1;
+                            }
                         }
                     }
                 }

@@ -64,7 +64,8 @@ pub struct MemoryStore {
     log: Vec<LogEntry>,
     by_author: std::collections::HashMap<PeerKey, Vec<u64>>,
     admissions: Vec<Admission>,
-    checkpoints: std::collections::BTreeMap<u64, Checkpoint>,
+    /// By log index, ascending (a sorted `Vec`: smaller in the WASM module than a map).
+    checkpoints: Vec<(u64, Checkpoint)>,
 }
 
 impl MemoryStore {
@@ -123,7 +124,10 @@ impl Store for MemoryStore {
     }
 
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()> {
-        self.checkpoints.insert(log_index, checkpoint.clone());
+        match self.checkpoints.binary_search_by_key(&log_index, |(i, _)| *i) {
+            Ok(i) => self.checkpoints[i].1 = checkpoint.clone(),
+            Err(i) => self.checkpoints.insert(i, (log_index, checkpoint.clone())),
+        }
         Ok(())
     }
 
@@ -132,6 +136,7 @@ impl Store for MemoryStore {
     }
 
     fn checkpoint(&self, log_index: u64) -> Result<Option<Checkpoint>> {
-        Ok(self.checkpoints.get(&log_index).cloned())
+        let found = self.checkpoints.binary_search_by_key(&log_index, |(i, _)| *i).ok();
+        Ok(found.map(|i| self.checkpoints[i].1.clone()))
     }
 }

@@ -23,17 +23,15 @@ const MAX_HISTORY_BYTES: usize = 16 << 20;
 /// Envelopes in log order, but each author's in ascending seq: history fetched after a
 /// checkpoint (backfill) sits in our log after that author's later envelopes.
 fn per_author_in_seq_order(envs: Vec<Envelope>) -> Vec<Envelope> {
-    let mut slots: BTreeMap<PeerKey, Vec<usize>> = BTreeMap::new();
-    for (i, e) in envs.iter().enumerate() {
-        slots.entry(e.author).or_default().push(i);
-    }
-    let mut out: Vec<Option<Envelope>> = envs.into_iter().map(Some).collect();
-    for pos in slots.values() {
-        let mut mine: Vec<Envelope> = pos.iter().filter_map(|&i| out[i].take()).collect();
-        mine.sort_by_key(|e| e.seq);
-        for (&i, e) in pos.iter().zip(mine) {
-            out[i] = Some(e);
-        }
+    // Each author's log positions (ascending) get that author's envelopes in seq order:
+    // positions sorted by author (stably) pair up with envelopes sorted by (author, seq).
+    let mut slots: Vec<usize> = (0..envs.len()).collect();
+    slots.sort_by(|&i, &j| envs[i].author.cmp(&envs[j].author));
+    let mut sorted = envs;
+    sorted.sort_by(|a, b| a.author.cmp(&b.author).then(a.seq.cmp(&b.seq)));
+    let mut out: Vec<Option<Envelope>> = (0..sorted.len()).map(|_| None).collect();
+    for (i, e) in slots.into_iter().zip(sorted) {
+        out[i] = Some(e);
     }
     out.into_iter().flatten().collect()
 }
@@ -152,12 +150,17 @@ impl<S: Store> Room<S> {
     /// still worth sending.
     pub fn receive_history(&mut self, envs: Vec<Envelope>, now_ms: u64) -> Result<(Vec<Wire>, Receipt)> {
         let mut receipt = Receipt::default();
-        let mut runs: BTreeMap<PeerKey, Vec<Envelope>> = BTreeMap::new();
-        for e in envs {
-            runs.entry(e.author).or_default().push(e);
-        }
+        // Per author (ascending), its run from the highest seq down.
+        let mut envs = envs;
+        envs.sort_by(|a, b| a.author.cmp(&b.author).then(b.seq.cmp(&a.seq)));
+        let mut envs = envs.into_iter().peekable();
         let mut verified: Vec<Envelope> = Vec::new();
-        for (author, mut run) in runs {
+        while let Some(first) = envs.next() {
+            let author = first.author;
+            let mut run = vec![first];
+            while let Some(e) = envs.next_if(|e| e.author == author) {
+                run.push(e);
+            }
             let head = self.ledger.head(&author);
             if head.next_seq == 0 {
                 receipt.rejected.push((author, CoreError::NotFound(format!("history of {author}, who wrote nothing"))));
@@ -179,7 +182,6 @@ impl<S: Store> Room<S> {
                 stored.envelope.prev
             };
             // What we hold already is a duplicate (a repeated answer); the rest goes down.
-            run.sort_by_key(|e| std::cmp::Reverse(e.seq));
             let mut next = floor;
             let mut good = Vec::new();
             for env in run {
@@ -279,7 +281,7 @@ impl<S: Store> Room<S> {
                 }
                 self.adopt_checkpoint(&cp)?;
                 // Live envelopes that arrived before the checkpoint may continue it now.
-                let waiting: Vec<Envelope> = std::mem::take(&mut self.pending).into_values().collect();
+                let waiting: Vec<Envelope> = std::mem::take(&mut self.pending);
                 let receipt = if waiting.is_empty() { Receipt::default() } else { self.receive(waiting, now_ms)? };
                 // Then the history before it, so that old versions rebuild here too.
                 let mut replies = vec![self.want()];

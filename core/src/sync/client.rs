@@ -281,7 +281,8 @@ impl<S: Store> Client<S> {
             Some(serde_json::json!({ "anchor": doc.code_position(anchor, false)?, "head": doc.code_position(head, false)? }))
         });
         let state = serde_json::json!({ "user": { "name": name, "color": color }, "cursor": cursor });
-        self.presence.set_local(&state.to_string(), now_ms);
+        // `serde_json::to_string`, not `Value`'s `Display`: no pretty printer in the module.
+        self.presence.set_local(&serde_json::to_string(&state).unwrap_or_default(), now_ms);
         self.local_renewed = now_ms;
         Ok(self.local_presence_frame())
     }

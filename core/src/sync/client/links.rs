@@ -1,8 +1,6 @@
 //! One fragment reassembler per link: fragments of large messages that come in interleaved
 //! over several links (the node's socket and WebRTC data channels) do not mix.
 
-use std::collections::BTreeMap;
-
 use crate::error::Result;
 use crate::grant::RoomId;
 use crate::sync::wire::{is_fragment, Reassembler, Wire, MAX_MESSAGE};
@@ -14,15 +12,16 @@ pub const MAX_LINKS: usize = 16;
 /// bytes: a link whose message takes more is dropped, oldest first).
 #[derive(Debug, Default)]
 pub(super) struct Links {
-    /// link → (when its message started, in calls; its reassembler).
-    partial: BTreeMap<u32, (u64, Reassembler)>,
+    /// (link, when its message started, in calls; its reassembler), at most
+    /// [`MAX_LINKS`] + 1: a plain `Vec` is smaller in the WASM module than a map.
+    partial: Vec<(u32, u64, Reassembler)>,
     calls: u64,
 }
 
 impl Links {
     pub(super) fn push(&mut self, link: u32, chunk: &[u8], room: RoomId) -> Result<Option<Wire>> {
         self.calls += 1;
-        let (started, mut r) = match self.partial.remove(&link) {
+        let (started, mut r) = match self.take(link) {
             Some(p) => p,
             None if !is_fragment(chunk) => return Wire::decode(chunk, room).map(Some),
             None => (self.calls, Reassembler::new()),
@@ -35,27 +34,35 @@ impl Links {
     }
 
     pub(super) fn close(&mut self, link: u32) {
-        self.partial.remove(&link);
+        self.take(link);
+    }
+
+    fn take(&mut self, link: u32) -> Option<(u64, Reassembler)> {
+        let i = self.partial.iter().position(|(l, _, _)| *l == link)?;
+        let (_, started, r) = self.partial.swap_remove(i);
+        Some((started, r))
     }
 
     fn keep(&mut self, link: u32, started: u64, r: Reassembler) {
-        self.partial.insert(link, (started, r));
-        let over = |p: &BTreeMap<u32, (u64, Reassembler)>| {
-            p.len() > MAX_LINKS || p.values().map(|(_, r)| r.buffered()).sum::<usize>() > MAX_MESSAGE
+        self.partial.push((link, started, r));
+        let over = |p: &[(u32, u64, Reassembler)]| {
+            p.len() > MAX_LINKS || p.iter().map(|(_, _, r)| r.buffered()).sum::<usize>() > MAX_MESSAGE
         };
         while over(&self.partial) {
             let Some(oldest) =
-                self.partial.iter().filter(|(l, _)| **l != link).min_by_key(|(_, (t, _))| *t).map(|(l, _)| *l)
+                self.partial.iter().filter(|(l, _, _)| *l != link).min_by_key(|(_, t, _)| *t).map(|(l, _, _)| *l)
             else {
                 break;
             };
-            self.partial.remove(&oldest);
+            self.take(oldest);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::records::Meta;
     use crate::sync::wire::chunk;
@@ -115,7 +122,8 @@ mod tests {
             links.push(100 + link, &fa[0], room).unwrap();
         }
         assert_eq!(links.partial.len(), MAX_LINKS);
-        assert!(!links.partial.contains_key(&100) && links.partial.contains_key(&(100 + MAX_LINKS as u32 + 4)));
+        let holds = |link: u32| links.partial.iter().any(|(l, _, _)| *l == link);
+        assert!(!holds(100) && holds(100 + MAX_LINKS as u32 + 4));
         let mut last = None;
         for c in &fb {
             last = links.push(5, c, room).unwrap();
