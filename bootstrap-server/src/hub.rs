@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use arena_core::sync::presence::PresenceMap;
 use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
 use arena_core::sync::ywire::{arena_frame, awareness_frame, update_frame, YSession};
-use arena_core::{Envelope, Role, Room, RoomConfig, RoomId, SledStore};
+use arena_core::{Envelope, Role, Room, RoomId, SledStore};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -210,11 +210,7 @@ impl Hub {
             return true;
         }
         let inner = &self.node.inner;
-        let opened = inner
-            .db
-            .room(&self.id)
-            .and_then(|store| Room::open(self.id, inner.identity.clone(), 0, store, RoomConfig::default(), now_ms()));
-        match opened {
+        match self.node.open_room(&self.id) {
             Ok(r) => {
                 debug!("document reopened from sled");
                 inc(&inner.metrics.docs_loaded, 1);

@@ -219,8 +219,7 @@ impl Node {
         if room_key.is_none() && self.inner.p2p.get().is_none() {
             return Err(BootstrapError::UnknownRoom(room.to_hex()));
         }
-        let store = self.inner.db.room(room)?;
-        let loaded = Room::open(*room, self.inner.identity.clone(), 0, store, RoomConfig::default(), now_ms())?;
+        let loaded = self.open_room(room)?;
         let (tx, handle) = {
             let mut map = self.inner.rooms.lock().map_err(|_| BootstrapError::RoomGone(room.to_hex()))?;
             // Another task may have loaded it meanwhile: keep the first one.
@@ -235,11 +234,16 @@ impl Node {
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
         drop(tasks);
-        let joined = self.inner.p2p.get().is_some_and(|p| p.has(room));
-        if joined || crate::p2p::join_eagerly(self, room_key.is_some()) {
+        if crate::p2p::joined(self, room) || crate::p2p::join_eagerly(self, room_key.is_some()) {
             tokio::spawn(crate::p2p::attach(self.clone(), *room, room_key, token.map(str::to_owned), tx.clone()));
         }
         Ok(tx)
+    }
+
+    /// Opens a room's replica from sled (what a room actor holds).
+    pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<arena_core::SledStore>, BootstrapError> {
+        let store = self.inner.db.room(room)?;
+        Ok(Room::open(*room, self.inner.identity.clone(), 0, store, RoomConfig::default(), now_ms())?)
     }
 
     pub(crate) fn loaded_hub(&self, room: &RoomId) -> Option<mpsc::Sender<HubCmd>> {

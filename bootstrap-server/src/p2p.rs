@@ -37,9 +37,14 @@ pub(crate) struct P2p {
 }
 
 impl P2p {
-    pub(crate) fn has(&self, room: &RoomId) -> bool {
+    fn has(&self, room: &RoomId) -> bool {
         self.joined.lock().is_ok_and(|j| j.contains(room))
     }
+}
+
+/// Whether the libp2p side has joined `room` (or is joining it).
+pub(crate) fn joined(node: &Node, room: &RoomId) -> bool {
+    node.inner.p2p.get().is_some_and(|p| p.has(room))
 }
 
 /// Starts the libp2p node and the bridge tasks; returns them to await on shutdown.
@@ -156,7 +161,7 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                 Ok(NodeEvent::RoomWanted { room, from }) => {
                     // Only rooms we host: a peer cannot make us load rooms at will.
                     let hosted = node2.room_key(&room).ok().flatten();
-                    let joined = node2.inner.p2p.get().is_some_and(|p| p.has(&room));
+                    let joined = joined(&node2, &room);
                     if let (Some(key), false) = (hosted, joined) {
                         debug!(room = %room, peer = %from, "a libp2p peer wants the room; joining");
                         match node2.hub(&room, None).await {
@@ -178,7 +183,7 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                     // Missed events: resync every loaded room from the libp2p replica.
                     warn!(missed = n, "bridge lagged; resyncing rooms");
                     for (room, hub) in node2.loaded_hubs() {
-                        if node2.inner.p2p.get().is_some_and(|p| p.has(&room)) {
+                        if joined(&node2, &room) {
                             exchange(&handle, room, &hub).await;
                         }
                     }

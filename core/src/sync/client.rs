@@ -17,9 +17,6 @@
 //! Frames may come in over several links at once (the node's socket, WebRTC data channels):
 //! each link, named by a number the caller picks, has its own fragment reassembler.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use serde::Serialize;
 use yrs::sync::{AwarenessUpdate, Message};
 use yrs::updates::encoder::Encode;
@@ -85,7 +82,8 @@ pub struct Client<S: Store> {
     room: Room<S>,
     links: Links,
     presence: PresenceMap,
-    clock: Arc<AtomicU64>,
+    /// The latest time we were told (times handed to the room never go backwards).
+    clock: u64,
     watch: CodeWatch,
     chunk_size: usize,
     /// Our envelopes with a lower seq were handed out by [`Client::outgoing`].
@@ -96,7 +94,7 @@ pub struct Client<S: Store> {
 impl<S: Store> Client<S> {
     /// Wraps a replica; envelope messages are chunked to `chunk_size` bytes.
     pub fn new(room: Room<S>, chunk_size: usize, now_ms: u64) -> Self {
-        let clock = Arc::new(AtomicU64::new(now_ms));
+        let clock = now_ms;
         let presence = PresenceMap::new(room.doc().yrs().client_id().get());
         let watch = room.doc().watch_code();
         watch.take();
@@ -114,8 +112,8 @@ impl<S: Store> Client<S> {
         &mut self.room
     }
 
-    fn tick_clock(&self, now_ms: u64) {
-        self.clock.fetch_max(now_ms, Ordering::Relaxed);
+    fn tick_clock(&mut self, now_ms: u64) {
+        self.clock = self.clock.max(now_ms);
     }
 
     /// Joins with an invite token under `name`; returns the role it grants. Our admission is
@@ -153,7 +151,7 @@ impl<S: Store> Client<S> {
     /// restores; deferred edits are sealed first). Send them if connected, drop them if not:
     /// [`Client::open`] catches up.
     pub fn outgoing(&mut self) -> Result<Vec<Vec<u8>>> {
-        self.room.seal_pending(self.clock.load(Ordering::Relaxed))?;
+        self.room.seal_pending(self.clock)?;
         let me = self.room.identity().public();
         let head = self.room.ledger().head(&me).next_seq;
         if head <= self.sent {
@@ -195,7 +193,7 @@ impl<S: Store> Client<S> {
     /// Seals deferred edits without handing out their frames (the next [`Client::outgoing`]
     /// or [`Client::seal`] does): before reading the log ([`Room::code_at`], diffs).
     pub fn seal_quietly(&mut self) -> Result<()> {
-        self.room.seal_pending(self.clock.load(Ordering::Relaxed))?;
+        self.room.seal_pending(self.clock)?;
         Ok(())
     }
 

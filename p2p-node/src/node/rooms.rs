@@ -10,9 +10,6 @@ use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
 use super::actor::{Actor, RoomState};
-
-/// Most relayed updates kept per room while no peer can sign them.
-const MAX_UNRELAYED: usize = 1024;
 use super::{now_ms, JoinSpec, NodeEvent, RoomInfo};
 use crate::behaviour::{
     presence_topic_for, topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus, MAX_RESPONSE,
@@ -20,6 +17,9 @@ use crate::behaviour::{
 use crate::error::{NodeError, Result};
 use crate::recording::RecordingStore;
 use crate::store::NodeStore;
+
+/// Most relayed updates kept per room while no peer can sign them.
+const MAX_UNRELAYED: usize = 1024;
 
 /// Most publishers whose fragmented messages are being reassembled per room.
 const MAX_LINKS: usize = 64;
@@ -256,7 +256,7 @@ impl Actor {
                 let history: Vec<Wire> = replies.into_iter().filter(|w| matches!(w, Wire::WantHistory(_))).collect();
                 if !history.is_empty() {
                     self.history_asked.insert((peer, room));
-                    self.request_history(peer, room, history);
+                    self.send_sync(peer, room, history);
                 }
                 self.out.dirty.insert(room);
                 if adopted {
@@ -276,9 +276,10 @@ impl Actor {
         }
     }
 
-    /// Asks `peer` for the history before our checkpoint (a [`Wire::WantHistory`]). Not
-    /// counted as the one sync request in flight: it runs beside catch-up.
-    fn request_history(&mut self, peer: PeerId, room: RoomId, msgs: Vec<Wire>) {
+    /// Sends `msgs` to `peer` as one sync request (a [`Wire::WantHistory`], relayed stock
+    /// updates) unless we are partitioned, it is banned or gone. Not counted as the one
+    /// catch-up request in flight: it runs beside catch-up.
+    fn send_sync(&mut self, peer: PeerId, room: RoomId, msgs: Vec<Wire>) {
         if self.partitioned || self.is_banned(&peer) || !self.swarm.is_connected(&peer) {
             return;
         }
@@ -300,7 +301,7 @@ impl Actor {
                         receipt.rejected.iter().map(|(a, e)| format!("history of {a}: {e}")).collect();
                     self.offence(peer, Some(room), why.join("; "));
                 } else if !replies.is_empty() {
-                    self.request_history(peer, room, replies);
+                    self.send_sync(peer, room, replies);
                 }
             }
             Err(e) => warn!(room = %room, error = %e, "storing history failed"),
@@ -339,7 +340,7 @@ impl Actor {
         self.inflight_keys.insert((peer, room));
         if let Some(w) = history {
             self.history_asked.insert((peer, room));
-            self.request_history(peer, room, vec![w]);
+            self.send_sync(peer, room, vec![w]);
         }
     }
 
@@ -430,9 +431,7 @@ impl Actor {
             return;
         }
         let msgs = std::mem::take(&mut state.unrelayed);
-        let frames = chunk(&msgs, GOSSIP_CHUNK);
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { room, frames });
-        self.inflight.insert(id, (peer, room));
+        self.send_sync(peer, room, msgs);
     }
 
     /// Sends stock clients' updates we cannot sign for to every connected peer of the room
