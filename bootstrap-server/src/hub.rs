@@ -36,17 +36,22 @@ pub(crate) enum Outbound {
     Close(String),
 }
 
+/// A connection joining a room.
+#[derive(Debug)]
+pub(crate) struct Attach {
+    pub(crate) conn: u64,
+    pub(crate) role: Role,
+    /// Its invite token (relayed with its updates when another node must sign them).
+    pub(crate) token: Option<String>,
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) reply: oneshot::Sender<Vec<Vec<u8>>>,
+}
+
 /// Commands to a room actor.
 #[derive(Debug)]
 pub(crate) enum HubCmd {
-    Attach {
-        conn: u64,
-        role: Role,
-        /// Its invite token (relayed with its updates when another node must sign them).
-        token: Option<String>,
-        tx: mpsc::Sender<Outbound>,
-        reply: oneshot::Sender<Vec<Vec<u8>>>,
-    },
+    /// Boxed: the largest command, and every room's queue is sized by its largest.
+    Attach(Box<Attach>),
     Frame {
         conn: u64,
         bytes: Vec<u8>,
@@ -90,7 +95,8 @@ struct Hub {
     node: Node,
     id: RoomId,
     /// None while the room is idle (its document evicted; reopened from sled on demand).
-    room: Option<Room<SledStore>>,
+    /// Boxed: an idle room's actor keeps 8 bytes here, not the whole `Room`.
+    room: Option<Box<Room<SledStore>>>,
     /// When something last needed the document.
     used: Instant,
     presence: PresenceMap,
@@ -106,24 +112,26 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (mpsc::Sender<HubCmd>,
     let (tx, rx) = mpsc::channel(HUB_QUEUE);
     inc(&node.inner.metrics.rooms_loaded, 1);
     inc(&node.inner.metrics.docs_loaded, 1);
-    let hub = Hub {
+    // Boxed, and `run` takes the box: an async fn keeps its arguments twice in its state
+    // (as captured and as moved-in locals), and every idle room's task is that state.
+    let hub = Box::new(Hub {
         node,
         id: room.id(),
-        room: Some(room),
+        room: Some(Box::new(room)),
         used: Instant::now(),
         presence: PresenceMap::new(0),
         conns: HashMap::new(),
         out: Vec::new(),
         info_waiting: Vec::new(),
         proxied: Vec::new(),
-    };
+    });
     let span = tracing::info_span!("room", room = %&hub.id.to_hex()[..12]);
     let handle = tokio::spawn(tracing::Instrument::instrument(hub.run(rx), span));
     (tx, handle)
 }
 
 impl Hub {
-    async fn run(mut self, mut rx: mpsc::Receiver<HubCmd>) {
+    async fn run(mut self: Box<Self>, mut rx: mpsc::Receiver<HubCmd>) {
         let id = self.id;
         info!("room loaded ({} log entries)", self.room.as_ref().map_or(0, |r| arena_core::Store::log_len(r.store())));
         let idle = Duration::from_secs(self.node.cfg().room_idle_secs);
@@ -215,7 +223,7 @@ impl Hub {
                 debug!("document reopened from sled");
                 inc(&inner.metrics.docs_loaded, 1);
                 inc(&inner.metrics.docs_reloaded, 1);
-                self.room = Some(r);
+                self.room = Some(Box::new(r));
                 true
             }
             Err(e) => {
@@ -258,7 +266,8 @@ impl Hub {
 
     fn handle(&mut self, cmd: HubCmd) {
         match cmd {
-            HubCmd::Attach { conn, role, token, tx, reply } => {
+            HubCmd::Attach(a) => {
+                let Attach { conn, role, token, tx, reply } = *a;
                 let session = YSession::new(!role.may_write());
                 // One message per frame: stock y-websocket peers read only a frame's first message.
                 let Some(start) = self.with_room(|h, r| session.start_frames(r.doc(), &h.presence)) else {

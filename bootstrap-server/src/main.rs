@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 /// mimalloc: glibc's malloc keeps the freed pages of evicted documents and unloaded rooms
 /// (resident per thread arena), mimalloc gives them back; it also packs small allocations
 /// tighter (an idle room measured 30 KiB with glibc).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use futures_util::future::Either;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info_span, Instrument};
 
-use crate::hub::{HubCmd, Outbound, CONN_QUEUE};
+use crate::hub::{Attach, HubCmd, Outbound, CONN_QUEUE};
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::Node;
@@ -27,27 +28,29 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = node.cfg().max_message;
-    let auth = node.authorize(&room, q.get("token").map(String::as_str));
+    let token = q.get("token").cloned();
+    let auth = node.authorize(&room, token.as_deref());
+    let span = info_span!("yws", conn = tracing::field::Empty, room = %room.get(..12).unwrap_or(&room));
     // Small per-connection buffers (tungstenite defaults to 128 KiB each way): an interview
     // room's frames are keystrokes, and idle connections should cost next to nothing. Reads
-    // go 2 KiB at a time (a big sync message just takes more reads); writes are not
-    // buffered (every frame is flushed at once anyway).
-    ws.max_message_size(max).max_frame_size(max).read_buffer_size(2 * 1024).write_buffer_size(0).on_upgrade(
-        move |socket| async move {
-            let conn = next_conn_id();
-            let span = info_span!("yws", conn, room = %room.get(..12).unwrap_or(&room));
-            match auth {
-                Ok((id, grant)) => {
-                    serve(node, socket, conn, id, grant.role, q.get("token").cloned()).instrument(span).await
-                }
-                Err(e) => refuse(socket, &e.message()).instrument(span).await,
-            }
-        },
-    )
+    // go 1 KiB at a time (a big sync message just takes more reads; a frame's whole payload
+    // is reserved at once from its header); writes are not buffered (every frame is flushed
+    // at once anyway).
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(1024).write_buffer_size(0).on_upgrade(move |socket| {
+        let conn = next_conn_id();
+        span.record("conn", conn);
+        let task = match auth {
+            Ok((id, grant)) => Either::Left(serve(node, socket, conn, id, grant.role, token)),
+            // Boxed: rare, and an inline `refuse` would widen every connection's task.
+            Err(e) => Either::Right(Box::pin(refuse(socket, e.message()))),
+        };
+        task.instrument(span)
+    })
 }
 
 /// Tells a client why it may not join (the y-protocols auth message, then a close frame).
-async fn refuse(mut socket: WebSocket, reason: &str) {
+async fn refuse(mut socket: WebSocket, reason: String) {
+    let reason = reason.as_str();
     debug!(reason, "refused");
     let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!(
         "permission denied: {reason}"
@@ -61,71 +64,78 @@ async fn refuse(mut socket: WebSocket, reason: &str) {
         .await;
 }
 
-async fn serve(
+/// A plain fn returning an `async move` block rather than an `async fn`: an async fn's
+/// state keeps its arguments twice (as captured and as moved-in locals), and this state is
+/// what every connected client costs while it is idle.
+fn serve(
     node: Node,
     mut socket: WebSocket,
     conn: u64,
     room: arena_core::RoomId,
     role: arena_core::Role,
     token: Option<String>,
-) {
-    let m = &node.inner.metrics;
-    let hub = match node.hub(&room, token.as_deref()).await {
-        Ok(h) => h,
-        Err(e) => return refuse(socket, &e.to_string()).await,
-    };
-    inc(&m.connections_total, 1);
-    inc(&m.connections_active, 1);
-    let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
-    let (reply, start) = oneshot::channel();
-    if hub.send(HubCmd::Attach { conn, role, token: token.clone(), tx, reply }).await.is_err() {
-        dec(&m.connections_active);
-        return refuse(socket, "room unavailable, retry").await;
-    }
-    debug!(%role, "attached");
-    if let Ok(start) = start.await {
-        for frame in start {
-            let _ = socket.send(Message::Binary(frame.into())).await;
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let m = &node.inner.metrics;
+        // The one-time steps are boxed so that they do not widen the idle loop's state.
+        let hub = match Box::pin(node.hub(&room, token.as_deref())).await {
+            Ok(h) => h,
+            Err(e) => return Box::pin(refuse(socket, e.to_string())).await,
+        };
+        inc(&m.connections_total, 1);
+        inc(&m.connections_active, 1);
+        let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
+        let (reply, start) = oneshot::channel();
+        let attach = HubCmd::Attach(Box::new(Attach { conn, role, token: token.clone(), tx, reply }));
+        if Box::pin(hub.send(attach)).await.is_err() {
+            dec(&m.connections_active);
+            return Box::pin(refuse(socket, "room unavailable, retry".into())).await;
         }
-    }
-    let mut limiter = RateLimiter::new(node.cfg().rate_limit);
-    let shutdown = node.inner.shutdown.clone();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }))).await;
-                break;
+        debug!(%role, "attached");
+        if let Ok(start) = start.await {
+            for frame in start {
+                let _ = socket.send(Message::Binary(frame.into())).await;
             }
-            out = rx.recv() => match out {
-                Some(Outbound::Binary(b)) => {
-                    if socket.send(Message::Binary(b.into())).await.is_err() { break; }
-                }
-                Some(Outbound::Close(reason)) => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 4400, reason: reason.chars().take(120).collect::<String>().into() }))).await;
+        }
+        let mut limiter = RateLimiter::new(node.cfg().rate_limit);
+        let shutdown = node.inner.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }))).await;
                     break;
                 }
-                None => break,
-            },
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    if !limiter.allow() {
-                        inc(&m.rate_limited, 1);
-                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() }))).await;
+                out = rx.recv() => match out {
+                    Some(Outbound::Binary(b)) => {
+                        if socket.send(Message::Binary(b.into())).await.is_err() { break; }
+                    }
+                    Some(Outbound::Close(reason)) => {
+                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 4400, reason: reason.chars().take(120).collect::<String>().into() }))).await;
                         break;
                     }
-                    if hub.send(HubCmd::Frame { conn, bytes: b.to_vec() }).await.is_err() { break; }
-                }
-                Some(Ok(Message::Text(_))) => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1003, reason: "y-websocket speaks binary frames".into() }))).await;
-                    break;
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            },
+                    None => break,
+                },
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Binary(b))) => {
+                        if !limiter.allow() {
+                            inc(&m.rate_limited, 1);
+                            let _ = socket.send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() }))).await;
+                            break;
+                        }
+                        if hub.send(HubCmd::Frame { conn, bytes: b.to_vec() }).await.is_err() { break; }
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 1003, reason: "y-websocket speaks binary frames".into() }))).await;
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
         }
+        let _ = hub.send(HubCmd::Detach { conn }).await;
+        dec(&m.connections_active);
+        debug!("detached");
     }
-    let _ = hub.send(HubCmd::Detach { conn }).await;
-    dec(&m.connections_active);
-    debug!("detached");
 }

@@ -127,6 +127,22 @@ fn workspace() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// Servers get SIGTERM and up to 10 s to exit on their own (so a wrapper such as a heap
+/// profiler writes its report), then `kill_on_drop`'s SIGKILL.
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else { return };
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// A server process under test.
 struct ServerProc {
     child: tokio::process::Child,
@@ -141,7 +157,11 @@ impl ServerProc {
         let js = workspace().join("benches/js");
         let mut cmd = match kind {
             Kind::Arena => {
-                let bin = workspace().join("target/release/arena-bootstrap");
+                // LOADGEN_ARENA_BIN: another build (or a wrapper script, e.g. one that runs
+                // the binary under heaptrack).
+                let bin = std::env::var_os("LOADGEN_ARENA_BIN")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| workspace().join("target/release/arena-bootstrap"));
                 if !bin.exists() {
                     bail!("{} missing: cargo build --release -p arena-bootstrap", bin.display());
                 }

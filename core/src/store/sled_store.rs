@@ -161,7 +161,7 @@ impl Store for SledStore {
     }
 
     fn log_range(&self, from: u64, to: u64) -> Result<Vec<LogEntry>> {
-        let mut out = Vec::with_capacity(to.saturating_sub(from).min(1 << 20) as usize);
+        let mut out = Vec::with_capacity(to.min(self.log_len).saturating_sub(from) as usize);
         for kv in self.log.range(from.to_be_bytes()..to.to_be_bytes()) {
             let (k, v) = kv.map_err(|e| self.err("log", e))?;
             out.push(self.entry(&k, &v)?);
