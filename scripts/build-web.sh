@@ -4,8 +4,13 @@
 #   scripts/build-web.sh            # release build, optimised
 #   ARENA_WEB_PROFILE=dev scripts/build-web.sh   # faster, bigger, with panic messages
 #
-#   ARENA_WEB_SIGNING=small scripts/build-web.sh   # no ed25519 basepoint tables: -36 KiB gzip,
-#                                                  # signing ~2.3x slower (arena-web's fast-signing)
+#   ARENA_WEB_SIGNING=static scripts/build-web.sh  # ed25519-dalek's static tables (arena-web's
+#                                                  # fast-signing): +36 KiB gzip, verifying ~10% faster
+#
+# By default the module ships no ed25519 basepoint table: the signing table is built at
+# runtime on the first key derivation, as fast as the static one (arena-core's
+# identity/fixed_base.rs). ARENA_WEB_SIGNING=runtime is the default (`small` is accepted for
+# it, `fast` for `static`).
 #
 # Steps: arena-web for wasm32-unknown-unknown (scripts/build-wasm.sh; size-tuned release
 # profile: opt-level z, LTO, one codegen unit, panic=immediate-abort, no panic locations, std
@@ -41,10 +46,10 @@ fi
 # keeps JS objects in its own heap slab instead.
 export RUSTFLAGS="${RUSTFLAGS:-} -Ctarget-feature=-reference-types,-multivalue"
 features=()
-case "${ARENA_WEB_SIGNING:-fast}" in
-    fast) ;;
-    small) features=(--no-default-features) ;;
-    *) log "ARENA_WEB_SIGNING must be fast or small"; exit 1 ;;
+case "${ARENA_WEB_SIGNING:-runtime}" in
+    runtime|small) ;;
+    static|fast) features=(--features fast-signing) ;;
+    *) log "ARENA_WEB_SIGNING must be runtime or static"; exit 1 ;;
 esac
 if [[ $profile == release ]]; then
     bash scripts/build-wasm.sh -p arena-web --release "${features[@]+"${features[@]}"}"

@@ -1,7 +1,6 @@
 //! The room document: one yrs `Doc` with UTF-16 offsets and no garbage collection, and
 //! typed access to its roots. No other code touches a root by its string name.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use yrs::encoding::write::Write;
 use yrs::updates::decoder::Decode;
@@ -12,7 +11,8 @@ use yrs::{
 };
 
 use crate::error::{CoreError, Result};
-use crate::records::{AnalysisRecord, Meta, Participant, RunRecord, VersionMeta, VoteRecord};
+use crate::json::Json;
+use crate::records::{AnalysisRecord, FromJson, Meta, Participant, RunRecord, VersionMeta, VoteRecord};
 
 mod strict;
 mod watch;
@@ -208,29 +208,19 @@ impl RoomDoc {
         (r, update)
     }
 
-    /// `meta` as a typed record (missing fields take defaults).
+    /// `meta` as a typed record (missing fields take defaults; a field of the wrong type
+    /// makes it all defaults).
     pub fn meta(&self) -> Meta {
-        // Through JSON text, like the other records: one `Meta` deserializer in the WASM
-        // module, not a second one for `serde_json::Value`.
         let txn = self.doc.transact();
-        let mut text = String::from("{");
-        for (k, v) in self.meta.iter(&txn) {
-            if let Out::Any(any) = v {
-                if let Ok(k) = serde_json::to_string(k) {
-                    if text.len() > 1 {
-                        text.push(',');
-                    }
-                    text.push_str(&k);
-                    text.push(':');
-                    // `to_json` writes from the start of the string it is given.
-                    let mut value = String::new();
-                    any.to_json(&mut value);
-                    text.push_str(&value);
-                }
-            }
-        }
-        text.push('}');
-        serde_json::from_str(&text).unwrap_or_default()
+        let fields = self
+            .meta
+            .iter(&txn)
+            .filter_map(|(k, v)| match v {
+                Out::Any(any) => Some((k.to_owned(), Json::from_any(&any))),
+                _ => None,
+            })
+            .collect();
+        Meta::from_json(&Json::Obj(fields)).unwrap_or_default()
     }
 
     /// `participants`, sorted by key. Malformed entries (from stock clients) are skipped.
@@ -259,16 +249,11 @@ impl RoomDoc {
     }
 }
 
-fn decode_out<T: DeserializeOwned>(v: Out) -> Option<T> {
+fn decode_out<T: FromJson>(v: Out) -> Option<T> {
     match v {
-        Out::Any(Any::String(json)) => serde_json::from_str(&json).ok(),
-        // A stock Yjs client may write a plain object. Read it through JSON text, as the
-        // strings are: one deserializer per record type in the WASM module, not two.
-        Out::Any(any) => {
-            let mut text = String::new();
-            any.to_json(&mut text);
-            serde_json::from_str(&text).ok()
-        }
+        Out::Any(Any::String(json)) => T::from_json(&Json::parse(&json)?),
+        // A stock Yjs client may write a plain object.
+        Out::Any(any) => T::from_json(&Json::from_any(&any)),
         _ => None,
     }
 }
@@ -283,14 +268,14 @@ fn record<T: Serialize>(value: &T) -> Any {
     }
 }
 
-fn map_entries<T: DeserializeOwned>(doc: &Doc, map: &MapRef) -> Vec<(String, T)> {
+fn map_entries<T: FromJson>(doc: &Doc, map: &MapRef) -> Vec<(String, T)> {
     let txn = doc.transact();
     let mut v: Vec<(String, T)> = map.iter(&txn).filter_map(|(k, v)| Some((k.to_owned(), decode_out(v)?))).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
 
-fn array_entries<T: DeserializeOwned>(doc: &Doc, arr: &ArrayRef) -> Vec<T> {
+fn array_entries<T: FromJson>(doc: &Doc, arr: &ArrayRef) -> Vec<T> {
     let txn = doc.transact();
     arr.iter(&txn).filter_map(decode_out).collect()
 }
@@ -298,7 +283,7 @@ fn array_entries<T: DeserializeOwned>(doc: &Doc, arr: &ArrayRef) -> Vec<T> {
 /// A JSON value as an `Any`, as yrs's serde bridge maps it (integers that fit an i64 as
 /// integers, other numbers as floats; `Null` for the whole value when an integer does not
 /// fit), without that bridge's code in the WASM module.
-fn any_of(value: &serde_json::Value) -> Any {
+pub(crate) fn any_of(value: &serde_json::Value) -> Any {
     fn conv(v: &serde_json::Value) -> Option<Any> {
         use serde_json::Value as J;
         Some(match v {
@@ -320,6 +305,19 @@ fn any_of(value: &serde_json::Value) -> Any {
         })
     }
     conv(value).unwrap_or(Any::Null)
+}
+
+/// A `meta` value read from JSON text, for [`Edit::set_meta_value`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaValue(Any);
+
+impl MetaValue {
+    /// Parses JSON text (serde_json's grammar; integers past i64 make the value null, as for
+    /// [`Edit::set_meta`]).
+    pub fn from_json(text: &str) -> Result<Self> {
+        let value = Json::parse(text).ok_or_else(|| CoreError::malformed("meta value", "not JSON"))?;
+        Ok(MetaValue(value.to_any()))
+    }
 }
 
 /// A local transaction on the room document.
@@ -354,12 +352,26 @@ impl Edit<'_, '_> {
         self.doc.meta.insert(self.txn, key, any_of(value));
     }
 
-    /// Sets the whole `meta` record.
+    /// Sets one `meta` field to a value parsed from JSON text: what [`Edit::set_meta`] sets
+    /// for the same JSON, without `serde_json::Value` in the WASM module.
+    pub fn set_meta_value(&mut self, key: &str, value: &MetaValue) {
+        self.doc.meta.insert(self.txn, key, value.0.clone());
+    }
+
+    /// Sets one `meta` field to an integer (`Null` past i64, as [`Edit::set_meta`] would).
+    pub(crate) fn set_meta_u64(&mut self, key: &str, n: u64) {
+        self.doc.meta.insert(self.txn, key, i64::try_from(n).map_or(Any::Null, Any::from));
+    }
+
+    /// Sets the whole `meta` record: its fields in alphabetical order, as when it went through
+    /// a `serde_json::Value` (the same update bytes).
     pub fn set_meta_record(&mut self, meta: &Meta) {
-        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(meta) {
-            for (k, v) in m {
-                self.doc.meta.insert(self.txn, k, any_of(&v));
-            }
+        self.set_meta_u64("analyzerRound", meta.analyzer_round);
+        let roles: Vec<Any> = meta.analyzer_threshold.iter().map(|r| Any::from(r.as_str())).collect();
+        self.doc.meta.insert(self.txn, "analyzerThreshold", Any::Array(roles.into()));
+        self.set_meta_u64("createdAt", meta.created_at);
+        for (key, text) in [("language", &meta.language), ("question", &meta.question), ("title", &meta.title)] {
+            self.doc.meta.insert(self.txn, key, Any::from(text.as_str()));
         }
     }
 
@@ -396,7 +408,50 @@ impl Edit<'_, '_> {
 
 #[cfg(test)]
 mod any_tests {
-    use super::any_of;
+    use super::*;
+    use crate::grant::Role;
+
+    /// `set_meta_record` writes what it wrote through `serde_json::Value`, byte for byte.
+    #[test]
+    fn meta_record_as_through_a_value() {
+        let meta = Meta {
+            language: "python".into(),
+            title: "Two sum — 二和".into(),
+            question: "q".into(),
+            analyzer_threshold: vec![Role::Host, Role::Candidate],
+            analyzer_round: 2,
+            created_at: u64::MAX,
+        };
+        let (ours, theirs) = (RoomDoc::new(7), RoomDoc::new(7));
+        ours.edit(|e| e.set_meta_record(&meta));
+        theirs.edit(|e| {
+            let serde_json::Value::Object(m) = serde_json::to_value(&meta).unwrap() else { unreachable!() };
+            for (k, v) in m {
+                e.set_meta(&k, &v);
+            }
+        });
+        assert_eq!(ours.encode_state(), theirs.encode_state());
+        assert_eq!(ours.meta(), theirs.meta());
+        let small = Meta { created_at: 5, ..meta };
+        let doc = RoomDoc::new(9);
+        doc.edit(|e| e.set_meta_record(&small));
+        assert_eq!(doc.meta(), small);
+        let (a, b) = (RoomDoc::new(8), RoomDoc::new(8));
+        let value = MetaValue::from_json(r#"{"a": [1, 2.5, null, true, "x", {"b": []}]}"#).unwrap();
+        a.edit(|e| e.set_meta_value("title", &value));
+        b.edit(|e| e.set_meta("title", &serde_json::json!({"a": [1, 2.5, null, true, "x", {"b": []}]})));
+        assert_eq!(a.encode_state(), b.encode_state());
+        // Numbers as serde_json reads them, floats to the bit.
+        let numbers = "[1e300, 0.1, 1.7976931348623157e308, 123456789012345678901234567890, -0, 3.0, 9223372036854775807, -9223372036854775808, 4.9e-324]";
+        let value = MetaValue::from_json(numbers).unwrap();
+        a.edit(|e| e.set_meta_value("n", &value));
+        b.edit(|e| e.set_meta("n", &serde_json::from_str(numbers).unwrap()));
+        assert_eq!(a.encode_state(), b.encode_state());
+        let big = MetaValue::from_json("[1, 9223372036854775808]").unwrap();
+        assert_eq!(big, MetaValue(Any::Null), "an integer past i64 nulls the value, as in set_meta");
+        assert!(MetaValue::from_json("{").is_err());
+        assert!(MetaValue::from_json("1e400").is_err());
+    }
 
     #[test]
     fn any_of_maps_json_as_the_yrs_serde_bridge_does() {

@@ -2,11 +2,30 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
+use ed25519_dalek::{Signer as _, Verifier as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, Result};
+
+// wasm32 builds (without `wasm-fast-signing`) sign and verify without ed25519-dalek's static
+// basepoint tables (`fixed_base`: 36 KiB less gzipped module); native tests compare the two.
+#[cfg(any(test, all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
+mod fixed_base;
+#[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
+type SecretKey = ed25519_dalek::SigningKey;
+#[cfg(all(target_arch = "wasm32", not(feature = "wasm-fast-signing")))]
+type SecretKey = fixed_base::SecretKey;
+
+/// ed25519-dalek's `verify` (`verify_strict` when `strict`).
+pub(crate) fn verify_with(key: &VerifyingKey, msg: &[u8], sig: &Signature, strict: bool) -> bool {
+    #[cfg(all(target_arch = "wasm32", not(feature = "wasm-fast-signing")))]
+    return fixed_base::verify(key, msg, sig, strict);
+    #[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
+    return if strict { key.verify_strict(msg, sig).is_ok() } else { key.verify(msg, sig).is_ok() };
+}
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -45,7 +64,7 @@ impl PeerKey {
     /// Checks `sig` over `msg` by this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64], what: &'static str) -> Result<()> {
         let key = self.verifying_key()?;
-        key.verify(msg, &Signature::from_bytes(sig)).map_err(|_| CoreError::BadSignature(what))
+        verify_with(&key, msg, &Signature::from_bytes(sig), false).then_some(()).ok_or(CoreError::BadSignature(what))
     }
 
     /// The yrs client id this key writes under in `session` (a counter the peer bumps each
@@ -72,7 +91,7 @@ impl fmt::Display for PeerKey {
 /// A peer's secret key. Its public half is the peer's identity everywhere.
 #[derive(Clone)]
 pub struct Identity {
-    key: SigningKey,
+    key: SecretKey,
 }
 
 impl fmt::Debug for Identity {
@@ -84,7 +103,7 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// From 32 secret bytes (random bytes from the OS or `crypto.getRandomValues`).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Identity { key: SigningKey::from_bytes(&seed) }
+        Identity { key: SecretKey::from_bytes(&seed) }
     }
 
     /// A deterministic identity from a passphrase: for tests and examples only.
@@ -102,7 +121,7 @@ impl Identity {
         PeerKey(self.key.verifying_key().to_bytes())
     }
 
-    /// Signs `msg`.
+    /// Signs `msg` (Ed25519, RFC 8032: deterministic).
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.key.sign(msg).to_bytes()
     }

@@ -10,7 +10,7 @@ use yrs::Update;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::{Admission, Role, RoomId};
-use crate::identity::{sha256, Hash, PeerKey};
+use crate::identity::{sha256, verify_with, Hash, PeerKey};
 
 /// An admitted participant.
 #[derive(Clone, Debug)]
@@ -173,9 +173,8 @@ impl Ledger {
     /// Verifies one checked envelope's signature.
     pub fn verify_one(&self, env: &Envelope, checked: &Checked) -> Result<()> {
         let m = self.members.get(&env.author).ok_or(CoreError::BadSignature("envelope"))?;
-        m.key
-            .verify_strict(&checked.signed, &Signature::from_bytes(&env.signature))
-            .map_err(|_| CoreError::BadSignature("envelope"))
+        let sig = Signature::from_bytes(&env.signature);
+        verify_with(&m.key, &checked.signed, &sig, true).then_some(()).ok_or(CoreError::BadSignature("envelope"))
     }
 
     /// Verifies many signatures at once (about twice as fast as one by one). On failure,

@@ -14,7 +14,9 @@
 //!   travel ([`Cut`]), diff and restore ([`history`]).
 //!
 //! Feature `store` (default): [`SledDb`]/[`SledStore`], the sled-backed store. Without it the
-//! crate builds for `wasm32-unknown-unknown`.
+//! crate builds for `wasm32-unknown-unknown`, where Ed25519 signs with a basepoint table built
+//! at runtime instead of ed25519-dalek's static ones (feature `wasm-fast-signing` brings those
+//! back: 36 KiB more in a gzipped WASM module, verifying one signature ~10% faster).
 //!
 //! ```
 //! use arena_core::{Identity, MemoryStore, Room, RoomConfig, Role, Grant, records::Meta};
@@ -44,6 +46,7 @@ mod error;
 mod grant;
 pub mod history;
 mod identity;
+mod json;
 mod ledger;
 pub mod records;
 mod room;
@@ -52,7 +55,7 @@ pub mod sync;
 pub mod vote;
 
 pub use checkpoint::Checkpoint;
-pub use doc::{Edit, RoomDoc};
+pub use doc::{Edit, MetaValue, RoomDoc};
 pub use envelope::{Envelope, MAX_UPDATE};
 pub use error::{CoreError, Result};
 pub use grant::{Admission, Grant, Role, RoomId, FLAG_PROXY};

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::grant::Role;
 
+mod from_json;
+pub(crate) use from_json::FromJson;
+
 /// `meta`: room-wide settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

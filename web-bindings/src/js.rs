@@ -31,6 +31,11 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsError>
     js_sys::JSON::parse(&text).map_err(|_| JsError::new("JSON.parse failed"))
 }
 
+/// `[v, ...]`.
+pub(crate) fn list<T: Into<JsValue>>(items: impl IntoIterator<Item = T>) -> JsValue {
+    items.into_iter().map(Into::into).collect::<Array>().into()
+}
+
 /// `{k: v, ...}`.
 pub(crate) fn object(fields: &[(&str, JsValue)]) -> Object {
     let o = Object::new();

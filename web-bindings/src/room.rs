@@ -4,12 +4,11 @@ use arena_core::history::{DiffLine, Splice};
 use arena_core::records::{Meta, VersionCause};
 use arena_core::sync::client::Client;
 use arena_core::sync::wire::GOSSIP_CHUNK;
-use arena_core::{Cut, Grant, Identity, MemoryStore, PeerKey, Role, RoomConfig};
+use arena_core::{Cut, Grant, Identity, MemoryStore, MetaValue, PeerKey, Role, RoomConfig};
 use js_sys::{Array, Object, Uint8Array};
-use serde_json::json;
 use wasm_bindgen::prelude::*;
 
-use crate::js::{frames, json, ms, object, seed, splices};
+use crate::js::{frames, json, list, ms, object, seed, splices};
 
 /// A room replica: the document, the signed envelope log, presence, votes and history.
 ///
@@ -186,8 +185,21 @@ impl Room {
     }
 
     /// Everyone present: `[{clientId, local, name, color, anchor, head, state}]`.
-    pub fn presence(&self) -> Result<JsValue, JsError> {
-        json(&self.client.presence())
+    pub fn presence(&self) -> JsValue {
+        let pos = |p: Option<u32>| p.map_or(JsValue::NULL, JsValue::from);
+        list(self.client.presence().into_iter().map(|p| {
+            // The state parsed when it came in; client ids are 53-bit, exact as JS numbers.
+            let state = js_sys::JSON::parse(&p.state).unwrap_or(JsValue::NULL);
+            object(&[
+                ("clientId", (p.client_id as f64).into()),
+                ("local", p.local.into()),
+                ("name", p.name.into()),
+                ("color", p.color.into()),
+                ("anchor", pos(p.anchor)),
+                ("head", pos(p.head)),
+                ("state", state),
+            ])
+        }))
     }
 
     /// Call every few seconds: `{frame, changed}`; send `frame` when set (our renewed
@@ -206,22 +218,17 @@ impl Room {
     /// Sets one `meta` field (e.g. "language") to a JSON value.
     #[wasm_bindgen(js_name = setMeta)]
     pub fn set_meta(&mut self, key: &str, value_json: &str, now_ms: f64) -> Result<Array, JsError> {
-        let value: serde_json::Value = serde_json::from_str(value_json)?;
-        self.client.room_mut().edit(ms(now_ms), |e| e.set_meta(key, &value))?;
+        let value = MetaValue::from_json(value_json)?;
+        self.client.room_mut().edit(ms(now_ms), |e| e.set_meta_value(key, &value))?;
         Ok(frames(self.client.outgoing()?))
     }
 
     /// `[{key, name, role, publicKey, joinedAt}]` from the document.
-    pub fn participants(&self) -> Result<JsValue, JsError> {
-        let list: Vec<_> = self
-            .client
-            .room()
-            .doc()
-            .participants()
-            .into_iter()
-            .map(|(k, p)| json!({"key": k, "name": p.name, "role": p.role, "joinedAt": p.joined_at}))
-            .collect();
-        json(&list)
+    pub fn participants(&self) -> JsValue {
+        list(self.client.room().doc().participants().into_iter().map(|(k, p)| {
+            let (role, joined_at) = (p.role.as_str().into(), (p.joined_at as f64).into());
+            object(&[("key", k.into()), ("name", p.name.into()), ("role", role), ("joinedAt", joined_at)])
+        }))
     }
 
     /// Signs and records our analyzer vote for the current round.
@@ -232,19 +239,21 @@ impl Room {
 
     /// Where the analyzer consensus stands, every vote's signature checked:
     /// `{round, enabled, required, satisfied, rejected, votes}`.
-    pub fn consensus(&self) -> Result<JsValue, JsError> {
+    pub fn consensus(&self) -> JsValue {
         let c = self.client.room().consensus();
-        let votes: Vec<_> = self
-            .client
-            .room()
-            .doc()
-            .votes()
-            .into_iter()
-            .map(|(k, v)| json!({"voter": k, "round": v.round, "enabled": v.enabled}))
-            .collect();
-        json(
-            &json!({"round": c.round, "enabled": c.enabled(), "required": c.required, "satisfied": c.satisfied, "rejected": c.rejected, "votes": votes}),
-        )
+        let votes = list(self.client.room().doc().votes().into_iter().map(|(k, v)| {
+            object(&[("voter", k.into()), ("round", (v.round as f64).into()), ("enabled", v.enabled.into())])
+        }));
+        let roles = |r: &[Role]| list(r.iter().map(|r| r.as_str()));
+        object(&[
+            ("round", (c.round as f64).into()),
+            ("enabled", c.enabled().into()),
+            ("required", roles(&c.required)),
+            ("satisfied", roles(&c.satisfied)),
+            ("rejected", list(c.rejected.iter().map(String::as_str))),
+            ("votes", votes),
+        ])
+        .into()
     }
 
     /// The versions: `[{id, label, cause, at, by, stateVector, heads}]`.
@@ -280,15 +289,14 @@ impl Room {
     pub fn diff(&mut self, from: Option<String>, to: Option<String>) -> Result<JsValue, JsError> {
         self.client.seal_quietly()?;
         let lines = self.client.room().diff(&cut(from), &cut(to))?;
-        let out: Vec<_> = lines
-            .iter()
-            .map(|l| match l {
-                DiffLine::Same(t) => json!({"kind": "same", "text": t}),
-                DiffLine::Removed(t) => json!({"kind": "removed", "text": t}),
-                DiffLine::Added(t) => json!({"kind": "added", "text": t}),
-            })
-            .collect();
-        json(&out)
+        Ok(list(lines.iter().map(|l| {
+            let (kind, text) = match l {
+                DiffLine::Same(t) => ("same", t),
+                DiffLine::Removed(t) => ("removed", t),
+                DiffLine::Added(t) => ("added", t),
+            };
+            object(&[("kind", kind.into()), ("text", text.as_str().into())])
+        })))
     }
 
     /// The run records (written by the node's execution service).

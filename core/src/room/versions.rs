@@ -193,7 +193,7 @@ impl<S: Store> Room<S> {
         let record = AnalysisRecord { round: c.round, backend: backend.to_owned(), findings, created_at: now_ms };
         self.edit(now_ms, |e| {
             e.push_analysis(&record);
-            e.set_meta("analyzerRound", &serde_json::json!(c.round + 1));
+            e.set_meta_u64("analyzerRound", c.round + 1);
             e.clear_votes();
         })
     }

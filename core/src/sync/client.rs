@@ -17,7 +17,6 @@
 //! Frames may come in over several links at once (the node's socket, WebRTC data channels):
 //! each link, named by a number the caller picks, has its own fragment reassembler.
 
-use serde::Serialize;
 use yrs::sync::{AwarenessUpdate, Message};
 use yrs::updates::encoder::Encode;
 use yrs::ClientID;
@@ -29,6 +28,7 @@ use crate::doc::CodeWatch;
 use crate::error::Result;
 use crate::grant::{Admission, Role};
 use crate::history::Splice;
+use crate::json::{write_str, Json};
 use crate::room::Room;
 use crate::store::Store;
 
@@ -57,8 +57,7 @@ pub struct Incoming {
 }
 
 /// A peer's presence, from its awareness state.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Presence {
     /// Its awareness client id (its yrs client id).
     pub client_id: u64,
@@ -72,8 +71,8 @@ pub struct Presence {
     pub anchor: Option<u32>,
     /// See `anchor`.
     pub head: Option<u32>,
-    /// The whole awareness state.
-    pub state: serde_json::Value,
+    /// The whole awareness state, JSON text (it parsed when it arrived).
+    pub state: String,
 }
 
 /// A room replica plus its link to the node.
@@ -275,12 +274,9 @@ impl<S: Store> Client<S> {
     ) -> Result<Vec<u8>> {
         self.tick_clock(now_ms);
         let doc = self.room.doc();
-        let cursor = selection.and_then(|(anchor, head)| {
-            Some(serde_json::json!({ "anchor": doc.code_position(anchor, false)?, "head": doc.code_position(head, false)? }))
-        });
-        let state = serde_json::json!({ "user": { "name": name, "color": color }, "cursor": cursor });
-        // `serde_json::to_string`, not `Value`'s `Display`: no pretty printer in the module.
-        self.presence.set_local(&serde_json::to_string(&state).unwrap_or_default(), now_ms);
+        let cursor = selection
+            .and_then(|(anchor, head)| Some((doc.code_position(anchor, false)?, doc.code_position(head, false)?)));
+        self.presence.set_local(&presence_state(name, color, cursor.as_ref()), now_ms);
         self.local_renewed = now_ms;
         Ok(self.local_presence_frame())
     }
@@ -330,20 +326,20 @@ impl<S: Store> Client<S> {
             .presence
             .present()
             .filter_map(|(id, json, _)| {
-                let state: serde_json::Value = serde_json::from_str(json).ok()?;
-                if state.is_null() {
+                let state = Json::parse(json)?;
+                if state == Json::Null {
                     return None;
                 }
-                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-                let cursor = &state["cursor"];
+                let user = |key| state.get("user")?.get(key)?.as_str();
+                let cursor = |key| doc.resolve_position_of(state.get("cursor")?.get(key)?);
                 Some(Presence {
                     client_id: id,
                     local: id == me,
-                    name: text(&state["user"]["name"]),
-                    color: text(&state["user"]["color"]),
-                    anchor: doc.resolve_position(&cursor["anchor"]),
-                    head: doc.resolve_position(&cursor["head"]),
-                    state,
+                    name: user("name").unwrap_or_default().to_owned(),
+                    color: user("color").unwrap_or_default().to_owned(),
+                    anchor: cursor("anchor"),
+                    head: cursor("head"),
+                    state: json.to_owned(),
                 })
             })
             .collect();
@@ -355,6 +351,29 @@ impl<S: Store> Client<S> {
     pub fn presence_update(&self) -> Result<Vec<u8>> {
         Ok(self.presence.full_update().encode_v1())
     }
+}
+
+/// Our awareness state, `{"cursor": {"anchor", "head"} | null, "user": {"color", "name"}}`,
+/// as JSON text: the bytes serde_json wrote for it (keys sorted), so y-monaco and
+/// y-codemirror peers read the user and the relative positions.
+fn presence_state(name: &str, color: &str, cursor: Option<&(String, String)>) -> String {
+    let mut s = String::from("{\"cursor\":");
+    match cursor {
+        Some((anchor, head)) => {
+            s.push_str("{\"anchor\":");
+            s.push_str(anchor);
+            s.push_str(",\"head\":");
+            s.push_str(head);
+            s.push('}');
+        }
+        None => s.push_str("null"),
+    }
+    s.push_str(",\"user\":{\"color\":");
+    write_str(&mut s, color);
+    s.push_str(",\"name\":");
+    write_str(&mut s, name);
+    s.push_str("}}");
+    s
 }
 
 #[cfg(test)]

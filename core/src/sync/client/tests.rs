@@ -215,3 +215,22 @@ fn presence_carries_names_and_cursors() {
         crate::sync::ywire::encode_frame(&[Message::Sync(yrs::sync::SyncMessage::SyncStep1(Default::default()))]);
     assert!(YSession::new(false).receive_presence(&mut idle, &step1, 40_000).unwrap().is_none(), "sync needs the doc");
 }
+
+/// The awareness state is the JSON serde_json wrote for it, byte for byte.
+#[test]
+fn presence_state_as_serde_json_wrote_it() {
+    let doc = crate::doc::RoomDoc::new(5);
+    doc.edit(|e| e.splice_code(0, 0, "abc"));
+    for (name, color) in [("Bob", "#ff0000"), ("Ada \"the\" \\ é\n二", ""), ("", "\u{1}")] {
+        for selection in [None, Some((1, 3)), Some((3, 0))] {
+            let cursor =
+                selection.and_then(|(a, h)| Some((doc.code_position(a, false)?, doc.code_position(h, false)?)));
+            let value = |rel: &String| serde_json::from_str::<serde_json::Value>(rel).unwrap();
+            let old = serde_json::json!({
+                "user": { "name": name, "color": color },
+                "cursor": cursor.as_ref().map(|(a, h)| serde_json::json!({ "anchor": value(a), "head": value(h) })),
+            });
+            assert_eq!(super::presence_state(name, color, cursor.as_ref()), serde_json::to_string(&old).unwrap());
+        }
+    }
+}
