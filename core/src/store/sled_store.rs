@@ -314,6 +314,21 @@ mod tests {
     use crate::grant::{Grant, Role};
     use crate::identity::Identity;
 
+    /// Opens the database again in this process: sled's flusher thread lets go of the file
+    /// lock a moment after the last handle is dropped (up to its 1 s flush period).
+    fn reopen(dir: &Path) -> SledDb {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledDb::open(dir) {
+                Ok(db) => return db,
+                Err(e) if std::time::Instant::now() < until && e.to_string().contains("lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("reopening {}: {e}", dir.display()),
+            }
+        }
+    }
+
     /// A room's worth of store content: two envelopes by one author, an admission, a
     /// checkpoint.
     fn fill(store: &mut SledStore, room_key: &Identity, author: &Identity, text: &str) -> Vec<Envelope> {
@@ -360,7 +375,7 @@ mod tests {
             let eb = fill(&mut db.room(&kb.public()).unwrap(), &kb, &author, "in b");
             (ea, eb)
         };
-        let db = SledDb::open(dir.path()).unwrap();
+        let db = reopen(dir.path());
         let mut want = vec![ka.public(), kb.public()];
         want.sort();
         assert_eq!(db.rooms(), want);
@@ -397,7 +412,7 @@ mod tests {
             envs
         };
         for _ in 0..2 {
-            let db = SledDb::open(dir.path()).unwrap();
+            let db = reopen(dir.path());
             assert!(db.db.tree_names().iter().all(|n| !n.ends_with(b"/log")), "old trees left");
             assert_eq!(db.rooms(), vec![room]);
             check(&db.room(&room).unwrap(), &author, &envs, "old");
