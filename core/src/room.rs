@@ -46,6 +46,10 @@ pub struct RoomConfig {
     /// older versions until it has; the default (50,000, more than an hour of typing) keeps
     /// ordinary interviews on the direct path.
     pub checkpoint_join_min: u64,
+    /// Leave the periodic checkpoint to [`Room::checkpoint_if_due`], called at an idle
+    /// moment, instead of making it in the seal or receive that crosses the threshold (it
+    /// encodes and signs the whole state): a browser's keystroke never pays for it.
+    pub deferred_checkpoints: bool,
 }
 
 impl Default for RoomConfig {
@@ -56,6 +60,7 @@ impl Default for RoomConfig {
             max_pending: 4096,
             max_catch_up: 1 << 20,
             checkpoint_join_min: 50_000,
+            deferred_checkpoints: false,
         }
     }
 }
@@ -184,6 +189,11 @@ impl<S: Store> Room<S> {
     /// The roster and chains.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The tunables (e.g. to defer checkpoints on a replica made by [`Room::create`]).
+    pub fn config_mut(&mut self) -> &mut RoomConfig {
+        &mut self.cfg
     }
 
     /// The store.
@@ -394,14 +404,25 @@ impl<S: Store> Room<S> {
     }
 
     fn maybe_checkpoint(&mut self, now_ms: u64) -> Result<()> {
+        if !self.cfg.deferred_checkpoints {
+            self.checkpoint_if_due(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries, or
+    /// `checkpoint_interval_ms` since the last one and something new); None when not. With
+    /// [`RoomConfig::deferred_checkpoints`] the caller calls this at an idle moment, after
+    /// sealing (a checkpoint seals deferred edits first, like [`Room::checkpoint`]).
+    pub fn checkpoint_if_due(&mut self, now_ms: u64) -> Result<Option<Checkpoint>> {
         let (idx, at) = self.last_checkpoint;
         let len = self.store.log_len();
         if len >= idx + self.cfg.checkpoint_every
             || (len > idx && now_ms.saturating_sub(at) >= self.cfg.checkpoint_interval_ms)
         {
-            self.checkpoint(now_ms)?;
+            return self.checkpoint(now_ms).map(Some);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Whether out-of-order envelopes are waiting.

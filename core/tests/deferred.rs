@@ -206,3 +206,26 @@ fn an_observer_cannot_defer_edits() -> Result<()> {
     ensure!(obs.doc().code().is_empty() && obs.unsealed() == 0 && obs.seal_pending(T0 + 2)?.is_none());
     Ok(())
 }
+
+#[test]
+fn deferred_checkpoints_wait_for_checkpoint_if_due() -> Result<()> {
+    let mut p = party("deferred checkpoints", &[Role::Candidate], T0)?;
+    p.connect(T0)?;
+    let [host, cand] = &mut p.rooms[..] else { unreachable!() };
+    *host.config_mut() = RoomConfig { checkpoint_every: 3, deferred_checkpoints: true, ..RoomConfig::default() };
+    let before = host.store().checkpoints()?.len();
+    let mut envs = Vec::new();
+    for i in 0..5 {
+        host.edit_shown(&[ins(i, "x")], T0 + 1)?;
+        envs.extend(host.seal_pending(T0 + 1)?);
+    }
+    ensure!(host.store().checkpoints()?.len() == before, "no checkpoint inside a seal");
+    let cp = host.checkpoint_if_due(T0 + 2)?.context("five new entries: a checkpoint is due")?;
+    ensure!(host.store().checkpoints()?.last().map(|c| c.0) == Some(host.store().log_len()));
+    ensure!(host.checkpoint_if_due(T0 + 3)?.is_none(), "nothing new since");
+    cp.verify(host.ledger())?;
+    // Receiving defers too; the peer's default config checkpoints inline as before.
+    cand.receive(envs, T0 + 4)?;
+    ensure!(cand.doc().code() == host.doc().code());
+    Ok(())
+}

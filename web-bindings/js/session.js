@@ -62,6 +62,11 @@ const postTask = (() => {
   return (fn) => { queue.push(fn); channel.port2.postMessage(0) }
 })()
 
+/** Runs `fn` when the page is idle (requestIdleCallback; within `timeoutMs` at the latest),
+ *  or in a task of its own where there is no such thing (Node). */
+const whenIdle = (fn, timeoutMs) =>
+  typeof requestIdleCallback === 'function' ? requestIdleCallback(fn, { timeout: timeoutMs }) : setTimeout(fn, 0)
+
 export class ArenaSession extends EventTarget {
   /**
    * @param {object} o
@@ -276,6 +281,18 @@ export class ArenaSession extends EventTarget {
       const t = this.room.tick(this.now())
       if (t.frame) this._send([t.frame])
       if (t.changed) this.dispatchEvent(new Event('presence'))
+    } catch (error) {
+      this._error(error)
+    }
+    whenIdle(() => this._maintain(), 5000)
+  }
+
+  /** Upkeep kept off the keystrokes (the periodic checkpoint), when the page is idle. */
+  _maintain () {
+    if (this.destroyed) return
+    this.flush()
+    try {
+      this._send(this.room.maintain(this.now()))
     } catch (error) {
       this._error(error)
     }

@@ -50,6 +50,17 @@ fn set(o: &Object, key: &str, value: JsValue) {
     let _ = Reflect::set(o, &JsValue::from_str(key), &value);
 }
 
+/// WASM heap grown at the first room, once: the log growing while someone types then fills
+/// memory the module already has instead of growing it mid-keystroke (`memory.grow` also makes
+/// the glue re-create its views of the memory).
+const HEAP_RESERVE: usize = 8 << 20;
+
+/// Grows the heap by [`HEAP_RESERVE`] the first time (the allocator keeps what is freed).
+pub(crate) fn reserve_heap() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(HEAP_RESERVE))));
+}
+
 /// JS numbers are f64; times and counts are non-negative integers below 2^53.
 pub(crate) fn ms(now: f64) -> u64 {
     if now.is_finite() && now > 0.0 {

@@ -8,7 +8,7 @@ use arena_core::{Cut, Grant, Identity, MemoryStore, MetaValue, PeerKey, Role, Ro
 use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use crate::js::{frames, json, list, ms, object, seed, splices};
+use crate::js::{frames, json, list, ms, object, reserve_heap, seed, splices};
 
 /// A room replica: the document, the signed envelope log, presence, votes and history.
 ///
@@ -21,6 +21,11 @@ pub struct Room {
     client: Client<MemoryStore>,
     /// Only for a room created here: issues invite tokens.
     room_key: Option<Identity>,
+}
+
+/// The page's room: checkpoints wait for [`Room::maintain`] (an idle moment), not a keystroke.
+fn config() -> RoomConfig {
+    RoomConfig { deferred_checkpoints: true, ..RoomConfig::default() }
 }
 
 fn cut(version: Option<String>) -> Cut {
@@ -41,7 +46,8 @@ impl Room {
     pub fn join(room: &str, token: &str, name: &str, seed_bytes: &[u8], now_ms: f64) -> Result<Room, JsError> {
         let id = PeerKey::from_hex(room)?;
         let me = Identity::from_seed(seed(seed_bytes, "seed")?);
-        let replica = arena_core::Room::open(id, me, 0, MemoryStore::new(), RoomConfig::default(), ms(now_ms))?;
+        reserve_heap();
+        let replica = arena_core::Room::open(id, me, 0, MemoryStore::new(), config(), ms(now_ms))?;
         let mut client = Client::new(replica, GOSSIP_CHUNK, ms(now_ms));
         client.join(token, name, ms(now_ms))?;
         Ok(Room { client, room_key: None })
@@ -60,7 +66,9 @@ impl Room {
         let room_key = Identity::from_seed(seed(room_seed, "room seed")?);
         let me = Identity::from_seed(seed(seed_bytes, "seed")?);
         let meta = Meta { language: language.into(), title: title.into(), ..Meta::default() };
+        reserve_heap();
         let mut replica = arena_core::Room::create(&room_key, me, 0, MemoryStore::new(), meta, ms(now_ms))?;
+        *replica.config_mut() = config();
         let key = replica.identity().public().to_hex();
         let p = arena_core::records::Participant {
             name: name.into(),
@@ -128,6 +136,13 @@ impl Room {
     /// send (empty when nothing waited).
     pub fn seal(&mut self, now_ms: f64) -> Result<Array, JsError> {
         Ok(frames(self.client.seal(ms(now_ms))?))
+    }
+
+    /// Upkeep for an idle moment (every few seconds, e.g. from `requestIdleCallback`): seals
+    /// deferred edits (returns their frames, like `seal()`) and makes the periodic checkpoint
+    /// when it is due.
+    pub fn maintain(&mut self, now_ms: f64) -> Result<Array, JsError> {
+        Ok(frames(self.client.maintain(ms(now_ms))?))
     }
 
     /// Handles one frame that came in on `link` (a number per connection, default 0: the

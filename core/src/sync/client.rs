@@ -184,6 +184,15 @@ impl<S: Store> Client<S> {
         self.outgoing()
     }
 
+    /// Upkeep for an idle moment, on a replica with [`crate::RoomConfig::deferred_checkpoints`]:
+    /// seals deferred edits (returns their frames, as [`Client::seal`]), then makes the
+    /// checkpoint that is due, if any.
+    pub fn maintain(&mut self, now_ms: u64) -> Result<Vec<Vec<u8>>> {
+        let frames = self.seal(now_ms)?;
+        self.room.checkpoint_if_due(now_ms)?;
+        Ok(frames)
+    }
+
     /// Code changes since the last call that the editor has not seen (a restore, a merge).
     pub fn take_changes(&mut self) -> Vec<Splice> {
         self.watch.take()

@@ -19,6 +19,10 @@
 // /usr/bin/chromium (scripts/install-chromium.sh). Environment: BENCH_KEYS (keystrokes of
 // the local run, default 3000), BENCH_LATENCY_KEYS (default 300), BENCH_OUT (report path),
 // ARENA_TRACES_DIR (default ../shared/data/traces), ARENA_BOOTSTRAP_BIN, CHROMIUM.
+// BENCH_DIAG=1: a diagnostic run, not a measurement (a trace is recorded meanwhile): for the
+// slowest 2% of keystrokes, which part took the time, the GC events (CDP tracing) inside the
+// bindings' timed windows, and whether the WASM memory grew; printed to stderr and written
+// as JSON to BENCH_DIAG_OUT (default target/web-bench/diag.json).
 import { createServer } from 'node:http'
 import { readFileSync, existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs'
 import { join, extname, resolve, normalize } from 'node:path'
@@ -35,6 +39,7 @@ const LAT_KEYS = Number(process.env.BENCH_LATENCY_KEYS ?? 300)
 const LAT_INTERVAL_MS = 40
 const WARMUP = 100
 const out = process.env.BENCH_OUT ?? join(repo, 'benches/RESULTS-web.md')
+const DIAG = process.env.BENCH_DIAG === '1'
 // Two frames per keystroke (edit + caret) at bench speed is over the node's default
 // 500 messages/s per connection; the limit is not what this measures.
 process.env.ARENA_RATE_LIMIT ??= '100000'
@@ -166,6 +171,98 @@ const row = (name, a, b, f = us) => {
   return `| ${name} | ${cell(A)} | ${cell(B)} |`
 }
 
+// ---- BENCH_DIAG --------------------------------------------------------------------------
+
+const GC_EVENT = /^(MinorGC|MajorGC|V8\.GC|V8\.Scavenge|V8\.GCScavenger|V8\.GCFinalizeMC|V8\.GCIncrementalMarking|BlinkGC|CppGC)/
+
+/** CDP tracing of the page's GC events; stop() resolves to the trace events. */
+async function startTrace (p) {
+  await p.evaluate(() => window.bench.diagnose())
+  const cdp = await p.context().newCDPSession(p)
+  const events = []
+  cdp.on('Tracing.dataCollected', (e) => events.push(...e.value))
+  await cdp.send('Tracing.start', {
+    transferMode: 'ReportEvents',
+    traceConfig: { includedCategories: ['blink.user_timing', 'devtools.timeline', 'v8', 'disabled-by-default-v8.gc', 'toplevel'] }
+  })
+  return {
+    async stop () {
+      const done = new Promise((r) => cdp.once('Tracing.tracingComplete', r))
+      await cdp.send('Tracing.end')
+      await done
+      return events
+    }
+  }
+}
+
+/** The slowest 2% of each editor's keystrokes: their parts, GC inside their timed windows,
+ *  WASM memory growth; the same counts over all keystrokes for comparison. */
+function diagnose (local, events) {
+  const mark = events.find((e) => e.name === 'bench-sync')
+  if (!mark) throw new Error('diag: no bench-sync mark in the trace')
+  const offsetMs = mark.ts / 1000 - local.sync // trace clock (µs) − performance.now() (ms)
+  const gcs = events
+    .filter((e) => e.pid === mark.pid && e.tid === mark.tid && e.ph === 'X' && GC_EVENT.test(e.name))
+    .map((e) => ({ name: e.name, t0: e.ts / 1000 - offsetMs, t1: (e.ts + e.dur) / 1000 - offsetMs }))
+  // The main thread's tasks with their thread (CPU) time: wall − CPU is time spent off the CPU.
+  const tasks = events
+    .filter((e) => e.pid === mark.pid && e.tid === mark.tid && e.ph === 'X' && e.tdur != null && /RunTask$/.test(e.name))
+    .map((e) => ({ t0: e.ts / 1000 - offsetMs, t1: (e.ts + e.dur) / 1000 - offsetMs, offCpu: (e.dur - e.tdur) / 1000 }))
+    .sort((a, b) => a.t0 - b.t0)
+  // Nested GC events (V8.GC_* inside MinorGC): count each stretch of time once.
+  const outer = gcs.filter((g) => !gcs.some((h) => h !== g && h.t0 <= g.t0 && h.t1 >= g.t1 && (h.t1 - h.t0) > (g.t1 - g.t0)))
+  const inSpans = (x) => {
+    let t = 0
+    const names = new Set()
+    for (const [, a, b] of x.spans ?? []) {
+      for (const g of outer) {
+        const o = Math.min(b, g.t1) - Math.max(a, g.t0)
+        if (o > 0) { t += o; names.add(g.name) }
+      }
+    }
+    // Off-CPU time of the tasks our windows ran in (an upper bound for the windows
+    // themselves: the keystroke's task also runs Monaco).
+    let offCpu = 0
+    let sealOffCpu = 0
+    for (const task of tasks) {
+      const hit = (x.spans ?? []).filter(([, a, b]) => a < task.t1 && b > task.t0)
+      if (!hit.length) continue
+      offCpu += task.offCpu
+      if (hit.some(([n]) => n === 'sealTask')) sealOffCpu += task.offCpu
+    }
+    return { gcMs: t, gcNames: [...names], offCpu, sealOffCpu }
+  }
+  const report = {}
+  for (const [j, name] of [[0, 'arena'], [1, 'yjs']]) {
+    const xs = local.samples[j].slice(WARMUP).map((x) => ({ ...x, cost: name === 'arena' ? x.local : x.keystroke, ...inSpans(x) }))
+    const slow = [...xs].sort((a, b) => b.cost - a.cost).slice(0, Math.ceil(xs.length * 0.02))
+    const count = (list) => ({
+      n: list.length,
+      withGc: list.filter((x) => x.gcMs > 0).length,
+      gcMsTotal: list.reduce((a, x) => a + x.gcMs, 0),
+      costMsTotal: list.reduce((a, x) => a + x.cost, 0),
+      memGrew: list.filter((x) => x.mem1 !== x.mem0).length,
+      heapDropped: list.filter((x) => x.heap1 < x.heap0).length,
+      offCpuOver100us: list.filter((x) => x.offCpu > 0.1).length,
+      offCpuMsTotal: list.reduce((a, x) => a + x.offCpu, 0)
+    })
+    report[name] = { all: count(xs), slow: count(slow), slowest: slow.map((x) => ({
+      k: x.k, cost: x.cost, gcMs: x.gcMs, gcNames: x.gcNames, content: x.content, wasmApply: x.wasmApply, sel: x.sel,
+      sealTask: x.sealTask, wasmSeal: x.wasmSeal, presence: x.presence, sendTask: x.sendTask, sealsElsewhere: x.sealsElsewhere,
+      offCpu: x.offCpu, sealOffCpu: x.sealOffCpu, memGrew: x.mem1 - x.mem0, grewApply: x.grewApply, grewSeal: x.grewSeal, heapDelta: x.heap1 - x.heap0
+    })) }
+    const f = (x) => (x * 1000).toFixed(0).padStart(5)
+    log(`diag ${name}: all ${JSON.stringify(report[name].all)}; slowest 2% ${JSON.stringify(report[name].slow)}`)
+    log(`diag ${name}: slowest: k cost | gc-in-window | content(wasmApply) sel | sealTask(wasmSeal presence sends) elsewhere | memGrew heapΔ | off-CPU in its tasks (seal task)`)
+    for (const x of report[name].slowest) {
+      log(`  ${String(x.k).padStart(4)} ${f(x.cost)} | ${f(x.gcMs)} ${x.gcNames.join(',')} | ${f(x.content)}(${f(x.wasmApply)}) ${f(x.sel)} | ${f(x.sealTask)}(${f(x.wasmSeal)} ${f(x.presence)} ${f(x.sendTask)}) ${x.sealsElsewhere} | ${x.memGrew} ${x.grewApply}/${x.grewSeal} ${x.heapDelta} | ${f(x.offCpu)} (${f(x.sealOffCpu)})`)
+    }
+  }
+  const file = process.env.BENCH_DIAG_OUT ?? join(buildDir, 'diag.json')
+  writeFileSync(file, JSON.stringify({ report, gcEvents: outer.length, tasks: tasks.length }, null, 1))
+  log(`diag: ${outer.length} GC events on the page's main thread during the run; wrote ${file}`)
+}
+
 // ---- main -------------------------------------------------------------------------------
 
 const keys = keystrokes()
@@ -179,7 +276,7 @@ const gz = (buf) => execFileSync('gzip', ['-9c'], { input: buf, maxBuffer: 64 <<
 const bin = process.env.ARENA_BOOTSTRAP_BIN ?? join(repo, 'target/debug/arena-bootstrap')
 const node = await startServer()
 const page = await servePage()
-const chromium = await launchChromium()
+const chromium = await launchChromium({ args: DIAG ? ['--enable-precise-memory-info'] : [] })
 const problems = []
 const wsBase = node.url.replace(/^http/, 'ws')
 const report = []
@@ -199,6 +296,7 @@ try {
   const arenaRoom = await createRoom(node.url, { title: 'bench arena', language: 'rust' })
   const yjsRoom = await createRoom(node.url, { title: 'bench yjs', language: 'rust' })
   const one = await newPage('local')
+  const trace = DIAG ? await startTrace(one.p) : null
   log(`page: crossOriginIsolated=${one.info.isolated}, timer resolution ${one.info.resolutionUs.toFixed(1)} µs, ${one.info.userAgent}`)
   const a = await one.p.evaluate((o) => window.bench.setupArena(o), { server: node.url, room: arenaRoom.room, token: arenaRoom.tokens.host, name: 'arena', text: keys.initial })
   const y = await one.p.evaluate((o) => window.bench.setupYjs(o), { ws: wsBase, room: yjsRoom.room, token: yjsRoom.tokens.host, name: 'yjs', text: keys.initial })
@@ -206,6 +304,7 @@ try {
   const t0 = Date.now()
   const local = await one.p.evaluate(({ ids, ops }) => window.bench.local(ids, ops), { ids: [a, y], ops: keys.ops })
   log(`local run took ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+  if (trace) diagnose(local, await trace.stop())
   for (const i of [a, y]) {
     const [text, doc] = await one.p.evaluate((i) => [window.bench.text(i), window.bench.docText(i)], i)
     if (text !== keys.expected || doc !== keys.expected) throw new Error(`editor ${i}: the replay did not produce the trace's text`)
@@ -277,7 +376,7 @@ try {
     `\`node examples/web-room/bench/browser.mjs\` — ${new Date().toISOString().slice(0, 10)}, ${machine}.`,
     `Keystrokes: ${keys.source}; the first ${WARMUP} of each editor are warm-up and not counted.`,
     `Page cross-origin isolated: ${one.info.isolated} (performance.now() resolution ${one.info.resolutionUs.toFixed(0)} µs). Node: \`${bin.replace(repo + '/', '')}\`${/debug/.test(bin) ? ' (a debug build: server-side work in the latency rows is slower than in production; set ARENA_BOOTSTRAP_BIN to a release build)' : ''}.`,
-    'p99 on a shared 2-core machine is dominated by preemption and GC pauses, on both sides; compare p50 and mean first.',
+    'p99 on a shared 2-core machine is dominated by preemption, on both sides (`BENCH_DIAG=1`: the slowest keystrokes\' extra time is time their tasks spent off the CPU; a GC falls into the timed windows of at most 4 of the slowest 2%); compare p50 and mean first.',
     '',
     '## Local cost per keystroke (one page, same keystrokes, interleaved)',
     '',

@@ -10,6 +10,10 @@ const wall = () => performance.timeOrigin + performance.now()
 let monaco = null
 let Yb = null
 const editors = []
+// BENCH_DIAG (browser.mjs): where the slow keystrokes' time went. Off in a normal run.
+let diag = false
+let wasmMemory = null
+const span = (m, name, t0, t1) => { if (diag) m.spans.push([name, t0, t1]) }
 
 function loadMonaco () {
   return new Promise((resolve, reject) => {
@@ -59,7 +63,8 @@ function makeEditor (label) {
 const fresh = () => ({
   t0: 0, tSync: 0, tEnd: 0, firstContent: 0, content: 0, sel: 0, c0: 0, s0: 0, inSel: false,
   wasmApply: 0, sealTask: 0, wasmSeal: 0, presence: 0, inContent: false, inTask: false,
-  sendDoc: 0, sendOther: 0, sendTask: 0, sealsElsewhere: 0, sealElsewhere: 0
+  sendDoc: 0, sendOther: 0, sendTask: 0, sealsElsewhere: 0, sealElsewhere: 0,
+  spans: diag ? [] : null, grewApply: 0, grewSeal: 0
 })
 
 /** Timing listeners around the binding's own: `before` ones go first, `after` ones last
@@ -69,8 +74,8 @@ function probe (E) {
   model.onDidChangeContent(() => { E.m.c0 = now(); E.m.inContent = true; if (!E.m.firstContent) E.m.firstContent = E.m.c0 })
   E.editor.onDidChangeCursorSelection(() => { E.m.s0 = now(); E.m.inSel = true })
   return () => {
-    model.onDidChangeContent(() => { E.m.content += now() - E.m.c0; E.m.inContent = false })
-    E.editor.onDidChangeCursorSelection(() => { E.m.sel += now() - E.m.s0; E.m.inSel = false })
+    model.onDidChangeContent(() => { const t = now(); E.m.content += t - E.m.c0; E.m.inContent = false; span(E.m, 'content', E.m.c0, t) })
+    E.editor.onDidChangeCursorSelection(() => { const t = now(); E.m.sel += t - E.m.s0; E.m.inSel = false; span(E.m, 'sel', E.m.s0, t) })
   }
 }
 
@@ -80,7 +85,7 @@ function timeMethod (obj, name, add) {
   if (typeof orig !== 'function') return console.warn(`bench: no ${name} to time`)
   obj[name] = function (...args) {
     const t = now()
-    try { return orig.apply(this, args) } finally { add(now() - t, args) }
+    try { return orig.apply(this, args) } finally { add(now() - t, args, t) }
   }
 }
 
@@ -114,12 +119,25 @@ async function setupArena ({ server, room, token, name, text, expect }) {
   // The keystroke's part: the WASM apply. The task after it: seal (sign), sends, presence.
   timeMethod(session.room, 'applyEdit', (d) => { E.m.wasmApply += d })
   // A frame that arrives before the seal task seals first (session._receive): counted too.
-  timeMethod(session.room, 'seal', (d) => { E.m.wasmSeal += d; if (!E.m.inTask) { E.m.sealsElsewhere++; E.m.sealElsewhere += d } })
+  timeMethod(session.room, 'seal', (d, _, t) => {
+    E.m.wasmSeal += d
+    if (!E.m.inTask) { E.m.sealsElsewhere++; E.m.sealElsewhere += d; span(E.m, 'sealElsewhere', t, t + d) }
+  })
   const task = session._sealTask
   session._sealTask = function () {
     const t = now()
     E.m.inTask = true
-    try { return task.call(this) } finally { E.m.inTask = false; E.m.sealTask += now() - t }
+    try { return task.call(this) } finally { const t1 = now(); E.m.inTask = false; E.m.sealTask += t1 - t; span(E.m, 'sealTask', t, t1) }
+  }
+  if (diag) {
+    // Whether the WASM memory grew inside a call (outside the timed windows: wrapped around them).
+    for (const [name, field] of [['applyEdit', 'grewApply'], ['seal', 'grewSeal']]) {
+      const timed = session.room[name]
+      session.room[name] = function (...args) {
+        const before = wasmMemory.buffer.byteLength
+        try { return timed.apply(this, args) } finally { E.m[field] += wasmMemory.buffer.byteLength - before }
+      }
+    }
   }
   timeMethod(session, '_presenceFrame', (d) => { E.m.presence += d })
   timeMethod(session.transport, 'send', (d, [f]) => {
@@ -228,7 +246,7 @@ window.bench = {
   async boot () {
     monaco = await loadMonaco()
     Yb = await import('/bench/yjs-bundle.js')
-    await init()
+    wasmMemory = (await init()).memory
     return { isolated: globalThis.crossOriginIsolated, resolutionUs: timerResolutionUs(), userAgent: navigator.userAgent }
   },
   setupArena,
@@ -238,7 +256,12 @@ window.bench = {
 
   /** The same ops through editors `ids`, interleaved and alternating which goes first;
    *  each keystroke is its own task. Returns per-editor samples and signing samples. */
+  /** BENCH_DIAG: before the setup calls. */
+  diagnose () { diag = true },
+
   async local (ids, ops, { signEvery = 1 } = {}) {
+    if (diag) performance.mark('bench-sync')
+    const sync = diag ? performance.getEntriesByName('bench-sync')[0].startTime : 0
     const out = ids.map(() => [])
     const sign = []
     const verify = []
@@ -250,10 +273,13 @@ window.bench = {
       const order = k % 2 ? [...ids.keys()] : [...ids.keys()].reverse()
       for (const j of order) {
         const E = editors[ids[j]]
+        const d = diag && { k, mem0: wasmMemory.buffer.byteLength, heap0: performance.memory?.usedJSHeapSize ?? 0, start: now() }
         const m = await key(E, ops[k])
         await nextTask()
         await settle(E)
-        out[j].push(sample(E, m))
+        const s = sample(E, m)
+        if (d) Object.assign(s, d, { end: now(), mem1: wasmMemory.buffer.byteLength, heap1: performance.memory?.usedJSHeapSize ?? 0, spans: m.spans, grewApply: m.grewApply, grewSeal: m.grewSeal })
+        out[j].push(s)
       }
       if (k % signEvery === 0) {
         const t = now()
@@ -266,7 +292,7 @@ window.bench = {
       }
     }
     await new Promise((r) => setTimeout(r, 50))
-    return { samples: out, sign, verify }
+    return { samples: out, sign, verify, sync }
   },
 
   watchArrivals: (i) => watchArrivals(editors[i]),

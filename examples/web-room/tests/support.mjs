@@ -91,15 +91,16 @@ export async function loadArena () {
 }
 
 /** Debian's Chromium through playwright-core; never a downloaded browser. playwright-core
- *  gives every launch a fresh temporary profile (--user-data-dir) of its own. */
-export async function launchChromium () {
+ *  gives every launch a fresh temporary profile (--user-data-dir) of its own. `args`: more
+ *  command-line switches. */
+export async function launchChromium ({ args = [] } = {}) {
   const { chromium } = await import('playwright-core')
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium'
   const browser = await chromium.launch({
     executablePath,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync']
+      '--disable-component-update', '--disable-sync', ...args]
   })
   return { browser, close: () => browser.close() }
 }
