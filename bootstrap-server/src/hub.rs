@@ -32,7 +32,8 @@ const HUB_QUEUE: usize = 1024;
 /// What a connection receives.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    Binary(Vec<u8>),
+    /// Shared by every recipient of the frame (a reference count, not a copy each).
+    Binary(bytes::Bytes),
     Close(String),
 }
 
@@ -246,6 +247,7 @@ impl Hub {
         let m = &node.inner.metrics;
         let mut slow = Vec::new();
         for (to, except, bytes) in self.out.drain(..) {
+            let bytes = bytes::Bytes::from(bytes);
             for (id, c) in self.conns.iter() {
                 if to.is_some_and(|t| t != *id) || except == Some(*id) {
                     continue;

@@ -108,7 +108,7 @@ fn serve(
                 }
                 out = rx.recv() => match out {
                     Some(Outbound::Binary(b)) => {
-                        if socket.send(Message::Binary(b.into())).await.is_err() { break; }
+                        if socket.send(Message::Binary(b)).await.is_err() { break; }
                     }
                     Some(Outbound::Close(reason)) => {
                         let _ = socket.send(Message::Close(Some(CloseFrame { code: 4400, reason: reason.chars().take(120).collect::<String>().into() }))).await;
