@@ -34,7 +34,9 @@ const HUB_QUEUE: usize = 1024;
 pub(crate) enum Outbound {
     /// Shared by every recipient of the frame (a reference count, not a copy each).
     Binary(bytes::Bytes),
-    Close(String),
+    /// Boxed `str` (not `String`): the enum then fits in `Bytes`'s 32 bytes, and every
+    /// connection's queue is sized by it.
+    Close(Box<str>),
 }
 
 /// A connection joining a room.
@@ -230,7 +232,7 @@ impl Hub {
             Err(e) => {
                 warn!(error = %e, "reopening the room failed; closing its connections");
                 for (_, c) in self.conns.drain() {
-                    let _ = c.tx.try_send(Outbound::Close(format!("storage failure: {e}")));
+                    let _ = c.tx.try_send(Outbound::Close(format!("storage failure: {e}").into()));
                 }
                 false
             }
@@ -346,7 +348,7 @@ impl Hub {
                 inc(&m.frames_rejected, 1);
                 debug!(conn, error = %e, "malformed frame");
                 if let Some(c) = self.conns.remove(&conn) {
-                    let _ = c.tx.try_send(Outbound::Close(format!("malformed message: {e}")));
+                    let _ = c.tx.try_send(Outbound::Close(format!("malformed message: {e}").into()));
                     self.drop_awareness(c.awareness_ids);
                 }
                 return;
@@ -391,7 +393,7 @@ impl Hub {
             Some(Err(e)) => {
                 inc(&self.node.inner.metrics.frames_rejected, 1);
                 if let Some(c) = self.conns.remove(&conn) {
-                    let _ = c.tx.try_send(Outbound::Close(format!("malformed envelope message: {e}")));
+                    let _ = c.tx.try_send(Outbound::Close(format!("malformed envelope message: {e}").into()));
                 }
                 return;
             }

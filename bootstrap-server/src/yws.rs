@@ -32,11 +32,12 @@ pub(crate) async fn upgrade(
     let auth = node.authorize(&room, token.as_deref());
     let span = info_span!("yws", conn = tracing::field::Empty, room = %room.get(..12).unwrap_or(&room));
     // Small per-connection buffers (tungstenite defaults to 128 KiB each way): an interview
-    // room's frames are keystrokes, and idle connections should cost next to nothing. Reads
-    // go 1 KiB at a time (a big sync message just takes more reads; a frame's whole payload
-    // is reserved at once from its header); writes are not buffered (every frame is flushed
-    // at once anyway).
-    ws.max_message_size(max).max_frame_size(max).read_buffer_size(1024).write_buffer_size(0).on_upgrade(move |socket| {
+    // room's frames are keystrokes, and idle connections should cost next to nothing. The
+    // read buffer never shrinks, and it grows from this size (a frame's whole payload is
+    // reserved at once from its header): 512 B leaves ~1.9 KiB per idle connection after a
+    // 1 KiB sync message, 1 KiB left ~3.9 (massif). Bigger messages just take more reads.
+    // Writes are not buffered (every frame is flushed at once anyway).
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(512).write_buffer_size(0).on_upgrade(move |socket| {
         let conn = next_conn_id();
         span.record("conn", conn);
         let task = match auth {
