@@ -68,6 +68,7 @@ async fn refuse(mut socket: WebSocket, reason: String) {
 /// A plain fn returning an `async move` block rather than an `async fn`: an async fn's
 /// state keeps its arguments twice (as captured and as moved-in locals), and this state is
 /// what every connected client costs while it is idle.
+#[allow(clippy::manual_async_fn, reason = "an async fn would keep its arguments twice")]
 fn serve(
     node: Node,
     mut socket: WebSocket,
