@@ -22,6 +22,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use yrs::updates::decoder::Decode as _;
 use yrs::{Doc, GetString, Text, Transact};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +102,11 @@ fn parse_opts() -> Result<Opts> {
                     bail!("--ramp must be > 1");
                 }
             }
+            "--integrate" => {
+                INTEGRATE.store(true, Ordering::Relaxed);
+                i += 1;
+                continue;
+            }
             "--idle-only" => {
                 o.idle_only = true;
                 i += 1;
@@ -118,7 +124,7 @@ fn parse_opts() -> Result<Opts> {
                     .collect::<Result<_>>()?
             }
             "--help" | "-h" => {
-                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--idle-wait-secs 35] [--idle-repeat 1] [--ramp 2] [--at end|start] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
+                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--idle-wait-secs 35] [--idle-repeat 1] [--ramp 2] [--at end|start] [--integrate] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
                 std::process::exit(0);
             }
             a => bail!("unknown argument {a}"),
@@ -349,6 +355,28 @@ async fn connect(kind: Kind, port: u16, room: &str, path: &str) -> Result<Ws> {
 
 /// `--at start`: every client types at position 0.
 static AT_START: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// `--integrate`: clients apply what they receive to their own document, as editors do (by
+/// default they only scan it for markers, so their inserts never see each other's).
+static INTEGRATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The yrs update inside a y-protocols sync "update" message (`0, 2, len, bytes`).
+fn update_payload(msg: &[u8]) -> Option<&[u8]> {
+    let mut b = msg.get(2..)?;
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let (&byte, rest) = b.split_first()?;
+        b = rest;
+        len |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+    b.get(..len)
+}
 
 /// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
 async fn client(
@@ -365,17 +393,27 @@ async fn client(
     let ws = connect(kind, port, &room, &path).await?;
     let (mut tx, mut rx) = ws.split();
     let reader_tally = tally.clone();
+    let doc = Doc::with_client_id(u64::from(me) + 1000);
+    let text = doc.get_or_insert_text("code");
+    // One transaction at a time on the document (the reader applies, the writer types).
+    let lock = Arc::new(Mutex::new(()));
+    let (reader_doc, reader_lock) = (doc.clone(), lock.clone());
+    let integrate = INTEGRATE.load(Ordering::Relaxed);
     let reader = tokio::spawn(async move {
         while let Some(Ok(m)) = rx.next().await {
             if let Message::Binary(b) = m {
                 if let Some(u) = live_update(kind, &b) {
                     scan(u, me, t0, &reader_tally);
+                    if integrate {
+                        if let Some(Ok(update)) = update_payload(u).map(yrs::Update::decode_v1) {
+                            let _guard = reader_lock.lock().unwrap_or_else(|e| e.into_inner());
+                            let _ = reader_doc.transact_mut().apply_update(update);
+                        }
+                    }
                 }
             }
         }
     });
-    let doc = Doc::with_client_id(u64::from(me) + 1000);
-    let text = doc.get_or_insert_text("code");
     let period = Duration::from_secs_f64(1.0 / rate);
     let mut next = Instant::now() + period.mul_f64(f64::from(me % 97) / 97.0);
     while next < until {
@@ -383,6 +421,7 @@ async fn client(
         next += period;
         let marker = format!("~{me:05}{:012}~", t0.elapsed().as_micros());
         let update = {
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             let mut txn = doc.transact_mut();
             let at = if AT_START.load(Ordering::Relaxed) { 0 } else { text.len(&txn) };
             text.insert(&mut txn, at, &marker);
@@ -567,7 +606,7 @@ async fn main() -> Result<()> {
         }
         summary.push((kind, best, mem));
     }
-    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at the {} of its own text at rate r (ramped ×{} every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive. Idle rooms: {} rooms with a ~1 KiB document and one idle client each, RSS growth per room right after joining and after {} s idle (median of {} fresh servers).\n", o.rooms, o.clients, o.at, o.ramp, o.step_secs, o.p99_ms, o.idle_rooms, o.idle_wait_secs, o.idle_repeat);
+    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at the {} of its own text{} at rate r (ramped ×{} every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive. Idle rooms: {} rooms with a ~1 KiB document and one idle client each, RSS growth per room right after joining and after {} s idle (median of {} fresh servers).\n", o.rooms, o.clients, o.at, if INTEGRATE.load(Ordering::Relaxed) { " (and applying what it receives)" } else { "" }, o.ramp, o.step_secs, o.p99_ms, o.idle_rooms, o.idle_wait_secs, o.idle_repeat);
     println!("| server | max edits/s (offered) with p99 ≤ {} ms | deliveries/s | p50 ms | p99 ms | server CPU (cores) | RSS per idle room (joined / after {} s) |", o.p99_ms, o.idle_wait_secs);
     println!("|---|---|---|---|---|---|---|");
     for (kind, best, mem) in &summary {
