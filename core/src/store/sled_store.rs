@@ -52,8 +52,8 @@ impl SledDb {
     /// Moves every room still in per-room trees (`{room hex}/{tree}`) into the shared
     /// trees: copies its entries with the room prefixed, flushes, then drops the old tree.
     /// Idempotent, so an interrupted move is finished by the next open.
-    fn migrate(&self) -> Result<usize> {
-        let mut moved = 0;
+    fn migrate(&self) -> Result<()> {
+        let mut dropped = false;
         for name in self.db.tree_names() {
             let Some((room, which)) = std::str::from_utf8(&name).ok().and_then(|n| n.split_once('/')) else {
                 continue;
@@ -68,14 +68,15 @@ impl SledDb {
                 batch.insert([&room.0[..], &k].concat(), v);
             }
             self.trees[i].apply_batch(batch).map_err(|e| self.err(which, e))?;
+            // The copy is durable before its source goes.
             self.flush()?;
             self.db.drop_tree(&name).map_err(|e| self.err("old tree", e))?;
-            moved += usize::from(i == 0);
+            dropped = true;
         }
-        if moved > 0 {
+        if dropped {
             self.flush()?;
         }
-        Ok(moved)
+        Ok(())
     }
 
     /// The store of one room.
