@@ -295,21 +295,27 @@ struct Tally {
 fn live_update(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
     let mut b = bytes;
     if kind == Kind::Hocuspocus {
-        let mut len = 0usize;
-        let mut shift = 0;
-        let mut i = 0;
-        loop {
-            let byte = *b.get(i)?;
-            len |= usize::from(byte & 0x7f) << shift;
-            i += 1;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        b = b.get(i + len..)?;
+        let (len, rest) = varuint(b)?;
+        b = rest.get(len..)?;
     }
     (b.len() > 2 && b[0] == 0 && b[1] == 2).then_some(b)
+}
+
+/// A lib0 variable-length unsigned integer at the start of `b`, and what follows it.
+fn varuint(mut b: &[u8]) -> Option<(usize, &[u8])> {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let (&byte, rest) = b.split_first()?;
+        b = rest;
+        n |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((n, b));
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
 }
 
 /// Finds markers `~CCCCCTTTTTTTTTTTT~` (client id, send time in µs since `t0`) in raw bytes.
@@ -361,21 +367,8 @@ static INTEGRATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 /// The yrs update inside a y-protocols sync "update" message (`0, 2, len, bytes`).
 fn update_payload(msg: &[u8]) -> Option<&[u8]> {
-    let mut b = msg.get(2..)?;
-    let (mut len, mut shift) = (0usize, 0);
-    loop {
-        let (&byte, rest) = b.split_first()?;
-        b = rest;
-        len |= usize::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 28 {
-            return None;
-        }
-    }
-    b.get(..len)
+    let (len, rest) = varuint(msg.get(2..)?)?;
+    rest.get(..len)
 }
 
 /// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
