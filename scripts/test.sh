@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 T0=$SECONDS
+# One build of everything, nothing kept for a next one: incremental caches would only take disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_kib() { df -Pk . | awk 'NR == 2 { print $4 }'; }
+echo "disk: $(( $(free_kib) / 1024 / 1024 )) GiB free here; a first run of this script needs about 8"
+[ "$(free_kib)" -ge $((6 * 1024 * 1024)) ] || echo "WARNING: less than 6 GiB free: the build may run out of disk"
 
 step "system packages (wasm toolchain: rustc-web cargo-web rust-web-src lld binaryen)"
 bash scripts/install-wasm-toolchain.sh
@@ -32,4 +37,5 @@ bash scripts/build-wasm.sh
 step "the web room: arena-web package, headless Chromium and yjs interop tests"
 bash scripts/test-web.sh
 
+du -sh target target-wasm 2>/dev/null || true
 step "all green in $((SECONDS - T0)) s"
