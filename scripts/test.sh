@@ -8,8 +8,8 @@ T0=$SECONDS
 # One build of everything, nothing kept for a next one: incremental caches would only take disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 free_kib() { df -Pk . | awk 'NR == 2 { print $4 }'; }
-echo "disk: $(( $(free_kib) / 1024 / 1024 )) GiB free here; a first run of this script needs about 8"
-[ "$(free_kib)" -ge $((6 * 1024 * 1024)) ] || echo "WARNING: less than 6 GiB free: the build may run out of disk"
+echo "disk: $(( $(free_kib) / 1024 / 1024 )) GiB free here; a first run of this script leaves about 3.5 in target/ and target-wasm/"
+[ "$(free_kib)" -ge $((5 * 1024 * 1024)) ] || echo "WARNING: less than 5 GiB free: the build may run out of disk"
 
 step "system packages (wasm toolchain: rustc-web cargo-web rust-web-src lld binaryen)"
 bash scripts/install-wasm-toolchain.sh
