@@ -17,7 +17,9 @@ use arena_core::sync::presence::PresenceMap;
 use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
 use arena_core::sync::ywire::{arena_frame, awareness_frame, update_frame, YSession};
 use arena_core::{Envelope, Role, Room, RoomId, SledStore};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::chan;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -46,7 +48,7 @@ pub(crate) struct Attach {
     pub(crate) role: Role,
     /// Its invite token (relayed with its updates when another node must sign them).
     pub(crate) token: Option<String>,
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) tx: chan::Sender<Outbound>,
     pub(crate) reply: oneshot::Sender<Vec<Vec<u8>>>,
 }
 
@@ -85,7 +87,7 @@ pub(crate) enum HubCmd {
 }
 
 struct Conn {
-    tx: mpsc::Sender<Outbound>,
+    tx: chan::Sender<Outbound>,
     session: YSession,
     awareness_ids: HashSet<u64>,
     link: Reassembler,
@@ -111,8 +113,8 @@ struct Hub {
     proxied: Vec<(u64, Vec<u8>)>,
 }
 
-pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (mpsc::Sender<HubCmd>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(HUB_QUEUE);
+pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>, JoinHandle<()>) {
+    let (tx, rx) = chan::channel(HUB_QUEUE);
     inc(&node.inner.metrics.rooms_loaded, 1);
     inc(&node.inner.metrics.docs_loaded, 1);
     // Boxed, and `run` takes the box: an async fn keeps its arguments twice in its state
@@ -134,7 +136,7 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (mpsc::Sender<HubCmd>,
 }
 
 impl Hub {
-    async fn run(mut self: Box<Self>, mut rx: mpsc::Receiver<HubCmd>) {
+    async fn run(mut self: Box<Self>, mut rx: chan::Receiver<HubCmd>) {
         let id = self.id;
         info!("room loaded ({} log entries)", self.room.as_ref().map_or(0, |r| arena_core::Store::log_len(r.store())));
         let idle = Duration::from_secs(self.node.cfg().room_idle_secs);
@@ -248,7 +250,8 @@ impl Hub {
         let node = self.node.clone();
         let m = &node.inner.metrics;
         let mut slow = Vec::new();
-        for (to, except, bytes) in self.out.drain(..) {
+        // Taken, not drained: an idle room keeps no capacity from its last burst.
+        for (to, except, bytes) in std::mem::take(&mut self.out) {
             let bytes = bytes::Bytes::from(bytes);
             for (id, c) in self.conns.iter() {
                 if to.is_some_and(|t| t != *id) || except == Some(*id) {

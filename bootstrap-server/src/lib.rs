@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod chan;
 mod config;
 mod error;
 mod http;
@@ -25,6 +26,7 @@ mod metrics;
 mod node;
 mod p2p;
 mod signal;
+mod ws;
 mod yws;
 
 pub use config::Config;

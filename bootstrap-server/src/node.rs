@@ -9,6 +9,8 @@ use arena_core::records::Meta;
 use arena_core::{Admission, Grant, Identity, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, FLAG_PROXY};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::chan;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -58,7 +60,7 @@ pub(crate) struct Inner {
     pub(crate) db: SledDb,
     pub(crate) metrics: Metrics,
     pub(crate) public_url: String,
-    pub(crate) rooms: Mutex<HashMap<RoomId, mpsc::Sender<HubCmd>>>,
+    pub(crate) rooms: Mutex<HashMap<RoomId, chan::Sender<HubCmd>>>,
     pub(crate) signal: crate::signal::Topics,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -211,7 +213,7 @@ impl Node {
     }
 
     /// The room's actor, loading the room from sled if it is not in memory.
-    pub(crate) async fn hub(&self, room: &RoomId, token: Option<&str>) -> Result<mpsc::Sender<HubCmd>, BootstrapError> {
+    pub(crate) async fn hub(&self, room: &RoomId, token: Option<&str>) -> Result<chan::Sender<HubCmd>, BootstrapError> {
         if let Some(tx) = self.loaded_hub(room) {
             return Ok(tx);
         }
@@ -246,12 +248,12 @@ impl Node {
         Ok(Room::open(*room, self.inner.identity.clone(), 0, store, RoomConfig::default(), now_ms())?)
     }
 
-    pub(crate) fn loaded_hub(&self, room: &RoomId) -> Option<mpsc::Sender<HubCmd>> {
+    pub(crate) fn loaded_hub(&self, room: &RoomId) -> Option<chan::Sender<HubCmd>> {
         let map = self.inner.rooms.lock().ok()?;
         map.get(room).filter(|t| !t.is_closed()).cloned()
     }
 
-    pub(crate) fn loaded_hubs(&self) -> Vec<(RoomId, mpsc::Sender<HubCmd>)> {
+    pub(crate) fn loaded_hubs(&self) -> Vec<(RoomId, chan::Sender<HubCmd>)> {
         match self.inner.rooms.lock() {
             Ok(map) => map.iter().filter(|(_, t)| !t.is_closed()).map(|(k, t)| (*k, t.clone())).collect(),
             Err(_) => Vec::new(),

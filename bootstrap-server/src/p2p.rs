@@ -19,6 +19,8 @@ use arena_core::sync::wire::Wire;
 use arena_core::{Grant, PeerKey, Role, RoomId, FLAG_PROXY};
 use arena_node::{JoinSpec, NodeConfig, NodeEvent, NodeHandle};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::chan;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -238,7 +240,7 @@ pub(crate) async fn attach(
     room: RoomId,
     room_key: Option<arena_core::Identity>,
     token: Option<String>,
-    hub: mpsc::Sender<HubCmd>,
+    hub: chan::Sender<HubCmd>,
 ) {
     let Some(p) = node.inner.p2p.get() else { return };
     if !p.joined.lock().is_ok_and(|mut j| j.insert(room)) {
@@ -263,7 +265,7 @@ pub(crate) async fn attach(
 }
 
 /// Both directions of catch-up between the room actor and the libp2p replica.
-async fn exchange(handle: &NodeHandle, room: RoomId, hub: &mpsc::Sender<HubCmd>) {
+async fn exchange(handle: &NodeHandle, room: RoomId, hub: &chan::Sender<HubCmd>) {
     let their: BTreeMap<PeerKey, u64> = handle.with_room(room, |r, _| r.envelope_vector()).await.unwrap_or_default();
     let (tx, rx) = oneshot::channel();
     if hub.send(HubCmd::Answer { have: their, reply: tx }).await.is_err() {

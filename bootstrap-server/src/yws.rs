@@ -3,17 +3,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures_util::future::Either;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{debug, info_span, Instrument};
 
+use crate::chan;
 use crate::hub::{Attach, HubCmd, Outbound, CONN_QUEUE};
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::Node;
+use crate::ws::{Msg, Upgrade, WebSocket};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -25,19 +26,14 @@ pub(crate) async fn upgrade(
     State(node): State<Node>,
     Path(room): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     let max = node.cfg().max_message;
     let token = q.get("token").cloned();
     let auth = node.authorize(&room, token.as_deref());
     let span = info_span!("yws", conn = tracing::field::Empty, room = %room.get(..12).unwrap_or(&room));
-    // Small per-connection buffers (tungstenite defaults to 128 KiB each way): an interview
-    // room's frames are keystrokes, and idle connections should cost next to nothing. The
-    // read buffer never shrinks, and it grows from this size (a frame's whole payload is
-    // reserved at once from its header): 512 B leaves ~1.9 KiB per idle connection after a
-    // 1 KiB sync message, 1 KiB left ~3.9 (massif). Bigger messages just take more reads.
-    // Writes are not buffered (every frame is flushed at once anyway).
-    ws.max_message_size(max).max_frame_size(max).read_buffer_size(512).write_buffer_size(0).on_upgrade(move |socket| {
+    // Our own WebSocket code (crate::ws): an idle connection keeps no read buffer.
+    ws.on_upgrade(max, move |socket| {
         let conn = next_conn_id();
         span.record("conn", conn);
         let task = match auth {
@@ -56,13 +52,8 @@ async fn refuse(mut socket: WebSocket, reason: String) {
     let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!(
         "permission denied: {reason}"
     )))]);
-    let _ = socket.send(Message::Binary(deny.into())).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: 4403,
-            reason: reason.chars().take(120).collect::<String>().into(),
-        })))
-        .await;
+    let _ = socket.send_binary(&deny).await;
+    let _ = socket.send_close(4403, reason).await;
 }
 
 /// A plain fn returning an `async move` block rather than an `async fn`: an async fn's
@@ -86,7 +77,7 @@ fn serve(
         };
         inc(&m.connections_total, 1);
         inc(&m.connections_active, 1);
-        let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
+        let (tx, mut rx) = chan::channel(CONN_QUEUE);
         let (reply, start) = oneshot::channel();
         let attach = HubCmd::Attach(Box::new(Attach { conn, role, token: token.clone(), tx, reply }));
         if Box::pin(hub.send(attach)).await.is_err() {
@@ -96,7 +87,7 @@ fn serve(
         debug!(%role, "attached");
         if let Ok(start) = start.await {
             for frame in start {
-                let _ = socket.send(Message::Binary(frame.into())).await;
+                let _ = socket.send_binary(&frame).await;
             }
         }
         let mut limiter = RateLimiter::new(node.cfg().rate_limit);
@@ -105,34 +96,46 @@ fn serve(
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "server shutting down".into() }))).await;
+                    let _ = socket.send_close(1001, "server shutting down").await;
                     break;
                 }
                 out = rx.recv() => match out {
                     Some(Outbound::Binary(b)) => {
-                        if socket.send(Message::Binary(b)).await.is_err() { break; }
+                        if socket.send_binary(&b).await.is_err() { break; }
                     }
                     Some(Outbound::Close(reason)) => {
-                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 4400, reason: reason.chars().take(120).collect::<String>().into() }))).await;
+                        let _ = socket.send_close(4400, &reason).await;
                         break;
                     }
                     None => break,
                 },
                 msg = socket.recv() => match msg {
-                    Some(Ok(Message::Binary(b))) => {
+                    Some(Ok(Msg::Binary(b))) => {
                         if !limiter.allow() {
                             inc(&m.rate_limited, 1);
-                            let _ = socket.send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() }))).await;
+                            let _ = socket.send_close(4429, "rate limit exceeded").await;
                             break;
                         }
-                        if hub.send(HubCmd::Frame { conn, bytes: b.to_vec() }).await.is_err() { break; }
+                        if hub.send(HubCmd::Frame { conn, bytes: b }).await.is_err() { break; }
                     }
-                    Some(Ok(Message::Text(_))) => {
-                        let _ = socket.send(Message::Close(Some(CloseFrame { code: 1003, reason: "y-websocket speaks binary frames".into() }))).await;
+                    Some(Ok(Msg::Text(_))) => {
+                        let _ = socket.send_close(1003, "y-websocket speaks binary frames").await;
                         break;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
+                    Some(Ok(Msg::Ping(p))) => {
+                        if socket.send_pong(&p).await.is_err() { break; }
+                    }
+                    Some(Ok(Msg::Close(c))) => {
+                        // Echo the client's code (§5.5.1), then close the socket.
+                        let _ = socket.send_close(c.map_or(1000, |(code, _)| code), "").await;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        debug!(error = %e, "bad WebSocket input");
+                        let _ = socket.send_close(e.close_code(), &e.to_string()).await;
+                        break;
+                    }
+                    None => break,
                 },
             }
         }

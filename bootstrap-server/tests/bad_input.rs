@@ -163,3 +163,107 @@ async fn yws_refuses_and_isolates_bad_connections() -> Result<()> {
     server.stop().await?;
     Ok(())
 }
+
+/// A WebSocket handshake by hand; returns the socket and the response head.
+async fn raw_upgrade(a: std::net::SocketAddr, path: &str, extra: &str) -> Result<(tokio::net::TcpStream, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(a).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {a}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{extra}\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await?? == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    Ok((s, String::from_utf8_lossy(&head).into_owned()))
+}
+
+/// Server frames until the server closes the socket: (opcode, payload) each.
+async fn server_frames(s: &mut tokio::net::TcpStream) -> Result<Vec<(u8, Vec<u8>)>> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut all)).await??;
+    let mut frames = Vec::new();
+    let mut p = 0;
+    while p + 2 <= all.len() {
+        let (op, len7) = (all[p] & 0x0F, (all[p + 1] & 0x7F) as usize);
+        assert_eq!(all[p + 1] & 0x80, 0, "server frames are not masked");
+        let (len, at) = match len7 {
+            126 => (u16::from_be_bytes([all[p + 2], all[p + 3]]) as usize, p + 4),
+            127 => bail!("unexpected 64-bit length from the server"),
+            n => (n, p + 2),
+        };
+        frames.push((op, all[at..at + len].to_vec()));
+        p = at + len;
+    }
+    Ok(frames)
+}
+
+fn close_code(frames: &[(u8, Vec<u8>)]) -> Option<u16> {
+    frames.iter().find(|(op, _)| *op == 8).and_then(|(_, p)| p.get(..2)).map(|c| u16::from_be_bytes([c[0], c[1]]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yws_refuses_broken_websocket_frames_and_handshakes() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let path = format!("/yws/{}?token={}", room.room, room.candidate);
+    let ok_headers = "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    // Handshakes that are not WebSocket version 13 with a key.
+    let (_, head) = raw_upgrade(a, &path, "Sec-WebSocket-Version: 13\r\n").await?;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let (_, head) =
+        raw_upgrade(a, &path, "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n").await?;
+    assert!(
+        head.starts_with("HTTP/1.1 426") && head.to_ascii_lowercase().contains("sec-websocket-version: 13"),
+        "{head}"
+    );
+
+    // The RFC 6455 example key gets the RFC's accept value.
+    let (mut s, head) = raw_upgrade(a, &path, ok_headers).await?;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    // A ping in pieces gets its pong; a close gets its code echoed, then the socket closes.
+    let ping = [0x89u8, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    for b in ping {
+        s.write_all(&[b]).await?;
+        s.flush().await?;
+    }
+    s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8]).await?;
+    let frames = server_frames(&mut s).await?;
+    assert!(frames.contains(&(10, b"hi".to_vec())), "{frames:?}");
+    assert_eq!(close_code(&frames), Some(1000), "{frames:?}");
+
+    // An unmasked client frame: protocol error.
+    let (mut s, _) = raw_upgrade(a, &path, ok_headers).await?;
+    s.write_all(&[0x82, 0x01, 0x00]).await?;
+    assert_eq!(close_code(&server_frames(&mut s).await?), Some(1002));
+    // A header announcing 1 GiB: refused at once, before any payload.
+    let (mut s, _) = raw_upgrade(a, &path, ok_headers).await?;
+    let mut h = vec![0x82, 0xFF];
+    h.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    h.extend_from_slice(&[1, 2, 3, 4]);
+    s.write_all(&h).await?;
+    assert_eq!(close_code(&server_frames(&mut s).await?), Some(1009));
+    // Invalid UTF-8 text: 1007.
+    let (mut s, _) = raw_upgrade(a, &path, ok_headers).await?;
+    s.write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xFF, 0xFE]).await?;
+    assert_eq!(close_code(&server_frames(&mut s).await?), Some(1007));
+    // Half a frame, then the client vanishes: nothing to answer, nothing breaks.
+    let (mut s, _) = raw_upgrade(a, &path, ok_headers).await?;
+    s.write_all(&[0x82, 0xFE, 0x10]).await?;
+    drop(s);
+
+    // The node is fine: a stock client still syncs.
+    let (mut good, _) = tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?;
+    synced(&mut good).await?;
+    server.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! A bounded multi-producer, single-consumer queue that allocates nothing until something
+//! is queued, and gives its memory back once it is drained.
+//!
+//! tokio's `mpsc::channel` allocates its first block of 32 slots when the channel is made
+//! (1,312 B for a room's command queue, 1,056 B for a connection's outbound queue) and keeps
+//! it for as long as the channel lives: for a server holding thousands of idle rooms, that is
+//! a third of what each idle room costs. Here an idle queue is its `Arc` (a mutex, an empty
+//! `VecDeque`, a `Notify`, a semaphore: about 150 B); the deque grows while frames are in
+//! flight and is replaced by an empty one when the consumer drains it.
+//!
+//! The API is the subset of `tokio::sync::mpsc` the node uses, with the same meaning:
+//! `send` waits for room, `try_send` fails when full or closed, `recv` returns `None` once
+//! every sender is gone and the queue is empty, `Receiver::close` (or dropping it) makes
+//! every later send fail.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{Notify, Semaphore};
+
+struct Shared<T> {
+    queue: Mutex<VecDeque<T>>,
+    /// One permit per free slot; closed when the receiver closes or goes.
+    space: Semaphore,
+    /// Wakes the receiver (a stored permit when it is not waiting yet).
+    ready: Notify,
+    senders: AtomicUsize,
+}
+
+impl<T> Shared<T> {
+    fn queue(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // A panic while holding this lock cannot leave the deque half-updated (push and pop
+        // are single calls), so a poisoned lock is still a valid queue.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The receiver's side of `try_recv` (only the one receiver calls it).
+    fn take(&self) -> Result<T, TryRecvError> {
+        let mut q = self.queue();
+        match q.pop_front() {
+            Some(v) => {
+                if q.is_empty() && q.capacity() > 0 {
+                    // Drained: give the deque's memory back (an idle queue holds none).
+                    *q = VecDeque::new();
+                }
+                drop(q);
+                if !self.space.is_closed() {
+                    self.space.add_permits(1);
+                }
+                Ok(v)
+            }
+            None if self.senders.load(Ordering::Acquire) == 0 || self.space.is_closed() => {
+                Err(TryRecvError::Disconnected)
+            }
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    fn push(&self, value: T) {
+        self.queue().push_back(value);
+        self.ready.notify_one();
+    }
+}
+
+/// The sending side; cheap to clone.
+pub(crate) struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The receiving side.
+pub(crate) struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// `send` failed: the receiver is gone. The value comes back.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SendError<T>(pub(crate) T);
+
+/// `try_send` failed. The value comes back.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TrySendError<T> {
+    Full(T),
+    Closed(T),
+}
+
+/// `try_recv` found nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TryRecvError {
+    Empty,
+    Disconnected,
+}
+
+/// A queue holding at most `capacity` values (at least 1).
+pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(VecDeque::new()),
+        space: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
+        ready: Notify::new(),
+        senders: AtomicUsize::new(1),
+    });
+    (Sender { shared: shared.clone() }, Receiver { shared })
+}
+
+impl<T> Sender<T> {
+    /// Queues `value`, waiting while the queue is full.
+    pub(crate) async fn send(&self, value: T) -> Result<(), SendError<T>> {
+        match self.shared.space.acquire().await {
+            Ok(permit) => {
+                // The slot is given back by the receiver when it takes the value.
+                permit.forget();
+                self.shared.push(value);
+                Ok(())
+            }
+            Err(_) => Err(SendError(value)),
+        }
+    }
+
+    /// Queues `value` if there is room now.
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        match self.shared.space.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                self.shared.push(value);
+                Ok(())
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => Err(TrySendError::Closed(value)),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Err(TrySendError::Full(value)),
+        }
+    }
+
+    /// The receiver closed the queue or is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.space.is_closed()
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Sender { shared: self.shared.clone() }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last one: a waiting receiver must see the end.
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next value; `None` once the queue is empty and no sender is left (or it was
+    /// closed and drained).
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        loop {
+            // Registered before looking, so a push between the look and the wait is not
+            // missed (`notify_one` leaves a permit when nobody waits).
+            let woken = self.shared.ready.notified();
+            match self.shared.take() {
+                Ok(v) => return Some(v),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            woken.await;
+        }
+    }
+
+    /// The next value if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        self.shared.take()
+    }
+
+    /// Refuses every later send; what is queued can still be received.
+    pub(crate) fn close(&mut self) {
+        self.shared.space.close();
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.shared.space.close();
+        // What was queued is dropped now, not when the last sender goes.
+        drop(std::mem::take(&mut *self.shared.queue()));
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").field("closed", &self.is_closed()).finish()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").field("queued", &self.shared.queue().len()).finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn values_arrive_in_order_and_the_end_is_seen() {
+        let (tx, mut rx) = channel(4);
+        let tx2 = tx.clone();
+        tx.send(1).await.unwrap();
+        tx2.try_send(2).unwrap();
+        drop(tx);
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty), "a sender is left");
+        drop(tx2);
+        assert_eq!(rx.recv().await, None);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_try_send_and_makes_send_wait() {
+        let (tx, mut rx) = channel(2);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(3).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "send waits while the queue is full");
+        assert_eq!(rx.recv().await, Some(1));
+        waiting.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken_by_a_send_from_another_task() {
+        let (tx, mut rx) = channel::<u32>(8);
+        let got = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tx.send(7).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(tx);
+        assert_eq!(got.await.unwrap(), (Some(7), None));
+    }
+
+    #[tokio::test]
+    async fn closing_or_dropping_the_receiver_fails_later_sends() {
+        let (tx, mut rx) = channel(4);
+        tx.send("a").await.unwrap();
+        rx.close();
+        assert!(tx.is_closed());
+        assert_eq!(tx.try_send("b"), Err(TrySendError::Closed("b")));
+        assert_eq!(tx.send("c").await, Err(SendError("c")));
+        assert_eq!(rx.recv().await, Some("a"), "what was queued before close is still received");
+        assert_eq!(rx.recv().await, None);
+
+        let (tx, rx) = channel::<Arc<()>>(4);
+        let v = Arc::new(());
+        tx.try_send(v.clone()).unwrap();
+        drop(rx);
+        assert_eq!(Arc::strong_count(&v), 1, "queued values are dropped with the receiver");
+        assert!(matches!(tx.try_send(v), Err(TrySendError::Closed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_sender_blocked_on_a_full_queue_is_released_when_the_receiver_goes() {
+        let (tx, rx) = channel(1);
+        tx.send(1).await.unwrap();
+        let blocked = tokio::spawn(async move { tx.send(2).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx);
+        assert_eq!(blocked.await.unwrap(), Err(SendError(2)));
+    }
+
+    #[tokio::test]
+    async fn a_drained_queue_holds_no_memory() {
+        let (tx, mut rx) = channel(64);
+        for i in 0..40 {
+            tx.try_send(i).unwrap();
+        }
+        assert!(tx.shared.queue().capacity() >= 40);
+        while rx.try_recv().is_ok() {}
+        assert_eq!(tx.shared.queue().capacity(), 0);
+        // And the slots came back: the queue takes 64 again.
+        for i in 0..64 {
+            tx.try_send(i).unwrap();
+        }
+        assert!(matches!(tx.try_send(0), Err(TrySendError::Full(0))));
+    }
+
+    #[tokio::test]
+    async fn many_senders_many_values_none_lost() {
+        let (tx, mut rx) = channel::<(u32, u32)>(16);
+        let mut tasks = Vec::new();
+        for s in 0..8 {
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..500 {
+                    tx.send((s, i)).await.unwrap();
+                }
+            }));
+        }
+        drop(tx);
+        let mut next = [0u32; 8];
+        while let Some((s, i)) = rx.recv().await {
+            assert_eq!(next[s as usize], i, "each sender's values stay in order");
+            next[s as usize] += 1;
+        }
+        assert_eq!(next, [500; 8]);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+}

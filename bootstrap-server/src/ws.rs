@@ -1,0 +1,633 @@
+//! The server side of RFC 6455 WebSocket for `/yws`, written for idle connections.
+//!
+//! A y-websocket client sits idle most of an interview, and a node holds thousands of them.
+//! tungstenite (behind axum's `WebSocket`) keeps a read buffer per connection that grows to
+//! the largest message seen and never shrinks (~2–4 KiB per idle connection after the first
+//! sync message, the largest item in an idle room's footprint). Here a connection holds no
+//! buffer while idle: reads go into a buffer on the stack of the poll that found the socket
+//! readable, whole frames are decoded from it at once, and only the tail of a frame that
+//! has not fully arrived is kept (on the heap, until the rest comes). Writes go straight to
+//! the socket (header and payload in one vectored write).
+//!
+//! What is implemented: the HTTP/1.1 upgrade handshake (RFC 6455 §4.2), client frames
+//! (masked, §5.3), fragmented messages (§5.4), ping/pong, close with code and reason (§5.5),
+//! UTF-8 checked text, and the failures §7.4 names (1002 protocol error, 1007 invalid
+//! UTF-8, 1009 too big). No extensions and no subprotocols are negotiated.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes read from the socket per read call (on the stack, not kept).
+const READ_CHUNK: usize = 4096;
+
+/// A message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Msg {
+    Binary(Vec<u8>),
+    Text(String),
+    Ping(Vec<u8>),
+    /// The client's close frame: its code and reason, if it gave one.
+    Close(Option<(u16, String)>),
+}
+
+/// Why a connection's input was refused; `close_code` is what to tell the client.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WsError {
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("message of {0} bytes exceeds the limit")]
+    TooBig(u64),
+    #[error("text message is not UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl WsError {
+    /// The close code RFC 6455 §7.4.1 gives this failure.
+    pub(crate) fn close_code(&self) -> u16 {
+        match self {
+            WsError::Protocol(_) => 1002,
+            WsError::TooBig(_) => 1009,
+            WsError::NotUtf8 => 1007,
+            WsError::Io(_) => 1011,
+        }
+    }
+}
+
+/// Decodes client frames into messages. Holds memory only while a frame or a fragmented
+/// message is incomplete.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    /// The start of a frame whose end has not arrived.
+    partial: Vec<u8>,
+    /// A fragmented message being put together: its opcode and what came so far.
+    fragments: Option<(u8, Vec<u8>)>,
+    max: usize,
+}
+
+/// One frame, unmasked.
+struct Frame {
+    fin: bool,
+    opcode: u8,
+    payload: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Messages (and frames) larger than `max` bytes are refused.
+    pub(crate) fn new(max: usize) -> Self {
+        FrameReader { partial: Vec::new(), fragments: None, max }
+    }
+
+    /// Decodes what `data` completes, appending the messages to `out`.
+    pub(crate) fn feed(&mut self, data: &[u8], out: &mut VecDeque<Msg>) -> Result<(), WsError> {
+        if self.partial.is_empty() {
+            let used = self.decode_all(data, out)?;
+            if used < data.len() {
+                self.partial = data[used..].to_vec();
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.partial);
+            buf.extend_from_slice(data);
+            let used = self.decode_all(&buf, out)?;
+            if used < buf.len() {
+                if used > 0 {
+                    buf.drain(..used);
+                    buf.shrink_to_fit();
+                }
+                self.partial = buf;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes every whole frame at the start of `buf`; returns how many bytes they took.
+    fn decode_all(&mut self, buf: &[u8], out: &mut VecDeque<Msg>) -> Result<usize, WsError> {
+        let mut pos = 0;
+        while let Some((frame, used)) = self.decode_frame(&buf[pos..])? {
+            pos += used;
+            if let Some(m) = self.message(frame)? {
+                out.push_back(m);
+            }
+        }
+        Ok(pos)
+    }
+
+    /// One frame from the start of `buf`, or `None` if it has not all arrived. The header is
+    /// checked as soon as it is complete, so an oversized frame is refused before its
+    /// payload is waited for.
+    fn decode_frame(&self, buf: &[u8]) -> Result<Option<(Frame, usize)>, WsError> {
+        let [b0, b1, ..] = *buf else { return Ok(None) };
+        if b0 & 0x70 != 0 {
+            return Err(WsError::Protocol("reserved bits set without an extension"));
+        }
+        let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
+        if !matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10) {
+            return Err(WsError::Protocol("unknown opcode"));
+        }
+        if b1 & 0x80 == 0 {
+            return Err(WsError::Protocol("client frames must be masked"));
+        }
+        let (len, at) = match b1 & 0x7F {
+            126 => match buf.get(2..4) {
+                Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+                None => return Ok(None),
+            },
+            127 => match buf.get(2..10) {
+                Some(b) => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    let len = u64::from_be_bytes(a);
+                    if len >> 63 != 0 {
+                        return Err(WsError::Protocol("frame length has its top bit set"));
+                    }
+                    (len, 10)
+                }
+                None => return Ok(None),
+            },
+            n => (u64::from(n), 2),
+        };
+        if opcode >= 8 && (!fin || len > 125) {
+            return Err(WsError::Protocol("control frames must be whole and at most 125 bytes"));
+        }
+        // A continuation adds to the message so far; control frames between fragments don't.
+        let so_far = match &self.fragments {
+            Some((_, f)) if opcode == 0 => f.len() as u64,
+            _ => 0,
+        };
+        if len.saturating_add(so_far) > self.max as u64 {
+            return Err(WsError::TooBig(len.saturating_add(so_far)));
+        }
+        let len = len as usize; // ≤ max, a usize
+        let Some(mask) = buf.get(at..at + 4) else { return Ok(None) };
+        let start = at + 4;
+        let Some(body) = buf.get(start..start + len) else { return Ok(None) };
+        let payload = body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+        Ok(Some((Frame { fin, opcode, payload }, start + len)))
+    }
+
+    /// What a frame adds up to (a message, or nothing yet).
+    fn message(&mut self, f: Frame) -> Result<Option<Msg>, WsError> {
+        match f.opcode {
+            8 => Ok(Some(Msg::Close(close_payload(&f.payload)?))),
+            9 => Ok(Some(Msg::Ping(f.payload))),
+            10 => Ok(None),
+            0 => {
+                let Some((_, so_far)) = self.fragments.as_mut() else {
+                    return Err(WsError::Protocol("continuation frame without a message to continue"));
+                };
+                so_far.extend_from_slice(&f.payload);
+                if !f.fin {
+                    return Ok(None);
+                }
+                let Some((opcode, whole)) = self.fragments.take() else { return Ok(None) };
+                data_message(opcode, whole).map(Some)
+            }
+            opcode => {
+                if self.fragments.is_some() {
+                    return Err(WsError::Protocol("new message before the fragmented one ended"));
+                }
+                if f.fin {
+                    data_message(opcode, f.payload).map(Some)
+                } else {
+                    self.fragments = Some((opcode, f.payload));
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+fn data_message(opcode: u8, payload: Vec<u8>) -> Result<Msg, WsError> {
+    if opcode == 1 {
+        String::from_utf8(payload).map(Msg::Text).map_err(|_| WsError::NotUtf8)
+    } else {
+        Ok(Msg::Binary(payload))
+    }
+}
+
+fn close_payload(p: &[u8]) -> Result<Option<(u16, String)>, WsError> {
+    match p {
+        [] => Ok(None),
+        [_] => Err(WsError::Protocol("close frame with a one-byte payload")),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            // §7.4: codes a client may send.
+            if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
+                return Err(WsError::Protocol("close code not allowed on the wire"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| WsError::NotUtf8)?;
+            Ok(Some((code, reason.to_owned())))
+        }
+    }
+}
+
+/// A server frame header (unmasked) for a payload of `len` bytes; returns its length.
+fn header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
+    buf[0] = 0x80 | opcode;
+    if len < 126 {
+        buf[1] = len as u8;
+        2
+    } else if let Ok(l) = u16::try_from(len) {
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&l.to_be_bytes());
+        4
+    } else {
+        buf[1] = 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// `reason` cut to what fits a close frame (123 bytes), on a character boundary.
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+/// An upgraded connection.
+pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
+    io: S,
+    reader: FrameReader,
+    /// Decoded messages not handed out yet (empty, with no memory, while idle).
+    queued: VecDeque<Msg>,
+    eof: bool,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket").field("queued", &self.queued.len()).field("eof", &self.eof).finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// A connection over `io` (already upgraded), refusing messages over `max` bytes.
+    pub(crate) fn new(io: S, max: usize) -> Self {
+        WebSocket { io, reader: FrameReader::new(max), queued: VecDeque::new(), eof: false }
+    }
+
+    /// The next message; `None` when the client went away. Cancel-safe: dropping the future
+    /// loses nothing (what was read is decoded in the same poll).
+    pub(crate) fn recv(&mut self) -> impl Future<Output = Option<Result<Msg, WsError>>> + '_ {
+        poll_fn(move |cx| self.poll_recv(cx))
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Msg, WsError>>> {
+        loop {
+            if let Some(m) = self.queued.pop_front() {
+                if self.queued.is_empty() {
+                    self.queued = VecDeque::new();
+                }
+                return Poll::Ready(Some(Ok(m)));
+            }
+            if self.eof {
+                return Poll::Ready(None);
+            }
+            // On this poll's stack: nothing is kept between reads.
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut rb = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    self.eof = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => self.eof = true,
+                Poll::Ready(Ok(())) => {
+                    if let Err(e) = self.reader.feed(rb.filled(), &mut self.queued) {
+                        self.eof = true;
+                        self.queued.clear();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a binary message.
+    pub(crate) async fn send_binary(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.send_frame(2, payload).await
+    }
+
+    /// Answers a ping.
+    pub(crate) async fn send_pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.send_frame(10, payload).await
+    }
+
+    /// Sends a close frame (the reason is cut to 123 bytes). The caller then drops the
+    /// connection, which closes the socket.
+    pub(crate) async fn send_close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        let reason = close_reason(reason);
+        let mut p = Vec::with_capacity(2 + reason.len());
+        p.extend_from_slice(&code.to_be_bytes());
+        p.extend_from_slice(reason.as_bytes());
+        self.send_frame(8, &p).await
+    }
+
+    async fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut hdr = [0u8; 10];
+        let h = header(&mut hdr, opcode, payload.len());
+        let (mut hpos, mut ppos) = (0, 0);
+        while hpos < h || ppos < payload.len() {
+            let n = {
+                let bufs = [IoSlice::new(&hdr[hpos..h]), IoSlice::new(&payload[ppos..])];
+                poll_fn(|cx| Pin::new(&mut self.io).poll_write_vectored(cx, &bufs)).await?
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_header = n.min(h - hpos);
+            hpos += from_header;
+            ppos += n - from_header;
+        }
+        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
+    }
+}
+
+/// The extractor for a WebSocket upgrade request (RFC 6455 §4.2.1); refuses anything else
+/// with 400 (426 for a wrong version, with the version we speak).
+#[derive(Debug)]
+pub(crate) struct Upgrade {
+    accept: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        let bad = |why: &'static str| (StatusCode::BAD_REQUEST, why).into_response();
+        if parts.method != Method::GET {
+            return Err((StatusCode::METHOD_NOT_ALLOWED, "a WebSocket upgrade is a GET").into_response());
+        }
+        let h = &parts.headers;
+        if !has_token(h, header::CONNECTION, "upgrade") || !has_token(h, header::UPGRADE, "websocket") {
+            return Err(bad("expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)"));
+        }
+        if h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+            return Err((
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "WebSocket version 13 only",
+            )
+                .into_response());
+        }
+        let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else { return Err(bad("Sec-WebSocket-Key is missing")) };
+        let accept = accept_key(key.as_bytes());
+        let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+            return Err(bad("this connection cannot be upgraded"));
+        };
+        Ok(Upgrade { accept, on_upgrade })
+    }
+}
+
+impl Upgrade {
+    /// Answers 101 and runs `serve` on the connection once hyper hands it over.
+    pub(crate) fn on_upgrade<F, Fut>(self, max_message: usize, serve: F) -> Response
+    where
+        F: FnOnce(WebSocket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(io) => serve(WebSocket::new(TokioIo::new(io), max_message)).await,
+                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+            }
+        });
+        (
+            StatusCode::SWITCHING_PROTOCOLS,
+            [
+                (header::CONNECTION, HeaderValue::from_static("upgrade")),
+                (header::UPGRADE, HeaderValue::from_static("websocket")),
+                (header::SEC_WEBSOCKET_ACCEPT, self.accept),
+            ],
+        )
+            .into_response()
+    }
+}
+
+/// Whether a comma-separated header has `token` (case-insensitive), as `Connection:
+/// keep-alive, Upgrade` does.
+fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// `Sec-WebSocket-Accept` for a client's key (§4.2.2).
+fn accept_key(key: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(key);
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+    // Base64 is always a valid header value.
+    HeaderValue::from_str(&b64).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    /// A client frame: masked with `mask`.
+    fn frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut v = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        match payload.len() {
+            n if n < 126 => v.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                v.push(0x80 | 126);
+                v.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                v.push(0x80 | 127);
+                v.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        v.extend_from_slice(&mask);
+        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        v
+    }
+
+    fn decode(bytes: &[u8], max: usize) -> Result<Vec<Msg>, WsError> {
+        let mut r = FrameReader::new(max);
+        let mut out = VecDeque::new();
+        r.feed(bytes, &mut out)?;
+        Ok(out.into())
+    }
+
+    #[test]
+    fn the_rfc_example_key_gets_the_rfc_accept_value() {
+        // RFC 6455 §1.3.
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn every_length_encoding_round_trips_split_at_every_byte() {
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
+        let mut stream = Vec::new();
+        let sizes = [0usize, 1, 125, 126, 127, 65_535, 65_536, 70_000];
+        for &n in &sizes {
+            stream.extend(frame(true, 2, &big[..n], [1, 2, 3, 4]));
+        }
+        stream.extend(frame(true, 1, "héllo".as_bytes(), [9, 8, 7, 6]));
+        let want: Vec<Msg> =
+            sizes.iter().map(|&n| Msg::Binary(big[..n].to_vec())).chain([Msg::Text("héllo".into())]).collect();
+        assert_eq!(decode(&stream, 1 << 20).unwrap(), want);
+        // Arriving in pieces of every size, the same messages, and nothing kept at the end.
+        for step in [1usize, 2, 3, 7, 100, 4096] {
+            let mut r = FrameReader::new(1 << 20);
+            let mut out = VecDeque::new();
+            for piece in stream.chunks(step) {
+                r.feed(piece, &mut out).unwrap();
+            }
+            assert_eq!(Vec::from(out), want, "pieces of {step}");
+            assert_eq!(r.partial.capacity(), 0, "no buffer kept once every frame is whole");
+        }
+    }
+
+    #[test]
+    fn fragments_make_one_message_with_control_frames_between_them() {
+        let mut s = frame(false, 2, b"ab", [0; 4]);
+        s.extend(frame(true, 9, b"p", [5; 4]));
+        s.extend(frame(false, 0, b"cd", [7; 4]));
+        s.extend(frame(true, 0, b"e", [3; 4]));
+        assert_eq!(decode(&s, 100).unwrap(), vec![Msg::Ping(b"p".to_vec()), Msg::Binary(b"abcde".to_vec())]);
+    }
+
+    #[test]
+    fn close_frames_carry_their_code_and_reason() {
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(b"bye");
+        assert_eq!(decode(&frame(true, 8, &p, [1; 4]), 100).unwrap(), vec![Msg::Close(Some((1000, "bye".into())))]);
+        assert_eq!(decode(&frame(true, 8, &[], [1; 4]), 100).unwrap(), vec![Msg::Close(None)]);
+    }
+
+    #[test]
+    fn protocol_violations_are_refused_with_the_right_code() {
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (
+                {
+                    let mut f = frame(true, 2, b"x", [1; 4]);
+                    f[1] &= 0x7F;
+                    f.drain(2..6);
+                    f
+                },
+                1002,
+            ), // unmasked
+            (
+                {
+                    let mut f = frame(true, 2, b"x", [1; 4]);
+                    f[0] |= 0x40;
+                    f
+                },
+                1002,
+            ), // RSV1
+            (frame(true, 3, b"x", [1; 4]), 1002),      // unknown opcode
+            (frame(false, 9, b"x", [1; 4]), 1002),     // fragmented ping
+            (frame(true, 9, &[0; 126], [1; 4]), 1002), // long ping
+            (frame(true, 0, b"x", [1; 4]), 1002),      // lone continuation
+            (
+                {
+                    let mut f = frame(false, 2, b"x", [1; 4]);
+                    f.extend(frame(true, 2, b"y", [1; 4]));
+                    f
+                },
+                1002,
+            ),
+            (frame(true, 8, &[3], [1; 4]), 1002),                   // one-byte close
+            (frame(true, 8, &1005u16.to_be_bytes(), [1; 4]), 1002), // reserved code
+            (frame(true, 1, &[0xFF, 0xFE], [1; 4]), 1007),          // not UTF-8
+            (
+                {
+                    let mut f = frame(false, 1, &[0xC3], [1; 4]);
+                    f.extend(frame(true, 0, &[0x28], [1; 4]));
+                    f
+                },
+                1007,
+            ),
+            (frame(true, 2, &[0; 101], [1; 4]), 1009), // over the limit
+            (
+                {
+                    let mut f = frame(false, 2, &[0; 60], [1; 4]);
+                    f.extend(frame(true, 0, &[0; 60], [1; 4]));
+                    f
+                },
+                1009,
+            ),
+        ];
+        for (i, (bytes, code)) in cases.iter().enumerate() {
+            let e = decode(bytes, 100).expect_err(&format!("case {i} must be refused"));
+            assert_eq!(e.close_code(), *code, "case {i}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_from_its_header_alone() {
+        // Only the header of a 1 GiB frame: refused at once, not buffered while it "arrives".
+        let mut h = vec![0x82, 0x80 | 127];
+        h.extend_from_slice(&(1u64 << 30).to_be_bytes());
+        assert!(matches!(decode(&h, 1 << 20), Err(WsError::TooBig(_))));
+        let mut h = vec![0x82, 0x80 | 127];
+        h.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(decode(&h, 1 << 20), Err(WsError::Protocol(_))));
+    }
+
+    #[test]
+    fn server_headers_use_the_shortest_length_form() {
+        let mut b = [0u8; 10];
+        assert_eq!((header(&mut b, 2, 125), b[1]), (2, 125));
+        assert_eq!((header(&mut b, 2, 126), b[1], &b[2..4]), (4, 126, &[0u8, 126][..]));
+        assert_eq!((header(&mut b, 2, 70_000), b[1]), (10, 127));
+        assert_eq!(close_reason(&"é".repeat(100)).len(), 122, "cut on a character boundary");
+    }
+
+    #[tokio::test]
+    async fn a_connection_reads_frames_and_writes_unmasked_ones() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut ws = WebSocket::new(server, 1 << 16);
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut s = frame(true, 2, &[7u8; 300], [1, 2, 3, 4]);
+            s.extend(frame(true, 9, b"hi", [4; 4]));
+            cw.write_all(&s).await.unwrap();
+            cw.shutdown().await.unwrap();
+        });
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Msg::Binary(vec![7; 300]));
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Msg::Ping(b"hi".to_vec()));
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut got = Vec::new();
+            cr.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        ws.send_binary(&[5u8; 200]).await.unwrap();
+        ws.send_close(4400, "done").await.unwrap();
+        assert!(ws.recv().await.is_none(), "the client's end of stream");
+        drop(ws);
+        writer.await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..4], &[0x82, 126, 0, 200]);
+        assert_eq!(&got[4..204], &[5u8; 200][..]);
+        assert_eq!(&got[204..], &[0x88, 6, 0x11, 0x30, b'd', b'o', b'n', b'e'][..]);
+    }
+}
