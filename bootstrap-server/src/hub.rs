@@ -10,7 +10,6 @@
 //! the connections and their presence, which it goes on serving (idle clients renew their
 //! awareness every 15 s). The next frame that needs the document reopens it from sled.
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use arena_core::sync::presence::PresenceMap;
@@ -36,9 +35,9 @@ const HUB_QUEUE: usize = 1024;
 pub(crate) enum Outbound {
     /// Shared by every recipient of the frame (a reference count, not a copy each).
     Binary(bytes::Bytes),
-    /// Boxed `str` (not `String`): the enum then fits in `Bytes`'s 32 bytes, and every
-    /// connection's queue is sized by it.
-    Close(Box<str>),
+    /// A close code and reason. Boxed `str` (not `String`): the enum then fits in `Bytes`'s
+    /// 32 bytes.
+    Close(u16, Box<str>),
 }
 
 /// A connection joining a room.
@@ -47,7 +46,7 @@ pub(crate) struct Attach {
     pub(crate) conn: u64,
     pub(crate) role: Role,
     /// Its invite token (relayed with its updates when another node must sign them).
-    pub(crate) token: Option<String>,
+    pub(crate) token: Option<Box<str>>,
     pub(crate) tx: chan::Sender<Outbound>,
     pub(crate) reply: oneshot::Sender<Vec<Vec<u8>>>,
 }
@@ -89,11 +88,58 @@ pub(crate) enum HubCmd {
 struct Conn {
     tx: chan::Sender<Outbound>,
     session: YSession,
-    awareness_ids: HashSet<u64>,
+    /// The awareness client ids it announced (usually one; a Vec holds it in 8 bytes where a
+    /// set takes 4 buckets).
+    awareness_ids: Vec<u64>,
     link: Reassembler,
     /// Speaks our envelope protocol (sent a `MSG_ARENA` message): gets signed envelopes.
     arena: bool,
-    token: Option<String>,
+    token: Option<Box<str>>,
+}
+
+/// A room's connections: a few per room (two people, an observer, a recorder), so a Vec
+/// searched by id; a `HashMap` would hold 4 buckets of `Conn` for a room's one idle client.
+#[derive(Default)]
+struct ConnMap(Vec<(u64, Conn)>);
+
+impl ConnMap {
+    fn insert(&mut self, id: u64, c: Conn) {
+        self.remove(&id);
+        if self.0.len() == self.0.capacity() {
+            // Grow by half, not to 4 at the first push as Vec does.
+            self.0.reserve_exact((self.0.len() / 2).max(1));
+        }
+        self.0.push((id, c));
+    }
+    fn get(&self, id: &u64) -> Option<&Conn> {
+        self.0.iter().find(|(i, _)| i == id).map(|(_, c)| c)
+    }
+    fn get_mut(&mut self, id: &u64) -> Option<&mut Conn> {
+        self.0.iter_mut().find(|(i, _)| i == id).map(|(_, c)| c)
+    }
+    fn remove(&mut self, id: &u64) -> Option<Conn> {
+        let at = self.0.iter().position(|(i, _)| i == id)?;
+        let (_, c) = self.0.swap_remove(at);
+        if self.0.len() <= self.0.capacity() / 4 {
+            self.0.shrink_to_fit();
+        }
+        Some(c)
+    }
+    fn drain(&mut self) -> impl Iterator<Item = (u64, Conn)> {
+        std::mem::take(&mut self.0).into_iter()
+    }
+    fn iter(&self) -> impl Iterator<Item = (&u64, &Conn)> {
+        self.0.iter().map(|(i, c)| (i, c))
+    }
+    fn values(&self) -> impl Iterator<Item = &Conn> {
+        self.0.iter().map(|(_, c)| c)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 struct Hub {
@@ -105,7 +151,7 @@ struct Hub {
     /// When something last needed the document.
     used: Instant,
     presence: PresenceMap,
-    conns: HashMap<u64, Conn>,
+    conns: ConnMap,
     out: Vec<(Option<u64>, Option<u64>, Vec<u8>)>,
     /// Info requests answered after the next flush (so they report durable state).
     info_waiting: Vec<oneshot::Sender<serde_json::Value>>,
@@ -125,7 +171,7 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
         room: Some(Box::new(room)),
         used: Instant::now(),
         presence: PresenceMap::new(0),
-        conns: HashMap::new(),
+        conns: ConnMap::default(),
         out: Vec::new(),
         info_waiting: Vec::new(),
         proxied: Vec::new(),
@@ -150,8 +196,13 @@ impl Hub {
                 biased;
                 _ = shutdown.cancelled() => break,
                 cmd = rx.recv() => match cmd { Some(c) => c, None => break },
-                _ = sleep_until(deadline) => { debug!("idle, unloading"); break }
-                _ = sleep_until(evict_at) => { self.evict(); continue }
+                // One timer for both (a timer is ~100 bytes of every idle room's task).
+                _ = sleep_until(earliest(deadline, evict_at)) => {
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| now >= d) { debug!("idle, unloading"); break }
+                    if evict_at.is_some_and(|e| now >= e) { self.evict() }
+                    continue
+                }
             };
             let started = Instant::now();
             self.handle(cmd);
@@ -169,7 +220,7 @@ impl Hub {
             if let Err(e) = self.node.flush().await {
                 warn!(error = %e, "flush failed; closing connections");
                 for c in self.conns.values() {
-                    let _ = c.tx.try_send(Outbound::Close("storage failure".into()));
+                    let _ = c.tx.try_send(Outbound::Close(4400, "storage failure".into()));
                 }
                 break;
             }
@@ -191,7 +242,13 @@ impl Hub {
             dec(&self.node.inner.metrics.docs_loaded);
         }
         for c in self.conns.values() {
-            let _ = c.tx.try_send(Outbound::Close("room unloaded".into()));
+            // Connections have no shutdown watch of their own (one waiter less per idle
+            // client): the room tells them.
+            let _ = c.tx.try_send(if shutdown.is_cancelled() {
+                Outbound::Close(1001, "server shutting down".into())
+            } else {
+                Outbound::Close(4400, "room unloaded".into())
+            });
         }
         dec(&self.node.inner.metrics.rooms_loaded);
         drop(rx);
@@ -234,7 +291,7 @@ impl Hub {
             Err(e) => {
                 warn!(error = %e, "reopening the room failed; closing its connections");
                 for (_, c) in self.conns.drain() {
-                    let _ = c.tx.try_send(Outbound::Close(format!("storage failure: {e}").into()));
+                    let _ = c.tx.try_send(Outbound::Close(4400, format!("storage failure: {e}").into()));
                 }
                 false
             }
@@ -266,7 +323,7 @@ impl Hub {
         for id in slow {
             if let Some(c) = self.conns.remove(&id) {
                 inc(&m.frames_dropped_slow, 1);
-                let _ = c.tx.try_send(Outbound::Close("too slow: reconnect to resync".into()));
+                let _ = c.tx.try_send(Outbound::Close(4400, "too slow: reconnect to resync".into()));
             }
         }
     }
@@ -278,12 +335,12 @@ impl Hub {
                 let session = YSession::new(!role.may_write());
                 // One message per frame: stock y-websocket peers read only a frame's first message.
                 let Some(start) = self.with_room(|h, r| session.start_frames(r.doc(), &h.presence)) else {
-                    let _ = tx.try_send(Outbound::Close("storage failure".into()));
+                    let _ = tx.try_send(Outbound::Close(4400, "storage failure".into()));
                     return;
                 };
                 self.conns.insert(
                     conn,
-                    Conn { tx, session, awareness_ids: HashSet::new(), link: Reassembler::new(), arena: false, token },
+                    Conn { tx, session, awareness_ids: Vec::new(), link: Reassembler::new(), arena: false, token },
                 );
                 let _ = reply.send(start);
             }
@@ -305,7 +362,7 @@ impl Hub {
         }
     }
 
-    fn drop_awareness(&mut self, ids: HashSet<u64>) {
+    fn drop_awareness(&mut self, ids: Vec<u64>) {
         if ids.is_empty() {
             return;
         }
@@ -351,7 +408,7 @@ impl Hub {
                 inc(&m.frames_rejected, 1);
                 debug!(conn, error = %e, "malformed frame");
                 if let Some(c) = self.conns.remove(&conn) {
-                    let _ = c.tx.try_send(Outbound::Close(format!("malformed message: {e}").into()));
+                    let _ = c.tx.try_send(Outbound::Close(4400, format!("malformed message: {e}").into()));
                     self.drop_awareness(c.awareness_ids);
                 }
                 return;
@@ -369,7 +426,9 @@ impl Hub {
             if let Ok(upd) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&a) {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     for id in upd.clients.keys() {
-                        c.awareness_ids.insert(id.get());
+                        if !c.awareness_ids.contains(&id.get()) {
+                            c.awareness_ids.push(id.get());
+                        }
                     }
                 }
             }
@@ -396,7 +455,7 @@ impl Hub {
             Some(Err(e)) => {
                 inc(&self.node.inner.metrics.frames_rejected, 1);
                 if let Some(c) = self.conns.remove(&conn) {
-                    let _ = c.tx.try_send(Outbound::Close(format!("malformed envelope message: {e}").into()));
+                    let _ = c.tx.try_send(Outbound::Close(4400, format!("malformed envelope message: {e}").into()));
                 }
                 return;
             }
@@ -521,7 +580,7 @@ impl Hub {
             let msgs: Vec<Wire> = batch
                 .into_iter()
                 .filter_map(|(conn, update)| {
-                    let token = self.conns.get(&conn)?.token.clone()?;
+                    let token = self.conns.get(&conn)?.token.as_deref()?.to_owned();
                     Some(Wire::Proxied { token, update })
                 })
                 .collect();
@@ -650,6 +709,13 @@ impl Hub {
             "codeLength": doc.code_len(),
             "consensus": { "round": c.round, "enabled": c.enabled(), "satisfied": c.satisfied, "required": c.required },
         })
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -79,7 +79,9 @@ fn serve(
         inc(&m.connections_active, 1);
         let (tx, mut rx) = chan::channel(CONN_QUEUE);
         let (reply, start) = oneshot::channel();
-        let attach = HubCmd::Attach(Box::new(Attach { conn, role, token: token.clone(), tx, reply }));
+        // Moved, not cloned: the room keeps the one copy (this task no longer needs it).
+        let token = token.map(String::into_boxed_str);
+        let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, tx, reply }));
         if Box::pin(hub.send(attach)).await.is_err() {
             dec(&m.connections_active);
             return Box::pin(refuse(socket, "room unavailable, retry".into())).await;
@@ -91,20 +93,15 @@ fn serve(
             }
         }
         let mut limiter = RateLimiter::new(node.cfg().rate_limit);
-        let shutdown = node.inner.shutdown.clone();
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    let _ = socket.send_close(1001, "server shutting down").await;
-                    break;
-                }
                 out = rx.recv() => match out {
                     Some(Outbound::Binary(b)) => {
                         if socket.send_binary(&b).await.is_err() { break; }
                     }
-                    Some(Outbound::Close(reason)) => {
-                        let _ = socket.send_close(4400, &reason).await;
+                    Some(Outbound::Close(code, reason)) => {
+                        let _ = socket.send_close(code, &reason).await;
                         break;
                     }
                     None => break,

@@ -264,6 +264,9 @@ async fn yws_refuses_broken_websocket_frames_and_handshakes() -> Result<()> {
     // The node is fine: a stock client still syncs.
     let (mut good, _) = tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?;
     synced(&mut good).await?;
-    server.stop().await?;
+    // Shutting down tells connected clients why (1001, going away).
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(until_closed(&mut good).await?.0, Some(1001));
+    stopping.await??;
     Ok(())
 }
