@@ -5,8 +5,8 @@
 //! (1,312 B for a room's command queue, 1,056 B for a connection's outbound queue) and keeps
 //! it for as long as the channel lives: for a server holding thousands of idle rooms, that is
 //! a third of what each idle room costs. Here an idle queue is its `Arc` (a mutex, an empty
-//! `VecDeque`, a `Notify`, a semaphore: about 150 B); the deque grows while frames are in
-//! flight and is replaced by an empty one when the consumer drains it.
+//! `VecDeque`, the receiver's waker, a semaphore: about 120 B); the deque grows while frames
+//! are in flight and is replaced by an empty one when the consumer drains it.
 //!
 //! The API is the subset of `tokio::sync::mpsc` the node uses, with the same meaning:
 //! `send` waits for room, `try_send` fails when full or closed, `recv` returns `None` once
@@ -15,52 +15,82 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
+
+struct Inner<T> {
+    queue: VecDeque<T>,
+    /// The receiver, when it waits.
+    waker: Option<Waker>,
+}
 
 struct Shared<T> {
-    queue: Mutex<VecDeque<T>>,
+    inner: Mutex<Inner<T>>,
     /// One permit per free slot; closed when the receiver closes or goes.
     space: Semaphore,
-    /// Wakes the receiver (a stored permit when it is not waiting yet).
-    ready: Notify,
     senders: AtomicUsize,
 }
 
 impl<T> Shared<T> {
-    fn queue(&self) -> MutexGuard<'_, VecDeque<T>> {
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // A panic while holding this lock cannot leave the deque half-updated (push and pop
         // are single calls), so a poisoned lock is still a valid queue.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The receiver's side of `try_recv` (only the one receiver calls it).
-    fn take(&self) -> Result<T, TryRecvError> {
-        let mut q = self.queue();
-        match q.pop_front() {
+    /// The receiver's side of `try_recv` / `poll_recv` (only the one receiver calls it);
+    /// with `cx`, registers the receiver to be woken when it finds nothing.
+    fn take(&self, cx: Option<&mut Context<'_>>) -> Result<T, TryRecvError> {
+        let mut g = self.lock();
+        match g.queue.pop_front() {
             Some(v) => {
-                if q.is_empty() && q.capacity() > 0 {
+                if g.queue.is_empty() && g.queue.capacity() > 0 {
                     // Drained: give the deque's memory back (an idle queue holds none).
-                    *q = VecDeque::new();
+                    g.queue = VecDeque::new();
                 }
-                drop(q);
+                drop(g);
                 if !self.space.is_closed() {
                     self.space.add_permits(1);
                 }
                 Ok(v)
             }
+            // Read under the lock: the last sender decrements before it takes the lock to
+            // wake us, so either we see 0 here or it sees our waker.
             None if self.senders.load(Ordering::Acquire) == 0 || self.space.is_closed() => {
                 Err(TryRecvError::Disconnected)
             }
-            None => Err(TryRecvError::Empty),
+            None => {
+                if let Some(cx) = cx {
+                    match &mut g.waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        slot => *slot = Some(cx.waker().clone()),
+                    }
+                }
+                Err(TryRecvError::Empty)
+            }
         }
     }
 
     fn push(&self, value: T) {
-        self.queue().push_back(value);
-        self.ready.notify_one();
+        let waker = {
+            let mut g = self.lock();
+            g.queue.push_back(value);
+            g.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn wake_receiver(&self) {
+        let waker = self.lock().waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -95,9 +125,8 @@ pub(crate) enum TryRecvError {
 /// A queue holding at most `capacity` values (at least 1).
 pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
-        queue: Mutex::new(VecDeque::new()),
+        inner: Mutex::new(Inner { queue: VecDeque::new(), waker: None }),
         space: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
-        ready: Notify::new(),
         senders: AtomicUsize::new(1),
     });
     (Sender { shared: shared.clone() }, Receiver { shared })
@@ -147,7 +176,7 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last one: a waiting receiver must see the end.
-            self.shared.ready.notify_one();
+            self.shared.wake_receiver();
         }
     }
 }
@@ -156,22 +185,21 @@ impl<T> Receiver<T> {
     /// The next value; `None` once the queue is empty and no sender is left (or it was
     /// closed and drained).
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        loop {
-            // Registered before looking, so a push between the look and the wait is not
-            // missed (`notify_one` leaves a permit when nobody waits).
-            let woken = self.shared.ready.notified();
-            match self.shared.take() {
-                Ok(v) => return Some(v),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => {}
-            }
-            woken.await;
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// `recv` for hand-written futures: registers `cx` to be woken when a value comes.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.shared.take(Some(cx)) {
+            Ok(v) => Poll::Ready(Some(v)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => Poll::Pending,
         }
     }
 
     /// The next value if one is queued.
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        self.shared.take()
+        self.shared.take(None)
     }
 
     /// Refuses every later send; what is queued can still be received.
@@ -184,7 +212,8 @@ impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.shared.space.close();
         // What was queued is dropped now, not when the last sender goes.
-        drop(std::mem::take(&mut *self.shared.queue()));
+        let queued = std::mem::take(&mut self.shared.lock().queue);
+        drop(queued);
     }
 }
 
@@ -196,7 +225,7 @@ impl<T> fmt::Debug for Sender<T> {
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver").field("queued", &self.shared.queue().len()).finish()
+        f.debug_struct("Receiver").field("queued", &self.shared.lock().queue.len()).finish()
     }
 }
 
@@ -285,9 +314,9 @@ mod tests {
         for i in 0..40 {
             tx.try_send(i).unwrap();
         }
-        assert!(tx.shared.queue().capacity() >= 40);
+        assert!(tx.shared.lock().queue.capacity() >= 40);
         while rx.try_recv().is_ok() {}
-        assert_eq!(tx.shared.queue().capacity(), 0);
+        assert_eq!(tx.shared.lock().queue.capacity(), 0);
         // And the slots came back: the queue takes 64 again.
         for i in 0..64 {
             tx.try_send(i).unwrap();

@@ -234,7 +234,7 @@ fn close_payload(p: &[u8]) -> Result<Option<(u16, String)>, WsError> {
 }
 
 /// A server frame header (unmasked) for a payload of `len` bytes; returns its length.
-fn header(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
+fn header_for(buf: &mut [u8; 10], opcode: u8, len: usize) -> usize {
     buf[0] = 0x80 | opcode;
     if len < 126 {
         buf[1] = len as u8;
@@ -266,6 +266,17 @@ pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
     /// Decoded messages not handed out yet (empty, with no memory, while idle).
     queued: VecDeque<Msg>,
     eof: bool,
+    /// The frame being written, if the socket did not take it all at once.
+    out: Option<Outgoing>,
+}
+
+/// A frame on its way out: header and payload, and how much of each is written.
+struct Outgoing {
+    header: [u8; 10],
+    header_len: u8,
+    header_pos: u8,
+    payload: bytes::Bytes,
+    payload_pos: usize,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -277,16 +288,19 @@ impl<S> std::fmt::Debug for WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// A connection over `io` (already upgraded), refusing messages over `max` bytes.
     pub(crate) fn new(io: S, max: usize) -> Self {
-        WebSocket { io, reader: FrameReader::new(max), queued: VecDeque::new(), eof: false }
+        WebSocket { io, reader: FrameReader::new(max), queued: VecDeque::new(), eof: false, out: None }
     }
 
     /// The next message; `None` when the client went away. Cancel-safe: dropping the future
-    /// loses nothing (what was read is decoded in the same poll).
+    /// loses nothing (what was read is decoded in the same poll). (The node polls
+    /// [`Self::poll_recv`] from its own future.)
+    #[cfg(test)]
     pub(crate) fn recv(&mut self) -> impl Future<Output = Option<Result<Msg, WsError>>> + '_ {
         poll_fn(move |cx| self.poll_recv(cx))
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Msg, WsError>>> {
+    /// `recv` for hand-written futures.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Msg, WsError>>> {
         loop {
             if let Some(m) = self.queued.pop_front() {
                 if self.queued.is_empty() {
@@ -319,42 +333,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Sends a binary message.
-    pub(crate) async fn send_binary(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.send_frame(2, payload).await
-    }
-
-    /// Answers a ping.
-    pub(crate) async fn send_pong(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.send_frame(10, payload).await
+    pub(crate) async fn send_binary(&mut self, payload: impl Into<bytes::Bytes>) -> io::Result<()> {
+        self.start_frame(2, payload.into());
+        poll_fn(|cx| self.poll_write_out(cx)).await
     }
 
     /// Sends a close frame (the reason is cut to 123 bytes). The caller then drops the
     /// connection, which closes the socket.
     pub(crate) async fn send_close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        self.start_close(code, reason);
+        poll_fn(|cx| self.poll_write_out(cx)).await
+    }
+
+    /// Queues a close frame; [`Self::poll_write_out`] writes it.
+    pub(crate) fn start_close(&mut self, code: u16, reason: &str) {
         let reason = close_reason(reason);
         let mut p = Vec::with_capacity(2 + reason.len());
         p.extend_from_slice(&code.to_be_bytes());
         p.extend_from_slice(reason.as_bytes());
-        self.send_frame(8, &p).await
+        self.start_frame(8, p.into());
     }
 
-    async fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut hdr = [0u8; 10];
-        let h = header(&mut hdr, opcode, payload.len());
-        let (mut hpos, mut ppos) = (0, 0);
-        while hpos < h || ppos < payload.len() {
-            let n = {
-                let bufs = [IoSlice::new(&hdr[hpos..h]), IoSlice::new(&payload[ppos..])];
-                poll_fn(|cx| Pin::new(&mut self.io).poll_write_vectored(cx, &bufs)).await?
-            };
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+    /// Queues one frame; [`Self::poll_write_out`] writes it. A frame still being written
+    /// is finished first by the caller (this replaces it otherwise: callers poll the
+    /// write out before they start the next).
+    pub(crate) fn start_frame(&mut self, opcode: u8, payload: bytes::Bytes) {
+        debug_assert!(self.out.is_none(), "a frame is still being written");
+        let mut header = [0u8; 10];
+        let header_len = header_for(&mut header, opcode, payload.len()) as u8;
+        self.out = Some(Outgoing { header, header_len, header_pos: 0, payload, payload_pos: 0 });
+    }
+
+    /// Writes the queued frame (header and payload in vectored writes); ready at once when
+    /// nothing is queued.
+    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(o) = self.out.as_mut() else { return Poll::Ready(Ok(())) };
+        loop {
+            let (h, hp) = (usize::from(o.header_len), usize::from(o.header_pos));
+            if hp == h && o.payload_pos == o.payload.len() {
+                break;
             }
-            let from_header = n.min(h - hpos);
-            hpos += from_header;
-            ppos += n - from_header;
+            let bufs = [IoSlice::new(&o.header[hp..h]), IoSlice::new(&o.payload[o.payload_pos..])];
+            let n = match Pin::new(&mut self.io).poll_write_vectored(cx, &bufs) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    self.out = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(0)) => {
+                    self.out = None;
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => n,
+            };
+            let from_header = n.min(h - hp);
+            o.header_pos += from_header as u8;
+            o.payload_pos += n - from_header;
         }
-        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
+        self.out = None;
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 }
 
@@ -594,9 +631,9 @@ mod tests {
     #[test]
     fn server_headers_use_the_shortest_length_form() {
         let mut b = [0u8; 10];
-        assert_eq!((header(&mut b, 2, 125), b[1]), (2, 125));
-        assert_eq!((header(&mut b, 2, 126), b[1], &b[2..4]), (4, 126, &[0u8, 126][..]));
-        assert_eq!((header(&mut b, 2, 70_000), b[1]), (10, 127));
+        assert_eq!((header_for(&mut b, 2, 125), b[1]), (2, 125));
+        assert_eq!((header_for(&mut b, 2, 126), b[1], &b[2..4]), (4, 126, &[0u8, 126][..]));
+        assert_eq!((header_for(&mut b, 2, 70_000), b[1]), (10, 127));
         assert_eq!(close_reason(&"é".repeat(100)).len(), 122, "cut on a character boundary");
     }
 
@@ -620,7 +657,7 @@ mod tests {
             cr.read_to_end(&mut got).await.unwrap();
             got
         });
-        ws.send_binary(&[5u8; 200]).await.unwrap();
+        ws.send_binary(vec![5u8; 200]).await.unwrap();
         ws.send_close(4400, "done").await.unwrap();
         assert!(ws.recv().await.is_none(), "the client's end of stream");
         drop(ws);

@@ -5,6 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use futures_util::future::Either;
 use tokio::sync::oneshot;
 use tracing::{debug, info_span, Instrument};
@@ -52,92 +56,163 @@ async fn refuse(mut socket: WebSocket, reason: String) {
     let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!(
         "permission denied: {reason}"
     )))]);
-    let _ = socket.send_binary(&deny).await;
+    let _ = socket.send_binary(deny).await;
     let _ = socket.send_close(4403, reason).await;
 }
 
-/// A plain fn returning an `async move` block rather than an `async fn`: an async fn's
-/// state keeps its arguments twice (as captured and as moved-in locals), and this state is
-/// what every connected client costs while it is idle.
-#[allow(clippy::manual_async_fn, reason = "an async fn would keep its arguments twice")]
-fn serve(
+/// Joins the room, sends the client its start frames, then hands the connection to a
+/// [`Session`] of its own task: this setup (and everything it holds) is gone by the time the
+/// client sits idle.
+async fn serve(
     node: Node,
     mut socket: WebSocket,
     conn: u64,
     room: arena_core::RoomId,
     role: arena_core::Role,
     token: Option<String>,
-) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        let m = &node.inner.metrics;
-        // The one-time steps are boxed so that they do not widen the idle loop's state.
-        let hub = match Box::pin(node.hub(&room, token.as_deref())).await {
-            Ok(h) => h,
-            Err(e) => return Box::pin(refuse(socket, e.to_string())).await,
-        };
-        inc(&m.connections_total, 1);
-        inc(&m.connections_active, 1);
-        let (tx, mut rx) = chan::channel(CONN_QUEUE);
-        let (reply, start) = oneshot::channel();
-        // Moved, not cloned: the room keeps the one copy (this task no longer needs it).
-        let token = token.map(String::into_boxed_str);
-        let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, tx, reply }));
-        if Box::pin(hub.send(attach)).await.is_err() {
-            dec(&m.connections_active);
-            return Box::pin(refuse(socket, "room unavailable, retry".into())).await;
-        }
-        debug!(%role, "attached");
-        if let Ok(start) = start.await {
-            for frame in start {
-                let _ = socket.send_binary(&frame).await;
-            }
-        }
-        let mut limiter = RateLimiter::new(node.cfg().rate_limit);
-        loop {
-            tokio::select! {
-                biased;
-                out = rx.recv() => match out {
-                    Some(Outbound::Binary(b)) => {
-                        if socket.send_binary(&b).await.is_err() { break; }
-                    }
-                    Some(Outbound::Close(code, reason)) => {
-                        let _ = socket.send_close(code, &reason).await;
-                        break;
-                    }
-                    None => break,
-                },
-                msg = socket.recv() => match msg {
-                    Some(Ok(Msg::Binary(b))) => {
-                        if !limiter.allow() {
-                            inc(&m.rate_limited, 1);
-                            let _ = socket.send_close(4429, "rate limit exceeded").await;
-                            break;
-                        }
-                        if hub.send(HubCmd::Frame { conn, bytes: b }).await.is_err() { break; }
-                    }
-                    Some(Ok(Msg::Text(_))) => {
-                        let _ = socket.send_close(1003, "y-websocket speaks binary frames").await;
-                        break;
-                    }
-                    Some(Ok(Msg::Ping(p))) => {
-                        if socket.send_pong(&p).await.is_err() { break; }
-                    }
-                    Some(Ok(Msg::Close(c))) => {
-                        // Echo the client's code (§5.5.1), then close the socket.
-                        let _ = socket.send_close(c.map_or(1000, |(code, _)| code), "").await;
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        debug!(error = %e, "bad WebSocket input");
-                        let _ = socket.send_close(e.close_code(), &e.to_string()).await;
-                        break;
-                    }
-                    None => break,
-                },
-            }
-        }
-        let _ = hub.send(HubCmd::Detach { conn }).await;
+) {
+    let hub = match node.hub(&room, token.as_deref()).await {
+        Ok(h) => h,
+        Err(e) => return refuse(socket, e.to_string()).await,
+    };
+    let m = &node.inner.metrics;
+    inc(&m.connections_total, 1);
+    inc(&m.connections_active, 1);
+    let (tx, rx) = chan::channel(CONN_QUEUE);
+    let (reply, start) = oneshot::channel();
+    let token = token.map(String::into_boxed_str);
+    let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, tx, reply }));
+    if hub.send(attach).await.is_err() {
         dec(&m.connections_active);
+        return refuse(socket, "room unavailable, retry".into()).await;
+    }
+    debug!(%role, "attached");
+    if let Ok(start) = start.await {
+        for frame in start {
+            if socket.send_binary(frame).await.is_err() {
+                break;
+            }
+        }
+    }
+    let limiter = RateLimiter::new(node.cfg().rate_limit);
+    let session = Session { socket, hub, rx, limiter, conn, node, sending: None, closing: false };
+    tokio::spawn(session.in_current_span());
+}
+
+/// One connected client from its start frames on: a future written by hand, so that what an
+/// idle client costs is these fields and nothing else (an `async` loop here kept ~760 bytes:
+/// every `select!` branch and every await's state side by side).
+struct Session {
+    socket: WebSocket,
+    hub: chan::Sender<HubCmd>,
+    rx: chan::Receiver<Outbound>,
+    limiter: RateLimiter,
+    conn: u64,
+    node: Node,
+    /// A frame for a room queue that was full (rare: boxed), waiting for room.
+    sending: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    /// A close frame is queued: end once it is written.
+    closing: bool,
+}
+
+impl Session {
+    fn close(&mut self, code: u16, reason: &str) {
+        self.socket.start_close(code, reason);
+        self.closing = true;
+    }
+
+    /// One step; `Ready(true)` when the session is over.
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        // A frame half written comes first: nothing else is started until it is out.
+        match self.socket.poll_write_out(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(true),
+            Poll::Ready(Ok(())) if self.closing => return Poll::Ready(true),
+            Poll::Ready(Ok(())) => {}
+        }
+        if let Some(f) = self.sending.as_mut() {
+            match f.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(false) => return Poll::Ready(true),
+                Poll::Ready(true) => self.sending = None,
+            }
+        }
+        // What the room sends first (backpressure: a client that does not read stops
+        // being read, and the room drops it when its queue fills).
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Outbound::Binary(b))) => {
+                self.socket.start_frame(2, b);
+                return Poll::Ready(false);
+            }
+            Poll::Ready(Some(Outbound::Close(code, reason))) => {
+                self.close(code, &reason);
+                return Poll::Ready(false);
+            }
+            Poll::Ready(None) => return Poll::Ready(true),
+            Poll::Pending => {}
+        }
+        let msg = match self.socket.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(true),
+            Poll::Ready(Some(m)) => m,
+        };
+        match msg {
+            Ok(Msg::Binary(bytes)) => {
+                if !self.limiter.allow() {
+                    inc(&self.node.inner.metrics.rate_limited, 1);
+                    self.close(4429, "rate limit exceeded");
+                    return Poll::Ready(false);
+                }
+                match self.hub.try_send(HubCmd::Frame { conn: self.conn, bytes }) {
+                    Ok(()) => {}
+                    Err(chan::TrySendError::Closed(_)) => return Poll::Ready(true),
+                    Err(chan::TrySendError::Full(cmd)) => {
+                        let hub = self.hub.clone();
+                        self.sending = Some(Box::pin(async move { hub.send(cmd).await.is_ok() }));
+                    }
+                }
+            }
+            Ok(Msg::Text(_)) => self.close(1003, "y-websocket speaks binary frames"),
+            Ok(Msg::Ping(p)) => self.socket.start_frame(10, p.into()),
+            // Echo the client's code (RFC 6455 §5.5.1), then close the socket.
+            Ok(Msg::Close(c)) => self.close(c.map_or(1000, |(code, _)| code), ""),
+            Err(e) => {
+                debug!(error = %e, "bad WebSocket input");
+                self.close(e.close_code(), &e.to_string());
+            }
+        }
+        Poll::Ready(false)
+    }
+}
+
+impl Future for Session {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Every step either makes progress or returns Pending; the socket's reads and
+        // writes count against tokio's cooperative budget, so a busy client yields too.
+        loop {
+            match self.step(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(true) => return Poll::Ready(()),
+                Poll::Ready(false) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let detach = HubCmd::Detach { conn: self.conn };
+        if let Err(chan::TrySendError::Full(detach)) = self.hub.try_send(detach) {
+            // The room is busy: tell it from a task of its own rather than leave it
+            // sending to a connection that is gone.
+            let hub = self.hub.clone();
+            tokio::spawn(async move {
+                let _ = hub.send(detach).await;
+            });
+        }
+        dec(&self.node.inner.metrics.connections_active);
         debug!("detached");
     }
 }
