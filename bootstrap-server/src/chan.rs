@@ -15,7 +15,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -184,8 +183,9 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// The next value; `None` once the queue is empty and no sender is left (or it was
     /// closed and drained).
+    #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// `recv` for hand-written futures: registers `cx` to be woken when a value comes.

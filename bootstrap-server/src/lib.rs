@@ -56,9 +56,17 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken
     tracing::info!(node = %node.public_key(), data_dir = %node.cfg().data_dir.display(), "bootstrap node started");
     let p2p_tasks = if node.cfg().no_p2p { Vec::new() } else { p2p::start(&node).await? };
     let app = http::router(node.clone());
+    let stopper = {
+        let (node, stop) = (node.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            node.stop_rooms().await;
+        })
+    };
     let stop = shutdown.clone();
     axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     shutdown.cancel();
+    let _ = stopper.await;
     node.join_all().await;
     for t in p2p_tasks {
         let _ = t.await;

@@ -260,6 +260,14 @@ impl Node {
         }
     }
 
+    /// Tells every loaded room that the node is stopping (rooms keep no watch on the
+    /// shutdown token of their own; one loaded after this sees the token at its first poll).
+    pub(crate) async fn stop_rooms(&self) {
+        for (_, hub) in self.loaded_hubs() {
+            let _ = hub.send(HubCmd::Shutdown).await;
+        }
+    }
+
     pub(crate) fn forget_room(&self, room: &RoomId) {
         if let Ok(mut map) = self.inner.rooms.lock() {
             if map.get(room).is_some_and(|t| t.is_closed()) {
