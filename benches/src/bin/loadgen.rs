@@ -47,6 +47,9 @@ struct Opts {
     clients: usize,
     step_secs: u64,
     p99_ms: f64,
+    /// A failed step is run again this many times before the ramp stops (one fsync or
+    /// scheduler stall on this VM can spoil a whole 3 s step of any server).
+    step_retries: usize,
     idle_rooms: usize,
     idle_only: bool,
     /// Seconds the idle clients stay before the second reading (arena evicts documents of
@@ -70,6 +73,7 @@ fn parse_opts() -> Result<Opts> {
         clients: 2,
         step_secs: 3,
         p99_ms: 50.0,
+        step_retries: 1,
         idle_rooms: 200,
         idle_only: false,
         idle_wait_secs: 35,
@@ -87,6 +91,7 @@ fn parse_opts() -> Result<Opts> {
             "--clients" => o.clients = v.parse()?,
             "--step-secs" => o.step_secs = v.parse()?,
             "--p99-ms" => o.p99_ms = v.parse()?,
+            "--step-retries" => o.step_retries = v.parse()?,
             "--idle-rooms" => o.idle_rooms = v.parse()?,
             "--idle-wait-secs" => o.idle_wait_secs = v.parse()?,
             "--idle-repeat" => o.idle_repeat = v.parse::<usize>()?.max(1),
@@ -124,7 +129,7 @@ fn parse_opts() -> Result<Opts> {
                     .collect::<Result<_>>()?
             }
             "--help" | "-h" => {
-                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--idle-rooms 200] [--idle-wait-secs 35] [--idle-repeat 1] [--ramp 2] [--at end|start] [--integrate] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
+                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--step-retries 1] [--idle-rooms 200] [--idle-wait-secs 35] [--idle-repeat 1] [--ramp 2] [--at end|start] [--integrate] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
                 std::process::exit(0);
             }
             a => bail!("unknown argument {a}"),
@@ -561,18 +566,33 @@ async fn main() -> Result<()> {
         let server = ServerProc::start(kind).await?;
         let rooms = server.rooms(kind, o.rooms).await?;
         let mut best: Option<Step> = None;
-        for (i, &rate) in rates.iter().enumerate().filter(|_| !o.idle_only) {
-            let first_client = 1 + (i * o.rooms * o.clients) as u32;
-            let s = step(kind, &server, &rooms, o.clients, rate, o.step_secs, first_client).await?;
-            let ok = s.p99_ms <= o.p99_ms && s.ratio >= 0.95;
-            eprintln!(
-                "  {:>6.0} edits/s offered → {:>8.0} deliveries/s, p50 {:>7.2} ms, p99 {:>8.2} ms, delivered {:>5.1}%, server CPU {:.2} cores {}",
-                s.offered, s.delivered_per_s, s.p50_ms, s.p99_ms, s.ratio * 100.0, s.cpu, if ok { "ok" } else { "✗ (over the bound)" }
-            );
-            if !ok {
-                break;
+        let mut run = 0usize;
+        'ramp: for &rate in rates.iter().filter(|_| !o.idle_only) {
+            for attempt in 0..=o.step_retries {
+                let first_client = 1 + (run * o.rooms * o.clients) as u32;
+                run += 1;
+                let s = step(kind, &server, &rooms, o.clients, rate, o.step_secs, first_client).await?;
+                let ok = s.p99_ms <= o.p99_ms && s.ratio >= 0.95;
+                eprintln!(
+                    "  {:>6.0} edits/s offered → {:>8.0} deliveries/s, p50 {:>7.2} ms, p99 {:>8.2} ms, delivered {:>5.1}%, server CPU {:.2} cores {}",
+                    s.offered,
+                    s.delivered_per_s,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.ratio * 100.0,
+                    s.cpu,
+                    match (ok, attempt < o.step_retries) {
+                        (true, _) => "ok",
+                        (false, true) => "✗ (over the bound; once more)",
+                        (false, false) => "✗ (over the bound)",
+                    }
+                );
+                if ok {
+                    best = Some(s);
+                    continue 'ramp;
+                }
             }
-            best = Some(s);
+            break;
         }
         drop(server);
         let mut joined = Vec::new();
@@ -599,7 +619,7 @@ async fn main() -> Result<()> {
         }
         summary.push((kind, best, mem));
     }
-    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at the {} of its own text{} at rate r (ramped ×{} every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive. Idle rooms: {} rooms with a ~1 KiB document and one idle client each, RSS growth per room right after joining and after {} s idle (median of {} fresh servers).\n", o.rooms, o.clients, o.at, if INTEGRATE.load(Ordering::Relaxed) { " (and applying what it receives)" } else { "" }, o.ramp, o.step_secs, o.p99_ms, o.idle_rooms, o.idle_wait_secs, o.idle_repeat);
+    println!("\nWorkload: {} rooms × {} clients, each client inserting a 19-byte marker at the {} of its own text{} at rate r (ramped ×{} every {} s); a step passes while p99 edit-to-remote latency ≤ {} ms and ≥ 95% of edits arrive (a failed step is run {} more time(s) before the ramp stops). Idle rooms: {} rooms with a ~1 KiB document and one idle client each, RSS growth per room right after joining and after {} s idle (median of {} fresh servers).\n", o.rooms, o.clients, o.at, if INTEGRATE.load(Ordering::Relaxed) { " (and applying what it receives)" } else { "" }, o.ramp, o.step_secs, o.p99_ms, o.step_retries, o.idle_rooms, o.idle_wait_secs, o.idle_repeat);
     println!("| server | max edits/s (offered) with p99 ≤ {} ms | deliveries/s | p50 ms | p99 ms | server CPU (cores) | RSS per idle room (joined / after {} s) |", o.p99_ms, o.idle_wait_secs);
     println!("|---|---|---|---|---|---|---|");
     for (kind, best, mem) in &summary {
