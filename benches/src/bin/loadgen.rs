@@ -217,10 +217,7 @@ impl ServerProc {
     /// (CPU seconds used so far, RSS bytes).
     fn usage(&self) -> (f64, u64) {
         let pid = self.pid();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+        let cpu = cpu_secs(&pid.to_string());
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let rss_kb: u64 = status
             .lines()
@@ -228,7 +225,7 @@ impl ServerProc {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        (ticks / 100.0, rss_kb * 1024)
+        (cpu, rss_kb * 1024)
     }
 
     /// Room names and the URL path (with token) a client connects to.
@@ -436,7 +433,18 @@ async fn client(
     Ok(())
 }
 
+/// CPU seconds a process (`self` or a pid) used so far, from /proc (user + system).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 struct Step {
+    /// The load generator's own CPU (cores) over the step: it shares the machine.
+    gen_cpu: f64,
     offered: f64,
     delivered_per_s: f64,
     p50_ms: f64,
@@ -458,6 +466,7 @@ async fn step(
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(secs);
     let (cpu0, _) = server.usage();
+    let gen0 = cpu_secs("self");
     let mut tasks = Vec::new();
     // Client ids must be new in every step: a server keeps the room's document between
     // steps, and an update under an old client id with clocks it already has is a
@@ -484,6 +493,7 @@ async fn step(
     }
     let wall = t0.elapsed().as_secs_f64();
     let (cpu1, _) = server.usage();
+    let gen1 = cpu_secs("self");
     let mut l = std::mem::take(&mut *tally.latencies_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     l.sort_unstable();
     let pct =
@@ -498,6 +508,7 @@ async fn step(
         p99_ms: pct(0.99),
         ratio: if expected > 0.0 { delivered / expected } else { 0.0 },
         cpu: (cpu1 - cpu0) / wall,
+        gen_cpu: (gen1 - gen0) / wall,
     })
 }
 
@@ -574,13 +585,14 @@ async fn main() -> Result<()> {
                 let s = step(kind, &server, &rooms, o.clients, rate, o.step_secs, first_client).await?;
                 let ok = s.p99_ms <= o.p99_ms && s.ratio >= 0.95;
                 eprintln!(
-                    "  {:>6.0} edits/s offered → {:>8.0} deliveries/s, p50 {:>7.2} ms, p99 {:>8.2} ms, delivered {:>5.1}%, server CPU {:.2} cores {}",
+                    "  {:>6.0} edits/s offered → {:>8.0} deliveries/s, p50 {:>7.2} ms, p99 {:>8.2} ms, delivered {:>5.1}%, server CPU {:.2} cores (generator {:.2}) {}",
                     s.offered,
                     s.delivered_per_s,
                     s.p50_ms,
                     s.p99_ms,
                     s.ratio * 100.0,
                     s.cpu,
+                    s.gen_cpu,
                     match (ok, attempt < o.step_retries) {
                         (true, _) => "ok",
                         (false, true) => "✗ (over the bound; once more)",
