@@ -42,7 +42,7 @@ pub(crate) async fn upgrade(
         span.record("conn", conn);
         let task = match auth {
             Ok((id, grant)) => Either::Left(serve(node, socket, conn, id, grant.role, token)),
-            // Boxed: rare, and an inline `refuse` would widen every connection's task.
+            // Boxed: rare (the setup task that runs it ends before a client goes idle anyway).
             Err(e) => Either::Right(Box::pin(refuse(socket, e.message()))),
         };
         task.instrument(span)
