@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "ARENA_ROOM_EVICT_SECS", default_value_t = 30)]
     pub room_evict_secs: u64,
 
+    /// sled's page cache, in MiB (sled's own default is 1024). Idle rooms' entries stay in
+    /// it until it is full; a smaller cache leaves them on disk (and the OS page cache).
+    #[arg(long, env = "ARENA_STORE_CACHE_MB", default_value_t = 1024)]
+    pub store_cache_mb: u64,
+
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "ARENA_MAX_MESSAGE", default_value_t = 4 << 20)]
     pub max_message: usize,

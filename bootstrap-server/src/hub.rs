@@ -20,11 +20,10 @@ use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
 use arena_core::sync::ywire::{arena_frame, awareness_frame, update_frame, YSession};
 use arena_core::{Envelope, Role, Room, RoomId, SledStore};
 use tokio::sync::oneshot;
-
-use crate::chan;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::chan;
 use crate::metrics::{dec, inc};
 use crate::node::{now_ms, Node};
 
@@ -168,8 +167,8 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
     let (tx, rx) = chan::channel(HUB_QUEUE);
     inc(&node.inner.metrics.rooms_loaded, 1);
     inc(&node.inner.metrics.docs_loaded, 1);
-    // Boxed, and `run` takes the box: an async fn keeps its arguments twice in its state
-    // (as captured and as moved-in locals), and every idle room's task is that state.
+    // Boxed: the actor's task then holds a pointer to it, and an evicted room's document
+    // slot is 8 bytes.
     let hub = Box::new(Hub {
         node,
         id: room.id(),

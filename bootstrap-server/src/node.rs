@@ -9,10 +9,9 @@ use arena_core::records::Meta;
 use arena_core::{Admission, Grant, Identity, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, FLAG_PROXY};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-
-use crate::chan;
 use tokio_util::sync::CancellationToken;
 
+use crate::chan;
 use crate::config::Config;
 use crate::error::BootstrapError;
 use crate::hub::{self, HubCmd};
@@ -120,7 +119,7 @@ impl Node {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
         let identity = load_or_create_key(&cfg.data_dir)?;
-        let db = SledDb::open(cfg.data_dir.join("sled"))?;
+        let db = SledDb::open_with_cache(cfg.data_dir.join("sled"), cfg.store_cache_mb.saturating_mul(1 << 20))?;
         Ok(Node {
             inner: Arc::new(Inner {
                 cfg,

@@ -19,11 +19,10 @@ use arena_core::sync::wire::Wire;
 use arena_core::{Grant, PeerKey, Role, RoomId, FLAG_PROXY};
 use arena_node::{JoinSpec, NodeConfig, NodeEvent, NodeHandle};
 use tokio::sync::{mpsc, oneshot};
-
-use crate::chan;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::chan;
 use crate::error::BootstrapError;
 use crate::hub::HubCmd;
 use crate::node::{now_ms, Node};

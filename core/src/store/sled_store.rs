@@ -35,9 +35,15 @@ impl SledDb {
     /// Opens (or creates) the database in `dir`, moving rooms kept in the old layout (four
     /// trees per room) into the shared trees.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_cache(dir, 1 << 30)
+    }
+
+    /// [`Self::open`] with sled's page cache limited to `cache_bytes` (sled's default is 1 GiB).
+    pub fn open_with_cache(dir: impl AsRef<Path>, cache_bytes: u64) -> Result<Self> {
         let path = dir.as_ref().to_path_buf();
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| CoreError::Store(format!("cannot open sled database in {}: {e}", path.display())))?;
@@ -387,6 +393,23 @@ mod tests {
         assert_eq!((empty.log_len(), empty.admissions().unwrap().len()), (0, 0));
         assert!(empty.checkpoints().unwrap().is_empty());
         assert_eq!(db.rooms().len(), 2);
+    }
+
+    /// With a page cache far smaller than the data (`--store-cache-mb`), rooms read back
+    /// whole: sled pages the rest out to disk and in again.
+    #[test]
+    fn a_small_page_cache_still_reads_every_room_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let author = Identity::from_passphrase("w");
+        let keys: Vec<Identity> = (0..300).map(|i| Identity::from_passphrase(&format!("room {i}"))).collect();
+        // ~300 KB of entries (signatures, keys, checkpoints) through a 64 KiB cache.
+        let db = SledDb::open_with_cache(dir.path(), 64 * 1024).unwrap();
+        let envs: Vec<Vec<Envelope>> =
+            keys.iter().map(|k| fill(&mut db.room(&k.public()).unwrap(), k, &author, "some name")).collect();
+        for (k, e) in keys.iter().zip(&envs) {
+            check(&db.room(&k.public()).unwrap(), &author, e, "some name");
+        }
+        assert_eq!(db.rooms().len(), 300);
     }
 
     /// A data dir written with four trees per room opens with every entry in place, and the
