@@ -270,3 +270,80 @@ async fn yws_refuses_broken_websocket_frames_and_handshakes() -> Result<()> {
     stopping.await??;
     Ok(())
 }
+
+fn varuint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A y-protocols awareness message: one client's state at `clock`.
+fn awareness_msg(client: u64, clock: u64, state: &str) -> Vec<u8> {
+    let mut update = Vec::new();
+    varuint(&mut update, 1);
+    varuint(&mut update, client);
+    varuint(&mut update, clock);
+    varuint(&mut update, state.len() as u64);
+    update.extend_from_slice(state.as_bytes());
+    let mut msg = vec![1u8];
+    varuint(&mut msg, update.len() as u64);
+    msg.extend(update);
+    msg
+}
+
+async fn metric(a: std::net::SocketAddr, name: &str) -> Result<u64> {
+    let (_, m) = http(a, "GET", "/metrics", "").await?;
+    Ok(m.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
+}
+
+/// A client that stops reading is cut off once its queue is full (it would resync on
+/// reconnect) instead of being buffered for without bound; the others carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_the_others_carry_on() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.rate_limit = 1_000_000;
+    let server = Server::start_with(cfg).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let path = format!("/yws/{}?token={}", room.room, room.candidate);
+    let (slow, head) =
+        raw_upgrade(a, &path, "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n").await?;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (fast, _) = tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?;
+    let (mut sink, mut stream) = fast.split();
+    // The fast client reads everything (the room echoes awareness to its sender too).
+    let (seen_tx, mut seen) = tokio::sync::watch::channel(0u64);
+    let reader = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Binary(_)) {
+                n += 1;
+                let _ = seen_tx.send(n);
+            }
+        }
+    });
+    let pad = "x".repeat(16_000);
+    let mut dropped = 0;
+    for clock in 1..=4000u64 {
+        sink.send(Message::Binary(awareness_msg(7, clock, &format!("{{\"pad\":\"{pad}\"}}")).into())).await?;
+        if clock % 100 == 0 {
+            dropped = metric(a, "arena_frames_dropped_slow_total").await?;
+            if dropped > 0 {
+                break;
+            }
+        }
+    }
+    assert!(dropped >= 1, "the client that never reads was not dropped");
+    // The fast one still gets what it sends (awareness comes back to the sender).
+    let before = *seen.borrow();
+    sink.send(Message::Binary(awareness_msg(7, 5000, "{\"name\":\"still here\"}").into())).await?;
+    tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|n| *n > before)).await??;
+    drop(slow);
+    let _ = sink.close().await;
+    let _ = reader.await;
+    server.stop().await?;
+    Ok(())
+}
