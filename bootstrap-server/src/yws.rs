@@ -1,15 +1,13 @@
 //! `/yws/{room}?token=T`: the y-websocket protocol, for stock Yjs clients and our own.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use futures_util::future::Either;
 use tokio::sync::oneshot;
 use tracing::{debug, info_span, Instrument};
 
@@ -37,15 +35,18 @@ pub(crate) async fn upgrade(
     let auth = node.authorize(&room, token.as_deref());
     let span = info_span!("yws", conn = tracing::field::Empty, room = %room.get(..12).unwrap_or(&room));
     // Our own WebSocket code (crate::ws): an idle connection keeps no read buffer.
+    // The setup runs in this task, which ends once the client's `Session` is spawned: its
+    // size does not matter, so no boxing here.
     ws.on_upgrade(max, move |socket| {
         let conn = next_conn_id();
         span.record("conn", conn);
-        let task = match auth {
-            Ok((id, grant)) => Either::Left(serve(node, socket, conn, id, grant.role, token)),
-            // Boxed: rare (the setup task that runs it ends before a client goes idle anyway).
-            Err(e) => Either::Right(Box::pin(refuse(socket, e.message()))),
-        };
-        task.instrument(span)
+        async move {
+            match auth {
+                Ok((id, grant)) => serve(node, socket, conn, id, grant.role, token).await,
+                Err(e) => refuse(socket, e.message()).await,
+            }
+        }
+        .instrument(span)
     })
 }
 
