@@ -151,12 +151,6 @@ async fn stock_clients_write_through_a_node_that_does_not_host_the_room() -> Res
     Ok(())
 }
 
-async fn gauge(addr: std::net::SocketAddr, name: &str) -> Result<u64> {
-    let (_, body) = http(addr, "GET", "/metrics", "").await?;
-    let line = body.lines().find(|l| l.starts_with(&format!("arena_{name} "))).unwrap_or_default();
-    Ok(line.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0))
-}
-
 /// A single node serving browsers keeps one replica per room: its libp2p side joins a room
 /// only when a libp2p peer asks for it. A native peer that arrives later gets the room from
 /// the node, and what it types reaches the node's WebSocket clients.

@@ -9,12 +9,6 @@ use std::time::Duration;
 use anyhow::Result;
 use support::*;
 
-async fn gauge(addr: std::net::SocketAddr, name: &str) -> Result<u64> {
-    let (_, body) = http(addr, "GET", "/metrics", "").await?;
-    let line = body.lines().find(|l| l.starts_with(&format!("arena_{name} "))).unwrap_or_default();
-    Ok(line.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_rooms_unload_and_reload() -> Result<()> {
     let dir = tempfile::tempdir()?;

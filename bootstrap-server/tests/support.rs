@@ -41,6 +41,23 @@ impl Server {
     }
 }
 
+/// The value of the node's metric `arena_{name}` (0 when absent).
+pub async fn gauge(addr: std::net::SocketAddr, name: &str) -> Result<u64> {
+    let (_, body) = http(addr, "GET", "/metrics", "").await?;
+    let line = body.lines().find(|l| l.starts_with(&format!("arena_{name} "))).unwrap_or_default();
+    Ok(line.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0))
+}
+
+/// A y-protocols awareness message (one frame) for `client` with `state` (JSON) at `clock`.
+pub fn awareness_msg(client: u64, clock: u32, state: &str) -> Result<Vec<u8>> {
+    use yrs::updates::encoder::Encode;
+    let mut clients = std::collections::HashMap::new();
+    clients
+        .insert(yrs::ClientID::new(client), yrs::sync::awareness::AwarenessUpdateEntry { clock, json: state.into() });
+    let update = yrs::sync::AwarenessUpdate { clients }.encode_v1();
+    Ok(arena_core::sync::ywire::awareness_frame(&update)?)
+}
+
 /// Minimal HTTP/1.1 request; returns (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).await?;
@@ -195,14 +212,7 @@ impl ArenaPeer {
     /// Sends a y-protocols awareness update for `client` with `state` (JSON).
     pub async fn send_presence(&mut self, client: u64, clock: u32, state: &str) -> Result<()> {
         use futures_util::SinkExt;
-        use yrs::updates::encoder::Encode;
-        let mut clients = std::collections::HashMap::new();
-        clients.insert(
-            yrs::ClientID::new(client),
-            yrs::sync::awareness::AwarenessUpdateEntry { clock, json: state.into() },
-        );
-        let update = yrs::sync::AwarenessUpdate { clients }.encode_v1();
-        let frame = arena_core::sync::ywire::awareness_frame(&update)?;
+        let frame = awareness_msg(client, clock, state)?;
         self.ws.send(tokio_tungstenite::tungstenite::Message::Binary(frame.into())).await?;
         Ok(())
     }
