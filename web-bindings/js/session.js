@@ -51,6 +51,35 @@ const randomSeed = () => globalThis.crypto.getRandomValues(new Uint8Array(32))
  * Runs `fn` soon in a task of its own (a MessageChannel message: not a microtask, so the
  * current task — a keystroke — ends first, and no timer clamping).
  */
+/** Frames joined into one message up to this size (a large one is sent alone). */
+const JOIN_MAX = 16 * 1024
+
+/** `frames` with neighbours that fit together in JOIN_MAX bytes joined, in order. */
+export function joinFrames (frames) {
+  if (frames.length < 2) return frames
+  const out = []
+  let run = []
+  let len = 0
+  const end = () => {
+    if (run.length === 1) out.push(run[0])
+    else if (run.length > 1) {
+      const joined = new Uint8Array(len)
+      let at = 0
+      for (const f of run) { joined.set(f, at); at += f.length }
+      out.push(joined)
+    }
+    run = []
+    len = 0
+  }
+  for (const f of frames) {
+    if (len + f.length > JOIN_MAX) end()
+    run.push(f)
+    len += f.length
+  }
+  end()
+  return out
+}
+
 const postTask = (() => {
   if (typeof MessageChannel !== 'function') return (fn) => setTimeout(fn, 0)
   const channel = new MessageChannel()
@@ -98,6 +127,7 @@ export class ArenaSession extends EventTarget {
     this.lastPresenceAt = -Infinity
     this.presenceTimer = null
     this.taskQueued = false
+    this.held = null
     this.destroyed = false
     this.stats = { edits: 0, frames: 0, meshFrames: 0, errors: 0, rejected: 0 }
     this.transport = o.transport ?? new WebSocketTransport(ywsUrl(o.server, o.room, o.token), { WebSocket: o.WebSocket })
@@ -165,8 +195,17 @@ export class ArenaSession extends EventTarget {
     return sent
   }
 
-  /** Local frames: to the node and to every open data channel. */
+  /** Local frames: to the node and to every open data channel. Inside the seal task they
+   *  are held and leave together at its end (see _sealTask). */
   _send (frames) {
+    if (this.held) {
+      for (const f of frames) this.held.push(f)
+      return
+    }
+    this._sendNow(frames)
+  }
+
+  _sendNow (frames) {
     for (const f of frames) {
       this._count(this.transport.send(f), 'frames')
       if (this.mesh) this.stats.meshFrames += this.mesh.broadcast(f)
@@ -205,12 +244,21 @@ export class ArenaSession extends EventTarget {
     postTask(() => this._sealTask())
   }
 
-  /** The task after a keystroke: seal and send the edits, then our presence. */
+  /** The task after a keystroke: seal and send the edits, then our presence, in one socket
+   *  message when they fit (a frame may hold several y-protocols messages; the node and the
+   *  WASM room read them in order): each send costs the page an IPC to the network process. */
   _sealTask () {
     this.taskQueued = false
     if (this.destroyed) return
-    this.flush()
-    if (this.selectionDirty) this._presenceSoon()
+    this.held = []
+    try {
+      this.flush()
+      if (this.selectionDirty) this._presenceSoon()
+    } finally {
+      const held = this.held
+      this.held = null
+      this._sendNow(joinFrames(held))
+    }
   }
 
   /** Sends our presence now, or, when the last one left under PRESENCE_MIN_MS ago, once that

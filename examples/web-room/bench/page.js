@@ -237,6 +237,17 @@ function sample (E, m) {
   }
 }
 
+let paceNext = 0
+/** Typing pace: waits until `ms` after the previous keystroke was due (a keystroke that
+ *  is late does not make the next ones come faster). */
+async function pace (ms) {
+  const t = now()
+  if (paceNext === 0 || paceNext < t) paceNext = t
+  const wait = paceNext - t
+  paceNext += ms
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+}
+
 /** Waits (in tasks) until an arena editor's seal task ran. */
 async function settle (E) {
   for (let i = 0; i < 100 && E.kind === 'arena' && E.session.taskQueued; i++) await nextTask()
@@ -259,7 +270,7 @@ window.bench = {
   /** BENCH_DIAG: before the setup calls. */
   diagnose () { diag = true },
 
-  async local (ids, ops, { signEvery = 1 } = {}) {
+  async local (ids, ops, { signEvery = 1, paceMs = 0 } = {}) {
     if (diag) performance.mark('bench-sync')
     const sync = diag ? performance.getEntriesByName('bench-sync')[0].startTime : 0
     const out = ids.map(() => [])
@@ -273,6 +284,7 @@ window.bench = {
       const order = k % 2 ? [...ids.keys()] : [...ids.keys()].reverse()
       for (const j of order) {
         const E = editors[ids[j]]
+        if (paceMs > 0) await pace(paceMs)
         const d = diag && { k, mem0: wasmMemory.buffer.byteLength, heap0: performance.memory?.usedJSHeapSize ?? 0, start: now() }
         const m = await key(E, ops[k])
         await nextTask()

@@ -20,13 +20,15 @@ export const artifactsDir = process.env.ARENA_WEB_ARTIFACTS ?? join(repo, 'targe
  * a node is `startServer({port: old.port, dataDir: old.dataDir})` after `old.kill()`: a
  * data dir passed in is left in place by stop().
  */
-export async function startServer ({ staticDir = distDir, port = 0, dataDir } = {}) {
+/** `nice`: run the node at that niceness (through nice(1), so every thread of it). */
+export async function startServer ({ staticDir = distDir, port = 0, dataDir, nice = 0 } = {}) {
   const bin = process.env.ARENA_BOOTSTRAP_BIN ?? join(repo, 'target/debug/arena-bootstrap')
   if (!existsSync(bin)) throw new Error(`${bin} missing: cargo build -p arena-bootstrap (scripts/test-web.sh does)`)
   const ownDir = dataDir === undefined
   dataDir ??= mkdtempSync(join(tmpdir(), 'arena-web-test-'))
   const args = ['--http-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--static-dir', staticDir]
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } })
+  const [cmd, argv] = nice ? ['nice', ['-n', String(nice), bin, ...args]] : [bin, args]
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' } })
   const logs = []
   const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })))
   createInterface({ input: proc.stderr }).on('line', (l) => { logs.push(l); if (process.env.ARENA_TEST_VERBOSE) console.error('[node]', l) })
