@@ -237,6 +237,26 @@ function sample (E, m) {
   }
 }
 
+/** A fixed piece of CPU work (no allocation, no I/O): the machine's noise floor. */
+function spin (n) {
+  let x = 1
+  for (let i = 0; i < n; i++) x = (Math.imul(x, 31) + i) | 0
+  return x
+}
+let spinN = 0
+let spinSink = 0
+/** The iteration count for which spin() takes `us` (median of 31 tries). */
+function calibrateSpin (us) {
+  let n = 10000
+  for (let round = 0; round < 6; round++) {
+    const ts = []
+    for (let i = 0; i < 31; i++) { const t = now(); spinSink ^= spin(n); ts.push(now() - t) }
+    ts.sort((a, b) => a - b)
+    n = Math.max(1000, Math.round(n * us / 1000 / Math.max(ts[15], 0.005)))
+  }
+  return n
+}
+
 let paceNext = 0
 /** Typing pace: waits until `ms` after the previous keystroke was due (a keystroke that
  *  is late does not make the next ones come faster). */
@@ -270,12 +290,14 @@ window.bench = {
   /** BENCH_DIAG: before the setup calls. */
   diagnose () { diag = true },
 
-  async local (ids, ops, { signEvery = 1, paceMs = 0 } = {}) {
+  async local (ids, ops, { signEvery = 1, paceMs = 0, fixedUs = 200 } = {}) {
     if (diag) performance.mark('bench-sync')
     const sync = diag ? performance.getEntriesByName('bench-sync')[0].startTime : 0
     const out = ids.map(() => [])
     const sign = []
     const verify = []
+    const fixed = []
+    if (fixedUs > 0 && !spinN) spinN = calibrateSpin(fixedUs)
     const msg = new Uint8Array(150).fill(7) // the size of an envelope's signed bytes
     const arena = ids.map((i) => editors[i]).find((E) => E.kind === 'arena')
     const signProto = Object.getPrototypeOf(arena.session.room).sign
@@ -293,6 +315,12 @@ window.bench = {
         if (d) Object.assign(s, d, { end: now(), mem1: wasmMemory.buffer.byteLength, heap1: performance.memory?.usedJSHeapSize ?? 0, spans: m.spans, grewApply: m.grewApply, grewSeal: m.grewSeal })
         out[j].push(s)
       }
+      if (spinN) {
+        const t = now()
+        spinSink ^= spin(spinN)
+        fixed.push(now() - t)
+        await nextTask()
+      }
       if (k % signEvery === 0) {
         const t = now()
         const sig = signProto.call(arena.session.room, msg)
@@ -304,7 +332,7 @@ window.bench = {
       }
     }
     await new Promise((r) => setTimeout(r, 50))
-    return { samples: out, sign, verify, sync }
+    return { samples: out, sign, verify, fixed, sync }
   },
 
   watchArrivals: (i) => watchArrivals(editors[i]),
