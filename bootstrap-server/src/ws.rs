@@ -268,7 +268,13 @@ pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
     eof: bool,
     /// The frame being written, if the socket did not take it all at once.
     out: Option<Outgoing>,
+    /// Frames queued behind it, written with it in one vectored write (no memory while
+    /// only one frame at a time goes out).
+    more: VecDeque<Outgoing>,
 }
+
+/// At most this many frames go into one vectored write (two slices each).
+pub(crate) const GATHER: usize = 16;
 
 /// A frame on its way out: header and payload, and how much of each is written.
 struct Outgoing {
@@ -288,7 +294,14 @@ impl<S> std::fmt::Debug for WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// A connection over `io` (already upgraded), refusing messages over `max` bytes.
     pub(crate) fn new(io: S, max: usize) -> Self {
-        WebSocket { io, reader: FrameReader::new(max), queued: VecDeque::new(), eof: false, out: None }
+        WebSocket {
+            io,
+            reader: FrameReader::new(max),
+            queued: VecDeque::new(),
+            eof: false,
+            out: None,
+            more: VecDeque::new(),
+        }
     }
 
     /// The next message; `None` when the client went away. Cancel-safe: dropping the future
@@ -354,44 +367,74 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.start_frame(8, p.into());
     }
 
-    /// Queues one frame; [`Self::poll_write_out`] writes it. A frame still being written
-    /// is finished first by the caller (this replaces it otherwise: callers poll the
-    /// write out before they start the next).
+    /// Queues one frame behind any not written yet; [`Self::poll_write_out`] writes them,
+    /// in order.
     pub(crate) fn start_frame(&mut self, opcode: u8, payload: bytes::Bytes) {
-        debug_assert!(self.out.is_none(), "a frame is still being written");
         let mut header = [0u8; 10];
         let header_len = header_for(&mut header, opcode, payload.len()) as u8;
-        self.out = Some(Outgoing { header, header_len, header_pos: 0, payload, payload_pos: 0 });
+        let frame = Outgoing { header, header_len, header_pos: 0, payload, payload_pos: 0 };
+        if self.out.is_none() {
+            self.out = Some(frame);
+        } else {
+            self.more.push_back(frame);
+        }
     }
 
-    /// Writes the queued frame (header and payload in vectored writes); ready at once when
-    /// nothing is queued.
+    /// Frames queued and not written yet.
+    pub(crate) fn queued_out(&self) -> usize {
+        usize::from(self.out.is_some()) + self.more.len()
+    }
+
+    /// Writes the queued frames (headers and payloads, up to [`GATHER`] frames per vectored
+    /// write); ready at once when nothing is queued.
     pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(o) = self.out.as_mut() else { return Poll::Ready(Ok(())) };
-        loop {
-            let (h, hp) = (usize::from(o.header_len), usize::from(o.header_pos));
-            if hp == h && o.payload_pos == o.payload.len() {
-                break;
+        if self.out.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        let WebSocket { io, out, more, .. } = self;
+        while let Some(first) = out.as_ref() {
+            let mut bufs = [IoSlice::new(&[]); 2 * GATHER];
+            let mut k = 0;
+            for o in std::iter::once(first).chain(more.iter()).take(GATHER) {
+                bufs[k] = IoSlice::new(&o.header[usize::from(o.header_pos)..usize::from(o.header_len)]);
+                bufs[k + 1] = IoSlice::new(&o.payload[o.payload_pos..]);
+                k += 2;
             }
-            let bufs = [IoSlice::new(&o.header[hp..h]), IoSlice::new(&o.payload[o.payload_pos..])];
-            let n = match Pin::new(&mut self.io).poll_write_vectored(cx, &bufs) {
+            let mut n = match Pin::new(&mut *io).poll_write_vectored(cx, &bufs[..k]) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
-                    self.out = None;
+                    *out = None;
+                    more.clear();
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Ok(0)) => {
-                    self.out = None;
+                    *out = None;
+                    more.clear();
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => n,
             };
-            let from_header = n.min(h - hp);
-            o.header_pos += from_header as u8;
-            o.payload_pos += n - from_header;
+            // Advance through the frames the write covered; a frame fully out makes room
+            // for the next.
+            while let Some(o) = out.as_mut() {
+                let h = usize::from(o.header_len - o.header_pos).min(n);
+                o.header_pos += h as u8;
+                n -= h;
+                let p = (o.payload.len() - o.payload_pos).min(n);
+                o.payload_pos += p;
+                n -= p;
+                if o.header_pos == o.header_len && o.payload_pos == o.payload.len() {
+                    *out = more.pop_front();
+                } else {
+                    break;
+                }
+            }
         }
-        self.out = None;
-        Pin::new(&mut self.io).poll_flush(cx)
+        if more.capacity() > 0 {
+            // Nothing queued: an idle connection keeps no buffer.
+            *more = VecDeque::new();
+        }
+        Pin::new(&mut *io).poll_flush(cx)
     }
 }
 
@@ -666,5 +709,52 @@ mod tests {
         assert_eq!(&got[..4], &[0x82, 126, 0, 200]);
         assert_eq!(&got[4..204], &[5u8; 200][..]);
         assert_eq!(&got[204..], &[0x88, 6, 0x11, 0x30, b'd', b'o', b'n', b'e'][..]);
+    }
+
+    /// Server frames (unmasked, FIN set) back into (opcode, payload).
+    fn server_frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            assert_eq!(b[0] & 0xF0, 0x80, "FIN, no RSV bits");
+            assert_eq!(b[1] & 0x80, 0, "a server does not mask");
+            let (len, at) = match b[1] & 0x7F {
+                126 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+                127 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+                n => (usize::from(n), 2),
+            };
+            out.push((b[0] & 0x0F, b[at..at + len].to_vec()));
+            b = &b[at + len..];
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn queued_frames_go_out_in_order_through_partial_vectored_writes() {
+        // A 7-byte pipe: every write is partial, and it ends inside headers and payloads.
+        let (client, server) = tokio::io::duplex(7);
+        let mut ws = WebSocket::new(server, 1 << 20);
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut client = client;
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        // More frames than one vectored write takes, of every length form.
+        let sizes = [0usize, 1, 125, 126, 300, 65_535, 65_536, 3, 70_000];
+        let mut want = Vec::new();
+        for i in 0..(2 * GATHER + 3) {
+            let payload: Vec<u8> = (0..sizes[i % sizes.len()]).map(|j| (i * 7 + j) as u8).collect();
+            want.push((2u8, payload.clone()));
+            ws.start_frame(2, payload.into());
+        }
+        assert_eq!(ws.queued_out(), 2 * GATHER + 3);
+        ws.start_close(1000, "bye");
+        want.push((8, [&1000u16.to_be_bytes()[..], b"bye"].concat()));
+        poll_fn(|cx| ws.poll_write_out(cx)).await.unwrap();
+        assert_eq!(ws.queued_out(), 0);
+        assert_eq!(ws.more.capacity(), 0, "nothing kept once written");
+        drop(ws);
+        assert_eq!(server_frames(&reader.await.unwrap()), want);
     }
 }

@@ -16,7 +16,7 @@ use crate::hub::{Attach, HubCmd, Outbound, CONN_QUEUE};
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::Node;
-use crate::ws::{Msg, Upgrade, WebSocket};
+use crate::ws::{Msg, Upgrade, WebSocket, GATHER};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -143,6 +143,17 @@ impl Session {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Outbound::Binary(b))) => {
                 self.socket.start_frame(2, b);
+                // What else the room queued meanwhile goes out in the same write.
+                while self.socket.queued_out() < GATHER {
+                    match self.rx.try_recv() {
+                        Ok(Outbound::Binary(b)) => self.socket.start_frame(2, b),
+                        Ok(Outbound::Close(code, reason)) => {
+                            self.close(code, &reason);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 return Poll::Ready(false);
             }
             Poll::Ready(Some(Outbound::Close(code, reason))) => {
