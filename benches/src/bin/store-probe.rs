@@ -1,0 +1,131 @@
+//! What sled holds in memory per idle room, without a server around it.
+//!
+//!   cargo run --release -p arena-benches --bin store-probe -- [--rooms 8000] [--cache-mb 1024,8] [--doc-bytes 1184]
+//!
+//! Writes, for each of `--rooms` rooms with random ids, the entries a bootstrap node keeps
+//! for a room created through `POST /api/rooms` whose one client wrote a ~1 KiB document
+//! (the loadgen's idle room), with the key and value sizes read from a real data dir: the
+//! log (genesis 40 + 306 B, the document's envelope 40 + `--doc-bytes`), two author-index
+//! entries (72 + 8 B), the host's admission (64 + 232 B) and the node's room record
+//! (32 + 101 B). Then it flushes, waits for sled's background work, and prints the growth of
+//! the process's RSS per room (from half the rooms to all of them) against the bytes stored
+//! per room, once per `--cache-mb`
+//! (sled's `cache_capacity`), each in a fresh database in a fresh process (what one probe
+//! freed would otherwise be reused by the next). Same allocator as the server.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use arena_core::store::SledDb;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn rss() -> Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
+    let pages: u64 = statm.split_whitespace().nth(1).context("statm has no RSS field")?.parse()?;
+    Ok(pages * 4096)
+}
+
+/// A deterministic stand-in for random 32-byte room ids (splitmix64).
+fn room_id(i: u64) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut x = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    for chunk in out.chunks_mut(8) {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
+}
+
+fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let db = SledDb::open_with_cache(dir.path(), cache_mb << 20)?;
+    db.flush()?;
+    // A slope, like the loadgen's: the growth from the first half of the rooms to all of
+    // them, so sled's fixed costs (its I/O buffers, the first segments) cancel out.
+    let mut before = 0;
+    // Keys and values of one room, as written below.
+    let stored = (40 + 306) + (40 + doc_bytes) + 2 * (72 + 8) + (64 + 232) + (32 + 101);
+    let put = |tree: &str, key: &[u8], value: &[u8]| -> Result<()> { Ok(db.put(tree, key, value)?) };
+    for i in 0..rooms {
+        if i == rooms / 2 {
+            db.flush()?;
+            std::thread::sleep(Duration::from_secs(2));
+            before = rss()?;
+        }
+        let room = room_id(i);
+        let key = |suffix: &[u8]| [&room[..], suffix].concat();
+        put("log", &key(&0u64.to_be_bytes()), &[1u8; 306])?;
+        put("log", &key(&1u64.to_be_bytes()), &vec![2u8; doc_bytes])?;
+        put("authors", &key(&[3u8; 40]), &0u64.to_be_bytes())?;
+        put("authors", &key(&[4u8; 40]), &1u64.to_be_bytes())?;
+        put("admissions", &key(&[5u8; 32]), &[6u8; 232])?;
+        put("node/rooms", &room, &[7u8; 101])?;
+        if i % 1000 == 999 {
+            db.flush()?;
+        }
+    }
+    db.flush()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss()?;
+    let n = (rooms - rooms / 2) as f64;
+    Ok((after.saturating_sub(before) as f64 / n, stored as f64))
+}
+
+fn main() -> Result<()> {
+    let mut rooms = 8000u64;
+    let mut caches = vec![1024u64, 8];
+    let mut doc_bytes = 1184usize;
+    let mut row_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--rooms" => rooms = val()?.parse().context("--rooms")?,
+            "--cache-mb" => {
+                caches = val()?.split(',').map(|c| c.trim().parse().context("--cache-mb")).collect::<Result<_>>()?
+            }
+            "--doc-bytes" => doc_bytes = val()?.parse().context("--doc-bytes")?,
+            // Internal: one probe in this process, its table row only.
+            "--row" => row_only = true,
+            "-h" | "--help" => {
+                println!("store-probe [--rooms 8000] [--cache-mb 1024,8] [--doc-bytes 1184]");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other} (try --help)"),
+        }
+    }
+    if rooms < 2 {
+        bail!("--rooms must be at least 2");
+    }
+    if row_only {
+        let cache = caches.first().copied().context("--row needs one --cache-mb")?;
+        let (per_room, stored) = probe(rooms, cache, doc_bytes)?;
+        println!(
+            "| {cache} MiB | {rooms} | {:.2} KiB | {:.2} KiB | {:.1}× |",
+            stored / 1024.0,
+            per_room / 1024.0,
+            per_room / stored
+        );
+        return Ok(());
+    }
+    println!("| sled cache | rooms | stored per room | RSS growth per room | RSS / stored |");
+    println!("|---|---|---|---|---|");
+    let me = std::env::current_exe().context("finding this program")?;
+    for cache in caches {
+        let out = std::process::Command::new(&me)
+            .args(["--row", "--rooms", &rooms.to_string(), "--cache-mb", &cache.to_string()])
+            .args(["--doc-bytes", &doc_bytes.to_string()])
+            .output()
+            .context("running a probe")?;
+        if !out.status.success() {
+            bail!("the probe with a {cache} MiB cache failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(())
+}
