@@ -24,6 +24,9 @@ pub struct Metrics {
     pub(crate) signal_messages: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     pub(crate) bridge_dropped: AtomicU64,
+    pub(crate) store_flushes: AtomicU64,
+    pub(crate) store_flush_us: AtomicU64,
+    pub(crate) store_commits: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64, n: u64) {
@@ -75,6 +78,19 @@ impl Metrics {
             &self.apply_us_sum,
         );
         put("apply_count", "counter", "Frames handled by room actors.", &self.apply_count);
+        put(
+            "store_flushes_total",
+            "counter",
+            "sled flushes (write out and fsync) run by the group commit.",
+            &self.store_flushes,
+        );
+        put("store_flush_us_total", "counter", "Microseconds spent in those flushes.", &self.store_flush_us);
+        put(
+            "store_commits_total",
+            "counter",
+            "Room batches made durable (several rooms' batches share one flush).",
+            &self.store_commits,
+        );
         put("rate_limited_total", "counter", "Connections closed for exceeding the message rate.", &self.rate_limited);
         put(
             "bridge_dropped_total",

@@ -57,7 +57,7 @@ pub(crate) struct Inner {
     pub(crate) cfg: Config,
     pub(crate) identity: Identity,
     pub(crate) db: SledDb,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) public_url: String,
     pub(crate) rooms: Mutex<HashMap<RoomId, chan::Sender<HubCmd>>>,
     pub(crate) signal: crate::signal::Topics,
@@ -70,7 +70,7 @@ pub(crate) struct Inner {
 /// Group commit across rooms: sled's flush makes the whole database durable, so one
 /// flush answers every request that queued while the previous one ran. It runs on the
 /// blocking pool, never on an async worker.
-fn spawn_flusher(db: SledDb) -> mpsc::Sender<oneshot::Sender<Result<(), String>>> {
+fn spawn_flusher(db: SledDb, metrics: Arc<Metrics>) -> mpsc::Sender<oneshot::Sender<Result<(), String>>> {
     let (tx, mut rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4096);
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -79,9 +79,13 @@ fn spawn_flusher(db: SledDb) -> mpsc::Sender<oneshot::Sender<Result<(), String>>
                 waiting.push(more);
             }
             let db = db.clone();
+            let started = std::time::Instant::now();
             let res = tokio::task::spawn_blocking(move || db.flush().map_err(|e| e.to_string()))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
+            crate::metrics::inc(&metrics.store_flushes, 1);
+            crate::metrics::inc(&metrics.store_flush_us, started.elapsed().as_micros() as u64);
+            crate::metrics::inc(&metrics.store_commits, waiting.len() as u64);
             for w in waiting {
                 let _ = w.send(res.clone());
             }
@@ -120,18 +124,19 @@ impl Node {
             .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
         let identity = load_or_create_key(&cfg.data_dir)?;
         let db = SledDb::open_with_cache(cfg.data_dir.join("sled"), cfg.store_cache_mb.saturating_mul(1 << 20))?;
+        let metrics = Arc::new(Metrics::default());
         Ok(Node {
             inner: Arc::new(Inner {
                 cfg,
                 identity,
                 db: db.clone(),
-                metrics: Metrics::default(),
+                metrics: metrics.clone(),
                 public_url,
                 rooms: Mutex::new(HashMap::new()),
                 signal: crate::signal::Topics::default(),
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
-                flusher: spawn_flusher(db),
+                flusher: spawn_flusher(db, metrics),
                 p2p: std::sync::OnceLock::new(),
             }),
         })

@@ -27,6 +27,12 @@ async fn idle_rooms_unload_and_reload() -> Result<()> {
     })
     .await?;
     assert_eq!(gauge(server.addr, "rooms_loaded").await?, 1);
+    // The edit was made durable by the group commit, and /metrics says so.
+    let (flushes, commits) =
+        (gauge(server.addr, "store_flushes_total").await?, gauge(server.addr, "store_commits_total").await?);
+    assert!(flushes >= 1, "{flushes} flushes");
+    assert!(commits >= flushes, "{commits} commits for {flushes} flushes: each flush answers at least one");
+    assert!(gauge(server.addr, "store_flush_us_total").await? > 0);
     drop(peer);
     wait_for(Duration::from_secs(20), || async { Ok((gauge(server.addr, "rooms_loaded").await? == 0).then_some(())) })
         .await?;
