@@ -52,6 +52,13 @@ pub struct Config {
     #[arg(long, env = "ARENA_STORE_CACHE_MB", default_value_t = 1024)]
     pub store_cache_mb: u64,
 
+    /// Group commit: the next sled flush (fsync) starts at least this many milliseconds
+    /// after the previous one started, so that under load each flush, and each signature
+    /// over stock clients' edits, covers more of them: less CPU per edit, more latency
+    /// (a flush after a quiet spell starts at once). 0, the default, flushes back to back.
+    #[arg(long, env = "ARENA_COMMIT_INTERVAL_MS", default_value_t = 0)]
+    pub commit_interval_ms: u64,
+
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "ARENA_MAX_MESSAGE", default_value_t = 4 << 20)]
     pub max_message: usize,
