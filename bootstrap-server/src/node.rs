@@ -351,7 +351,7 @@ mod tests {
         let flusher = spawn_flusher(db, metrics.clone(), interval);
         let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
 
-        // After a quiet spell the flush starts at once.
+        // The first request is flushed and answered.
         let first = Instant::now();
         commit(&flusher).await.await.unwrap().unwrap();
         assert_eq!(count(&metrics.store_flushes), 1);

@@ -47,10 +47,6 @@ export function ywsUrl (server, room, token) {
 
 const randomSeed = () => globalThis.crypto.getRandomValues(new Uint8Array(32))
 
-/**
- * Runs `fn` soon in a task of its own (a MessageChannel message: not a microtask, so the
- * current task — a keystroke — ends first, and no timer clamping).
- */
 /** Frames joined into one message up to this size (a large one is sent alone). */
 const JOIN_MAX = 16 * 1024
 
@@ -80,6 +76,10 @@ export function joinFrames (frames) {
   return out
 }
 
+/**
+ * Runs `fn` soon in a task of its own (a MessageChannel message: not a microtask, so the
+ * current task — a keystroke — ends first, and no timer clamping).
+ */
 const postTask = (() => {
   if (typeof MessageChannel !== 'function') return (fn) => setTimeout(fn, 0)
   const channel = new MessageChannel()

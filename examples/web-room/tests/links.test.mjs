@@ -3,8 +3,11 @@
 // the WASM room keeps one fragment reassembler per link, so both copies reassemble. And the
 // keystroke path: edits apply at once and are signed and sent one task later, and the caret
 // sent after them is where it is by then, even when remote text landed before it meanwhile.
+// And joinFrames, which puts the seal task's frames into as few socket messages as fit.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { loadArena } from './support.mjs'
 
 class FakeLink extends EventTarget {
@@ -169,4 +172,20 @@ test('remote text landing before the caret between a keystroke and its presence 
   for (const f of ws.sent.splice(0)) host.receive(f, Date.now())
   assert.equal(bobOnHost(host)?.head, 11)
   assert.equal(bob.stats.errors + bob.stats.rejected, 0)
+})
+
+test('joinFrames joins neighbours up to 16 KiB, in order, and sends a large frame alone', async () => {
+  const { pkgDir } = await import('./support.mjs')
+  const { joinFrames } = await import(pathToFileURL(join(pkgDir, 'session.js')).href)
+  const f = (n, b) => new Uint8Array(n).fill(b)
+  const [a, b, big, c, d] = [f(10, 1), f(20, 2), f(20000, 3), f(5, 4), f(5, 5)]
+  assert.deepEqual(joinFrames([a]), [a], 'one frame as it is')
+  const out = joinFrames([a, b, big, c, d])
+  assert.deepEqual(out.map((x) => x.length), [30, 20000, 10])
+  assert.deepEqual([...out[0]], [...a, ...b])
+  assert.equal(out[1], big, 'the large frame is not copied')
+  assert.deepEqual([...out[2]], [...c, ...d])
+  // Exactly at the limit still joins; one byte over starts a new message.
+  assert.equal(joinFrames([f(8192, 6), f(8192, 7)]).length, 1)
+  assert.equal(joinFrames([f(8192, 6), f(8193, 7)]).length, 2)
 })
