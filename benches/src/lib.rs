@@ -666,6 +666,14 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Resident memory of a process (`"self"` or a pid), from `/proc/{pid}/status`; `None`
+/// when it cannot be read (the process is gone, or this is not Linux).
+pub fn rss_bytes(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

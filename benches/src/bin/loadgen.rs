@@ -217,15 +217,8 @@ impl ServerProc {
     /// (CPU seconds used so far, RSS bytes).
     fn usage(&self) -> (f64, u64) {
         let pid = self.pid();
-        let cpu = cpu_secs(&pid.to_string());
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        (cpu, rss_kb * 1024)
+        let pid = pid.to_string();
+        (cpu_secs(&pid), arena_benches::rss_bytes(&pid).unwrap_or(0))
     }
 
     /// Room names and the URL path (with token) a client connects to.

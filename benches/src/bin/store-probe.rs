@@ -22,9 +22,7 @@ use arena_core::store::SledDb;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn rss() -> Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
-    let pages: u64 = statm.split_whitespace().nth(1).context("statm has no RSS field")?.parse()?;
-    Ok(pages * 4096)
+    arena_benches::rss_bytes("self").context("reading this process's RSS from /proc/self/status")
 }
 
 /// A deterministic stand-in for random 32-byte room ids (splitmix64).
