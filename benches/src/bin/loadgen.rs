@@ -222,9 +222,10 @@ impl ServerProc {
     }
 
     /// Room names and the URL path (with token) a client connects to.
-    async fn rooms(&self, kind: Kind, n: usize) -> Result<Vec<(String, String)>> {
+    /// Rooms `first..first + n`: created through the API on arena, named on the others.
+    async fn rooms(&self, kind: Kind, first: usize, n: usize) -> Result<Vec<(String, String)>> {
         let mut out = Vec::with_capacity(n);
-        for i in 0..n {
+        for i in first..first + n {
             match kind {
                 Kind::Arena => {
                     let body = http_post(self.port, "/api/rooms", "{}").await?;
@@ -509,15 +510,17 @@ async fn step(
 /// it sat idle for `wait` seconds. Measured as a slope, so what the server allocated and
 /// freed before (creating rooms, the allocator's own caches) cancels out: half the rooms
 /// join and sit idle (reading A), then the other half joins (reading B, right after joining)
-/// and sits idle too (reading C): joined = (B - A) / (n/2), idle = (C - A) / (n/2).
+/// and sits idle too (reading C): joined = (B - A) / (n/2), idle = (C - A) / (n/2). Each
+/// half's rooms are created just before it joins, so that what creating a room keeps (on
+/// arena: its records in sled's cache) is in the slope too.
 async fn idle_memory(kind: Kind, n: usize, wait: u64) -> Result<(f64, f64)> {
     let server = ServerProc::start(kind).await?;
-    let rooms = server.rooms(kind, n.max(2)).await?;
-    let half = rooms.len() / 2;
+    let half = n.max(2) / 2;
     let mut conns = Vec::new();
     let body: String = "def solve(nums):\n    return sorted(nums)\n".repeat(25);
     let mut reading = Vec::new();
-    for (part, chunk) in [&rooms[..half], &rooms[half..2 * half]].into_iter().enumerate() {
+    for part in 0..2 {
+        let chunk = server.rooms(kind, part * half, half).await?;
         for (i, (room, path)) in chunk.iter().enumerate() {
             let mut ws = connect(kind, server.port, room, path).await?;
             let doc = Doc::with_client_id(10_000 + (part * half + i) as u64);
@@ -568,7 +571,7 @@ async fn main() -> Result<()> {
     for &kind in &o.kinds {
         eprintln!("== {} ==", kind.name());
         let server = ServerProc::start(kind).await?;
-        let rooms = server.rooms(kind, o.rooms).await?;
+        let rooms = server.rooms(kind, 0, o.rooms).await?;
         let mut best: Option<Step> = None;
         let mut run = 0usize;
         'ramp: for &rate in rates.iter().filter(|_| !o.idle_only) {
