@@ -508,7 +508,7 @@ async fn step(
 
 /// RSS per room with a ~1 KiB document and one idle client: right after joining, and once
 /// it sat idle for `wait` seconds. Measured as a slope, so what the server allocated and
-/// freed before (creating rooms, the allocator's own caches) cancels out: half the rooms
+/// freed before (its start, the allocator's own caches) cancels out: half the rooms
 /// join and sit idle (reading A), then the other half joins (reading B, right after joining)
 /// and sits idle too (reading C): joined = (B - A) / (n/2), idle = (C - A) / (n/2). Each
 /// half's rooms are created just before it joins, so that what creating a room keeps (on
