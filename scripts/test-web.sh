@@ -11,6 +11,7 @@
 #                  and data dir (offline status, typing goes on, reconnect, a late joiner has
 #                  everything); invite tokens expired before and while a page is open
 #   links.test.mjs the session with two links (Node, fake links): interleaved fragments
+#   bind.test.mjs  bindEditor's consistency check (Node, a WASM room, a faulty adapter)
 #   yjs.test.mjs   the WASM room and a stock yjs + y-websocket client converge through /yws
 # Screenshots go to target/web-room/.
 set -euo pipefail

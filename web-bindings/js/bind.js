@@ -1,6 +1,8 @@
 // Binds an ArenaSession to an editor through the adapter interface:
 //
 //   adapter.getText(): string
+//   adapter.getLength?(): number                     the text's length in UTF-16 units, if the
+//                                                    editor knows it without building the text
 //   adapter.setText(text): void                      replace everything (initial load)
 //   adapter.applyRemote(changes): void               splices {pos, delete, insert}, in order,
 //                                                    UTF-16 offsets; must not echo as local
@@ -13,13 +15,38 @@
 //
 // Any editor with change events and a way to apply edits fits in ~50 lines (see adapters/).
 
-export function bindEditor (session, adapter) {
+export function bindEditor (session, adapter, { checkDelayMs = 250 } = {}) {
   adapter.setText(session.code)
   const offLocal = adapter.onLocalChange((changes) => session.edit(changes))
+  // The editor's text must match the document. After each batch of remote changes the
+  // lengths are compared (cheap: neither side builds its text) and a mismatch is repaired at
+  // once; the whole texts are compared once typing pauses (`checkDelayMs` after the last
+  // batch, at an idle moment), so a remote keystroke does not cost O(document).
+  const resync = () => { const code = session.room.code(); if (adapter.getText() !== code) adapter.setText(code) }
+  let checkTimer = null
+  let idleHandle = null
+  const cancelCheck = () => {
+    clearTimeout(checkTimer)
+    checkTimer = null
+    if (idleHandle !== null) globalThis.cancelIdleCallback?.(idleHandle)
+    idleHandle = null
+  }
+  const scheduleCheck = () => {
+    cancelCheck()
+    checkTimer = setTimeout(() => {
+      checkTimer = null
+      if (typeof globalThis.requestIdleCallback === 'function') {
+        idleHandle = globalThis.requestIdleCallback(() => { idleHandle = null; resync() }, { timeout: 1000 })
+      } else resync()
+    }, checkDelayMs)
+  }
   const onChange = (e) => {
     adapter.applyRemote(e.detail.changes)
-    // The editor's text must match the document after every batch of changes.
-    if (adapter.getText() !== session.room.code()) adapter.setText(session.room.code())
+    const len = adapter.getLength ? adapter.getLength() : null
+    if (len === null || len !== session.room.codeLength()) {
+      cancelCheck()
+      resync()
+    } else scheduleCheck()
   }
   const render = () => adapter.renderCursors?.(session.presence().filter((p) => !p.local))
   session.addEventListener('change', onChange)
@@ -29,6 +56,7 @@ export function bindEditor (session, adapter) {
   if (initial) session.setSelection(initial)
   render()
   return () => {
+    cancelCheck()
     offLocal()
     offSel()
     session.removeEventListener('change', onChange)

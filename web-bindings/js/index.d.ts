@@ -131,6 +131,10 @@ export class ArenaSession extends EventTarget {
 /** What an editor must offer to be bound to a session. */
 export interface EditorAdapter {
   getText (): string
+  /** the text's length in UTF-16 units, if the editor has it without building the text:
+   *  bindEditor then checks lengths after each remote batch and the whole text only when
+   *  typing pauses */
+  getLength? (): number
   setText (text: string): void
   applyRemote (changes: Splice[]): void
   onLocalChange (cb: (changes: Splice[]) => void): () => void
@@ -140,7 +144,9 @@ export interface EditorAdapter {
   destroy? (): void
 }
 
-export function bindEditor (session: ArenaSession, adapter: EditorAdapter): () => void
+/** `checkDelayMs`: how long after the last remote batch the whole texts are compared
+ *  (default 250; the lengths are compared after every batch). */
+export function bindEditor (session: ArenaSession, adapter: EditorAdapter, options?: { checkDelayMs?: number }): () => void
 export function diffText (before: string, after: string): Splice | null
 export function applyChanges (text: string, changes: Splice[]): string
 export function shiftOffset (at: number, change: Splice): number

@@ -178,6 +178,12 @@ impl Room {
         self.client.room().doc().code()
     }
 
+    /// The code buffer's length in UTF-16 units, without building the string.
+    #[wasm_bindgen(js_name = codeLength)]
+    pub fn code_length(&self) -> u32 {
+        self.client.room().doc().code_len()
+    }
+
     /// Sets our presence; `anchor`/`head` are UTF-16 offsets (both undefined: no cursor).
     /// Returns the awareness frame to send.
     #[wasm_bindgen(js_name = setPresence)]
@@ -363,7 +369,10 @@ mod tests {
             }
         }
         assert_eq!(cand.code(), "print(1)");
+        assert_eq!(cand.code_length(), 8);
         assert_eq!(cand.state_digest(), host.state_digest());
+        host.client.splice(&[Splice { pos: 0, delete: 0, insert: "é😀".into() }], 2_400).unwrap();
+        assert_eq!(host.code_length(), 11, "UTF-16 units: é is one, 😀 two");
         assert!(verify_signature(&host.public_key(), b"x", &host.client.room().identity().sign(b"x")));
     }
 }

@@ -51,6 +51,7 @@ export function codemirrorAdapter () {
     extension: [peersField, listener],
     attach (v) { view = v },
     getText: () => view.state.doc.toString(),
+    getLength: () => view.state.doc.length,
     setText (text) {
       view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text }, annotations: remote.of(true) })
     },

@@ -29,6 +29,7 @@ export function monacoAdapter (editor, monaco) {
 
   return {
     getText: () => model.getValue(),
+    getLength: () => model.getValueLength(),
     setText (text) {
       applying = true
       try { model.setValue(text) } finally { applying = false }

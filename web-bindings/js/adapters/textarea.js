@@ -8,6 +8,7 @@ export function textareaAdapter (el) {
   const doc = el.ownerDocument
   return {
     getText: () => el.value,
+    getLength: () => el.value.length,
     setText (text) { el.value = text; shadow = text },
     applyRemote (changes) {
       let { selectionStart: a, selectionEnd: b, selectionDirection: dir } = el
