@@ -15,14 +15,20 @@
 //
 // Any editor with change events and a way to apply edits fits in ~50 lines (see adapters/).
 
-export function bindEditor (session, adapter, { checkDelayMs = 250 } = {}) {
+export function bindEditor (session, adapter, { checkDelayMs = 250, checkEveryMs = 5000 } = {}) {
   adapter.setText(session.code)
   const offLocal = adapter.onLocalChange((changes) => session.edit(changes))
   // The editor's text must match the document. After each batch of remote changes the
   // lengths are compared (cheap: neither side builds its text) and a mismatch is repaired at
   // once; the whole texts are compared once typing pauses (`checkDelayMs` after the last
-  // batch, at an idle moment), so a remote keystroke does not cost O(document).
-  const resync = () => { const code = session.room.code(); if (adapter.getText() !== code) adapter.setText(code) }
+  // batch, at an idle moment) and at least every `checkEveryMs` while it does not, so a
+  // remote keystroke does not cost O(document).
+  let checkedAt = Date.now()
+  const resync = () => {
+    checkedAt = Date.now()
+    const code = session.room.code()
+    if (adapter.getText() !== code) adapter.setText(code)
+  }
   let checkTimer = null
   let idleHandle = null
   const cancelCheck = () => {
@@ -43,7 +49,7 @@ export function bindEditor (session, adapter, { checkDelayMs = 250 } = {}) {
   const onChange = (e) => {
     adapter.applyRemote(e.detail.changes)
     const len = adapter.getLength ? adapter.getLength() : null
-    if (len === null || len !== session.room.codeLength()) {
+    if (len === null || len !== session.room.codeLength() || Date.now() - checkedAt >= checkEveryMs) {
       cancelCheck()
       resync()
     } else scheduleCheck()

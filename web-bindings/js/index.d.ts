@@ -144,9 +144,10 @@ export interface EditorAdapter {
   destroy? (): void
 }
 
-/** `checkDelayMs`: how long after the last remote batch the whole texts are compared
- *  (default 250; the lengths are compared after every batch). */
-export function bindEditor (session: ArenaSession, adapter: EditorAdapter, options?: { checkDelayMs?: number }): () => void
+/** The lengths are compared after every remote batch; the whole texts `checkDelayMs` after
+ *  the last one (default 250) and at least every `checkEveryMs` while batches keep coming
+ *  (default 5000). */
+export function bindEditor (session: ArenaSession, adapter: EditorAdapter, options?: { checkDelayMs?: number, checkEveryMs?: number }): () => void
 export function diffText (before: string, after: string): Splice | null
 export function applyChanges (text: string, changes: Splice[]): string
 export function shiftOffset (at: number, change: Splice): number

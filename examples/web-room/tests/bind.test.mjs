@@ -84,6 +84,23 @@ test('an adapter that garbles a character (same length) is repaired when typing 
   unbind()
 })
 
+test('while remote batches keep coming, the whole texts are still compared every checkEveryMs', async () => {
+  const session = fakeSession()
+  const ed = stringAdapter({ fault: (t) => t.replace('b', 'X') })
+  const unbind = bindEditor(session, ed, { checkDelayMs: 60_000, checkEveryMs: 40 })
+  session.remote([{ pos: 0, delete: 0, insert: 'abc' }])
+  assert.equal(ed.text, 'aXc')
+  // A batch every 5 ms, never a pause long enough for the idle check.
+  const deadline = Date.now() + 2000
+  while (Date.now() < deadline && ed.text.startsWith('aX')) {
+    await new Promise((r) => setTimeout(r, 5))
+    session.remote([{ pos: ed.text.length, delete: 0, insert: 'z' }])
+  }
+  assert.ok(ed.text.startsWith('abc'), `repaired while typing went on: ${ed.text.slice(0, 10)}`)
+  assert.equal(ed.text, session.room.code())
+  unbind()
+})
+
 test('an adapter without getLength compares whole texts after every batch', () => {
   const session = fakeSession()
   const ed = stringAdapter({ withLength: false, fault: (t) => t.replace('b', 'X') })
