@@ -53,8 +53,8 @@ case "${ARENA_WEB_SIGNING:-runtime}" in
 esac
 if [[ $profile == release ]]; then
     # The curve arithmetic at opt-level "s" rather than "z": signing and verifying ~12% faster
-    # in the browser for ~0.7 KB of gzip (opt-level 1-3 gain ~30% but cost ~9 KB). Only here:
-    # native release builds keep opt-level 3.
+    # in V8 (examples/web-room/bench/wasm-node.mjs) for ~0.7 KB of gzip (opt-level 1-3 gain
+    # ~30% but cost 7-9 KB). Only here: native release builds keep opt-level 3.
     bash scripts/build-wasm.sh -p arena-web --release \
         --config 'profile.release.package.curve25519-dalek.opt-level="s"' "${features[@]+"${features[@]}"}"
     wasm="target-wasm/wasm32-unknown-unknown/release/arena_web.wasm"
