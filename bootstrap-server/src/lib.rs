@@ -34,6 +34,7 @@ pub use error::BootstrapError;
 pub use metrics::Metrics;
 pub use node::Node;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +65,15 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken
         })
     };
     let stop = shutdown.clone();
+    // TCP_NODELAY on every accepted connection: the traffic is small interactive frames, and
+    // with Nagle's algorithm a second small write to a client waits for the ACK of the first,
+    // which the client may delay until it sends something itself. (Node's `ws`, under
+    // y-websocket and Hocuspocus, sets it too, as browsers do for their WebSockets.)
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     shutdown.cancel();
     let _ = stopper.await;
