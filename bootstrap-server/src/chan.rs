@@ -158,6 +158,28 @@ impl<T> Sender<T> {
         }
     }
 
+    /// A final value: replaces whatever is queued (even when the queue is full) and closes
+    /// the queue, so the receiver gets this value next and then the end. For telling a
+    /// connection that is being dropped why (what was queued for it is lost anyway). Fails
+    /// when the receiver is gone or the queue was closed.
+    pub(crate) fn send_last(&self, value: T) -> Result<(), T> {
+        if self.shared.space.is_closed() {
+            return Err(value);
+        }
+        let (dropped, waker) = {
+            let mut g = self.shared.lock();
+            let dropped = std::mem::replace(&mut g.queue, VecDeque::from([value]));
+            // Closed under the lock: the receiver sees the value before it sees the end.
+            self.shared.space.close();
+            (dropped, g.waker.take())
+        };
+        drop(dropped);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
     /// The receiver closed the queue or is gone.
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.space.is_closed()
@@ -234,6 +256,21 @@ impl<T> fmt::Debug for Receiver<T> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_last_value_overtakes_a_full_queue_and_ends_it() {
+        let (tx, mut rx) = channel(2);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        tx.send_last(9).unwrap();
+        assert_eq!(tx.try_send(4), Err(TrySendError::Closed(4)));
+        assert_eq!(tx.send_last(5), Err(5));
+        assert_eq!(rx.recv().await, Some(9));
+        // The end, although a sender is still alive.
+        assert_eq!(rx.recv().await, None);
+        drop(tx);
+    }
 
     #[tokio::test]
     async fn values_arrive_in_order_and_the_end_is_seen() {

@@ -53,11 +53,20 @@ pub struct Config {
     pub store_cache_mb: u64,
 
     /// Group commit: the next sled flush (fsync) starts at least this many milliseconds
-    /// after the previous one started, so that under load each flush, and each signature
-    /// over stock clients' edits, covers more of them: less CPU per edit, more latency
-    /// (a flush after a quiet spell starts at once). 0, the default, flushes back to back.
-    #[arg(long, env = "ARENA_COMMIT_INTERVAL_MS", default_value_t = 0)]
+    /// after the previous one started, so that under load each flush covers more of the
+    /// rooms' writes: less CPU per edit. A flush after a quiet spell starts at once, and
+    /// stock clients' edits reach each other without waiting for it (signed envelopes and
+    /// API answers do wait). 0 flushes back to back.
+    #[arg(long, env = "ARENA_COMMIT_INTERVAL_MS", default_value_t = 2)]
     pub commit_interval_ms: u64,
+
+    /// Stock (y-websocket) clients' updates are signed into the room's log on their behalf
+    /// at most once per this many milliseconds per room (one envelope for all of them; at
+    /// once when the room was quiet for longer). Stock clients get each other's updates
+    /// once signed, without waiting for the flush; clients that speak the envelope protocol
+    /// get the signed envelopes once durable. 0 signs every batch the room takes.
+    #[arg(long, env = "ARENA_PROXY_BATCH_MS", default_value_t = 1)]
+    pub proxy_batch_ms: u64,
 
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "ARENA_MAX_MESSAGE", default_value_t = 4 << 20)]

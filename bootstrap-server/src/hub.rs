@@ -2,8 +2,14 @@
 //! room's awareness, and fans frames out to the room's connections. Connections talk to it
 //! through a bounded channel; it never shares the document.
 //!
-//! Group commit: the actor drains every queued command, applies them, flushes sled once,
-//! and only then sends anything out, so whatever a client sees has been made durable.
+//! Group commit: the actor drains every queued command and applies it; stock clients'
+//! updates are signed into the log as one envelope per batch (at most one per
+//! `--proxy-batch-ms`) and relayed to the room's other stock clients at once; one sled flush
+//! covers whatever was written meanwhile, and only then do the signed envelopes go to the
+//! clients that speak our protocol, and info requests get their answer. So a signed
+//! envelope anyone holds, and every state the API reports, is durable; a y-websocket
+//! client (whose protocol has no acknowledgement) may see a peer's edit a flush earlier,
+//! and after a crash in that window the editors' own copies bring it back on reconnect.
 //!
 //! Idle documents leave memory: when nobody has touched a room's document for
 //! `--room-evict-secs`, the actor drops its `Room` (everything is in sled) and keeps only
@@ -146,6 +152,9 @@ impl ConnMap {
     }
 }
 
+/// A frame for `to` (None: every connection) except `except`.
+type Frame = (Option<u64>, Option<u64>, Vec<u8>);
+
 struct Hub {
     node: Node,
     id: RoomId,
@@ -156,7 +165,11 @@ struct Hub {
     used: Instant,
     presence: PresenceMap,
     conns: ConnMap,
-    out: Vec<(Option<u64>, Option<u64>, Vec<u8>)>,
+    /// Frames to send now: to `Some(conn)` or everyone, except a connection.
+    out: Vec<Frame>,
+    /// Frames that wait for the next flush (signed envelopes and our protocol's replies:
+    /// whoever gets those may count on them being durable).
+    durable: Vec<Frame>,
     /// Info requests answered after the next flush (so they report durable state).
     info_waiting: Vec<oneshot::Sender<serde_json::Value>>,
     /// Updates from stock clients in this batch, signed as one envelope by [`Hub::commit_proxied`].
@@ -177,6 +190,7 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
         presence: PresenceMap::new(0),
         conns: ConnMap::default(),
         out: Vec::new(),
+        durable: Vec::new(),
         info_waiting: Vec::new(),
         proxied: Vec::new(),
     });
@@ -184,24 +198,54 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
     span.in_scope(|| {
         info!("room loaded ({} log entries)", hub.room.as_ref().map_or(0, |r| arena_core::Store::log_len(r.store())))
     });
-    let actor = Actor { hub, rx, sleep: None, flushing: None, idle_since: Some(Instant::now()), done: false };
+    let actor = Actor {
+        hub,
+        rx,
+        sleep: None,
+        flushing: None,
+        unflushed: None,
+        last_commit: None,
+        idle_since: Some(Instant::now()),
+        done: false,
+    };
     let handle = tokio::spawn(tracing::Instrument::instrument(actor, span));
     (tx, handle)
 }
 
 type Flush = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
+/// A group commit in flight: the flush, and what waits for it to be durable.
+struct InFlight {
+    flush: Flush,
+    /// When its first command was taken, and how many commands it covers.
+    started: Instant,
+    n: u64,
+    /// Frames sent once the flush is done (signed envelopes and replies of our protocol).
+    frames: Vec<Frame>,
+    /// Info requests, answered with the state as it was when the flush started.
+    info: Option<(serde_json::Value, Vec<oneshot::Sender<serde_json::Value>>)>,
+}
+
 /// A room's actor as a hand-written future: an idle room's task is these few words (the
 /// `async` loop it replaces kept ~420 bytes of `select!` branches, a timer and the flush's
 /// state side by side). The timer is allocated only while a deadline is armed (an idle room
 /// whose document is evicted and that has a client needs none), the flush only while one is
 /// in flight.
+///
+/// Pipelined: commands are taken and applied while a flush is in flight, and what stock
+/// clients get goes out as soon as it is signed; only what waits for durability (signed
+/// envelopes, info answers) waits for the flush. A sled flush that stalls (tens of
+/// milliseconds on a busy disk) then delays the room's history, not its editors.
 struct Actor {
     hub: Box<Hub>,
     rx: chan::Receiver<HubCmd>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The group commit in flight: the flush, when the batch started, how many commands.
-    flushing: Option<(Flush, Instant, u64)>,
+    flushing: Option<Box<InFlight>>,
+    /// Commands taken since the last flush started: when the first was, how many.
+    unflushed: Option<(Instant, u64)>,
+    /// When stock clients' updates were last signed (they are signed at most once per
+    /// `--proxy-batch-ms`).
+    last_commit: Option<Instant>,
     /// Since when the room has had no connection (unloaded after `--room-idle-secs`).
     idle_since: Option<Instant>,
     done: bool,
@@ -231,17 +275,21 @@ impl Actor {
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let cfg = self.hub.node.cfg();
         let (idle, evict) = (Duration::from_secs(cfg.room_idle_secs), Duration::from_secs(cfg.room_evict_secs));
+        let spacing = Duration::from_millis(cfg.proxy_batch_ms);
         loop {
             if self.hub.node.inner.shutdown.is_cancelled() {
                 return Poll::Ready(());
             }
-            if let Some((flush, started, n)) = self.flushing.as_mut() {
-                let res = match flush.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(r) => r,
-                };
-                let (started, n) = (*started, *n);
-                self.flushing = None;
+            let mut progress = false;
+            // Commands were taken: once they are sent on, let the connections' tasks run
+            // (and drain what the room just queued for them) before the next batch.
+            let mut yield_after = false;
+            // The flush in flight: once durable, what waited for it goes out.
+            let flushed = match self.flushing.as_mut().map(|f| f.flush.as_mut().poll(cx)) {
+                Some(Poll::Ready(res)) => self.flushing.take().map(|f| (res, f)),
+                _ => None,
+            };
+            if let Some((res, f)) = flushed {
                 if let Err(e) = res {
                     warn!(error = %e, "flush failed; closing connections");
                     for c in self.hub.conns.values() {
@@ -249,37 +297,73 @@ impl Actor {
                     }
                     return Poll::Ready(());
                 }
-                self.hub.after_flush(started, n);
-                self.idle_since =
-                    if self.hub.conns.is_empty() { self.idle_since.or(Some(Instant::now())) } else { None };
+                self.hub.after_flush(*f);
+                progress = true;
             }
+            // Commands, also while a flush is in flight.
             match self.rx.poll_recv(cx) {
                 Poll::Ready(None) | Poll::Ready(Some(HubCmd::Shutdown)) => return Poll::Ready(()),
                 Poll::Ready(Some(cmd)) => {
-                    let started = Instant::now();
+                    let (_, n) = self.unflushed.get_or_insert((Instant::now(), 0));
+                    *n += 1;
                     self.hub.handle(cmd);
-                    // Group commit: take whatever else is queued, sign the stock clients'
-                    // updates as one envelope, then flush once.
-                    let mut n = 1;
-                    while n < 256 {
+                    let mut taken = 1;
+                    while taken < 256 {
                         match self.rx.try_recv() {
                             Ok(HubCmd::Shutdown) => return Poll::Ready(()),
                             Ok(c) => self.hub.handle(c),
                             Err(_) => break,
                         }
-                        n += 1;
+                        taken += 1;
                     }
-                    self.hub.commit_proxied(now_ms());
-                    let node = self.hub.node.clone();
-                    self.flushing = Some((Box::pin(async move { node.flush().await }), started, n));
-                    continue;
+                    if let Some((_, n)) = self.unflushed.as_mut() {
+                        *n += taken - 1;
+                    }
+                    progress = true;
+                    yield_after = true;
                 }
                 Poll::Pending => {}
             }
-            // Nothing queued: wait for the next deadline (if any).
-            let deadline = self.idle_since.map(|t| t + idle);
-            let evict_at = (self.hub.room.is_some() && !evict.is_zero()).then(|| self.hub.used + evict);
-            let Some(at) = earliest(deadline, evict_at) else {
+            // Stock clients' updates: signed as one envelope, at most once per `spacing`.
+            let now = Instant::now();
+            let commit_at = (!self.hub.proxied.is_empty()).then(|| self.last_commit.map_or(now, |t| t + spacing));
+            if commit_at.is_some_and(|at| at <= now) {
+                self.hub.commit_proxied(now_ms());
+                self.last_commit = Some(now);
+                self.unflushed.get_or_insert((now, 0));
+            }
+            // What needs no flush goes out now.
+            self.hub.dispatch();
+            // One flush at a time; what was written meanwhile gets the next.
+            if self.flushing.is_none() {
+                if let Some((started, n)) = self.unflushed.take() {
+                    let node = self.hub.node.clone();
+                    let frames = std::mem::take(&mut self.hub.durable);
+                    let info = (!self.hub.info_waiting.is_empty())
+                        .then(|| (self.hub.info(), std::mem::take(&mut self.hub.info_waiting)));
+                    self.flushing = Some(Box::new(InFlight {
+                        flush: Box::pin(async move { node.flush().await }),
+                        started,
+                        n,
+                        frames,
+                        info,
+                    }));
+                    progress = true;
+                }
+            }
+            if yield_after {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if progress {
+                continue;
+            }
+            self.idle_since = if self.hub.conns.is_empty() { self.idle_since.or(Some(Instant::now())) } else { None };
+            // Nothing to do: wait for the next deadline (if any).
+            let deadline = self.idle_since.filter(|_| self.flushing.is_none()).map(|t| t + idle);
+            let evict_at =
+                (self.hub.room.is_some() && !evict.is_zero() && self.flushing.is_none()).then(|| self.hub.used + evict);
+            let Some(at) = earliest(earliest(deadline, evict_at), commit_at) else {
                 self.sleep = None;
                 return Poll::Pending;
             };
@@ -308,12 +392,13 @@ impl Actor {
 }
 
 impl Hub {
-    /// After a batch is durable: send it out, answer info requests, count.
-    fn after_flush(&mut self, started: Instant, n: u64) {
+    /// After a batch is durable: send what waited for it, answer info requests, count.
+    fn after_flush(&mut self, f: InFlight) {
+        let InFlight { started, n, frames, info, .. } = f;
+        self.out.extend(frames);
         self.dispatch();
-        if !self.info_waiting.is_empty() {
-            let info = self.info();
-            for r in std::mem::take(&mut self.info_waiting) {
+        if let Some((info, waiting)) = info {
+            for r in waiting {
                 let _ = r.send(info.clone());
             }
         }
@@ -393,7 +478,15 @@ impl Hub {
         self.out.push((to, except, bytes));
     }
 
+    /// Queues `bytes` for `to` once what the room has written so far is durable.
+    fn send_durable(&mut self, to: Option<u64>, bytes: Vec<u8>) {
+        self.durable.push((to, None, bytes));
+    }
+
     fn dispatch(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
         let node = self.node.clone();
         let m = &node.inner.metrics;
         let mut slow = Vec::new();
@@ -413,7 +506,8 @@ impl Hub {
         for id in slow {
             if let Some(c) = self.conns.remove(&id) {
                 inc(&m.frames_dropped_slow, 1);
-                let _ = c.tx.try_send(Outbound::Close(4400, "too slow: reconnect to resync".into()));
+                // What it has not read yet is lost anyway; its close reason overtakes it.
+                let _ = c.tx.send_last(Outbound::Close(4400, "too slow: reconnect to resync".into()));
             }
         }
     }
@@ -580,7 +674,7 @@ impl Hub {
                 inc(&self.node.inner.metrics.envelopes_rejected, receipt.rejected.len() as u64);
                 inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
                 for r in chunk(&replies, GOSSIP_CHUNK) {
-                    self.send(Some(conn), None, arena_frame(&r));
+                    self.send_durable(Some(conn), arena_frame(&r));
                 }
                 let mut bridged = Vec::new();
                 if let Some(a) = &admissions {
@@ -758,7 +852,7 @@ impl Hub {
         for f in chunk(msgs, GOSSIP_CHUNK) {
             let frame = arena_frame(&f);
             for id in &targets {
-                self.send(Some(*id), None, frame.clone());
+                self.send_durable(Some(*id), frame.clone());
             }
         }
     }

@@ -308,6 +308,14 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_carry_on() -> Res
     let before = *seen.borrow();
     sink.send(Message::Binary(awareness_msg(7, 5000, "{\"name\":\"still here\"}")?.into())).await?;
     tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|n| *n > before)).await??;
+    // The dropped client, once it reads, finds what the kernel buffered, then why it was
+    // dropped (its close reason overtook the frames queued for it), then the end.
+    let mut slow = slow;
+    let frames = server_frames(&mut slow).await?;
+    let (op, payload) = frames.last().cloned().unwrap_or_default();
+    assert_eq!(op, 8, "the last frame is a close");
+    assert_eq!(payload.get(..2), Some(&4400u16.to_be_bytes()[..]));
+    assert!(String::from_utf8_lossy(&payload).contains("too slow"), "{payload:?}");
     drop(slow);
     let _ = sink.close().await;
     let _ = reader.await;

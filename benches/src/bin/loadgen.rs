@@ -60,6 +60,9 @@ struct Opts {
     idle_repeat: usize,
     /// Rate factor between steps.
     ramp: f64,
+    /// Edits/s per client of the first step (`--from`, default 10; a higher start reaches
+    /// a rate of interest at once, e.g. to profile the server there).
+    from: f64,
     /// Where clients type: `end` of their own text (each at their own caret, as people do)
     /// or `start` (every insert at position 0 with no left neighbour: all of them conflict,
     /// the CRDT's worst case).
@@ -79,6 +82,7 @@ fn parse_opts() -> Result<Opts> {
         idle_wait_secs: 35,
         idle_repeat: 1,
         ramp: 2.0,
+        from: 10.0,
         at: "end".into(),
         kinds: vec![Kind::Arena, Kind::YWebsocket, Kind::Hocuspocus],
     };
@@ -107,6 +111,12 @@ fn parse_opts() -> Result<Opts> {
                     bail!("--ramp must be > 1");
                 }
             }
+            "--from" => {
+                o.from = v.parse()?;
+                if !(o.from > 0.0 && o.from <= 6000.0) {
+                    bail!("--from must be in (0, 6000] edits/s per client");
+                }
+            }
             "--integrate" => {
                 INTEGRATE.store(true, Ordering::Relaxed);
                 i += 1;
@@ -129,7 +139,7 @@ fn parse_opts() -> Result<Opts> {
                     .collect::<Result<_>>()?
             }
             "--help" | "-h" => {
-                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--step-retries 1] [--idle-rooms 200] [--idle-wait-secs 35] [--idle-repeat 1] [--ramp 2] [--at end|start] [--integrate] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
+                println!("loadgen [--rooms 20] [--clients 2] [--step-secs 3] [--p99-ms 50] [--step-retries 1] [--idle-rooms 200] [--idle-wait-secs 35] [--idle-repeat 1] [--ramp 2] [--from 10] [--at end|start] [--integrate] [--idle-only] [--servers arena,yws,hocuspocus]\n(the arena server inherits ARENA_* variables, e.g. ARENA_NO_P2P=1)");
                 std::process::exit(0);
             }
             a => bail!("unknown argument {a}"),
@@ -284,6 +294,10 @@ struct Tally {
     sent: AtomicU64,
     delivered: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
+    /// Clients whose connection the server closed (or broke) during the step, and the
+    /// first close reason it gave: a step with any fails.
+    closed: AtomicU64,
+    close_reason: Mutex<Option<String>>,
 }
 
 /// The y-protocols body of a frame (after Hocuspocus's document name), if it is a live
@@ -390,6 +404,11 @@ async fn client(
     let integrate = INTEGRATE.load(Ordering::Relaxed);
     let reader = tokio::spawn(async move {
         while let Some(Ok(m)) = rx.next().await {
+            if let Message::Close(Some(f)) = &m {
+                if let Ok(mut r) = reader_tally.close_reason.lock() {
+                    r.get_or_insert_with(|| format!("{} {}", u16::from(f.code), f.reason));
+                }
+            }
             if let Message::Binary(b) = m {
                 if let Some(u) = live_update(kind, &b) {
                     scan(u, me, t0, &reader_tally);
@@ -417,7 +436,13 @@ async fn client(
             txn.encode_update_v1()
         };
         tally.sent.fetch_add(1, Ordering::Relaxed);
-        tx.send(Message::Binary(msg(kind, &room, &sync_msg(2, &update)).into())).await?;
+        if tx.send(Message::Binary(msg(kind, &room, &sync_msg(2, &update)).into())).await.is_err() {
+            // The server closed or broke the connection (e.g. dropped a client too slow to
+            // read): the step fails, the run goes on.
+            tally.closed.fetch_add(1, Ordering::Relaxed);
+            reader.abort();
+            return Ok(());
+        }
     }
     let _ = text.get_string(&doc.transact());
     // Let the last edits arrive, then close.
@@ -445,6 +470,9 @@ struct Step {
     p99_ms: f64,
     ratio: f64,
     cpu: f64,
+    /// Connections the server closed during the step, and its first reason.
+    closed: u64,
+    close_reason: Option<String>,
 }
 
 async fn step(
@@ -502,6 +530,8 @@ async fn step(
         p99_ms: pct(0.99),
         ratio: if expected > 0.0 { delivered / expected } else { 0.0 },
         cpu: (cpu1 - cpu0) / wall,
+        closed: tally.closed.load(Ordering::Relaxed),
+        close_reason: tally.close_reason.lock().ok().and_then(|mut r| r.take()),
         gen_cpu: (gen1 - gen0) / wall,
     })
 }
@@ -566,7 +596,7 @@ async fn main() -> Result<()> {
     let o = parse_opts()?;
     AT_START.store(o.at == "start", Ordering::Relaxed);
     let rates: Vec<f64> =
-        std::iter::successors(Some(10.0f64), |r| Some(r * o.ramp)).take_while(|r| *r <= 6000.0).collect();
+        std::iter::successors(Some(o.from), |r| Some(r * o.ramp)).take_while(|r| *r <= 6000.0).collect();
     let mut summary: Vec<(Kind, Option<Step>, (f64, f64))> = Vec::new();
     for &kind in &o.kinds {
         eprintln!("== {} ==", kind.name());
@@ -579,7 +609,14 @@ async fn main() -> Result<()> {
                 let first_client = 1 + (run * o.rooms * o.clients) as u32;
                 run += 1;
                 let s = step(kind, &server, &rooms, o.clients, rate, o.step_secs, first_client).await?;
-                let ok = s.p99_ms <= o.p99_ms && s.ratio >= 0.95;
+                let ok = s.p99_ms <= o.p99_ms && s.ratio >= 0.95 && s.closed == 0;
+                if s.closed > 0 {
+                    eprintln!(
+                        "  the server closed {} connection(s): {}",
+                        s.closed,
+                        s.close_reason.as_deref().unwrap_or("no close frame")
+                    );
+                }
                 eprintln!(
                     "  {:>6.0} edits/s offered → {:>8.0} deliveries/s, p50 {:>7.2} ms, p99 {:>8.2} ms, delivered {:>5.1}%, server CPU {:.2} cores (generator {:.2}) {}",
                     s.offered,

@@ -1,0 +1,77 @@
+//! The room's group commit is pipelined: stock y-websocket clients get each other's edits
+//! as soon as the node has signed them, without waiting for sled's flush. Here every flush
+//! after the first is held back for ten minutes (`--commit-interval-ms`); the edits must
+//! still go through, one after the other.
+
+#[path = "support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use arena_core::sync::ywire::decode_frame;
+use futures_util::{SinkExt, StreamExt};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use yrs::sync::{Message as YMsg, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{GetString, ReadTxn, Text, Transact};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads until an update that brings `marker` into `doc` arrives.
+async fn until_text(ws: &mut Ws, doc: &yrs::Doc, marker: &str) -> Result<()> {
+    let text = doc.get_or_insert_text("code");
+    loop {
+        let msg = match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Err(_) => bail!("{marker:?} did not arrive (is the relay waiting for the held-back flush?)"),
+            Ok(None) => bail!("connection closed"),
+            Ok(Some(m)) => m?,
+        };
+        let Message::Binary(b) = msg else { continue };
+        for m in decode_frame(&b)? {
+            if let YMsg::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) = m {
+                doc.transact_mut().apply_update(yrs::Update::decode_v1(&u)?)?;
+            }
+        }
+        if text.get_string(&doc.transact()).contains(marker) {
+            return Ok(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_clients_edits_do_not_wait_for_the_flush() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.commit_interval_ms = 600_000;
+    let server = Server::start_with(cfg).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let url = |token: &str| format!("ws://{a}/yws/{}?token={token}", room.room);
+    let (mut writer, _) = tokio_tungstenite::connect_async(url(&room.candidate)).await?;
+    let (mut reader, _) = tokio_tungstenite::connect_async(url(&room.host)).await?;
+    let (wdoc, rdoc) = (yrs::Doc::with_client_id(11), yrs::Doc::with_client_id(12));
+    let wtext = wdoc.get_or_insert_text("code");
+    for i in 0..5 {
+        let marker = format!("<edit {i}>");
+        let update = {
+            let mut txn = wdoc.transact_mut();
+            let end = wtext.len(&txn);
+            wtext.insert(&mut txn, end, &marker);
+            txn.encode_update_v1()
+        };
+        writer.send(Message::Binary(YMsg::Sync(SyncMessage::Update(update)).encode_v1().into())).await?;
+        until_text(&mut reader, &rdoc, &marker).await?;
+    }
+    assert_eq!(
+        rdoc.get_or_insert_text("code").get_string(&rdoc.transact()),
+        wtext.get_string(&wdoc.transact()),
+        "the reader's copy matches the writer's"
+    );
+    assert_eq!(rdoc.transact().state_vector(), wdoc.transact().state_vector());
+    drop((writer, reader));
+    server.stop().await?;
+    Ok(())
+}
