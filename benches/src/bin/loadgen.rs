@@ -5,7 +5,8 @@
 //!
 //! For each server: a throughput ramp (rooms × clients, each client typing at a rising
 //! rate; a step passes while p99 edit-to-remote latency ≤ --p99-ms and ≥ 95% of the edits
-//! arrive), then memory per idle room (RSS growth with N rooms each holding a small
+//! arrive and the server closes no connection; each step's clients are new, and they all
+//! join and receive the room's document before anyone types), then memory per idle room (RSS growth with N rooms each holding a small
 //! document and one idle client). Prints a Markdown table.
 //!
 //! Run with: `cargo run --release -p arena-benches --bin loadgen` (after
@@ -300,15 +301,37 @@ struct Tally {
     close_reason: Mutex<Option<String>>,
 }
 
-/// The y-protocols body of a frame (after Hocuspocus's document name), if it is a live
-/// sync update (type 0, sub-type 2). Sync step 2 carries old content and is not counted.
-fn live_update(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
+/// The y-protocols body of a frame (after Hocuspocus's document name).
+fn body(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
     let mut b = bytes;
     if kind == Kind::Hocuspocus {
         let (len, rest) = varuint(b)?;
         b = rest.get(len..)?;
     }
-    (b.len() > 2 && b[0] == 0 && b[1] == 2).then_some(b)
+    Some(b)
+}
+
+/// The body of a frame if it is a live sync update (type 0, sub-type 2). Sync step 2
+/// carries old content and is not counted.
+fn live_update(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
+    body(kind, bytes).filter(|b| b.len() > 2 && b[0] == 0 && b[1] == 2)
+}
+
+/// Reads until the server's sync step 2 (the room's document) has arrived.
+async fn until_synced(kind: Kind, ws: &mut Ws) -> Result<()> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+            Err(_) => bail!("no sync step 2 within 60 s"),
+            Ok(None) => bail!("connection closed before sync step 2"),
+            Ok(Some(m)) => {
+                if let Message::Binary(b) = m? {
+                    if body(kind, &b).is_some_and(|b| b.len() >= 2 && b[0] == 0 && b[1] == 1) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A lib0 variable-length unsigned integer at the start of `b`, and what follows it.
@@ -390,10 +413,19 @@ async fn client(
     me: u32,
     rate: f64,
     t0: Instant,
-    until: Instant,
+    secs: u64,
+    start: Arc<tokio::sync::Barrier>,
     tally: Arc<Tally>,
 ) -> Result<()> {
-    let ws = connect(kind, port, &room, &path).await?;
+    let mut ws = connect(kind, port, &room, &path).await?;
+    // Every client of the step has joined and received the room's document before anyone
+    // types: the step measures edits, not joins (a new client's sync step 2 of a document
+    // grown over the ramp is megabytes).
+    until_synced(kind, &mut ws).await?;
+    tokio::time::timeout(Duration::from_secs(120), start.wait())
+        .await
+        .map_err(|_| anyhow::anyhow!("the step's other clients did not join within 120 s"))?;
+    let until = Instant::now() + Duration::from_secs(secs);
     let (mut tx, mut rx) = ws.split();
     let reader_tally = tally.clone();
     let doc = Doc::with_client_id(u64::from(me) + 1000);
@@ -486,7 +518,7 @@ async fn step(
 ) -> Result<Step> {
     let tally = Arc::new(Tally::default());
     let t0 = Instant::now();
-    let until = t0 + Duration::from_secs(secs);
+    let start = Arc::new(tokio::sync::Barrier::new(rooms.len() * clients));
     let (cpu0, _) = server.usage();
     let gen0 = cpu_secs("self");
     let mut tasks = Vec::new();
@@ -504,7 +536,8 @@ async fn step(
                 me,
                 rate,
                 t0,
-                until,
+                secs,
+                start.clone(),
                 tally.clone(),
             )));
             me += 1;
