@@ -294,8 +294,12 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_carry_on() -> Res
     });
     let pad = "x".repeat(16_000);
     let mut dropped = 0;
+    let base = *seen.borrow();
     for clock in 1..=4000u32 {
         sink.send(Message::Binary(awareness_msg(7, clock, &format!("{{\"pad\":\"{pad}\"}}"))?.into())).await?;
+        // The fast client reads what it is sent before it sends more (one that floods
+        // faster than it reads is a slow consumer too, and is dropped like one).
+        tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|n| *n >= base + u64::from(clock))).await??;
         if clock % 100 == 0 {
             dropped = gauge(a, "frames_dropped_slow_total").await?;
             if dropped > 0 {
