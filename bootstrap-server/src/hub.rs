@@ -304,8 +304,7 @@ impl Actor {
             match self.rx.poll_recv(cx) {
                 Poll::Ready(None) | Poll::Ready(Some(HubCmd::Shutdown)) => return Poll::Ready(()),
                 Poll::Ready(Some(cmd)) => {
-                    let (_, n) = self.unflushed.get_or_insert((Instant::now(), 0));
-                    *n += 1;
+                    let first = Instant::now();
                     self.hub.handle(cmd);
                     let mut taken = 1;
                     while taken < 256 {
@@ -316,10 +315,8 @@ impl Actor {
                         }
                         taken += 1;
                     }
-                    if let Some((_, n)) = self.unflushed.as_mut() {
-                        *n += taken - 1;
-                    }
-                    progress = true;
+                    let (_, n) = self.unflushed.get_or_insert((first, 0));
+                    *n += taken;
                     yield_after = true;
                 }
                 Poll::Pending => {}

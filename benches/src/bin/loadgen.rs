@@ -6,8 +6,9 @@
 //! For each server: a throughput ramp (rooms × clients, each client typing at a rising
 //! rate; a step passes while p99 edit-to-remote latency ≤ --p99-ms and ≥ 95% of the edits
 //! arrive and the server closes no connection; each step's clients are new, and they all
-//! join and receive the room's document before anyone types), then memory per idle room (RSS growth with N rooms each holding a small
-//! document and one idle client). Prints a Markdown table.
+//! join and receive the room's document before anyone types), then memory per idle room
+//! (RSS growth with N rooms each holding a small document and one idle client). Prints a
+//! Markdown table.
 //!
 //! Run with: `cargo run --release -p arena-benches --bin loadgen` (after
 //! `npm ci --prefix benches/js` and `cargo build --release -p arena-bootstrap`).
@@ -311,10 +312,16 @@ fn body(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
     Some(b)
 }
 
-/// The body of a frame if it is a live sync update (type 0, sub-type 2). Sync step 2
-/// carries old content and is not counted.
+/// The body of a frame if it is a y-protocols sync message of sub-type `sub` (1: sync
+/// step 2, 2: update).
+fn sync_body(kind: Kind, bytes: &[u8], sub: u8) -> Option<&[u8]> {
+    body(kind, bytes).filter(|b| b.len() > 2 && b[0] == 0 && b[1] == sub)
+}
+
+/// The body of a frame if it is a live sync update. Sync step 2 carries old content and
+/// is not counted.
 fn live_update(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
-    body(kind, bytes).filter(|b| b.len() > 2 && b[0] == 0 && b[1] == 2)
+    sync_body(kind, bytes, 2)
 }
 
 /// Reads until the server's sync step 2 (the room's document) has arrived.
@@ -325,7 +332,7 @@ async fn until_synced(kind: Kind, ws: &mut Ws) -> Result<()> {
             Ok(None) => bail!("connection closed before sync step 2"),
             Ok(Some(m)) => {
                 if let Message::Binary(b) = m? {
-                    if body(kind, &b).is_some_and(|b| b.len() >= 2 && b[0] == 0 && b[1] == 1) {
+                    if sync_body(kind, &b, 1).is_some() {
                         return Ok(());
                     }
                 }
