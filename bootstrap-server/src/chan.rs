@@ -25,6 +25,8 @@ struct Inner<T> {
     queue: VecDeque<T>,
     /// The receiver, when it waits.
     waker: Option<Waker>,
+    /// What the queued values weigh (with a `weigh` function; else 0).
+    bytes: usize,
 }
 
 struct Shared<T> {
@@ -32,6 +34,10 @@ struct Shared<T> {
     /// One permit per free slot; closed when the receiver closes or goes.
     space: Semaphore,
     senders: AtomicUsize,
+    /// What a value weighs (e.g. a frame's length), and the most the queued values may weigh
+    /// together before `try_send` refuses more (a value into an empty queue always fits).
+    weigh: Option<fn(&T) -> usize>,
+    max_bytes: usize,
 }
 
 impl<T> Shared<T> {
@@ -47,6 +53,9 @@ impl<T> Shared<T> {
         let mut g = self.lock();
         match g.queue.pop_front() {
             Some(v) => {
+                if let Some(w) = self.weigh {
+                    g.bytes = g.bytes.saturating_sub(w(&v));
+                }
                 if g.queue.is_empty() && g.queue.capacity() > 0 {
                     // Drained: give the deque's memory back (an idle queue holds none).
                     g.queue = VecDeque::new();
@@ -74,15 +83,27 @@ impl<T> Shared<T> {
         }
     }
 
-    fn push(&self, value: T) {
+    /// Queues `value` (its slot already taken from `space`). With `check_bytes`, refuses it
+    /// (giving the slot back) when it would take the queue over `max_bytes`.
+    fn push(&self, value: T, check_bytes: bool) -> Result<(), T> {
         let waker = {
             let mut g = self.lock();
+            if let Some(w) = self.weigh {
+                let n = w(&value);
+                if check_bytes && !g.queue.is_empty() && g.bytes.saturating_add(n) > self.max_bytes {
+                    drop(g);
+                    self.space.add_permits(1);
+                    return Err(value);
+                }
+                g.bytes += n;
+            }
             g.queue.push_back(value);
             g.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
+        Ok(())
     }
 
     fn wake_receiver(&self) {
@@ -123,10 +144,27 @@ pub(crate) enum TryRecvError {
 
 /// A queue holding at most `capacity` values (at least 1).
 pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    make(capacity, None, usize::MAX)
+}
+
+/// A queue holding at most `capacity` values that, for `try_send`, also weigh at most
+/// `max_bytes` together by `weigh` (a value into an empty queue always fits; `send`
+/// counts the weight but does not wait for it).
+pub(crate) fn channel_weighed<T>(
+    capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&T) -> usize,
+) -> (Sender<T>, Receiver<T>) {
+    make(capacity, Some(weigh), max_bytes)
+}
+
+fn make<T>(capacity: usize, weigh: Option<fn(&T) -> usize>, max_bytes: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
-        inner: Mutex::new(Inner { queue: VecDeque::new(), waker: None }),
+        inner: Mutex::new(Inner { queue: VecDeque::new(), waker: None, bytes: 0 }),
         space: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
         senders: AtomicUsize::new(1),
+        weigh,
+        max_bytes,
     });
     (Sender { shared: shared.clone() }, Receiver { shared })
 }
@@ -138,8 +176,7 @@ impl<T> Sender<T> {
             Ok(permit) => {
                 // The slot is given back by the receiver when it takes the value.
                 permit.forget();
-                self.shared.push(value);
-                Ok(())
+                self.shared.push(value, false).map_err(SendError)
             }
             Err(_) => Err(SendError(value)),
         }
@@ -150,8 +187,7 @@ impl<T> Sender<T> {
         match self.shared.space.try_acquire() {
             Ok(permit) => {
                 permit.forget();
-                self.shared.push(value);
-                Ok(())
+                self.shared.push(value, true).map_err(TrySendError::Full)
             }
             Err(tokio::sync::TryAcquireError::Closed) => Err(TrySendError::Closed(value)),
             Err(tokio::sync::TryAcquireError::NoPermits) => Err(TrySendError::Full(value)),
@@ -168,6 +204,7 @@ impl<T> Sender<T> {
         }
         let (dropped, waker) = {
             let mut g = self.shared.lock();
+            g.bytes = self.shared.weigh.map_or(0, |w| w(&value));
             let dropped = std::mem::replace(&mut g.queue, VecDeque::from([value]));
             // Closed under the lock: the receiver sees the value before it sees the end.
             self.shared.space.close();
@@ -256,6 +293,29 @@ impl<T> fmt::Debug for Receiver<T> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_weighed_queue_refuses_what_would_take_it_over_its_bytes() {
+        let (tx, mut rx) = channel_weighed::<Vec<u8>>(100, 10, Vec::len);
+        tx.try_send(vec![0; 30]).unwrap();
+        assert_eq!(tx.try_send(vec![1; 1]), Err(TrySendError::Full(vec![1; 1])), "over the bytes");
+        assert_eq!(rx.recv().await, Some(vec![0; 30]));
+        // An empty queue takes any one value; then what fits.
+        tx.try_send(vec![2; 6]).unwrap();
+        tx.try_send(vec![3; 4]).unwrap();
+        assert!(matches!(tx.try_send(vec![4; 1]), Err(TrySendError::Full(_))));
+        assert_eq!(rx.recv().await, Some(vec![2; 6]));
+        tx.try_send(vec![5; 6]).unwrap();
+        // A refusal for bytes gives its slot back: after draining, all 3 slots take values.
+        let (tx, mut rx) = channel_weighed::<Vec<u8>>(3, 1000, Vec::len);
+        tx.try_send(vec![0; 600]).unwrap();
+        assert!(matches!(tx.try_send(vec![0; 600]), Err(TrySendError::Full(_))));
+        assert_eq!(rx.try_recv(), Ok(vec![0; 600]));
+        for i in 0..3 {
+            tx.try_send(vec![i; 1]).unwrap();
+        }
+        assert!(matches!(tx.try_send(vec![9; 1]), Err(TrySendError::Full(_))), "the slot count still holds");
+    }
 
     #[tokio::test]
     async fn a_last_value_overtakes_a_full_queue_and_ends_it() {

@@ -62,11 +62,18 @@ pub struct Config {
 
     /// Stock (y-websocket) clients' updates are signed into the room's log on their behalf
     /// at most once per this many milliseconds per room (one envelope for all of them; at
-    /// once when the room was quiet for longer). Stock clients get each other's updates
-    /// once signed, without waiting for the flush; clients that speak the envelope protocol
+    /// once when the room was quiet for longer). Clients that speak the envelope protocol
     /// get the signed envelopes once durable. 0 signs every batch the room takes.
     #[arg(long, env = "ARENA_PROXY_BATCH_MS", default_value_t = 1)]
     pub proxy_batch_ms: u64,
+
+    /// A room sends what needs no flush (stock clients' updates, once checked and applied,
+    /// to the other stock clients; presence; replies) at most once per this many
+    /// microseconds: at once when the room was quiet for longer, else gathered with what
+    /// follows, so that a busy room writes several frames per system call. 0 sends after
+    /// every batch the room takes.
+    #[arg(long, env = "ARENA_RELAY_BATCH_US", default_value_t = 2000)]
+    pub relay_batch_us: u64,
 
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "ARENA_MAX_MESSAGE", default_value_t = 4 << 20)]

@@ -33,9 +33,13 @@ use crate::chan;
 use crate::metrics::{dec, inc};
 use crate::node::{now_ms, Node};
 
-/// Frames queued per connection before it counts as too slow and is dropped (it
-/// reconnects and resyncs).
-pub(crate) const CONN_QUEUE: usize = 256;
+/// Frames, and their bytes, queued per connection before it counts as too slow and is
+/// dropped (it reconnects and resyncs). Frames are small (a keystroke's update is ~30
+/// bytes) and shared by every recipient, so the count allows a client that falls behind
+/// for a moment on a busy machine (4,096 frames: ~1 s of a busy room) without keeping
+/// megabytes for it; the bytes bound what large frames a slow client can pin.
+pub(crate) const CONN_QUEUE: usize = 4096;
+pub(crate) const CONN_QUEUE_BYTES: usize = 4 << 20;
 const HUB_QUEUE: usize = 1024;
 
 /// What a connection receives.
@@ -46,6 +50,16 @@ pub(crate) enum Outbound {
     /// A close code and reason. Boxed `str` (not `String`): the enum then fits in `Bytes`'s
     /// 32 bytes.
     Close(u16, Box<str>),
+}
+
+impl Outbound {
+    /// What a queued frame weighs against [`CONN_QUEUE_BYTES`].
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Outbound::Binary(b) => b.len(),
+            Outbound::Close(_, r) => r.len(),
+        }
+    }
 }
 
 /// A connection joining a room.
@@ -205,6 +219,7 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
         flushing: None,
         unflushed: None,
         last_commit: None,
+        last_dispatch: None,
         idle_since: Some(Instant::now()),
         done: false,
     };
@@ -246,6 +261,8 @@ struct Actor {
     /// When stock clients' updates were last signed (they are signed at most once per
     /// `--proxy-batch-ms`).
     last_commit: Option<Instant>,
+    /// When the room last sent what needs no flush (see `--relay-batch-us`).
+    last_dispatch: Option<Instant>,
     /// Since when the room has had no connection (unloaded after `--room-idle-secs`).
     idle_since: Option<Instant>,
     done: bool,
@@ -276,6 +293,7 @@ impl Actor {
         let cfg = self.hub.node.cfg();
         let (idle, evict) = (Duration::from_secs(cfg.room_idle_secs), Duration::from_secs(cfg.room_evict_secs));
         let spacing = Duration::from_millis(cfg.proxy_batch_ms);
+        let relay = Duration::from_micros(cfg.relay_batch_us);
         loop {
             if self.hub.node.inner.shutdown.is_cancelled() {
                 return Poll::Ready(());
@@ -323,14 +341,23 @@ impl Actor {
             }
             // Stock clients' updates: signed as one envelope, at most once per `spacing`.
             let now = Instant::now();
-            let commit_at = (!self.hub.proxied.is_empty()).then(|| self.last_commit.map_or(now, |t| t + spacing));
+            let waiting = !self.hub.proxied.is_empty() || self.hub.room.as_ref().is_some_and(|r| r.unsealed() > 0);
+            let commit_at = waiting.then(|| self.last_commit.map_or(now, |t| t + spacing));
             if commit_at.is_some_and(|at| at <= now) {
                 self.hub.commit_proxied(now_ms());
                 self.last_commit = Some(now);
                 self.unflushed.get_or_insert((now, 0));
             }
-            // What needs no flush goes out now.
-            self.hub.dispatch();
+            // Envelopes some other call sealed first go out with the next flush; what needs
+            // no flush goes out now, or with what follows it if the room sent less than
+            // `relay` ago.
+            self.hub.send_sealed();
+            let mut relay_at = (!self.hub.out.is_empty()).then(|| self.last_dispatch.map_or(now, |t| t + relay));
+            if relay_at.is_some_and(|at| at <= now) {
+                self.hub.dispatch();
+                self.last_dispatch = Some(now);
+                relay_at = None;
+            }
             // One flush at a time; what was written meanwhile gets the next.
             if self.flushing.is_none() {
                 if let Some((started, n)) = self.unflushed.take() {
@@ -360,7 +387,7 @@ impl Actor {
             let deadline = self.idle_since.filter(|_| self.flushing.is_none()).map(|t| t + idle);
             let evict_at =
                 (self.hub.room.is_some() && !evict.is_zero() && self.flushing.is_none()).then(|| self.hub.used + evict);
-            let Some(at) = earliest(earliest(deadline, evict_at), commit_at) else {
+            let Some(at) = earliest(earliest(deadline, evict_at), earliest(commit_at, relay_at)) else {
                 self.sleep = None;
                 return Poll::Pending;
             };
@@ -435,6 +462,7 @@ impl Hub {
             self.used = Instant::now();
             return;
         }
+        self.commit_proxied(now_ms());
         if let Some(mut r) = self.room.take() {
             if let Err(e) = r.flush() {
                 warn!(error = %e, "flush before evicting the document");
@@ -603,8 +631,9 @@ impl Hub {
         if outcome.denied {
             inc(&m.envelopes_rejected, 1);
         }
-        // Stock clients' updates are signed at the end of the batch, together.
-        self.proxied.extend(outcome.updates.into_iter().map(|u| (conn, u)));
+        if !outcome.updates.is_empty() {
+            self.stock_updates(conn, outcome.updates, now);
+        }
         if let Some(a) = outcome.awareness {
             if let Ok(upd) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&a) {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -743,77 +772,86 @@ impl Hub {
         }
     }
 
-    /// Signs the batch's stock-client updates: one envelope (their merge) for the whole
-    /// batch, so the signature is paid per batch, not per keystroke. Stock connections get
-    /// the original updates; connections that speak our protocol get the signed envelope.
-    /// If the merged update is refused, each update is tried alone so only the offender
-    /// is refused.
+    /// A stock client's updates. Where we sign for the room, each is checked and applied to
+    /// the document now and relayed to the other stock clients at once; the signature comes
+    /// with the next [`Hub::commit_proxied`] (one envelope for every update since the last,
+    /// at most once per `--proxy-batch-ms`), and the connections that speak our protocol
+    /// get that envelope. A refused update is answered with an auth message to its sender
+    /// alone. In a federated room hosted elsewhere they wait for the commit, which sends
+    /// them to the room's home node to sign.
+    fn stock_updates(&mut self, conn: u64, updates: Vec<Vec<u8>>, now: u64) {
+        let hosted_elsewhere = self.node.inner.p2p.get().is_some();
+        let relayed = self.with_room(|h, room| {
+            if !room.can_proxy() && hosted_elsewhere {
+                return false;
+            }
+            let stock: Vec<u64> =
+                h.conns.iter().filter(|(id, c)| !c.arena && **id != conn).map(|(id, _)| *id).collect();
+            for u in &updates {
+                match room.proxy_deferred(u, now) {
+                    Ok(true) => {
+                        inc(&h.node.inner.metrics.envelopes_in, 1);
+                        if !stock.is_empty() {
+                            let frame = update_frame(u);
+                            for id in &stock {
+                                h.send(Some(*id), None, frame.clone());
+                            }
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => h.refuse(conn, &e.to_string()),
+                }
+            }
+            true
+        });
+        if relayed == Some(false) {
+            self.proxied.extend(updates.into_iter().map(|u| (conn, u)));
+        }
+    }
+
+    /// Signs the stock clients' updates applied since the last commit (one envelope, their
+    /// merge, so the signature is paid per batch, not per keystroke) and sends the envelope
+    /// on; in a federated room hosted elsewhere, sends the batch to the room's home node.
     fn commit_proxied(&mut self, now: u64) {
         let batch = std::mem::take(&mut self.proxied);
-        if batch.is_empty() {
-            return;
+        if !batch.is_empty() {
+            self.forward_proxied(batch);
         }
-        self.with_room(|h, room| h.commit_batch(room, batch, now));
-    }
-
-    fn commit_batch(&mut self, room: &mut Room<SledStore>, batch: Vec<(u64, Vec<u8>)>, now: u64) {
-        if !room.can_proxy() && self.node.inner.p2p.get().is_some() {
-            // A federated room hosted elsewhere: the room's home node signs for our stock
-            // clients (it checks their tokens again); the envelopes come back over gossip.
-            let msgs: Vec<Wire> = batch
-                .into_iter()
-                .filter_map(|(conn, update)| {
-                    let token = self.conns.get(&conn)?.token.as_deref()?.to_owned();
-                    Some(Wire::Proxied { token, update })
-                })
-                .collect();
-            if !msgs.is_empty() {
-                crate::p2p::to_network(&self.node, self.id, msgs);
-            }
-            return;
-        }
-        let node = self.node.clone();
-        let m = &node.inner.metrics;
-        let merged = if batch.len() == 1 {
-            Ok(batch[0].1.clone())
-        } else {
-            let refs: Vec<&[u8]> = batch.iter().map(|(_, u)| u.as_slice()).collect();
-            yrs::merge_updates_v1(refs).map_err(|e| e.to_string())
-        };
-        let result =
-            merged.map_err(|e| e.to_string()).and_then(|u| room.proxy_update(&u, now).map_err(|e| e.to_string()));
-        match result {
-            Ok(Some(env)) => {
-                inc(&m.envelopes_in, batch.len() as u64);
-                crate::p2p::to_network(&node, self.id, vec![Wire::Envelopes(vec![env.clone()])]);
-                let stock: Vec<u64> = self.conns.iter().filter(|(_, c)| !c.arena).map(|(id, _)| *id).collect();
-                for (from, u) in &batch {
-                    let frame = update_frame(u);
-                    for id in stock.iter().filter(|id| *id != from) {
-                        self.send(Some(*id), None, frame.clone());
-                    }
-                }
-                self.send_signed(&[Wire::Envelopes(vec![env])], None);
-            }
-            Ok(None) => {}
-            Err(_) if batch.len() > 1 => {
-                for (conn, u) in batch {
-                    self.commit_one(room, conn, &u, now);
+        if let Some(room) = self.room.as_mut() {
+            if room.unsealed() > 0 {
+                if let Err(e) = room.seal_pending(now) {
+                    warn!(error = %e, "signing stock clients' updates failed; they stay pending");
                 }
             }
-            Err(e) => self.refuse(batch[0].0, &e),
         }
+        self.send_sealed();
     }
 
-    fn commit_one(&mut self, room: &mut Room<SledStore>, conn: u64, u: &[u8], now: u64) {
-        match room.proxy_update(u, now) {
-            Ok(Some(env)) => {
-                inc(&self.node.inner.metrics.envelopes_in, 1);
-                crate::p2p::to_network(&self.node, self.id, vec![Wire::Envelopes(vec![env.clone()])]);
-                self.broadcast_envelope(&env, Some(conn));
-            }
-            Ok(None) => {}
-            Err(e) => self.refuse(conn, &e.to_string()),
+    /// Sends on what the room sealed from stock clients' updates (by the commit, or by any
+    /// call that sealed first): to the network and to the connections that speak our
+    /// protocol (once durable).
+    fn send_sealed(&mut self) {
+        let Some(room) = self.room.as_mut() else { return };
+        let sealed = room.take_sealed();
+        if sealed.is_empty() {
+            return;
+        }
+        crate::p2p::to_network(&self.node, self.id, vec![Wire::Envelopes(sealed.clone())]);
+        self.send_signed(&[Wire::Envelopes(sealed)], None);
+    }
+
+    /// A federated room hosted elsewhere: the room's home node signs for our stock clients
+    /// (it checks their tokens again); the envelopes come back over gossip.
+    fn forward_proxied(&mut self, batch: Vec<(u64, Vec<u8>)>) {
+        let msgs: Vec<Wire> = batch
+            .into_iter()
+            .filter_map(|(conn, update)| {
+                let token = self.conns.get(&conn)?.token.as_deref()?.to_owned();
+                Some(Wire::Proxied { token, update })
+            })
+            .collect();
+        if !msgs.is_empty() {
+            crate::p2p::to_network(&self.node, self.id, msgs);
         }
     }
 

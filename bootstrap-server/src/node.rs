@@ -261,7 +261,10 @@ impl Node {
     /// Opens a room's replica from sled (what a room actor holds).
     pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<arena_core::SledStore>, BootstrapError> {
         let store = self.inner.db.room(room)?;
-        Ok(Room::open(*room, self.inner.identity.clone(), 0, store, RoomConfig::default(), now_ms())?)
+        // The room actor sends on every envelope sealed from stock clients' updates, whichever
+        // call sealed them (`Room::take_sealed`).
+        let cfg = RoomConfig { collect_seals: true, ..RoomConfig::default() };
+        Ok(Room::open(*room, self.inner.identity.clone(), 0, store, cfg, now_ms())?)
     }
 
     pub(crate) fn loaded_hub(&self, room: &RoomId) -> Option<chan::Sender<HubCmd>> {

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info_span, Instrument};
 
 use crate::chan;
-use crate::hub::{Attach, HubCmd, Outbound, CONN_QUEUE};
+use crate::hub::{Attach, HubCmd, Outbound, CONN_QUEUE, CONN_QUEUE_BYTES};
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::Node;
@@ -79,7 +79,7 @@ async fn serve(
     let m = &node.inner.metrics;
     inc(&m.connections_total, 1);
     inc(&m.connections_active, 1);
-    let (tx, rx) = chan::channel(CONN_QUEUE);
+    let (tx, rx) = chan::channel_weighed(CONN_QUEUE, CONN_QUEUE_BYTES, Outbound::weight);
     let (reply, start) = oneshot::channel();
     let token = token.map(String::into_boxed_str);
     let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, tx, reply }));

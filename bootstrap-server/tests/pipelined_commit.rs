@@ -1,7 +1,9 @@
 //! The room's group commit is pipelined: stock y-websocket clients get each other's edits
 //! as soon as the node has signed them, without waiting for sled's flush. Here every flush
 //! after the first is held back for ten minutes (`--commit-interval-ms`); the edits must
-//! still go through, one after the other.
+//! still go through, one after the other. Nor do they wait for the node's signature: with
+//! stock updates signed at most once per ten minutes (`--proxy-batch-ms`) they still go
+//! through, and the node signs what it holds when it stops.
 
 #[path = "support.rs"]
 mod support;
@@ -39,6 +41,65 @@ async fn until_text(ws: &mut Ws, doc: &yrs::Doc, marker: &str) -> Result<()> {
             return Ok(());
         }
     }
+}
+
+/// The writer types five markers, each once the reader has the one before.
+async fn type_five(writer: &mut Ws, reader: &mut Ws, wdoc: &yrs::Doc, rdoc: &yrs::Doc) -> Result<()> {
+    let wtext = wdoc.get_or_insert_text("code");
+    for i in 0..5 {
+        let marker = format!("<edit {i}>");
+        let update = {
+            let mut txn = wdoc.transact_mut();
+            let end = wtext.len(&txn);
+            wtext.insert(&mut txn, end, &marker);
+            txn.encode_update_v1()
+        };
+        writer.send(Message::Binary(YMsg::Sync(SyncMessage::Update(update)).encode_v1().into())).await?;
+        until_text(reader, rdoc, &marker).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_clients_edits_do_not_wait_for_the_signature() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.proxy_batch_ms = 600_000;
+    let server = Server::start_with(cfg.clone()).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let url = |a: std::net::SocketAddr, token: &str| format!("ws://{a}/yws/{}?token={token}", room.room);
+    let (mut writer, _) = tokio_tungstenite::connect_async(url(a, &room.candidate)).await?;
+    let (mut reader, _) = tokio_tungstenite::connect_async(url(a, &room.host)).await?;
+    let (wdoc, rdoc) = (yrs::Doc::with_client_id(11), yrs::Doc::with_client_id(12));
+    type_five(&mut writer, &mut reader, &wdoc, &rdoc).await?;
+    drop((writer, reader));
+    // Stopping signs and stores what was still unsigned: a new node on the same data dir
+    // serves every edit.
+    server.stop().await?;
+    // The stopped node's last tasks let go of sled's lock just after `run` returns.
+    let sled_dir = dir.path().join("sled");
+    for _ in 0..100 {
+        if arena_core::SledDb::open(&sled_dir).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let server = Server::start_with(cfg).await?;
+    let (mut late, _) = tokio_tungstenite::connect_async(url(server.addr, &room.host)).await?;
+    let ldoc = yrs::Doc::with_client_id(13);
+    late.send(Message::Binary(YMsg::Sync(SyncMessage::SyncStep1(yrs::StateVector::default())).encode_v1().into()))
+        .await?;
+    until_text(&mut late, &ldoc, "<edit 4>").await?;
+    let writer_clock = wdoc.transact().state_vector().get(&yrs::block::ClientID::new(11));
+    assert_eq!(
+        ldoc.transact().state_vector().get(&yrs::block::ClientID::new(11)),
+        writer_clock,
+        "the new node lacks some of the writer's edits"
+    );
+    drop(late);
+    server.stop().await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,20 +156,44 @@ impl Ledger {
             return Err(CoreError::BrokenChain { author: env.author.to_hex(), seq: env.seq });
         }
         let update = crate::doc::decode_update(&env.update)?;
-        let own = env.author.client_id(env.session);
+        self.check_clients(&env.author, member.proxy, env.author.client_id(env.session), &update)?;
+        let signed = env.signed_bytes();
+        let hash = sha256(&[&signed, &env.signature]);
+        Ok(Checked { signed, update, hash })
+    }
+
+    /// The update creates items only under the author's own client id `own` or, for a
+    /// proxy, under client ids no other author owns.
+    fn check_clients(&self, author: &PeerKey, proxy: bool, own: u64, update: &Update) -> Result<()> {
         for client in update.insertions(true).client_ids() {
             let client = client.get();
             if client == own {
                 continue;
             }
-            let foreign = !member.proxy || self.owners.get(&client).is_some_and(|o| o != &env.author);
-            if foreign {
+            if !proxy || self.owners.get(&client).is_some_and(|o| o != author) {
                 return Err(CoreError::ForeignClientId { client });
             }
         }
-        let signed = env.signed_bytes();
-        let hash = sha256(&[&signed, &env.signature]);
-        Ok(Checked { signed, update, hash })
+        Ok(())
+    }
+
+    /// Checks a stock client's update that `proxy` (whose own client id is `own`) will sign
+    /// later: `proxy` holds a proxy grant and may write, and no other author owns a client
+    /// id the update creates items under.
+    pub(crate) fn check_proxied(&self, proxy: &PeerKey, own: u64, update: &Update) -> Result<()> {
+        let member = self.members.get(proxy).ok_or_else(|| CoreError::NotAllowed("not admitted to the room".into()))?;
+        if !member.proxy || !member.role.may_write() {
+            return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
+        }
+        self.check_clients(proxy, true, own, update)
+    }
+
+    /// Claims the client ids of a checked, applied stock update for `proxy` now, so that no
+    /// other author's envelope takes them before `proxy` seals it.
+    pub(crate) fn claim_proxied(&mut self, proxy: &PeerKey, clients: Vec<u64>) {
+        for client in clients {
+            self.owners.entry(client).or_insert(*proxy);
+        }
     }
 
     /// Verifies one checked envelope's signature.

@@ -31,8 +31,15 @@ pub(crate) mod versions;
 /// Tunables of a room replica.
 #[derive(Clone, Debug)]
 pub struct RoomConfig {
-    /// Make a checkpoint after this many new log entries.
+    /// Make a checkpoint after this many new log entries ...
     pub checkpoint_every: u64,
+    /// ... and, once the last checkpoint's state is larger than this many bytes, only when
+    /// the log since it holds at least as many bytes of updates as that state: a
+    /// checkpoint rewrites (and signs) the whole state, so a large document busy with
+    /// small edits would otherwise write and hash its state over and over (1,000 ~150-byte
+    /// entries against a 2 MB state: 13× the bytes the edits themselves took). With the
+    /// rule a checkpoint never writes more than the log did since the previous one.
+    pub checkpoint_state_free: u64,
     /// ... or when the last one is this old (milliseconds) and something changed.
     pub checkpoint_interval_ms: u64,
     /// Out-of-order envelopes buffered while waiting for their predecessors.
@@ -50,17 +57,22 @@ pub struct RoomConfig {
     /// moment, instead of making it in the seal or receive that crosses the threshold (it
     /// encodes and signs the whole state): a browser's keystroke never pays for it.
     pub deferred_checkpoints: bool,
+    /// Keep every envelope sealed from deferred updates for [`Room::take_sealed`], whichever
+    /// method sealed it (a node that must send each one on).
+    pub collect_seals: bool,
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
         RoomConfig {
             checkpoint_every: 1000,
+            checkpoint_state_free: 64 * 1024,
             checkpoint_interval_ms: 30_000,
             max_pending: 4096,
             max_catch_up: 1 << 20,
             checkpoint_join_min: 50_000,
             deferred_checkpoints: false,
+            collect_seals: false,
         }
     }
 }
@@ -100,7 +112,12 @@ pub struct Room<S: Store> {
     pending: Vec<Envelope>,
     /// Our local transactions applied to the document but not sealed yet, in order.
     unsealed: Vec<Vec<u8>>,
+    /// Envelopes sealed from deferred updates, kept for [`Room::take_sealed`] when
+    /// [`RoomConfig::collect_seals`] is set.
+    sealed: Vec<Envelope>,
     last_checkpoint: (u64, u64),
+    /// The last checkpoint's state size, and the update bytes logged since it.
+    checkpoint_bytes: (u64, u64),
     last_received_ms: u64,
 }
 
@@ -137,7 +154,9 @@ impl<S: Store> Room<S> {
             cfg,
             pending: Vec::new(),
             unsealed: Vec::new(),
+            sealed: Vec::new(),
             last_checkpoint: (0, now_ms),
+            checkpoint_bytes: (0, 0),
             last_received_ms: 0,
         };
         for adm in room.store.admissions()? {
@@ -150,9 +169,11 @@ impl<S: Store> Room<S> {
             room.doc.apply_v1(&cp.state)?;
             room.ledger.set_heads(cp.heads.iter().copied());
             room.last_checkpoint = (idx, at);
+            room.checkpoint_bytes.0 = cp.state.len() as u64;
             from = idx;
         }
         let entries = room.store.log_range(from, u64::MAX)?;
+        room.checkpoint_bytes.1 = entries.iter().map(|e| e.envelope.update.len() as u64).sum();
         {
             let mut txn = room.doc.yrs().transact_mut();
             for entry in &entries {
@@ -362,6 +383,7 @@ impl<S: Store> Room<S> {
         }
         for env in &ok_envs {
             self.store.append(env, at)?;
+            self.checkpoint_bytes.1 += env.update.len() as u64;
         }
         receipt.applied.extend(ok_envs);
         Ok(true)
@@ -400,6 +422,7 @@ impl<S: Store> Room<S> {
         let idx = self.store.log_len();
         self.store.put_checkpoint(idx, &cp)?;
         self.last_checkpoint = (idx, now_ms);
+        self.checkpoint_bytes = (cp.state.len() as u64, 0);
         Ok(cp)
     }
 
@@ -410,14 +433,17 @@ impl<S: Store> Room<S> {
         Ok(())
     }
 
-    /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries, or
+    /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries and,
+    /// for a state over `checkpoint_state_free` bytes, as many update bytes as it; or
     /// `checkpoint_interval_ms` since the last one and something new); None when not. With
     /// [`RoomConfig::deferred_checkpoints`] the caller calls this at an idle moment, after
     /// sealing (a checkpoint seals deferred edits first, like [`Room::checkpoint`]).
     pub fn checkpoint_if_due(&mut self, now_ms: u64) -> Result<Option<Checkpoint>> {
         let (idx, at) = self.last_checkpoint;
         let len = self.store.log_len();
-        if len >= idx + self.cfg.checkpoint_every
+        let (state, logged) = self.checkpoint_bytes;
+        let enough_bytes = state <= self.cfg.checkpoint_state_free || logged >= state;
+        if (len >= idx + self.cfg.checkpoint_every && enough_bytes)
             || (len > idx && now_ms.saturating_sub(at) >= self.cfg.checkpoint_interval_ms)
         {
             return self.checkpoint(now_ms).map(Some);
@@ -459,6 +485,7 @@ impl<S: Store> Room<S> {
         self.ledger.record(&env, &checked);
         let at = self.received_at(now_ms);
         self.store.append(&env, at)?;
+        self.checkpoint_bytes.1 += env.update.len() as u64;
         self.maybe_checkpoint(now_ms)?;
         Ok(Some(env))
     }

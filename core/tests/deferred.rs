@@ -167,6 +167,57 @@ fn reopening_after_a_seal_or_a_flush_keeps_every_deferred_edit() -> Result<()> {
 }
 
 #[test]
+fn a_large_state_is_checkpointed_only_after_as_many_logged_bytes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = Identity::from_passphrase("checkpoint bytes room");
+    let host = || Identity::from_passphrase("checkpoint bytes host");
+    let cfg = RoomConfig {
+        checkpoint_every: 3,
+        checkpoint_state_free: 1000,
+        deferred_checkpoints: true,
+        ..RoomConfig::default()
+    };
+    let db = SledDb::open(dir.path().join("db"))?;
+    let mut room = Room::create(&key, host(), 0, db.room(&key.public())?, Meta::default(), T0)?;
+    *room.config_mut() = cfg.clone();
+    let big = "x".repeat(3000);
+    room.edit_shown(&[ins(0, &big)], T0 + 1)?;
+    room.seal_pending(T0 + 1)?;
+    let first = room.checkpoint(T0 + 2)?;
+    let state = first.state.len();
+    ensure!(state > 3000, "{state}");
+    // Many small edits: the entry count is reached, the bytes are not.
+    for i in 0..10 {
+        room.edit_shown(&[ins(i, "y")], T0 + 3)?;
+        room.seal_pending(T0 + 3)?;
+    }
+    ensure!(room.checkpoint_if_due(T0 + 4)?.is_none(), "10 one-byte edits against a {state}-byte state");
+    // Reopened, the room counts the bytes logged since its checkpoint again.
+    room.flush()?;
+    drop(room);
+    drop(db);
+    let db = SledDb::open(dir.path().join("db"))?;
+    let mut room = Room::open(key.public(), host(), 0, db.room(&key.public())?, cfg.clone(), T0 + 5)?;
+    ensure!(room.checkpoint_if_due(T0 + 5)?.is_none(), "still not due after a reopen");
+    room.edit_shown(&[ins(0, &"z".repeat(state))], T0 + 6)?;
+    room.seal_pending(T0 + 6)?;
+    let cp = room.checkpoint_if_due(T0 + 7)?.context("as many bytes as the state: due")?;
+    ensure!(room.store().checkpoints()?.last().map(|c| c.0) == Some(room.store().log_len()));
+    cp.verify(room.ledger())?;
+    // A small state keeps the entry-count rule alone.
+    let mut p = party("checkpoint bytes small", &[], T0)?;
+    let small = &mut p.rooms[0];
+    *small.config_mut() = cfg;
+    small.checkpoint(T0)?;
+    for i in 0..3 {
+        small.edit_shown(&[ins(i, "s")], T0 + 1)?;
+        small.seal_pending(T0 + 1)?;
+    }
+    ensure!(small.checkpoint_if_due(T0 + 2)?.is_some(), "three entries on a small state: due");
+    Ok(())
+}
+
+#[test]
 fn nothing_is_lost_when_messages_arrive_before_the_seal() -> Result<()> {
     let mut p = party("deferred receive first", &[Role::Candidate], T0)?;
     p.connect(T0)?;

@@ -4,7 +4,8 @@
 use anyhow::{ensure, Result};
 use arena_core::records::Meta;
 use arena_core::sync::wire::Wire;
-use arena_core::{Admission, Grant, Identity, MemoryStore, Role, Room, RoomConfig, FLAG_PROXY};
+use arena_core::{Admission, Grant, Identity, MemoryStore, Role, Room, RoomConfig, Store, FLAG_PROXY};
+use yrs::updates::encoder::Encode;
 use yrs::{GetString, Text, Transact};
 
 const T0: u64 = 1_700_000_000_000;
@@ -75,5 +76,69 @@ fn a_relayed_update_is_signed_only_by_a_proxy_and_only_under_a_writer_token() ->
     ensure!(r.applied.len() == 1 && r.rejected.is_empty(), "{:?}", r.rejected);
     let text = other.doc().yrs().get_or_insert_text("code");
     ensure!(text.get_string(&other.doc().yrs().transact()).contains("hello"), "other replica lacks it");
+    Ok(())
+}
+
+/// A stock update under client id `client`, typed at position 0.
+fn stock_update_as(client: u64, text: &str) -> Vec<u8> {
+    let doc = yrs::Doc::with_client_id(client);
+    let code = doc.get_or_insert_text("code");
+    let mut txn = doc.transact_mut();
+    code.insert(&mut txn, 0, text);
+    txn.encode_update_v1()
+}
+
+#[test]
+fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()> {
+    let cfg = RoomConfig { collect_seals: true, ..RoomConfig::default() };
+    let mut home = Room::open(key().public(), Identity::from_passphrase("home"), 0, MemoryStore::new(), cfg, T0)?;
+    let grant = Grant::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
+    home.admit(&Admission::sign(home.identity(), grant, "node", T0), Some(T0 / 1000))?;
+    let mut peer = Room::create(&key(), Identity::from_passphrase("peer"), 0, MemoryStore::new(), Meta::default(), T0)?;
+    peer.handle(Wire::Admissions(home.ledger().admissions()), T0)?;
+    home.handle(Wire::Admissions(peer.ledger().admissions()), T0)?;
+    let created = peer.store().author_envelopes(&peer.identity().public(), 0, usize::MAX)?;
+    ensure!(home.receive(created, T0)?.rejected.is_empty());
+    let logged = home.store().log_len();
+
+    // Applied at once, nothing signed or logged yet.
+    ensure!(home.proxy_deferred(&stock_update_as(11, "a"), T0 + 1)?);
+    ensure!(home.proxy_deferred(&stock_update_as(12, "b"), T0 + 1)?);
+    ensure!(home.doc().code().len() == 2 && home.store().log_len() == logged && home.unsealed() == 2);
+    // An empty update holds nothing to relay; garbage is an error that changes nothing.
+    ensure!(!home.proxy_deferred(&yrs::Update::new().encode_v1(), T0 + 1)?);
+    let before = home.state_digest();
+    ensure!(home.proxy_deferred(&[0xff, 0x01, 0x02], T0 + 1).is_err());
+    ensure!(home.state_digest() == before && home.unsealed() == 2);
+
+    // One envelope for both, which the peer accepts.
+    let env = home.seal_pending(T0 + 2)?.ok_or_else(|| anyhow::anyhow!("nothing sealed"))?;
+    ensure!(home.store().log_len() == logged + 1);
+    ensure!(home.take_sealed() == vec![env.clone()], "the seal is kept for the caller");
+    ensure!(home.take_sealed().is_empty());
+    let r = peer.receive(vec![env], T0 + 3)?;
+    ensure!(r.applied.len() == 1 && r.rejected.is_empty(), "{:?}", r.rejected);
+    ensure!(peer.doc().code() == home.doc().code());
+
+    // A client id another author owns is refused before anything changes: the peer's own.
+    let peers = peer.doc().client_id();
+    let before = home.state_digest();
+    ensure!(home.proxy_deferred(&stock_update_as(peers, "x"), T0 + 4).is_err(), "a foreign client id passed");
+    ensure!(home.state_digest() == before && home.unsealed() == 0);
+
+    // A seal made by another call (receiving seals first) is kept for the caller too.
+    ensure!(home.proxy_deferred(&stock_update_as(13, "c"), T0 + 5)?);
+    let theirs = peer.edit(T0 + 5, |e| e.splice_code(0, 0, "p"))?.ok_or_else(|| anyhow::anyhow!("no edit"))?;
+    home.receive(vec![theirs], T0 + 6)?;
+    let sealed = home.take_sealed();
+    ensure!(sealed.len() == 1 && home.unsealed() == 0, "receive sealed first: {}", sealed.len());
+    let r = peer.receive(sealed, T0 + 7)?;
+    ensure!(r.applied.len() == 1 && r.rejected.is_empty(), "{:?}", r.rejected);
+    ensure!(peer.doc().code() == home.doc().code(), "{:?} vs {:?}", peer.doc().code(), home.doc().code());
+
+    // Without a proxy grant nothing is applied.
+    let before = peer.state_digest();
+    ensure!(peer.proxy_deferred(&stock_update_as(14, "d"), T0 + 8).is_err());
+    ensure!(peer.state_digest() == before);
     Ok(())
 }

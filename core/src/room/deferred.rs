@@ -11,6 +11,7 @@ use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::history::Splice;
 use crate::store::Store;
+use yrs::Transact;
 
 /// Deferred transactions merged into one envelope at most; the next one seals them first.
 pub(crate) const MAX_UNSEALED: usize = 256;
@@ -37,6 +38,31 @@ impl<S: Store> Room<S> {
             }
         });
         self.defer(update, now_ms)
+    }
+
+    /// A stock client's update (a Yjs client that cannot sign), checked and applied to the
+    /// document now and signed by us on its behalf with the next seal, like a deferred local
+    /// edit. Needs a proxy grant; the update may not create items under a client id owned by
+    /// another author. Returns whether it held anything (false: nothing to relay). On an
+    /// error nothing changed.
+    pub fn proxy_deferred(&mut self, update: &[u8], now_ms: u64) -> Result<bool> {
+        let decoded = crate::doc::decode_update(update)?;
+        if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
+            return Ok(false);
+        }
+        let me = self.me.public();
+        let own = me.client_id(self.session);
+        self.ledger.check_proxied(&me, own, &decoded)?;
+        let clients: Vec<u64> = decoded.insertions(true).client_ids().map(|c| c.get()).collect();
+        self.doc.yrs().transact_mut().apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
+        self.ledger.claim_proxied(&me, clients);
+        self.defer(update.to_vec(), now_ms)
+    }
+
+    /// The envelopes sealed from deferred updates since the last call, by whichever method
+    /// sealed them (with [`crate::RoomConfig::collect_seals`]; otherwise always empty).
+    pub fn take_sealed(&mut self) -> Vec<Envelope> {
+        std::mem::take(&mut self.sealed)
     }
 
     /// How many local transactions wait to be sealed.
@@ -101,7 +127,11 @@ impl<S: Store> Room<S> {
             self.unsealed.insert(0, env.update);
             return Err(e);
         }
+        self.checkpoint_bytes.1 += env.update.len() as u64;
         self.ledger.advance(&env, env.hash(), None);
+        if self.cfg.collect_seals {
+            self.sealed.push(env.clone());
+        }
         self.maybe_checkpoint(now_ms)?;
         Ok(env)
     }
