@@ -164,7 +164,7 @@ impl Ledger {
 
     /// The update creates items only under the author's own client id `own` or, for a
     /// proxy, under client ids no other author owns.
-    fn check_clients(&self, author: &PeerKey, proxy: bool, own: u64, update: &Update) -> Result<()> {
+    pub(crate) fn check_clients(&self, author: &PeerKey, proxy: bool, own: u64, update: &Update) -> Result<()> {
         for client in update.insertions(true).client_ids() {
             let client = client.get();
             if client == own {
@@ -175,17 +175,6 @@ impl Ledger {
             }
         }
         Ok(())
-    }
-
-    /// Checks a stock client's update that `proxy` (whose own client id is `own`) will sign
-    /// later: `proxy` holds a proxy grant and may write, and no other author owns a client
-    /// id the update creates items under.
-    pub(crate) fn check_proxied(&self, proxy: &PeerKey, own: u64, update: &Update) -> Result<()> {
-        let member = self.members.get(proxy).ok_or_else(|| CoreError::NotAllowed("not admitted to the room".into()))?;
-        if !member.proxy || !member.role.may_write() {
-            return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
-        }
-        self.check_clients(proxy, true, own, update)
     }
 
     /// Claims the client ids of a checked, applied stock update for `proxy` now, so that no

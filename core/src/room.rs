@@ -382,8 +382,7 @@ impl<S: Store> Room<S> {
             }
         }
         for env in &ok_envs {
-            self.store.append(env, at)?;
-            self.checkpoint_bytes.1 += env.update.len() as u64;
+            self.log_append(env, at)?;
         }
         receipt.applied.extend(ok_envs);
         Ok(true)
@@ -424,6 +423,14 @@ impl<S: Store> Room<S> {
         self.last_checkpoint = (idx, now_ms);
         self.checkpoint_bytes = (cp.state.len() as u64, 0);
         Ok(cp)
+    }
+
+    /// Appends a new envelope to the log, counting its bytes towards the next checkpoint
+    /// (history fetched from before the checkpoint goes through `store.append` alone).
+    fn log_append(&mut self, env: &Envelope, at: u64) -> Result<()> {
+        self.store.append(env, at)?;
+        self.checkpoint_bytes.1 += env.update.len() as u64;
+        Ok(())
     }
 
     fn maybe_checkpoint(&mut self, now_ms: u64) -> Result<()> {
@@ -484,8 +491,7 @@ impl<S: Store> Room<S> {
         }
         self.ledger.record(&env, &checked);
         let at = self.received_at(now_ms);
-        self.store.append(&env, at)?;
-        self.checkpoint_bytes.1 += env.update.len() as u64;
+        self.log_append(&env, at)?;
         self.maybe_checkpoint(now_ms)?;
         Ok(Some(env))
     }

@@ -50,9 +50,11 @@ impl<S: Store> Room<S> {
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(false);
         }
+        if !self.can_proxy() {
+            return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
+        }
         let me = self.me.public();
-        let own = me.client_id(self.session);
-        self.ledger.check_proxied(&me, own, &decoded)?;
+        self.ledger.check_clients(&me, true, me.client_id(self.session), &decoded)?;
         let clients: Vec<u64> = decoded.insertions(true).client_ids().map(|c| c.get()).collect();
         self.doc.yrs().transact_mut().apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
         self.ledger.claim_proxied(&me, clients);
@@ -123,11 +125,10 @@ impl<S: Store> Room<S> {
         let head = self.ledger.head(&me);
         let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update);
         let at = self.received_at(now_ms);
-        if let Err(e) = self.store.append(&env, at) {
+        if let Err(e) = self.log_append(&env, at) {
             self.unsealed.insert(0, env.update);
             return Err(e);
         }
-        self.checkpoint_bytes.1 += env.update.len() as u64;
         self.ledger.advance(&env, env.hash(), None);
         if self.cfg.collect_seals {
             self.sealed.push(env.clone());
