@@ -358,6 +358,11 @@ impl Actor {
                 self.last_dispatch = Some(now);
                 relay_at = None;
             }
+            // A checkpoint after what this pass took has gone out (the room's clients do
+            // not wait for it) and before the flush that makes it durable.
+            if self.hub.checkpoint_if_due() {
+                self.unflushed.get_or_insert((Instant::now(), 0));
+            }
             // One flush at a time; what was written meanwhile gets the next.
             if self.flushing.is_none() {
                 if let Some((started, n)) = self.unflushed.take() {
@@ -385,8 +390,8 @@ impl Actor {
             self.idle_since = if self.hub.conns.is_empty() { self.idle_since.or(Some(Instant::now())) } else { None };
             // Nothing to do: wait for the next deadline (if any).
             let deadline = self.idle_since.filter(|_| self.flushing.is_none()).map(|t| t + idle);
-            let evict_at =
-                (self.hub.room.is_some() && !evict.is_zero() && self.flushing.is_none()).then(|| self.hub.used + evict);
+            let durable = self.flushing.is_none() && self.unflushed.is_none() && commit_at.is_none();
+            let evict_at = (self.hub.room.is_some() && !evict.is_zero() && durable).then(|| self.hub.used + evict);
             let Some(at) = earliest(earliest(deadline, evict_at), earliest(commit_at, relay_at)) else {
                 self.sleep = None;
                 return Poll::Pending;
@@ -456,19 +461,69 @@ impl Hub {
     }
 
     /// Drops the idle room's document (it is all in sled); connections and presence stay.
-    /// Not while it holds envelopes waiting for their predecessors (those live in memory).
+    /// Not while it holds envelopes waiting for their predecessors (those live in memory),
+    /// nor updates not yet signed: the actor calls this only when everything the room
+    /// logged is durable (no flush in flight or owed), so eviction needs no flush of its
+    /// own (a blocking fsync per room on the runtime's threads, thousands of them when the
+    /// rooms of a busy hour go idle together).
     fn evict(&mut self) {
-        if self.room.as_ref().is_some_and(|r| r.pending() > 0) {
+        let unsigned = !self.proxied.is_empty() || self.room.as_ref().is_some_and(|r| r.unsealed() > 0);
+        if unsigned || self.room.as_ref().is_some_and(|r| r.pending() > 0) {
             self.used = Instant::now();
             return;
         }
-        self.commit_proxied(now_ms());
-        if let Some(mut r) = self.room.take() {
-            if let Err(e) = r.flush() {
-                warn!(error = %e, "flush before evicting the document");
-            }
+        if self.room.take().is_some() {
             dec(&self.node.inner.metrics.docs_loaded);
             debug!("document idle, evicted from memory");
+        }
+    }
+
+    /// The periodic checkpoint, when due (the room defers it: see
+    /// [`arena_core::RoomConfig::deferred_checkpoints`]). It encodes, signs and stores the
+    /// whole state, ~10–50 ms for a state of a few MB, while the room's clients wait. Rooms
+    /// typed into at the same pace come due together, and twenty such checkpoints at once
+    /// on two cores made each take ~10× longer and stalled every room for up to a second
+    /// (the throughput command's failed steps at ~150,000 edits/s, one burst each). So the
+    /// node makes one at a time (a room that finds another one running tries again on its
+    /// next pass; checkpoints only shorten loads and joins), and on a multi-threaded
+    /// runtime in `block_in_place`, so that the other rooms and connections on this worker
+    /// move to another thread meanwhile. Returns whether it wrote anything (a flush is owed).
+    fn checkpoint_if_due(&mut self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = now_ms();
+        let Some(room) = self.room.as_ref() else { return false };
+        if !room.checkpoint_due(now) {
+            return false;
+        }
+        let gate = &self.node.inner.checkpointing;
+        if gate.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        // What the room gathered to relay goes out first.
+        if !self.out.is_empty() {
+            self.dispatch();
+        }
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let started = Instant::now();
+        let res = match self.room.as_mut() {
+            Some(room) if multi => tokio::task::block_in_place(|| room.checkpoint_if_due(now)),
+            Some(room) => room.checkpoint_if_due(now),
+            None => Ok(None),
+        };
+        self.node.inner.checkpointing.store(false, Ordering::Release);
+        match res {
+            Ok(Some(_)) => {
+                let m = &self.node.inner.metrics;
+                inc(&m.checkpoints, 1);
+                inc(&m.checkpoint_us, started.elapsed().as_micros() as u64);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                warn!(error = %e, "checkpoint failed; the log still holds everything");
+                false
+            }
         }
     }
 

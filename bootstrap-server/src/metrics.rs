@@ -27,6 +27,8 @@ pub struct Metrics {
     pub(crate) store_flushes: AtomicU64,
     pub(crate) store_flush_us: AtomicU64,
     pub(crate) store_commits: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) checkpoint_us: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64, n: u64) {
@@ -85,6 +87,13 @@ impl Metrics {
             &self.store_flushes,
         );
         put("store_flush_us_total", "counter", "Microseconds spent in those flushes.", &self.store_flush_us);
+        put(
+            "checkpoints_total",
+            "counter",
+            "Periodic checkpoints made by room actors (whole state encoded, signed, stored).",
+            &self.checkpoints,
+        );
+        put("checkpoint_us_total", "counter", "Microseconds spent making them.", &self.checkpoint_us);
         put(
             "store_commits_total",
             "counter",

@@ -65,6 +65,9 @@ pub(crate) struct Inner {
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
     pub(crate) p2p: std::sync::OnceLock<Arc<crate::p2p::P2p>>,
+    /// A room is making its periodic checkpoint: one at a time on the whole node (see
+    /// `Hub::checkpoint_if_due`).
+    pub(crate) checkpointing: std::sync::atomic::AtomicBool,
 }
 
 /// Group commit across rooms: sled's flush makes the whole database durable, so one
@@ -150,6 +153,7 @@ impl Node {
                 tasks: tokio::sync::Mutex::new(Vec::new()),
                 flusher,
                 p2p: std::sync::OnceLock::new(),
+                checkpointing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -262,8 +266,9 @@ impl Node {
     pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<arena_core::SledStore>, BootstrapError> {
         let store = self.inner.db.room(room)?;
         // The room actor sends on every envelope sealed from stock clients' updates, whichever
-        // call sealed them (`Room::take_sealed`).
-        let cfg = RoomConfig { collect_seals: true, ..RoomConfig::default() };
+        // call sealed them (`Room::take_sealed`), and makes the periodic checkpoint itself,
+        // after sending what it relays (`Hub::checkpoint_if_due`).
+        let cfg = RoomConfig { collect_seals: true, deferred_checkpoints: true, ..RoomConfig::default() };
         Ok(Room::open(*room, self.inner.identity.clone(), 0, store, cfg, now_ms())?)
     }
 

@@ -110,3 +110,52 @@ async fn idle_documents_are_evicted_and_reopened_while_clients_stay() -> Result<
     server.stop().await?;
     Ok(())
 }
+
+/// The room actor makes the periodic checkpoint itself, after the edits it relays (one
+/// room at a time on the node); the document evicted and reopened from sled (from that
+/// checkpoint and the log after it) holds every edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_room_checkpoints_and_reopens_from_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.room_evict_secs = 1;
+    let server = Server::start_with(cfg).await?;
+    let room = create_room(server.addr).await?;
+    let mut host = ArenaPeer::connect(server.addr, &room.room, &room.host, "host").await?;
+    assert_eq!(gauge(server.addr, "checkpoints_total").await?, 0);
+    // More envelopes than a checkpoint's entry count (1,000) on a small state.
+    let mut expected = String::new();
+    for i in 0..1100u32 {
+        let line = format!("{i}\n");
+        host.type_text(expected.len() as u32, &line).await?;
+        expected.push_str(&line);
+        if i % 100 == 0 {
+            host.pump(Duration::from_millis(5)).await?;
+        }
+    }
+    wait_for(Duration::from_secs(30), || async {
+        Ok((gauge(server.addr, "checkpoints_total").await? >= 1).then_some(()))
+    })
+    .await?;
+    assert!(gauge(server.addr, "checkpoint_us_total").await? > 0);
+    // Evicted, then reopened by a newcomer: from the checkpoint, with everything.
+    wait_for(Duration::from_secs(20), || async {
+        Ok((gauge(server.addr, "documents_loaded").await? == 0).then_some(()))
+    })
+    .await?;
+    let mut late = ArenaPeer::connect(server.addr, &room.room, &room.candidate, "late").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while late.text() != expected {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "late joiner has {} of {} bytes",
+            late.text().len(),
+            expected.len()
+        );
+        late.pump(Duration::from_millis(50)).await?;
+        host.pump(Duration::from_millis(1)).await?;
+    }
+    assert_eq!(gauge(server.addr, "documents_reloaded_total").await?, 1);
+    server.stop().await?;
+    Ok(())
+}

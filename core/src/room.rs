@@ -34,13 +34,17 @@ pub struct RoomConfig {
     /// Make a checkpoint after this many new log entries ...
     pub checkpoint_every: u64,
     /// ... and, once the last checkpoint's state is larger than this many bytes, only when
-    /// the log since it holds at least as many bytes of updates as that state: a
+    /// the log since it holds at least as many bytes of updates as that state (1× to 2×,
+    /// spread by the room's id so that busy rooms do not all checkpoint at once): a
     /// checkpoint rewrites (and signs) the whole state, so a large document busy with
     /// small edits would otherwise write and hash its state over and over (1,000 ~150-byte
     /// entries against a 2 MB state: 13× the bytes the edits themselves took). With the
     /// rule a checkpoint never writes more than the log did since the previous one.
     pub checkpoint_state_free: u64,
-    /// ... or when the last one is this old (milliseconds) and something changed.
+    /// ... or when the last one is this old (milliseconds) and something changed (for a
+    /// state over `checkpoint_state_free`, again only once the log since holds as many
+    /// bytes: at 30 s a room typed into at a few hundred KB/s would otherwise re-encode a
+    /// state of megabytes twice as often as the byte rule asks).
     pub checkpoint_interval_ms: u64,
     /// Out-of-order envelopes buffered while waiting for their predecessors.
     pub max_pending: usize,
@@ -440,22 +444,33 @@ impl<S: Store> Room<S> {
         Ok(())
     }
 
-    /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries and,
-    /// for a state over `checkpoint_state_free` bytes, as many update bytes as it; or
-    /// `checkpoint_interval_ms` since the last one and something new); None when not. With
+    /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries, or
+    /// `checkpoint_interval_ms` since the last one and something new; either, for a state
+    /// over `checkpoint_state_free` bytes, only once the log since holds as many update
+    /// bytes as it); None when not. With
     /// [`RoomConfig::deferred_checkpoints`] the caller calls this at an idle moment, after
     /// sealing (a checkpoint seals deferred edits first, like [`Room::checkpoint`]).
     pub fn checkpoint_if_due(&mut self, now_ms: u64) -> Result<Option<Checkpoint>> {
-        let (idx, at) = self.last_checkpoint;
-        let len = self.store.log_len();
-        let (state, logged) = self.checkpoint_bytes;
-        let enough_bytes = state <= self.cfg.checkpoint_state_free || logged >= state;
-        if (len >= idx + self.cfg.checkpoint_every && enough_bytes)
-            || (len > idx && now_ms.saturating_sub(at) >= self.cfg.checkpoint_interval_ms)
-        {
+        if self.checkpoint_due(now_ms) {
             return self.checkpoint(now_ms).map(Some);
         }
         Ok(None)
+    }
+
+    /// Whether [`Room::checkpoint_if_due`] would make a checkpoint now (cheap: a caller that
+    /// moves the work off its thread asks first).
+    pub fn checkpoint_due(&self, now_ms: u64) -> bool {
+        let (idx, at) = self.last_checkpoint;
+        let len = self.store.log_len();
+        let (state, logged) = self.checkpoint_bytes;
+        // Rooms typed into at one pace would come due together and checkpoint all at once
+        // (a burst of whole-state encodes): each room waits for between 1× and 2× its state,
+        // by the first byte of its id.
+        let spread = state * u64::from(self.id.0[0]) / 256;
+        let enough_bytes = state <= self.cfg.checkpoint_state_free || logged >= state + spread;
+        enough_bytes
+            && ((len >= idx + self.cfg.checkpoint_every)
+                || (len > idx && now_ms.saturating_sub(at) >= self.cfg.checkpoint_interval_ms))
     }
 
     /// Whether out-of-order envelopes are waiting.

@@ -169,7 +169,12 @@ fn reopening_after_a_seal_or_a_flush_keeps_every_deferred_edit() -> Result<()> {
 #[test]
 fn a_large_state_is_checkpointed_only_after_as_many_logged_bytes() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let key = Identity::from_passphrase("checkpoint bytes room");
+    // A room whose id spreads its checkpoints late (the first byte of its id ≥ 160: it
+    // waits for at least 1.625× its state's bytes).
+    let key = (0..)
+        .map(|i| Identity::from_passphrase(&format!("checkpoint bytes room {i}")))
+        .find(|k| k.public().0[0] >= 160)
+        .context("some passphrase")?;
     let host = || Identity::from_passphrase("checkpoint bytes host");
     let cfg = RoomConfig {
         checkpoint_every: 3,
@@ -192,6 +197,8 @@ fn a_large_state_is_checkpointed_only_after_as_many_logged_bytes() -> Result<()>
         room.seal_pending(T0 + 3)?;
     }
     ensure!(room.checkpoint_if_due(T0 + 4)?.is_none(), "10 one-byte edits against a {state}-byte state");
+    // Nor does the interval make it due: it too waits for the bytes on a large state.
+    ensure!(!room.checkpoint_due(T0 + 2 + cfg.checkpoint_interval_ms), "the interval re-encoded a large state");
     // Reopened, the room counts the bytes logged since its checkpoint again.
     room.flush()?;
     drop(room);
@@ -199,9 +206,17 @@ fn a_large_state_is_checkpointed_only_after_as_many_logged_bytes() -> Result<()>
     let db = SledDb::open(dir.path().join("db"))?;
     let mut room = Room::open(key.public(), host(), 0, db.room(&key.public())?, cfg.clone(), T0 + 5)?;
     ensure!(room.checkpoint_if_due(T0 + 5)?.is_none(), "still not due after a reopen");
-    room.edit_shown(&[ins(0, &"z".repeat(state))], T0 + 6)?;
+    // Half the state's bytes: not yet; 1.1×: not yet for this room; 2.1×: due (a room
+    // waits for 1× to 2×, by its id).
+    room.edit_shown(&[ins(0, &"z".repeat(state / 2))], T0 + 6)?;
     room.seal_pending(T0 + 6)?;
-    let cp = room.checkpoint_if_due(T0 + 7)?.context("as many bytes as the state: due")?;
+    ensure!(room.checkpoint_if_due(T0 + 6)?.is_none(), "half the state's bytes logged: not due");
+    room.edit_shown(&[ins(0, &"v".repeat(state * 6 / 10))], T0 + 6)?;
+    room.seal_pending(T0 + 6)?;
+    ensure!(room.checkpoint_if_due(T0 + 6)?.is_none(), "1.1× the state's bytes: this room waits for more");
+    room.edit_shown(&[ins(0, &"w".repeat(state))], T0 + 6)?;
+    room.seal_pending(T0 + 6)?;
+    let cp = room.checkpoint_if_due(T0 + 7)?.context("twice the state's bytes: due")?;
     ensure!(room.store().checkpoints()?.last().map(|c| c.0) == Some(room.store().log_len()));
     cp.verify(room.ledger())?;
     // A small state keeps the entry-count rule alone.
@@ -214,6 +229,12 @@ fn a_large_state_is_checkpointed_only_after_as_many_logged_bytes() -> Result<()>
         small.seal_pending(T0 + 1)?;
     }
     ensure!(small.checkpoint_if_due(T0 + 2)?.is_some(), "three entries on a small state: due");
+    // ... and the interval: one edit, then the interval passes.
+    small.edit_shown(&[ins(0, "t")], T0 + 3)?;
+    small.seal_pending(T0 + 3)?;
+    ensure!(!small.checkpoint_due(T0 + 4), "one entry, no time: not due");
+    let every = small.config_mut().checkpoint_interval_ms;
+    ensure!(small.checkpoint_if_due(T0 + 3 + every)?.is_some(), "one entry on a small state after the interval: due");
     Ok(())
 }
 
