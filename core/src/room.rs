@@ -34,8 +34,9 @@ pub struct RoomConfig {
     /// Make a checkpoint after this many new log entries ...
     pub checkpoint_every: u64,
     /// ... and, once the last checkpoint's state is larger than this many bytes, only when
-    /// the log since it holds at least as many bytes of updates as that state (1× to 2×,
-    /// spread by the room's id so that busy rooms do not all checkpoint at once): a
+    /// the log since it holds at least as many bytes of updates as that state (each entry
+    /// counting 512 bytes more for its replay; 1× to 1.5× the state, spread by the room's id
+    /// so that busy rooms do not all checkpoint at once): a
     /// checkpoint rewrites (and signs) the whole state, so a large document busy with
     /// small edits would otherwise write and hash its state over and over (1,000 ~150-byte
     /// entries against a 2 MB state: 13× the bytes the edits themselves took). With the
@@ -120,7 +121,8 @@ pub struct Room<S: Store> {
     /// [`RoomConfig::collect_seals`] is set.
     sealed: Vec<Envelope>,
     last_checkpoint: (u64, u64),
-    /// The last checkpoint's state size, and the update bytes logged since it.
+    /// The last checkpoint's state size, and the weight of what was logged since it (its
+    /// update bytes and [`CHECKPOINT_ENTRY_BYTES`] per entry).
     checkpoint_bytes: (u64, u64),
     last_received_ms: u64,
 }
@@ -177,7 +179,7 @@ impl<S: Store> Room<S> {
             from = idx;
         }
         let entries = room.store.log_range(from, u64::MAX)?;
-        room.checkpoint_bytes.1 = entries.iter().map(|e| e.envelope.update.len() as u64).sum();
+        room.checkpoint_bytes.1 = entries.iter().map(|e| entry_weight(&e.envelope)).sum();
         {
             let mut txn = room.doc.yrs().transact_mut();
             for entry in &entries {
@@ -433,7 +435,7 @@ impl<S: Store> Room<S> {
     /// (history fetched from before the checkpoint goes through `store.append` alone).
     fn log_append(&mut self, env: &Envelope, at: u64) -> Result<()> {
         self.store.append(env, at)?;
-        self.checkpoint_bytes.1 += env.update.len() as u64;
+        self.checkpoint_bytes.1 += entry_weight(env);
         Ok(())
     }
 
@@ -464,9 +466,9 @@ impl<S: Store> Room<S> {
         let len = self.store.log_len();
         let (state, logged) = self.checkpoint_bytes;
         // Rooms typed into at one pace would come due together and checkpoint all at once
-        // (a burst of whole-state encodes): each room waits for between 1× and 2× its state,
-        // by the first byte of its id.
-        let spread = state * u64::from(self.id.0[0]) / 256;
+        // (a burst of whole-state encodes): each room waits for between 1× and 1.5× its
+        // state, by the first byte of its id.
+        let spread = state * u64::from(self.id.0[0]) / 512;
         let enough_bytes = state <= self.cfg.checkpoint_state_free || logged >= state + spread;
         enough_bytes
             && ((len >= idx + self.cfg.checkpoint_every)
@@ -517,3 +519,16 @@ impl<S: Store> Room<S> {
         hex(&sha256(&[&self.doc.canonical_state()])[..8])
     }
 }
+
+/// What one logged entry counts towards the checkpoint's byte rule: its update's bytes and
+/// [`CHECKPOINT_ENTRY_BYTES`] for replaying it at all (decoding, checking its chain,
+/// applying: ~5–10 µs, whatever its size), so that a log of keystroke-sized envelopes is
+/// checkpointed every `checkpoint_every` entries up to a state of ~350 KiB (a version's
+/// reconstruction then replays at most ~1,000 of them: the automerge-paper trace's whole
+/// document is 294 KiB) and a log of big batches by its bytes.
+fn entry_weight(env: &Envelope) -> u64 {
+    env.update.len() as u64 + CHECKPOINT_ENTRY_BYTES
+}
+
+/// See [`entry_weight`].
+pub(crate) const CHECKPOINT_ENTRY_BYTES: u64 = 512;
