@@ -41,6 +41,17 @@ use crate::node::{now_ms, Node};
 pub(crate) const CONN_QUEUE: usize = 4096;
 pub(crate) const CONN_QUEUE_BYTES: usize = 4 << 20;
 const HUB_QUEUE: usize = 1024;
+/// How soon a room whose checkpoint found another room's running tries again.
+const CHECKPOINT_RETRY: Duration = Duration::from_millis(20);
+
+/// What [`Hub::checkpoint_if_due`] did.
+enum Checkpointed {
+    /// Wrote one: a flush is owed.
+    Wrote,
+    /// Due, but another room's is running.
+    Busy,
+    No,
+}
 
 /// What a connection receives.
 #[derive(Debug)]
@@ -220,6 +231,7 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
         unflushed: None,
         last_commit: None,
         last_dispatch: None,
+        checkpoint_retry: None,
         idle_since: Some(Instant::now()),
         done: false,
     };
@@ -263,6 +275,8 @@ struct Actor {
     last_commit: Option<Instant>,
     /// When the room last sent what needs no flush (see `--relay-batch-us`).
     last_dispatch: Option<Instant>,
+    /// A checkpoint came due while another room's was running: try again then.
+    checkpoint_retry: Option<Instant>,
     /// Since when the room has had no connection (unloaded after `--room-idle-secs`).
     idle_since: Option<Instant>,
     done: bool,
@@ -360,8 +374,13 @@ impl Actor {
             }
             // A checkpoint after what this pass took has gone out (the room's clients do
             // not wait for it) and before the flush that makes it durable.
-            if self.hub.checkpoint_if_due() {
-                self.unflushed.get_or_insert((Instant::now(), 0));
+            self.checkpoint_retry = None;
+            match self.hub.checkpoint_if_due() {
+                Checkpointed::Wrote => {
+                    self.unflushed.get_or_insert((Instant::now(), 0));
+                }
+                Checkpointed::Busy => self.checkpoint_retry = Some(now + CHECKPOINT_RETRY),
+                Checkpointed::No => {}
             }
             // One flush at a time; what was written meanwhile gets the next.
             if self.flushing.is_none() {
@@ -392,7 +411,8 @@ impl Actor {
             let deadline = self.idle_since.filter(|_| self.flushing.is_none()).map(|t| t + idle);
             let durable = self.flushing.is_none() && self.unflushed.is_none() && commit_at.is_none();
             let evict_at = (self.hub.room.is_some() && !evict.is_zero() && durable).then(|| self.hub.used + evict);
-            let Some(at) = earliest(earliest(deadline, evict_at), earliest(commit_at, relay_at)) else {
+            let later = earliest(evict_at, self.checkpoint_retry);
+            let Some(at) = earliest(earliest(deadline, later), earliest(commit_at, relay_at)) else {
                 self.sleep = None;
                 return Poll::Pending;
             };
@@ -484,21 +504,31 @@ impl Hub {
     /// typed into at the same pace come due together, and twenty such checkpoints at once
     /// on two cores made each take ~10× longer and stalled every room for up to a second
     /// (the throughput command's failed steps at ~150,000 edits/s, one burst each). So the
-    /// node makes one at a time (a room that finds another one running tries again on its
-    /// next pass; checkpoints only shorten loads and joins), and on a multi-threaded
+    /// node makes one at a time, and on a multi-threaded
     /// runtime in `block_in_place`, so that the other rooms and connections on this worker
-    /// move to another thread meanwhile. Returns whether it wrote anything (a flush is owed).
-    fn checkpoint_if_due(&mut self) -> bool {
+    /// move to another thread meanwhile. A room that finds another one's running tries
+    /// again [`CHECKPOINT_RETRY`] later (it may have gone quiet: no next pass would come).
+    fn checkpoint_if_due(&mut self) -> Checkpointed {
         use std::sync::atomic::Ordering;
         let now = now_ms();
-        let Some(room) = self.room.as_ref() else { return false };
+        let Some(room) = self.room.as_ref() else { return Checkpointed::No };
         if !room.checkpoint_due(now) {
-            return false;
+            return Checkpointed::No;
         }
         let gate = &self.node.inner.checkpointing;
         if gate.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            return false;
+            return Checkpointed::Busy;
         }
+        // Released however this ends (a panic in the checkpoint would otherwise stop every
+        // room's checkpoints for good).
+        struct Release<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let node = self.node.clone();
+        let _release = Release(&node.inner.checkpointing);
         // What the room gathered to relay goes out first.
         if !self.out.is_empty() {
             self.dispatch();
@@ -511,18 +541,17 @@ impl Hub {
             Some(room) => room.checkpoint_if_due(now),
             None => Ok(None),
         };
-        self.node.inner.checkpointing.store(false, Ordering::Release);
         match res {
             Ok(Some(_)) => {
                 let m = &self.node.inner.metrics;
                 inc(&m.checkpoints, 1);
                 inc(&m.checkpoint_us, started.elapsed().as_micros() as u64);
-                true
+                Checkpointed::Wrote
             }
-            Ok(None) => false,
+            Ok(None) => Checkpointed::No,
             Err(e) => {
                 warn!(error = %e, "checkpoint failed; the log still holds everything");
-                false
+                Checkpointed::No
             }
         }
     }
