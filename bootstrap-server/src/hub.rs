@@ -504,10 +504,10 @@ impl Hub {
     /// typed into at the same pace come due together, and twenty such checkpoints at once
     /// on two cores made each take ~10× longer and stalled every room for up to a second
     /// (the throughput command's failed steps at ~150,000 edits/s, one burst each). So the
-    /// node makes one at a time, and on a multi-threaded
-    /// runtime in `block_in_place`, so that the other rooms and connections on this worker
-    /// move to another thread meanwhile. A room that finds another one's running tries
-    /// again [`CHECKPOINT_RETRY`] later (it may have gone quiet: no next pass would come).
+    /// node makes one at a time, on a multi-threaded runtime in `block_in_place` (the other
+    /// rooms and connections on this worker move to another thread meanwhile). A room that
+    /// finds another one's running tries again [`CHECKPOINT_RETRY`] later (it may have gone
+    /// quiet: no next pass would come).
     fn checkpoint_if_due(&mut self) -> Checkpointed {
         use std::sync::atomic::Ordering;
         let now = now_ms();
@@ -521,14 +521,13 @@ impl Hub {
         }
         // Released however this ends (a panic in the checkpoint would otherwise stop every
         // room's checkpoints for good).
-        struct Release<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Release<'_> {
+        struct Release(Node);
+        impl Drop for Release {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
+                self.0.inner.checkpointing.store(false, Ordering::Release);
             }
         }
-        let node = self.node.clone();
-        let _release = Release(&node.inner.checkpointing);
+        let _release = Release(self.node.clone());
         // What the room gathered to relay goes out first.
         if !self.out.is_empty() {
             self.dispatch();

@@ -62,7 +62,7 @@ pub use grant::{Admission, Grant, Role, RoomId, FLAG_PROXY};
 pub use identity::{Hash, Identity, PeerKey};
 pub use ledger::{ChainHead, Checked, Ledger, Member};
 pub use room::versions::Cut;
-pub use room::{Receipt, Room, RoomConfig};
+pub use room::{Receipt, Room, RoomConfig, CHECKPOINT_ENTRY_BYTES};
 pub use store::{LogEntry, MemoryStore, Store};
 #[cfg(feature = "store")]
 pub use store::{SledDb, SledStore};

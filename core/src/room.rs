@@ -35,8 +35,8 @@ pub struct RoomConfig {
     pub checkpoint_every: u64,
     /// ... and, once the last checkpoint's state is larger than this many bytes, only when
     /// the log since it holds at least as many bytes of updates as that state (each entry
-    /// counting 512 bytes more for its replay; 1× to 1.5× the state, spread by the room's id
-    /// so that busy rooms do not all checkpoint at once): a
+    /// counting [`CHECKPOINT_ENTRY_BYTES`] more for its replay; 1× to 1.5× the state, spread
+    /// by the room's id so that busy rooms do not all checkpoint at once): a
     /// checkpoint rewrites (and signs) the whole state, so a large document busy with
     /// small edits would otherwise write and hash its state over and over (1,000 ~150-byte
     /// entries against a 2 MB state: 13× the bytes the edits themselves took). With the
@@ -448,8 +448,8 @@ impl<S: Store> Room<S> {
 
     /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries, or
     /// `checkpoint_interval_ms` since the last one and something new; either, for a state
-    /// over `checkpoint_state_free` bytes, only once the log since holds as many update
-    /// bytes as it); None when not. With
+    /// over `checkpoint_state_free` bytes, only once the log since weighs as much as it:
+    /// see [`RoomConfig::checkpoint_state_free`]); None when not. With
     /// [`RoomConfig::deferred_checkpoints`] the caller calls this at an idle moment, after
     /// sealing (a checkpoint seals deferred edits first, like [`Room::checkpoint`]).
     pub fn checkpoint_if_due(&mut self, now_ms: u64) -> Result<Option<Checkpoint>> {
@@ -530,5 +530,6 @@ fn entry_weight(env: &Envelope) -> u64 {
     env.update.len() as u64 + CHECKPOINT_ENTRY_BYTES
 }
 
-/// See [`entry_weight`].
-pub(crate) const CHECKPOINT_ENTRY_BYTES: u64 = 512;
+/// What replaying one logged entry counts for towards a checkpoint, in bytes of state, on
+/// top of its update's own bytes (see [`RoomConfig::checkpoint_state_free`]).
+pub const CHECKPOINT_ENTRY_BYTES: u64 = 512;
