@@ -6,6 +6,8 @@
 #[path = "support.rs"]
 mod support;
 
+use std::time::Duration;
+
 use anyhow::{ensure, Context, Result};
 use arena_core::doc::decode_update;
 use arena_core::history::Splice;
@@ -159,7 +161,7 @@ fn reopening_after_a_seal_or_a_flush_keeps_every_deferred_edit() -> Result<()> {
     let (code, vector, logged) = (room.doc().code(), room.envelope_vector(), room.store().log_len());
     drop(room);
     drop(db);
-    let db = SledDb::open(dir.path().join("db"))?;
+    let db = SledDb::reopen(dir.path().join("db"), Duration::from_secs(10))?;
     let room = Room::open(key.public(), host(), 0, db.room(&key.public())?, RoomConfig::default(), T0 + 4)?;
     ensure!(room.doc().code() == code && code == "// one\nfn main() {\n}", "{:?}", room.doc().code());
     ensure!(room.envelope_vector() == vector && room.store().log_len() == logged);
@@ -203,7 +205,7 @@ fn a_large_state_is_checkpointed_only_after_as_many_logged_bytes() -> Result<()>
     room.flush()?;
     drop(room);
     drop(db);
-    let db = SledDb::open(dir.path().join("db"))?;
+    let db = SledDb::reopen(dir.path().join("db"), Duration::from_secs(10))?;
     let mut room = Room::open(key.public(), host(), 0, db.room(&key.public())?, cfg.clone(), T0 + 5)?;
     ensure!(room.checkpoint_if_due(T0 + 5)?.is_none(), "still not due after a reopen");
     // Half the state's bytes (and the small edits' ~10 × 280): not yet; ~1.2×: not yet for

@@ -38,6 +38,22 @@ impl SledDb {
         Self::open_with_cache(dir, 1 << 30)
     }
 
+    /// [`Self::open`], waiting up to `wait` while the directory's lock is held: in the same
+    /// process sled's flusher thread lets go of it only a moment after the last handle of
+    /// an earlier open is dropped (up to its 1 s flush period). Any other error, or the lock
+    /// still held after `wait`, fails as [`Self::open`] does.
+    pub fn reopen(dir: impl AsRef<Path>, wait: std::time::Duration) -> Result<Self> {
+        let until = std::time::Instant::now() + wait;
+        loop {
+            match Self::open(dir.as_ref()) {
+                Err(e) if std::time::Instant::now() < until && e.to_string().contains("acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                res => return res,
+            }
+        }
+    }
+
     /// [`Self::open`] with sled's page cache limited to `cache_bytes` (sled's default is 1 GiB).
     pub fn open_with_cache(dir: impl AsRef<Path>, cache_bytes: u64) -> Result<Self> {
         let path = dir.as_ref().to_path_buf();
@@ -321,19 +337,10 @@ mod tests {
     use crate::grant::{Grant, Role};
     use crate::identity::Identity;
 
-    /// Opens the database again in this process: sled's flusher thread lets go of the file
-    /// lock a moment after the last handle is dropped (up to its 1 s flush period).
+    /// Opens the database again in this process (see [`SledDb::reopen`]).
     fn reopen(dir: &Path) -> SledDb {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match SledDb::open(dir) {
-                Ok(db) => return db,
-                Err(e) if std::time::Instant::now() < until && e.to_string().contains("lock") => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("reopening {}: {e}", dir.display()),
-            }
-        }
+        SledDb::reopen(dir, std::time::Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("reopening {}: {e}", dir.display()))
     }
 
     /// A room's worth of store content: two envelopes by one author, an admission, a
