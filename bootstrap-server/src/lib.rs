@@ -22,7 +22,7 @@ mod error;
 mod http;
 mod hub;
 mod limit;
-mod metrics;
+pub mod metrics;
 mod node;
 mod p2p;
 mod signal;

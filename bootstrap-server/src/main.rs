@@ -7,9 +7,19 @@ use tokio_util::sync::CancellationToken;
 /// mimalloc: glibc's malloc keeps the freed pages of evicted documents and unloaded rooms
 /// (resident per thread arena), mimalloc gives them back; it also packs small allocations
 /// tighter (an idle room measured 30 KiB with glibc).
-#[cfg(feature = "mimalloc")]
+#[cfg(all(feature = "mimalloc", not(feature = "heap-stats")))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(all(feature = "mimalloc", feature = "heap-stats"))]
+#[global_allocator]
+static ALLOC: arena_bootstrap::metrics::Counting<mimalloc::MiMalloc> =
+    arena_bootstrap::metrics::Counting(mimalloc::MiMalloc);
+
+#[cfg(all(not(feature = "mimalloc"), feature = "heap-stats"))]
+#[global_allocator]
+static ALLOC: arena_bootstrap::metrics::Counting<std::alloc::System> =
+    arena_bootstrap::metrics::Counting(std::alloc::System);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -3,6 +3,50 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Bytes live on the heap, kept by [`Counting`] when the binary is built with the
+/// `heap-stats` feature (0 otherwise).
+pub static HEAP_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A global allocator that counts the bytes live in [`HEAP_LIVE_BYTES`] (the `heap-stats`
+/// feature installs it around mimalloc in `arena-bootstrap`).
+#[derive(Debug)]
+pub struct Counting<A>(pub A);
+
+#[allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition
+                      // SAFETY: every call is passed to the inner allocator unchanged; only a counter is updated.
+unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for Counting<A> {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let p = unsafe { self.0.alloc(layout) };
+        if !p.is_null() {
+            HEAP_LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP_LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let p = unsafe { self.0.alloc_zeroed(layout) };
+        if !p.is_null() {
+            HEAP_LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let p = unsafe { self.0.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            HEAP_LIVE_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+            HEAP_LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
 /// The node's counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -108,6 +152,39 @@ impl Metrics {
             &self.bridge_dropped,
         );
         put("signal_messages_total", "counter", "Signaling messages handled.", &self.signal_messages);
+        if cfg!(feature = "heap-stats") {
+            put("heap_live_bytes", "gauge", "Bytes live on the heap (built with heap-stats).", &HEAP_LIVE_BYTES);
+        }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    #[test]
+    #[allow(unsafe_code)] // calling the allocator directly
+    fn counting_tracks_alloc_realloc_and_free() -> Result<(), std::alloc::LayoutError> {
+        let a = Counting(System);
+        let before = HEAP_LIVE_BYTES.load(Ordering::Relaxed);
+        let layout = Layout::from_size_align(1000, 8)?;
+        // SAFETY: a non-zero layout; the pointer goes back with the layout it has.
+        unsafe {
+            let p = a.alloc(layout);
+            assert!(!p.is_null());
+            assert_eq!(HEAP_LIVE_BYTES.load(Ordering::Relaxed), before + 1000);
+            let q = a.realloc(p, layout, 3000);
+            assert!(!q.is_null());
+            assert_eq!(HEAP_LIVE_BYTES.load(Ordering::Relaxed), before + 3000);
+            a.dealloc(q, Layout::from_size_align(3000, 8)?);
+            let z = a.alloc_zeroed(layout);
+            assert!(!z.is_null() && *z == 0);
+            assert_eq!(HEAP_LIVE_BYTES.load(Ordering::Relaxed), before + 1000);
+            a.dealloc(z, layout);
+        }
+        assert_eq!(HEAP_LIVE_BYTES.load(Ordering::Relaxed), before);
+        Ok(())
     }
 }

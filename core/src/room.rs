@@ -47,6 +47,13 @@ pub struct RoomConfig {
     /// bytes: at 30 s a room typed into at a few hundred KB/s would otherwise re-encode a
     /// state of megabytes twice as often as the byte rule asks).
     pub checkpoint_interval_ms: u64,
+    /// ... but the interval alone makes one only once the log since the last weighs this
+    /// much (bytes of updates, each entry counting [`CHECKPOINT_ENTRY_BYTES`] more): a room
+    /// whose log is a handful of entries replays them in microseconds, and a checkpoint of
+    /// it would only hold its document twice (in sled, and in sled's cache: an idle
+    /// interview room of 1 KiB kept 2.4 KiB more on the heap for one). The default, 16
+    /// entries' worth.
+    pub checkpoint_interval_min: u64,
     /// Out-of-order envelopes buffered while waiting for their predecessors.
     pub max_pending: usize,
     /// Envelopes sent per answer to a `Want`.
@@ -73,6 +80,7 @@ impl Default for RoomConfig {
             checkpoint_every: 1000,
             checkpoint_state_free: 64 * 1024,
             checkpoint_interval_ms: 30_000,
+            checkpoint_interval_min: 16 * CHECKPOINT_ENTRY_BYTES,
             max_pending: 4096,
             max_catch_up: 1 << 20,
             checkpoint_join_min: 50_000,
@@ -447,7 +455,8 @@ impl<S: Store> Room<S> {
     }
 
     /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries, or
-    /// `checkpoint_interval_ms` since the last one and something new; either, for a state
+    /// `checkpoint_interval_ms` since the last one and `checkpoint_interval_min` logged
+    /// since; either, for a state
     /// over `checkpoint_state_free` bytes, only once the log since weighs as much as it:
     /// see [`RoomConfig::checkpoint_state_free`]); None when not. With
     /// [`RoomConfig::deferred_checkpoints`] the caller calls this at an idle moment, after
@@ -472,7 +481,9 @@ impl<S: Store> Room<S> {
         let enough_bytes = state <= self.cfg.checkpoint_state_free || logged >= state + spread;
         enough_bytes
             && ((len >= idx + self.cfg.checkpoint_every)
-                || (len > idx && now_ms.saturating_sub(at) >= self.cfg.checkpoint_interval_ms))
+                || (len > idx
+                    && logged >= self.cfg.checkpoint_interval_min
+                    && now_ms.saturating_sub(at) >= self.cfg.checkpoint_interval_ms))
     }
 
     /// Whether out-of-order envelopes are waiting.

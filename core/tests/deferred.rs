@@ -242,12 +242,22 @@ fn a_large_state_is_checkpointed_only_after_as_many_logged_bytes() -> Result<()>
         small.seal_pending(T0 + 1)?;
     }
     ensure!(small.checkpoint_if_due(T0 + 2)?.is_some(), "three entries on a small state: due");
-    // ... and the interval: one edit, then the interval passes.
+    // ... and the interval, once the log since weighs `checkpoint_interval_min`: one small
+    // entry is replayed in microseconds and never makes one, however long the room sits.
     small.edit_shown(&[ins(0, "t")], T0 + 3)?;
     small.seal_pending(T0 + 3)?;
     ensure!(!small.checkpoint_due(T0 + 4), "one entry, no time: not due");
     let every = small.config_mut().checkpoint_interval_ms;
-    ensure!(small.checkpoint_if_due(T0 + 3 + every)?.is_some(), "one entry on a small state after the interval: due");
+    ensure!(!small.checkpoint_due(T0 + 3 + every), "one small entry after the interval: not worth a checkpoint");
+    ensure!(!small.checkpoint_due(T0 + 3 + 100 * every), "one small entry, a long time after: still not");
+    let min = small.config_mut().checkpoint_interval_min;
+    ensure!(min > 0 && min < 1_000_000, "{min}");
+    // A second entry that brings the log to that weight (two entries: the count rule, 3,
+    // is not met): the interval makes it due.
+    small.edit_shown(&[ins(0, &"u".repeat(min as usize))], T0 + 4)?;
+    small.seal_pending(T0 + 4)?;
+    ensure!(!small.checkpoint_due(T0 + 5), "before the interval: not due");
+    ensure!(small.checkpoint_if_due(T0 + 4 + every)?.is_some(), "the interval and enough logged: due");
     Ok(())
 }
 

@@ -233,6 +233,13 @@ impl ServerProc {
         (cpu_secs(&pid), arena_benches::rss_bytes(&pid).unwrap_or(0))
     }
 
+    /// `arena_heap_live_bytes` from `/metrics`, when the server exports it (an arena
+    /// server built with `--features heap-stats`).
+    async fn heap_live(&self) -> Option<u64> {
+        let body = http_request(self.port, "GET", "/metrics", "").await.ok()?;
+        body.lines().find_map(|l| l.strip_prefix("arena_heap_live_bytes ")).and_then(|v| v.trim().parse().ok())
+    }
+
     /// Room names and the URL path (with token) a client connects to.
     /// Rooms `first..first + n`: created through the API on arena, named on the others.
     async fn rooms(&self, kind: Kind, first: usize, n: usize) -> Result<Vec<(String, String)>> {
@@ -255,8 +262,12 @@ impl ServerProc {
 }
 
 async fn http_post(port: u16, path: &str, body: &str) -> Result<String> {
+    http_request(port, "POST", path, body).await
+}
+
+async fn http_request(port: u16, method: &str, path: &str, body: &str) -> Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
@@ -606,15 +617,23 @@ async fn idle_memory(kind: Kind, n: usize, wait: u64) -> Result<(f64, f64)> {
         // Read what the servers send (pings, awareness) and let them settle.
         drain(&mut conns, Duration::from_secs(2)).await;
         if part == 1 {
-            reading.push(server.usage().1);
+            reading.push((server.usage().1, server.heap_live().await));
         }
         drain(&mut conns, Duration::from_secs(wait)).await;
-        reading.push(server.usage().1);
+        reading.push((server.usage().1, server.heap_live().await));
     }
     drop(conns);
     let [a, b, c] = reading[..] else { bail!("readings: {reading:?}") };
-    let per = |x: u64| x.saturating_sub(a) as f64 / half as f64;
-    Ok((per(b), per(c)))
+    let per = |x: u64, a: u64| x.saturating_sub(a) as f64 / half as f64;
+    if let (Some(ha), Some(hb), Some(hc)) = (a.1, b.1, c.1) {
+        // Only an arena server built with `--features heap-stats` reports it.
+        eprintln!(
+            "  live heap per room (heap-stats): {:.1} KiB just joined, {:.1} KiB after {wait} s idle",
+            per(hb, ha) / 1024.0,
+            per(hc, ha) / 1024.0
+        );
+    }
+    Ok((per(b.0, a.0), per(c.0, a.0)))
 }
 
 /// Reads every connection for `d`.
