@@ -21,8 +21,32 @@ static ALLOC: arena_bootstrap::metrics::Counting<mimalloc::MiMalloc> =
 static ALLOC: arena_bootstrap::metrics::Counting<std::alloc::System> =
     arena_bootstrap::metrics::Counting(std::alloc::System);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    no_transparent_huge_pages();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(serve())
+}
+
+/// Transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
+/// mimalloc asks for them (`madvise`) on the memory it takes from the OS, and a huge page is
+/// resident as a whole: on a machine whose THP setting is `madvise` (Debian's default), the
+/// idle-room command read 8.9 and 8.5 KiB of RSS per idle room with them against 6.9 and 6.6
+/// without (8,000 rooms, the same binary, runs alternating; the live heap was 5.0 KiB in
+/// each). `prctl(PR_SET_THP_DISABLE)` is what mimalloc itself does for
+/// `MIMALLOC_ALLOW_THP=0`; done here before the runtime's threads start.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        #[allow(unsafe_code)]
+        // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only and changes a
+        // flag of this process; no memory is passed.
+        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if rc != 0 {
+            eprintln!("note: could not turn transparent huge pages off ({})", std::io::Error::last_os_error());
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     let cfg = arena_bootstrap::Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
