@@ -12,8 +12,9 @@ pub static HEAP_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub struct Counting<A>(pub A);
 
-#[allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition
-                      // SAFETY: every call is passed to the inner allocator unchanged; only a counter is updated.
+// SAFETY: every call is passed to the inner allocator unchanged; only a counter is updated.
+// (`allow`: a GlobalAlloc impl is unsafe by definition.)
+#[allow(unsafe_code)]
 unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         // SAFETY: the caller's contract is passed on.

@@ -456,9 +456,8 @@ impl<S: Store> Room<S> {
 
     /// Makes the periodic checkpoint when it is due (`checkpoint_every` new log entries, or
     /// `checkpoint_interval_ms` since the last one and `checkpoint_interval_min` logged
-    /// since; either, for a state
-    /// over `checkpoint_state_free` bytes, only once the log since weighs as much as it:
-    /// see [`RoomConfig::checkpoint_state_free`]); None when not. With
+    /// since; either, for a state over `checkpoint_state_free` bytes, only once the log
+    /// since weighs as much as it: see [`RoomConfig::checkpoint_state_free`]); None when not. With
     /// [`RoomConfig::deferred_checkpoints`] the caller calls this at an idle moment, after
     /// sealing (a checkpoint seals deferred edits first, like [`Room::checkpoint`]).
     pub fn checkpoint_if_due(&mut self, now_ms: u64) -> Result<Option<Checkpoint>> {
