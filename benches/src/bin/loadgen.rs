@@ -334,9 +334,9 @@ fn live_update(kind: Kind, bytes: &[u8]) -> Option<&[u8]> {
     sync_body(kind, bytes, 2)
 }
 
-/// Reads until the server's sync step 2 (the room's document) has arrived; returns its
-/// update (the document as the server has it).
-async fn until_synced(kind: Kind, ws: &mut Ws) -> Result<Vec<u8>> {
+/// Reads until the server's sync step 2 (the room's document) has arrived, and applies it
+/// to `doc` when one is given.
+async fn until_synced(kind: Kind, ws: &mut Ws, doc: Option<&Doc>) -> Result<()> {
     loop {
         match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
             Err(_) => bail!("no sync step 2 within 60 s"),
@@ -344,7 +344,12 @@ async fn until_synced(kind: Kind, ws: &mut Ws) -> Result<Vec<u8>> {
             Ok(Some(m)) => {
                 if let Message::Binary(b) = m? {
                     if let Some(body) = sync_body(kind, &b, 1) {
-                        return update_payload(body).map(<[u8]>::to_vec).context("sync step 2 without an update");
+                        if let Some(doc) = doc {
+                            let update = update_payload(body).context("sync step 2 without an update")?;
+                            let update = yrs::Update::decode_v1(update).context("the server's sync step 2")?;
+                            doc.transact_mut().apply_update(update).context("applying the server's sync step 2")?;
+                        }
+                        return Ok(());
                     }
                 }
             }
@@ -439,18 +444,14 @@ async fn client(
     // Every client of the step has joined and received the room's document before anyone
     // types: the step measures edits, not joins (a new client's sync step 2 of a document
     // grown over the ramp is megabytes).
-    let state = until_synced(kind, &mut ws).await?;
     let doc = Doc::with_client_id(u64::from(me) + 1000);
     let text = doc.get_or_insert_text("code");
     let integrate = INTEGRATE.load(Ordering::Relaxed);
-    if integrate {
-        // A client that applies what it receives starts from the document it joined, as
-        // a stock client does: its inserts at the start then sit before the room's current
-        // first character (a client typing into an empty copy of a long document would
-        // make the server scan every item typed at the start before it, on every keystroke).
-        let update = yrs::Update::decode_v1(&state).context("the server's sync step 2")?;
-        doc.transact_mut().apply_update(update).context("applying the server's sync step 2")?;
-    }
+    // A client that applies what it receives starts from the document it joined, as a
+    // stock client does: its inserts at the start then sit before the room's current first
+    // character (a client typing into an empty copy of a long document would make the
+    // server scan every item typed at the start before it, on every keystroke).
+    until_synced(kind, &mut ws, integrate.then_some(&doc)).await?;
     tokio::time::timeout(Duration::from_secs(120), start.wait())
         .await
         .map_err(|_| anyhow::anyhow!("the step's other clients did not join within 120 s"))?;
