@@ -1022,3 +1022,61 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (a, b) => a.or(b),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use arena_core::RoomConfig;
+
+    use super::*;
+
+    /// A room whose checkpoint came due while another room's was running tries again by
+    /// itself: with no command after that (a room gone quiet) nothing else would wake it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_that_found_the_gate_taken_is_made_once_it_is_free_with_no_more_traffic() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(
+            crate::Config::for_tests(dir.path()),
+            "http://127.0.0.1:0".into(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
+        let created = node.create_room("gate", "python").unwrap();
+        let id = arena_core::PeerKey::from_hex(&created.room).unwrap();
+        // The room as the node opens it, checkpointing every 3 entries, with 4 new ones:
+        // due at the actor's first pass.
+        let cfg = RoomConfig {
+            collect_seals: true,
+            deferred_checkpoints: true,
+            checkpoint_every: 3,
+            ..RoomConfig::default()
+        };
+        let mut room =
+            Room::open(id, node.inner.identity.clone(), 0, node.inner.db.room(&id).unwrap(), cfg, now_ms()).unwrap();
+        for i in 0..4 {
+            room.edit(now_ms(), |e| e.splice_code(i, 0, "x")).unwrap();
+        }
+        assert!(room.checkpoint_due(now_ms()), "the test's premise: a checkpoint is due");
+        let checkpoints = || node.metrics().checkpoints.load(Ordering::Relaxed);
+
+        // Another room's checkpoint is running.
+        node.inner.checkpointing.store(true, Ordering::Release);
+        let (tx, handle) = spawn(node.clone(), room);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(checkpoints(), 0, "made while the gate was taken");
+
+        // It is done; nothing is sent to the room.
+        node.inner.checkpointing.store(false, Ordering::Release);
+        let until = Instant::now() + Duration::from_secs(10);
+        while checkpoints() == 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(checkpoints(), 1, "the room did not try again once the gate was free");
+        assert!(!node.inner.checkpointing.load(Ordering::Acquire), "the gate was given back");
+
+        tx.send(HubCmd::Shutdown).await.unwrap();
+        handle.await.unwrap();
+    }
+}
