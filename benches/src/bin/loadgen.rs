@@ -428,18 +428,20 @@ fn update_payload(msg: &[u8]) -> Option<&[u8]> {
 }
 
 /// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
-async fn client(
+/// What every client of a step shares.
+struct StepRun {
     kind: Kind,
     port: u16,
-    room: String,
-    path: String,
-    me: u32,
     rate: f64,
     t0: Instant,
     secs: u64,
-    start: Arc<tokio::sync::Barrier>,
+    start: tokio::sync::Barrier,
     tally: Arc<Tally>,
-) -> Result<()> {
+}
+
+async fn client(run: Arc<StepRun>, room: String, path: String, me: u32) -> Result<()> {
+    let StepRun { kind, port, rate, t0, secs, .. } = *run;
+    let (start, tally) = (&run.start, run.tally.clone());
     let mut ws = connect(kind, port, &room, &path).await?;
     // Every client of the step has joined and received the room's document before anyone
     // types: the step measures edits, not joins (a new client's sync step 2 of a document
@@ -545,7 +547,15 @@ async fn step(
 ) -> Result<Step> {
     let tally = Arc::new(Tally::default());
     let t0 = Instant::now();
-    let start = Arc::new(tokio::sync::Barrier::new(rooms.len() * clients));
+    let run = Arc::new(StepRun {
+        kind,
+        port: server.port,
+        rate,
+        t0,
+        secs,
+        start: tokio::sync::Barrier::new(rooms.len() * clients),
+        tally: tally.clone(),
+    });
     let (cpu0, _) = server.usage();
     let gen0 = cpu_secs("self");
     let mut tasks = Vec::new();
@@ -555,18 +565,7 @@ async fn step(
     let mut me = first_client;
     for (room, path) in rooms {
         for _ in 0..clients {
-            tasks.push(tokio::spawn(client(
-                kind,
-                server.port,
-                room.clone(),
-                path.clone(),
-                me,
-                rate,
-                t0,
-                secs,
-                start.clone(),
-                tally.clone(),
-            )));
+            tasks.push(tokio::spawn(client(run.clone(), room.clone(), path.clone(), me)));
             me += 1;
         }
     }

@@ -9,7 +9,8 @@
 //! entries (72 + 8 B), the host's admission (64 + 232 B) and the node's room record
 //! (32 + 101 B). Then it flushes, waits for sled's background work, and prints the growth of
 //! the process's RSS per room (from half the rooms to all of them) against the bytes stored
-//! per room, once per `--cache-mb`
+//! per room, and how long reading an old room's entries back takes (what waking an idle
+//! room reads; p50 / p99 over every 4th room of the first half), once per `--cache-mb`
 //! (sled's `cache_capacity`), each in a fresh database in a fresh process (what one probe
 //! freed would otherwise be reused by the next). Same allocator as the server.
 
@@ -39,7 +40,8 @@ fn room_id(i: u64) -> [u8; 32] {
     out
 }
 
-fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64)> {
+/// RSS growth per room, bytes stored per room, and p50 / p99 µs to read an old room back.
+fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
     let db = SledDb::open_with_cache(dir.path(), cache_mb << 20)?;
     db.flush()?;
@@ -71,7 +73,30 @@ fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64)> {
     std::thread::sleep(Duration::from_secs(3));
     let after = rss()?;
     let n = (rooms - rooms / 2) as f64;
-    Ok((after.saturating_sub(before) as f64 / n, stored as f64))
+    // Waking an idle room reads its entries back: time that for the oldest rooms (the first
+    // a small cache leaves on disk), every 4th of the first half, after the RSS reading.
+    let mut reads = Vec::new();
+    for i in (0..rooms / 2).step_by(4) {
+        let room = room_id(i);
+        let key = |suffix: &[u8]| [&room[..], suffix].concat();
+        let t = std::time::Instant::now();
+        let mut got = 0;
+        for (tree, k) in [
+            ("node/rooms", room.to_vec()),
+            ("admissions", key(&[5u8; 32])),
+            ("log", key(&0u64.to_be_bytes())),
+            ("log", key(&1u64.to_be_bytes())),
+        ] {
+            got += db.get(tree, &k)?.map_or(0, |v| v.len());
+        }
+        reads.push(t.elapsed().as_secs_f64() * 1e6);
+        if got != 101 + 232 + 306 + doc_bytes {
+            bail!("room {i}: read back {got} bytes");
+        }
+    }
+    reads.sort_by(f64::total_cmp);
+    let pct = |p: f64| reads.get(((reads.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(0.0);
+    Ok((after.saturating_sub(before) as f64 / n, stored as f64, pct(0.5), pct(0.99)))
 }
 
 fn main() -> Result<()> {
@@ -102,17 +127,17 @@ fn main() -> Result<()> {
     }
     if row_only {
         let cache = caches.first().copied().context("--row needs one --cache-mb")?;
-        let (per_room, stored) = probe(rooms, cache, doc_bytes)?;
+        let (per_room, stored, p50, p99) = probe(rooms, cache, doc_bytes)?;
         println!(
-            "| {cache} MiB | {rooms} | {:.2} KiB | {:.2} KiB | {:.1}× |",
+            "| {cache} MiB | {rooms} | {:.2} KiB | {:.2} KiB | {:.1}× | {p50:.1} / {p99:.1} µs |",
             stored / 1024.0,
             per_room / 1024.0,
             per_room / stored
         );
         return Ok(());
     }
-    println!("| sled cache | rooms | stored per room | RSS growth per room | RSS / stored |");
-    println!("|---|---|---|---|---|");
+    println!("| sled cache | rooms | stored per room | RSS growth per room | RSS / stored | reading an old room back, p50 / p99 |");
+    println!("|---|---|---|---|---|---|");
     let me = std::env::current_exe().context("finding this program")?;
     for cache in caches {
         let out = std::process::Command::new(&me)
