@@ -427,7 +427,6 @@ fn update_payload(msg: &[u8]) -> Option<&[u8]> {
     rest.get(..len)
 }
 
-/// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
 /// What every client of a step shares.
 struct StepRun {
     kind: Kind,
@@ -439,6 +438,7 @@ struct StepRun {
     tally: Arc<Tally>,
 }
 
+/// One client: types markers at `rate`/s until `stop`, and scans everything it receives.
 async fn client(run: Arc<StepRun>, room: String, path: String, me: u32) -> Result<()> {
     let StepRun { kind, port, rate, t0, secs, .. } = *run;
     let (start, tally) = (&run.start, run.tally.clone());
