@@ -1047,12 +1047,7 @@ mod tests {
         let id = arena_core::PeerKey::from_hex(&created.room).unwrap();
         // The room as the node opens it, checkpointing every 3 entries, with 4 new ones:
         // due at the actor's first pass.
-        let cfg = RoomConfig {
-            collect_seals: true,
-            deferred_checkpoints: true,
-            checkpoint_every: 3,
-            ..RoomConfig::default()
-        };
+        let cfg = RoomConfig { checkpoint_every: 3, ..crate::node::room_config() };
         let mut room =
             Room::open(id, node.inner.identity.clone(), 0, node.inner.db.room(&id).unwrap(), cfg, now_ms()).unwrap();
         for i in 0..4 {

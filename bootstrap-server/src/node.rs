@@ -131,6 +131,13 @@ fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
     }
 }
 
+/// How the node's room actors open their rooms: the actor sends on every envelope sealed
+/// from stock clients' updates, whichever call sealed them (`Room::take_sealed`), and makes
+/// the periodic checkpoint itself, after sending what it relays (`Hub::checkpoint_if_due`).
+pub(crate) fn room_config() -> RoomConfig {
+    RoomConfig { collect_seals: true, deferred_checkpoints: true, ..RoomConfig::default() }
+}
+
 impl Node {
     /// Opens the data dir (creating it) and the node key.
     pub fn open(cfg: Config, public_url: String, shutdown: CancellationToken) -> Result<Self, BootstrapError> {
@@ -265,11 +272,7 @@ impl Node {
     /// Opens a room's replica from sled (what a room actor holds).
     pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<arena_core::SledStore>, BootstrapError> {
         let store = self.inner.db.room(room)?;
-        // The room actor sends on every envelope sealed from stock clients' updates, whichever
-        // call sealed them (`Room::take_sealed`), and makes the periodic checkpoint itself,
-        // after sending what it relays (`Hub::checkpoint_if_due`).
-        let cfg = RoomConfig { collect_seals: true, deferred_checkpoints: true, ..RoomConfig::default() };
-        Ok(Room::open(*room, self.inner.identity.clone(), 0, store, cfg, now_ms())?)
+        Ok(Room::open(*room, self.inner.identity.clone(), 0, store, room_config(), now_ms())?)
     }
 
     pub(crate) fn loaded_hub(&self, room: &RoomId) -> Option<chan::Sender<HubCmd>> {

@@ -41,6 +41,19 @@ fn room_id(i: u64) -> [u8; 32] {
 }
 
 /// RSS growth per room, bytes stored per room, and p50 / p99 µs to read an old room back.
+/// One room's entries (tree, key, value), with the sizes of a real data dir's (see above).
+fn entries(room: &[u8; 32], doc_bytes: usize) -> [(&'static str, Vec<u8>, Vec<u8>); 6] {
+    let key = |suffix: &[u8]| [&room[..], suffix].concat();
+    [
+        ("log", key(&0u64.to_be_bytes()), vec![1u8; 306]),
+        ("log", key(&1u64.to_be_bytes()), vec![2u8; doc_bytes]),
+        ("authors", key(&[3u8; 40]), 0u64.to_be_bytes().to_vec()),
+        ("authors", key(&[4u8; 40]), 1u64.to_be_bytes().to_vec()),
+        ("admissions", key(&[5u8; 32]), vec![6u8; 232]),
+        ("node/rooms", room.to_vec(), vec![7u8; 101]),
+    ]
+}
+
 fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
     let db = SledDb::open_with_cache(dir.path(), cache_mb << 20)?;
@@ -48,23 +61,17 @@ fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64, f64, 
     // A slope, like the loadgen's: the growth from the first half of the rooms to all of
     // them, so sled's fixed costs (its I/O buffers, the first segments) cancel out.
     let mut before = 0;
-    // Keys and values of one room, as written below.
-    let stored = (40 + 306) + (40 + doc_bytes) + 2 * (72 + 8) + (64 + 232) + (32 + 101);
-    let put = |tree: &str, key: &[u8], value: &[u8]| -> Result<()> { Ok(db.put(tree, key, value)?) };
+    // Keys and values of one room.
+    let stored: usize = entries(&room_id(0), doc_bytes).iter().map(|(_, k, v)| k.len() + v.len()).sum();
     for i in 0..rooms {
         if i == rooms / 2 {
             db.flush()?;
             std::thread::sleep(Duration::from_secs(2));
             before = rss()?;
         }
-        let room = room_id(i);
-        let key = |suffix: &[u8]| [&room[..], suffix].concat();
-        put("log", &key(&0u64.to_be_bytes()), &[1u8; 306])?;
-        put("log", &key(&1u64.to_be_bytes()), &vec![2u8; doc_bytes])?;
-        put("authors", &key(&[3u8; 40]), &0u64.to_be_bytes())?;
-        put("authors", &key(&[4u8; 40]), &1u64.to_be_bytes())?;
-        put("admissions", &key(&[5u8; 32]), &[6u8; 232])?;
-        put("node/rooms", &room, &[7u8; 101])?;
+        for (tree, key, value) in entries(&room_id(i), doc_bytes) {
+            db.put(tree, &key, &value)?;
+        }
         if i % 1000 == 999 {
             db.flush()?;
         }
@@ -77,21 +84,16 @@ fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64, f64, 
     // a small cache leaves on disk), every 4th of the first half, after the RSS reading.
     let mut reads = Vec::new();
     for i in (0..rooms / 2).step_by(4) {
-        let room = room_id(i);
-        let key = |suffix: &[u8]| [&room[..], suffix].concat();
+        // What a wake reads: the room record, the admission, the log (not the author index).
+        let wanted: Vec<_> = entries(&room_id(i), doc_bytes).into_iter().filter(|(t, ..)| *t != "authors").collect();
         let t = std::time::Instant::now();
-        let mut got = 0;
-        for (tree, k) in [
-            ("node/rooms", room.to_vec()),
-            ("admissions", key(&[5u8; 32])),
-            ("log", key(&0u64.to_be_bytes())),
-            ("log", key(&1u64.to_be_bytes())),
-        ] {
-            got += db.get(tree, &k)?.map_or(0, |v| v.len());
+        let mut got = Vec::with_capacity(wanted.len());
+        for (tree, key, _) in &wanted {
+            got.push(db.get(tree, key)?);
         }
         reads.push(t.elapsed().as_secs_f64() * 1e6);
-        if got != 101 + 232 + 306 + doc_bytes {
-            bail!("room {i}: read back {got} bytes");
+        if wanted.iter().zip(&got).any(|((_, _, v), g)| g.as_deref() != Some(&v[..])) {
+            bail!("room {i}: an entry read back differs from what was written");
         }
     }
     reads.sort_by(f64::total_cmp);
