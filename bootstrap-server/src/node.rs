@@ -28,7 +28,9 @@ pub(crate) fn random_seed() -> Result<[u8; 32], BootstrapError> {
     Ok(seed)
 }
 
-const ROOMS_TREE: &str = "node/rooms";
+/// Where the node kept its room records before they moved into the store's room entries
+/// ([`SledDb::set_room_record`]); adopted from there at open.
+const OLD_ROOMS_TREE: &str = "node/rooms";
 
 /// What the node keeps about a room it hosts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -145,6 +147,10 @@ impl Node {
             .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
         let identity = load_or_create_key(&cfg.data_dir)?;
         let db = SledDb::open_with_cache(cfg.data_dir.join("sled"), cfg.store_cache_mb.saturating_mul(1 << 20))?;
+        let adopted = db.adopt_room_records(OLD_ROOMS_TREE)?;
+        if adopted > 0 {
+            tracing::info!(rooms = adopted, "room records moved into the store's room entries");
+        }
         let metrics = Arc::new(Metrics::default());
         let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
         Ok(Node {
@@ -180,7 +186,7 @@ impl Node {
     }
 
     pub(crate) fn room_key(&self, room: &RoomId) -> Result<Option<Identity>, BootstrapError> {
-        let Some(raw) = self.inner.db.get(ROOMS_TREE, &room.0)? else { return Ok(None) };
+        let Some(raw) = self.inner.db.room_record(room)? else { return Ok(None) };
         let rec: RoomRecord = serde_json::from_slice(&raw)
             .map_err(|e| BootstrapError::Io(std::io::Error::other(format!("room record {room}: {e}"))))?;
         let seed = PeerKey::from_hex(&rec.key)?;
@@ -189,7 +195,7 @@ impl Node {
 
     /// Number of rooms this node hosts.
     pub fn room_count(&self) -> usize {
-        self.inner.db.count(ROOMS_TREE).unwrap_or(0)
+        self.inner.db.room_records()
     }
 
     /// Creates a room: a fresh room key, the node admitted as proxy host, the metadata
@@ -200,7 +206,7 @@ impl Node {
         let now = now_ms();
         let rec = RoomRecord { key: PeerKey(room_key.seed()).to_hex(), created_at: now };
         let raw = serde_json::to_vec(&rec).map_err(|e| BootstrapError::Io(std::io::Error::other(e)))?;
-        self.inner.db.put(ROOMS_TREE, &id.0, &raw)?;
+        self.inner.db.set_room_record(&id, &raw)?;
         let mut room =
             Room::open(id, self.inner.identity.clone(), 0, self.inner.db.room(&id)?, RoomConfig::default(), now)?;
         let node_grant = Grant::issue(&room_key, Role::Host, u64::MAX / 2, FLAG_PROXY, now);
@@ -351,6 +357,46 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         flusher.send(tx).await.unwrap();
         rx
+    }
+
+    /// A data dir whose room records are still in the old side tree opens with its rooms
+    /// hosted: their invites check out and their key is found.
+    #[tokio::test]
+    async fn room_records_of_the_old_side_tree_are_adopted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Node::open(crate::Config::for_tests(dir.path()), "http://127.0.0.1:0".into(), CancellationToken::new())
+                .unwrap()
+        };
+        let (room, token) = {
+            let node = open();
+            let created = node.create_room("old", "rust").unwrap();
+            let id = PeerKey::from_hex(&created.room).unwrap();
+            // As the node kept it before: in its own tree, not in the room's entry.
+            let record = node.inner.db.room_record(&id).unwrap().unwrap();
+            node.inner.db.put(OLD_ROOMS_TREE, &id.0, &record).unwrap();
+            node.inner.db.set_room_record(&id, b"").unwrap();
+            node.inner.db.flush().unwrap();
+            assert!(node.room_key(&id).unwrap().is_none(), "the record was not moved out");
+            (created.room, created.tokens["candidate"].clone())
+        };
+        // sled lets go of the directory a moment after its last handle.
+        let node = loop {
+            match Node::open(
+                crate::Config::for_tests(dir.path()),
+                "http://127.0.0.1:0".into(),
+                CancellationToken::new(),
+            ) {
+                Ok(n) => break n,
+                Err(e) if e.to_string().contains("lock") => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("reopening: {e}"),
+            }
+        };
+        let id = PeerKey::from_hex(&room).unwrap();
+        assert!(node.room_key(&id).unwrap().is_some());
+        assert_eq!(node.room_count(), 1);
+        let (got, grant) = node.authorize(&room, Some(&token)).unwrap();
+        assert_eq!((got, grant.role), (id, Role::Candidate));
     }
 
     #[tokio::test]

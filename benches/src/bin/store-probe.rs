@@ -1,13 +1,17 @@
 //! What sled holds in memory per idle room, without a server around it.
 //!
-//!   cargo run --release -p arena-benches --bin store-probe -- [--rooms 8000] [--cache-mb 1024,8] [--doc-bytes 1184]
+//!   cargo run --release -p arena-benches --bin store-probe -- [--rooms 8000] [--cache-mb 1024,8]
+//!       [--layout numbers,ids] [--doc-bytes 1184]
 //!
 //! Writes, for each of `--rooms` rooms with random ids, the entries a bootstrap node keeps
 //! for a room created through `POST /api/rooms` whose one client wrote a ~1 KiB document
 //! (the loadgen's idle room), with the key and value sizes read from a real data dir: the
-//! log (genesis 40 + 306 B, the document's envelope 40 + `--doc-bytes`), two author-index
-//! entries (72 + 8 B), the host's admission (64 + 232 B) and the node's room record
-//! (32 + 101 B). Then it flushes, waits for sled's background work, and prints the growth of
+//! log (genesis 306 B, the document's envelope `--doc-bytes`), two author-index entries
+//! (8 B), the host's admission (232 B) and the node's room record (101 B), keyed as
+//! `--layout` says: `numbers` (the node's layout: a room's keys start with its 8-byte number,
+//! and its one entry keyed by its id, in `room-numbers`, holds the number and the node's
+//! record) or `ids` (the layout before 2026-12-04: keys start with the 32-byte room id, the
+//! node's record in a tree of its own). Then it flushes, waits for sled's background work, and prints the growth of
 //! the process's RSS per room (from half the rooms to all of them) against the bytes stored
 //! per room, and how long reading an old room's entries back takes (what waking an idle
 //! room reads; p50 / p99 over every 4th room of the first half), once per `--cache-mb`
@@ -40,21 +44,41 @@ fn room_id(i: u64) -> [u8; 32] {
     out
 }
 
-/// RSS growth per room, bytes stored per room, and p50 / p99 µs to read an old room back.
-/// One room's entries (tree, key, value), with the sizes of a real data dir's (see above).
-fn entries(room: &[u8; 32], doc_bytes: usize) -> [(&'static str, Vec<u8>, Vec<u8>); 6] {
-    let key = |suffix: &[u8]| [&room[..], suffix].concat();
-    [
-        ("log", key(&0u64.to_be_bytes()), vec![1u8; 306]),
-        ("log", key(&1u64.to_be_bytes()), vec![2u8; doc_bytes]),
-        ("authors", key(&[3u8; 40]), 0u64.to_be_bytes().to_vec()),
-        ("authors", key(&[4u8; 40]), 1u64.to_be_bytes().to_vec()),
-        ("admissions", key(&[5u8; 32]), vec![6u8; 232]),
-        ("node/rooms", room.to_vec(), vec![7u8; 101]),
-    ]
+/// How a node keys a room's entries: by the room's number on the node (8 bytes, given in
+/// the order rooms first write; the layout since 2026-12-04) or by its 32-byte id (before).
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    Numbers,
+    Ids,
 }
 
-fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64, f64, f64)> {
+/// One room's entries (tree, key, value), with the sizes of a real data dir's (see above);
+/// room `i` is the `i`-th room created.
+fn entries(i: u64, layout: Layout, doc_bytes: usize) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let id = room_id(i);
+    let num = i.to_be_bytes();
+    let (prefix, trees): (&[u8], [&'static str; 3]) = match layout {
+        Layout::Numbers => (&num, ["room-log", "room-authors", "room-admissions"]),
+        Layout::Ids => (&id, ["log", "authors", "admissions"]),
+    };
+    let key = |suffix: &[u8]| [prefix, suffix].concat();
+    let mut out = vec![
+        (trees[0], key(&0u64.to_be_bytes()), vec![1u8; 306]),
+        (trees[0], key(&1u64.to_be_bytes()), vec![2u8; doc_bytes]),
+        (trees[1], key(&[3u8; 40]), 0u64.to_be_bytes().to_vec()),
+        (trees[1], key(&[4u8; 40]), 1u64.to_be_bytes().to_vec()),
+        (trees[2], key(&[5u8; 32]), vec![6u8; 232]),
+    ];
+    // The room's one entry keyed by its id: the node's record, after the number.
+    out.push(match layout {
+        Layout::Numbers => ("room-numbers", id.to_vec(), [&num[..], &[7u8; 101]].concat()),
+        Layout::Ids => ("node/rooms", id.to_vec(), vec![7u8; 101]),
+    });
+    out
+}
+
+/// RSS growth per room, bytes stored per room, and p50 / p99 µs to read an old room back.
+fn probe(rooms: u64, cache_mb: u64, layout: Layout, doc_bytes: usize) -> Result<(f64, f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
     let db = SledDb::open_with_cache(dir.path(), cache_mb << 20)?;
     db.flush()?;
@@ -62,14 +86,14 @@ fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64, f64, 
     // them, so sled's fixed costs (its I/O buffers, the first segments) cancel out.
     let mut before = 0;
     // Keys and values of one room.
-    let stored: usize = entries(&room_id(0), doc_bytes).iter().map(|(_, k, v)| k.len() + v.len()).sum();
+    let stored: usize = entries(0, layout, doc_bytes).iter().map(|(_, k, v)| k.len() + v.len()).sum();
     for i in 0..rooms {
         if i == rooms / 2 {
             db.flush()?;
             std::thread::sleep(Duration::from_secs(2));
             before = rss()?;
         }
-        for (tree, key, value) in entries(&room_id(i), doc_bytes) {
+        for (tree, key, value) in entries(i, layout, doc_bytes) {
             db.put(tree, &key, &value)?;
         }
         if i % 1000 == 999 {
@@ -85,7 +109,8 @@ fn probe(rooms: u64, cache_mb: u64, doc_bytes: usize) -> Result<(f64, f64, f64, 
     let mut reads = Vec::new();
     for i in (0..rooms / 2).step_by(4) {
         // What a wake reads: the room record, the admission, the log (not the author index).
-        let wanted: Vec<_> = entries(&room_id(i), doc_bytes).into_iter().filter(|(t, ..)| *t != "authors").collect();
+        let wanted: Vec<_> =
+            entries(i, layout, doc_bytes).into_iter().filter(|(t, ..)| !t.ends_with("authors")).collect();
         let t = std::time::Instant::now();
         let mut got = Vec::with_capacity(wanted.len());
         for (tree, key, _) in &wanted {
@@ -105,6 +130,7 @@ fn main() -> Result<()> {
     let mut rooms = 8000u64;
     let mut caches = vec![1024u64, 8];
     let mut doc_bytes = 1184usize;
+    let mut layouts = vec![Layout::Numbers, Layout::Ids];
     let mut row_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -115,10 +141,20 @@ fn main() -> Result<()> {
                 caches = val()?.split(',').map(|c| c.trim().parse().context("--cache-mb")).collect::<Result<_>>()?
             }
             "--doc-bytes" => doc_bytes = val()?.parse().context("--doc-bytes")?,
+            "--layout" => {
+                layouts = val()?
+                    .split(',')
+                    .map(|l| match l.trim() {
+                        "numbers" => Ok(Layout::Numbers),
+                        "ids" => Ok(Layout::Ids),
+                        other => bail!("--layout: {other:?} is neither numbers nor ids"),
+                    })
+                    .collect::<Result<_>>()?
+            }
             // Internal: one probe in this process, its table row only.
             "--row" => row_only = true,
             "-h" | "--help" => {
-                println!("store-probe [--rooms 8000] [--cache-mb 1024,8] [--doc-bytes 1184]");
+                println!("store-probe [--rooms 8000] [--cache-mb 1024,8] [--layout numbers,ids] [--doc-bytes 1184]");
                 return Ok(());
             }
             other => bail!("unknown argument {other} (try --help)"),
@@ -129,28 +165,33 @@ fn main() -> Result<()> {
     }
     if row_only {
         let cache = caches.first().copied().context("--row needs one --cache-mb")?;
-        let (per_room, stored, p50, p99) = probe(rooms, cache, doc_bytes)?;
+        let layout = *layouts.first().context("--row needs one --layout")?;
+        let (per_room, stored, p50, p99) = probe(rooms, cache, layout, doc_bytes)?;
+        let name = if layout == Layout::Numbers { "numbers" } else { "ids" };
         println!(
-            "| {cache} MiB | {rooms} | {:.2} KiB | {:.2} KiB | {:.1}× | {p50:.1} / {p99:.1} µs |",
+            "| {name} | {cache} MiB | {rooms} | {:.2} KiB | {:.2} KiB | {:.1}× | {p50:.1} / {p99:.1} µs |",
             stored / 1024.0,
             per_room / 1024.0,
             per_room / stored
         );
         return Ok(());
     }
-    println!("| sled cache | rooms | stored per room | RSS growth per room | RSS / stored | reading an old room back, p50 / p99 |");
-    println!("|---|---|---|---|---|---|");
+    println!("| keys by room | sled cache | rooms | stored per room | RSS growth per room | RSS / stored | reading an old room back, p50 / p99 |");
+    println!("|---|---|---|---|---|---|---|");
     let me = std::env::current_exe().context("finding this program")?;
     for cache in caches {
-        let out = std::process::Command::new(&me)
-            .args(["--row", "--rooms", &rooms.to_string(), "--cache-mb", &cache.to_string()])
-            .args(["--doc-bytes", &doc_bytes.to_string()])
-            .output()
-            .context("running a probe")?;
-        if !out.status.success() {
-            bail!("the probe with a {cache} MiB cache failed: {}", String::from_utf8_lossy(&out.stderr));
+        for &layout in &layouts {
+            let name = if layout == Layout::Numbers { "numbers" } else { "ids" };
+            let out = std::process::Command::new(&me)
+                .args(["--row", "--rooms", &rooms.to_string(), "--cache-mb", &cache.to_string()])
+                .args(["--layout", name, "--doc-bytes", &doc_bytes.to_string()])
+                .output()
+                .context("running a probe")?;
+            if !out.status.success() {
+                bail!("the probe ({name}, {cache} MiB cache) failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            print!("{}", String::from_utf8_lossy(&out.stdout));
         }
-        print!("{}", String::from_utf8_lossy(&out.stdout));
     }
     Ok(())
 }
