@@ -78,7 +78,8 @@ impl Outbound {
 pub(crate) struct Attach {
     pub(crate) conn: u64,
     pub(crate) role: Role,
-    /// Its invite token (relayed with its updates when another node must sign them).
+    /// Its invite token (relayed with its updates when another node must sign them; the
+    /// room drops it where it signs itself).
     pub(crate) token: Option<Box<str>>,
     pub(crate) tx: chan::Sender<Outbound>,
     pub(crate) reply: oneshot::Sender<Vec<Vec<u8>>>,
@@ -199,6 +200,11 @@ struct Hub {
     info_waiting: Vec<oneshot::Sender<serde_json::Value>>,
     /// Updates from stock clients in this batch, signed as one envelope by [`Hub::commit_proxied`].
     proxied: Vec<(u64, Vec<u8>)>,
+    /// When the room last sent what needs no flush (see `--relay-batch-us`). Here, not in
+    /// the actor with the other deadlines: the actor's task then fits tokio's 256-byte cell.
+    last_dispatch: Option<Instant>,
+    /// A checkpoint came due while another room's was running: try again then.
+    checkpoint_retry: Option<Instant>,
 }
 
 pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>, JoinHandle<()>) {
@@ -218,6 +224,8 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
         durable: Vec::new(),
         info_waiting: Vec::new(),
         proxied: Vec::new(),
+        last_dispatch: None,
+        checkpoint_retry: None,
     });
     let span = tracing::info_span!("room", room = %&hub.id.to_hex()[..12]);
     span.in_scope(|| {
@@ -230,8 +238,6 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
         flushing: None,
         unflushed: None,
         last_commit: None,
-        last_dispatch: None,
-        checkpoint_retry: None,
         idle_since: Some(Instant::now()),
         done: false,
     };
@@ -273,10 +279,6 @@ struct Actor {
     /// When stock clients' updates were last signed (they are signed at most once per
     /// `--proxy-batch-ms`).
     last_commit: Option<Instant>,
-    /// When the room last sent what needs no flush (see `--relay-batch-us`).
-    last_dispatch: Option<Instant>,
-    /// A checkpoint came due while another room's was running: try again then.
-    checkpoint_retry: Option<Instant>,
     /// Since when the room has had no connection (unloaded after `--room-idle-secs`).
     idle_since: Option<Instant>,
     done: bool,
@@ -366,20 +368,20 @@ impl Actor {
             // no flush goes out now, or with what follows it if the room sent less than
             // `relay` ago.
             self.hub.send_sealed();
-            let mut relay_at = (!self.hub.out.is_empty()).then(|| self.last_dispatch.map_or(now, |t| t + relay));
+            let mut relay_at = (!self.hub.out.is_empty()).then(|| self.hub.last_dispatch.map_or(now, |t| t + relay));
             if relay_at.is_some_and(|at| at <= now) {
                 self.hub.dispatch();
-                self.last_dispatch = Some(now);
+                self.hub.last_dispatch = Some(now);
                 relay_at = None;
             }
             // A checkpoint after what this pass took has gone out (the room's clients do
             // not wait for it) and before the flush that makes it durable.
-            self.checkpoint_retry = None;
+            self.hub.checkpoint_retry = None;
             match self.hub.checkpoint_if_due() {
                 Checkpointed::Wrote => {
                     self.unflushed.get_or_insert((Instant::now(), 0));
                 }
-                Checkpointed::Busy => self.checkpoint_retry = Some(now + CHECKPOINT_RETRY),
+                Checkpointed::Busy => self.hub.checkpoint_retry = Some(now + CHECKPOINT_RETRY),
                 Checkpointed::No => {}
             }
             // One flush at a time; what was written meanwhile gets the next.
@@ -411,7 +413,7 @@ impl Actor {
             let deadline = self.idle_since.filter(|_| self.flushing.is_none()).map(|t| t + idle);
             let durable = self.flushing.is_none() && self.unflushed.is_none() && commit_at.is_none();
             let evict_at = (self.hub.room.is_some() && !evict.is_zero() && durable).then(|| self.hub.used + evict);
-            let later = earliest(evict_at, self.checkpoint_retry);
+            let later = earliest(evict_at, self.hub.checkpoint_retry);
             let Some(at) = earliest(earliest(deadline, later), earliest(commit_at, relay_at)) else {
                 self.sleep = None;
                 return Poll::Pending;
@@ -625,10 +627,17 @@ impl Hub {
             // Taken by the actor before it gets here.
             HubCmd::Shutdown => {}
             HubCmd::Attach(a) => {
-                let Attach { conn, role, token, tx, reply } = *a;
+                let Attach { conn, role, mut token, tx, reply } = *a;
                 let session = YSession::new(!role.may_write());
                 // One message per frame: stock y-websocket peers read only a frame's first message.
-                let Some(start) = self.with_room(|h, r| session.start_frames(r.doc(), &h.presence)) else {
+                let Some(start) = self.with_room(|h, r| {
+                    // The token is kept only to forward the client's updates to a home node
+                    // that signs them: not where we sign, nor for a client that cannot write.
+                    if r.can_proxy() || !role.may_write() {
+                        token = None;
+                    }
+                    session.start_frames(r.doc(), &h.presence)
+                }) else {
                     let _ = tx.try_send(Outbound::Close(4400, "storage failure".into()));
                     return;
                 };

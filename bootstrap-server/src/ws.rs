@@ -73,7 +73,8 @@ pub(crate) struct FrameReader {
     /// The start of a frame whose end has not arrived.
     partial: Vec<u8>,
     /// A fragmented message being put together: its opcode and what came so far.
-    fragments: Option<(u8, Vec<u8>)>,
+    /// Boxed: 8 bytes in every idle connection's task instead of 32.
+    fragments: Option<Box<(u8, Vec<u8>)>>,
     max: usize,
 }
 
@@ -162,7 +163,7 @@ impl FrameReader {
             return Err(WsError::Protocol("control frames must be whole and at most 125 bytes"));
         }
         // A continuation adds to the message so far; control frames between fragments don't.
-        let so_far = match &self.fragments {
+        let so_far = match self.fragments.as_deref() {
             Some((_, f)) if opcode == 0 => f.len() as u64,
             _ => 0,
         };
@@ -184,14 +185,14 @@ impl FrameReader {
             9 => Ok(Some(Msg::Ping(f.payload))),
             10 => Ok(None),
             0 => {
-                let Some((_, so_far)) = self.fragments.as_mut() else {
+                let Some((_, so_far)) = self.fragments.as_deref_mut() else {
                     return Err(WsError::Protocol("continuation frame without a message to continue"));
                 };
                 so_far.extend_from_slice(&f.payload);
                 if !f.fin {
                     return Ok(None);
                 }
-                let Some((opcode, whole)) = self.fragments.take() else { return Ok(None) };
+                let Some((opcode, whole)) = self.fragments.take().map(|b| *b) else { return Ok(None) };
                 data_message(opcode, whole).map(Some)
             }
             opcode => {
@@ -201,7 +202,7 @@ impl FrameReader {
                 if f.fin {
                     data_message(opcode, f.payload).map(Some)
                 } else {
-                    self.fragments = Some((opcode, f.payload));
+                    self.fragments = Some(Box::new((opcode, f.payload)));
                     Ok(None)
                 }
             }
@@ -266,11 +267,10 @@ pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
     /// Decoded messages not handed out yet (empty, with no memory, while idle).
     queued: VecDeque<Msg>,
     eof: bool,
-    /// The frame being written, if the socket did not take it all at once.
-    out: Option<Outgoing>,
-    /// Frames queued behind it, written with it in one vectored write (no memory while
-    /// only one frame at a time goes out).
-    more: VecDeque<Outgoing>,
+    /// Frames not written yet, the first maybe in part; up to [`GATHER`] go out in one
+    /// vectored write. No memory while idle (one queue, not a first frame held inline: 56
+    /// bytes less in every idle connection's task, which then fits tokio's next smaller cell).
+    out: VecDeque<Outgoing>,
 }
 
 /// At most this many frames go into one vectored write (two slices each).
@@ -294,14 +294,7 @@ impl<S> std::fmt::Debug for WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// A connection over `io` (already upgraded), refusing messages over `max` bytes.
     pub(crate) fn new(io: S, max: usize) -> Self {
-        WebSocket {
-            io,
-            reader: FrameReader::new(max),
-            queued: VecDeque::new(),
-            eof: false,
-            out: None,
-            more: VecDeque::new(),
-        }
+        WebSocket { io, reader: FrameReader::new(max), queued: VecDeque::new(), eof: false, out: VecDeque::new() }
     }
 
     /// The next message; `None` when the client went away. Cancel-safe: dropping the future
@@ -372,30 +365,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn start_frame(&mut self, opcode: u8, payload: bytes::Bytes) {
         let mut header = [0u8; 10];
         let header_len = header_for(&mut header, opcode, payload.len()) as u8;
-        let frame = Outgoing { header, header_len, header_pos: 0, payload, payload_pos: 0 };
-        if self.out.is_none() {
-            self.out = Some(frame);
-        } else {
-            self.more.push_back(frame);
-        }
+        self.out.push_back(Outgoing { header, header_len, header_pos: 0, payload, payload_pos: 0 });
     }
 
     /// Frames queued and not written yet.
     pub(crate) fn queued_out(&self) -> usize {
-        usize::from(self.out.is_some()) + self.more.len()
+        self.out.len()
     }
 
     /// Writes the queued frames (headers and payloads, up to [`GATHER`] frames per vectored
     /// write); ready at once when nothing is queued.
     pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.out.is_none() {
+        if self.out.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        let WebSocket { io, out, more, .. } = self;
-        while let Some(first) = out.as_ref() {
+        let WebSocket { io, out, .. } = self;
+        while !out.is_empty() {
             let mut bufs = [IoSlice::new(&[]); 2 * GATHER];
             let mut k = 0;
-            for o in std::iter::once(first).chain(more.iter()).take(GATHER) {
+            for o in out.iter().take(GATHER) {
                 bufs[k] = IoSlice::new(&o.header[usize::from(o.header_pos)..usize::from(o.header_len)]);
                 bufs[k + 1] = IoSlice::new(&o.payload[o.payload_pos..]);
                 k += 2;
@@ -403,20 +391,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let mut n = match Pin::new(&mut *io).poll_write_vectored(cx, &bufs[..k]) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
-                    *out = None;
-                    more.clear();
+                    *out = VecDeque::new();
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Ok(0)) => {
-                    *out = None;
-                    more.clear();
+                    *out = VecDeque::new();
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => n,
             };
             // Advance through the frames the write covered; a frame fully out makes room
             // for the next.
-            while let Some(o) = out.as_mut() {
+            while let Some(o) = out.front_mut() {
                 let h = usize::from(o.header_len - o.header_pos).min(n);
                 o.header_pos += h as u8;
                 n -= h;
@@ -424,16 +410,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 o.payload_pos += p;
                 n -= p;
                 if o.header_pos == o.header_len && o.payload_pos == o.payload.len() {
-                    *out = more.pop_front();
+                    out.pop_front();
                 } else {
                     break;
                 }
             }
         }
-        if more.capacity() > 0 {
-            // Nothing queued: an idle connection keeps no buffer.
-            *more = VecDeque::new();
-        }
+        // Nothing queued: an idle connection keeps no buffer.
+        *out = VecDeque::new();
         Pin::new(&mut *io).poll_flush(cx)
     }
 }
@@ -753,7 +737,7 @@ mod tests {
         want.push((8, [&1000u16.to_be_bytes()[..], b"bye"].concat()));
         poll_fn(|cx| ws.poll_write_out(cx)).await.unwrap();
         assert_eq!(ws.queued_out(), 0);
-        assert_eq!(ws.more.capacity(), 0, "nothing kept once written");
+        assert_eq!(ws.out.capacity(), 0, "nothing kept once written");
         drop(ws);
         assert_eq!(server_frames(&reader.await.unwrap()), want);
     }
