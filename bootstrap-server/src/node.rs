@@ -388,8 +388,10 @@ mod tests {
                 CancellationToken::new(),
             ) {
                 Ok(n) => break n,
-                Err(e) if e.to_string().contains("lock") => tokio::time::sleep(Duration::from_millis(50)).await,
-                Err(e) => panic!("reopening: {e}"),
+                Err(e) => {
+                    assert!(e.to_string().contains("lock"), "reopening: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         };
         let id = PeerKey::from_hex(&room).unwrap();
