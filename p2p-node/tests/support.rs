@@ -82,7 +82,17 @@ impl Peer {
         let identity = cfg.identity.clone();
         let want = cfg.listen.len();
         let shutdown = CancellationToken::new();
-        let (handle, task) = Node::spawn(cfg, shutdown.clone())?;
+        // sled's flusher thread lets go of a data dir's lock up to ~1 s after the node that
+        // held it stopped: a restart in the same process waits for it (as `SledDb::reopen`).
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let (handle, task) = loop {
+            match Node::spawn(cfg.clone(), shutdown.clone()) {
+                Err(e) if std::time::Instant::now() < until && e.to_string().contains("acquire lock") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                res => break res?,
+            }
+        };
         let h = handle.clone();
         let addrs = wait_for(TIMEOUT, "listening", || {
             let h = h.clone();
