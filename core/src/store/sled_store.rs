@@ -126,7 +126,7 @@ impl SledDb {
                 let num = match numbers.get(&room) {
                     Some(n) => *n,
                     None => {
-                        let n = self.number(&room, true)?.ok_or_else(|| self.err("room-numbers", "none given"))?;
+                        let n = self.give_number(&room)?;
                         numbers.insert(room, n);
                         n
                     }
@@ -145,22 +145,27 @@ impl SledDb {
         Ok(())
     }
 
-    /// The room's number here, given one (the next of the database's ids) if it has none
-    /// and `give` is set. Written before any entry under it, so no crash can keep an entry
-    /// whose number is lost (sled recovers a prefix of its log).
-    fn number(&self, room: &RoomId, give: bool) -> Result<Option<[u8; 8]>> {
-        if let Some(v) = self.numbers.get(room.0).map_err(|e| self.err("room-numbers", e))? {
-            return self.read_number(&v).map(Some);
+    /// The room's number here, if it has one.
+    fn number(&self, room: &RoomId) -> Result<Option<[u8; 8]>> {
+        match self.numbers.get(room.0).map_err(|e| self.err("room-numbers", e))? {
+            Some(v) => self.read_number(&v).map(Some),
+            None => Ok(None),
         }
-        if !give {
-            return Ok(None);
+    }
+
+    /// The room's number, given one (the next of the database's ids) if it has none.
+    /// Written before any entry under it, so no crash can keep an entry whose number is lost
+    /// (sled recovers a prefix of its log).
+    fn give_number(&self, room: &RoomId) -> Result<[u8; 8]> {
+        if let Some(n) = self.number(room)? {
+            return Ok(n);
         }
         let mine = self.db.generate_id().map_err(|e| self.err("room-numbers", e))?.to_be_bytes();
         // Another store of the same room may give it one at the same moment: the first wins.
         match self.numbers.compare_and_swap(room.0, None as Option<&[u8]>, Some(&mine[..])) {
-            Ok(Ok(())) => Ok(Some(mine)),
+            Ok(Ok(())) => Ok(mine),
             Ok(Err(cas)) => match cas.current {
-                Some(v) => self.read_number(&v).map(Some),
+                Some(v) => self.read_number(&v),
                 None => Err(self.err("room-numbers", "number vanished")),
             },
             Err(e) => Err(self.err("room-numbers", e)),
@@ -238,7 +243,7 @@ impl SledDb {
     /// first entry.
     pub fn room(&self, room: &RoomId) -> Result<SledStore> {
         let [log, authors, admissions, checkpoints] = self.trees.clone();
-        let num = self.number(room, false)?;
+        let num = self.number(room)?;
         let mut store =
             SledStore { log, authors, admissions, checkpoints, db: self.clone(), room: *room, num, log_len: 0 };
         store.log_len = match num.and_then(|n| store.log.scan_prefix(n).next_back()) {
@@ -323,7 +328,7 @@ impl SledStore {
         if let Some(n) = self.num {
             return Ok(n);
         }
-        let n = self.db.number(&self.room, true)?.ok_or_else(|| self.err("room-numbers", "none given"))?;
+        let n = self.db.give_number(&self.room)?;
         self.num = Some(n);
         Ok(n)
     }
@@ -565,7 +570,7 @@ mod tests {
     /// by room id.
     fn rewrite_as_old_layout(db: &SledDb, rooms: &[RoomId], per_room: bool) {
         for room in rooms {
-            let num = db.number(room, false).unwrap().expect("a room with entries has a number");
+            let num = db.number(room).unwrap().expect("a room with entries has a number");
             for (i, name) in ID_TREES.iter().enumerate() {
                 let old = if per_room {
                     db.db.open_tree(format!("{}/{name}", room.to_hex())).unwrap()
@@ -617,7 +622,7 @@ mod tests {
                 for (k, e) in keys.iter().zip(&envs) {
                     check(&db.room(&k.public()).unwrap(), &author, e, "old");
                 }
-                let now: Vec<_> = rooms.iter().map(|r| db.number(r, false).unwrap().unwrap()).collect();
+                let now: Vec<_> = rooms.iter().map(|r| db.number(r).unwrap().unwrap()).collect();
                 assert_ne!(now[0], now[1]);
                 if !numbers.is_empty() {
                     assert_eq!(numbers, now, "the second open gave other numbers");
@@ -640,7 +645,7 @@ mod tests {
             let db = SledDb::open(dir.path()).unwrap();
             let mut first = db.room(&room).unwrap();
             let mut second = db.room(&room).unwrap();
-            assert_eq!(db.number(&room, false).unwrap(), None, "opening a store gave a number");
+            assert_eq!(db.number(&room).unwrap(), None, "opening a store gave a number");
             assert!(db.rooms().is_empty());
             first.append(&env, 5).unwrap();
             let grant = Grant::issue(&k, Role::Candidate, u64::MAX / 2, 0, 1);
@@ -650,7 +655,7 @@ mod tests {
             first.num.unwrap()
         };
         let db = reopen(dir.path());
-        assert_eq!(db.number(&room, false).unwrap(), Some(num));
+        assert_eq!(db.number(&room).unwrap(), Some(num));
         let store = db.room(&room).unwrap();
         assert_eq!(store.log_len(), 1);
         assert_eq!(store.admissions().unwrap().len(), 1);
@@ -673,12 +678,12 @@ mod tests {
         let db = SledDb::open(dir.path()).unwrap();
         assert_eq!(db.room_record(&room).unwrap(), None);
         db.set_room_record(&room, b"first").unwrap();
-        let num = db.number(&room, false).unwrap().expect("a record gives a number");
+        let num = db.number(&room).unwrap().expect("a record gives a number");
         let mut store = db.room(&room).unwrap();
         store.append(&Envelope::seal(room, &author, 0, [0; 32], 1, b"x".to_vec()), 1).unwrap();
         assert_eq!(store.num, Some(num));
         db.set_room_record(&room, b"second, longer").unwrap();
-        assert_eq!(db.number(&room, false).unwrap(), Some(num));
+        assert_eq!(db.number(&room).unwrap(), Some(num));
         assert_eq!(db.room_record(&room).unwrap().as_deref(), Some(&b"second, longer"[..]));
         // A room numbered by its entries alone has no record.
         let plain = Identity::from_passphrase("plain").public();
@@ -692,7 +697,7 @@ mod tests {
         assert_eq!(db.adopt_room_records("node/rooms").unwrap(), 2);
         assert_eq!(db.adopt_room_records("node/rooms").unwrap(), 0);
         assert!(!db.db.tree_names().iter().any(|n| n.as_ref() == b"node/rooms"));
-        assert_eq!(db.number(&room, false).unwrap(), Some(num), "adopting changed a number");
+        assert_eq!(db.number(&room).unwrap(), Some(num), "adopting changed a number");
         drop((store, db));
         let db = reopen(dir.path());
         assert_eq!(db.room_record(&old[0]).unwrap().as_deref(), Some(&b"adopted"[..]));
