@@ -30,8 +30,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::chan;
+use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::{now_ms, Node};
+use crate::ws::{Msg, WebSocket};
 
 /// Frames, and their bytes, queued per connection before it counts as too slow and is
 /// dropped (it reconnects and resyncs). Frames are small (a keystroke's update is ~30
@@ -73,7 +75,9 @@ impl Outbound {
     }
 }
 
-/// A connection joining a room.
+/// A connection joining a room: the room sends it its start frames, then serves it in its
+/// own task if it has no inline connection yet (see [`Inline`]), else hands it to a
+/// [`crate::yws::Session`] of its own.
 #[derive(Debug)]
 pub(crate) struct Attach {
     pub(crate) conn: u64,
@@ -81,8 +85,12 @@ pub(crate) struct Attach {
     /// Its invite token (relayed with its updates when another node must sign them; the
     /// room drops it where it signs itself).
     pub(crate) token: Option<Box<str>>,
-    pub(crate) tx: chan::Sender<Outbound>,
-    pub(crate) reply: oneshot::Sender<Vec<Vec<u8>>>,
+    pub(crate) socket: WebSocket,
+    pub(crate) limiter: RateLimiter,
+    /// The room's queue, for a session task of its own (dropped if served inline).
+    pub(crate) hub: chan::Sender<HubCmd>,
+    /// The connection's span, for that task.
+    pub(crate) span: tracing::Span,
 }
 
 /// Commands to a room actor.
@@ -122,7 +130,8 @@ pub(crate) enum HubCmd {
 }
 
 struct Conn {
-    tx: chan::Sender<Outbound>,
+    /// Its session task's queue; None for the room's [`Inline`] connection.
+    tx: Option<chan::Sender<Outbound>>,
     session: YSession,
     /// The awareness client ids it announced (usually one; a Vec holds it in 8 bytes where a
     /// set takes 4 buckets).
@@ -205,6 +214,78 @@ struct Hub {
     last_dispatch: Option<Instant>,
     /// A checkpoint came due while another room's was running: try again then.
     checkpoint_retry: Option<Instant>,
+    /// The connection this room serves in its own task.
+    inline: Option<Box<Inline>>,
+}
+
+/// One connection per room (the first to join while there is none) is served by the room's
+/// actor itself instead of a session task of its own: its socket is read and written here,
+/// its frames go straight to [`Hub::frame`] and what the room sends it straight into its
+/// write queue. An idle room with one client (the common case: an interview's candidate
+/// between sessions, a recorder) then costs one task and one queue, not two of each
+/// (measured in the README: ~0.4 KiB less per idle room). The limits are a session's:
+/// [`CONN_QUEUE`] frames / [`CONN_QUEUE_BYTES`] not yet written and the client is dropped
+/// as too slow; while a frame is half written its frames are not read (backpressure).
+struct Inline {
+    conn: u64,
+    socket: WebSocket,
+    limiter: RateLimiter,
+    /// A close frame is queued: the connection ends once it is written.
+    closing: bool,
+}
+
+impl Inline {
+    fn close(&mut self, code: u16, reason: &str) {
+        if !self.closing {
+            self.socket.start_close(code, reason);
+            self.closing = true;
+        }
+    }
+
+    /// Queues what the room sends it; false when it is too slow (the caller drops it).
+    fn deliver(&mut self, o: Outbound) -> bool {
+        if self.closing {
+            return true;
+        }
+        match o {
+            Outbound::Binary(b) => {
+                let n = self.socket.queued_out();
+                // The bytes are counted every 64 frames (counting walks the queue).
+                if n >= CONN_QUEUE || (n % 64 == 63 && self.socket.queued_out_bytes() + b.len() > CONN_QUEUE_BYTES) {
+                    return false;
+                }
+                self.socket.start_frame(2, b);
+            }
+            Outbound::Close(code, reason) => self.close(code, &reason),
+        }
+        true
+    }
+}
+
+/// Sends `o` to connection `c` (its session's queue, or the inline socket); false when it
+/// is too slow to take it. `last`: its close reason overtakes what it has not read.
+fn deliver(c: &Conn, inline: &mut Option<Box<Inline>>, o: Outbound, last: bool) -> bool {
+    match (&c.tx, inline.as_mut()) {
+        (Some(tx), _) if last => tx.send_last(o).is_ok(),
+        (Some(tx), _) => tx.try_send(o).is_ok(),
+        (None, Some(i)) => {
+            if last {
+                i.socket.discard_unstarted();
+            }
+            i.deliver(o)
+        }
+        (None, None) => false,
+    }
+}
+
+/// Writes a connection's last frames (its close) in a task of its own, for at most 5 s
+/// (the room that held it is stopping, or never let it in).
+fn finish_closing(node: &Node, mut socket: WebSocket) {
+    let node = node.clone();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), std::future::poll_fn(|cx| socket.poll_write_out(cx))).await;
+        dec(&node.inner.metrics.connections_active);
+    });
 }
 
 pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>, JoinHandle<()>) {
@@ -226,6 +307,7 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
         proxied: Vec::new(),
         last_dispatch: None,
         checkpoint_retry: None,
+        inline: None,
     });
     let span = tracing::info_span!("room", room = %&hub.id.to_hex()[..12]);
     span.in_scope(|| {
@@ -326,8 +408,9 @@ impl Actor {
             if let Some((res, f)) = flushed {
                 if let Err(e) = res {
                     warn!(error = %e, "flush failed; closing connections");
-                    for c in self.hub.conns.values() {
-                        let _ = c.tx.try_send(Outbound::Close(4400, "storage failure".into()));
+                    let hub = &mut *self.hub;
+                    for c in hub.conns.values() {
+                        deliver(c, &mut hub.inline, Outbound::Close(4400, "storage failure".into()), false);
                     }
                     return Poll::Ready(());
                 }
@@ -355,6 +438,14 @@ impl Actor {
                 }
                 Poll::Pending => {}
             }
+            // The inline connection's frames, as commands (at most a batch's worth per pass).
+            let (taken, moved) = self.hub.poll_inline(cx, 256);
+            if taken > 0 {
+                let (_, n) = self.unflushed.get_or_insert((Instant::now(), 0));
+                *n += taken;
+                yield_after = true;
+            }
+            progress |= moved;
             // Stock clients' updates: signed as one envelope, at most once per `spacing`.
             let now = Instant::now();
             let waiting = !self.hub.proxied.is_empty() || self.hub.room.as_ref().is_some_and(|r| r.unsealed() > 0);
@@ -401,6 +492,8 @@ impl Actor {
                     progress = true;
                 }
             }
+            // What this pass queued for the inline connection goes out now.
+            progress |= self.hub.write_inline(cx);
             if yield_after {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -468,14 +561,25 @@ impl Hub {
             dec(&self.node.inner.metrics.docs_loaded);
         }
         let shutting_down = self.node.inner.shutdown.is_cancelled();
-        for c in self.conns.values() {
-            // Connections have no shutdown watch of their own (one waiter less per idle
-            // client): the room tells them.
-            let _ = c.tx.try_send(if shutting_down {
+        let close = || {
+            if shutting_down {
                 Outbound::Close(1001, "server shutting down".into())
             } else {
                 Outbound::Close(4400, "room unloaded".into())
-            });
+            }
+        };
+        for c in self.conns.values() {
+            // Connections have no shutdown watch of their own (one waiter less per idle
+            // client): the room tells them.
+            if let Some(tx) = &c.tx {
+                let _ = tx.try_send(close());
+            }
+        }
+        // The inline connection's close frame is written by a task of its own.
+        if let Some(mut i) = self.inline.take() {
+            i.deliver(close());
+            dec(&self.node.inner.metrics.connections_inline);
+            finish_closing(&self.node, i.socket);
         }
         dec(&self.node.inner.metrics.rooms_loaded);
         self.node.forget_room(&self.id);
@@ -576,7 +680,7 @@ impl Hub {
             Err(e) => {
                 warn!(error = %e, "reopening the room failed; closing its connections");
                 for (_, c) in self.conns.drain() {
-                    let _ = c.tx.try_send(Outbound::Close(4400, format!("storage failure: {e}").into()));
+                    deliver(&c, &mut self.inline, Outbound::Close(4400, format!("storage failure: {e}").into()), false);
                 }
                 false
             }
@@ -608,7 +712,7 @@ impl Hub {
                     continue;
                 }
                 inc(&m.bytes_out, bytes.len() as u64);
-                if c.tx.try_send(Outbound::Binary(bytes.clone())).is_err() {
+                if !deliver(c, &mut self.inline, Outbound::Binary(bytes.clone()), false) {
                     slow.push(*id);
                 }
             }
@@ -617,7 +721,7 @@ impl Hub {
             if let Some(c) = self.conns.remove(&id) {
                 inc(&m.frames_dropped_slow, 1);
                 // What it has not read yet is lost anyway; its close reason overtakes it.
-                let _ = c.tx.send_last(Outbound::Close(4400, "too slow: reconnect to resync".into()));
+                deliver(&c, &mut self.inline, Outbound::Close(4400, "too slow: reconnect to resync".into()), true);
             }
         }
     }
@@ -626,27 +730,7 @@ impl Hub {
         match cmd {
             // Taken by the actor before it gets here.
             HubCmd::Shutdown => {}
-            HubCmd::Attach(a) => {
-                let Attach { conn, role, mut token, tx, reply } = *a;
-                let session = YSession::new(!role.may_write());
-                // One message per frame: stock y-websocket peers read only a frame's first message.
-                let Some(start) = self.with_room(|h, r| {
-                    // The token is kept only to forward the client's updates to a home node
-                    // that signs them: not where we sign, nor for a client that cannot write.
-                    if r.can_proxy() || !role.may_write() {
-                        token = None;
-                    }
-                    session.start_frames(r.doc(), &h.presence)
-                }) else {
-                    let _ = tx.try_send(Outbound::Close(4400, "storage failure".into()));
-                    return;
-                };
-                self.conns.insert(
-                    conn,
-                    Conn { tx, session, awareness_ids: Vec::new(), link: Reassembler::new(), arena: false, token },
-                );
-                let _ = reply.send(start);
-            }
+            HubCmd::Attach(a) => self.attach(*a),
             HubCmd::Detach { conn } => {
                 if let Some(c) = self.conns.remove(&conn) {
                     self.drop_awareness(c.awareness_ids);
@@ -663,6 +747,120 @@ impl Hub {
                 let _ = reply.send(self.with_room(|_, r| r.envelope_vector()).unwrap_or_default());
             }
         }
+    }
+
+    /// A connection joins: its start frames (our sync step 1, the room's awareness; one
+    /// message per frame, as stock y-websocket peers read only a frame's first message) are
+    /// queued on its socket before anything else, then the room serves it inline or hands
+    /// it to a session task.
+    fn attach(&mut self, a: Attach) {
+        let Attach { conn, role, mut token, mut socket, limiter, hub, span } = a;
+        let session = YSession::new(!role.may_write());
+        let Some(start) = self.with_room(|h, r| {
+            // The token is kept only to forward the client's updates to a home node
+            // that signs them: not where we sign, nor for a client that cannot write.
+            if r.can_proxy() || !role.may_write() {
+                token = None;
+            }
+            session.start_frames(r.doc(), &h.presence)
+        }) else {
+            socket.start_close(4400, "storage failure");
+            return finish_closing(&self.node, socket);
+        };
+        for f in start {
+            socket.start_frame(2, f.into());
+        }
+        let link = Reassembler::new();
+        if self.inline.is_none() {
+            drop(hub);
+            debug!(conn, "attached inline");
+            self.conns.insert(conn, Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, token });
+            self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
+            inc(&self.node.inner.metrics.connections_inline, 1);
+        } else {
+            let (tx, rx) = chan::channel_weighed(CONN_QUEUE, CONN_QUEUE_BYTES, Outbound::weight);
+            self.conns.insert(conn, Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, token });
+            crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
+        }
+    }
+
+    /// Serves the inline connection: writes what is queued for it, then reads and handles
+    /// up to `budget` of its frames. Returns how many frames it handled and whether anything
+    /// happened (progress: the caller loops); reading stops while a write is pending.
+    fn poll_inline(&mut self, cx: &mut Context<'_>, budget: u64) -> (u64, bool) {
+        let mut taken = 0;
+        let mut progress = false;
+        while taken < budget {
+            let Some(i) = self.inline.as_mut() else { break };
+            match i.socket.poll_write_out(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(_)) => {
+                    self.end_inline();
+                    return (taken, true);
+                }
+                Poll::Ready(Ok(())) if i.closing => {
+                    self.end_inline();
+                    return (taken, true);
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let msg = match i.socket.poll_recv(cx) {
+                Poll::Pending => break,
+                Poll::Ready(None) => {
+                    self.end_inline();
+                    return (taken, true);
+                }
+                Poll::Ready(Some(m)) => m,
+            };
+            progress = true;
+            match msg {
+                Ok(Msg::Binary(bytes)) => {
+                    if !i.limiter.allow() {
+                        inc(&self.node.inner.metrics.rate_limited, 1);
+                        i.close(4429, "rate limit exceeded");
+                        continue;
+                    }
+                    let conn = i.conn;
+                    self.frame(conn, &bytes);
+                    taken += 1;
+                }
+                Ok(Msg::Text(_)) => i.close(1003, "y-websocket speaks binary frames"),
+                Ok(Msg::Ping(p)) => i.socket.start_frame(10, p.into()),
+                // Echo the client's code (RFC 6455 §5.5.1), then close the socket.
+                Ok(Msg::Close(c)) => i.close(c.map_or(1000, |(code, _)| code), ""),
+                Err(e) => {
+                    debug!(error = %e, "bad WebSocket input");
+                    i.close(e.close_code(), &e.to_string());
+                }
+            }
+        }
+        (taken, progress)
+    }
+
+    /// Writes what the room queued for the inline connection since it was last polled;
+    /// true when that ended the connection (written its close, or failed).
+    fn write_inline(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(i) = self.inline.as_mut() else { return false };
+        match i.socket.poll_write_out(cx) {
+            Poll::Pending | Poll::Ready(Ok(())) if !i.closing => false,
+            Poll::Pending => false,
+            Poll::Ready(_) => {
+                self.end_inline();
+                true
+            }
+        }
+    }
+
+    /// The inline connection is gone: it leaves the room (a session task's end sends the
+    /// room a `Detach` for the same).
+    fn end_inline(&mut self) {
+        let Some(i) = self.inline.take() else { return };
+        if let Some(c) = self.conns.remove(&i.conn) {
+            self.drop_awareness(c.awareness_ids);
+        }
+        dec(&self.node.inner.metrics.connections_active);
+        dec(&self.node.inner.metrics.connections_inline);
+        debug!(conn = i.conn, "detached");
     }
 
     fn drop_awareness(&mut self, ids: Vec<u64>) {
@@ -711,7 +909,7 @@ impl Hub {
                 inc(&m.frames_rejected, 1);
                 debug!(conn, error = %e, "malformed frame");
                 if let Some(c) = self.conns.remove(&conn) {
-                    let _ = c.tx.try_send(Outbound::Close(4400, format!("malformed message: {e}").into()));
+                    deliver(&c, &mut self.inline, Outbound::Close(4400, format!("malformed message: {e}").into()), false);
                     self.drop_awareness(c.awareness_ids);
                 }
                 return;
@@ -759,7 +957,8 @@ impl Hub {
             Some(Err(e)) => {
                 inc(&self.node.inner.metrics.frames_rejected, 1);
                 if let Some(c) = self.conns.remove(&conn) {
-                    let _ = c.tx.try_send(Outbound::Close(4400, format!("malformed envelope message: {e}").into()));
+                    let o = Outbound::Close(4400, format!("malformed envelope message: {e}").into());
+                    deliver(&c, &mut self.inline, o, false);
                 }
                 return;
             }

@@ -53,6 +53,7 @@ unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for Counting<A> 
 pub struct Metrics {
     pub(crate) connections_total: AtomicU64,
     pub(crate) connections_active: AtomicU64,
+    pub(crate) connections_inline: AtomicU64,
     pub(crate) rooms_loaded: AtomicU64,
     pub(crate) docs_loaded: AtomicU64,
     pub(crate) docs_reloaded: AtomicU64,
@@ -97,6 +98,12 @@ impl Metrics {
         };
         put("connections_total", "counter", "WebSocket connections accepted.", &self.connections_total);
         put("connections_active", "gauge", "WebSocket connections open now.", &self.connections_active);
+        put(
+            "connections_inline",
+            "gauge",
+            "y-websocket connections served by their room's own task (one per room at most).",
+            &self.connections_inline,
+        );
         put("rooms_loaded", "gauge", "Rooms with an actor (connections or recent use).", &self.rooms_loaded);
         put("documents_loaded", "gauge", "Room documents held in memory (idle ones are evicted).", &self.docs_loaded);
         put("documents_reloaded_total", "counter", "Evicted room documents reopened from sled.", &self.docs_reloaded);

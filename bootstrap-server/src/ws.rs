@@ -373,6 +373,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.out.len()
     }
 
+    /// Bytes of payload queued and not written yet (walks the queue: call it now and then,
+    /// not per frame).
+    pub(crate) fn queued_out_bytes(&self) -> usize {
+        self.out.iter().map(|o| o.payload.len() - o.payload_pos).sum()
+    }
+
+    /// Drops every queued frame not started yet (a frame half written stays: the stream
+    /// would be corrupt without its end), so that what is queued next goes out first.
+    pub(crate) fn discard_unstarted(&mut self) {
+        let started = self.out.front().is_some_and(|o| o.header_pos > 0);
+        self.out.truncate(usize::from(started));
+    }
+
     /// Writes the queued frames (headers and payloads, up to [`GATHER`] frames per vectored
     /// write); ready at once when nothing is queued.
     pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -740,5 +753,41 @@ mod tests {
         assert_eq!(ws.out.capacity(), 0, "nothing kept once written");
         drop(ws);
         assert_eq!(server_frames(&reader.await.unwrap()), want);
+    }
+
+    /// A client dropped for reading too slowly gets its close frame next: the frames not
+    /// started are dropped, the one half written is finished (the stream stays valid).
+    #[tokio::test]
+    async fn discarding_unstarted_frames_keeps_the_one_half_written() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut ws = WebSocket::new(server, 1 << 20);
+        for i in 0..3u8 {
+            ws.start_frame(2, vec![i; 1000].into());
+        }
+        // The pipe takes 64 bytes: the first frame is half out.
+        assert!(poll_fn(|cx| Poll::Ready(ws.poll_write_out(cx).is_pending())).await);
+        assert!(ws.queued_out_bytes() > 1900, "{}", ws.queued_out_bytes());
+        ws.discard_unstarted();
+        assert_eq!(ws.queued_out(), 1);
+        ws.start_close(4400, "too slow");
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut client = client;
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        poll_fn(|cx| ws.poll_write_out(cx)).await.unwrap();
+        drop(ws);
+        let frames = server_frames(&reader.await.unwrap());
+        assert_eq!(frames.len(), 2, "{:?}", frames.iter().map(|f| f.0).collect::<Vec<_>>());
+        assert_eq!(frames[0], (2, vec![0u8; 1000]));
+        assert_eq!(frames[1].0, 8);
+        // With nothing half written, every queued frame goes.
+        let (_c, server) = tokio::io::duplex(64);
+        let mut ws = WebSocket::new(server, 1 << 20);
+        ws.start_frame(2, vec![1u8; 10].into());
+        ws.discard_unstarted();
+        assert_eq!(ws.queued_out(), 0);
     }
 }

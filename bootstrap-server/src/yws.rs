@@ -8,11 +8,10 @@ use std::task::{Context, Poll};
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use tokio::sync::oneshot;
 use tracing::{debug, info_span, Instrument};
 
 use crate::chan;
-use crate::hub::{Attach, HubCmd, Outbound, CONN_QUEUE, CONN_QUEUE_BYTES};
+use crate::hub::{Attach, HubCmd, Outbound};
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::Node;
@@ -61,12 +60,12 @@ async fn refuse(mut socket: WebSocket, reason: String) {
     let _ = socket.send_close(4403, reason).await;
 }
 
-/// Joins the room, sends the client its start frames, then hands the connection to a
-/// [`Session`] of its own task: this setup (and everything it holds) is gone by the time the
-/// client sits idle.
+/// Joins the room and hands it the connection: the room queues the client's start frames
+/// and serves it itself or from a [`Session`] of its own task (see `hub::Inline`). This
+/// setup (and everything it holds) is gone by the time the client sits idle.
 async fn serve(
     node: Node,
-    mut socket: WebSocket,
+    socket: WebSocket,
     conn: u64,
     room: arena_core::RoomId,
     role: arena_core::Role,
@@ -79,25 +78,37 @@ async fn serve(
     let m = &node.inner.metrics;
     inc(&m.connections_total, 1);
     inc(&m.connections_active, 1);
-    let (tx, rx) = chan::channel_weighed(CONN_QUEUE, CONN_QUEUE_BYTES, Outbound::weight);
-    let (reply, start) = oneshot::channel();
     let token = token.map(String::into_boxed_str);
-    let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, tx, reply }));
-    if hub.send(attach).await.is_err() {
+    let limiter = RateLimiter::new(node.cfg().rate_limit);
+    let span = tracing::Span::current();
+    let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span }));
+    if let Err(chan::SendError(cmd)) = hub.send(attach).await {
         dec(&m.connections_active);
-        return refuse(socket, "room unavailable, retry".into()).await;
+        if let HubCmd::Attach(a) = cmd {
+            refuse(a.socket, "room unavailable, retry".into()).await;
+        }
+        return;
     }
     debug!(%role, "attached");
-    if let Ok(start) = start.await {
-        for frame in start {
-            if socket.send_binary(frame).await.is_err() {
-                break;
-            }
-        }
-    }
-    let limiter = RateLimiter::new(node.cfg().rate_limit);
+}
+
+/// Serves a connection from a task of its own (the room's second and later connections).
+pub(crate) fn spawn_session(
+    node: Node,
+    socket: WebSocket,
+    hub: chan::Sender<HubCmd>,
+    rx: chan::Receiver<Outbound>,
+    limiter: RateLimiter,
+    conn: u64,
+    span: tracing::Span,
+) {
     let session = Session { socket, hub, rx, limiter, conn, node, sending: None, closing: false };
-    tokio::spawn(session.in_current_span());
+    // A span that logs nothing is not worth its 40 bytes in every idle client's task.
+    if span.is_disabled() {
+        tokio::spawn(session);
+    } else {
+        tokio::spawn(session.instrument(span));
+    }
 }
 
 /// One connected client from its start frames on: a future written by hand, so that what an

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use arena_core::sync::ywire::decode_frame;
 use futures_util::{SinkExt, StreamExt};
 use support::*;
@@ -266,9 +266,28 @@ async fn yws_refuses_broken_websocket_frames_and_handshakes() -> Result<()> {
 }
 
 /// A client that stops reading is cut off once its queue is full (it would resync on
-/// reconnect) instead of being buffered for without bound; the others carry on.
+/// reconnect) instead of being buffered for without bound; the others carry on. The room's
+/// first connection is served by the room's own task, the others by tasks of their own:
+/// both ways are tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_and_the_others_carry_on() -> Result<()> {
+    slow_reader_is_dropped(true).await.context("the slow client served by the room's task")?;
+    slow_reader_is_dropped(false).await.context("the slow client served by a task of its own")
+}
+
+/// Polls a gauge until it reads `want` (10 s at most).
+async fn gauge_reaches(a: std::net::SocketAddr, name: &str, want: u64) -> Result<()> {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gauge(a, name).await? != want {
+        if tokio::time::Instant::now() > until {
+            bail!("{name} never read {want} (reads {})", gauge(a, name).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn slow_reader_is_dropped(slow_first: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
     cfg.rate_limit = 1_000_000;
@@ -276,10 +295,20 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_carry_on() -> Res
     let a = server.addr;
     let room = create_room(a).await?;
     let path = format!("/yws/{}?token={}", room.room, room.candidate);
-    let (slow, head) =
-        raw_upgrade(a, &path, "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n").await?;
+    let headers = "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let mut fast = None;
+    if !slow_first {
+        fast = Some(tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?.0);
+        gauge_reaches(a, "connections_inline", 1).await?;
+    }
+    let (slow, head) = raw_upgrade(a, &path, headers).await?;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let (fast, _) = tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?;
+    gauge_reaches(a, "connections_active", 1 + u64::from(!slow_first)).await?;
+    assert_eq!(gauge(a, "connections_inline").await?, 1, "the room serves one connection itself");
+    let fast = match fast {
+        Some(f) => f,
+        None => tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?.0,
+    };
     let (mut sink, mut stream) = fast.split();
     // The fast client reads everything (the room echoes awareness to its sender too).
     let (seen_tx, mut seen) = tokio::sync::watch::channel(0u64);
@@ -323,6 +352,9 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_carry_on() -> Res
     drop(slow);
     let _ = sink.close().await;
     let _ = reader.await;
+    // Both gone: no connection is left counted, inline or not.
+    gauge_reaches(a, "connections_active", 0).await?;
+    gauge_reaches(a, "connections_inline", 0).await?;
     server.stop().await?;
     Ok(())
 }
