@@ -1,6 +1,7 @@
 //! One actor per loaded room: it owns the `Room` (document, ledger, sled store) and the
-//! room's awareness, and fans frames out to the room's connections. Connections talk to it
-//! through a bounded channel; it never shares the document.
+//! room's awareness, and fans frames out to the room's connections. It serves its first
+//! connection itself ([`Inline`]); the others are session tasks that talk to it through a
+//! bounded channel. It never shares the document.
 //!
 //! Group commit: the actor drains every queued command and applies it; stock clients'
 //! updates are signed into the log as one envelope per batch (at most one per
@@ -300,7 +301,8 @@ fn deliver(c: &Conn, inline: &mut Option<Box<Inline>>, o: Outbound, last: bool) 
 fn finish_closing(node: &Node, mut socket: WebSocket) {
     let node = node.clone();
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(5), std::future::poll_fn(|cx| socket.poll_write_out(cx))).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), std::future::poll_fn(|cx| socket.poll_write_out(cx))).await;
         dec(&node.inner.metrics.connections_active);
     });
 }
@@ -600,6 +602,17 @@ impl Hub {
             dec(&self.node.inner.metrics.connections_inline);
             finish_closing(&self.node, i.socket);
         }
+        // Connections that were joining hold their sockets in the queue: they are told too
+        // (the queue is closed, so no more come; a later sender gets its socket back).
+        while let Ok(cmd) = rx.try_recv() {
+            if let HubCmd::Attach(a) = cmd {
+                let mut socket = a.socket;
+                if let Outbound::Close(code, reason) = close() {
+                    socket.start_close(code, &reason);
+                }
+                finish_closing(&self.node, socket);
+            }
+        }
         dec(&self.node.inner.metrics.rooms_loaded);
         self.node.forget_room(&self.id);
         info!("room unloaded");
@@ -819,7 +832,8 @@ impl Hub {
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
             let (tx, rx) = chan::channel_weighed(CONN_QUEUE, CONN_QUEUE_BYTES, Outbound::weight);
-            self.conns.insert(conn, Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, token });
+            self.conns
+                .insert(conn, Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, token });
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }
     }
@@ -949,7 +963,12 @@ impl Hub {
                 inc(&m.frames_rejected, 1);
                 debug!(conn, error = %e, "malformed frame");
                 if let Some(c) = self.conns.remove(&conn) {
-                    deliver(&c, &mut self.inline, Outbound::Close(4400, format!("malformed message: {e}").into()), false);
+                    deliver(
+                        &c,
+                        &mut self.inline,
+                        Outbound::Close(4400, format!("malformed message: {e}").into()),
+                        false,
+                    );
                     self.drop_awareness(c.awareness_ids);
                 }
                 return;
