@@ -1341,4 +1341,92 @@ mod tests {
         tx.send(HubCmd::Shutdown).await.unwrap();
         handle.await.unwrap();
     }
+
+    /// A connection upgraded by hyper over an in-memory pipe, as the node gets them: the
+    /// client's end (past the 101 answer) and the server's socket.
+    async fn upgraded_pair() -> (tokio::io::DuplexStream, WebSocket) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (got, upgraded) = oneshot::channel();
+        let got = std::sync::Mutex::new(Some(got));
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let on = hyper::upgrade::on(&mut req);
+            let got = got.lock().unwrap().take();
+            tokio::spawn(async move {
+                if let (Ok(io), Some(got)) = (on.await, got) {
+                    let _ = got.send(io);
+                }
+            });
+            let mut res = hyper::Response::new(axum::body::Body::empty());
+            *res.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+            res.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("upgrade"));
+            res.headers_mut().insert(hyper::header::UPGRADE, hyper::header::HeaderValue::from_static("websocket"));
+            async move { Ok::<_, std::convert::Infallible>(res) }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server), service)
+                .with_upgrades(),
+        );
+        client
+            .write_all(b"GET /yws/x HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        // The 101 head, up to its blank line.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(client.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        let io = upgraded.await.unwrap();
+        (client, WebSocket::new(hyper_util::rt::TokioIo::new(io), 1 << 20))
+    }
+
+    /// A connection still waiting in a room's queue to join when the room stops is told
+    /// (a close frame, "room unloaded") and leaves the connection count, not dropped in
+    /// silence with the queue. On a current-thread runtime the room runs only when the test
+    /// waits, so its queue holds the shutdown and then the join when it first looks.
+    #[tokio::test]
+    async fn a_join_still_queued_when_the_room_stops_is_closed_and_uncounted() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(
+            crate::Config::for_tests(dir.path()),
+            "http://127.0.0.1:0".into(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
+        let created = node.create_room("queued join", "python").unwrap();
+        let id = arena_core::PeerKey::from_hex(&created.room).unwrap();
+        let room = node.open_room(&id).unwrap();
+        let (tx, handle) = spawn(node.clone(), room);
+        let (mut client, socket) = upgraded_pair().await;
+        // As `yws::serve` counts it before it asks to join.
+        let active = || node.metrics().connections_active.load(std::sync::atomic::Ordering::Relaxed);
+        inc(&node.inner.metrics.connections_active, 1);
+        assert_eq!(active(), 1);
+        tx.try_send(HubCmd::Shutdown).unwrap();
+        let attach = Attach {
+            conn: 1,
+            role: Role::Candidate,
+            token: None,
+            socket,
+            limiter: RateLimiter::new(100),
+            hub: tx.clone(),
+            span: tracing::Span::none(),
+        };
+        tx.try_send(HubCmd::Attach(Box::new(attach))).unwrap();
+        handle.await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got)).await.unwrap().unwrap();
+        // One frame: a close (opcode 8) with code 4400 and its reason; no start frames.
+        assert_eq!(got.first(), Some(&0x88), "{got:?}");
+        assert_eq!(got.get(2..4), Some(&4400u16.to_be_bytes()[..]), "{got:?}");
+        assert!(String::from_utf8_lossy(&got[4..]).contains("room unloaded"), "{got:?}");
+        let until = Instant::now() + Duration::from_secs(10);
+        while active() != 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(active(), 0, "the connection is still counted");
+    }
 }
