@@ -34,7 +34,8 @@ use crate::chan;
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::{now_ms, Node};
-use crate::ws::{Msg, WebSocket};
+use crate::ws::WebSocket;
+use crate::yws::Incoming;
 
 /// Frames, and their bytes, queued per connection before it counts as too slow and is
 /// dropped (it reconnects and resyncs). Frames are small (a keystroke's update is ~30
@@ -241,7 +242,7 @@ impl Queued {
 /// its frames go straight to [`Hub::frame`] and what the room sends it straight into its
 /// write queue. An idle room with one client (the common case: an interview's candidate
 /// between sessions, a recorder) then costs one task and one queue, not two of each
-/// (measured in the README: ~0.4 KiB less per idle room). The limits are a session's:
+/// (measured in the README: 2.8 -> 2.1-2.3 KiB per idle room). The limits are a session's:
 /// [`CONN_QUEUE`] frames / [`CONN_QUEUE_BYTES`] not yet written and the client is dropped
 /// as too slow; while a frame is half written its frames are not read (backpressure).
 struct Inline {
@@ -582,23 +583,17 @@ impl Hub {
             dec(&self.node.inner.metrics.docs_loaded);
         }
         let shutting_down = self.node.inner.shutdown.is_cancelled();
-        let close = || {
-            if shutting_down {
-                Outbound::Close(1001, "server shutting down".into())
-            } else {
-                Outbound::Close(4400, "room unloaded".into())
-            }
-        };
+        let (code, reason) = if shutting_down { (1001, "server shutting down") } else { (4400, "room unloaded") };
         for c in self.conns.values() {
             // Connections have no shutdown watch of their own (one waiter less per idle
             // client): the room tells them.
             if let Some(tx) = &c.tx {
-                let _ = tx.try_send(close());
+                let _ = tx.try_send(Outbound::Close(code, reason.into()));
             }
         }
         // The inline connection's close frame is written by a task of its own.
         if let Some(mut i) = self.inline.take() {
-            i.deliver(close());
+            i.close(code, reason);
             dec(&self.node.inner.metrics.connections_inline);
             finish_closing(&self.node, i.socket);
         }
@@ -607,9 +602,7 @@ impl Hub {
         while let Ok(cmd) = rx.try_recv() {
             if let HubCmd::Attach(a) = cmd {
                 let mut socket = a.socket;
-                if let Outbound::Close(code, reason) = close() {
-                    socket.start_close(code, &reason);
-                }
+                socket.start_close(code, reason);
                 finish_closing(&self.node, socket);
             }
         }
@@ -845,19 +838,12 @@ impl Hub {
         let mut taken = 0;
         let mut progress = false;
         while taken < budget {
-            let Some(i) = self.inline.as_mut() else { break };
-            match i.socket.poll_write_out(cx) {
+            match self.flush_inline(cx) {
                 Poll::Pending => break,
-                Poll::Ready(Err(_)) => {
-                    self.end_inline();
-                    return (taken, true);
-                }
-                Poll::Ready(Ok(())) if i.closing => {
-                    self.end_inline();
-                    return (taken, true);
-                }
-                Poll::Ready(Ok(())) => {}
+                Poll::Ready(true) => return (taken, true),
+                Poll::Ready(false) => {}
             }
+            let Some(i) = self.inline.as_mut() else { break };
             let msg = match i.socket.poll_recv(cx) {
                 Poll::Pending => break,
                 Poll::Ready(None) => {
@@ -867,42 +853,38 @@ impl Hub {
                 Poll::Ready(Some(m)) => m,
             };
             progress = true;
-            match msg {
-                Ok(Msg::Binary(bytes)) => {
-                    if !i.limiter.allow() {
-                        inc(&self.node.inner.metrics.rate_limited, 1);
-                        i.close(4429, "rate limit exceeded");
-                        continue;
-                    }
+            match crate::yws::incoming(&mut i.socket, &mut i.limiter, &self.node, msg) {
+                Incoming::Frame(bytes) => {
                     let conn = i.conn;
                     self.frame(conn, &bytes);
                     taken += 1;
                 }
-                Ok(Msg::Text(_)) => i.close(1003, "y-websocket speaks binary frames"),
-                Ok(Msg::Ping(p)) => i.socket.start_frame(10, p.into()),
-                // Echo the client's code (RFC 6455 §5.5.1), then close the socket.
-                Ok(Msg::Close(c)) => i.close(c.map_or(1000, |(code, _)| code), ""),
-                Err(e) => {
-                    debug!(error = %e, "bad WebSocket input");
-                    i.close(e.close_code(), &e.to_string());
-                }
+                Incoming::Close(code, reason) => i.close(code, &reason),
+                Incoming::Answered => {}
             }
         }
         (taken, progress)
     }
 
-    /// Writes what the room queued for the inline connection since it was last polled;
-    /// true when that ended the connection (written its close, or failed).
-    fn write_inline(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(i) = self.inline.as_mut() else { return false };
+    /// Writes what is queued for the inline connection: `Ready(true)` when that ended it
+    /// (its close written, or the write failed), `Ready(false)` when all is out (or there is
+    /// no inline connection), `Pending` while the socket takes no more.
+    fn flush_inline(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some(i) = self.inline.as_mut() else { return Poll::Ready(false) };
         match i.socket.poll_write_out(cx) {
-            Poll::Pending | Poll::Ready(Ok(())) if !i.closing => false,
-            Poll::Pending => false,
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) if !i.closing => Poll::Ready(false),
             Poll::Ready(_) => {
                 self.end_inline();
-                true
+                Poll::Ready(true)
             }
         }
+    }
+
+    /// Writes what the room queued for the inline connection since it was last polled;
+    /// true when that ended the connection.
+    fn write_inline(&mut self, cx: &mut Context<'_>) -> bool {
+        matches!(self.flush_inline(cx), Poll::Ready(true))
     }
 
     /// The inline connection is gone: it leaves the room (a session task's end sends the

@@ -111,6 +111,45 @@ pub(crate) fn spawn_session(
     }
 }
 
+/// What a client's WebSocket message asks of its connection.
+pub(crate) enum Incoming {
+    /// A y-protocols frame for the room.
+    Frame(Vec<u8>),
+    /// Close the connection with this code and reason.
+    Close(u16, String),
+    /// Nothing more (a ping, answered on the socket).
+    Answered,
+}
+
+/// The connection's side of a client's message, the same whether the room serves the
+/// connection itself (`hub::Inline`) or a [`Session`] does: the rate limit, binary frames
+/// only, pings answered, the client's close echoed (RFC 6455 §5.5.1), bad WebSocket input
+/// closed with the RFC's code.
+pub(crate) fn incoming(
+    socket: &mut WebSocket,
+    limiter: &mut RateLimiter,
+    node: &Node,
+    msg: Result<Msg, crate::ws::WsError>,
+) -> Incoming {
+    match msg {
+        Ok(Msg::Binary(_)) if !limiter.allow() => {
+            inc(&node.inner.metrics.rate_limited, 1);
+            Incoming::Close(4429, "rate limit exceeded".into())
+        }
+        Ok(Msg::Binary(bytes)) => Incoming::Frame(bytes),
+        Ok(Msg::Text(_)) => Incoming::Close(1003, "y-websocket speaks binary frames".into()),
+        Ok(Msg::Ping(p)) => {
+            socket.start_frame(10, p.into());
+            Incoming::Answered
+        }
+        Ok(Msg::Close(c)) => Incoming::Close(c.map_or(1000, |(code, _)| code), String::new()),
+        Err(e) => {
+            debug!(error = %e, "bad WebSocket input");
+            Incoming::Close(e.close_code(), e.to_string())
+        }
+    }
+}
+
 /// One connected client from its start frames on: a future written by hand, so that what an
 /// idle client costs is these fields and nothing else (an `async` loop here kept ~760 bytes:
 /// every `select!` branch and every await's state side by side).
@@ -179,30 +218,17 @@ impl Session {
             Poll::Ready(None) => return Poll::Ready(true),
             Poll::Ready(Some(m)) => m,
         };
-        match msg {
-            Ok(Msg::Binary(bytes)) => {
-                if !self.limiter.allow() {
-                    inc(&self.node.inner.metrics.rate_limited, 1);
-                    self.close(4429, "rate limit exceeded");
-                    return Poll::Ready(false);
+        match incoming(&mut self.socket, &mut self.limiter, &self.node, msg) {
+            Incoming::Frame(bytes) => match self.hub.try_send(HubCmd::Frame { conn: self.conn, bytes }) {
+                Ok(()) => {}
+                Err(chan::TrySendError::Closed(_)) => return Poll::Ready(true),
+                Err(chan::TrySendError::Full(cmd)) => {
+                    let hub = self.hub.clone();
+                    self.sending = Some(Box::pin(async move { hub.send(cmd).await.is_ok() }));
                 }
-                match self.hub.try_send(HubCmd::Frame { conn: self.conn, bytes }) {
-                    Ok(()) => {}
-                    Err(chan::TrySendError::Closed(_)) => return Poll::Ready(true),
-                    Err(chan::TrySendError::Full(cmd)) => {
-                        let hub = self.hub.clone();
-                        self.sending = Some(Box::pin(async move { hub.send(cmd).await.is_ok() }));
-                    }
-                }
-            }
-            Ok(Msg::Text(_)) => self.close(1003, "y-websocket speaks binary frames"),
-            Ok(Msg::Ping(p)) => self.socket.start_frame(10, p.into()),
-            // Echo the client's code (RFC 6455 §5.5.1), then close the socket.
-            Ok(Msg::Close(c)) => self.close(c.map_or(1000, |(code, _)| code), ""),
-            Err(e) => {
-                debug!(error = %e, "bad WebSocket input");
-                self.close(e.close_code(), &e.to_string());
-            }
+            },
+            Incoming::Close(code, reason) => self.close(code, &reason),
+            Incoming::Answered => {}
         }
         Poll::Ready(false)
     }
