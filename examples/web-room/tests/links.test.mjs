@@ -3,7 +3,9 @@
 // the WASM room keeps one fragment reassembler per link, so both copies reassemble. And the
 // keystroke path: edits apply at once and are signed and sent one task later, and the caret
 // sent after them is where it is by then, even when remote text landed before it meanwhile.
-// And joinFrames, which puts the seal task's frames into as few socket messages as fit.
+// And joinFrames, which puts the seal task's frames into as few socket messages as fit. And
+// bad input from either link (malformed frames, a forged envelope): reported, dropped, and
+// the session goes on with nothing typed lost.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
@@ -172,6 +174,73 @@ test('remote text landing before the caret between a keystroke and its presence 
   for (const f of ws.sent.splice(0)) host.receive(f, Date.now())
   assert.equal(bobOnHost(host)?.head, 11)
   assert.equal(bob.stats.errors + bob.stats.rejected, 0)
+})
+
+test('bad frames on either link are reported and dropped; nothing applied, nothing typed lost', async (t) => {
+  const { Room, ArenaSession, MeshTransport } = await loadArena()
+  const now = Date.now()
+  const host = Room.create(rand(), rand(), 'Host', 'python', 'bad frames', now)
+  const token = host.inviteToken('candidate', Math.floor(now / 1000) + 3600, now)
+  const ws = new FakeLink()
+  const mesh = new MeshTransport({ url: 'ws://127.0.0.1:9/signal', topic: host.roomId(), RTCPeerConnection: null, window: null })
+  mesh.sendTo = () => true
+  mesh.broadcast = () => 1
+  const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, mesh, connect: false })
+  t.after(() => bob.destroy())
+  const pump = () => {
+    for (let round = 0; round < 10 && ws.sent.length; round++) {
+      for (const f of ws.sent.splice(0)) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
+    }
+  }
+  ws.dispatchEvent(new Event('open'))
+  for (const f of host.open(Date.now())) ws.deliver(f)
+  pump()
+  const errors = []
+  bob.addEventListener('error', (e) => errors.push(String(e.detail.error)))
+
+  bob.edit([{ pos: 0, delete: 0, insert: 'typed ' }])
+  bob.flush()
+  pump()
+  const good = host.edit(new Uint32Array([6, 0]), ['host'], Date.now())
+  assert.equal(good.length, 1)
+  const forged = good[0].slice()
+  forged[forged.length - 10] ^= 1 // inside the signature
+  const malformed = {
+    'random bytes': Uint8Array.from({ length: 64 }, (_, i) => (i * 97 + 13) & 255),
+    'a truncated envelope': good[0].slice(0, good[0].length >> 1),
+    'a truncated awareness update': Uint8Array.from([1, 5, 1, 2, 3, 4, 5]),
+    'a length over the limit': Uint8Array.from([100, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2]),
+    'an unknown message type': Uint8Array.from([42, 1, 2, 3])
+  }
+  const links = {
+    '/yws': (f) => ws.deliver(f),
+    'a data channel': (f) => mesh.dispatchEvent(new CustomEvent('message', { detail: { peer: 'b'.repeat(32), data: f } }))
+  }
+  for (const [link, deliver] of Object.entries(links)) {
+    for (const [what, frame] of Object.entries(malformed)) {
+      const before = bob.stats.errors
+      assert.doesNotThrow(() => deliver(frame), `${what} on ${link}`)
+      assert.equal(bob.stats.errors, before + 1, `${what} on ${link} is reported`)
+      assert.match(errors.at(-1), /malformed|limit|truncated|unknown/, `${what} on ${link}: ${errors.at(-1)}`)
+      assert.equal(bob.code, 'typed ', `${what} on ${link} applied nothing`)
+    }
+    const rejected = bob.stats.rejected
+    deliver(forged)
+    assert.equal(bob.stats.rejected, rejected + 1, `a forged envelope on ${link} is rejected`)
+    assert.equal(bob.code, 'typed ')
+  }
+  assert.equal(errors.length, 2 * Object.keys(malformed).length)
+
+  // The session goes on: the host's real envelope applies, and what Bob typed before and
+  // after the garbage reaches the host.
+  ws.deliver(good[0])
+  assert.equal(bob.code, 'typed host')
+  bob.edit([{ pos: bob.code.length, delete: 0, insert: ' on' }])
+  bob.flush()
+  pump()
+  assert.equal(host.code(), 'typed host on')
+  assert.equal(bob.code, host.code())
+  assert.equal(bob.stats.rejected, 2, 'only the two forged envelopes were rejected')
 })
 
 test('joinFrames joins neighbours up to 16 KiB, in order, and sends a large frame alone', async () => {
