@@ -21,12 +21,15 @@
 // every so many ms, default 16; 0 skips it), BENCH_NODE_NICE (the node's niceness, default 19),
 // BENCH_LATENCY_KEYS (default 300), BENCH_OUT (report path),
 // ARENA_TRACES_DIR (default ../shared/data/traces), ARENA_BOOTSTRAP_BIN, CHROMIUM.
+// BENCH_PIN=1 (Linux, taskset): during the two local runs the page's renderer main thread
+// gets CPU 0 to itself and every other thread of Chromium, the node and this script CPU 1 (a
+// machine with a core to spare for the page); the report says so.
 // BENCH_DIAG=1: a diagnostic run, not a measurement (a trace is recorded meanwhile): for the
 // slowest 2% of keystrokes, which part took the time, the GC events (CDP tracing) inside the
 // bindings' timed windows, and whether the WASM memory grew; printed to stderr and written
 // as JSON to BENCH_DIAG_OUT (default target/web-bench/diag.json).
 import { createServer } from 'node:http'
-import { readFileSync, existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs'
+import { readFileSync, readdirSync, existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs'
 import { join, extname, resolve, normalize } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { execFileSync } from 'node:child_process'
@@ -48,6 +51,7 @@ const NODE_NICE = Number(process.env.BENCH_NODE_NICE ?? 19)
 const WARMUP = 100
 const out = process.env.BENCH_OUT ?? join(repo, 'benches/RESULTS-web.md')
 const DIAG = process.env.BENCH_DIAG === '1'
+const PIN = process.env.BENCH_PIN === '1'
 // Two frames per keystroke (edit + caret) at bench speed is over the node's default
 // 500 messages/s per connection; the limit is not what this measures.
 process.env.ARENA_RATE_LIMIT ??= '100000'
@@ -271,6 +275,44 @@ function diagnose (local, events) {
   log(`diag: ${outer.length} GC events on the page's main thread during the run; wrote ${file}`)
 }
 
+// ---- BENCH_PIN ---------------------------------------------------------------------------
+
+/** Every thread of `pids` and their descendants (here: this script, so Chromium and the
+ *  node) to CPU 1 and the renderers' main threads to CPU 0 (`on`), or all of them back to
+ *  every CPU (`!on`). Returns what it pinned. */
+async function pin (browser, pids, on) {
+  const renderers = new Set()
+  if (on) {
+    const cdp = await browser.newBrowserCDPSession()
+    const { processInfo } = await cdp.send('SystemInfo.getProcessInfo')
+    for (const p of processInfo) if (p.type === 'renderer') renderers.add(p.id)
+    await cdp.detach()
+    if (!renderers.size) throw new Error('BENCH_PIN: no renderer process found')
+  }
+  // The process tree under `pids` (Chromium's zygote, renderers, GPU and network processes).
+  const parent = new Map()
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try { parent.set(Number(d), Number(readFileSync(`/proc/${d}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1])) } catch {}
+  }
+  const tree = new Set(pids)
+  for (let grew = true; grew;) {
+    grew = false
+    for (const [pid, pp] of parent) if (!tree.has(pid) && tree.has(pp)) { tree.add(pid); grew = true }
+  }
+  let threads = 0
+  const all = `0-${cpus().length - 1}`
+  for (const pid of tree) {
+    let tids = []
+    try { tids = readdirSync(`/proc/${pid}/task`).map(Number) } catch { continue }
+    for (const tid of tids) {
+      const cpu = !on ? all : renderers.has(pid) && tid === pid ? '0' : '1'
+      try { execFileSync('taskset', ['-pc', cpu, String(tid)], { stdio: 'ignore' }); threads++ } catch {}
+    }
+  }
+  return { renderers: [...renderers], processes: tree.size, threads }
+}
+
 // ---- main -------------------------------------------------------------------------------
 
 const keys = keystrokes()
@@ -308,6 +350,12 @@ try {
   log(`page: crossOriginIsolated=${one.info.isolated}, timer resolution ${one.info.resolutionUs.toFixed(1)} µs, ${one.info.userAgent}`)
   const a = await one.p.evaluate((o) => window.bench.setupArena(o), { server: node.url, room: arenaRoom.room, token: arenaRoom.tokens.host, name: 'arena', text: keys.initial })
   const y = await one.p.evaluate((o) => window.bench.setupYjs(o), { ws: wsBase, room: yjsRoom.room, token: yjsRoom.tokens.host, name: 'yjs', text: keys.initial })
+  let pinned = null
+  if (PIN) {
+    if (cpus().length < 2) throw new Error('BENCH_PIN needs 2 CPUs or more')
+    pinned = await pin(chromium.browser, [process.pid], true)
+    log(`pinned: renderer main thread(s) ${pinned.renderers.join(', ')} on CPU 0, ${pinned.threads} threads of ${pinned.processes} processes in all`)
+  }
   log(`local run: ${keys.ops.length} keystrokes × 2 editors`)
   const t0 = Date.now()
   const local = await one.p.evaluate(({ ids, ops }) => window.bench.local(ids, ops), { ids: [a, y], ops: keys.ops })
@@ -347,6 +395,8 @@ try {
     const [PA, PY] = run.samples.map((s) => s.slice(WARMUP))
     paced = { A: PA, Y: PY, sign: run.sign.slice(WARMUP), fixed: run.fixed.slice(WARMUP) }
   }
+
+  if (PIN) await pin(chromium.browser, [process.pid], false)
 
   // 2. Latency, two pages per stack, keystrokes interleaved.
   const latArena = await createRoom(node.url, { title: 'latency arena', language: 'rust' })
@@ -403,6 +453,7 @@ try {
     `\`node examples/web-room/bench/browser.mjs\` — ${new Date().toISOString().slice(0, 10)}, ${machine}.`,
     `Keystrokes: ${keys.source}; the first ${WARMUP} of each editor are warm-up and not counted.`,
     `Page cross-origin isolated: ${one.info.isolated} (performance.now() resolution ${one.info.resolutionUs.toFixed(0)} µs). Node: \`${bin.replace(repo + '/', '')}\`${/debug/.test(bin) ? ' (a debug build: server-side work in the latency rows is slower than in production; set ARENA_BOOTSTRAP_BIN to a release build)' : ''}${NODE_NICE ? `, at niceness ${NODE_NICE} (it shares the 2 cores with the browser here; BENCH_NODE_NICE=0 runs it at normal priority)` : ''}.`,
+    ...(PIN ? ['**Pinned (BENCH_PIN=1)**: during the two local runs the page\'s renderer main thread had CPU 0 to itself; every other thread of Chromium, the node and the bench script ran on CPU 1 (a machine with a core to spare for the page). Not the headline numbers.', ''] : []),
     'p99 on a shared 2-core machine is dominated by preemption, on both sides (`BENCH_DIAG=1`: the slowest keystrokes\' extra time is time their tasks spent off the CPU; a GC falls into the timed windows of at most 4 of the slowest 2%); compare p50 and mean first.',
     '',
     '## Local cost per keystroke (one page, same keystrokes, interleaved)',
