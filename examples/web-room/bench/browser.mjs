@@ -310,6 +310,7 @@ async function pin (browser, pids, on) {
       try { execFileSync('taskset', ['-pc', cpu, String(tid)], { stdio: 'ignore' }); threads++ } catch {}
     }
   }
+  if (!threads) throw new Error('BENCH_PIN: taskset pinned no thread (is util-linux installed?)')
   return { renderers: [...renderers], processes: tree.size, threads }
 }
 
