@@ -24,27 +24,9 @@ class FakeLink extends EventTarget {
 const rand = () => globalThis.crypto.getRandomValues(new Uint8Array(32))
 
 test('fragments interleaved across /yws and a data channel reassemble', async (t) => {
-  const { Room, ArenaSession, MeshTransport } = await loadArena()
-  const now = Date.now()
-  const host = Room.create(rand(), rand(), 'Host', 'python', 'links', now)
-  const token = host.inviteToken('candidate', Math.floor(now / 1000) + 3600, now)
-  const ws = new FakeLink()
-  const mesh = new MeshTransport({ url: 'ws://127.0.0.1:9/signal', topic: host.roomId(), RTCPeerConnection: null, window: null })
-  const meshSent = []
-  mesh.sendTo = (peer, f) => { meshSent.push([peer, f]); return true }
-  mesh.broadcast = (f) => { meshSent.push(['*', f]); return 1 }
-  const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, mesh, connect: false })
-  t.after(() => bob.destroy())
-  const fromPeer = (data) => mesh.dispatchEvent(new CustomEvent('message', { detail: { peer: 'a'.repeat(32), data } }))
-
-  // Bob catches up with the host over the fake /yws (pumping Wants and answers).
-  ws.dispatchEvent(new Event('open'))
-  for (const f of host.open(Date.now())) ws.deliver(f)
-  for (let round = 0; round < 10 && ws.sent.length; round++) {
-    const out = ws.sent.splice(0)
-    for (const f of out) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
-  }
-  assert.equal(bob.stats.errors, 0)
+  const { Room } = await loadArena()
+  const { host, ws, bob, meshSent, fromPeer } = await hostAndBob(t, 'links', { mesh: true })
+  const token = host.inviteToken('candidate', Math.floor(Date.now() / 1000) + 3600, Date.now())
 
   const big = Array.from({ length: 4000 }, (_, i) => `line ${i} ${'x'.repeat(40)}\n`).join('') + 'the end'
   const frames = host.edit(new Uint32Array([0, 0]), [big], Date.now())
@@ -73,23 +55,38 @@ async function turns (pred, rounds = 100) {
   return pred()
 }
 
-/** A host room and Bob's session joined to it over a FakeLink, caught up, nothing pending. */
-async function hostAndBob (t, title) {
-  const { Room, ArenaSession } = await loadArena()
+/** A host room and Bob's session joined to it over a FakeLink (and, with `mesh`, a
+ *  MeshTransport whose sends are recorded in `meshSent`; `fromPeer` delivers a frame from a
+ *  peer's data channel), caught up, nothing pending. `pump()` carries Bob's frames to the
+ *  host and the answers back until nothing is left. */
+async function hostAndBob (t, title, { mesh: withMesh = false } = {}) {
+  const { Room, ArenaSession, MeshTransport } = await loadArena()
   const now = Date.now()
   const host = Room.create(rand(), rand(), 'Host', 'python', title, now)
   const token = host.inviteToken('candidate', Math.floor(now / 1000) + 3600, now)
   const ws = new FakeLink()
-  const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, connect: false })
+  const meshSent = []
+  let mesh
+  if (withMesh) {
+    mesh = new MeshTransport({ url: 'ws://127.0.0.1:9/signal', topic: host.roomId(), RTCPeerConnection: null, window: null })
+    mesh.sendTo = (peer, f) => { meshSent.push([peer, f]); return true }
+    mesh.broadcast = (f) => { meshSent.push(['*', f]); return 1 }
+  }
+  const fromPeer = (data) => mesh.dispatchEvent(new CustomEvent('message', { detail: { peer: 'a'.repeat(32), data } }))
+  const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, mesh, connect: false })
   t.after(() => bob.destroy())
+  const pump = () => {
+    for (let round = 0; round < 10 && ws.sent.length; round++) {
+      for (const f of ws.sent.splice(0)) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
+    }
+  }
   ws.dispatchEvent(new Event('open'))
   for (const f of host.open(Date.now())) ws.deliver(f)
-  for (let round = 0; round < 10 && ws.sent.length; round++) {
-    const out = ws.sent.splice(0)
-    for (const f of out) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
-  }
+  pump()
+  assert.equal(bob.stats.errors, 0)
   ws.sent.length = 0
-  return { host, ws, bob }
+  meshSent.length = 0
+  return { host, ws, bob, mesh, meshSent, pump, fromPeer }
 }
 
 /** Bob's caret as the host resolves it. */
@@ -177,24 +174,7 @@ test('remote text landing before the caret between a keystroke and its presence 
 })
 
 test('bad frames on either link are reported and dropped; nothing applied, nothing typed lost', async (t) => {
-  const { Room, ArenaSession, MeshTransport } = await loadArena()
-  const now = Date.now()
-  const host = Room.create(rand(), rand(), 'Host', 'python', 'bad frames', now)
-  const token = host.inviteToken('candidate', Math.floor(now / 1000) + 3600, now)
-  const ws = new FakeLink()
-  const mesh = new MeshTransport({ url: 'ws://127.0.0.1:9/signal', topic: host.roomId(), RTCPeerConnection: null, window: null })
-  mesh.sendTo = () => true
-  mesh.broadcast = () => 1
-  const bob = new ArenaSession({ server: 'http://127.0.0.1:9', room: host.roomId(), token, name: 'Bob', transport: ws, mesh, connect: false })
-  t.after(() => bob.destroy())
-  const pump = () => {
-    for (let round = 0; round < 10 && ws.sent.length; round++) {
-      for (const f of ws.sent.splice(0)) for (const r of host.receive(f, Date.now()).replies) ws.deliver(r)
-    }
-  }
-  ws.dispatchEvent(new Event('open'))
-  for (const f of host.open(Date.now())) ws.deliver(f)
-  pump()
+  const { host, ws, bob, pump, fromPeer } = await hostAndBob(t, 'bad frames', { mesh: true })
   const errors = []
   bob.addEventListener('error', (e) => errors.push(String(e.detail.error)))
 
@@ -214,7 +194,7 @@ test('bad frames on either link are reported and dropped; nothing applied, nothi
   }
   const links = {
     '/yws': (f) => ws.deliver(f),
-    'a data channel': (f) => mesh.dispatchEvent(new CustomEvent('message', { detail: { peer: 'b'.repeat(32), data: f } }))
+    'a data channel': fromPeer
   }
   for (const [link, deliver] of Object.entries(links)) {
     for (const [what, frame] of Object.entries(malformed)) {
