@@ -8,6 +8,9 @@
 //! `VecDeque`, the receiver's waker, a semaphore: about 120 B); the deque grows while frames
 //! are in flight and is replaced by an empty one when the consumer drains it.
 //!
+//! A queue may also weigh what it holds ([`Weigh`], a type parameter, so an unweighed queue
+//! carries no weighing state): a connection's outbound frames by their bytes.
+//!
 //! The API is the subset of `tokio::sync::mpsc` the node uses, with the same meaning:
 //! `send` waits for room, `try_send` fails when full or closed, `recv` returns `None` once
 //! every sender is gone and the queue is empty, `Receiver::close` (or dropping it) makes
@@ -15,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -25,22 +29,36 @@ struct Inner<T> {
     queue: VecDeque<T>,
     /// The receiver, when it waits.
     waker: Option<Waker>,
-    /// What the queued values weigh (with a `weigh` function; else 0).
+    /// What the queued values weigh together (0 for [`ByCount`]).
     bytes: usize,
 }
 
-struct Shared<T> {
+/// What a queue's values weigh (e.g. a frame's length), and the most they may weigh together
+/// before `try_send` refuses more (a value into an empty queue always fits).
+pub(crate) trait Weigh<T> {
+    const MAX_BYTES: usize;
+    fn weigh(value: &T) -> usize;
+}
+
+/// A queue bounded by its count of values alone.
+pub(crate) struct ByCount;
+
+impl<T> Weigh<T> for ByCount {
+    const MAX_BYTES: usize = usize::MAX;
+    fn weigh(_: &T) -> usize {
+        0
+    }
+}
+
+struct Shared<T, W> {
     inner: Mutex<Inner<T>>,
     /// One permit per free slot; closed when the receiver closes or goes.
     space: Semaphore,
     senders: AtomicUsize,
-    /// What a value weighs (e.g. a frame's length), and the most the queued values may weigh
-    /// together before `try_send` refuses more (a value into an empty queue always fits).
-    weigh: Option<fn(&T) -> usize>,
-    max_bytes: usize,
+    weigh: PhantomData<fn() -> W>,
 }
 
-impl<T> Shared<T> {
+impl<T, W: Weigh<T>> Shared<T, W> {
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // A panic while holding this lock cannot leave the deque half-updated (push and pop
         // are single calls), so a poisoned lock is still a valid queue.
@@ -53,9 +71,7 @@ impl<T> Shared<T> {
         let mut g = self.lock();
         match g.queue.pop_front() {
             Some(v) => {
-                if let Some(w) = self.weigh {
-                    g.bytes = g.bytes.saturating_sub(w(&v));
-                }
+                g.bytes = g.bytes.saturating_sub(W::weigh(&v));
                 if g.queue.is_empty() && g.queue.capacity() > 0 {
                     // Drained: give the deque's memory back (an idle queue holds none).
                     g.queue = VecDeque::new();
@@ -88,15 +104,13 @@ impl<T> Shared<T> {
     fn push(&self, value: T, check_bytes: bool) -> Result<(), T> {
         let waker = {
             let mut g = self.lock();
-            if let Some(w) = self.weigh {
-                let n = w(&value);
-                if check_bytes && !g.queue.is_empty() && g.bytes.saturating_add(n) > self.max_bytes {
-                    drop(g);
-                    self.space.add_permits(1);
-                    return Err(value);
-                }
-                g.bytes += n;
+            let n = W::weigh(&value);
+            if check_bytes && !g.queue.is_empty() && g.bytes.saturating_add(n) > W::MAX_BYTES {
+                drop(g);
+                self.space.add_permits(1);
+                return Err(value);
             }
+            g.bytes += n;
             g.queue.push_back(value);
             g.waker.take()
         };
@@ -115,13 +129,13 @@ impl<T> Shared<T> {
 }
 
 /// The sending side; cheap to clone.
-pub(crate) struct Sender<T> {
-    shared: Arc<Shared<T>>,
+pub(crate) struct Sender<T, W: Weigh<T> = ByCount> {
+    shared: Arc<Shared<T, W>>,
 }
 
 /// The receiving side.
-pub(crate) struct Receiver<T> {
-    shared: Arc<Shared<T>>,
+pub(crate) struct Receiver<T, W: Weigh<T> = ByCount> {
+    shared: Arc<Shared<T, W>>,
 }
 
 /// `send` failed: the receiver is gone. The value comes back.
@@ -144,32 +158,23 @@ pub(crate) enum TryRecvError {
 
 /// A queue holding at most `capacity` values (at least 1).
 pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-    make(capacity, None, usize::MAX)
+    channel_weighed(capacity)
 }
 
 /// A queue holding at most `capacity` values that, for `try_send`, also weigh at most
-/// `max_bytes` together by `weigh` (a value into an empty queue always fits; `send`
+/// `W::MAX_BYTES` together by `W::weigh` (a value into an empty queue always fits; `send`
 /// counts the weight but does not wait for it).
-pub(crate) fn channel_weighed<T>(
-    capacity: usize,
-    max_bytes: usize,
-    weigh: fn(&T) -> usize,
-) -> (Sender<T>, Receiver<T>) {
-    make(capacity, Some(weigh), max_bytes)
-}
-
-fn make<T>(capacity: usize, weigh: Option<fn(&T) -> usize>, max_bytes: usize) -> (Sender<T>, Receiver<T>) {
+pub(crate) fn channel_weighed<T, W: Weigh<T>>(capacity: usize) -> (Sender<T, W>, Receiver<T, W>) {
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner { queue: VecDeque::new(), waker: None, bytes: 0 }),
         space: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
         senders: AtomicUsize::new(1),
-        weigh,
-        max_bytes,
+        weigh: PhantomData,
     });
     (Sender { shared: shared.clone() }, Receiver { shared })
 }
 
-impl<T> Sender<T> {
+impl<T, W: Weigh<T>> Sender<T, W> {
     /// Queues `value`, waiting while the queue is full.
     pub(crate) async fn send(&self, value: T) -> Result<(), SendError<T>> {
         match self.shared.space.acquire().await {
@@ -204,7 +209,7 @@ impl<T> Sender<T> {
         }
         let (dropped, waker) = {
             let mut g = self.shared.lock();
-            g.bytes = self.shared.weigh.map_or(0, |w| w(&value));
+            g.bytes = W::weigh(&value);
             let dropped = std::mem::replace(&mut g.queue, VecDeque::from([value]));
             // Closed under the lock: the receiver sees the value before it sees the end.
             self.shared.space.close();
@@ -223,14 +228,14 @@ impl<T> Sender<T> {
     }
 }
 
-impl<T> Clone for Sender<T> {
+impl<T, W: Weigh<T>> Clone for Sender<T, W> {
     fn clone(&self) -> Self {
         self.shared.senders.fetch_add(1, Ordering::Relaxed);
         Sender { shared: self.shared.clone() }
     }
 }
 
-impl<T> Drop for Sender<T> {
+impl<T, W: Weigh<T>> Drop for Sender<T, W> {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last one: a waiting receiver must see the end.
@@ -239,7 +244,7 @@ impl<T> Drop for Sender<T> {
     }
 }
 
-impl<T> Receiver<T> {
+impl<T, W: Weigh<T>> Receiver<T, W> {
     /// The next value; `None` once the queue is empty and no sender is left (or it was
     /// closed and drained).
     #[cfg(test)]
@@ -267,7 +272,7 @@ impl<T> Receiver<T> {
     }
 }
 
-impl<T> Drop for Receiver<T> {
+impl<T, W: Weigh<T>> Drop for Receiver<T, W> {
     fn drop(&mut self) {
         self.shared.space.close();
         // What was queued is dropped now, not when the last sender goes.
@@ -276,13 +281,13 @@ impl<T> Drop for Receiver<T> {
     }
 }
 
-impl<T> fmt::Debug for Sender<T> {
+impl<T, W: Weigh<T>> fmt::Debug for Sender<T, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sender").field("closed", &self.is_closed()).finish()
     }
 }
 
-impl<T> fmt::Debug for Receiver<T> {
+impl<T, W: Weigh<T>> fmt::Debug for Receiver<T, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver").field("queued", &self.shared.lock().queue.len()).finish()
     }
@@ -294,9 +299,27 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Vectors by their length, at most `N` bytes queued.
+    struct Len<const N: usize>;
+
+    impl<const N: usize> Weigh<Vec<u8>> for Len<N> {
+        const MAX_BYTES: usize = N;
+        fn weigh(value: &Vec<u8>) -> usize {
+            value.len()
+        }
+    }
+
+    #[test]
+    fn an_idle_queue_is_small() {
+        // A room's command queue is part of what every idle room costs: its `Arc` (two
+        // counts and this) fits the allocator's 128-byte class, and weighing adds nothing.
+        assert!(std::mem::size_of::<Shared<u64, ByCount>>() <= 112, "{}", std::mem::size_of::<Shared<u64, ByCount>>());
+        assert_eq!(std::mem::size_of::<Shared<u64, ByCount>>(), std::mem::size_of::<Shared<u64, Len<1>>>());
+    }
+
     #[tokio::test]
     async fn a_weighed_queue_refuses_what_would_take_it_over_its_bytes() {
-        let (tx, mut rx) = channel_weighed::<Vec<u8>>(100, 10, Vec::len);
+        let (tx, mut rx) = channel_weighed::<Vec<u8>, Len<10>>(100);
         tx.try_send(vec![0; 30]).unwrap();
         assert_eq!(tx.try_send(vec![1; 1]), Err(TrySendError::Full(vec![1; 1])), "over the bytes");
         assert_eq!(rx.recv().await, Some(vec![0; 30]));
@@ -307,7 +330,7 @@ mod tests {
         assert_eq!(rx.recv().await, Some(vec![2; 6]));
         tx.try_send(vec![5; 6]).unwrap();
         // A refusal for bytes gives its slot back: after draining, all 3 slots take values.
-        let (tx, mut rx) = channel_weighed::<Vec<u8>>(3, 1000, Vec::len);
+        let (tx, mut rx) = channel_weighed::<Vec<u8>, Len<1000>>(3);
         tx.try_send(vec![0; 600]).unwrap();
         assert!(matches!(tx.try_send(vec![0; 600]), Err(TrySendError::Full(_))));
         assert_eq!(rx.try_recv(), Ok(vec![0; 600]));

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::chan;
+use crate::clock::Stamp;
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::{now_ms, Node};
@@ -67,10 +68,14 @@ pub(crate) enum Outbound {
     Close(u16, Box<str>),
 }
 
-impl Outbound {
-    /// What a queued frame weighs against [`CONN_QUEUE_BYTES`].
-    pub(crate) fn weight(&self) -> usize {
-        match self {
+/// A connection's outbound queue weighs its frames by their bytes, at most
+/// [`CONN_QUEUE_BYTES`] together.
+pub(crate) struct FrameBytes;
+
+impl chan::Weigh<Outbound> for FrameBytes {
+    const MAX_BYTES: usize = CONN_QUEUE_BYTES;
+    fn weigh(frame: &Outbound) -> usize {
+        match frame {
             Outbound::Binary(b) => b.len(),
             Outbound::Close(_, r) => r.len(),
         }
@@ -133,7 +138,7 @@ pub(crate) enum HubCmd {
 
 struct Conn {
     /// Its session task's queue; None for the room's [`Inline`] connection.
-    tx: Option<chan::Sender<Outbound>>,
+    tx: Option<chan::Sender<Outbound, FrameBytes>>,
     session: YSession,
     /// The awareness client ids it announced (usually one; a Vec holds it in 8 bytes where a
     /// set takes 4 buckets).
@@ -201,18 +206,31 @@ struct Hub {
     /// Boxed: an idle room's actor keeps 8 bytes here, not the whole `Room`.
     room: Option<Box<Room<SledStore>>>,
     /// When something last needed the document.
-    used: Instant,
+    used: Stamp,
     presence: PresenceMap,
     conns: ConnMap,
     /// What the room has to send, sign or answer; None while it has nothing (see [`Hub::q`]).
     queued: Option<Box<Queued>>,
-    /// When the room last sent what needs no flush (see `--relay-batch-us`). Here, not in
-    /// the actor with the other deadlines: the actor's task then fits tokio's 256-byte cell.
-    last_dispatch: Option<Instant>,
+    /// When the room last sent what needs no flush (see `--relay-batch-us`).
+    last_dispatch: Option<Stamp>,
     /// A checkpoint came due while another room's was running: try again then.
-    checkpoint_retry: Option<Instant>,
+    checkpoint_retry: Option<Stamp>,
     /// The connection this room serves in its own task.
     inline: Option<Box<Inline>>,
+    // The actor's own state. Here, not in [`Actor`], and its instants in 8 bytes: the
+    // room's task is then 16 bytes of future in tokio's smallest task cell (128 bytes
+    // instead of 256), and this struct is 256 bytes.
+    /// The room's tracing span, entered while the actor runs.
+    span: tracing::Span,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    flushing: Option<Box<InFlight>>,
+    /// Commands taken since the last flush started: when the first was, how many.
+    unflushed: Option<(Stamp, u64)>,
+    /// When stock clients' updates were last signed (they are signed at most once per
+    /// `--proxy-batch-ms`).
+    last_commit: Option<Stamp>,
+    /// Since when the room has had no connection (unloaded after `--room-idle-secs`).
+    idle_since: Option<Stamp>,
 }
 
 /// What a room holds only while it has work in hand. Boxed and dropped once all of it is
@@ -314,33 +332,28 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
     inc(&node.inner.metrics.docs_loaded, 1);
     // Boxed: the actor's task then holds a pointer to it, and an evicted room's document
     // slot is 8 bytes.
+    let id = room.id();
+    let span = tracing::info_span!("room", room = %&id.to_hex()[..12]);
+    span.in_scope(|| info!("room loaded ({} log entries)", arena_core::Store::log_len(room.store())));
     let hub = Box::new(Hub {
         node,
-        id: room.id(),
+        id,
         room: Some(Box::new(room)),
-        used: Instant::now(),
+        used: Stamp::now(),
         presence: PresenceMap::new(0),
         conns: ConnMap::default(),
         queued: None,
         last_dispatch: None,
         checkpoint_retry: None,
         inline: None,
-    });
-    let span = tracing::info_span!("room", room = %&hub.id.to_hex()[..12]);
-    span.in_scope(|| {
-        info!("room loaded ({} log entries)", hub.room.as_ref().map_or(0, |r| arena_core::Store::log_len(r.store())))
-    });
-    let actor = Actor {
-        hub,
-        rx,
+        span,
         sleep: None,
         flushing: None,
         unflushed: None,
         last_commit: None,
-        idle_since: Some(Instant::now()),
-        done: false,
-    };
-    let handle = tokio::spawn(tracing::Instrument::instrument(actor, span));
+        idle_since: Some(Stamp::now()),
+    });
+    let handle = tokio::spawn(Actor { hub: Some(hub), rx });
     (tx, handle)
 }
 
@@ -362,25 +375,16 @@ struct InFlight {
 /// `async` loop it replaces kept ~420 bytes of `select!` branches, a timer and the flush's
 /// state side by side). The timer is allocated only while a deadline is armed (an idle room
 /// whose document is evicted and that has a client needs none), the flush only while one is
-/// in flight.
+/// in flight. Its state lives in the boxed [`Hub`]; the future itself is two pointers.
 ///
 /// Pipelined: commands are taken and applied while a flush is in flight, and what stock
 /// clients get goes out as soon as it is signed; only what waits for durability (signed
 /// envelopes, info answers) waits for the flush. A sled flush that stalls (tens of
 /// milliseconds on a busy disk) then delays the room's history, not its editors.
 struct Actor {
-    hub: Box<Hub>,
+    /// None once the room has stopped.
+    hub: Option<Box<Hub>>,
     rx: chan::Receiver<HubCmd>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    flushing: Option<Box<InFlight>>,
-    /// Commands taken since the last flush started: when the first was, how many.
-    unflushed: Option<(Instant, u64)>,
-    /// When stock clients' updates were last signed (they are signed at most once per
-    /// `--proxy-batch-ms`).
-    last_commit: Option<Instant>,
-    /// Since when the room has had no connection (unloaded after `--room-idle-secs`).
-    idle_since: Option<Instant>,
-    done: bool,
 }
 
 impl Future for Actor {
@@ -388,29 +392,36 @@ impl Future for Actor {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if this.done {
+        let Some(hub) = this.hub.as_mut() else {
+            return Poll::Ready(());
+        };
+        // The room's span is entered for the poll, as `tracing::Instrument` would (taken out
+        // of the hub meanwhile: the guard borrows it).
+        let span = std::mem::replace(&mut hub.span, tracing::Span::none());
+        let entered = span.enter();
+        let done = hub.step(&mut this.rx, cx).is_ready();
+        if done {
+            hub.stop(&mut this.rx);
+        }
+        drop(entered);
+        if done {
+            this.hub = None;
             return Poll::Ready(());
         }
-        match this.step(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
-                this.done = true;
-                this.hub.stop(&mut this.rx);
-                Poll::Ready(())
-            }
-        }
+        hub.span = span;
+        Poll::Pending
     }
 }
 
-impl Actor {
-    /// Runs until the room stops (`Ready`).
-    fn step(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let cfg = self.hub.node.cfg();
+impl Hub {
+    /// The actor's loop: runs until the room stops (`Ready`).
+    fn step(&mut self, rx: &mut chan::Receiver<HubCmd>, cx: &mut Context<'_>) -> Poll<()> {
+        let cfg = self.node.cfg();
         let (idle, evict) = (Duration::from_secs(cfg.room_idle_secs), Duration::from_secs(cfg.room_evict_secs));
         let spacing = Duration::from_millis(cfg.proxy_batch_ms);
         let relay = Duration::from_micros(cfg.relay_batch_us);
         loop {
-            if self.hub.node.inner.shutdown.is_cancelled() {
+            if self.node.inner.shutdown.is_cancelled() {
                 return Poll::Ready(());
             }
             let mut progress = false;
@@ -425,85 +436,84 @@ impl Actor {
             if let Some((res, f)) = flushed {
                 if let Err(e) = res {
                     warn!(error = %e, "flush failed; closing connections");
-                    let hub = &mut *self.hub;
-                    for c in hub.conns.values() {
-                        deliver(c, &mut hub.inline, Outbound::Close(4400, "storage failure".into()), false);
+                    for c in self.conns.values() {
+                        deliver(c, &mut self.inline, Outbound::Close(4400, "storage failure".into()), false);
                     }
                     return Poll::Ready(());
                 }
-                self.hub.after_flush(*f);
+                self.after_flush(*f);
                 progress = true;
             }
             // Commands, also while a flush is in flight.
-            match self.rx.poll_recv(cx) {
+            match rx.poll_recv(cx) {
                 Poll::Ready(None) | Poll::Ready(Some(HubCmd::Shutdown)) => return Poll::Ready(()),
                 Poll::Ready(Some(cmd)) => {
                     let first = Instant::now();
-                    self.hub.handle(cmd);
+                    self.handle(cmd);
                     let mut taken = 1;
                     while taken < 256 {
-                        match self.rx.try_recv() {
+                        match rx.try_recv() {
                             Ok(HubCmd::Shutdown) => return Poll::Ready(()),
-                            Ok(c) => self.hub.handle(c),
+                            Ok(c) => self.handle(c),
                             Err(_) => break,
                         }
                         taken += 1;
                     }
-                    let (_, n) = self.unflushed.get_or_insert((first, 0));
+                    let (_, n) = self.unflushed.get_or_insert((first.into(), 0));
                     *n += taken;
                     yield_after = true;
                 }
                 Poll::Pending => {}
             }
             // The inline connection's frames, as commands (at most a batch's worth per pass).
-            let (taken, moved) = self.hub.poll_inline(cx, 256);
+            let (taken, moved) = self.poll_inline(cx, 256);
             if taken > 0 {
-                let (_, n) = self.unflushed.get_or_insert((Instant::now(), 0));
+                let (_, n) = self.unflushed.get_or_insert((Stamp::now(), 0));
                 *n += taken;
                 yield_after = true;
             }
             progress |= moved;
             // Stock clients' updates: signed as one envelope, at most once per `spacing`.
             let now = Instant::now();
-            let waiting = self.hub.has_proxied() || self.hub.room.as_ref().is_some_and(|r| r.unsealed() > 0);
-            let commit_at = waiting.then(|| self.last_commit.map_or(now, |t| t + spacing));
+            let waiting = self.has_proxied() || self.room.as_ref().is_some_and(|r| r.unsealed() > 0);
+            let commit_at = waiting.then(|| self.last_commit.map_or(now, |t| t.instant() + spacing));
             if commit_at.is_some_and(|at| at <= now) {
-                self.hub.commit_proxied(now_ms());
-                self.last_commit = Some(now);
-                self.unflushed.get_or_insert((now, 0));
+                self.commit_proxied(now_ms());
+                self.last_commit = Some(now.into());
+                self.unflushed.get_or_insert((now.into(), 0));
             }
             // Envelopes some other call sealed first go out with the next flush; what needs
             // no flush goes out now, or with what follows it if the room sent less than
             // `relay` ago.
-            self.hub.send_sealed();
-            let mut relay_at = self.hub.has_out().then(|| self.hub.last_dispatch.map_or(now, |t| t + relay));
+            self.send_sealed();
+            let mut relay_at = self.has_out().then(|| self.last_dispatch.map_or(now, |t| t.instant() + relay));
             if relay_at.is_some_and(|at| at <= now) {
-                self.hub.dispatch();
-                self.hub.last_dispatch = Some(now);
+                self.dispatch();
+                self.last_dispatch = Some(now.into());
                 relay_at = None;
             }
             // A checkpoint after what this pass took has gone out (the room's clients do
             // not wait for it) and before the flush that makes it durable.
-            self.hub.checkpoint_retry = None;
-            match self.hub.checkpoint_if_due() {
+            self.checkpoint_retry = None;
+            match self.checkpoint_if_due() {
                 Checkpointed::Wrote => {
-                    self.unflushed.get_or_insert((Instant::now(), 0));
+                    self.unflushed.get_or_insert((Stamp::now(), 0));
                 }
-                Checkpointed::Busy => self.hub.checkpoint_retry = Some(now + CHECKPOINT_RETRY),
+                Checkpointed::Busy => self.checkpoint_retry = Some((now + CHECKPOINT_RETRY).into()),
                 Checkpointed::No => {}
             }
             // One flush at a time; what was written meanwhile gets the next.
             if self.flushing.is_none() {
                 if let Some((started, n)) = self.unflushed.take() {
-                    let node = self.hub.node.clone();
-                    let (frames, waiting) = match self.hub.queued.as_mut() {
+                    let node = self.node.clone();
+                    let (frames, waiting) = match self.queued.as_mut() {
                         Some(q) => (std::mem::take(&mut q.durable), std::mem::take(&mut q.info_waiting)),
                         None => Default::default(),
                     };
-                    let info = (!waiting.is_empty()).then(|| (self.hub.info(), waiting));
+                    let info = (!waiting.is_empty()).then(|| (self.info(), waiting));
                     self.flushing = Some(Box::new(InFlight {
                         flush: Box::pin(async move { node.flush().await }),
-                        started,
+                        started: started.instant(),
                         n,
                         frames,
                         info,
@@ -512,7 +522,7 @@ impl Actor {
                 }
             }
             // What this pass queued for the inline connection goes out now.
-            progress |= self.hub.write_inline(cx);
+            progress |= self.write_inline(cx);
             if yield_after {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -520,13 +530,13 @@ impl Actor {
             if progress {
                 continue;
             }
-            self.hub.settle();
-            self.idle_since = if self.hub.conns.is_empty() { self.idle_since.or(Some(Instant::now())) } else { None };
+            self.settle();
+            self.idle_since = if self.conns.is_empty() { self.idle_since.or(Some(Stamp::now())) } else { None };
             // Nothing to do: wait for the next deadline (if any).
-            let deadline = self.idle_since.filter(|_| self.flushing.is_none()).map(|t| t + idle);
+            let deadline = self.idle_since.filter(|_| self.flushing.is_none()).map(|t| t.instant() + idle);
             let durable = self.flushing.is_none() && self.unflushed.is_none() && commit_at.is_none();
-            let evict_at = (self.hub.room.is_some() && !evict.is_zero() && durable).then(|| self.hub.used + evict);
-            let later = earliest(evict_at, self.hub.checkpoint_retry);
+            let evict_at = (self.room.is_some() && !evict.is_zero() && durable).then(|| self.used.instant() + evict);
+            let later = earliest(evict_at, self.checkpoint_retry.map(Stamp::instant));
             let Some(at) = earliest(earliest(deadline, later), earliest(commit_at, relay_at)) else {
                 self.sleep = None;
                 return Poll::Pending;
@@ -549,7 +559,7 @@ impl Actor {
                 return Poll::Ready(());
             }
             if evict_at.is_some_and(|e| now >= e) {
-                self.hub.evict();
+                self.evict();
             }
         }
     }
@@ -620,7 +630,7 @@ impl Hub {
     fn evict(&mut self) {
         let unsigned = self.has_proxied() || self.room.as_ref().is_some_and(|r| r.unsealed() > 0);
         if unsigned || self.room.as_ref().is_some_and(|r| r.pending() > 0) {
-            self.used = Instant::now();
+            self.used = Stamp::now();
             return;
         }
         if self.room.take().is_some() {
@@ -689,7 +699,7 @@ impl Hub {
     /// Makes sure the document is in memory (reopening it from sled); false if it cannot
     /// be opened (then every connection is told and closed).
     fn wake(&mut self) -> bool {
-        self.used = Instant::now();
+        self.used = Stamp::now();
         if self.room.is_some() {
             return true;
         }
@@ -824,7 +834,7 @@ impl Hub {
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
-            let (tx, rx) = chan::channel_weighed(CONN_QUEUE, CONN_QUEUE_BYTES, Outbound::weight);
+            let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
             self.conns
                 .insert(conn, Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, token });
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
@@ -1280,6 +1290,15 @@ mod tests {
     use arena_core::RoomConfig;
 
     use super::*;
+
+    #[test]
+    fn an_idle_rooms_task_and_state_fit_small_allocations() {
+        // tokio's task cell (128-byte aligned on x86-64) is 128 bytes when the future is at
+        // most 24 (header 32, scheduler and id 16, the stage's tag 8, trailer 48), 256 when
+        // it is more; the hub's box is in the allocator's 256-byte class.
+        assert!(std::mem::size_of::<Actor>() <= 24, "Actor is {} bytes", std::mem::size_of::<Actor>());
+        assert!(std::mem::size_of::<Hub>() <= 256, "Hub is {} bytes", std::mem::size_of::<Hub>());
+    }
 
     /// A room whose checkpoint came due while another room's was running tries again by
     /// itself: with no command after that (a room gone quiet) nothing else would wake it.

@@ -17,6 +17,7 @@
 //! ```
 
 mod chan;
+mod clock;
 mod config;
 mod error;
 mod http;

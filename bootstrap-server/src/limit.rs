@@ -1,26 +1,16 @@
 //! A token bucket per connection.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use crate::clock::now_ns;
 
-/// 16 bytes (single precision, the burst derived, the clock in nanoseconds since the process's
-/// first limiter): it sits in every idle connection, and at 16 bytes a room's inline
+/// 16 bytes (single precision, the burst derived, the clock in nanoseconds since the
+/// [`clock`](crate::clock)'s epoch): it sits in every idle connection, and at 16 bytes a room's inline
 /// connection fits the allocator's 192-byte class instead of its 224 one.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     rate: f32,
     tokens: f32,
-    /// Nanoseconds since [`epoch`] at the last refill (u64: 584 years).
+    /// Nanoseconds since the clock's epoch at the last refill (u64: 584 years).
     last: u64,
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ns() -> u64 {
-    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl RateLimiter {

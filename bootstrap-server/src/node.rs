@@ -143,6 +143,7 @@ pub(crate) fn room_config() -> RoomConfig {
 impl Node {
     /// Opens the data dir (creating it) and the node key.
     pub fn open(cfg: Config, public_url: String, shutdown: CancellationToken) -> Result<Self, BootstrapError> {
+        crate::clock::start();
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
         let identity = load_or_create_key(&cfg.data_dir)?;

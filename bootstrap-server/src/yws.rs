@@ -11,7 +11,7 @@ use axum::response::Response;
 use tracing::{debug, info_span, Instrument};
 
 use crate::chan;
-use crate::hub::{Attach, HubCmd, Outbound};
+use crate::hub::{Attach, FrameBytes, HubCmd, Outbound};
 use crate::limit::RateLimiter;
 use crate::metrics::{dec, inc};
 use crate::node::Node;
@@ -97,7 +97,7 @@ pub(crate) fn spawn_session(
     node: Node,
     socket: WebSocket,
     hub: chan::Sender<HubCmd>,
-    rx: chan::Receiver<Outbound>,
+    rx: chan::Receiver<Outbound, FrameBytes>,
     limiter: RateLimiter,
     conn: u64,
     span: tracing::Span,
@@ -156,7 +156,7 @@ pub(crate) fn incoming(
 struct Session {
     socket: WebSocket,
     hub: chan::Sender<HubCmd>,
-    rx: chan::Receiver<Outbound>,
+    rx: chan::Receiver<Outbound, FrameBytes>,
     limiter: RateLimiter,
     conn: u64,
     node: Node,

@@ -636,9 +636,11 @@ async fn idle_memory(kind: Kind, n: usize, wait: u64) -> Result<(f64, f64)> {
     if let (Some(ha), Some(hb), Some(hc)) = (a.1, b.1, c.1) {
         // Only an arena server built with `--features heap-stats` reports it.
         eprintln!(
-            "  live heap per room (heap-stats): {:.1} KiB just joined, {:.1} KiB after {wait} s idle",
+            "  live heap per room (heap-stats): {:.1} KiB just joined, {:.1} KiB after {wait} s idle ({:.0} / {:.0} bytes)",
             per(hb, ha) / 1024.0,
-            per(hc, ha) / 1024.0
+            per(hc, ha) / 1024.0,
+            per(hb, ha),
+            per(hc, ha)
         );
     }
     Ok((per(b.0, a.0), per(c.0, a.0)))
@@ -715,11 +717,13 @@ async fn main() -> Result<()> {
         for _ in 0..o.idle_repeat {
             let (j, i) = idle_memory(kind, o.idle_rooms, o.idle_wait_secs).await?;
             eprintln!(
-                "  idle room: {:.1} KiB RSS each just joined, {:.1} KiB after {} s idle ({} rooms)",
+                "  idle room: {:.1} KiB RSS each just joined, {:.1} KiB after {} s idle ({} rooms; {:.0} / {:.0} bytes)",
                 j / 1024.0,
                 i / 1024.0,
                 o.idle_wait_secs,
-                o.idle_rooms
+                o.idle_rooms,
+                j,
+                i
             );
             joined.push(j);
             idle.push(i);
