@@ -330,11 +330,11 @@ pub(crate) fn spawn(node: Node, room: Room<SledStore>) -> (chan::Sender<HubCmd>,
     let (tx, rx) = chan::channel(HUB_QUEUE);
     inc(&node.inner.metrics.rooms_loaded, 1);
     inc(&node.inner.metrics.docs_loaded, 1);
-    // Boxed: the actor's task then holds a pointer to it, and an evicted room's document
-    // slot is 8 bytes.
     let id = room.id();
     let span = tracing::info_span!("room", room = %&id.to_hex()[..12]);
     span.in_scope(|| info!("room loaded ({} log entries)", arena_core::Store::log_len(room.store())));
+    // Boxed: the actor's task then holds a pointer to it, and an evicted room's document
+    // slot is 8 bytes.
     let hub = Box::new(Hub {
         node,
         id,
