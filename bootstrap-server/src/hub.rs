@@ -448,7 +448,7 @@ impl Hub {
             match rx.poll_recv(cx) {
                 Poll::Ready(None) | Poll::Ready(Some(HubCmd::Shutdown)) => return Poll::Ready(()),
                 Poll::Ready(Some(cmd)) => {
-                    let first = Instant::now();
+                    let first = Stamp::now();
                     self.handle(cmd);
                     let mut taken = 1;
                     while taken < 256 {
@@ -459,7 +459,7 @@ impl Hub {
                         }
                         taken += 1;
                     }
-                    let (_, n) = self.unflushed.get_or_insert((first.into(), 0));
+                    let (_, n) = self.unflushed.get_or_insert((first, 0));
                     *n += taken;
                     yield_after = true;
                 }
