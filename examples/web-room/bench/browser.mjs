@@ -300,16 +300,16 @@ async function pin (browser, pids, on) {
     grew = false
     for (const [pid, pp] of parent) if (!tree.has(pid) && tree.has(pp)) { tree.add(pid); grew = true }
   }
+  // Every thread of each process (taskset -a), then the renderers' main threads alone.
   let threads = 0
   const all = `0-${cpus().length - 1}`
+  const taskset = (args) => { try { execFileSync('taskset', args, { stdio: 'ignore' }); return true } catch { return false } }
   for (const pid of tree) {
-    let tids = []
-    try { tids = readdirSync(`/proc/${pid}/task`).map(Number) } catch { continue }
-    for (const tid of tids) {
-      const cpu = !on ? all : renderers.has(pid) && tid === pid ? '0' : '1'
-      try { execFileSync('taskset', ['-pc', cpu, String(tid)], { stdio: 'ignore' }); threads++ } catch {}
+    if (taskset(['-apc', on ? '1' : all, String(pid)])) {
+      try { threads += readdirSync(`/proc/${pid}/task`).length } catch {}
     }
   }
+  for (const pid of renderers) if (!taskset(['-pc', '0', String(pid)])) threads = 0
   if (!threads) throw new Error('BENCH_PIN: taskset pinned no thread (is util-linux installed?)')
   return { renderers: [...renderers], processes: tree.size, threads }
 }
