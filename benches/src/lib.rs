@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use arena_core::records::{Meta, VersionCause};
 use arena_core::sync::wire::Wire;
-use arena_core::{Admission, Envelope, Grant, Identity, MemoryStore, Role, Room, RoomConfig, RoomId, Store};
+use arena_core::{Admission, Envelope, Identity, Invite, MemoryStore, Role, Room, RoomConfig, RoomId, Store};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ReadDoc, TextEncoding};
 use serde::Deserialize;
@@ -432,8 +432,8 @@ pub fn arena_room<S: Store>(cast: &Cast, store: S) -> Result<Room<S>> {
 
 /// Like [`arena_room`] with a chosen configuration (what `Room::create` does, spelled out).
 pub fn arena_room_with<S: Store>(cast: &Cast, store: S, cfg: RoomConfig) -> Result<Room<S>> {
-    let grant = Grant::issue(&cast.room_key, Role::Host, T0 / 1000 + 365 * 86_400, 0, T0);
-    let adm = Admission::sign(&cast.host, grant, "host", T0);
+    let invite = Invite::issue(&cast.room_key, Role::Host, T0 / 1000 + 365 * 86_400, 0, T0);
+    let adm = Admission::sign(&cast.host, &invite, "host", T0);
     let mut room = Room::open(cast.room_key.public(), cast.host.clone(), 0, store, cfg, T0)?;
     room.admit(&adm, Some(T0 / 1000))?;
     let meta = Meta { language: "text".into(), title: "bench".into(), created_at: T0, ..Meta::default() };

@@ -148,6 +148,8 @@ struct Conn {
     link: Option<Box<Reassembler>>,
     /// Speaks our envelope protocol (sent a `MSG_ARENA` message): gets signed envelopes.
     arena: bool,
+    /// Its token's role: a stock client's updates are held to that role's write rules.
+    role: Role,
     token: Option<Box<str>>,
 }
 
@@ -830,13 +832,16 @@ impl Hub {
         if self.inline.is_none() {
             drop(hub);
             debug!(conn, "attached inline");
-            self.conns.insert(conn, Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, token });
+            self.conns
+                .insert(conn, Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, role, token });
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
             let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
-            self.conns
-                .insert(conn, Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, token });
+            self.conns.insert(
+                conn,
+                Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, role, token },
+            );
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }
     }
@@ -1129,8 +1134,9 @@ impl Hub {
             }
             let stock: Vec<u64> =
                 h.conns.iter().filter(|(id, c)| !c.arena && **id != conn).map(|(id, _)| *id).collect();
+            let role = h.conns.get(&conn).map_or(Role::Observer, |c| c.role);
             for u in &updates {
-                match room.proxy_deferred(u, now) {
+                match room.proxy_deferred(u, role, now) {
                     Ok(true) => {
                         inc(&h.node.inner.metrics.envelopes_in, 1);
                         if !stock.is_empty() {
@@ -1182,14 +1188,19 @@ impl Hub {
         self.send_signed(&[Wire::Envelopes(sealed)], None);
     }
 
-    /// A federated room hosted elsewhere: the room's home node signs for our stock clients
-    /// (it checks their tokens again); the envelopes come back over gossip.
+    /// A federated room hosted elsewhere: the room's home node signs for our stock clients.
+    /// Each update goes with a voucher signed by the client's invite key (the home node
+    /// checks it and holds the update to the grant's role); the token itself stays here.
+    /// The envelopes come back over gossip.
     fn forward_proxied(&mut self, batch: Vec<(u64, Vec<u8>)>) {
+        let now_s = crate::node::now_ms() / 1000;
         let msgs: Vec<Wire> = batch
             .into_iter()
             .filter_map(|(conn, update)| {
-                let token = self.conns.get(&conn)?.token.as_deref()?.to_owned();
-                Some(Wire::Proxied { token, update })
+                let token = self.conns.get(&conn)?.token.as_deref()?;
+                let invite = arena_core::Invite::from_token(token, &self.id, now_s).ok()?;
+                let signature = invite.vouch(&update);
+                Some(Wire::Proxied { grant: Box::new(invite.grant), update, signature })
             })
             .collect();
         if !msgs.is_empty() {

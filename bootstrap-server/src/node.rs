@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arena_core::records::Meta;
-use arena_core::{Admission, Grant, Identity, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, FLAG_PROXY};
+use arena_core::{Admission, Grant, Identity, Invite, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, FLAG_PROXY};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -210,8 +210,9 @@ impl Node {
         self.inner.db.set_room_record(&id, &raw)?;
         let mut room =
             Room::open(id, self.inner.identity.clone(), 0, self.inner.db.room(&id)?, RoomConfig::default(), now)?;
-        let node_grant = Grant::issue(&room_key, Role::Host, u64::MAX / 2, FLAG_PROXY, now);
-        room.admit(&Admission::sign(&self.inner.identity, node_grant, "bootstrap node", now), None)?;
+        let node_invite =
+            Invite::bound(&room_key, self.inner.identity.clone(), Role::Host, u64::MAX / 2, FLAG_PROXY, now);
+        room.admit(&Admission::sign(&self.inner.identity, &node_invite, "bootstrap node", now), None)?;
         let meta = Meta {
             title: title.to_owned(),
             language: language.to_owned(),
@@ -225,7 +226,7 @@ impl Node {
         let mut tokens = HashMap::new();
         let mut links = HashMap::new();
         for (i, role) in [Role::Host, Role::Candidate, Role::Observer].into_iter().enumerate() {
-            let t = Grant::issue(&room_key, role, expiry, 0, now.wrapping_add(i as u64)).to_token();
+            let t = Invite::issue(&room_key, role, expiry, 0, now.wrapping_add(i as u64)).to_token();
             links.insert(role.as_str(), format!("{}/room/{}#token={t}", self.inner.public_url, id));
             tokens.insert(role.as_str(), t);
         }
@@ -242,8 +243,8 @@ impl Node {
             return Err(AuthError::UnknownRoom);
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
-        let grant = Grant::from_token(token, &id, now_ms() / 1000).map_err(|e| AuthError::BadToken(e.to_string()))?;
-        Ok((id, grant))
+        let invite = Invite::from_token(token, &id, now_ms() / 1000).map_err(|e| AuthError::BadToken(e.to_string()))?;
+        Ok((id, invite.grant))
     }
 
     /// The room's actor, loading the room from sled if it is not in memory.

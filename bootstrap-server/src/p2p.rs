@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arena_core::sync::wire::Wire;
-use arena_core::{Grant, PeerKey, Role, RoomId, FLAG_PROXY};
+use arena_core::{Invite, PeerKey, Role, RoomId, FLAG_PROXY};
 use arena_node::{JoinSpec, NodeConfig, NodeEvent, NodeHandle};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -248,7 +248,7 @@ pub(crate) async fn attach(
         return;
     }
     let token = match room_key {
-        Some(k) => Some(Grant::issue(&k, Role::Host, u64::MAX / 2, FLAG_PROXY, now_ms()).to_token()),
+        Some(k) => Some(Invite::issue(&k, Role::Host, u64::MAX / 2, FLAG_PROXY, now_ms()).to_token()),
         None => token,
     };
     let spec = JoinSpec { room, token, name: "bootstrap node".into(), recording: None };

@@ -14,7 +14,7 @@ use crate::error::{CoreError, Result};
 use crate::json::Json;
 use crate::records::{AnalysisRecord, FromJson, Meta, Participant, RunRecord, VersionMeta, VoteRecord};
 
-mod strict;
+pub(crate) mod strict;
 mod watch;
 pub use strict::{check_update, decode_state_vector, decode_update, MAX_CLIENT_ID};
 pub use watch::CodeWatch;

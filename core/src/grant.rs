@@ -1,10 +1,12 @@
-//! Rooms, roles and signed invite grants.
+//! Rooms, roles, key-bound invites and admissions.
 //!
 //! A room is named by its room key: the room id *is* the Ed25519 public key, so anyone who
-//! knows the id can check a grant without asking a server. The room key signs invite grants
-//! {room, role, expiry}; a grant travels as a URL-safe token. A peer that holds a token
-//! proves it by signing an [`Admission`] with its own key; receivers keep a roster of admitted
-//! keys and their roles.
+//! knows the id can check a grant without asking a server. The room key signs grants
+//! {room, role, expiry, invite key}. An invite link carries the grant and the invite key's
+//! secret ([`Invite`]); a peer joins by signing an [`Admission`] with both the invite key
+//! (binding its own member key to the grant) and its member key. Peers only ever see
+//! admissions: a grant alone admits nobody, so nothing a peer receives lets it admit another
+//! key. Receivers keep a roster of admitted keys and their roles (see `docs/trust.md`).
 
 use std::fmt;
 
@@ -80,14 +82,24 @@ impl std::str::FromStr for Role {
     }
 }
 
-const GRANT_VERSION: u8 = 1;
-const GRANT_DOMAIN: &[u8] = b"arena/grant/v1";
-const ADMISSION_DOMAIN: &[u8] = b"arena/admission/v1";
-/// Grants a proxy may sign for stock Yjs clients under any client id it does not take from
-/// another author (the bootstrap node's own grant).
+const GRANT_VERSION: u8 = 2;
+const GRANT_DOMAIN: &[u8] = b"arena/grant/v2";
+const INVITE_SEED_DOMAIN: &[u8] = b"arena/invite-seed/v1";
+const ADMISSION_INVITE_DOMAIN: &[u8] = b"arena/admission-invite/v1";
+const ADMISSION_DOMAIN: &[u8] = b"arena/admission/v2";
+/// The bootstrap node's own grant: it is the room's service identity (it alone writes
+/// `analysis` and `runs`) and may sign for stock Yjs clients under client ids no other author
+/// owns.
 pub const FLAG_PROXY: u8 = 1;
+/// Longest token accepted (a v2 token is ~245 characters).
+const MAX_TOKEN: usize = 512;
 
-/// A signed invitation into a room with a role, valid until `expiry`.
+/// A grant signed by the room key: whoever proves possession of the `invite` key may admit
+/// one member key with `role` until `expiry`.
+///
+/// A grant is public (every admission carries it) and grants nothing by itself: an
+/// admission must also be signed by the invite key, whose secret travels only in the
+/// invite link ([`Invite`]) and never on the wire between peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     /// The room.
@@ -100,38 +112,44 @@ pub struct Grant {
     pub flags: u8,
     /// Makes two grants with equal fields distinct.
     pub nonce: u64,
+    /// The key that must co-sign every admission under this grant: the invite link's key,
+    /// or, for the node's own grant, the node's key.
+    pub invite: PeerKey,
     /// The room key's signature.
     pub signature: [u8; 64],
 }
 
 impl Grant {
-    /// Issues a grant: `room_key` is the room's secret key.
-    pub fn issue(room_key: &Identity, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
-        let mut g = Grant { room: room_key.public(), role, expiry, flags, nonce, signature: [0; 64] };
+    /// Issues a grant naming `invite` as the key that admits under it; `room_key` is the
+    /// room's secret key.
+    pub fn issue(room_key: &Identity, invite: PeerKey, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
+        let mut g = Grant { room: room_key.public(), role, expiry, flags, nonce, invite, signature: [0; 64] };
         g.signature = room_key.sign(&g.signed_bytes());
         g
     }
 
     fn signed_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64);
+        let mut w = Writer::with_capacity(96);
         w.fixed(GRANT_DOMAIN)
             .fixed(&self.room.0)
             .u8(self.role.to_byte())
             .var(self.expiry)
             .u8(self.flags)
-            .var(self.nonce);
+            .var(self.nonce)
+            .fixed(&self.invite.0);
         w.finish()
     }
 
     /// Binary form.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(120);
+        let mut w = Writer::with_capacity(160);
         w.u8(GRANT_VERSION)
             .fixed(&self.room.0)
             .u8(self.role.to_byte())
             .var(self.expiry)
             .u8(self.flags)
             .var(self.nonce)
+            .fixed(&self.invite.0)
             .fixed(&self.signature);
         w.finish()
     }
@@ -145,8 +163,12 @@ impl Grant {
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
-        if r.u8()? != GRANT_VERSION {
-            return Err(r.err("unknown grant version"));
+        match r.u8()? {
+            GRANT_VERSION => {}
+            1 => {
+                return Err(r.err("a v1 grant (a bearer invite, before invites were bound to keys): ask for a new link"))
+            }
+            _ => return Err(r.err("unknown grant version")),
         }
         Ok(Grant {
             room: PeerKey(r.fixed()?),
@@ -154,24 +176,9 @@ impl Grant {
             expiry: r.var()?,
             flags: r.u8()?,
             nonce: r.var()?,
+            invite: PeerKey(r.fixed()?),
             signature: r.fixed()?,
         })
-    }
-
-    /// URL-safe token (base64url without padding).
-    pub fn to_token(&self) -> String {
-        base64url_encode(&self.encode())
-    }
-
-    /// Parses and verifies a token for `room` at time `now` (unix seconds).
-    pub fn from_token(token: &str, room: &RoomId, now: u64) -> Result<Self> {
-        if token.len() > 512 {
-            return Err(CoreError::TooLarge { what: "token", len: token.len(), max: 512 });
-        }
-        let bytes = base64url_decode(token).ok_or_else(|| CoreError::malformed("token", "not base64url"))?;
-        let g = Grant::decode(&bytes)?;
-        g.verify(room, Some(now))?;
-        Ok(g)
     }
 
     /// Checks the room, the room key's signature and (when `now` is given) the expiry.
@@ -188,13 +195,111 @@ impl Grant {
         Ok(())
     }
 
-    /// Whether this grant lets its holder sign for stock clients.
+    /// Whether this is a node's grant: the room's service identity, allowed to sign for
+    /// stock clients.
     pub fn is_proxy(&self) -> bool {
         self.flags & FLAG_PROXY != 0
     }
+
+    /// A short, stable name for this grant in logs and `verify` output: its invite key's
+    /// first bytes.
+    pub fn label(&self) -> String {
+        self.invite.to_hex()[..12].to_owned()
+    }
 }
 
-/// A member's proof that it holds a grant: its own signature over the grant and its key.
+/// An invitation as its holder has it: the grant plus the invite key's secret. Its token
+/// (the invite link's fragment) is a secret: whoever holds it can admit a key of their
+/// choosing, once per key. It goes to the invitee's own device, or, for a stock Yjs client,
+/// only to the node it connects to; never to other peers.
+#[derive(Clone)]
+pub struct Invite {
+    /// The grant (public; every admission carries it).
+    pub grant: Grant,
+    secret: Identity,
+}
+
+impl fmt::Debug for Invite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invite").field("grant", &self.grant).finish_non_exhaustive()
+    }
+}
+
+impl Invite {
+    /// Issues an invite: its secret is derived from the room key and the grant's fields, so
+    /// the room key's holder can issue the same link again and needs no randomness.
+    pub fn issue(room_key: &Identity, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
+        let mut w = Writer::with_capacity(96);
+        w.fixed(INVITE_SEED_DOMAIN).fixed(&room_key.seed()).u8(role.to_byte()).var(expiry).u8(flags).var(nonce);
+        let secret = Identity::from_seed(sha256(&[&w.finish()]));
+        Self::bound(room_key, secret, role, expiry, flags, nonce)
+    }
+
+    /// An invite whose grant names `secret`'s key: for the node's own grant (`secret` is the
+    /// node's identity) or an invite key generated elsewhere.
+    pub fn bound(room_key: &Identity, secret: Identity, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
+        let grant = Grant::issue(room_key, secret.public(), role, expiry, flags, nonce);
+        Invite { grant, secret }
+    }
+
+    /// URL-safe token (base64url without padding): the grant and the invite secret.
+    pub fn to_token(&self) -> String {
+        let mut bytes = self.grant.encode();
+        bytes.extend_from_slice(&self.secret.seed());
+        base64url_encode(&bytes)
+    }
+
+    /// Parses a token for `room` and checks it at time `now` (unix seconds): the room key's
+    /// signature, the expiry, and that the secret is the grant's invite key.
+    pub fn from_token(token: &str, room: &RoomId, now: u64) -> Result<Self> {
+        if token.len() > MAX_TOKEN {
+            return Err(CoreError::TooLarge { what: "token", len: token.len(), max: MAX_TOKEN });
+        }
+        let bytes = base64url_decode(token).ok_or_else(|| CoreError::malformed("token", "not base64url"))?;
+        let mut r = Reader::new(&bytes, "token");
+        let grant = Grant::read(&mut r)?;
+        let secret = Identity::from_seed(r.fixed()?);
+        r.finish()?;
+        grant.verify(room, Some(now))?;
+        if secret.public() != grant.invite {
+            return Err(CoreError::malformed("token", "its secret is not the grant's invite key"));
+        }
+        Ok(Invite { grant, secret })
+    }
+
+    /// The role it confers.
+    pub fn role(&self) -> Role {
+        self.grant.role
+    }
+
+    /// Signs a stock client's `update` with the invite key, for a node that relays it to a
+    /// node that can sign envelopes for stock clients ([`crate::sync::wire::Wire::Proxied`]):
+    /// it proves the relay holds this invite without handing its secret on.
+    pub fn vouch(&self, update: &[u8]) -> [u8; 64] {
+        self.secret.sign(&vouch_bytes(&self.grant, update))
+    }
+}
+
+const VOUCH_DOMAIN: &[u8] = b"arena/proxied/v1";
+
+fn vouch_bytes(grant: &Grant, update: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(112);
+    w.fixed(VOUCH_DOMAIN).fixed(&sha256(&[&grant.encode()])).fixed(&sha256(&[update]));
+    w.finish()
+}
+
+impl Grant {
+    /// Checks a relayed stock update's voucher ([`Invite::vouch`]) and this grant for `room`
+    /// at `now` (unix seconds).
+    pub fn check_vouch(&self, room: &RoomId, update: &[u8], signature: &[u8; 64], now: u64) -> Result<()> {
+        self.verify(room, Some(now))?;
+        self.invite.verify(&vouch_bytes(self, update), signature, "relayed update")
+    }
+}
+
+/// A member's entry into the room: the grant, the invite key's signature binding this member
+/// key to it, and the member's own signature. Anyone holding the room id checks it offline;
+/// nothing in it lets a third party admit a different key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admission {
     /// The grant presented.
@@ -205,6 +310,8 @@ pub struct Admission {
     pub name: String,
     /// When the member joined, unix milliseconds (signed; must be before the grant's expiry).
     pub at_ms: u64,
+    /// The invite key's signature over the grant, the member key, the name and the time.
+    pub invite_signature: [u8; 64],
     /// The member's signature.
     pub signature: [u8; 64],
 }
@@ -213,39 +320,63 @@ pub struct Admission {
 pub(crate) const MAX_NAME: usize = 128;
 
 impl Admission {
-    /// `member` presents `grant` under `name` at `at_ms`.
-    pub fn sign(member: &Identity, grant: Grant, name: &str, at_ms: u64) -> Self {
+    /// `member` joins with `invite` under `name` at `at_ms`.
+    pub fn sign(member: &Identity, invite: &Invite, name: &str, at_ms: u64) -> Self {
         let mut a = Admission {
-            grant,
+            grant: invite.grant.clone(),
             member: member.public(),
             name: name.chars().take(MAX_NAME / 4).collect(),
             at_ms,
+            invite_signature: [0; 64],
             signature: [0; 64],
         };
+        a.invite_signature = invite.secret.sign(&a.invite_signed_bytes());
         a.signature = member.sign(&a.signed_bytes());
         a
     }
 
-    fn signed_bytes(&self) -> Vec<u8> {
+    fn invite_signed_bytes(&self) -> Vec<u8> {
         let grant_hash = sha256(&[&self.grant.encode()]);
         let mut w = Writer::with_capacity(160);
-        w.fixed(ADMISSION_DOMAIN).fixed(&grant_hash).fixed(&self.member.0).str(&self.name).var(self.at_ms);
+        w.fixed(ADMISSION_INVITE_DOMAIN).fixed(&grant_hash).fixed(&self.member.0).str(&self.name).var(self.at_ms);
         w.finish()
     }
 
-    /// Checks the grant (for `room`), the member's signature, and that the member joined
-    /// before the grant expired. `now` (unix seconds) additionally checks the grant is still
-    /// valid now: pass it for live joins, not when replaying a log.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let grant_hash = sha256(&[&self.grant.encode()]);
+        let mut w = Writer::with_capacity(224);
+        w.fixed(ADMISSION_DOMAIN)
+            .fixed(&grant_hash)
+            .fixed(&self.member.0)
+            .str(&self.name)
+            .var(self.at_ms)
+            .fixed(&self.invite_signature);
+        w.finish()
+    }
+
+    /// Checks the grant (for `room`), the invite key's and the member's signatures, and that
+    /// the member joined before the grant expired. `now` (unix seconds) additionally checks
+    /// the grant is still valid now: pass it for live joins, not when replaying a log.
     pub fn verify(&self, room: &RoomId, now: Option<u64>) -> Result<()> {
         self.grant.verify(room, now)?;
         if self.at_ms / 1000 > self.grant.expiry {
             return Err(CoreError::Expired { expiry: self.grant.expiry, now: self.at_ms / 1000 });
         }
+        self.grant.invite.verify(
+            &self.invite_signed_bytes(),
+            &self.invite_signature,
+            "admission's invite signature",
+        )?;
         self.member.verify(&self.signed_bytes(), &self.signature, "admission")
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
-        w.bytes(&self.grant.encode()).fixed(&self.member.0).str(&self.name).var(self.at_ms).fixed(&self.signature);
+        w.bytes(&self.grant.encode())
+            .fixed(&self.member.0)
+            .str(&self.name)
+            .var(self.at_ms)
+            .fixed(&self.invite_signature)
+            .fixed(&self.signature);
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
@@ -255,18 +386,19 @@ impl Admission {
             member: PeerKey(r.fixed()?),
             name: r.str(MAX_NAME)?.to_owned(),
             at_ms: r.var()?,
+            invite_signature: r.fixed()?,
             signature: r.fixed()?,
         })
     }
 
     /// Binary form.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(256);
+        let mut w = Writer::with_capacity(320);
         self.write(&mut w);
         w.finish()
     }
 
-    /// Parses the binary form (the signature is checked by [`Admission::verify`]).
+    /// Parses the binary form (the signatures are checked by [`Admission::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes, "admission");
         let a = Self::read(&mut r)?;
@@ -314,18 +446,25 @@ mod tests {
     #[test]
     fn token_round_trip_and_checks() {
         let room_key = Identity::from_passphrase("room");
-        let g = Grant::issue(&room_key, Role::Candidate, 1000, 0, 7);
-        let tok = g.to_token();
-        assert_eq!(Grant::from_token(&tok, &room_key.public(), 999).unwrap(), g);
-        assert!(matches!(Grant::from_token(&tok, &room_key.public(), 1001), Err(CoreError::Expired { .. })));
+        let inv = Invite::issue(&room_key, Role::Candidate, 1000, 0, 7);
+        let tok = inv.to_token();
+        assert!(tok.len() <= MAX_TOKEN);
+        assert_eq!(Invite::from_token(&tok, &room_key.public(), 999).unwrap().grant, inv.grant);
+        assert!(matches!(Invite::from_token(&tok, &room_key.public(), 1001), Err(CoreError::Expired { .. })));
         let other = Identity::from_passphrase("other").public();
-        assert!(Grant::from_token(&tok, &other, 0).is_err());
+        assert!(Invite::from_token(&tok, &other, 0).is_err());
         // A grant for a role the room key never signed.
-        let mut forged = g.clone();
-        forged.role = Role::Host;
-        assert!(Grant::from_token(&forged.to_token(), &room_key.public(), 0).is_err());
-        assert!(Grant::from_token("!!!", &room_key.public(), 0).is_err());
-        assert!(Grant::from_token("", &room_key.public(), 0).is_err());
+        let mut forged = inv.clone();
+        forged.grant.role = Role::Host;
+        assert!(Invite::from_token(&forged.to_token(), &room_key.public(), 0).is_err());
+        // A genuine grant with a secret that is not its invite key.
+        let swapped = Invite { grant: inv.grant.clone(), secret: Identity::from_passphrase("guess") };
+        assert!(Invite::from_token(&swapped.to_token(), &room_key.public(), 0).is_err());
+        assert!(Invite::from_token("!!!", &room_key.public(), 0).is_err());
+        assert!(Invite::from_token("", &room_key.public(), 0).is_err());
+        // The same fields give the same link; another nonce another key.
+        assert_eq!(Invite::issue(&room_key, Role::Candidate, 1000, 0, 7).to_token(), tok);
+        assert_ne!(Invite::issue(&room_key, Role::Candidate, 1000, 0, 8).grant.invite, inv.grant.invite);
     }
 
     #[test]
@@ -337,17 +476,31 @@ mod tests {
     }
 
     #[test]
-    fn admission_binds_member() {
+    fn admission_binds_member_and_invite() {
         let room_key = Identity::from_passphrase("room");
-        let g = Grant::issue(&room_key, Role::Host, 10, 0, 1);
+        let inv = Invite::issue(&room_key, Role::Host, 10, 0, 1);
         let alice = Identity::from_passphrase("alice");
-        let a = Admission::sign(&alice, g.clone(), "Alice", 5_000);
+        let a = Admission::sign(&alice, &inv, "Alice", 5_000);
         let back = Admission::decode(&a.encode()).unwrap();
         back.verify(&room_key.public(), Some(9)).unwrap();
+        // Another key under the same admission.
         let mut stolen = back.clone();
         stolen.member = Identity::from_passphrase("mallory").public();
         assert!(stolen.verify(&room_key.public(), None).is_err());
-        let late = Admission::sign(&alice, g, "Alice", 11_000);
+        // What a peer sees (the admission, so the grant) is not enough to admit another key:
+        // the invite signature must come from the invite key.
+        let mallory = Identity::from_passphrase("mallory");
+        let guess = Invite { grant: a.grant.clone(), secret: mallory.clone() };
+        assert!(Admission::sign(&mallory, &guess, "M", 5_000).verify(&room_key.public(), None).is_err());
+        // Re-using Alice's invite signature with another member signature.
+        let mut reused = Admission::sign(&mallory, &guess, "Alice", 5_000);
+        reused.invite_signature = a.invite_signature;
+        assert!(reused.verify(&room_key.public(), None).is_err());
+        let late = Admission::sign(&alice, &inv, "Alice", 11_000);
         assert!(late.verify(&room_key.public(), None).is_err());
+        // A v1 grant says what it is.
+        let mut v1 = a.grant.encode();
+        v1[0] = 1;
+        assert!(Grant::decode(&v1).unwrap_err().to_string().contains("v1 grant"));
     }
 }

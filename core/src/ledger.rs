@@ -7,6 +7,11 @@ use std::collections::HashMap;
 use ed25519_dalek::{Signature, VerifyingKey};
 use yrs::Update;
 
+mod rules;
+
+pub(crate) use rules::{Placements, Verdict, Writer};
+
+use crate::doc::strict::Scan;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::{Admission, Role, RoomId};
@@ -41,6 +46,7 @@ pub struct ChainHead {
 pub struct Checked {
     pub(crate) signed: Vec<u8>,
     pub(crate) update: Update,
+    pub(crate) scan: Scan,
     pub(crate) hash: Hash,
 }
 
@@ -60,12 +66,23 @@ pub struct Ledger {
     members: HashMap<PeerKey, Box<Member>>,
     chains: HashMap<PeerKey, ChainHead>,
     owners: HashMap<u64, PeerKey>,
+    /// Where every integrated struct sits, for the write rules.
+    placements: Placements,
+    /// Revoked member keys (their envelopes from this seq on are refused) and invite keys.
+    revoked: HashMap<PeerKey, u64>,
 }
 
 impl Ledger {
     /// An empty ledger for `room`.
     pub fn new(room: RoomId) -> Self {
-        Ledger { room, members: HashMap::new(), chains: HashMap::new(), owners: HashMap::new() }
+        Ledger {
+            room,
+            members: HashMap::new(),
+            chains: HashMap::new(),
+            owners: HashMap::new(),
+            placements: Placements::default(),
+            revoked: HashMap::new(),
+        }
     }
 
     /// The room.
@@ -78,6 +95,10 @@ impl Ledger {
     /// A member admitted twice keeps its strongest role.
     pub fn admit(&mut self, adm: &Admission, now: Option<u64>) -> Result<bool> {
         adm.verify(&self.room, now)?;
+        let known = self.members.get(&adm.member).is_some_and(|m| m.admission == *adm);
+        if !known && (self.revoked.contains_key(&adm.grant.invite) || self.revoked.contains_key(&adm.member)) {
+            return Err(CoreError::NotAllowed(format!("{} was revoked", adm.member)));
+        }
         let key = adm.member.verifying_key()?;
         // Weak (small-order) keys would let batch and single verification disagree.
         if key.is_weak() {
@@ -107,6 +128,35 @@ impl Ledger {
     /// Every member.
     pub fn members(&self) -> impl Iterator<Item = (&PeerKey, &Member)> {
         self.members.iter().map(|(k, m)| (k, &**m))
+    }
+
+    /// Applies a revocation: signed by an admitted host (the node is one) and not aimed at
+    /// the room's node unless by the node itself. Returns whether it was new. See
+    /// [`crate::Revocation`].
+    pub fn revoke(&mut self, r: &crate::Revocation) -> Result<bool> {
+        if r.room != self.room {
+            return Err(CoreError::WrongRoom { expected: self.room.to_hex(), got: r.room.to_hex() });
+        }
+        r.verify_signature()?;
+        let by = self.members.get(&r.by).ok_or_else(|| CoreError::NotAllowed("a revocation by a non-member".into()))?;
+        if by.role != Role::Host || self.revoked.get(&r.by).is_some() {
+            return Err(CoreError::NotAllowed(format!("a {} may not revoke", by.role)));
+        }
+        if self.members.get(&r.target).is_some_and(|t| t.proxy) && !by.proxy {
+            return Err(CoreError::NotAllowed("only the node may revoke the node".into()));
+        }
+        match self.revoked.get(&r.target) {
+            Some(from) if *from <= r.from_seq => Ok(false),
+            _ => {
+                self.revoked.insert(r.target, r.from_seq);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether `key` (a member or an invite key) was revoked.
+    pub fn is_revoked(&self, key: &PeerKey) -> bool {
+        self.revoked.contains_key(key)
     }
 
     /// Every admission, in a stable order (for late joiners and checkpoints).
@@ -145,6 +195,9 @@ impl Ledger {
         if !member.role.may_write() {
             return Err(CoreError::NotAllowed(format!("{} {} may not edit", member.role, env.author)));
         }
+        if self.revoked.get(&env.author).is_some_and(|from| env.seq >= *from) {
+            return Err(CoreError::NotAllowed(format!("{} was removed from the room", env.author)));
+        }
         let head = expected.unwrap_or_else(|| self.head(&env.author));
         if env.seq < head.next_seq {
             return Err(CoreError::Replayed { author: env.author.to_hex(), seq: env.seq });
@@ -155,11 +208,46 @@ impl Ledger {
         if env.prev != head.last_hash {
             return Err(CoreError::BrokenChain { author: env.author.to_hex(), seq: env.seq });
         }
-        let update = crate::doc::decode_update(&env.update)?;
+        let (update, scan) = crate::doc::strict::decode_scanned(&env.update)?;
         self.check_clients(&env.author, member.proxy, env.author.client_id(env.session), &update)?;
         let signed = env.signed_bytes();
         let hash = sha256(&[&signed, &env.signature]);
-        Ok(Checked { signed, update, hash })
+        Ok(Checked { signed, update, scan, hash })
+    }
+
+    /// The room's write rules for a checked envelope (see [`rules`]): where its structs land
+    /// and what it deletes, against what its author may write. [`Verdict::Wait`] when it
+    /// depends on structs we do not hold yet.
+    pub(crate) fn judge(&self, env: &Envelope, checked: &Checked) -> Result<Verdict> {
+        let member = self
+            .members
+            .get(&env.author)
+            .ok_or_else(|| CoreError::NotAllowed(format!("author {} was never admitted", env.author)))?;
+        let key = env.author.to_hex();
+        self.placements.judge(&checked.scan, Writer { role: member.role, node: member.proxy, key: Some(&key) })
+    }
+
+    /// Judges our own edit (by `me`, an admitted member).
+    pub(crate) fn judge_own(&self, me: &PeerKey, scan: &Scan) -> Result<Verdict> {
+        let member = self.members.get(me).ok_or_else(|| CoreError::NotAllowed("not admitted to the room".into()))?;
+        let key = me.to_hex();
+        self.placements.judge(scan, Writer { role: member.role, node: member.proxy, key: Some(&key) })
+    }
+
+    /// Judges an update a stock client (no key of its own) sends through us under `role`.
+    pub(crate) fn judge_stock(&self, scan: &Scan, role: Role) -> Result<Verdict> {
+        self.placements.judge(scan, Writer { role, node: false, key: None })
+    }
+
+    /// Records where an applied update's structs sit (from a trusted source: our store, our
+    /// own edits, a signed checkpoint).
+    pub(crate) fn place(&mut self, scan: &Scan) {
+        self.placements.learn(scan);
+    }
+
+    /// Records the placements a judged update was allowed with, before it is applied.
+    pub(crate) fn accept(&mut self, placed: Vec<rules::Placed>) {
+        self.placements.record(placed);
     }
 
     /// The update creates items only under the author's own client id `own` or, for a

@@ -2,8 +2,8 @@
 //!
 //! - [`RoomDoc`]: one yrs document per room (UTF-16 offsets, no GC) with typed access to
 //!   its roots (`code`, `meta`, `participants`, `votes`, `analysis`, `runs`, `versions`).
-//! - Trust: [`Identity`]/[`PeerKey`] (Ed25519), signed invite [`Grant`]s and
-//!   [`Admission`]s, signed and hash-chained update [`Envelope`]s checked by the
+//! - Trust: [`Identity`]/[`PeerKey`] (Ed25519), key-bound [`Invite`]s, [`Grant`]s and
+//!   [`Admission`]s, the room's write rules, signed and hash-chained update [`Envelope`]s checked by the
 //!   [`Ledger`], signed [`Checkpoint`]s, signed votes and the [`vote::Consensus`] rule.
 //! - Sync, sans-IO: [`sync::ywire`] speaks y-protocols (y-websocket, y-webrtc) byte for
 //!   byte; [`sync::wire`] is the envelope protocol (live, catch-up by envelope vector,
@@ -19,14 +19,14 @@
 //! back: 36 KiB more in a gzipped WASM module, verifying one signature ~10% faster).
 //!
 //! ```
-//! use arena_core::{Identity, MemoryStore, Room, RoomConfig, Role, Grant, records::Meta};
+//! use arena_core::{Identity, MemoryStore, Room, RoomConfig, Role, Invite, records::Meta};
 //! # fn main() -> arena_core::Result<()> {
 //! let room_key = Identity::from_passphrase("room key");
 //! let mut host = Room::create(&room_key, Identity::from_passphrase("host"), 0, MemoryStore::new(), Meta::default(), 1_000)?;
 //! let env = host.edit(1_001, |e| e.splice_code(0, 0, "print('hi')"))?.expect("an edit");
 //!
 //! // The candidate joins with an invite token and catches up from the host.
-//! let token = Grant::issue(&room_key, Role::Candidate, 10_000, 0, 1).to_token();
+//! let token = Invite::issue(&room_key, Role::Candidate, 10_000, 0, 1).to_token();
 //! let mut cand = Room::open(host.id(), Identity::from_passphrase("cand"), 0, MemoryStore::new(), RoomConfig::default(), 2_000)?;
 //! let (admission, _) = cand.join(&token, "Ada", 2_000)?;
 //! host.admit(&admission, Some(2))?;
@@ -49,6 +49,7 @@ mod identity;
 mod json;
 mod ledger;
 pub mod records;
+mod revocation;
 mod room;
 pub mod store;
 pub mod sync;
@@ -58,11 +59,12 @@ pub use checkpoint::Checkpoint;
 pub use doc::{Edit, MetaValue, RoomDoc};
 pub use envelope::{Envelope, MAX_UPDATE};
 pub use error::{CoreError, Result};
-pub use grant::{Admission, Grant, Role, RoomId, FLAG_PROXY};
+pub use grant::{Admission, Grant, Invite, Role, RoomId, FLAG_PROXY};
 pub use identity::{Hash, Identity, PeerKey};
 pub use ledger::{ChainHead, Checked, Ledger, Member};
+pub use revocation::Revocation;
 pub use room::versions::Cut;
-pub use room::{Receipt, Room, RoomConfig, CHECKPOINT_ENTRY_BYTES};
+pub use room::{Receipt, Room, RoomConfig, CHECKPOINT_ENTRY_BYTES, CLOCK_SKEW_S};
 pub use store::{LogEntry, MemoryStore, Store};
 #[cfg(feature = "store")]
 pub use store::{SledDb, SledStore};

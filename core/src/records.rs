@@ -20,9 +20,10 @@ pub struct Meta {
     pub title: String,
     /// The interview question.
     pub question: String,
-    /// Roles whose `enabled` vote the analyzer needs (default host and candidate).
+    /// Legacy (documents before the consensus rule was fixed by the room): ignored by
+    /// [`crate::vote::Consensus`]; kept so older documents read back whole.
     pub analyzer_threshold: Vec<Role>,
-    /// The analyzer round votes currently count for.
+    /// Legacy, ignored: the round is [`crate::Room::analyzer_round`].
     pub analyzer_round: u64,
     /// Creation time, unix milliseconds.
     pub created_at: u64,

@@ -18,11 +18,12 @@ use crate::checkpoint::Checkpoint;
 use crate::doc::{Edit, RoomDoc};
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
-use crate::grant::{Admission, Grant, Role, RoomId};
+use crate::grant::{Admission, Invite, Role, RoomId};
 use crate::identity::{hex, sha256, Identity, PeerKey};
-use crate::ledger::{ChainHead, Ledger};
+use crate::ledger::{ChainHead, Ledger, Verdict};
 use crate::records::{Meta, Participant};
 use crate::store::Store;
+use crate::sync::wire::Wire;
 
 mod catchup;
 mod deferred;
@@ -90,6 +91,10 @@ impl Default for RoomConfig {
     }
 }
 
+/// How far peers' clocks may disagree, in seconds, when a live admission's expiry is
+/// checked ([`Room::admit_live`]).
+pub const CLOCK_SKEW_S: u64 = 300;
+
 /// What [`Room::receive`] did with a batch.
 #[derive(Debug, Default)]
 pub struct Receipt {
@@ -146,8 +151,8 @@ impl<S: Store> Room<S> {
         meta: Meta,
         now_ms: u64,
     ) -> Result<Self> {
-        let grant = Grant::issue(room_key, Role::Host, now_ms / 1000 + 365 * 86400, 0, now_ms);
-        let admission = Admission::sign(&host, grant, "host", now_ms);
+        let invite = Invite::issue(room_key, Role::Host, now_ms / 1000 + 365 * 86400, 0, now_ms);
+        let admission = Admission::sign(&host, &invite, "host", now_ms);
         let mut room = Room::open(room_key.public(), host, session, store, RoomConfig::default(), now_ms)?;
         room.admit(&admission, Some(now_ms / 1000))?;
         room.edit(now_ms, |e| e.set_meta_record(&Meta { created_at: now_ms, ..meta }))?;
@@ -176,11 +181,15 @@ impl<S: Store> Room<S> {
         for adm in room.store.admissions()? {
             room.ledger.admit(&adm, None)?;
         }
+        for r in room.store.revocations()? {
+            room.ledger.revoke(&r)?;
+        }
         let mut from = 0;
         if let Some(&(idx, at)) = room.store.checkpoints()?.last() {
             let cp =
                 room.store.checkpoint(idx)?.ok_or_else(|| CoreError::Store(format!("checkpoint {idx} vanished")))?;
             room.doc.apply_v1(&cp.state)?;
+            room.ledger.place(&crate::doc::strict::scan_update(&cp.state)?);
             room.ledger.set_heads(cp.heads.iter().copied());
             room.last_checkpoint = (idx, at);
             room.checkpoint_bytes.0 = cp.state.len() as u64;
@@ -198,7 +207,8 @@ impl<S: Store> Room<S> {
                 if env.seq < room.ledger.head(&env.author).next_seq {
                     continue;
                 }
-                let update = crate::doc::decode_update(&env.update)?;
+                let (update, scan) = crate::doc::strict::decode_scanned(&env.update)?;
+                room.ledger.place(&scan);
                 room.ledger.advance(env, env.hash(), Some(&update));
                 txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
             }
@@ -256,11 +266,42 @@ impl<S: Store> Room<S> {
         Ok(new)
     }
 
+    /// Admits a member whose admission arrived from a peer now: a member we do not know yet
+    /// must hold a grant that has not expired by our clock (less [`CLOCK_SKEW_S`]), whatever
+    /// join time its admission claims (the claim is the joiner's own). A member we know
+    /// already stays (a grant that expires after its holder joined still stands).
+    pub fn admit_live(&mut self, adm: &Admission, now_ms: u64) -> Result<bool> {
+        let known = self.ledger.member(&adm.member).is_some_and(|m| m.admission == *adm);
+        let now = (!known).then(|| (now_ms / 1000).saturating_sub(CLOCK_SKEW_S));
+        self.admit(adm, now)
+    }
+
+    /// Removes a member (its envelopes from its current chain position on are refused by
+    /// every replica that gets the record) or withdraws an invite (by its invite key: it
+    /// admits nobody new). We must be a host or the room's node. Returns the message to send
+    /// to every peer.
+    pub fn revoke(&mut self, target: PeerKey, now_ms: u64) -> Result<Wire> {
+        self.seal_pending(now_ms)?;
+        let from = self.ledger.head(&target).next_seq;
+        let r = crate::Revocation::sign(self.id, &self.me, target, from, now_ms);
+        self.apply_revocation(&r)?;
+        Ok(Wire::Revocations(vec![r]))
+    }
+
+    /// Applies (and stores) a revocation from a peer or our own.
+    pub fn apply_revocation(&mut self, r: &crate::Revocation) -> Result<bool> {
+        let new = self.ledger.revoke(r)?;
+        if new {
+            self.store.put_revocation(r)?;
+        }
+        Ok(new)
+    }
+
     /// Joins with an invite token: signs an admission for our key and records our
     /// participant entry (when our role may write). Returns the admission to announce.
     pub fn join(&mut self, token: &str, name: &str, now_ms: u64) -> Result<(Admission, Option<Envelope>)> {
-        let grant = Grant::from_token(token, &self.id, now_ms / 1000)?;
-        let adm = Admission::sign(&self.me, grant, name, now_ms);
+        let invite = Invite::from_token(token, &self.id, now_ms / 1000)?;
+        let adm = Admission::sign(&self.me, &invite, name, now_ms);
         self.admit(&adm, Some(now_ms / 1000))?;
         let env = if adm.grant.role.may_write() {
             let p = Participant {
@@ -353,15 +394,7 @@ impl<S: Store> Room<S> {
                 }
                 Err(CoreError::Gap { .. }) => {
                     receipt.needs_catch_up = true;
-                    if self.pending.len() < self.cfg.max_pending {
-                        match pending_slot(&self.pending, &env.author, env.seq) {
-                            Ok(i) => self.pending[i] = env,
-                            Err(i) => {
-                                self.pending.insert(i, env);
-                                receipt.buffered += 1;
-                            }
-                        }
-                    }
+                    self.buffer(env, receipt);
                 }
                 Err(e) => receipt.rejected.push((env.author, e)),
             }
@@ -384,6 +417,36 @@ impl<S: Store> Room<S> {
                 }
             }
         }
+        // The write rules, in order: each envelope is judged against what the ones before it
+        // placed. One refused or waiting stops its author's later envelopes of the batch.
+        let mut stopped: HashMap<PeerKey, bool> = HashMap::new();
+        let mut keep_envs = Vec::with_capacity(ok_envs.len());
+        let mut keep_checked = Vec::with_capacity(ok_envs.len());
+        for (env, c) in ok_envs.into_iter().zip(checked) {
+            let verdict = match stopped.get(&env.author) {
+                Some(true) => Ok(Verdict::Wait),
+                Some(false) => continue,
+                None => self.ledger.judge(&env, &c),
+            };
+            match verdict {
+                Ok(Verdict::Allowed(placed)) => {
+                    self.ledger.accept(placed);
+                    keep_envs.push(env);
+                    keep_checked.push(c);
+                }
+                Ok(Verdict::Wait) => {
+                    // It builds on structs we do not hold yet: wait for them like for a gap.
+                    stopped.insert(env.author, true);
+                    receipt.needs_catch_up = true;
+                    self.buffer(env, receipt);
+                }
+                Err(e) => {
+                    stopped.insert(env.author, false);
+                    receipt.rejected.push((env.author, e));
+                }
+            }
+        }
+        let (ok_envs, checked) = (keep_envs, keep_checked);
         if ok_envs.is_empty() {
             return Ok(false);
         }
@@ -400,6 +463,19 @@ impl<S: Store> Room<S> {
         }
         receipt.applied.extend(ok_envs);
         Ok(true)
+    }
+
+    /// Holds an envelope back until its predecessors arrive (bounded by `max_pending`).
+    fn buffer(&mut self, env: Envelope, receipt: &mut Receipt) {
+        if self.pending.len() < self.cfg.max_pending {
+            match pending_slot(&self.pending, &env.author, env.seq) {
+                Ok(i) => self.pending[i] = env,
+                Err(i) => {
+                    self.pending.insert(i, env);
+                    receipt.buffered += 1;
+                }
+            }
+        }
     }
 
     /// A second envelope at an already-applied `(author, seq)`: a plain duplicate, or proof
@@ -498,20 +574,22 @@ impl<S: Store> Room<S> {
 
     /// Applies an update from a client that cannot sign (a stock Yjs client) and seals it in
     /// an envelope signed by us on its behalf. Needs a proxy grant; the update may not create
-    /// items under a client id owned by another author.
-    pub fn proxy_update(&mut self, update: &[u8], now_ms: u64) -> Result<Option<Envelope>> {
+    /// items under a client id owned by another author, and is held to the write rules of
+    /// the client's `role` (its token's: a stock candidate writes `code`, never `analysis`).
+    pub fn proxy_update(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<Option<Envelope>> {
         let me = self.me.public();
         if !self.can_proxy() {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
         }
         self.seal_pending(now_ms)?;
-        let decoded = crate::doc::decode_update(update)?;
+        let (decoded, scan) = crate::doc::strict::decode_scanned(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(None);
         }
         let head = self.ledger.head(&me);
         let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update.to_vec());
         let checked = self.ledger.check(&env, None)?;
+        self.judge_stock(&scan, role)?;
         {
             let mut txn = self.doc.yrs().transact_mut();
             txn.apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;

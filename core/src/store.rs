@@ -14,9 +14,10 @@ mod sled_store;
 
 use crate::checkpoint::Checkpoint;
 use crate::envelope::Envelope;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::grant::Admission;
 use crate::identity::PeerKey;
+use crate::revocation::Revocation;
 
 #[cfg(feature = "store")]
 pub use sled_store::{SledDb, SledStore};
@@ -52,6 +53,16 @@ pub trait Store {
     fn admissions(&self) -> Result<Vec<Admission>>;
     /// Stores a checkpoint covering the log up to (excluding) `log_index`.
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()>;
+    /// Stores a revocation (after the ledger accepted it). A store that cannot keep one
+    /// says so: a revocation lost on reopen would let a removed member back in.
+    fn put_revocation(&mut self, revocation: &Revocation) -> Result<()> {
+        let _ = revocation;
+        Err(CoreError::Store("this store keeps no revocations".into()))
+    }
+    /// Every stored revocation.
+    fn revocations(&self) -> Result<Vec<Revocation>> {
+        Ok(Vec::new())
+    }
     /// `(log_index, at_ms)` of every checkpoint, ascending.
     fn checkpoints(&self) -> Result<Vec<(u64, u64)>>;
     /// The checkpoint stored at `log_index`.
@@ -64,6 +75,7 @@ pub struct MemoryStore {
     log: Vec<LogEntry>,
     by_author: std::collections::HashMap<PeerKey, Vec<u64>>,
     admissions: Vec<Admission>,
+    revocations: Vec<Revocation>,
     /// By log index, ascending (a sorted `Vec`: smaller in the WASM module than a map).
     checkpoints: Vec<(u64, Checkpoint)>,
 }
@@ -121,6 +133,15 @@ impl Store for MemoryStore {
 
     fn admissions(&self) -> Result<Vec<Admission>> {
         Ok(self.admissions.clone())
+    }
+
+    fn put_revocation(&mut self, revocation: &Revocation) -> Result<()> {
+        self.revocations.push(revocation.clone());
+        Ok(())
+    }
+
+    fn revocations(&self) -> Result<Vec<Revocation>> {
+        Ok(self.revocations.clone())
     }
 
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()> {

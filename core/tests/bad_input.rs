@@ -17,7 +17,7 @@ use arena_core::sync::presence::PresenceMap;
 use arena_core::sync::wire::{chunk, Reassembler, Wire};
 use arena_core::sync::ywire::{self, YSession};
 use arena_core::{
-    Admission, Checkpoint, Envelope, Grant, Identity, MemoryStore, Role, Room, RoomConfig, RoomDoc, Store,
+    Admission, Checkpoint, Envelope, Grant, Identity, Invite, MemoryStore, Role, Room, RoomConfig, RoomDoc, Store,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError};
@@ -85,8 +85,8 @@ fn build_samples() -> Result<Samples> {
     let room = p.rooms[HOST].id();
     let cand_key = p.rooms[CAND].identity().public();
     let env = p.rooms[CAND].edit(T0 + 3, |e| e.splice_code(0, 0, "# ✓\n"))?.context("edit")?;
-    let grant = Grant::issue(&p.room_key, Role::Candidate, T0 / 1000 + 60, 0, 9);
-    let admission = Admission::sign(&Identity::from_passphrase("someone"), grant.clone(), "Someone", T0);
+    let invite = Invite::issue(&p.room_key, Role::Candidate, T0 / 1000 + 60, 0, 9);
+    let admission = Admission::sign(&Identity::from_passphrase("someone"), &invite, "Someone", T0);
     let cp = p.rooms[HOST].checkpoint(T0 + 4)?;
     let answer = p.rooms[HOST].answer(&Default::default())?;
     let mut wires: Vec<Vec<u8>> = answer.iter().map(Wire::encode).collect();
@@ -150,8 +150,8 @@ fn build_samples() -> Result<Samples> {
     Ok(Samples {
         room,
         envelope: env.encode(),
-        grant: grant.encode(),
-        token: grant.to_token(),
+        grant: invite.grant.encode(),
+        token: invite.to_token(),
         admission: admission.encode(),
         checkpoint: cp.encode(),
         wires,
@@ -249,7 +249,7 @@ fn every_decoder(bytes: &[u8], room: &mut Room<MemoryStore>) -> Result<()> {
     let id = room.id();
     let _ = Envelope::decode(bytes, id);
     let _ = Grant::decode(bytes);
-    let _ = Grant::from_token(&String::from_utf8_lossy(bytes), &id, T0 / 1000);
+    let _ = Invite::from_token(&String::from_utf8_lossy(bytes), &id, T0 / 1000);
     let _ = Admission::decode(bytes);
     let _ = Checkpoint::decode(bytes, id);
     let _ = ywire::decode_frame(bytes);
@@ -308,6 +308,15 @@ fn rogue_envelope(p: &mut Party, update: Vec<u8>) -> Result<()> {
     }
     match result {
         Err(_) => ensure!(snap(host) == before, "an Err from receive changed the replica"),
+        Ok(rc) if rc.applied.is_empty() && rc.buffered > 0 => {
+            // It builds on structs the replica lacks: held back, unapplied, until they come.
+            let after = snap(host);
+            ensure!(
+                after.state == before.state && after.log_len == before.log_len && after.pending == before.pending + 1,
+                "a held-back envelope changed the replica"
+            );
+            ensure!(rc.needs_catch_up, "a held-back envelope did not ask for catch-up");
+        }
         Ok(rc) if rc.applied.is_empty() => {
             ensure!(snap(host) == before, "a refused envelope changed the replica: {:?}", rc.rejected)
         }
@@ -395,7 +404,7 @@ proptest! {
         // Where the kind is known, the typed decoders too.
         let _ = Envelope::decode(&bytes, s.room).map(|e| room.receive(vec![e], T0 + 7));
         if let Ok(tok) = std::str::from_utf8(&bytes) {
-            let _ = Grant::from_token(tok, &s.room, T0 / 1000);
+            let _ = Invite::from_token(tok, &s.room, T0 / 1000);
         }
         let _ = room.doc().encode_diff(&bytes);
     }
@@ -796,7 +805,7 @@ fn samples_are_accepted() -> Result<()> {
     let p = target()?;
     Envelope::decode(&s.envelope, s.room)?;
     Grant::decode(&s.grant)?;
-    Grant::from_token(&s.token, &s.room, T0 / 1000)?;
+    Invite::from_token(&s.token, &s.room, T0 / 1000)?;
     Admission::decode(&s.admission)?.verify(&s.room, None)?;
     Checkpoint::decode(&s.checkpoint, s.room)?;
     for w in &s.wires {

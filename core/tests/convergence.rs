@@ -160,11 +160,15 @@ struct Net {
     now: u64,
     /// Whether a raw splice cut through a surrogate pair (see `run_case`).
     split_surrogate: bool,
+    /// The room's node (the last replica): the writer of `analysis` and `runs`.
+    node: usize,
 }
 
 impl Net {
     fn split(&self, a: usize, b: usize) -> bool {
-        self.partition.is_some_and(|m| (m >> a & 1) != (m >> b & 1))
+        // Eight bits for up to nine replicas: the node shares the host's side.
+        let side = |m: u8, i: usize| m.checked_shr(i as u32).map_or(m & 1, |v| v & 1);
+        self.partition.is_some_and(|m| side(m, a) != side(m, b))
     }
 
     fn tick(&mut self) -> u64 {
@@ -351,6 +355,11 @@ impl Net {
             }
             Action::Meta { who, field, value } => {
                 let v = serde_json::json!(META_VALUES[value]);
+                // `meta` is the host's (and the node's, a host): a candidate's edit there
+                // would be its own replica's alone (see the trust tests).
+                if self.rooms[who as usize % n].role() == Some(Role::Candidate) {
+                    return Ok(());
+                }
                 self.local(who as usize % n, fate, |r, now| {
                     r.edit(now, |e| e.set_meta(META_FIELDS[field], &v)).map(drop)
                 })?;
@@ -368,25 +377,29 @@ impl Net {
                 self.local(who as usize % n, fate, |r, now| r.vote(enabled, now).map(drop))?;
             }
             Action::Complete => {
+                // The host asks, the node (the only writer of `analysis`) checks and writes.
                 let now = self.tick();
-                let host = &mut self.rooms[0];
-                let before = fingerprint(host);
-                let round = host.doc().meta().analyzer_round;
-                let analyses = host.doc().analysis().len();
-                if host.consensus().enabled() {
-                    host.complete_round("offline", vec![format!("round {round} ✓")], now)?;
-                    ensure!(host.doc().meta().analyzer_round == round + 1, "the round did not advance");
-                    ensure!(host.doc().analysis().len() == analyses + 1, "no analysis written");
-                    ensure!(host.doc().votes().is_empty(), "votes not cleared");
+                let trigger = self.rooms[0].identity().public();
+                let node = &mut self.rooms[self.node];
+                let before = fingerprint(node);
+                let round = node.analyzer_round();
+                let analyses = node.doc().analysis().len();
+                if node.consensus().enabled() {
+                    node.complete_round(&trigger, "offline", vec![format!("round {round} ✓")], now)?;
+                    ensure!(node.analyzer_round() == round + 1, "the round did not advance");
+                    ensure!(node.doc().analysis().len() == analyses + 1, "no analysis written");
+                    ensure!(!node.consensus().enabled(), "votes of the last round still count");
                 } else {
-                    let r = host.complete_round("offline", vec![], now);
+                    let r = node.complete_round(&trigger, "offline", vec![], now);
                     ensure!(matches!(r, Err(CoreError::Consensus(_))), "completed without consensus: {r:?}");
-                    ensure!(fingerprint(host) == before, "a refused completion changed the room");
+                    ensure!(fingerprint(node) == before, "a refused completion changed the room");
                 }
-                self.broadcast_new(0, fate)?;
+                self.broadcast_new(self.node, fate)?;
             }
             Action::Run { who, status } => {
-                let w = who as usize % n;
+                // Runs are the node's to write (it runs the code).
+                let _ = who;
+                let w = self.node;
                 let by = self.rooms[w].identity().public().to_hex();
                 let st = [RunStatus::Finished, RunStatus::TimedOut, RunStatus::Failed][status as usize % 3];
                 self.local(w, fate, |r, now| {
@@ -455,8 +468,10 @@ impl Net {
 
 fn run_case(case: &Case) -> Result<()> {
     let mut p = party("convergence", &case.roles, T0)?;
+    let node = p.add_node(T0)?;
     let n = p.rooms.len();
     let mut net = Net {
+        node,
         rooms: Vec::new(),
         scanned: vec![0; n],
         flight: Vec::new(),

@@ -119,7 +119,19 @@ fn deferred_edits_on_every_side_converge() -> Result<()> {
             at,
         )?;
         if step % 2 == 0 {
-            room.edit_deferred(at, |e| e.set_meta("title", &serde_json::json!(format!("t{step}"))))?;
+            // A map write each may make: the host `meta`, a candidate its participant entry.
+            if who == 0 {
+                room.edit_deferred(at, |e| e.set_meta("title", &serde_json::json!(format!("t{step}"))))?;
+            } else {
+                let key = room.identity().public().to_hex();
+                let me = arena_core::records::Participant {
+                    name: format!("n{step}"),
+                    role: Role::Candidate,
+                    public_key: key.clone(),
+                    joined_at: at,
+                };
+                room.edit_deferred(at, |e| e.set_participant(&key, &me))?;
+            }
         }
         // Seal now and then; deliver what is in flight now and then (receiving seals too).
         if step % 5 == 0 {

@@ -6,7 +6,7 @@
 use anyhow::{ensure, Context, Result};
 use arena_core::records::{Meta, VersionCause};
 use arena_core::sync::wire::Wire;
-use arena_core::{CoreError, Cut, Grant, Identity, Role, Room, RoomConfig, SledDb, Store};
+use arena_core::{CoreError, Cut, Identity, Invite, Role, Room, RoomConfig, SledDb, Store};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -73,7 +73,7 @@ fn late_joiner_starts_from_the_hosts_checkpoint() -> Result<()> {
     let host_log = host.store().log_len();
 
     // The candidate joins (its own join envelope is in its log) and asks for the rest.
-    let token = Grant::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
+    let token = Invite::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
     let jdb = SledDb::open(dir.path().join("joiner"))?;
     let joiner_key = Identity::from_passphrase("joiner");
     let mut joiner = Room::open(
@@ -189,7 +189,7 @@ fn a_peer_holding_more_is_asked_back() -> Result<()> {
         Meta::default(),
         T0,
     )?;
-    let token = Grant::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
+    let token = Invite::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
     let open = |name: &str| {
         Room::open(
             room_key().public(),
@@ -256,7 +256,7 @@ fn tampered_history_is_refused() -> Result<()> {
         cfg,
         T0,
     )?;
-    let token = Grant::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
+    let token = Invite::issue(&room_key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
     let (adm, _) = joiner.join(&token, "joiner", T0 + 401)?;
     host.handle(Wire::Admissions(vec![adm]), T0 + 401)?;
     let (answer, _) = host.handle(joiner.want(), T0 + 402)?;

@@ -1,10 +1,11 @@
 //! `Wire::Proxied`: a stock client's update relayed by a node without a proxy grant to one
-//! with it. The signer checks the client's token itself; a relay grants nothing.
+//! with it, vouched for by the client's invite key. The signer checks the voucher and the
+//! grant's role; the token never leaves the node the client connected to.
 
 use anyhow::{ensure, Result};
 use arena_core::records::Meta;
 use arena_core::sync::wire::Wire;
-use arena_core::{Admission, Grant, Identity, MemoryStore, Role, Room, RoomConfig, Store, FLAG_PROXY};
+use arena_core::{Admission, Identity, Invite, MemoryStore, Role, Room, RoomConfig, Store, FLAG_PROXY};
 use yrs::updates::encoder::Encode;
 use yrs::{GetString, Text, Transact};
 
@@ -34,37 +35,57 @@ fn a_relayed_update_is_signed_only_by_a_proxy_and_only_under_a_writer_token() ->
         RoomConfig::default(),
         T0,
     )?;
-    let grant = Grant::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
-    home.admit(&Admission::sign(home.identity(), grant, "node", T0), Some(T0 / 1000))?;
+    let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
+    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
     // A plain member without a proxy grant (the other node's replica).
     let mut other =
         Room::create(&key(), Identity::from_passphrase("other"), 0, MemoryStore::new(), Meta::default(), T0)?;
 
-    let writer = Grant::issue(&key(), Role::Candidate, T0 / 1000 + 3600, 0, T0).to_token();
-    let observer = Grant::issue(&key(), Role::Observer, T0 / 1000 + 3600, 0, T0).to_token();
-    let expired = Grant::issue(&key(), Role::Candidate, T0 / 1000 - 1, 0, T0).to_token();
-    let elsewhere =
-        Grant::issue(&Identity::from_passphrase("another room"), Role::Host, T0 / 1000 + 3600, 0, T0).to_token();
+    let writer = Invite::issue(&key(), Role::Candidate, T0 / 1000 + 3600, 0, T0);
+    let observer = Invite::issue(&key(), Role::Observer, T0 / 1000 + 3600, 0, T0);
+    let expired = Invite::issue(&key(), Role::Candidate, T0 / 1000 - 1, 0, T0);
+    let elsewhere = Invite::issue(&Identity::from_passphrase("another room"), Role::Host, T0 / 1000 + 3600, 0, T0);
+    let vouched = |inv: &Invite, update: Vec<u8>| Wire::Proxied {
+        grant: Box::new(inv.grant.clone()),
+        signature: inv.vouch(&update),
+        update,
+    };
 
-    // On the wire and back.
-    let msg = Wire::Proxied { token: writer.clone(), update: stock_update("hello") };
-    let back = Wire::decode(&msg.encode(), home.id())?;
+    // On the wire and back; the token (its secret) is not in it.
+    let msg = vouched(&writer, stock_update("hello"));
+    let bytes = msg.encode();
+    let back = Wire::decode(&bytes, home.id())?;
     ensure!(back == msg, "Proxied does not round-trip");
-    // Oversized tokens and truncated frames are errors, not panics.
-    let long = Wire::Proxied { token: "x".repeat(600), update: vec![0] }.encode();
-    ensure!(Wire::decode(&long, home.id()).is_err(), "an oversized token decoded");
-    let full = msg.encode();
-    for cut in 1..full.len() {
-        ensure!(Wire::decode(&full[..cut], home.id()).is_err(), "a truncated Proxied decoded at {cut}");
+    let token = writer.to_token();
+    let secret_b64 = &token[token.len() - 40..];
+    ensure!(!String::from_utf8_lossy(&bytes).contains(secret_b64), "the token travels");
+    for cut in 1..bytes.len() {
+        ensure!(Wire::decode(&bytes[..cut], home.id()).is_err(), "a truncated Proxied decoded at {cut}");
     }
 
     // Refusals leave the replica untouched.
-    for (what, token) in [("observer", &observer), ("expired", &expired), ("another room", &elsewhere)] {
+    for (what, inv) in [("observer", &observer), ("expired", &expired), ("another room", &elsewhere)] {
         let before = home.state_digest();
-        let r = home.handle(Wire::Proxied { token: token.clone(), update: stock_update("nope") }, T0 + 1);
-        ensure!(r.is_err(), "{what} token: relayed update signed");
-        ensure!(home.state_digest() == before, "{what} token: the refusal changed the replica");
+        let r = home.handle(vouched(inv, stock_update("nope")), T0 + 1);
+        ensure!(r.is_err(), "{what} grant: relayed update signed");
+        ensure!(home.state_digest() == before, "{what} grant: the refusal changed the replica");
     }
+    // A voucher for another update, and a grant with a voucher by a key that is not its invite key.
+    let Wire::Proxied { grant, signature, .. } = vouched(&writer, stock_update("other")) else { unreachable!() };
+    let swapped = Wire::Proxied { grant: grant.clone(), signature, update: stock_update("hello") };
+    ensure!(home.handle(swapped, T0 + 1).is_err(), "a voucher for another update signed");
+    let Wire::Proxied { signature, .. } = vouched(&observer, stock_update("hello")) else { unreachable!() };
+    let forged = Wire::Proxied { grant, signature, update: stock_update("hello") };
+    ensure!(home.handle(forged, T0 + 1).is_err(), "a voucher by another invite key signed");
+    // A writer's grant, an update outside its role's rules (a candidate writing `analysis`).
+    let analysis = {
+        let doc = yrs::Doc::with_client_id(987_655);
+        let arr = doc.get_or_insert_array("analysis");
+        let mut txn = doc.transact_mut();
+        yrs::Array::push_back(&arr, &mut txn, "hire them");
+        txn.encode_update_v1()
+    };
+    ensure!(home.handle(vouched(&writer, analysis), T0 + 1).is_err(), "a stock candidate wrote analysis");
     ensure!(other.handle(msg.clone(), T0 + 1).is_err(), "a replica without a proxy grant signed");
 
     // The genuine one: signed by the home node, in an envelope others accept.
@@ -92,8 +113,8 @@ fn stock_update_as(client: u64, text: &str) -> Vec<u8> {
 fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()> {
     let cfg = RoomConfig { collect_seals: true, ..RoomConfig::default() };
     let mut home = Room::open(key().public(), Identity::from_passphrase("home"), 0, MemoryStore::new(), cfg, T0)?;
-    let grant = Grant::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
-    home.admit(&Admission::sign(home.identity(), grant, "node", T0), Some(T0 / 1000))?;
+    let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
+    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
     let mut peer = Room::create(&key(), Identity::from_passphrase("peer"), 0, MemoryStore::new(), Meta::default(), T0)?;
     peer.handle(Wire::Admissions(home.ledger().admissions()), T0)?;
     home.handle(Wire::Admissions(peer.ledger().admissions()), T0)?;
@@ -102,13 +123,13 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     let logged = home.store().log_len();
 
     // Applied at once, nothing signed or logged yet.
-    ensure!(home.proxy_deferred(&stock_update_as(11, "a"), T0 + 1)?);
-    ensure!(home.proxy_deferred(&stock_update_as(12, "b"), T0 + 1)?);
+    ensure!(home.proxy_deferred(&stock_update_as(11, "a"), Role::Candidate, T0 + 1)?);
+    ensure!(home.proxy_deferred(&stock_update_as(12, "b"), Role::Candidate, T0 + 1)?);
     ensure!(home.doc().code().len() == 2 && home.store().log_len() == logged && home.unsealed() == 2);
     // An empty update holds nothing to relay; garbage is an error that changes nothing.
-    ensure!(!home.proxy_deferred(&yrs::Update::new().encode_v1(), T0 + 1)?);
+    ensure!(!home.proxy_deferred(&yrs::Update::new().encode_v1(), Role::Candidate, T0 + 1)?);
     let before = home.state_digest();
-    ensure!(home.proxy_deferred(&[0xff, 0x01, 0x02], T0 + 1).is_err());
+    ensure!(home.proxy_deferred(&[0xff, 0x01, 0x02], Role::Candidate, T0 + 1).is_err());
     ensure!(home.state_digest() == before && home.unsealed() == 2);
 
     // One envelope for both, which the peer accepts.
@@ -123,11 +144,14 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     // A client id another author owns is refused before anything changes: the peer's own.
     let peers = peer.doc().client_id();
     let before = home.state_digest();
-    ensure!(home.proxy_deferred(&stock_update_as(peers, "x"), T0 + 4).is_err(), "a foreign client id passed");
+    ensure!(
+        home.proxy_deferred(&stock_update_as(peers, "x"), Role::Candidate, T0 + 4).is_err(),
+        "a foreign client id passed"
+    );
     ensure!(home.state_digest() == before && home.unsealed() == 0);
 
     // A seal made by another call (receiving seals first) is kept for the caller too.
-    ensure!(home.proxy_deferred(&stock_update_as(13, "c"), T0 + 5)?);
+    ensure!(home.proxy_deferred(&stock_update_as(13, "c"), Role::Candidate, T0 + 5)?);
     let theirs = peer.edit(T0 + 5, |e| e.splice_code(0, 0, "p"))?.ok_or_else(|| anyhow::anyhow!("no edit"))?;
     home.receive(vec![theirs], T0 + 6)?;
     let sealed = home.take_sealed();
@@ -138,7 +162,7 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
 
     // Without a proxy grant nothing is applied.
     let before = peer.state_digest();
-    ensure!(peer.proxy_deferred(&stock_update_as(14, "d"), T0 + 8).is_err());
+    ensure!(peer.proxy_deferred(&stock_update_as(14, "d"), Role::Candidate, T0 + 8).is_err());
     ensure!(peer.state_digest() == before);
     Ok(())
 }

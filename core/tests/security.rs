@@ -11,22 +11,13 @@ use arena_core::records::{VersionCause, VoteRecord};
 use arena_core::sync::wire::Wire;
 use arena_core::vote::sign_vote;
 use arena_core::{
-    Checkpoint, CoreError, Cut, Envelope, Grant, Identity, MemoryStore, Role, Room, RoomConfig, RoomDoc, Store,
+    Checkpoint, CoreError, Cut, Envelope, Identity, Invite, MemoryStore, Role, Room, RoomConfig, RoomDoc, Store,
 };
 use yrs::updates::decoder::Decode;
 
-use support::{fingerprint, party, Fingerprint, Party, T0};
+use support::{fingerprint, Fingerprint, Party, T0};
 
-const HOST: usize = 0;
-const CAND: usize = 1;
-const OBS: usize = 2;
-
-/// Host, candidate, observer; connected.
-fn room(name: &str) -> Result<Party> {
-    let mut p = party(name, &[Role::Candidate, Role::Observer], T0)?;
-    p.connect(T0)?;
-    Ok(p)
-}
+use support::{full_room as room, CAND, HOST, NODE, OBS};
 
 /// The replica's state, log length and checkpoints: what a refusal must not touch.
 type Snapshot = (Fingerprint, u64, Vec<(u64, u64)>);
@@ -47,7 +38,7 @@ fn spread(p: &mut Party, from: usize, env: &Envelope) -> Result<()> {
         if i != from {
             let rc = r.receive(vec![env.clone()], T0 + 10)?;
             ensure!(
-                rc.rejected.is_empty() && rc.applied.len() == 1,
+                rc.rejected.is_empty() && rc.applied.contains(env),
                 "honest envelope refused by {i}: {:?}",
                 rc.rejected
             );
@@ -57,10 +48,18 @@ fn spread(p: &mut Party, from: usize, env: &Envelope) -> Result<()> {
 }
 
 /// The candidate writes `vote` under `voter` (its own edit, signed and chained: only the vote
-/// inside is forged) and everyone receives it.
+/// inside is forged) and everyone receives it. Under another member's key the candidate's
+/// own replica refuses to sign it (the write rules), and that is all.
 fn plant_vote(p: &mut Party, voter: &str, vote: &VoteRecord) -> Result<()> {
-    let env = p.rooms[CAND].edit(T0 + 5, |e| e.set_vote(voter, vote))?.context("the vote changed nothing")?;
-    spread(p, CAND, &env)
+    let own = p.rooms[CAND].identity().public().to_hex() == voter;
+    match p.rooms[CAND].edit(T0 + 5, |e| e.set_vote(voter, vote)) {
+        Ok(env) => {
+            ensure!(own, "the candidate's replica signed a vote under {voter}");
+            spread(p, CAND, &env.context("the vote changed nothing")?)
+        }
+        Err(CoreError::NotAllowed(_)) if !own => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Consensus must not hold and the host's trigger must be refused without touching the room.
@@ -68,10 +67,11 @@ fn assert_no_consensus(p: &mut Party, what: &str) -> Result<()> {
     let c = p.rooms[HOST].consensus();
     ensure!(!c.enabled(), "{what}: consensus reached");
     ensure!(!c.satisfied.contains(&Role::Candidate), "{what}: counted for the candidate");
-    let before = snapshot(&p.rooms[HOST])?;
-    let r = p.rooms[HOST].complete_round("offline", vec!["x".into()], T0 + 20);
+    let host = p.rooms[HOST].identity().public();
+    let before = snapshot(&p.rooms[NODE])?;
+    let r = p.rooms[NODE].complete_round(&host, "offline", vec!["x".into()], T0 + 20);
     ensure!(matches!(r, Err(CoreError::Consensus(_))), "{what}: trigger gave {r:?}");
-    ensure!(snapshot(&p.rooms[HOST])? == before, "{what}: a refused trigger changed the room");
+    ensure!(snapshot(&p.rooms[NODE])? == before, "{what}: a refused trigger changed the room");
     Ok(())
 }
 
@@ -97,7 +97,10 @@ fn forged_votes_do_not_count() -> Result<()> {
     let mallory = Identity::from_passphrase("mallory");
     plant_vote(&mut p, &mallory.public().to_hex(), &sign_vote(&id, &mallory, 0, true))?;
     assert_no_consensus(&mut p, "non-member")?;
-    ensure!(p.rooms[HOST].consensus().rejected.contains(&mallory.public().to_hex()), "non-member vote not reported");
+    ensure!(
+        p.rooms[HOST].doc().votes().iter().all(|(k, _)| *k != mallory.public().to_hex()),
+        "a vote under another key"
+    );
 
     // The candidate's real signature, but for the next round.
     plant_vote(&mut p, &cand_hex, &sign_vote(&id, &cand, 1, true))?;
@@ -122,8 +125,9 @@ fn forged_votes_do_not_count() -> Result<()> {
     let env = p.rooms[CAND].vote(true, T0 + 30)?.context("candidate vote")?;
     spread(&mut p, CAND, &env)?;
     ensure!(p.rooms[HOST].consensus().enabled(), "a genuine vote did not count");
-    p.rooms[HOST].complete_round("offline", vec!["ok".into()], T0 + 31)?;
-    ensure!(p.rooms[HOST].doc().analysis().len() == 1, "no analysis written");
+    let host = p.rooms[HOST].identity().public();
+    p.rooms[NODE].complete_round(&host, "offline", vec!["ok".into()], T0 + 31)?;
+    ensure!(p.rooms[NODE].doc().analysis().len() == 1, "no analysis written");
     Ok(())
 }
 
@@ -327,16 +331,21 @@ fn only_the_host_completes_a_round() -> Result<()> {
         spread(&mut p, i, &env)?;
     }
     ensure!(p.rooms[CAND].consensus().enabled(), "the candidate's replica should see consensus");
-    let before = snapshot(&p.rooms[CAND])?;
-    let r = p.rooms[CAND].complete_round("offline", vec!["x".into()], T0 + 2);
-    ensure!(matches!(r, Err(CoreError::NotAllowed(_))), "candidate trigger gave {r:?}");
-    ensure!(snapshot(&p.rooms[CAND])? == before, "a refused trigger changed the room");
-    let r = p.rooms[OBS].complete_round("offline", vec!["x".into()], T0 + 2);
-    ensure!(matches!(r, Err(CoreError::NotAllowed(_))), "observer trigger gave {r:?}");
+    let key = |i: usize| p.rooms[i].identity().public();
+    let (host, cand, obs) = (key(HOST), key(CAND), key(OBS));
+    let before = snapshot(&p.rooms[NODE])?;
+    for (who, trigger) in [("candidate", cand), ("observer", obs)] {
+        let r = p.rooms[NODE].complete_round(&trigger, "offline", vec!["x".into()], T0 + 2);
+        ensure!(matches!(r, Err(CoreError::NotAllowed(_))), "{who} trigger gave {r:?}");
+    }
+    ensure!(snapshot(&p.rooms[NODE])? == before, "a refused trigger changed the room");
+    // Only the node writes results: not the host itself.
+    let r = p.rooms[HOST].complete_round(&host, "offline", vec!["x".into()], T0 + 2);
+    ensure!(matches!(r, Err(CoreError::NotAllowed(_))), "the host wrote a result itself: {r:?}");
     // Control.
-    let env = p.rooms[HOST].complete_round("offline", vec!["ok".into()], T0 + 3)?.context("host trigger")?;
-    ensure!(p.rooms[HOST].doc().meta().analyzer_round == 1, "round did not advance");
-    spread(&mut p, HOST, &env)?;
+    let env = p.rooms[NODE].complete_round(&host, "offline", vec!["ok".into()], T0 + 3)?.context("host trigger")?;
+    ensure!(p.rooms[NODE].analyzer_round() == 1, "round did not advance");
+    spread(&mut p, NODE, &env)?;
     ensure!(!p.rooms[CAND].consensus().enabled(), "consensus carried into the next round");
     Ok(())
 }
@@ -353,7 +362,7 @@ fn expired_tokens_cannot_join() -> Result<()> {
         T0,
     )?;
     let now_s = T0 / 1000;
-    let token = Grant::issue(&room_key, Role::Candidate, now_s - 1, 0, 1).to_token();
+    let token = Invite::issue(&room_key, Role::Candidate, now_s - 1, 0, 1).to_token();
     let mut late =
         Room::open(host.id(), Identity::from_passphrase("late"), 0, MemoryStore::new(), RoomConfig::default(), T0)?;
     let r = late.join(&token, "Late", T0);
@@ -363,23 +372,23 @@ fn expired_tokens_cannot_join() -> Result<()> {
         "a failed join left traces"
     );
     // A grant that expires exactly now is still good; one second later it is not.
-    let edge = Grant::issue(&room_key, Role::Candidate, now_s, 0, 2).to_token();
-    ensure!(Grant::from_token(&edge, &host.id(), now_s).is_ok(), "grant refused at its expiry second");
+    let edge = Invite::issue(&room_key, Role::Candidate, now_s, 0, 2).to_token();
+    ensure!(Invite::from_token(&edge, &host.id(), now_s).is_ok(), "grant refused at its expiry second");
     ensure!(
-        matches!(Grant::from_token(&edge, &host.id(), now_s + 1), Err(CoreError::Expired { .. })),
+        matches!(Invite::from_token(&edge, &host.id(), now_s + 1), Err(CoreError::Expired { .. })),
         "expired grant accepted"
     );
     // An admission signed after its grant expired is refused even when replaying a log.
     let stale = arena_core::Admission::sign(
         &Identity::from_passphrase("stale"),
-        Grant::issue(&room_key, Role::Candidate, now_s - 1, 0, 3),
+        &arena_core::Invite::issue(&room_key, Role::Candidate, now_s - 1, 0, 3),
         "Stale",
         T0,
     );
     let mut host = host;
     ensure!(matches!(host.admit(&stale, None), Err(CoreError::Expired { .. })), "stale admission accepted");
     // A token for another room.
-    let other = Grant::issue(&Identity::from_passphrase("other room"), Role::Host, now_s + 60, 0, 4).to_token();
+    let other = Invite::issue(&Identity::from_passphrase("other room"), Role::Host, now_s + 60, 0, 4).to_token();
     ensure!(late.join(&other, "Wrong", T0).is_err() && late.role().is_none(), "token of another room accepted");
     Ok(())
 }
@@ -561,7 +570,12 @@ fn deleting_future_ids_still_converges() -> Result<()> {
     let cand = p.rooms[CAND].identity().clone();
     let head = p.rooms[HOST].ledger().head(&cand.public());
     let env = Envelope::seal(p.rooms[HOST].id(), &cand, head.next_seq, head.last_hash, 0, update);
-    spread(&mut p, CAND, &env)?;
+    // Nobody holds that id yet: every replica holds the deletion back (unapplied, asking for
+    // catch-up) until the host's item arrives, instead of applying it unchecked.
+    for (i, r) in p.rooms.iter_mut().enumerate().filter(|(i, _)| *i != CAND) {
+        let rc = r.receive(vec![env.clone()], T0 + 1)?;
+        ensure!(rc.applied.is_empty() && rc.buffered == 1 && rc.needs_catch_up, "replica {i}: {rc:?}");
+    }
     let typed = p.rooms[HOST].edit(T0 + 1, |e| e.splice_code(0, 0, "ok"))?.context("edit")?;
     spread(&mut p, HOST, &typed)?;
     let host_code = p.rooms[HOST].doc().code();

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use anyhow::{ensure, Context, Result};
 use arena_core::records::Meta;
 use arena_core::sync::wire::Wire;
-use arena_core::{Envelope, Grant, Identity, MemoryStore, PeerKey, Role, Room, RoomConfig, Store};
+use arena_core::{
+    Admission, Envelope, Identity, Invite, MemoryStore, PeerKey, Role, Room, RoomConfig, Store, FLAG_PROXY,
+};
 use yrs::updates::decoder::Decode;
 use yrs::StateVector;
 
@@ -25,6 +27,21 @@ pub(crate) struct Party {
     pub(crate) initial: Vec<(usize, Envelope)>,
 }
 
+/// Replica indices of [`full_room`].
+pub(crate) const HOST: usize = 0;
+pub(crate) const CAND: usize = 1;
+pub(crate) const OBS: usize = 2;
+/// The room's node: the only writer of `analysis` and `runs`.
+pub(crate) const NODE: usize = 3;
+
+/// Host, candidate, observer and the room's node, connected.
+pub(crate) fn full_room(name: &str) -> Result<Party> {
+    let mut p = party(name, &[Role::Candidate, Role::Observer], T0)?;
+    ensure!(p.add_node(T0)? == NODE, "the node is not last");
+    p.connect(T0)?;
+    Ok(p)
+}
+
 /// Sets up a room named `name` with a host and one member per entry of `roles`.
 pub(crate) fn party(name: &str, roles: &[Role], now_ms: u64) -> Result<Party> {
     let room_key = Identity::from_passphrase(&format!("{name}/room"));
@@ -37,7 +54,7 @@ pub(crate) fn party(name: &str, roles: &[Role], now_ms: u64) -> Result<Party> {
     for (i, role) in roles.iter().enumerate() {
         let me = Identity::from_passphrase(&format!("{name}/member{i}"));
         let mut room = Room::open(rooms[0].id(), me, 0, MemoryStore::new(), RoomConfig::default(), now_ms)?;
-        let token = Grant::issue(&room_key, *role, now_ms / 1000 + 3600, 0, i as u64 + 1).to_token();
+        let token = Invite::issue(&room_key, *role, now_ms / 1000 + 3600, 0, i as u64 + 1).to_token();
         let (_adm, env) = room.join(&token, &format!("member {i}"), now_ms).with_context(|| format!("join {i}"))?;
         ensure!(env.is_some() == role.may_write(), "join of a {role} wrote {env:?}");
         if let Some(env) = env {
@@ -57,6 +74,27 @@ pub(crate) fn party(name: &str, roles: &[Role], now_ms: u64) -> Result<Party> {
 }
 
 impl Party {
+    /// Adds the room's node (what a bootstrap node is to its rooms): a replica admitted as
+    /// host with a proxy grant bound to its own key, the only writer of `analysis` and
+    /// `runs`, known to every replica. Returns its index.
+    pub(crate) fn add_node(&mut self, now_ms: u64) -> Result<usize> {
+        let me = Identity::from_passphrase(&format!("{}/node", self.rooms[0].id()));
+        let invite = Invite::bound(&self.room_key, me.clone(), Role::Host, now_ms / 1000 + 3600, FLAG_PROXY, 0);
+        let adm = Admission::sign(&me, &invite, "node", now_ms);
+        let mut node = Room::open(self.rooms[0].id(), me, 0, MemoryStore::new(), RoomConfig::default(), now_ms)?;
+        node.admit(&adm, Some(now_ms / 1000))?;
+        let mut admissions = vec![adm];
+        for r in &self.rooms {
+            admissions.extend(r.ledger().admissions());
+        }
+        self.rooms.push(node);
+        for r in &mut self.rooms {
+            let (_, receipt) = r.handle(Wire::Admissions(admissions.clone()), now_ms)?;
+            ensure!(receipt.rejected.is_empty(), "admissions refused: {:?}", receipt.rejected);
+        }
+        Ok(self.rooms.len() - 1)
+    }
+
     /// Delivers the setup's envelopes to every other replica.
     pub(crate) fn connect(&mut self, now_ms: u64) -> Result<()> {
         for (from, env) in std::mem::take(&mut self.initial) {

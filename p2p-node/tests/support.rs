@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use arena_core::{Grant, Identity, Role, RoomId};
+use arena_core::{Identity, Invite, Role, RoomId};
 use arena_node::{now_ms, JoinSpec, Node, NodeConfig, NodeHandle};
 use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,7 @@ impl TestRoom {
     }
 
     pub fn token(&self, role: Role, nonce: u64) -> String {
-        Grant::issue(&self.key, role, now_ms() / 1000 + 3600, 0, nonce).to_token()
+        Invite::issue(&self.key, role, now_ms() / 1000 + 3600, 0, nonce).to_token()
     }
 }
 

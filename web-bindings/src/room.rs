@@ -4,7 +4,7 @@ use arena_core::history::{DiffLine, Splice};
 use arena_core::records::{Meta, VersionCause};
 use arena_core::sync::client::Client;
 use arena_core::sync::wire::GOSSIP_CHUNK;
-use arena_core::{Cut, Grant, Identity, MemoryStore, MetaValue, PeerKey, Role, RoomConfig};
+use arena_core::{Cut, Identity, Invite, MemoryStore, MetaValue, PeerKey, Role, RoomConfig};
 use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -85,7 +85,7 @@ impl Room {
     #[wasm_bindgen(js_name = inviteToken)]
     pub fn invite_token(&self, role: &str, expiry_secs: f64, now_ms: f64) -> Result<String, JsError> {
         let key = self.room_key.as_ref().ok_or_else(|| JsError::new("only the room's creator holds its key"))?;
-        Ok(Grant::issue(key, role.parse()?, ms(expiry_secs), 0, ms(now_ms)).to_token())
+        Ok(Invite::issue(key, role.parse()?, ms(expiry_secs), 0, ms(now_ms)).to_token())
     }
 
     /// The room id (hex).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use arena_benches::{load_trace, Patch};
-use arena_core::{Grant, Identity, PeerKey, Role, RoomId};
+use arena_core::{Identity, Invite, PeerKey, Role, RoomId};
 use arena_node::{now_ms, JoinSpec, Node, NodeConfig, NodeEvent, NodeHandle};
 use libp2p::Multiaddr;
 use tokio::sync::broadcast::error::RecvError;
@@ -34,7 +34,7 @@ impl BenchRoom {
         BenchRoom { id: key.public(), key }
     }
     fn token(&self, role: Role, nonce: u64) -> String {
-        Grant::issue(&self.key, role, now_ms() / 1000 + 3600, 0, nonce).to_token()
+        Invite::issue(&self.key, role, now_ms() / 1000 + 3600, 0, nonce).to_token()
     }
 }
 

@@ -26,6 +26,12 @@ pub fn decode_update(bytes: &[u8]) -> Result<Update> {
     Update::decode_v1(bytes).map_err(|e| CoreError::malformed("update", e))
 }
 
+/// Checks and scans `bytes` ([`scan_update`]), then decodes them.
+pub(crate) fn decode_scanned(bytes: &[u8]) -> Result<(Update, Scan)> {
+    let scan = scan_update(bytes)?;
+    Ok((Update::decode_v1(bytes).map_err(|e| CoreError::malformed("update", e))?, scan))
+}
+
 /// A v1 state vector with every client id below 2^53 and clocks yrs can add to.
 pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector> {
     let mut r = Walker { buf: bytes, pos: 0 };
@@ -46,14 +52,65 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector> {
 /// nested types, which the room's schema does not have and which yrs applies partly before
 /// refusing (see below).
 pub fn check_update(bytes: &[u8]) -> Result<()> {
+    walk(bytes, None)
+}
+
+/// Checks `bytes` like [`check_update`] and says where each struct goes and what it deletes:
+/// what the room's write rules ([`crate::ledger`]) are checked against.
+pub(crate) fn scan_update(bytes: &[u8]) -> Result<Scan> {
+    let mut scan = Scan::default();
+    walk(bytes, Some(&mut scan))?;
+    Ok(scan)
+}
+
+/// A struct's id: (client, clock).
+pub(crate) type Id = (u64, u32);
+
+/// Where a struct of an update goes, as far as the update alone says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A root type, by name, and a map key.
+    Root(Box<str>, Option<Box<str>>),
+    /// Wherever its left origin is, else its right origin (yrs's rule).
+    After(Option<Id>, Option<Id>),
+    /// A garbage-collected range: no parent, no content.
+    Gc,
+    /// A skipped range: not integrated at all.
+    Skip,
+}
+
+/// One struct of an update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ScanBlock {
+    pub(crate) client: u64,
+    pub(crate) clock: u32,
+    pub(crate) len: u32,
+    pub(crate) place: Place,
+}
+
+/// What an update writes: its structs, and its deleted ranges (client, clock, length).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Scan {
+    pub(crate) blocks: Vec<ScanBlock>,
+    pub(crate) deletes: Vec<(u64, u32, u32)>,
+}
+
+fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
     let mut r = Walker { buf: bytes, pos: 0 };
     let clients = r.count(3)?;
     for _ in 0..clients {
         let blocks = r.count(1)?;
-        r.client()?;
+        let client = r.client()?;
         let mut clock = r.clock()?;
         for _ in 0..blocks {
-            clock += r.block()?;
+            let (len, place) = r.block(scan.is_some())?;
+            if let Some(s) = scan.as_deref_mut() {
+                // Both fit in u32: clocks are checked against MAX_CLOCK as they add up.
+                if clock + len <= MAX_CLOCK && len > 0 {
+                    s.blocks.push(ScanBlock { client, clock: clock as u32, len: len as u32, place });
+                }
+            }
+            clock += len;
             if clock > MAX_CLOCK {
                 return Err(r.err("clock overflows"));
             }
@@ -62,12 +119,18 @@ pub fn check_update(bytes: &[u8]) -> Result<()> {
     // The delete set: per client, ranges (clock, length).
     let clients = r.count(2)?;
     for _ in 0..clients {
-        r.client()?;
+        let client = r.client()?;
         let ranges = r.count(2)?;
         for _ in 0..ranges {
             let start = r.clock()?;
-            if start + r.clock()? > MAX_CLOCK {
+            let len = r.clock()?;
+            if start + len > MAX_CLOCK {
                 return Err(r.err("deleted range overflows"));
+            }
+            if let Some(s) = scan.as_deref_mut() {
+                if len > 0 {
+                    s.deletes.push((client, start as u32, len as u32));
+                }
             }
         }
     }
@@ -147,10 +210,9 @@ impl<'a> Walker<'a> {
         Ok(c)
     }
 
-    fn id(&mut self) -> Result<()> {
-        self.client()?;
-        self.clock()?;
-        Ok(())
+    fn id(&mut self) -> Result<Id> {
+        let client = self.client()?;
+        Ok((client, self.clock()? as u32))
     }
 
     /// A count of items of at least `min_item` bytes each, refused when the input cannot
@@ -172,20 +234,18 @@ impl<'a> Walker<'a> {
         Ok(&all[start..self.pos])
     }
 
-    /// One struct; returns how far it advances its client's clock.
-    fn block(&mut self) -> Result<u64> {
+    /// One struct; returns how far it advances its client's clock and (when `place` is
+    /// asked for) where it goes.
+    fn block(&mut self, place: bool) -> Result<(u64, Place)> {
         let info = self.u8()?;
         // GC and Skip (yrs compares the whole byte): a length.
         if info == 0 || info == 10 {
-            return self.clock();
+            return Ok((self.clock()?, if info == 0 { Place::Gc } else { Place::Skip }));
         }
         let (has_origin, has_right) = (info & 0x80 != 0, info & 0x40 != 0);
-        if has_origin {
-            self.id()?;
-        }
-        if has_right {
-            self.id()?;
-        }
+        let origin = if has_origin { Some(self.id()?) } else { None };
+        let right = if has_right { Some(self.id()?) } else { None };
+        let mut at = Place::After(origin, right);
         if !has_origin && !has_right {
             // Parent: a root's name, or the id of the item holding a nested type. The room
             // has no nested types, and yrs 0.28 applies the structs before such an item and
@@ -195,12 +255,14 @@ impl<'a> Walker<'a> {
             if self.var32()? != 1 {
                 return Err(self.err("item inside a nested type"));
             }
-            self.buf()?;
-            if info & 0x20 != 0 {
-                self.buf()?;
+            let name = self.buf()?;
+            let sub = if info & 0x20 != 0 { Some(self.buf()?) } else { None };
+            if place {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned().into_boxed_str();
+                at = Place::Root(text(name), sub.map(text));
             }
         }
-        self.content(info)
+        Ok((self.content(info)?, at))
     }
 
     /// An item's content (yrs dispatches on the low four bits); returns its length.

@@ -50,6 +50,10 @@ impl<S: Store> Room<S> {
     /// Answers a peer's envelope vector: admissions, then what it lacks (from our log).
     pub fn answer(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Vec<Wire>> {
         let mut out = vec![Wire::Admissions(self.ledger.admissions())];
+        let revocations = self.store.revocations()?;
+        if !revocations.is_empty() {
+            out.push(Wire::Revocations(revocations));
+        }
         // A late joiner starts from our latest signed checkpoint (when its signer is the
         // host or a node), then verifies only the envelopes after it.
         let mut have = have.clone();
@@ -262,9 +266,17 @@ impl<S: Store> Room<S> {
             Wire::Admissions(adms) => {
                 let mut r = Receipt::default();
                 for a in adms {
-                    // A grant that expired after its holder joined still stands.
-                    if let Err(e) = self.admit(&a, None) {
+                    if let Err(e) = self.admit_live(&a, now_ms) {
                         r.rejected.push((a.member, e));
+                    }
+                }
+                Ok((Vec::new(), r))
+            }
+            Wire::Revocations(revs) => {
+                let mut r = Receipt::default();
+                for v in revs {
+                    if let Err(e) = self.apply_revocation(&v) {
+                        r.rejected.push((v.by, e));
                     }
                 }
                 Ok((Vec::new(), r))
@@ -288,22 +300,29 @@ impl<S: Store> Room<S> {
                 replies.extend(self.want_history()?);
                 Ok((replies, receipt))
             }
-            Wire::Proxied { token, update } => {
-                let env = self.proxy_for(&token, &update, now_ms)?;
+            Wire::Proxied { grant, update, signature } => {
+                let env = self.proxy_for(&grant, &signature, &update, now_ms)?;
                 Ok((Vec::new(), Receipt { applied: env.into_iter().collect(), ..Receipt::default() }))
             }
         }
     }
 
     /// Signs a stock client's update that another node relayed ([`Wire::Proxied`]), after
-    /// checking the client's token as if it had connected here: a grant for this room, not
-    /// expired, with a role that may write. Needs our proxy grant.
-    pub fn proxy_for(&mut self, token: &str, update: &[u8], now_ms: u64) -> Result<Option<Envelope>> {
-        let grant = crate::grant::Grant::from_token(token, &self.id, now_ms / 1000)?;
+    /// checking the relay's voucher: signed by the invite key of a grant for this room, not
+    /// expired, with a role that may write. The update is held to that role's write rules.
+    /// Needs our proxy grant.
+    pub fn proxy_for(
+        &mut self,
+        grant: &crate::grant::Grant,
+        signature: &[u8; 64],
+        update: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<Envelope>> {
+        grant.check_vouch(&self.id, update, signature, now_ms / 1000)?;
         if !grant.role.may_write() {
-            return Err(CoreError::NotAllowed(format!("a relayed update under a {} token", grant.role)));
+            return Err(CoreError::NotAllowed(format!("a relayed update under a {} grant", grant.role)));
         }
-        self.proxy_update(update, now_ms)
+        self.proxy_update(update, grant.role, now_ms)
     }
 
     /// Starts from a peer's signed checkpoint: a late joiner that holds none of the
@@ -321,8 +340,9 @@ impl<S: Store> Room<S> {
             )));
         }
         // Decode (and so validate) before anything changes.
-        let update = crate::doc::decode_update(&cp.state)?;
+        let (update, scan) = crate::doc::strict::decode_scanned(&cp.state)?;
         self.doc.yrs().transact_mut().apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
+        self.ledger.place(&scan);
         let mut heads: Vec<(PeerKey, ChainHead)> = self.ledger.heads().map(|(k, h)| (*k, *h)).collect();
         heads.extend(cp.heads.iter().filter(|(_, h)| h.next_seq > 0).copied());
         self.ledger.set_heads(heads);

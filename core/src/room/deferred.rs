@@ -9,6 +9,7 @@ use super::Room;
 use crate::doc::Edit;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
+use crate::grant::Role;
 use crate::history::Splice;
 use crate::store::Store;
 use yrs::Transact;
@@ -25,6 +26,20 @@ impl<S: Store> Room<S> {
     pub fn edit_deferred(&mut self, now_ms: u64, f: impl FnOnce(&mut Edit<'_, '_>)) -> Result<bool> {
         self.check_may_write()?;
         let ((), update) = self.doc.edit(f);
+        if update.is_empty() {
+            return Ok(false);
+        }
+        // Our own edit, held to our role's write rules like everyone's: one outside them is
+        // never signed (every peer would refuse it). It is in our document already; the
+        // store never had it, so reopening the replica drops it.
+        let scan = crate::doc::strict::scan_update(&update)?;
+        let me = self.me.public();
+        match self.ledger.judge_own(&me, &scan)? {
+            crate::ledger::Verdict::Allowed(placed) => self.ledger.accept(placed),
+            crate::ledger::Verdict::Wait => {
+                return Err(CoreError::Update("our own edit builds on content the rules cannot place".into()))
+            }
+        }
         self.defer(update, now_ms)
     }
 
@@ -37,16 +52,18 @@ impl<S: Store> Room<S> {
                 e.splice_code(s.pos, s.delete, &s.insert);
             }
         });
+        self.learn_local(&update);
         self.defer(update, now_ms)
     }
 
     /// A stock client's update (a Yjs client that cannot sign), checked and applied to the
     /// document now and signed by us on its behalf with the next seal, like a deferred local
     /// edit. Needs a proxy grant; the update may not create items under a client id owned by
-    /// another author. Returns whether it held anything (false: nothing to relay). On an
-    /// error nothing changed.
-    pub fn proxy_deferred(&mut self, update: &[u8], now_ms: u64) -> Result<bool> {
-        let decoded = crate::doc::decode_update(update)?;
+    /// another author, and is held to the write rules of the client's `role` (its token's).
+    /// Returns whether it held anything (false: nothing to relay). On an error nothing
+    /// changed.
+    pub fn proxy_deferred(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<bool> {
+        let (decoded, scan) = crate::doc::strict::decode_scanned(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(false);
         }
@@ -55,6 +72,7 @@ impl<S: Store> Room<S> {
         }
         let me = self.me.public();
         self.ledger.check_clients(&me, true, me.client_id(self.session), &decoded)?;
+        self.judge_stock(&scan, role)?;
         let clients: Vec<u64> = decoded.insertions(true).client_ids().map(|c| c.get()).collect();
         self.doc.yrs().transact_mut().apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
         self.ledger.claim_proxied(&me, clients);
@@ -94,7 +112,44 @@ impl<S: Store> Room<S> {
                 }
             },
         };
-        self.seal_update(update, now_ms).map(Some)
+        let env = self.seal_update(update, now_ms)?;
+        self.retry_waiting(now_ms)?;
+        Ok(Some(env))
+    }
+
+    /// Envelopes held back because they build on structs we lacked may build on what we
+    /// just sealed (a peer deleting what we typed before it reached us): apply those now.
+    fn retry_waiting(&mut self, now_ms: u64) -> Result<()> {
+        let ledger = &self.ledger;
+        let ready: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| ledger.head(&self.pending[i].author).next_seq == self.pending[i].seq)
+            .collect();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let mut batch: Vec<Envelope> = ready.into_iter().rev().map(|i| self.pending.remove(i)).collect();
+        batch.reverse();
+        self.receive(batch, now_ms).map(drop)
+    }
+
+    /// Our own edit's placements, for the write rules' view of the document.
+    fn learn_local(&mut self, update: &[u8]) {
+        if let Ok(scan) = crate::doc::strict::scan_update(update) {
+            self.ledger.place(&scan);
+        }
+    }
+
+    /// Judges a stock client's update under `role` and records its placements.
+    pub(crate) fn judge_stock(&mut self, scan: &crate::doc::strict::Scan, role: Role) -> Result<()> {
+        match self.ledger.judge_stock(scan, role)? {
+            crate::ledger::Verdict::Allowed(placed) => {
+                self.ledger.accept(placed);
+                Ok(())
+            }
+            crate::ledger::Verdict::Wait => {
+                Err(CoreError::NotAllowed("the update builds on content this node does not hold (sync first)".into()))
+            }
+        }
     }
 
     fn check_may_write(&self) -> Result<()> {

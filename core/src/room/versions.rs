@@ -172,9 +172,14 @@ impl<S: Store> Room<S> {
         Ok((env, v))
     }
 
+    /// The analyzer round votes count for: one past the highest round `analysis` answers.
+    pub fn analyzer_round(&self) -> u64 {
+        self.doc.analysis().iter().map(|a| a.round + 1).max().unwrap_or(0)
+    }
+
     /// Signs and records our vote for the current analyzer round.
     pub fn vote(&mut self, enabled: bool, now_ms: u64) -> Result<Option<Envelope>> {
-        let round = self.doc.meta().analyzer_round;
+        let round = self.analyzer_round();
         let v = sign_vote(&self.id, &self.me, round, enabled);
         let key = self.me.public().to_hex();
         self.edit(now_ms, |e| e.set_vote(&key, &v))
@@ -182,19 +187,25 @@ impl<S: Store> Room<S> {
 
     /// Where the analyzer consensus stands, every vote's signature checked.
     pub fn consensus(&self) -> Consensus {
-        Consensus::evaluate(&self.ledger, &self.doc.meta(), &self.doc.votes())
+        Consensus::evaluate(&self.ledger, self.analyzer_round(), &self.doc.votes())
     }
 
-    /// Writes an analyzer result for the current round, after checking again that consensus
-    /// holds and that we are the host; advances the round and clears the votes.
-    pub fn complete_round(&mut self, backend: &str, findings: Vec<String>, now_ms: u64) -> Result<Option<Envelope>> {
+    /// Writes an analyzer result for the current round as the room's node (the only writer
+    /// of `analysis`), after checking again that consensus holds and that `trigger`, who
+    /// asked for it, is a host. The next round starts with it.
+    pub fn complete_round(
+        &mut self,
+        trigger: &PeerKey,
+        backend: &str,
+        findings: Vec<String>,
+        now_ms: u64,
+    ) -> Result<Option<Envelope>> {
+        if !self.ledger.member(&self.me.public()).is_some_and(|m| m.proxy) {
+            return Err(CoreError::NotAllowed("only the room's node writes analyzer results".into()));
+        }
         let c = self.consensus();
-        c.check_trigger(&self.ledger, &self.me.public())?;
+        c.check_trigger(&self.ledger, trigger)?;
         let record = AnalysisRecord { round: c.round, backend: backend.to_owned(), findings, created_at: now_ms };
-        self.edit(now_ms, |e| {
-            e.push_analysis(&record);
-            e.set_meta_u64("analyzerRound", c.round + 1);
-            e.clear_votes();
-        })
+        self.edit(now_ms, |e| e.push_analysis(&record))
     }
 }

@@ -11,8 +11,9 @@ use crate::checkpoint::Checkpoint;
 use crate::codec::{Reader, Writer};
 use crate::envelope::{Envelope, MAX_UPDATE};
 use crate::error::{CoreError, Result};
-use crate::grant::{Admission, RoomId};
+use crate::grant::{Admission, Grant, RoomId};
 use crate::identity::PeerKey;
+use crate::revocation::Revocation;
 
 /// Chunk size for WebRTC data channels.
 pub const DATA_CHANNEL_CHUNK: usize = 16 * 1024;
@@ -31,8 +32,9 @@ const T_FRAGMENT: u8 = 4;
 const T_PROXIED: u8 = 5;
 const T_WANT_HISTORY: u8 = 6;
 const T_HISTORY: u8 = 7;
-/// Longest invite token a [`Wire::Proxied`] may carry.
-const MAX_TOKEN: usize = 512;
+const T_REVOCATIONS: u8 = 8;
+/// Longest grant a [`Wire::Proxied`] may carry.
+const MAX_GRANT: usize = 256;
 
 /// A message of the envelope protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,13 +49,16 @@ pub enum Wire {
     /// A signed checkpoint for a late joiner.
     Checkpoint(Box<Checkpoint>),
     /// A stock Yjs client's update, relayed by a node that cannot sign for it (it holds no
-    /// proxy grant for the room) to one that can, with the client's invite token: the token
-    /// is checked again by the signer, so relaying grants nothing.
+    /// proxy grant for the room) to one that can, vouched for with the client's invite key
+    /// ([`crate::Invite::vouch`]): the signer checks the voucher and holds the update to the
+    /// grant's role. The client's token itself never leaves the node it connected to.
     Proxied {
-        /// The client's invite token.
-        token: String,
+        /// The client's grant (public).
+        grant: Box<Grant>,
         /// Its y-protocols update (v1).
         update: Vec<u8>,
+        /// The invite key's signature over the grant and the update.
+        signature: [u8; 64],
     },
     /// "Send me each listed author's envelopes just below this seq": a replica that started
     /// from a checkpoint fetching the history before it.
@@ -62,6 +67,8 @@ pub enum Wire {
     /// checked as a whole, in any order). The receiver checks them against the hash chain
     /// it holds, down from the oldest envelope it has.
     History(Vec<Envelope>),
+    /// Signed revocations of members or invites (sent with admissions on catch-up).
+    Revocations(Vec<Revocation>),
 }
 
 impl Wire {
@@ -81,6 +88,12 @@ impl Wire {
                     a.write(&mut w);
                 }
             }
+            Wire::Revocations(revs) => {
+                w.u8(T_REVOCATIONS).var(revs.len() as u64);
+                for r in revs {
+                    r.write(&mut w);
+                }
+            }
             Wire::Want(heads) | Wire::WantHistory(heads) => {
                 w.u8(if matches!(self, Wire::Want(_)) { T_WANT } else { T_WANT_HISTORY }).var(heads.len() as u64);
                 for (k, n) in heads {
@@ -96,8 +109,8 @@ impl Wire {
             Wire::Checkpoint(c) => {
                 w.u8(T_CHECKPOINT).fixed(&c.encode());
             }
-            Wire::Proxied { token, update } => {
-                w.u8(T_PROXIED).str(token).bytes(update);
+            Wire::Proxied { grant, update, signature } => {
+                w.u8(T_PROXIED).bytes(&grant.encode()).bytes(update).fixed(signature);
             }
         }
         w.finish()
@@ -127,6 +140,14 @@ impl Wire {
                 }
                 Wire::Admissions(v)
             }
+            T_REVOCATIONS => {
+                let n = r.count(130)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(Revocation::read(&mut r, room)?);
+                }
+                Wire::Revocations(v)
+            }
             t @ (T_WANT | T_WANT_HISTORY) => {
                 let n = r.count(33)?;
                 if n > MAX_AUTHORS {
@@ -147,9 +168,9 @@ impl Wire {
                 Wire::Checkpoint(Box::new(Checkpoint::decode(rest, room)?))
             }
             T_PROXIED => {
-                let token = r.str(MAX_TOKEN)?.to_owned();
+                let grant = Box::new(Grant::decode(r.bytes(MAX_GRANT)?)?);
                 let update = r.bytes(MAX_UPDATE)?.to_vec();
-                Wire::Proxied { token, update }
+                Wire::Proxied { grant, update, signature: r.fixed()? }
             }
             t => return Err(r.err(&format!("unknown message type {t}"))),
         };

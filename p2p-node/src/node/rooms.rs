@@ -213,8 +213,9 @@ impl Actor {
             Wire::Admissions(adms) => {
                 let mut bad = Vec::new();
                 let mut new = Vec::new();
+                let now = now_ms();
                 for a in adms {
-                    match state.room.admit(&a, None) {
+                    match state.room.admit_live(&a, now) {
                         Ok(true) => new.push(a),
                         Ok(false) => {}
                         Err(e) => bad.push(format!("admission of {}: {e}", &a.member.to_hex()[..12])),
@@ -228,6 +229,25 @@ impl Actor {
                         Some(room),
                         NodeEvent::Admitted { room, member: a.member, role: a.grant.role, name: a.name.clone() },
                     );
+                }
+                if bad.is_empty() {
+                    MessageAcceptance::Accept
+                } else {
+                    self.offence(peer, Some(room), bad.join("; "));
+                    MessageAcceptance::Reject
+                }
+            }
+            Wire::Revocations(revs) => {
+                let mut bad = Vec::new();
+                let mut new = false;
+                for r in revs {
+                    match state.room.apply_revocation(&r) {
+                        Ok(n) => new |= n,
+                        Err(e) => bad.push(format!("revocation of {}: {e}", &r.target.to_hex()[..12])),
+                    }
+                }
+                if new {
+                    self.out.dirty.insert(room);
                 }
                 if bad.is_empty() {
                     MessageAcceptance::Accept
@@ -365,10 +385,10 @@ impl Actor {
                 Ok(None) => {}
                 Ok(Some(Wire::Want(have))) => want = Some(have),
                 Ok(Some(Wire::WantHistory(below))) => want_history = Some(below),
-                Ok(Some(Wire::Proxied { token, update })) => {
-                    unsigned |= !self.sign_relayed(room, peer, &token, &update)
+                Ok(Some(Wire::Proxied { grant, update, signature })) => {
+                    unsigned |= !self.sign_relayed(room, peer, &grant, &signature, &update)
                 }
-                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_)))) => {
+                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_)))) => {
                     self.apply(room, w, peer);
                 }
                 Ok(Some(Wire::Checkpoint(_) | Wire::History(_))) => {
@@ -403,13 +423,21 @@ impl Actor {
     }
 
     /// A stock client's update relayed by a node that cannot sign for it: signed by us when
-    /// we hold the room's proxy grant and the client's token allows writing, then applied,
-    /// reported and gossiped like our own. False when we did not sign it (not an offence:
-    /// the relaying node asks every peer of the room, and only the room's home node signs).
-    fn sign_relayed(&mut self, room: RoomId, peer: PeerId, token: &str, update: &[u8]) -> bool {
+    /// we hold the room's proxy grant and the relay's voucher (signed by the client's invite
+    /// key) checks out for a role that may write, then applied, reported and gossiped like
+    /// our own. False when we did not sign it (not an offence: the relaying node asks every
+    /// peer of the room, and only the room's home node signs).
+    fn sign_relayed(
+        &mut self,
+        room: RoomId,
+        peer: PeerId,
+        grant: &arena_core::Grant,
+        signature: &[u8; 64],
+        update: &[u8],
+    ) -> bool {
         let now = now_ms();
         let Some(state) = self.rooms.get_mut(&room) else { return false };
-        match state.room.proxy_for(token, update, now) {
+        match state.room.proxy_for(grant, signature, update, now) {
             Ok(Some(env)) => {
                 self.out.dirty.insert(room);
                 self.out.publish.push((room, vec![Wire::Envelopes(vec![env.clone()])]));
@@ -555,7 +583,7 @@ impl Actor {
         for f in &resp.frames {
             match link.push(f, room) {
                 Ok(None) => {}
-                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_)))) => {
+                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_)))) => {
                     self.apply(room, w, peer);
                 }
                 Ok(Some(w @ Wire::Checkpoint(_))) => {

@@ -188,6 +188,13 @@ impl Store for RecordingStore {
     fn admissions(&self) -> arena_core::Result<Vec<Admission>> {
         self.inner.admissions()
     }
+    // Kept in memory only for now: a recording does not carry revocations yet (#21).
+    fn put_revocation(&mut self, revocation: &arena_core::Revocation) -> arena_core::Result<()> {
+        self.inner.put_revocation(revocation)
+    }
+    fn revocations(&self) -> arena_core::Result<Vec<arena_core::Revocation>> {
+        self.inner.revocations()
+    }
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> arena_core::Result<()> {
         // Kept in memory only: the recording is the log itself, replayed on reopen.
         self.inner.put_checkpoint(log_index, checkpoint)

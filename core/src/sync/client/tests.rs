@@ -5,7 +5,7 @@ use super::*;
 use crate::records::Meta;
 use crate::sync::wire::{chunk, Reassembler, GOSSIP_CHUNK};
 use crate::sync::ywire::YSession;
-use crate::{Grant, Identity, MemoryStore, RoomConfig};
+use crate::{Identity, Invite, MemoryStore, RoomConfig};
 
 /// A stand-in for the node's hub: one room, relaying envelopes between clients the way
 /// the bootstrap node does for connections that speak our protocol.
@@ -50,7 +50,7 @@ fn setup() -> (Hub, String) {
     let hub_room =
         Room::create(&room_key, Identity::from_passphrase("node"), 0, MemoryStore::new(), Meta::default(), 1_000)
             .unwrap();
-    let token = Grant::issue(&room_key, Role::Candidate, 1_000_000, 0, 1).to_token();
+    let token = Invite::issue(&room_key, Role::Candidate, 1_000_000, 0, 1).to_token();
     (Hub { room: hub_room, links: vec![Reassembler::new(), Reassembler::new()] }, token)
 }
 
