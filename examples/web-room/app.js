@@ -152,7 +152,9 @@ function wireStatus (session) {
 
 function wireToolbar (session, readOnly) {
   const lang = $('language')
-  lang.disabled = readOnly
+  // `meta` is the host's to write (every replica refuses anyone else's edit there).
+  lang.disabled = session.role !== 'host'
+  if (lang.disabled && !readOnly) lang.title = 'The host sets the language'
   lang.addEventListener('change', () => session.setMeta('language', lang.value))
   $('run').disabled = readOnly
   $('run').addEventListener('click', () => {
