@@ -10,7 +10,9 @@
 //!   author's chain stands, so an author can compare it with its own log;
 //! - with `--room` and `--recorder-key` pinned: that it is this room, sealed by this
 //!   recorder. Unpinned, the room and the recorder key are whatever the file says: anyone
-//!   who can write a file can make one that passes (under a key of their own).
+//!   who can write a file can make one that passes under a key of their own (the key must
+//!   be an admitted member of the room, so: any member, or today anyone holding a leaked
+//!   grant).
 //!
 //! What it cannot prove: that the recorder saw everything (a recorder that was not sent an
 //! author's envelopes records without them), nor anything against the holder of the
