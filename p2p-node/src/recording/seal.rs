@@ -155,3 +155,73 @@ impl Tally {
         self.authors.values().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seal(authors: usize) -> Seal {
+        Seal {
+            at_ms: 7,
+            number: 3,
+            closing: true,
+            records: 41,
+            authors: (0..authors)
+                .map(|i| AuthorCount {
+                    author: PeerKey([i as u8; 32]),
+                    envelopes: 10 + i as u64,
+                    next_seq: 10 + i as u64,
+                    last_hash: [0xa0 + i as u8; 32],
+                })
+                .collect(),
+            signature: [9; 64],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_every_truncation() {
+        for n in [0, 1, 3] {
+            let s = seal(n);
+            let body = s.encode_body();
+            assert_eq!(Seal::decode_body(7, &body), Ok(s.clone()));
+            for cut in 0..body.len() {
+                assert!(Seal::decode_body(7, &body[..cut]).is_err(), "{n} authors, cut at {cut}");
+            }
+            let mut longer = body.clone();
+            longer.push(0);
+            assert!(Seal::decode_body(7, &longer).is_err());
+            let mut flag = body;
+            flag[4] = 2;
+            assert!(Seal::decode_body(7, &flag).is_err());
+        }
+        // An author count that would overflow is refused, not allocated.
+        let mut huge = seal(0).encode_body();
+        huge[13..17].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Seal::decode_body(7, &huge).is_err());
+    }
+
+    #[test]
+    fn the_signature_covers_every_field() {
+        let (room, rec, chain) = (PeerKey([1; 32]), PeerKey([2; 32]), [3; 32]);
+        let base = seal(2).signed_bytes(&room, &rec, &chain);
+        let mut variants = vec![
+            Seal { at_ms: 8, ..seal(2) },
+            Seal { number: 4, ..seal(2) },
+            Seal { closing: false, ..seal(2) },
+            Seal { records: 40, ..seal(2) },
+            seal(1),
+        ];
+        let mut s = seal(2);
+        s.authors[1].envelopes -= 1;
+        variants.push(s);
+        let mut s = seal(2);
+        s.authors[0].last_hash[5] ^= 1;
+        variants.push(s);
+        for v in &variants {
+            assert_ne!(v.signed_bytes(&room, &rec, &chain), base, "{v:?}");
+        }
+        assert_ne!(seal(2).signed_bytes(&rec, &rec, &chain), base);
+        assert_ne!(seal(2).signed_bytes(&room, &room, &chain), base);
+        assert_ne!(seal(2).signed_bytes(&room, &rec, &[4; 32]), base);
+    }
+}
