@@ -365,7 +365,9 @@ pub enum Format {
 pub fn export(dir: &Path, format: Format, trust: &replay::Trust) -> Result<String> {
     let (file, warnings) = replay::read_verified(dir, trust)?;
     warn_reader(&warnings);
-    let t = replay::timeline(&file)?;
+    let mut t = replay::timeline(&file)?;
+    // The export travels without the reader's terminal: it says so itself.
+    t.warnings = warnings;
     Ok(match format {
         Format::Json => replay::export_json(&t),
         Format::Html => replay::export_html(&t),

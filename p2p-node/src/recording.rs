@@ -33,11 +33,11 @@
 //!   whole file under a key of their own: that is why a reader pins the room and the
 //!   recorder key it expects (`arena-node verify --room --recorder-key`).
 //!
-//! Nothing in the file is a secret. The recorder's own key stays in `identity.key` beside
-//! the file in the recording directory (share `session.arena`, not the directory); its
-//! invite token is never written, only the admission it signed with it. Admissions are
-//! public statements once invites are key-bound (arena-core): until then an admission
-//! carries its grant whole.
+//! The file is meant to hold no secret. The recorder's own key stays in `identity.key`
+//! beside the file in the recording directory (share `session.arena`, not the directory);
+//! its invite token is never written, only the admission it signed with it. Admissions
+//! are public statements once invites are key-bound (arena-core); until then an
+//! admission carries its grant whole, which is an invite until it expires.
 //!
 //! Version 1 files (seals over the chain alone, no counts, no closing seal) are refused
 //! with a message saying so.

@@ -164,6 +164,10 @@ pub struct Timeline {
     pub versions: serde_json::Value,
     /// The code at the end.
     pub final_code: String,
+    /// What the reader was warned of when it was read (unpinned, incomplete, unverified);
+    /// empty when it verified with the room and the recorder key pinned. Exports carry it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn short(key: &PeerKey) -> String {
@@ -287,6 +291,7 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
         runs: serde_json::to_value(doc.runs()).unwrap_or_default(),
         versions: serde_json::to_value(doc.versions()).unwrap_or_default(),
         final_code: code,
+        warnings: Vec::new(),
     })
 }
 

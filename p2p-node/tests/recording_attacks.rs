@@ -362,6 +362,11 @@ fn replay_and_export_refuse_a_tampered_recording() -> Result<()> {
             let (ok, out) = arena(&args(&["--unverified"]))?;
             assert!(ok, "{cmd:?} --unverified: {out}");
             assert!(out.contains("UNVERIFIED"), "{cmd:?} --unverified says nothing:\n{out}");
+            if cmd[0] == "export" {
+                // The export itself says so, not only the terminal (stdout is first in `out`).
+                let exported = out.split("arena-node: UNVERIFIED").next().unwrap_or_default();
+                assert!(exported.contains("UNVERIFIED"), "{cmd:?}: the export does not carry the warning");
+            }
         }
     }
     // The untampered one replays with no warning but the unpinned notice.
