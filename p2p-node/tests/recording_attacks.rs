@@ -182,6 +182,12 @@ fn author_of(r: &RawRecord, rec: &Recorded) -> Option<PeerKey> {
 #[test]
 fn a_complete_recording_verifies_and_says_what_it_trusted() -> Result<()> {
     let rec = record("attack-ok", false)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&rec.path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a new recording is its owner's only");
+    }
     let (ok, out) = arena(&["verify", rec.path(), "--room", &rec.room_hex(), "--recorder-key", &rec.recorder_hex()])?;
     assert!(ok, "{out}");
     assert!(!out.contains("UNPINNED"), "{out}");

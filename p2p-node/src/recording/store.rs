@@ -91,7 +91,13 @@ impl RecordingStore {
             }
         } else {
             let header = Header { room, recorder: identity.public(), started_ms: now_ms };
-            let mut f = File::create(&path).map_err(|e| NodeError::io(&path, e))?;
+            // An interview is personal data (and until invites are key-bound its admissions
+            // are invites): readable by its owner only until someone chooses to share it.
+            let mut create = OpenOptions::new();
+            create.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+            let mut f = create.open(&path).map_err(|e| NodeError::io(&path, e))?;
             f.write_all(&header.encode()).and_then(|()| f.sync_all()).map_err(|e| NodeError::io(&path, e))?;
             chain = header.chain0();
         }
