@@ -191,7 +191,10 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
             Ok(Record::Admission { admission, .. }) => match ledger.admit(&admission, None) {
                 Ok(_) => {
                     rep.admissions += 1;
-                    rep.members.insert(admission.member, (admission.name.clone(), admission.grant.role));
+                    // A member admitted twice keeps its strongest role, as in the ledger.
+                    if let Some(m) = ledger.member(&admission.member) {
+                        rep.members.insert(admission.member, (m.name.clone(), m.role));
+                    }
                     None
                 }
                 Err(e) => fail(format!("admission of {}: {e}", admission.member)),
