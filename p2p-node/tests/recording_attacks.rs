@@ -381,6 +381,17 @@ fn replay_and_export_refuse_a_tampered_recording() -> Result<()> {
     Ok(())
 }
 
+/// The recorder's secret key is not in the file (a guard: it stays in `identity.key`; the
+/// grants inside admissions are the test below).
+#[test]
+fn the_recording_does_not_hold_the_recorders_key() -> Result<()> {
+    let rec = record("attack-secrets", false)?;
+    let bytes = std::fs::read(&rec.path)?;
+    let seed = Identity::from_passphrase("attack-secrets-recorder").seed();
+    assert!(!bytes.windows(32).any(|w| w == seed), "the recorder's secret key is in the file");
+    Ok(())
+}
+
 /// Nothing in a recording lets its reader join the room: admissions are public statements;
 /// an admission's grant must not be usable as an invite by another key.
 #[test]
