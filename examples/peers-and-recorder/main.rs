@@ -160,13 +160,19 @@ async fn main() -> Result<()> {
     stop_recorder.cancel();
     recorder.await??;
 
-    let (report, ok) = arena_node::cli::verify(&out)?;
+    // The recorder's key is in its directory: this example is both recorder and auditor.
+    let pins = arena_node::replay::Pins {
+        room: Some(invite.room),
+        recorder: Some(arena_node::load_or_create_identity(&out)?.public()),
+    };
+    let (report, ok) = arena_node::cli::verify(&out, &pins, false)?;
     println!("{report}");
-    let json = arena_node::cli::export(&out, arena_node::cli::Format::Json)?;
-    let html = arena_node::cli::export(&out, arena_node::cli::Format::Html)?;
+    let trust = arena_node::replay::Trust { pins, ..Default::default() };
+    let json = arena_node::cli::export(&out, arena_node::cli::Format::Json, &trust)?;
+    let html = arena_node::cli::export(&out, arena_node::cli::Format::Html, &trust)?;
     std::fs::write(out.join("session.json"), json)?;
     std::fs::write(out.join("session.html"), html)?;
-    let recorded = arena_node::cli::replay(&out, Some("end"))?;
+    let recorded = arena_node::cli::replay(&out, Some("end"), &trust)?;
     println!("recorded code at the end matches the peers: {}", recorded == host_code);
     println!("open {} for the player", out.join("session.html").display());
     shutdown.cancel();

@@ -11,7 +11,7 @@ use arena_core::{Identity, MemoryStore, PeerKey, Room, RoomConfig, RoomId};
 use arena_node::cli::{PeerOptions, Via};
 use arena_node::http::request;
 use arena_node::recording::RecordingFile;
-use arena_node::replay::{timeline, verify};
+use arena_node::replay::{timeline, verify, Pins, Trust};
 use arena_node::yws::YwsLink;
 use arena_node::{now_ms, NodeRoom, NodeStore};
 use tokio_util::sync::CancellationToken;
@@ -128,13 +128,13 @@ async fn recorder_through_the_bootstrap_nodes_y_websocket() -> Result<()> {
     recorder.await??;
 
     let file = RecordingFile::read(&out)?;
-    let report = verify(&file);
+    let report = verify(&file, &Pins { room: Some(room), recorder: None });
     assert!(report.ok(), "{report:?}");
     let t = timeline(&file)?;
     assert_eq!(t.final_code, code);
     assert!(t.awareness.iter().any(|(_, a)| a.to_string().contains("cursor")), "{:?}", t.awareness);
     assert!(t.members.iter().any(|m| m.name == "Host") && t.members.iter().any(|m| m.name == "Cand"));
-    assert_eq!(arena_node::cli::replay(&out, Some("end"))?, code);
+    assert_eq!(arena_node::cli::replay(&out, Some("end"), &Trust::default())?, code);
 
     shutdown.cancel();
     server.await??;

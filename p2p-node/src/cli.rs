@@ -280,9 +280,26 @@ fn report(room: &NodeRoom, events: &[YwsEvent]) {
 /// `arena-node record`: a read-only peer that writes every envelope (with its receive
 /// time), awareness change, vote, run and version of the room to `out` until `shutdown`.
 pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| NodeError::io(out, e))?;
+    // The directory holds the recorder's secret key: its owner's only.
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(out).map_err(|e| NodeError::io(out, e))?;
     let identity = load_or_create_identity(out)?;
     let path = out.join(RECORDING_FILE);
+    println!(
+        "recorder key {}: pin it to verify: arena-node verify {} --room {} --recorder-key {}",
+        identity.public(),
+        path.display(),
+        opts.room,
+        identity.public()
+    );
+    println!(
+        "{} holds the recorder's secret key (it seals the recording): share {} only, never the directory",
+        out.join("identity.key").display(),
+        path.display()
+    );
     match route(&opts).await? {
         Route::Libp2p(boot) => {
             let (node, task) = Node::spawn(node_config(identity, &opts, boot, None), shutdown.clone())?;
@@ -321,11 +338,21 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
     Ok(())
 }
 
+/// Prints `warnings` to stderr, loudly.
+fn warn_reader(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("arena-node: {w}");
+    }
+}
+
 /// `arena-node replay`: the session step by step, or (with `at`) the code at that instant.
-pub fn replay(dir: &Path, at: Option<&str>) -> Result<String> {
-    let file = RecordingFile::read(dir)?;
+/// Verifies first (see [`replay::read_verified`]); warnings go to stderr.
+pub fn replay(dir: &Path, at: Option<&str>, trust: &replay::Trust) -> Result<String> {
+    let at = at.map(replay::parse_at).transpose()?;
+    let (file, warnings) = replay::read_verified(dir, trust)?;
+    warn_reader(&warnings);
     match at {
-        Some(at) => replay::code_at(&file, replay::parse_at(at)?),
+        Some(at) => replay::code_at(&file, at),
         None => Ok(replay::render(&replay::timeline(&file)?)),
     }
 }
@@ -339,36 +366,79 @@ pub enum Format {
     Html,
 }
 
-/// `arena-node export`.
-pub fn export(dir: &Path, format: Format) -> Result<String> {
-    let t = replay::timeline(&RecordingFile::read(dir)?)?;
+/// `arena-node export`. Verifies first (see [`replay::read_verified`]); warnings go to stderr.
+pub fn export(dir: &Path, format: Format, trust: &replay::Trust) -> Result<String> {
+    let (file, warnings) = replay::read_verified(dir, trust)?;
+    warn_reader(&warnings);
+    let mut t = replay::timeline(&file)?;
+    // The export travels without the reader's terminal: it says so itself.
+    t.warnings = warnings;
     Ok(match format {
         Format::Json => replay::export_json(&t),
         Format::Html => replay::export_html(&t),
     })
 }
 
-/// `arena-node verify`: the report, and whether it verified.
-pub fn verify(dir: &Path) -> Result<(String, bool)> {
+/// `arena-node verify`: the report, and whether the recording passes. See
+/// [`replay::verify`] for what a pass proves and against whom.
+pub fn verify(dir: &Path, pins: &replay::Pins, allow_incomplete: bool) -> Result<(String, bool)> {
+    use std::fmt::Write;
     let file = RecordingFile::read(dir)?;
-    let r = replay::verify(&file);
-    let mut s = format!(
-        "{}: {} records, {} admissions, {} envelopes, {} seals checked",
-        file.path.display(),
-        r.records,
-        r.admissions,
-        r.envelopes,
-        r.seals
+    let r = replay::verify(&file, pins);
+    let mut s = format!("{}: room {}, recorder key {}\n", file.path.display(), r.room, r.recorder);
+    match replay::unpinned_notice(&r) {
+        Some(n) => {
+            let _ = writeln!(s, "{n}");
+        }
+        None if r.first_break.is_none() => s.push_str("pinned: the room and the recorder key are the ones given\n"),
+        None => {}
+    }
+    let _ = write!(
+        s,
+        "{} records checked: {} admissions, {} envelopes, {} seals",
+        r.records, r.admissions, r.envelopes, r.seals
     );
-    if r.unsealed > 0 && r.ok() {
-        s.push_str(&format!(
-            "; the last {} record(s) are chained but not sealed (the recorder stopped before sealing)",
-            r.unsealed
-        ));
+    if let Some(l) = &r.last_seal {
+        let _ = write!(
+            s,
+            "\n{} {} at {} vouches for {} records:",
+            if l.closing { "closing seal" } else { "seal" },
+            l.number,
+            crate::time::format_ms(l.at_ms),
+            l.records
+        );
+        for a in &l.authors {
+            let (name, role) = r
+                .members
+                .get(&a.author)
+                .map_or(("?".to_owned(), "not admitted".to_owned()), |(n, role)| (n.clone(), role.to_string()));
+            let _ = write!(
+                s,
+                "\n  {name} ({role}) {}: {} envelopes, chain head #{} {}",
+                a.author,
+                a.envelopes,
+                a.next_seq.saturating_sub(1),
+                &arena_core::PeerKey(a.last_hash).to_hex()[..16]
+            );
+        }
     }
-    match &r.first_break {
-        None => s.push_str("\nOK: every signature and hash chain verifies"),
-        Some(b) => s.push_str(&format!("\nBROKEN at record {} (byte {}): {}", b.record, b.offset, b.reason)),
+    let passes = r.passes(allow_incomplete);
+    match r.problem() {
+        None => s.push_str(
+            "\nOK: every signature, hash chain and seal verifies and the recorder closed the recording: nothing \
+             was cut off, dropped, inserted or altered since, by anyone without the recorder key. The holder of \
+             the recorder key could still drop an author and reseal: compare the counts above with the authors' \
+             own logs.",
+        ),
+        Some(p) if passes => {
+            let _ = write!(s, "\nWARNING: {p}.\nOK up to the last seal only (--allow-incomplete).");
+        }
+        Some(p) if r.first_break.is_none() => {
+            let _ = write!(s, "\nFAILED: {p}.\nPass --allow-incomplete to accept what the last seal covers.");
+        }
+        Some(p) => {
+            let _ = write!(s, "\nFAILED: {p}");
+        }
     }
-    Ok((s, r.ok()))
+    Ok((s, passes))
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use arena_core::PeerKey;
 use arena_node::cli::{self, Format, PeerOptions, Via};
 use arena_node::http::BootstrapAddr;
+use arena_node::replay;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
@@ -40,15 +41,23 @@ enum Cmd {
         out: PathBuf,
     },
     /// Print a recording step by step (who typed what, votes, runs, versions), or with
-    /// --at the exact code at one instant.
+    /// --at the exact code at one instant. Verifies it first, as `verify` does, and refuses
+    /// one that does not pass.
     Replay {
         /// A recording directory (or its session.arena file).
         dir: PathBuf,
         /// An RFC 3339 time (2026-11-24T17:38:01Z), unix milliseconds, or `end`.
         #[arg(long)]
         at: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Replay a recording that does not verify, with a warning: nothing it shows is
+        /// evidence. (No environment variable: a forgotten one would turn the check off.)
+        #[arg(long)]
+        unverified: bool,
     },
     /// Export a recording as JSON or as a self-contained HTML player with a scrubber.
+    /// Verifies it first, as `verify` does, and refuses one that does not pass.
     Export {
         /// A recording directory (or its session.arena file).
         dir: PathBuf,
@@ -58,13 +67,62 @@ enum Cmd {
         /// Write here instead of stdout.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Export a recording that does not verify, with a warning: nothing it shows is
+        /// evidence. (No environment variable: a forgotten one would turn the check off.)
+        #[arg(long)]
+        unverified: bool,
     },
-    /// Check every signature and hash chain from the first record and report the first
-    /// break. Exits with status 1 when the recording does not verify.
+    /// Audit a recording from its first record: every admission, envelope signature and
+    /// hash chain, and the recorder's seals (each signs the records before it and says how
+    /// many envelopes of each author they hold); the recording must end with the recorder's
+    /// closing seal, so a cut or a dropped author is found. Pin the room and the recorder key
+    /// you expect: unpinned, whoever wrote the file chose them, and only a pinned recorder
+    /// key shows a recording resealed by another key. Nothing can show an author dropped by
+    /// the holder of the recorder key itself: compare the counts with the authors' logs.
+    /// Exits with status 1 when the recording does not pass.
     Verify {
         /// A recording directory (or its session.arena file).
         dir: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
+}
+
+/// What a reader of a recording expects.
+#[derive(Args, Debug)]
+struct TrustArgs {
+    /// The room the recording must be of (64 hex digits, the room id).
+    #[arg(long, env = "ARENA_ROOM")]
+    room: Option<String>,
+    /// The recorder key that must have sealed it (64 hex digits; `arena-node record` prints
+    /// it when it starts).
+    #[arg(long, env = "ARENA_RECORDER_KEY")]
+    recorder_key: Option<String>,
+    /// Accept a recording that ends without the recorder's closing seal (the recorder was
+    /// killed), up to its last seal. A cut file looks the same, so this is a failure unless
+    /// asked for. (No environment variable: a forgotten one would weaken every check.)
+    #[arg(long)]
+    allow_incomplete: bool,
+}
+
+impl TrustArgs {
+    fn trust(&self, unverified: bool) -> Result<replay::Trust> {
+        let key = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|h| PeerKey::from_hex(h).with_context(|| format!("{flag} must be 64 hex digits")))
+                .transpose()
+        };
+        Ok(replay::Trust {
+            pins: replay::Pins {
+                room: key("--room", &self.room)?,
+                recorder: key("--recorder-key", &self.recorder_key)?,
+            },
+            allow_incomplete: self.allow_incomplete,
+            unverified,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -170,20 +228,23 @@ async fn main() -> Result<()> {
     match cfg.cmd {
         Cmd::Join { peer, data_dir } => cli::join(peer.options()?, data_dir, shutdown_on_signals()).await?,
         Cmd::Record { peer, out } => cli::record(peer.options()?, &out, shutdown_on_signals()).await?,
-        Cmd::Replay { dir, at } => print!("{}", cli::replay(&dir, at.as_deref())?),
-        Cmd::Export { dir, format, out } => {
+        Cmd::Replay { dir, at, trust, unverified } => {
+            print!("{}", cli::replay(&dir, at.as_deref(), &trust.trust(unverified)?)?)
+        }
+        Cmd::Export { dir, format, out, trust, unverified } => {
             let format = match format {
                 FormatArg::Json => Format::Json,
                 FormatArg::Html => Format::Html,
             };
-            let text = cli::export(&dir, format)?;
+            let text = cli::export(&dir, format, &trust.trust(unverified)?)?;
             match out {
                 Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
             }
         }
-        Cmd::Verify { dir } => {
-            let (report, ok) = cli::verify(&dir)?;
+        Cmd::Verify { dir, trust } => {
+            let t = trust.trust(false)?;
+            let (report, ok) = cli::verify(&dir, &t.pins, t.allow_incomplete)?;
             println!("{report}");
             if !ok {
                 std::process::exit(1);

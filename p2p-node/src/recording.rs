@@ -1,19 +1,48 @@
 //! The recording file: an append-only, tamper-evident log of one room as a recorder saw it.
 //!
 //! ```text
-//! header:  "ARENAREC" | version u8 | room id (32) | recorder key (32) | started_ms u64
+//! header:  "ARENAREC" | version u8 = 2 | room id (32) | recorder key (32) | started_ms u64
 //! record:  kind u8 | len u32 | payload (len bytes) | chain (32)
 //!          chain_i = SHA-256(chain_{i-1} | kind | len | payload), chain_0 = SHA-256(header)
 //! ```
-//! Integers are big-endian. Kinds: 1 envelope (`received_ms u64 | envelope`), 2 admission
-//! (`at_ms u64 | admission`), 3 awareness (`at_ms u64 | JSON text`), 5 seal (`at_ms u64 |
-//! recorder's Ed25519 signature over the chain so far`), written at most once a second
-//! and when the recording is closed.
+//! Integers are big-endian. Every payload starts with a time, unix milliseconds (`u64`).
+//! Kinds:
+//! - 1 envelope: `received_ms | envelope` (arena-core's encoding; signed by its author,
+//!   chained per author by `seq` and `prev`);
+//! - 2 admission: `at_ms | admission` (a member's signed statement that it joined with a
+//!   grant of the room key: public, see below);
+//! - 3 awareness: `at_ms | JSON text` (cursors and presence, unsigned as in y-protocols);
+//! - 5 seal: `at_ms | number u32 | closing u8 | records u64 | n u32 | n × (author (32) |
+//!   envelopes u64 | next_seq u64 | last hash (32)) | signature (64)`.
 //!
-//! Envelopes and admissions carry their authors' signatures and hash chains; the record
-//! chain and the seals cover everything else (receive times, awareness), so a flipped
-//! byte anywhere in the file is found by [`crate::replay::verify`].
+//! A seal is the recorder's signed statement about everything before it: the recorder's
+//! Ed25519 signature over `"arena/recording-seal/v2" | room | recorder key | chain before
+//! the seal | at_ms | the seal's fields before the signature`. The chain covers the header
+//! and every earlier record byte for byte; the fields say the same in terms a person can
+//! check against other evidence: the seal's number (from 1), how many records come before
+//! it, and per author (by key) how many envelopes the recording holds and where that
+//! author's hash chain stands (next `seq`, hash of the last envelope). The recorder seals at
+//! most once a second while it runs and writes a *closing* seal when it stops cleanly, so:
+//! - a changed, dropped or inserted record, or a dropped author, breaks the next seal (the
+//!   record chain itself is plain SHA-256: anyone can recompute it; only the recorder key
+//!   can sign a seal over the new chain);
+//! - a cut at any record boundary leaves a file that does not end with a closing seal, which
+//!   [`crate::replay::verify`] reports as incomplete ("ends after seal N at <time>"), the
+//!   same as a recorder that was killed;
+//! - whoever holds the recorder key can rewrite and reseal anything, and anyone can write a
+//!   whole file under a key of their own: that is why a reader pins the room and the
+//!   recorder key it expects (`arena-node verify --room --recorder-key`).
+//!
+//! The file is meant to hold no secret. The recorder's own key stays in `identity.key`
+//! beside the file in the recording directory (share `session.arena`, not the directory);
+//! its invite token is never written, only the admission it signed with it. Admissions
+//! are public statements once invites are key-bound (arena-core); until then an
+//! admission carries its grant whole, which is an invite until it expires.
+//!
+//! Version 1 files (seals over the chain alone, no counts, no closing seal) are refused
+//! with a message saying so.
 
+mod seal;
 mod store;
 
 use std::fs::File;
@@ -25,12 +54,15 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{NodeError, Result};
 
+pub(crate) use seal::Tally;
+pub use seal::{AuthorCount, Seal};
 pub use store::RecordingStore;
 
 const MAGIC: &[u8; 8] = b"ARENAREC";
-const VERSION: u8 = 1;
+/// The format written and read: 2 since seals commit to per-author counts and a recording
+/// is closed by a closing seal.
+pub const VERSION: u8 = 2;
 const HEADER_LEN: usize = 8 + 1 + 32 + 32 + 8;
-const SEAL_DOMAIN: &[u8] = b"arena/recording-seal/v1";
 /// Largest record accepted (an envelope carries at most 4 MiB of update).
 const MAX_RECORD: usize = (4 << 20) + 4096;
 
@@ -46,7 +78,7 @@ pub enum Kind {
     Admission = 2,
     /// An awareness change (cursors, presence), as JSON.
     Awareness = 3,
-    /// The recorder's signature over everything before it.
+    /// The recorder's signed statement about everything before it.
     Seal = 5,
 }
 
@@ -84,15 +116,31 @@ impl Header {
         v
     }
 
-    fn decode(b: &[u8]) -> Option<Header> {
-        if b.len() < HEADER_LEN || &b[..8] != MAGIC || b[8] != VERSION {
-            return None;
+    fn decode(b: &[u8]) -> std::result::Result<Header, String> {
+        let h = b.get(..HEADER_LEN).filter(|h| &h[..8] == MAGIC).ok_or("not an arena recording (bad header)")?;
+        match h[8] {
+            VERSION => {}
+            1 => {
+                return Err("recording format 1, written by an older arena-node: its seals do not say what \
+                            the recording holds and it has no closing seal, so this arena-node cannot \
+                            tell a cut or a dropped author; verify it with the arena-node that wrote it"
+                    .into())
+            }
+            v => return Err(format!("recording format {v}: this arena-node reads format {VERSION} only")),
         }
-        Some(Header {
-            room: PeerKey(b[9..41].try_into().ok()?),
-            recorder: PeerKey(b[41..73].try_into().ok()?),
-            started_ms: u64::from_be_bytes(b[73..81].try_into().ok()?),
-        })
+        let key = |at: usize| {
+            let mut k = [0; 32];
+            k.copy_from_slice(&h[at..at + 32]);
+            PeerKey(k)
+        };
+        let mut ms = [0; 8];
+        ms.copy_from_slice(&h[73..81]);
+        Ok(Header { room: key(9), recorder: key(41), started_ms: u64::from_be_bytes(ms) })
+    }
+
+    /// The chain before the first record.
+    pub(crate) fn chain0(&self) -> [u8; 32] {
+        Sha256::digest(self.encode()).into()
     }
 }
 
@@ -103,15 +151,6 @@ pub(crate) fn chain_next(prev: &[u8; 32], kind: u8, payload: &[u8]) -> [u8; 32] 
     h.update((payload.len() as u32).to_be_bytes());
     h.update(payload);
     h.finalize().into()
-}
-
-pub(crate) fn seal_bytes(room: &RoomId, chain: &[u8; 32], at_ms: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(SEAL_DOMAIN.len() + 72);
-    v.extend_from_slice(SEAL_DOMAIN);
-    v.extend_from_slice(&room.0);
-    v.extend_from_slice(chain);
-    v.extend_from_slice(&at_ms.to_be_bytes());
-    v
 }
 
 /// One raw record as read from the file.
@@ -156,12 +195,7 @@ pub enum Record {
         json: String,
     },
     /// A seal.
-    Seal {
-        /// When it was written.
-        at_ms: u64,
-        /// The recorder's signature over the chain before it.
-        signature: [u8; 64],
-    },
+    Seal(Seal),
 }
 
 fn split_ms(payload: &[u8]) -> Option<(u64, &[u8])> {
@@ -183,10 +217,7 @@ impl RawRecord {
             Some(Kind::Awareness) => std::str::from_utf8(rest)
                 .map(|s| Record::Awareness { at_ms, json: s.to_owned() })
                 .map_err(|e| format!("awareness is not UTF-8: {e}")),
-            Some(Kind::Seal) => {
-                let signature: [u8; 64] = rest.try_into().map_err(|_| "seal is not 64 bytes".to_owned())?;
-                Ok(Record::Seal { at_ms, signature })
-            }
+            Some(Kind::Seal) => Seal::decode_body(at_ms, rest).map(Record::Seal),
             None => Err(format!("unknown record kind {}", self.kind)),
         }
     }
@@ -215,8 +246,8 @@ impl RecordingFile {
         let mut bytes = Vec::new();
         File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| NodeError::io(&path, e))?;
         let bad = |reason: String| NodeError::Recording { path: path.display().to_string(), reason };
-        let header = Header::decode(&bytes).ok_or_else(|| bad("not an arena recording (bad header)".into()))?;
-        let mut chain: [u8; 32] = Sha256::digest(&bytes[..HEADER_LEN]).into();
+        let header = Header::decode(&bytes).map_err(bad)?;
+        let mut chain = header.chain0();
         let mut records = Vec::new();
         let mut pos = HEADER_LEN;
         let mut torn_tail = None;
@@ -254,15 +285,13 @@ impl RecordingFile {
         Ok(RecordingFile { path, header, records, torn_tail })
     }
 
-    /// Checks a seal record's signature against the chain before it.
-    pub fn seal_ok(&self, index: usize, at_ms: u64, signature: &[u8; 64]) -> bool {
-        let before = match index {
-            0 => {
-                let h: [u8; 32] = Sha256::digest(self.header.encode()).into();
-                h
-            }
-            i => self.records[i - 1].chain,
+    /// Checks the signature of the seal at record `index` against the chain before it.
+    pub fn seal_ok(&self, index: usize, seal: &Seal) -> bool {
+        let before = match index.checked_sub(1).and_then(|i| self.records.get(i)) {
+            Some(r) => r.chain,
+            None => self.header.chain0(),
         };
-        self.header.recorder.verify(&seal_bytes(&self.header.room, &before, at_ms), signature, "seal").is_ok()
+        let signed = seal.signed_bytes(&self.header.room, &self.header.recorder, &before);
+        self.header.recorder.verify(&signed, &seal.signature, "seal").is_ok()
     }
 }

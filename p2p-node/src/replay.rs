@@ -1,6 +1,7 @@
 //! Reading a recording back: the session as a timeline of steps (who typed what, votes,
 //! runs, versions), the code at any instant, exports (JSON, a self-contained HTML player)
-//! and [`verify`], the full audit.
+//! and [`verify`], the full audit. [`read_verified`] is the gate `replay` and `export` go
+//! through: it verifies first and refuses what does not pass.
 
 mod export;
 mod verify;
@@ -12,10 +13,84 @@ use arena_core::{PeerKey, Role, RoomDoc, RoomId};
 use serde::Serialize;
 
 pub use export::{export_html, export_json};
-pub use verify::{verify, Break, VerifyReport};
+pub use verify::{verify, Break, LastSeal, Pins, VerifyReport};
 
 use crate::error::{NodeError, Result};
 use crate::recording::{Record, RecordingFile};
+
+/// What a reader of a recording trusts and accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// The room and recorder key expected.
+    pub pins: Pins,
+    /// Accept a recording without its closing seal, up to its last seal.
+    pub allow_incomplete: bool,
+    /// Go on with a recording that does not verify (with a warning).
+    pub unverified: bool,
+}
+
+/// The unpinned notice: which of the room and the recorder key a verify trusted because
+/// the file names them. `None` when both were pinned, or the header did not match a pin.
+pub fn unpinned_notice(rep: &VerifyReport) -> Option<String> {
+    if rep.first_break.as_ref().is_some_and(|b| b.record.is_none()) {
+        return None;
+    }
+    let (room, key) = (rep.room, rep.recorder);
+    match (rep.room_pinned, rep.recorder_pinned) {
+        (true, true) => None,
+        (false, false) => Some(format!(
+            "UNPINNED: trusted room {room} and recorder key {key} because the file names them: anyone who can \
+             write a file can make one that passes. Pin both: --room {room} --recorder-key {key}"
+        )),
+        (true, false) => Some(format!(
+            "UNPINNED recorder key: trusted {key} because the file names it: anyone with a key of their own \
+             (whoever writes the file) can make a recording of this room that passes. Pin it: --recorder-key {key}"
+        )),
+        (false, true) => Some(format!(
+            "UNPINNED room: trusted room {room} because the file names it (the recorder may have recorded \
+             other rooms). Pin it: --room {room}"
+        )),
+    }
+}
+
+/// Reads and verifies `path` for `replay` or `export`. A recording that passes is returned
+/// (an incomplete one accepted with `allow_incomplete` only up to its last seal: the
+/// records after it are not vouched for). One that does not pass is refused, or with
+/// `unverified` returned whole. The second value holds the warnings to show the reader.
+pub fn read_verified(path: &std::path::Path, trust: &Trust) -> Result<(RecordingFile, Vec<String>)> {
+    let mut file = RecordingFile::read(path)?;
+    let rep = verify(&file, &trust.pins);
+    let mut warnings = Vec::new();
+    match rep.problem() {
+        None => {}
+        Some(_) if rep.passes(trust.allow_incomplete) => {
+            let sealed = rep.last_seal.as_ref().map_or(0, |l| l.records);
+            warnings.push(format!(
+                "INCOMPLETE: {}; showing the {sealed} record(s) up to the last seal only",
+                rep.incomplete()
+            ));
+            file.records.truncate(sealed);
+            file.torn_tail = None;
+        }
+        Some(problem) if trust.unverified => {
+            warnings.push(format!(
+                "UNVERIFIED: {} does not verify ({problem}); going on because of --unverified: none of what \
+                 follows is evidence",
+                file.path.display()
+            ));
+        }
+        Some(problem) => {
+            return Err(NodeError::Recording {
+                path: file.path.display().to_string(),
+                reason: format!(
+                    "does not verify: {problem}. `arena-node verify` gives the report; --unverified reads it anyway"
+                ),
+            })
+        }
+    }
+    warnings.extend(unpinned_notice(&rep));
+    Ok((file, warnings))
+}
 
 /// A member of the recorded room.
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +164,10 @@ pub struct Timeline {
     pub versions: serde_json::Value,
     /// The code at the end.
     pub final_code: String,
+    /// What the reader was warned of when it was read (unpinned, incomplete, unverified);
+    /// empty when it verified with the room and the recorder key pinned. Exports carry it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn short(key: &PeerKey) -> String {
@@ -200,7 +279,7 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
             Record::Awareness { at_ms, json } => {
                 awareness.push((at_ms, serde_json::from_str(&json).unwrap_or(serde_json::Value::String(json))));
             }
-            Record::Seal { .. } => {}
+            Record::Seal(_) => {}
         }
     }
     Ok(Timeline {
@@ -212,6 +291,7 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
         runs: serde_json::to_value(doc.runs()).unwrap_or_default(),
         versions: serde_json::to_value(doc.versions()).unwrap_or_default(),
         final_code: code,
+        warnings: Vec::new(),
     })
 }
 

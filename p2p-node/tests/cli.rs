@@ -24,6 +24,17 @@ async fn help_documents_every_subcommand() -> Result<()> {
         let sub = Command::new(BIN).args([cmd, "--help"]).output().await?;
         assert!(sub.status.success(), "{cmd} --help");
     }
+    // The flags that say what a reader of a recording trusts.
+    for (cmd, flags) in [
+        ("verify", &["--room", "--recorder-key", "--allow-incomplete"][..]),
+        ("replay", &["--room", "--recorder-key", "--allow-incomplete", "--unverified"]),
+        ("export", &["--room", "--recorder-key", "--allow-incomplete", "--unverified"]),
+    ] {
+        let sub = String::from_utf8(Command::new(BIN).args([cmd, "--help"]).output().await?.stdout)?;
+        for f in flags {
+            assert!(sub.contains(f), "{cmd} --help does not document {f}:\n{sub}");
+        }
+    }
     let bad = Command::new(BIN).args(["verify", "/nonexistent/recording"]).output().await?;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/recording"), "the error names the file");

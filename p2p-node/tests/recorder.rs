@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use arena_core::records::VersionCause;
 use arena_core::{Cut, Identity, MemoryStore, Role, Room, RoomConfig, Store};
 use arena_node::recording::{Record, RecordingFile};
-use arena_node::replay::{code_at, export_html, export_json, replay_codes, timeline, verify};
+use arena_node::replay::{code_at, export_html, export_json, replay_codes, timeline, verify, Pins};
 use arena_node::{JoinSpec, NodeEvent};
 use support::{config, converged, gossip_ready, mesh, wait_for, Peer, TestRoom, TIMEOUT};
 use yrs::updates::decoder::Decode;
@@ -64,7 +64,8 @@ async fn recorder_reproduces_every_instant_and_detects_tampering() -> Result<()>
 
     // The recording verifies and replays.
     let file = RecordingFile::read(&path)?;
-    let report = verify(&file);
+    let pins = Pins { room: Some(room.id), recorder: Some(Identity::from_passphrase("rec-recorder").public()) };
+    let report = verify(&file, &pins);
     assert!(report.ok(), "{report:?}");
     assert!(report.envelopes >= 8 && report.admissions == 3 && report.seals >= 1, "{report:?}");
     let t = timeline(&file)?;
@@ -121,7 +122,7 @@ async fn recorder_reproduces_every_instant_and_detects_tampering() -> Result<()>
         std::fs::write(&tampered, &bad)?;
         let broken = match RecordingFile::read(&tampered) {
             Err(_) => true,
-            Ok(f) => !verify(&f).ok(),
+            Ok(f) => !verify(&f, &pins).ok(),
         };
         assert!(broken, "flipped byte {pos} of {} went unnoticed", bytes.len());
     }
@@ -189,7 +190,7 @@ async fn presence_over_libp2p_is_recorded() -> Result<()> {
         |rec| matches!(rec, Record::Awareness { json, .. } if json.contains("\"42\"") && json.contains("\"anchor\":3")),
     );
     assert!(kept, "the recording has no presence record");
-    assert!(verify(&file).ok(), "the recording with presence does not verify");
+    assert!(verify(&file, &Pins::default()).ok(), "the recording with presence does not verify");
     a.stop().await?;
     b.stop().await?;
     Ok(())

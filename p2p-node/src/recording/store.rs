@@ -5,16 +5,16 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use arena_core::{Admission, Checkpoint, Envelope, Identity, LogEntry, MemoryStore, PeerKey, RoomId, Store};
-use sha2::{Digest, Sha256};
 
-use super::{chain_next, seal_bytes, Header, Kind, Record, RecordingFile};
+use super::{chain_next, Header, Kind, Record, RecordingFile, Seal, Tally};
 use crate::error::{NodeError, Result};
 
 /// Least time between two seals.
 const SEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A [`Store`] that keeps the log in memory and appends every record to a recording file;
-/// [`Store::flush`] seals and fsyncs it.
+/// [`Store::flush`] seals (at most once a second) and fsyncs it; dropping it closes the
+/// recording with a closing seal.
 #[derive(Debug)]
 pub struct RecordingStore {
     path: PathBuf,
@@ -22,11 +22,17 @@ pub struct RecordingStore {
     identity: Identity,
     out: BufWriter<File>,
     chain: [u8; 32],
+    /// What the file holds so far, for the seals.
+    tally: Tally,
+    /// Seals in the file so far.
+    seals: u32,
     inner: MemoryStore,
     /// Records written since the last fsync.
     dirty: bool,
     /// Records written since the last seal.
     unsealed: bool,
+    /// Whether the last record is a closing seal.
+    closed: bool,
     last_seal: std::time::Instant,
     clock_ms: u64,
 }
@@ -38,6 +44,10 @@ impl RecordingStore {
         let path = path.as_ref().to_path_buf();
         let bad = |reason: String| NodeError::Recording { path: path.display().to_string(), reason };
         let mut inner = MemoryStore::new();
+        let mut tally = Tally::default();
+        let mut seals = 0;
+        let mut unsealed = false;
+        let mut clock_ms = now_ms;
         let chain;
         if path.exists() {
             let file = RecordingFile::read(&path)?;
@@ -51,15 +61,29 @@ impl RecordingStore {
                         r.index, r.offset
                     )));
                 }
+                tally.record();
                 match r.decode(room).map_err(|e| bad(format!("record {}: {e}", r.index)))? {
                     Record::Envelope { received_ms, envelope } => {
+                        tally.envelope(&envelope, envelope.hash());
                         inner.append(&envelope, received_ms)?;
                     }
                     Record::Admission { admission, .. } => inner.put_admission(&admission)?,
-                    Record::Awareness { .. } | Record::Seal { .. } => {}
+                    Record::Seal(s) => {
+                        if !file.seal_ok(r.index, &s) {
+                            return Err(bad(format!(
+                                "seal {} (record {}) does not verify; run `arena-node verify`",
+                                s.number, r.index
+                            )));
+                        }
+                        seals = s.number;
+                        // Seals are dated in order even if the clock went back since.
+                        clock_ms = clock_ms.max(s.at_ms);
+                    }
+                    Record::Awareness { .. } => {}
                 }
             }
-            chain = file.records.last().map(|r| r.chain).unwrap_or_else(|| Sha256::digest(file.header.encode()).into());
+            chain = file.records.last().map_or_else(|| file.header.chain0(), |r| r.chain);
+            unsealed = file.records.last().is_some_and(|r| r.kind != Kind::Seal as u8);
             if let Some((offset, len)) = file.torn_tail {
                 tracing::warn!(path = %path.display(), offset, len, "cutting a torn tail off the recording");
                 let f = OpenOptions::new().write(true).open(&path).map_err(|e| NodeError::io(&path, e))?;
@@ -67,10 +91,15 @@ impl RecordingStore {
             }
         } else {
             let header = Header { room, recorder: identity.public(), started_ms: now_ms };
-            let h = header.encode();
-            let mut f = File::create(&path).map_err(|e| NodeError::io(&path, e))?;
-            f.write_all(&h).and_then(|()| f.sync_all()).map_err(|e| NodeError::io(&path, e))?;
-            chain = Sha256::digest(&h).into();
+            // An interview is personal data (and until invites are key-bound its admissions
+            // are invites): readable by its owner only until someone chooses to share it.
+            let mut create = OpenOptions::new();
+            create.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+            let mut f = create.open(&path).map_err(|e| NodeError::io(&path, e))?;
+            f.write_all(&header.encode()).and_then(|()| f.sync_all()).map_err(|e| NodeError::io(&path, e))?;
+            chain = header.chain0();
         }
         let file = OpenOptions::new().append(true).open(&path).map_err(|e| NodeError::io(&path, e))?;
         Ok(RecordingStore {
@@ -79,11 +108,14 @@ impl RecordingStore {
             identity,
             out: BufWriter::new(file),
             chain,
+            tally,
+            seals,
             inner,
             dirty: false,
-            unsealed: false,
+            unsealed,
+            closed: false,
             last_seal: std::time::Instant::now(),
-            clock_ms: now_ms,
+            clock_ms,
         })
     }
 
@@ -104,21 +136,45 @@ impl RecordingStore {
         rec.extend_from_slice(&payload);
         rec.extend_from_slice(&self.chain);
         self.out.write_all(&rec).map_err(|e| self.err(e))?;
+        self.tally.record();
         self.clock_ms = self.clock_ms.max(at_ms);
         self.dirty = true;
         self.unsealed = kind != Kind::Seal as u8;
+        self.closed = false;
         Ok(())
     }
 
-    /// Signs the chain so far (a seal record); durable at the next flush.
+    /// Seals what the file holds so far (a seal record) unless the last record is a seal;
+    /// durable at the next flush.
     pub fn seal(&mut self) -> arena_core::Result<()> {
         if !self.unsealed {
             return Ok(());
         }
-        let at = self.clock_ms;
-        let sig = self.identity.sign(&seal_bytes(&self.room, &self.chain, at));
-        self.write(Kind::Seal, at, &sig)?;
+        self.write_seal(false)
+    }
+
+    /// Closes the recording: a closing seal, flushed and fsynced. Records appended after it
+    /// (a recorder that goes on) need another closing seal.
+    pub fn close(&mut self) -> arena_core::Result<()> {
+        self.write_seal(true)?;
+        self.dirty = true;
+        self.flush()
+    }
+
+    fn write_seal(&mut self, closing: bool) -> arena_core::Result<()> {
+        let mut seal = Seal {
+            at_ms: self.clock_ms,
+            number: self.seals + 1,
+            closing,
+            records: self.tally.records,
+            authors: self.tally.authors(),
+            signature: [0; 64],
+        };
+        seal.signature = self.identity.sign(&seal.signed_bytes(&self.room, &self.identity.public(), &self.chain));
+        self.write(Kind::Seal, seal.at_ms, &seal.encode_body())?;
+        self.seals = seal.number;
         self.last_seal = std::time::Instant::now();
+        self.closed = closing;
         Ok(())
     }
 
@@ -133,15 +189,12 @@ impl RecordingStore {
 }
 
 impl Drop for RecordingStore {
-    /// Seals what is left, so a recording that was closed cleanly ends with a seal.
+    /// Closes the recording (a closing seal), so a recording stopped cleanly says so; one
+    /// whose recorder was killed ends without it and reads as incomplete.
     fn drop(&mut self) {
-        if self.unsealed {
-            let sealed = self.seal().and_then(|()| {
-                self.dirty = true;
-                self.flush()
-            });
-            if let Err(e) = sealed {
-                tracing::warn!(path = %self.path.display(), error = %e, "sealing the recording on close");
+        if !self.closed {
+            if let Err(e) = self.close() {
+                tracing::warn!(path = %self.path.display(), error = %e, "closing the recording");
             }
         }
     }
@@ -150,6 +203,7 @@ impl Drop for RecordingStore {
 impl Store for RecordingStore {
     fn append(&mut self, envelope: &Envelope, received_ms: u64) -> arena_core::Result<u64> {
         self.write(Kind::Envelope, received_ms, &envelope.encode())?;
+        self.tally.envelope(envelope, envelope.hash());
         self.inner.append(envelope, received_ms)
     }
 
