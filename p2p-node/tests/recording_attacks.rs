@@ -395,7 +395,6 @@ fn the_recording_does_not_hold_the_recorders_key() -> Result<()> {
 /// Nothing in a recording lets its reader join the room: admissions are public statements;
 /// an admission's grant must not be usable as an invite by another key.
 #[test]
-#[ignore = "needs key-bound invites in arena-core (issue 21 item 1): today every admission carries its grant whole"]
 fn the_recording_holds_no_usable_invite() -> Result<()> {
     let rec = record("attack-grant", false)?;
     let file = RecordingFile::read(&rec.path)?;
@@ -404,18 +403,23 @@ fn the_recording_holds_no_usable_invite() -> Result<()> {
     for r in &file.records {
         if let Ok(Record::Admission { admission, .. }) = r.decode(rec.room.id) {
             admissions += 1;
-            let mut stranger = Room::open(
-                rec.room.id,
-                Identity::from_passphrase("stranger"),
-                0,
-                MemoryStore::new(),
-                RoomConfig::default(),
-                now,
-            )?;
-            // The one call site that knows today's token format.
-            let leaked = admission.grant.to_token();
-            let joined = stranger.join(&leaked, "stranger", now);
-            assert!(joined.is_err(), "{}'s admission let a stranger join as {}", admission.name, admission.grant.role);
+            // A stranger re-uses the grant with a key of its own: the invite signature would
+            // need the invite link's secret, which no record holds.
+            let stranger = Identity::from_passphrase("stranger");
+            let guess = arena_core::Invite::bound(&stranger, stranger.clone(), admission.grant.role, u64::MAX, 0, 0);
+            let mut forged = arena_core::Admission::sign(&stranger, &guess, "stranger", now);
+            forged.grant = admission.grant.clone();
+            let mut spliced = admission.clone();
+            spliced.member = stranger.public();
+            for bad in [forged, spliced] {
+                let mut ledger = arena_core::Ledger::new(rec.room.id);
+                assert!(
+                    ledger.admit(&bad, None).is_err(),
+                    "{}'s admission let a stranger join as {}",
+                    admission.name,
+                    admission.grant.role
+                );
+            }
         }
     }
     assert_eq!(admissions, 4);
