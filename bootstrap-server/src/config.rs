@@ -108,6 +108,26 @@ pub struct Config {
     /// Most topics one signaling connection may subscribe to.
     #[arg(long, env = "ARENA_MAX_TOPICS", default_value_t = 32)]
     pub max_topics: usize,
+
+    /// Most `/signal` connections open at once from one client IP address (behind a reverse
+    /// proxy every client has the proxy's address: raise it there).
+    #[arg(long, env = "ARENA_SIGNAL_MAX_PER_IP", default_value_t = 32)]
+    pub signal_max_per_ip: usize,
+
+    /// Most `/signal` connections open at once on the whole node.
+    #[arg(long, env = "ARENA_SIGNAL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub signal_max_connections: usize,
+
+    /// Operator token for `POST /api/rooms` (sent as `Authorization: Bearer ...`). Required
+    /// whenever it is set; without it a node that listens on loopback only creates rooms for
+    /// anyone who can reach it, and any other node creates none.
+    #[arg(long, env = "ARENA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Most rooms one client IP address may create per minute (`POST /api/rooms`; a burst of
+    /// that many, then refilled evenly over the minute).
+    #[arg(long, env = "ARENA_ROOM_CREATE_PER_MINUTE", default_value_t = 30)]
+    pub room_create_per_minute: u32,
 }
 
 impl Config {

@@ -47,6 +47,9 @@ struct CreateRoom {
     title: String,
     #[serde(default)]
     language: String,
+    /// Invites valid for this many seconds (at most, and by default, `--token-ttl-hours`).
+    #[serde(default, rename = "ttlSecs")]
+    ttl_secs: Option<u64>,
 }
 
 async fn create_room(State(node): State<Node>, body: axum::body::Bytes) -> Result<Response, AppError> {
@@ -59,8 +62,10 @@ async fn create_room(State(node): State<Node>, body: axum::body::Bytes) -> Resul
         return Err(AppError::BadRequest("title (≤ 200 bytes) or language (≤ 40 bytes) too long".into()));
     }
     let language = if req.language.is_empty() { "python".to_owned() } else { req.language };
+    let max_ttl = node.cfg().token_ttl_hours.saturating_mul(3600);
+    let ttl = req.ttl_secs.map_or(max_ttl, |t| t.min(max_ttl));
     let node2 = node.clone();
-    let created = tokio::task::spawn_blocking(move || node2.create_room(&req.title, &language))
+    let created = tokio::task::spawn_blocking(move || node2.create_room(&req.title, &language, ttl))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
         .map_err(AppError::from)?;

@@ -1311,7 +1311,7 @@ mod tests {
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap();
-        let created = node.create_room("gate", "python").unwrap();
+        let created = node.create_room("gate", "python", 3600).unwrap();
         let id = arena_core::PeerKey::from_hex(&created.room).unwrap();
         // The room as the node opens it, checkpointing every 3 entries, with 4 new ones:
         // due at the actor's first pass.
@@ -1397,7 +1397,7 @@ mod tests {
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap();
-        let created = node.create_room("queued join", "python").unwrap();
+        let created = node.create_room("queued join", "python", 3600).unwrap();
         let id = arena_core::PeerKey::from_hex(&created.room).unwrap();
         let room = node.open_room(&id).unwrap();
         let (tx, handle) = spawn(node.clone(), room);

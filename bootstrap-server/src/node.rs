@@ -200,8 +200,8 @@ impl Node {
     }
 
     /// Creates a room: a fresh room key, the node admitted as proxy host, the metadata
-    /// written, invite tokens for each role.
-    pub(crate) fn create_room(&self, title: &str, language: &str) -> Result<CreatedRoom, BootstrapError> {
+    /// written, invite tokens for each role, valid for `ttl_secs`.
+    pub(crate) fn create_room(&self, title: &str, language: &str, ttl_secs: u64) -> Result<CreatedRoom, BootstrapError> {
         let room_key = Identity::from_seed(random_seed()?);
         let id = room_key.public();
         let now = now_ms();
@@ -221,7 +221,7 @@ impl Node {
         };
         room.edit(now, |e| e.set_meta_record(&meta))?;
         room.flush()?;
-        let expiry = now / 1000 + self.cfg().token_ttl_hours * 3600;
+        let expiry = (now / 1000).saturating_add(ttl_secs);
         let mut tokens = HashMap::new();
         let mut links = HashMap::new();
         for (i, role) in [Role::Host, Role::Candidate, Role::Observer].into_iter().enumerate() {
@@ -371,7 +371,7 @@ mod tests {
         };
         let (room, token) = {
             let node = open();
-            let created = node.create_room("old", "rust").unwrap();
+            let created = node.create_room("old", "rust", 3600).unwrap();
             let id = PeerKey::from_hex(&created.room).unwrap();
             // As the node kept it before: in its own tree, not in the room's entry.
             let record = node.inner.db.room_record(&id).unwrap().unwrap();
