@@ -121,12 +121,9 @@ fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Identity::from_seed(random_seed()?);
-            std::fs::write(&path, PeerKey(id.seed()).to_hex())?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            }
+            // 0600 from its creation, never a moment readable by others.
+            arena_node::write_private_file(&path, PeerKey(id.seed()).to_hex().as_bytes())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
             Ok(id)
         }
         Err(e) => Err(BootstrapError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
@@ -144,7 +141,8 @@ impl Node {
     /// Opens the data dir (creating it) and the node key.
     pub fn open(cfg: Config, public_url: String, shutdown: CancellationToken) -> Result<Self, BootstrapError> {
         crate::clock::start();
-        std::fs::create_dir_all(&cfg.data_dir)
+        // The node's alone: it holds the node key and every room's key (in sled).
+        arena_node::create_private_dir(&cfg.data_dir)
             .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
         let identity = load_or_create_key(&cfg.data_dir)?;
         let db = SledDb::open_with_cache(cfg.data_dir.join("sled"), cfg.store_cache_mb.saturating_mul(1 << 20))?;
