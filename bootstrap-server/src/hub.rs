@@ -98,6 +98,8 @@ pub(crate) struct Attach {
     pub(crate) hub: chan::Sender<HubCmd>,
     /// The connection's span, for that task.
     pub(crate) span: tracing::Span,
+    /// Its entry in the node's live connections (closed at its invite's expiry).
+    pub(crate) live: crate::live::LiveGuard,
 }
 
 /// Commands to a room actor.
@@ -111,6 +113,12 @@ pub(crate) enum HubCmd {
     },
     Detach {
         conn: u64,
+    },
+    /// Close a connection (its invite expired or was revoked).
+    Close {
+        conn: u64,
+        code: u16,
+        reason: Box<str>,
     },
     Info {
         reply: oneshot::Sender<serde_json::Value>,
@@ -148,7 +156,12 @@ struct Conn {
     link: Option<Box<Reassembler>>,
     /// Speaks our envelope protocol (sent a `MSG_ARENA` message): gets signed envelopes.
     arena: bool,
+    /// Its token's role writes nothing (an observer): of our envelope protocol it may only
+    /// ask (`Want`, `WantHistory`); see [`Hub::arena_chunk`].
+    observer: bool,
     token: Option<Box<str>>,
+    /// Leaves the node's live connections when the connection leaves the room.
+    _live: crate::live::LiveGuard,
 }
 
 /// A room's connections: a few per room (two people, an observer, a recorder), so a Vec
@@ -792,6 +805,13 @@ impl Hub {
                     self.drop_awareness(c.awareness_ids);
                 }
             }
+            HubCmd::Close { conn, code, reason } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    debug!(conn, %reason, "closing");
+                    deliver(&c, &mut self.inline, Outbound::Close(code, reason), true);
+                    self.drop_awareness(c.awareness_ids);
+                }
+            }
             HubCmd::Frame { conn, bytes } => self.frame(conn, &bytes),
             HubCmd::Info { reply } => self.q().info_waiting.push(reply),
             HubCmd::Remote { msgs } => self.remote(msgs),
@@ -810,8 +830,9 @@ impl Hub {
     /// queued on its socket before anything else, then the room serves it inline or hands
     /// it to a session task.
     fn attach(&mut self, a: Attach) {
-        let Attach { conn, role, mut token, mut socket, limiter, hub, span } = a;
-        let session = YSession::new(!role.may_write());
+        let Attach { conn, role, mut token, mut socket, limiter, hub, span, live } = a;
+        let observer = !role.may_write();
+        let session = YSession::new(observer);
         let Some(start) = self.with_room(|h, r| {
             // The token is kept only to forward the client's updates to a home node
             // that signs them: not where we sign, nor for a client that cannot write.
@@ -830,13 +851,17 @@ impl Hub {
         if self.inline.is_none() {
             drop(hub);
             debug!(conn, "attached inline");
-            self.conns.insert(conn, Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, token });
+            self.conns.insert(
+                conn,
+                Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, observer, token, _live: live },
+            );
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
             let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
-            self.conns
-                .insert(conn, Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, token });
+            let awareness_ids = Vec::new();
+            let c = Conn { tx: Some(tx), session, awareness_ids, link, arena: false, observer, token, _live: live };
+            self.conns.insert(conn, c);
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }
     }
@@ -970,7 +995,9 @@ impl Hub {
             self.send(Some(conn), None, outcome.reply);
         }
         if outcome.denied {
+            // An observer's update (YSession answers it with a read-only auth message).
             inc(&m.envelopes_rejected, 1);
+            inc(&m.observer_writes_refused, 1);
         }
         if !outcome.updates.is_empty() {
             self.stock_updates(conn, outcome.updates, now);
@@ -1014,13 +1041,25 @@ impl Hub {
                 return;
             }
         };
+        // Observers are read-only on every transport: of our protocol they may ask for
+        // envelopes (`Want`, `WantHistory`: what a reader needs), nothing else. Whatever else
+        // they send is dropped, counted and logged, not answered: our own clients announce
+        // their admission on every connect, observers' included, and an answer would show
+        // them a refusal for it each time. (Their y-protocols updates are refused by their
+        // read-only `YSession`, with an auth message.)
+        let observer = self.conns.get(&conn).is_some_and(|c| c.observer);
+        if observer && !matches!(msg, Wire::Want(_) | Wire::WantHistory(_)) {
+            inc(&self.node.inner.metrics.observer_writes_refused, 1);
+            debug!(conn, kind = wire_kind(&msg), "observer's write ignored: observers are read-only");
+            return;
+        }
         // New members' admissions go to the other connections that speak our protocol, so
         // they know the authors of the envelopes that follow.
         let admissions = match &msg {
             Wire::Admissions(a) => Some(a.clone()),
             _ => None,
         };
-        self.with_room(|h, room| h.arena_msg(room, conn, msg, admissions, now));
+        self.with_room(|h, room| h.arena_msg(room, conn, msg, admissions, observer, now));
     }
 
     fn arena_msg(
@@ -1029,11 +1068,12 @@ impl Hub {
         conn: u64,
         msg: Wire,
         admissions: Option<Vec<arena_core::Admission>>,
+        observer: bool,
         now: u64,
     ) {
         // A client that holds envelopes we lack (other authors' it got over a browser data
-        // channel) is asked back for them.
-        let ask_back = matches!(&msg, Wire::Want(have) if room.lacks_from(have));
+        // channel) is asked back for them; not an observer, whose envelopes we would drop.
+        let ask_back = !observer && matches!(&msg, Wire::Want(have) if room.lacks_from(have));
         match room.handle(msg, now) {
             Ok((mut replies, receipt)) => {
                 if ask_back {
@@ -1275,6 +1315,18 @@ impl Hub {
     }
 }
 
+/// A message's kind, for logs.
+fn wire_kind(w: &Wire) -> &'static str {
+    match w {
+        Wire::Envelopes(_) => "envelopes",
+        Wire::Admissions(_) => "admissions",
+        Wire::Checkpoint(_) => "checkpoint",
+        Wire::History(_) => "history",
+        Wire::Proxied { .. } => "proxied",
+        _ => "other",
+    }
+}
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -1407,6 +1459,7 @@ mod tests {
         inc(&node.inner.metrics.connections_active, 1);
         assert_eq!(active(), 1);
         tx.try_send(HubCmd::Shutdown).unwrap();
+        let (_, grant) = node.authorize(&created.room, Some(&created.tokens["candidate"])).unwrap();
         let attach = Attach {
             conn: 1,
             role: Role::Candidate,
@@ -1415,6 +1468,7 @@ mod tests {
             limiter: RateLimiter::new(100),
             hub: tx.clone(),
             span: tracing::Span::none(),
+            live: node.inner.live.register_yws(1, id, &grant),
         };
         tx.try_send(HubCmd::Attach(Box::new(attach))).unwrap();
         handle.await.unwrap();

@@ -23,6 +23,7 @@ mod error;
 mod http;
 mod hub;
 mod limit;
+mod live;
 pub mod metrics;
 mod node;
 mod p2p;
@@ -57,6 +58,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken
     say(&format!("listening on http://{addr}"));
     tracing::info!(node = %node.public_key(), data_dir = %node.cfg().data_dir.display(), "bootstrap node started");
     let p2p_tasks = if node.cfg().no_p2p { Vec::new() } else { p2p::start(&node).await? };
+    let expiry = tokio::spawn(live::run(node.clone(), shutdown.clone()));
     let app = http::router(node.clone());
     let stopper = {
         let (node, stop) = (node.clone(), shutdown.clone());
@@ -79,6 +81,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken
     shutdown.cancel();
     let _ = stopper.await;
     node.join_all().await;
+    let _ = expiry.await;
     for t in p2p_tasks {
         let _ = t.await;
     }

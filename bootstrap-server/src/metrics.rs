@@ -75,6 +75,8 @@ pub struct Metrics {
     pub(crate) store_commits: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
     pub(crate) checkpoint_us: AtomicU64,
+    pub(crate) observer_writes_refused: AtomicU64,
+    pub(crate) connections_expired: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64, n: u64) {
@@ -160,6 +162,18 @@ impl Metrics {
             &self.bridge_dropped,
         );
         put("signal_messages_total", "counter", "Signaling messages handled.", &self.signal_messages);
+        put(
+            "observer_writes_refused_total",
+            "counter",
+            "Writes from observers dropped: envelope-protocol writes and updates on /yws, publishes on /signal.",
+            &self.observer_writes_refused,
+        );
+        put(
+            "connections_expired_total",
+            "counter",
+            "/yws and /signal connections closed because their invite expired (or was revoked).",
+            &self.connections_expired,
+        );
         if cfg!(feature = "heap-stats") {
             put("heap_live_bytes", "gauge", "Bytes live on the heap (built with heap-stats).", &HEAP_LIVE_BYTES);
         }

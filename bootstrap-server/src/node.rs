@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) public_url: String,
     pub(crate) rooms: Mutex<HashMap<RoomId, chan::Sender<HubCmd>>>,
     pub(crate) signal: crate::signal::Topics,
+    /// `/yws` and `/signal` connections by their invite's expiry.
+    pub(crate) live: Arc<crate::live::Live>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
@@ -161,6 +163,7 @@ impl Node {
                 public_url,
                 rooms: Mutex::new(HashMap::new()),
                 signal: crate::signal::Topics::default(),
+                live: Arc::default(),
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
                 flusher,
@@ -199,7 +202,12 @@ impl Node {
 
     /// Creates a room: a fresh room key, the node admitted as proxy host, the metadata
     /// written, invite tokens for each role, valid for `ttl_secs`.
-    pub(crate) fn create_room(&self, title: &str, language: &str, ttl_secs: u64) -> Result<CreatedRoom, BootstrapError> {
+    pub(crate) fn create_room(
+        &self,
+        title: &str,
+        language: &str,
+        ttl_secs: u64,
+    ) -> Result<CreatedRoom, BootstrapError> {
         let room_key = Identity::from_seed(random_seed()?);
         let id = room_key.public();
         let now = now_ms();
