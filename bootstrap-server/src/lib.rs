@@ -77,6 +77,8 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
+    // With each connection's peer address, for the per-IP limits.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     shutdown.cancel();
     let _ = stopper.await;

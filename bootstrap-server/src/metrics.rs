@@ -76,6 +76,8 @@ pub struct Metrics {
     pub(crate) checkpoints: AtomicU64,
     pub(crate) checkpoint_us: AtomicU64,
     pub(crate) observer_writes_refused: AtomicU64,
+    pub(crate) signal_refused: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
     pub(crate) connections_expired: AtomicU64,
 }
 
@@ -167,6 +169,18 @@ impl Metrics {
             "counter",
             "Writes from observers dropped: envelope-protocol writes and updates on /yws, publishes on /signal.",
             &self.observer_writes_refused,
+        );
+        put(
+            "signal_refused_total",
+            "counter",
+            "Signaling publishes refused: a `from` bound to another connection, or changed mid-connection.",
+            &self.signal_refused,
+        );
+        put(
+            "connections_refused_total",
+            "counter",
+            "/signal connections refused at the per-IP or the global cap.",
+            &self.connections_refused,
         );
         put(
             "connections_expired_total",

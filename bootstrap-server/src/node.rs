@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) signal: crate::signal::Topics,
     /// `/yws` and `/signal` connections by their invite's expiry.
     pub(crate) live: Arc<crate::live::Live>,
+    /// `/signal` connections open, per client IP and in total.
+    pub(crate) signal_caps: Arc<crate::limit::ConnCaps>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
@@ -154,6 +156,7 @@ impl Node {
         }
         let metrics = Arc::new(Metrics::default());
         let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
+        let signal_caps = Arc::new(crate::limit::ConnCaps::new(cfg.signal_max_per_ip, cfg.signal_max_connections));
         Ok(Node {
             inner: Arc::new(Inner {
                 cfg,
@@ -164,6 +167,7 @@ impl Node {
                 rooms: Mutex::new(HashMap::new()),
                 signal: crate::signal::Topics::default(),
                 live: Arc::default(),
+                signal_caps,
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
                 flusher,

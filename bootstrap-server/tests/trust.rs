@@ -197,7 +197,8 @@ async fn a_forged_from_on_signal_is_not_delivered() -> Result<()> {
     let t = room.room.as_str();
     let mut victim = signal(server.addr, &room.candidate).await?;
     let mut host = signal(server.addr, &room.host).await?;
-    let mut mallory = signal(server.addr, &room.candidate).await?;
+    // Another member (a connection of the same invite may take its own `from` over).
+    let mut mallory = signal(server.addr, &room.host).await?;
     for ws in [&mut victim, &mut host, &mut mallory] {
         assert!(send_sync(ws, json!({"type": "subscribe", "topics": [t]})).await?.is_empty());
     }
@@ -213,6 +214,15 @@ async fn a_forged_from_on_signal_is_not_delivered() -> Result<()> {
     // The victim itself still publishes under its id.
     send_sync(&mut victim, publish(t, json!({"type": "arena-announce", "from": VICTIM, "peers": []}))).await?;
     assert!(until_marker(&mut host, VICTIM).await?.is_empty());
+    // And so does its next connection (its invite), before the node has seen the old one go.
+    let mut again = signal(server.addr, &room.candidate).await?;
+    assert!(send_sync(&mut again, json!({"type": "subscribe", "topics": [t]})).await?.is_empty());
+    let answers = send_sync(&mut again, publish(t, json!({"type": "arena-announce", "from": VICTIM}))).await?;
+    assert!(answers.iter().all(|v| v["type"] != "error"), "{answers:?}");
+    assert!(until_marker(&mut host, VICTIM).await?.is_empty());
+    // Mallory's own id is its own: the victim's old socket cannot use it.
+    let answers = send_sync(&mut victim, publish(t, json!({"type": "arena-bye", "from": MALLORY}))).await?;
+    assert!(answers.iter().any(|v| v["type"] == "error"), "{answers:?}");
     server.stop().await?;
     Ok(())
 }
@@ -243,9 +253,20 @@ async fn an_observer_on_signal_may_not_publish_and_sees_no_ice() -> Result<()> {
     // The candidate offers to the host and sends a candidate; then announces.
     let ice = "candidate:1 1 udp 2122260223 192.0.2.7 54321 typ host";
     let sdp = format!("v=0\r\no=- 1 2 IN IP4 192.0.2.7\r\na={ice}\r\n");
-    send(&mut cand, publish(t, json!({"type": "arena-offer", "from": VICTIM, "to": HOST, "conn": "0123456789abcdef", "sdp": sdp}))).await?;
+    send(
+        &mut cand,
+        publish(t, json!({"type": "arena-offer", "from": VICTIM, "to": HOST, "conn": "0123456789abcdef", "sdp": sdp})),
+    )
+    .await?;
     let cand_msg = json!({"candidate": ice, "sdpMid": "0", "sdpMLineIndex": 0});
-    send(&mut cand, publish(t, json!({"type": "arena-ice", "from": VICTIM, "to": HOST, "conn": "0123456789abcdef", "candidate": cand_msg}))).await?;
+    send(
+        &mut cand,
+        publish(
+            t,
+            json!({"type": "arena-ice", "from": VICTIM, "to": HOST, "conn": "0123456789abcdef", "candidate": cand_msg}),
+        ),
+    )
+    .await?;
     send(&mut cand, publish(t, json!({"type": "arena-announce", "from": VICTIM, "peers": [HOST]}))).await?;
     // The host gets all three (the first announce is the marker it read above).
     let to_host = until_marker(&mut host, VICTIM).await?;
@@ -299,10 +320,7 @@ async fn signal_connections_are_capped_per_ip_and_in_total() -> Result<()> {
     }
     // A connection that closes gives its place back.
     drop(open.pop());
-    let again = wait_for(WAIT, || async {
-        Ok(signal_from(server.addr, [127, 0, 0, 1]).await?.ok())
-    })
-    .await?;
+    let again = wait_for(WAIT, || async { Ok(signal_from(server.addr, [127, 0, 0, 1]).await?.ok()) }).await?;
     drop((again, other, open));
     server.stop().await?;
     Ok(())
@@ -313,7 +331,8 @@ async fn signal_connections_are_capped_per_ip_and_in_total() -> Result<()> {
 /// A raw HTTP/1.1 request with the given extra header lines; returns (status, body).
 async fn http_with(addr: SocketAddr, path: &str, headers: &[&str], body: &str) -> Result<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut req =
+        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for h in headers {
         req.push_str(h);
         req.push_str("\r\n");
@@ -344,7 +363,8 @@ async fn creating_rooms_off_loopback_needs_the_operator_token_json_and_a_rate() 
 
     let (status, text) = http_with(addr, "/api/rooms", &[json_ct], body).await?;
     assert_eq!(status, 401, "no token: {text}");
-    let (status, text) = http_with(addr, "/api/rooms", &[json_ct, "Authorization: Bearer operator-secret-0123456788"], body).await?;
+    let (status, text) =
+        http_with(addr, "/api/rooms", &[json_ct, "Authorization: Bearer operator-secret-0123456788"], body).await?;
     assert_eq!(status, 401, "wrong token: {text}");
     let good = "Authorization: Bearer operator-secret-0123456789";
     let form = "Content-Type: application/x-www-form-urlencoded";
@@ -389,9 +409,18 @@ async fn the_data_dir_and_the_node_key_are_private() -> Result<()> {
         server.stop().await?;
         assert_eq!(format!("{:o}", mode(data)?), "700", "{}", data.display());
         assert_eq!(format!("{:o}", mode(&data.join("node.key"))?), "600");
-        let names: Vec<_> =
-            std::fs::read_dir(data)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        assert!(names.iter().all(|n| n == "node.key" || n == "sled"), "left in the data dir: {names:?}");
+        let names: Vec<_> = std::fs::read_dir(data)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        // sled, and arena-node's own data (its libp2p side), private too.
+        assert!(
+            names.iter().all(|n| ["node.key", "sled", "p2p"].contains(&n.as_str())),
+            "left in the data dir: {names:?}"
+        );
+        if names.iter().any(|n| n == "p2p") {
+            assert_eq!(format!("{:o}", mode(&data.join("p2p"))?), "700");
+        }
     }
     Ok(())
 }
@@ -424,7 +453,8 @@ async fn connections_end_when_their_invite_expires() -> Result<()> {
     assert_eq!(status, 201, "{body}");
     let v: Value = serde_json::from_str(&body)?;
     let (room, token) = (v["room"].as_str().context("room")?, v["tokens"]["candidate"].as_str().context("token")?);
-    let (mut yws, _) = tokio_tungstenite::connect_async(format!("ws://{}/yws/{room}?token={token}", server.addr)).await?;
+    let (mut yws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/yws/{room}?token={token}", server.addr)).await?;
     let mut sig = signal(server.addr, token).await?;
     let errs = send_sync(&mut sig, json!({"type": "subscribe", "topics": [room]})).await?;
     assert!(errs.is_empty(), "{errs:?}");
