@@ -119,8 +119,9 @@ pub struct Config {
     pub signal_max_connections: usize,
 
     /// Operator token for `POST /api/rooms` (sent as `Authorization: Bearer ...`). Required
-    /// whenever it is set; without it a node that listens on loopback only creates rooms for
-    /// anyone who can reach it, and any other node creates none.
+    /// whenever it is set; without it a node that listens on loopback only (and whose
+    /// `--public-url`, if set, is a loopback URL) creates rooms for anyone who can reach it,
+    /// and any other node creates none.
     #[arg(long, env = "ARENA_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

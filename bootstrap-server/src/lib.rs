@@ -51,8 +51,11 @@ pub(crate) fn say(line: &str) {
 
 /// Serves the node on `listener` until `shutdown` is cancelled; then closes connections,
 /// flushes every room and returns.
-pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), BootstrapError> {
+pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), BootstrapError> {
     let addr = listener.local_addr()?;
+    // The address actually bound (port 0 resolved): whether it is loopback decides who may
+    // create rooms without the operator token.
+    cfg.http_addr = addr;
     let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let node = Node::open(cfg, public_url.trim_end_matches('/').to_owned(), shutdown.clone())?;
     say(&format!("listening on http://{addr}"));

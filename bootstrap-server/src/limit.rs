@@ -1,5 +1,5 @@
-//! Limits: a token bucket per connection, and caps on open connections per IP and in total
-//! (for `/signal`).
+//! Limits: a token bucket per connection, a token bucket per client IP (for the HTTP API),
+//! and caps on open connections per IP and in total (for `/signal`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,6 +35,50 @@ impl RateLimiter {
             self.tokens -= 1.0;
             true
         } else {
+            false
+        }
+    }
+}
+
+/// Token buckets by client IP: `per_minute` requests a minute, a burst of as many. At most
+/// [`PerIp::MAX_CLIENTS`] addresses are tracked; full buckets (clients quiet for a minute) are
+/// forgotten first, and when every tracked client is still busy a new one is refused.
+#[derive(Debug)]
+pub(crate) struct PerIp {
+    per_sec: f64,
+    burst: f64,
+    /// Tokens and when they were last refilled (clock nanoseconds), by address.
+    buckets: Mutex<HashMap<IpAddr, (f64, u64)>>,
+}
+
+impl PerIp {
+    const MAX_CLIENTS: usize = 10_000;
+
+    pub(crate) fn per_minute(n: u32) -> Self {
+        let n = f64::from(n.max(1));
+        PerIp { per_sec: n / 60.0, burst: n, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token for `ip`; false when it is over its rate.
+    pub(crate) fn allow(&self, ip: IpAddr) -> bool {
+        let Ok(mut b) = self.buckets.lock() else { return false };
+        let now = now_ns();
+        let refill = |(tokens, last): (f64, u64)| {
+            (tokens + now.saturating_sub(last) as f64 / 1e9 * self.per_sec).min(self.burst)
+        };
+        if !b.contains_key(&ip) && b.len() >= Self::MAX_CLIENTS {
+            b.retain(|_, v| refill(*v) < self.burst);
+            if b.len() >= Self::MAX_CLIENTS {
+                return false;
+            }
+        }
+        let v = b.entry(ip).or_insert((self.burst, now));
+        let tokens = refill(*v);
+        if tokens >= 1.0 {
+            *v = (tokens - 1.0, now);
+            true
+        } else {
+            *v = (tokens, now);
             false
         }
     }
@@ -129,5 +173,13 @@ mod tests {
         assert_eq!(caps.acquire(b).unwrap_err(), CapError::Total(3));
         drop(s1);
         assert!(caps.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn per_ip_buckets_allow_a_minutes_burst_per_address() {
+        let l = PerIp::per_minute(3);
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        assert_eq!((0..10).take_while(|_| l.allow(a)).count(), 3);
+        assert!(l.allow(b));
     }
 }

@@ -79,6 +79,7 @@ pub struct Metrics {
     pub(crate) signal_refused: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) connections_expired: AtomicU64,
+    pub(crate) api_refused: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64, n: u64) {
@@ -187,6 +188,12 @@ impl Metrics {
             "counter",
             "/yws and /signal connections closed because their invite expired (or was revoked).",
             &self.connections_expired,
+        );
+        put(
+            "api_refused_total",
+            "counter",
+            "POST /api/rooms requests refused (no or wrong operator token, not JSON, over the rate).",
+            &self.api_refused,
         );
         if cfg!(feature = "heap-stats") {
             put("heap_live_bytes", "gauge", "Bytes live on the heap (built with heap-stats).", &HEAP_LIVE_BYTES);

@@ -67,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) live: Arc<crate::live::Live>,
     /// `/signal` connections open, per client IP and in total.
     pub(crate) signal_caps: Arc<crate::limit::ConnCaps>,
+    /// `POST /api/rooms` per client IP.
+    pub(crate) room_rate: crate::limit::PerIp,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
@@ -157,6 +159,7 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
         let signal_caps = Arc::new(crate::limit::ConnCaps::new(cfg.signal_max_per_ip, cfg.signal_max_connections));
+        let room_rate = crate::limit::PerIp::per_minute(cfg.room_create_per_minute);
         Ok(Node {
             inner: Arc::new(Inner {
                 cfg,
@@ -168,6 +171,7 @@ impl Node {
                 signal: crate::signal::Topics::default(),
                 live: Arc::default(),
                 signal_caps,
+                room_rate,
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
                 flusher,
