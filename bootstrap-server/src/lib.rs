@@ -31,7 +31,7 @@ mod signal;
 mod ws;
 mod yws;
 
-pub use config::Config;
+pub use config::{AdminToken, Config};
 pub use error::BootstrapError;
 pub use metrics::Metrics;
 pub use node::Node;

@@ -354,7 +354,7 @@ async fn creating_rooms_off_loopback_needs_the_operator_token_json_and_a_rate() 
     let dir = tempfile::tempdir()?;
     let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
     cfg.http_addr = SocketAddr::from(([0, 0, 0, 0], 0));
-    cfg.admin_token = Some("operator-secret-0123456789".into());
+    cfg.admin_token = Some("operator-secret-0123456789".parse().map_err(anyhow::Error::msg)?);
     cfg.room_create_per_minute = 6;
     let server = Server::start_with(cfg).await?;
     let addr = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
@@ -449,7 +449,7 @@ async fn closed(ws: &mut Ws) -> Result<(u16, String)> {
 async fn connections_end_when_their_invite_expires() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path()).await?;
-    let (status, body) = http(server.addr, "POST", "/api/rooms", r#"{"title":"short","ttlSecs":4}"#).await?;
+    let (status, body) = http(server.addr, "POST", "/api/rooms", r#"{"title":"short","ttlSecs":6}"#).await?;
     assert_eq!(status, 201, "{body}");
     let v: Value = serde_json::from_str(&body)?;
     let (room, token) = (v["room"].as_str().context("room")?, v["tokens"]["candidate"].as_str().context("token")?);
