@@ -98,8 +98,10 @@ pub(crate) struct Attach {
     pub(crate) hub: chan::Sender<HubCmd>,
     /// The connection's span, for that task.
     pub(crate) span: tracing::Span,
-    /// Its entry in the node's live connections (closed at its invite's expiry).
-    pub(crate) live: crate::live::LiveGuard,
+    /// Its invite's expiry (unix seconds) and which grant it is: the room enters it in the
+    /// node's live connections (closed at expiry, or by `Node::close_grant`).
+    pub(crate) expiry: u64,
+    pub(crate) grant: crate::live::GrantId,
 }
 
 /// Commands to a room actor.
@@ -830,7 +832,7 @@ impl Hub {
     /// queued on its socket before anything else, then the room serves it inline or hands
     /// it to a session task.
     fn attach(&mut self, a: Attach) {
-        let Attach { conn, role, mut token, mut socket, limiter, hub, span, live } = a;
+        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant } = a;
         let observer = !role.may_write();
         let session = YSession::new(observer);
         let Some(start) = self.with_room(|h, r| {
@@ -848,6 +850,7 @@ impl Hub {
             socket.start_frame(2, f.into());
         }
         let link = None;
+        let live = self.node.inner.live.register_yws(conn, self.id, expiry, grant);
         if self.inline.is_none() {
             drop(hub);
             debug!(conn, "attached inline");
@@ -1468,7 +1471,8 @@ mod tests {
             limiter: RateLimiter::new(100),
             hub: tx.clone(),
             span: tracing::Span::none(),
-            live: node.inner.live.register_yws(1, id, &grant),
+            expiry: grant.expiry,
+            grant: crate::live::grant_id(&grant),
         };
         tx.try_send(HubCmd::Attach(Box::new(attach))).unwrap();
         handle.await.unwrap();

@@ -71,11 +71,11 @@ impl Drop for LiveGuard {
 }
 
 impl Live {
-    fn register(self: &Arc<Self>, conn: u64, room: RoomId, grant: &Grant, closer: Closer) -> LiveGuard {
-        let key = (grant.expiry, conn);
+    fn register(self: &Arc<Self>, conn: u64, room: RoomId, expiry: u64, grant: GrantId, closer: Closer) -> LiveGuard {
+        let key = (expiry, conn);
         if let Ok(mut m) = self.map.lock() {
             let sooner = m.keys().next().is_none_or(|first| key < *first);
-            m.insert(key, Entry { room, grant: grant_id(grant), closer });
+            m.insert(key, Entry { room, grant, closer });
             if sooner {
                 self.wake.notify_one();
             }
@@ -83,9 +83,10 @@ impl Live {
         LiveGuard { live: self.clone(), key }
     }
 
-    /// A `/yws` connection of `room` (closed through the room's actor).
-    pub(crate) fn register_yws(self: &Arc<Self>, conn: u64, room: RoomId, grant: &Grant) -> LiveGuard {
-        self.register(conn, room, grant, Closer::Yws)
+    /// A `/yws` connection of `room`, registered by the room's actor as it takes the
+    /// connection in (so the close it gets at expiry always finds it there).
+    pub(crate) fn register_yws(self: &Arc<Self>, conn: u64, room: RoomId, expiry: u64, grant: GrantId) -> LiveGuard {
+        self.register(conn, room, expiry, grant, Closer::Yws)
     }
 
     /// A `/signal` connection, once its token opened `room`: its loop closes it with the
@@ -97,7 +98,7 @@ impl Live {
         grant: &Grant,
         close: oneshot::Sender<String>,
     ) -> LiveGuard {
-        self.register(conn, room, grant, Closer::Signal(close))
+        self.register(conn, room, grant.expiry, grant_id(grant), Closer::Signal(close))
     }
 
     /// Takes out the entries that match.

@@ -82,10 +82,10 @@ async fn serve(
     let token = token.map(String::into_boxed_str);
     let limiter = RateLimiter::new(node.cfg().rate_limit);
     let span = tracing::Span::current();
-    // In the node's live connections from now on: closed when its invite expires (a
-    // connection that never joins leaves with its `Attach`).
-    let live = node.inner.live.register_yws(conn, room, &grant);
-    let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span, live }));
+    // The room enters it in the node's live connections (closed when its invite expires).
+    let (expiry, grant) = (grant.expiry, crate::live::grant_id(&grant));
+    let attach =
+        HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span, expiry, grant }));
     if let Err(chan::SendError(cmd)) = hub.send(attach).await {
         dec(&m.connections_active);
         if let HubCmd::Attach(a) = cmd {
