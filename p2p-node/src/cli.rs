@@ -280,7 +280,8 @@ fn report(room: &NodeRoom, events: &[YwsEvent]) {
 /// `arena-node record`: a read-only peer that writes every envelope (with its receive
 /// time), awareness change, vote, run and version of the room to `out` until `shutdown`.
 pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| NodeError::io(out, e))?;
+    // Private: it holds the recorder's key (and the recording names the room's members).
+    crate::create_private_dir(out).map_err(|e| NodeError::io(out, e))?;
     let identity = load_or_create_identity(out)?;
     let path = out.join(RECORDING_FILE);
     match route(&opts).await? {
