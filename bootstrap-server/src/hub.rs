@@ -958,6 +958,11 @@ impl Hub {
         inc(&m.bytes_in, bytes.len() as u64);
         let Some(c) = self.conns.get(&conn) else { return };
         let session = c.session;
+        if c.observer && self.claims_anothers_presence(conn, bytes) {
+            inc(&m.observer_writes_refused, 1);
+            debug!(conn, "observer's presence under another connection's client id dropped");
+            return;
+        }
         let now = now_ms();
         // Presence (idle clients renew theirs every 15 s) is served without the document, so
         // it neither reopens an evicted one nor keeps one from being evicted. Frames that
@@ -1025,6 +1030,21 @@ impl Hub {
         for chunk_bytes in outcome.arena {
             self.arena_chunk(conn, &chunk_bytes, now);
         }
+    }
+
+    /// Whether a frame sets presence under an awareness client id another connection of the
+    /// room announced. Checked for observers: they may publish their own presence (the host
+    /// sees who watches), not a fake name or cursor for someone else. (Decoding the frame
+    /// twice costs little on what observers send: presence renewals.)
+    fn claims_anothers_presence(&self, conn: u64, bytes: &[u8]) -> bool {
+        let Ok(msgs) = arena_core::sync::ywire::decode_frame(bytes) else { return false };
+        msgs.iter().any(|m| match m {
+            yrs::sync::Message::Awareness(u) => u
+                .clients
+                .keys()
+                .any(|id| self.conns.iter().any(|(other, c)| *other != conn && c.awareness_ids.contains(&id.get()))),
+            _ => false,
+        })
     }
 
     fn arena_chunk(&mut self, conn: u64, bytes: &[u8], now: u64) {

@@ -128,6 +128,54 @@ async fn an_observer_cannot_write_through_yws() -> Result<()> {
     Ok(())
 }
 
+/// The awareness states an awareness query on `ws` answers with (client id → JSON): the
+/// first awareness message of two clients or more (relays of one client's update hold one).
+async fn presence_of(ws: &mut Ws) -> Result<std::collections::HashMap<u64, String>> {
+    send_bin(ws, encode_frame(&[YMessage::AwarenessQuery])).await?;
+    tokio::time::timeout(WAIT, async {
+        while let Some(m) = ws.next().await {
+            let Message::Binary(b) = m? else { continue };
+            for msg in decode_frame(&b)? {
+                match msg {
+                    YMessage::Awareness(u) if u.clients.len() > 1 => {
+                        return Ok(u.clients.into_iter().map(|(k, v)| (k.get(), v.json.to_string())).collect())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        bail!("socket ended")
+    })
+    .await
+    .context("no awareness answer with two clients")?
+}
+
+/// An observer publishes its own presence, not someone else's: a state under the host's
+/// awareness client id (a fake name, a fake cursor) is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_cannot_speak_for_anothers_presence() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let room = create_room(server.addr).await?;
+    let yws = |token: &str| format!("ws://{}/yws/{}?token={token}", server.addr, room.room);
+    let (mut host, _) = tokio_tungstenite::connect_async(yws(&room.host)).await?;
+    send_bin(&mut host, awareness_msg(777, 1, r#"{"user":{"name":"Host"}}"#)?).await?;
+    // Handled by the node once it answers the sync step 1 sent after it.
+    send_bin(&mut host, encode_frame(&[YMessage::Sync(SyncMessage::SyncStep1(StateVector::default()))])).await?;
+    until_step2(&mut host).await?;
+    let (mut obs, _) = tokio_tungstenite::connect_async(yws(&room.observer)).await?;
+    send_bin(&mut obs, awareness_msg(777, 9, r#"{"user":{"name":"Not the host"}}"#)?).await?;
+    send_bin(&mut obs, awareness_msg(4343, 1, r#"{"user":{"name":"Observer"}}"#)?).await?;
+    let seen = presence_of(&mut obs).await?;
+    assert!(seen.get(&777).is_some_and(|s| s.contains("\"Host\"")), "the host's presence was replaced: {seen:?}");
+    assert!(
+        seen.get(&4343).is_some_and(|s| s.contains("Observer")),
+        "the observer's own presence was dropped: {seen:?}"
+    );
+    server.stop().await?;
+    Ok(())
+}
+
 // ---- item 10: /signal -------------------------------------------------------------------
 
 async fn signal(addr: SocketAddr, token: &str) -> Result<Ws> {
