@@ -308,8 +308,21 @@ fn topic_list(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How long a write to a client may wait: one that stopped reading (a full TCP window) is
+/// dropped instead of holding its task and its place under the caps.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends a message; false when the socket failed or did not take it within [`SEND_TIMEOUT`].
+async fn send(socket: &mut WebSocket, msg: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await, Ok(Ok(())))
+}
+
+async fn send_text(socket: &mut WebSocket, text: &str) -> bool {
+    send(socket, Message::Text(text.into())).await
+}
+
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    send(socket, Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
 /// Waits for the connection's expiry (or revocation) reason; never, before it has one.
@@ -330,7 +343,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
     let kick = CancellationToken::new();
     let (mine, bound) = (HashSet::new(), HashSet::new());
     let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None };
-    loop {
+    'conn: loop {
         let text = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -351,7 +364,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
             },
             out = rx.recv() => match out {
                 Some(t) => {
-                    if socket.send(Message::Text(t.as_ref().into())).await.is_err() { break; }
+                    if !send_text(&mut socket, &t).await { break; }
                     continue;
                 }
                 None => break,
@@ -373,7 +386,9 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
             break;
         }
         let Ok(msg) = serde_json::from_str::<Value>(&text) else {
-            let _ = socket.send(Message::Text(json!({"type": "error", "reason": "not JSON"}).to_string().into())).await;
+            if !send_text(&mut socket, &json!({"type": "error", "reason": "not JSON"}).to_string()).await {
+                break;
+            }
             continue;
         };
         let mut errors = Vec::new();
@@ -391,8 +406,8 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
             _ => errors.push(json!({"type": "error", "reason": "unknown message type"})),
         }
         for e in errors {
-            if socket.send(Message::Text(e.to_string().into())).await.is_err() {
-                break;
+            if !send_text(&mut socket, &e.to_string()).await {
+                break 'conn;
             }
         }
     }
