@@ -211,7 +211,7 @@ async fn index(State(node): State<Node>) -> Html<String> {
         "<!doctype html><meta charset=utf-8><title>InterviewArena bootstrap node</title>\
 <h1>InterviewArena bootstrap node</h1><p>node key <code>{}</code>, {} room(s). The web room is not built yet; the API:</p><ul>\
 <li><code>GET /health</code></li><li><code>GET /metrics</code> (Prometheus)</li>\
-<li><code>POST /api/rooms</code> {{title, language}} → room id and invite tokens</li>\
+<li><code>POST /api/rooms</code> JSON {{title, language, ttlSecs}} → room id and invite tokens (the operator token as <code>Authorization: Bearer</code> unless the node is loopback-only)</li>\
 <li><code>GET /api/rooms/{{room}}?token=T</code></li><li><code>GET /api/ice</code></li><li><code>GET /api/peers</code></li>\
 <li><code>/yws/{{room}}?token=T</code>: y-websocket</li><li><code>/signal?token=T</code>: y-webrtc signaling</li></ul>",
         node.public_key(),
