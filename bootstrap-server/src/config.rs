@@ -108,6 +108,55 @@ pub struct Config {
     /// Most topics one signaling connection may subscribe to.
     #[arg(long, env = "ARENA_MAX_TOPICS", default_value_t = 32)]
     pub max_topics: usize,
+
+    /// Most `/signal` connections open at once from one client IP address (behind a reverse
+    /// proxy every client has the proxy's address: raise it there).
+    #[arg(long, env = "ARENA_SIGNAL_MAX_PER_IP", default_value_t = 32)]
+    pub signal_max_per_ip: usize,
+
+    /// Most `/signal` connections open at once on the whole node.
+    #[arg(long, env = "ARENA_SIGNAL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub signal_max_connections: usize,
+
+    /// Operator token for `POST /api/rooms` (sent as `Authorization: Bearer ...`). Required
+    /// whenever it is set; without it a node that listens on loopback only (and whose
+    /// `--public-url`, if set, is a loopback URL) creates rooms for anyone who can reach it,
+    /// and any other node creates none.
+    #[arg(long, env = "ARENA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<AdminToken>,
+
+    /// Most rooms one client IP address may create per minute (`POST /api/rooms`; a burst of
+    /// that many, then refilled evenly over the minute).
+    #[arg(long, env = "ARENA_ROOM_CREATE_PER_MINUTE", default_value_t = 30)]
+    pub room_create_per_minute: u32,
+}
+
+/// The operator token: a string whose `Debug` does not show it (the config is logged and
+/// printed in places).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The token's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for AdminToken {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().len() < 16 {
+            return Err("the operator token must be at least 16 characters (e.g. `openssl rand -hex 24`)".into());
+        }
+        Ok(AdminToken(s.trim().to_owned()))
+    }
 }
 
 impl Config {

@@ -33,6 +33,8 @@ pub(crate) enum AppError {
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),
+    UnsupportedMediaType(String),
+    TooManyRequests(String),
     Internal(String),
 }
 
@@ -52,6 +54,8 @@ impl IntoResponse for AppError {
             AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
             AppError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+            AppError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, m),
             AppError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())

@@ -1,13 +1,15 @@
 //! The HTTP API.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
 use crate::error::AppError;
@@ -47,9 +49,80 @@ struct CreateRoom {
     title: String,
     #[serde(default)]
     language: String,
+    /// Invites valid for this many seconds (at most, and by default, `--token-ttl-hours`).
+    #[serde(default, rename = "ttlSecs")]
+    ttl_secs: Option<u64>,
 }
 
-async fn create_room(State(node): State<Node>, body: axum::body::Bytes) -> Result<Response, AppError> {
+/// Who may create rooms: the per-IP rate first (so guessing the operator token is slow too),
+/// then the operator token (always when one is set; without one, only a node that listens on
+/// loopback alone, behind no public URL, creates rooms), then a JSON content type, which a cross-site form cannot
+/// send without the browser asking first (CORS), and this node answers no such question.
+fn may_create_room(node: &Node, peer: SocketAddr, headers: &HeaderMap) -> Result<(), AppError> {
+    let cfg = node.cfg();
+    if !node.inner.room_rate.allow(peer.ip()) {
+        let n = cfg.room_create_per_minute;
+        return Err(AppError::TooManyRequests(format!("at most {n} rooms a minute from one address; wait a little")));
+    }
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match (cfg.admin_token.as_ref().map(crate::config::AdminToken::expose), sent) {
+        (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => {}
+        (Some(_), Some(_)) => return Err(AppError::Unauthorized("wrong operator token".into())),
+        (Some(_), None) => {
+            return Err(AppError::Unauthorized(
+                "creating rooms needs the operator token (Authorization: Bearer ...)".into(),
+            ))
+        }
+        (None, _) if loopback_only(node) => {}
+        (None, _) => {
+            return Err(AppError::Unauthorized(
+                "this node creates rooms only with an operator token: start it with --admin-token".into(),
+            ))
+        }
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(AppError::UnsupportedMediaType("send the body as JSON (Content-Type: application/json)".into()));
+    }
+    Ok(())
+}
+
+/// Whether only this machine can reach the node: it listens on loopback, and its public URL
+/// (when set: a reverse proxy in front of a loopback node sets one) names loopback too.
+fn loopback_only(node: &Node) -> bool {
+    node.cfg().http_addr.ip().is_loopback() && node.cfg().public_url.as_deref().is_none_or(url_host_is_loopback)
+}
+
+/// Whether a URL's host is `localhost` or a loopback address.
+fn url_host_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn create_room(
+    State(node): State<Node>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    if let Err(e) = may_create_room(&node, peer, &headers) {
+        crate::metrics::inc(&node.inner.metrics.api_refused, 1);
+        return Err(e);
+    }
     let req: CreateRoom = if body.iter().all(u8::is_ascii_whitespace) {
         CreateRoom::default()
     } else {
@@ -59,8 +132,10 @@ async fn create_room(State(node): State<Node>, body: axum::body::Bytes) -> Resul
         return Err(AppError::BadRequest("title (≤ 200 bytes) or language (≤ 40 bytes) too long".into()));
     }
     let language = if req.language.is_empty() { "python".to_owned() } else { req.language };
+    let max_ttl = node.cfg().token_ttl_hours.saturating_mul(3600);
+    let ttl = req.ttl_secs.map_or(max_ttl, |t| t.min(max_ttl));
     let node2 = node.clone();
-    let created = tokio::task::spawn_blocking(move || node2.create_room(&req.title, &language))
+    let created = tokio::task::spawn_blocking(move || node2.create_room(&req.title, &language, ttl))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
         .map_err(AppError::from)?;
@@ -136,7 +211,7 @@ async fn index(State(node): State<Node>) -> Html<String> {
         "<!doctype html><meta charset=utf-8><title>InterviewArena bootstrap node</title>\
 <h1>InterviewArena bootstrap node</h1><p>node key <code>{}</code>, {} room(s). The web room is not built yet; the API:</p><ul>\
 <li><code>GET /health</code></li><li><code>GET /metrics</code> (Prometheus)</li>\
-<li><code>POST /api/rooms</code> {{title, language}} → room id and invite tokens</li>\
+<li><code>POST /api/rooms</code> JSON {{title, language, ttlSecs}} → room id and invite tokens (the operator token as <code>Authorization: Bearer</code> unless the node is loopback-only)</li>\
 <li><code>GET /api/rooms/{{room}}?token=T</code></li><li><code>GET /api/ice</code></li><li><code>GET /api/peers</code></li>\
 <li><code>/yws/{{room}}?token=T</code>: y-websocket</li><li><code>/signal?token=T</code>: y-webrtc signaling</li></ul>",
         node.public_key(),
@@ -171,5 +246,22 @@ async fn serve_static(dir: std::path::PathBuf, uri: axum::http::Uri) -> Response
             ([(header::CONTENT_TYPE, ct)], bytes).into_response()
         }
         Err(_) => AppError::NotFound(format!("{rel} not found")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host_is_loopback;
+
+    #[test]
+    fn public_urls_on_loopback_and_beyond() {
+        for url in ["http://127.0.0.1:8080", "http://localhost/", "https://[::1]:8443/x", "http://127.0.0.2"] {
+            assert!(url_host_is_loopback(url), "{url}");
+        }
+        for url in
+            ["https://arena.example.org", "http://10.0.0.5:8080", "http://127.0.0.1.example.org", "http://[::]:80"]
+        {
+            assert!(!url_host_is_loopback(url), "{url}");
+        }
     }
 }

@@ -98,6 +98,10 @@ pub(crate) struct Attach {
     pub(crate) hub: chan::Sender<HubCmd>,
     /// The connection's span, for that task.
     pub(crate) span: tracing::Span,
+    /// Its invite's expiry (unix seconds) and which grant it is: the room enters it in the
+    /// node's live connections (closed at expiry, or by `Node::close_grant`).
+    pub(crate) expiry: u64,
+    pub(crate) grant: crate::live::GrantId,
 }
 
 /// Commands to a room actor.
@@ -111,6 +115,12 @@ pub(crate) enum HubCmd {
     },
     Detach {
         conn: u64,
+    },
+    /// Close a connection (its invite expired or was revoked).
+    Close {
+        conn: u64,
+        code: u16,
+        reason: Box<str>,
     },
     Info {
         reply: oneshot::Sender<serde_json::Value>,
@@ -148,9 +158,13 @@ struct Conn {
     link: Option<Box<Reassembler>>,
     /// Speaks our envelope protocol (sent a `MSG_ARENA` message): gets signed envelopes.
     arena: bool,
-    /// Its token's role: a stock client's updates are held to that role's write rules.
+    /// Its token's role: a stock client's updates are held to that role's write rules, and
+    /// an observer may only ask (`Want`, `WantHistory`) of our envelope protocol; see
+    /// [`Hub::arena_chunk`].
     role: Role,
     token: Option<Box<str>>,
+    /// Leaves the node's live connections when the connection leaves the room.
+    _live: crate::live::LiveGuard,
 }
 
 /// A room's connections: a few per room (two people, an observer, a recorder), so a Vec
@@ -794,6 +808,13 @@ impl Hub {
                     self.drop_awareness(c.awareness_ids);
                 }
             }
+            HubCmd::Close { conn, code, reason } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    debug!(conn, %reason, "closing");
+                    deliver(&c, &mut self.inline, Outbound::Close(code, reason), true);
+                    self.drop_awareness(c.awareness_ids);
+                }
+            }
             HubCmd::Frame { conn, bytes } => self.frame(conn, &bytes),
             HubCmd::Info { reply } => self.q().info_waiting.push(reply),
             HubCmd::Remote { msgs } => self.remote(msgs),
@@ -812,8 +833,9 @@ impl Hub {
     /// queued on its socket before anything else, then the room serves it inline or hands
     /// it to a session task.
     fn attach(&mut self, a: Attach) {
-        let Attach { conn, role, mut token, mut socket, limiter, hub, span } = a;
-        let session = YSession::new(!role.may_write());
+        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant } = a;
+        let observer = !role.may_write();
+        let session = YSession::new(observer);
         let Some(start) = self.with_room(|h, r| {
             // The token is kept only to forward the client's updates to a home node
             // that signs them: not where we sign, nor for a client that cannot write.
@@ -829,19 +851,21 @@ impl Hub {
             socket.start_frame(2, f.into());
         }
         let link = None;
+        let live = self.node.inner.live.register_yws(conn, self.id, expiry, grant);
         if self.inline.is_none() {
             drop(hub);
             debug!(conn, "attached inline");
-            self.conns
-                .insert(conn, Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, role, token });
+            self.conns.insert(
+                conn,
+                Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, role, token, _live: live },
+            );
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
             let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
-            self.conns.insert(
-                conn,
-                Conn { tx: Some(tx), session, awareness_ids: Vec::new(), link, arena: false, role, token },
-            );
+            let awareness_ids = Vec::new();
+            let c = Conn { tx: Some(tx), session, awareness_ids, link, arena: false, role, token, _live: live };
+            self.conns.insert(conn, c);
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }
     }
@@ -935,6 +959,11 @@ impl Hub {
         inc(&m.bytes_in, bytes.len() as u64);
         let Some(c) = self.conns.get(&conn) else { return };
         let session = c.session;
+        if c.role == Role::Observer && self.claims_anothers_presence(conn, bytes) {
+            inc(&m.observer_writes_refused, 1);
+            debug!(conn, "observer's presence under another connection's client id dropped");
+            return;
+        }
         let now = now_ms();
         // Presence (idle clients renew theirs every 15 s) is served without the document, so
         // it neither reopens an evicted one nor keeps one from being evicted. Frames that
@@ -975,7 +1004,9 @@ impl Hub {
             self.send(Some(conn), None, outcome.reply);
         }
         if outcome.denied {
+            // An observer's update (YSession answers it with a read-only auth message).
             inc(&m.envelopes_rejected, 1);
+            inc(&m.observer_writes_refused, 1);
         }
         if !outcome.updates.is_empty() {
             self.stock_updates(conn, outcome.updates, now);
@@ -1002,6 +1033,21 @@ impl Hub {
         }
     }
 
+    /// Whether a frame sets presence under an awareness client id another connection of the
+    /// room announced. Checked for observers: they may publish their own presence (the host
+    /// sees who watches), not a fake name or cursor for someone else. (Decoding the frame
+    /// twice costs little on what observers send: presence renewals.)
+    fn claims_anothers_presence(&self, conn: u64, bytes: &[u8]) -> bool {
+        let Ok(msgs) = arena_core::sync::ywire::decode_frame(bytes) else { return false };
+        msgs.iter().any(|m| match m {
+            yrs::sync::Message::Awareness(u) => u
+                .clients
+                .keys()
+                .any(|id| self.conns.iter().any(|(other, c)| *other != conn && c.awareness_ids.contains(&id.get()))),
+            _ => false,
+        })
+    }
+
     fn arena_chunk(&mut self, conn: u64, bytes: &[u8], now: u64) {
         let id = self.id;
         let msg = match self.conns.get_mut(&conn).map(|c| {
@@ -1019,13 +1065,25 @@ impl Hub {
                 return;
             }
         };
+        // Observers are read-only on every transport: of our protocol they may ask for
+        // envelopes (`Want`, `WantHistory`: what a reader needs), nothing else. Whatever else
+        // they send is dropped, counted and logged, not answered: our own clients announce
+        // their admission on every connect, observers' included, and an answer would show
+        // them a refusal for it each time. (Their y-protocols updates are refused by their
+        // read-only `YSession`, with an auth message.)
+        let observer = self.conns.get(&conn).is_some_and(|c| c.role == Role::Observer);
+        if observer && !matches!(msg, Wire::Want(_) | Wire::WantHistory(_)) {
+            inc(&self.node.inner.metrics.observer_writes_refused, 1);
+            debug!(conn, kind = wire_kind(&msg), "observer's write ignored: observers are read-only");
+            return;
+        }
         // New members' admissions go to the other connections that speak our protocol, so
         // they know the authors of the envelopes that follow.
         let admissions = match &msg {
             Wire::Admissions(a) => Some(a.clone()),
             _ => None,
         };
-        self.with_room(|h, room| h.arena_msg(room, conn, msg, admissions, now));
+        self.with_room(|h, room| h.arena_msg(room, conn, msg, admissions, observer, now));
     }
 
     fn arena_msg(
@@ -1034,11 +1092,12 @@ impl Hub {
         conn: u64,
         msg: Wire,
         admissions: Option<Vec<arena_core::Admission>>,
+        observer: bool,
         now: u64,
     ) {
         // A client that holds envelopes we lack (other authors' it got over a browser data
-        // channel) is asked back for them.
-        let ask_back = matches!(&msg, Wire::Want(have) if room.lacks_from(have));
+        // channel) is asked back for them; not an observer, whose envelopes we would drop.
+        let ask_back = !observer && matches!(&msg, Wire::Want(have) if room.lacks_from(have));
         match room.handle(msg, now) {
             Ok((mut replies, receipt)) => {
                 if ask_back {
@@ -1286,6 +1345,18 @@ impl Hub {
     }
 }
 
+/// A message's kind, for logs.
+fn wire_kind(w: &Wire) -> &'static str {
+    match w {
+        Wire::Envelopes(_) => "envelopes",
+        Wire::Admissions(_) => "admissions",
+        Wire::Checkpoint(_) => "checkpoint",
+        Wire::History(_) => "history",
+        Wire::Proxied { .. } => "proxied",
+        _ => "other",
+    }
+}
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -1322,7 +1393,7 @@ mod tests {
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap();
-        let created = node.create_room("gate", "python").unwrap();
+        let created = node.create_room("gate", "python", 3600).unwrap();
         let id = arena_core::PeerKey::from_hex(&created.room).unwrap();
         // The room as the node opens it, checkpointing every 3 entries, with 4 new ones:
         // due at the actor's first pass.
@@ -1408,7 +1479,7 @@ mod tests {
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap();
-        let created = node.create_room("queued join", "python").unwrap();
+        let created = node.create_room("queued join", "python", 3600).unwrap();
         let id = arena_core::PeerKey::from_hex(&created.room).unwrap();
         let room = node.open_room(&id).unwrap();
         let (tx, handle) = spawn(node.clone(), room);
@@ -1418,6 +1489,7 @@ mod tests {
         inc(&node.inner.metrics.connections_active, 1);
         assert_eq!(active(), 1);
         tx.try_send(HubCmd::Shutdown).unwrap();
+        let (_, grant) = node.authorize(&created.room, Some(&created.tokens["candidate"])).unwrap();
         let attach = Attach {
             conn: 1,
             role: Role::Candidate,
@@ -1426,6 +1498,8 @@ mod tests {
             limiter: RateLimiter::new(100),
             hub: tx.clone(),
             span: tracing::Span::none(),
+            expiry: grant.expiry,
+            grant: crate::live::grant_id(&grant),
         };
         tx.try_send(HubCmd::Attach(Box::new(attach))).unwrap();
         handle.await.unwrap();

@@ -23,6 +23,7 @@ mod error;
 mod http;
 mod hub;
 mod limit;
+mod live;
 pub mod metrics;
 mod node;
 mod p2p;
@@ -30,7 +31,7 @@ mod signal;
 mod ws;
 mod yws;
 
-pub use config::Config;
+pub use config::{AdminToken, Config};
 pub use error::BootstrapError;
 pub use metrics::Metrics;
 pub use node::Node;
@@ -50,13 +51,17 @@ pub(crate) fn say(line: &str) {
 
 /// Serves the node on `listener` until `shutdown` is cancelled; then closes connections,
 /// flushes every room and returns.
-pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), BootstrapError> {
+pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), BootstrapError> {
     let addr = listener.local_addr()?;
+    // The address actually bound (port 0 resolved): whether it is loopback decides who may
+    // create rooms without the operator token.
+    cfg.http_addr = addr;
     let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let node = Node::open(cfg, public_url.trim_end_matches('/').to_owned(), shutdown.clone())?;
     say(&format!("listening on http://{addr}"));
     tracing::info!(node = %node.public_key(), data_dir = %node.cfg().data_dir.display(), "bootstrap node started");
     let p2p_tasks = if node.cfg().no_p2p { Vec::new() } else { p2p::start(&node).await? };
+    let expiry = tokio::spawn(live::run(node.clone(), shutdown.clone()));
     let app = http::router(node.clone());
     let stopper = {
         let (node, stop) = (node.clone(), shutdown.clone());
@@ -75,10 +80,13 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: CancellationToken
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
+    // With each connection's peer address, for the per-IP limits.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     shutdown.cancel();
     let _ = stopper.await;
     node.join_all().await;
+    let _ = expiry.await;
     for t in p2p_tasks {
         let _ = t.await;
     }

@@ -1,4 +1,9 @@
-//! A token bucket per connection.
+//! Limits: a token bucket per connection, a token bucket per client IP (for the HTTP API),
+//! and caps on open connections per IP and in total (for `/signal`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use crate::clock::now_ns;
 
@@ -35,7 +40,111 @@ impl RateLimiter {
     }
 }
 
+/// Token buckets by client IP: `per_minute` requests a minute, a burst of as many. At most
+/// [`PerIp::MAX_CLIENTS`] addresses are tracked; full buckets (clients quiet for a minute) are
+/// forgotten first, and when every tracked client is still busy a new one is refused.
+#[derive(Debug)]
+pub(crate) struct PerIp {
+    per_sec: f64,
+    burst: f64,
+    /// Tokens and when they were last refilled (clock nanoseconds), by address.
+    buckets: Mutex<HashMap<IpAddr, (f64, u64)>>,
+}
+
+impl PerIp {
+    const MAX_CLIENTS: usize = 10_000;
+
+    pub(crate) fn per_minute(n: u32) -> Self {
+        let n = f64::from(n.max(1));
+        PerIp { per_sec: n / 60.0, burst: n, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token for `ip`; false when it is over its rate.
+    pub(crate) fn allow(&self, ip: IpAddr) -> bool {
+        let Ok(mut b) = self.buckets.lock() else { return false };
+        let now = now_ns();
+        let refill = |(tokens, last): (f64, u64)| {
+            (tokens + now.saturating_sub(last) as f64 / 1e9 * self.per_sec).min(self.burst)
+        };
+        if !b.contains_key(&ip) && b.len() >= Self::MAX_CLIENTS {
+            b.retain(|_, v| refill(*v) < self.burst);
+            if b.len() >= Self::MAX_CLIENTS {
+                return false;
+            }
+        }
+        let v = b.entry(ip).or_insert((self.burst, now));
+        let tokens = refill(*v);
+        if tokens >= 1.0 {
+            *v = (tokens - 1.0, now);
+            true
+        } else {
+            *v = (tokens, now);
+            false
+        }
+    }
+}
+
+/// Open connections, per client IP and in total.
+#[derive(Debug)]
+pub(crate) struct ConnCaps {
+    per_ip: usize,
+    total: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CapError {
+    PerIp(usize),
+    Total(usize),
+}
+
+/// A connection's place; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    caps: Arc<ConnCaps>,
+    ip: IpAddr,
+}
+
+impl ConnCaps {
+    pub(crate) fn new(per_ip: usize, total: usize) -> Self {
+        ConnCaps { per_ip, total, open: Mutex::new((0, HashMap::new())) }
+    }
+
+    /// A place for a connection from `ip`, if it is under both caps.
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, CapError> {
+        let Ok(mut open) = self.open.lock() else { return Err(CapError::Total(self.total)) };
+        let (total, by_ip) = &mut *open;
+        if *total >= self.total {
+            return Err(CapError::Total(self.total));
+        }
+        let n = by_ip.entry(ip).or_insert(0);
+        if *n >= self.per_ip {
+            return Err(CapError::PerIp(self.per_ip));
+        }
+        *n += 1;
+        *total += 1;
+        Ok(Slot { caps: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.caps.open.lock() {
+            let (total, by_ip) = &mut *open;
+            *total = total.saturating_sub(1);
+            if let Some(n) = by_ip.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    by_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
@@ -51,5 +160,26 @@ mod tests {
         // ~5 tokens back after 100 ms at 50/s (up to the burst, 200, on a stalled machine).
         let again = (0..1000).take_while(|_| l.allow()).count();
         assert!((3..=200).contains(&again), "{again}");
+    }
+
+    #[test]
+    fn caps_count_per_ip_and_in_total_and_slots_give_their_place_back() {
+        let caps = Arc::new(ConnCaps::new(2, 3));
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let s1 = caps.acquire(a).unwrap();
+        let _s2 = caps.acquire(a).unwrap();
+        assert_eq!(caps.acquire(a).unwrap_err(), CapError::PerIp(2));
+        let _s3 = caps.acquire(b).unwrap();
+        assert_eq!(caps.acquire(b).unwrap_err(), CapError::Total(3));
+        drop(s1);
+        assert!(caps.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn per_ip_buckets_allow_a_minutes_burst_per_address() {
+        let l = PerIp::per_minute(3);
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        assert_eq!((0..10).take_while(|_| l.allow(a)).count(), 3);
+        assert!(l.allow(b));
     }
 }

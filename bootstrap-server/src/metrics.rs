@@ -75,6 +75,11 @@ pub struct Metrics {
     pub(crate) store_commits: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
     pub(crate) checkpoint_us: AtomicU64,
+    pub(crate) observer_writes_refused: AtomicU64,
+    pub(crate) signal_refused: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) connections_expired: AtomicU64,
+    pub(crate) api_refused: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64, n: u64) {
@@ -160,6 +165,36 @@ impl Metrics {
             &self.bridge_dropped,
         );
         put("signal_messages_total", "counter", "Signaling messages handled.", &self.signal_messages);
+        put(
+            "observer_writes_refused_total",
+            "counter",
+            "Writes from observers dropped: envelope-protocol writes and updates on /yws, publishes on /signal.",
+            &self.observer_writes_refused,
+        );
+        put(
+            "signal_refused_total",
+            "counter",
+            "Signaling publishes refused: a `from` bound to another connection, or changed mid-connection.",
+            &self.signal_refused,
+        );
+        put(
+            "connections_refused_total",
+            "counter",
+            "/signal connections refused at the per-IP or the global cap.",
+            &self.connections_refused,
+        );
+        put(
+            "connections_expired_total",
+            "counter",
+            "/yws and /signal connections closed because their invite expired (or was revoked).",
+            &self.connections_expired,
+        );
+        put(
+            "api_refused_total",
+            "counter",
+            "POST /api/rooms requests refused (no or wrong operator token, not JSON, over the rate).",
+            &self.api_refused,
+        );
         if cfg!(feature = "heap-stats") {
             put("heap_live_bytes", "gauge", "Bytes live on the heap (built with heap-stats).", &HEAP_LIVE_BYTES);
         }

@@ -63,6 +63,12 @@ pub(crate) struct Inner {
     pub(crate) public_url: String,
     pub(crate) rooms: Mutex<HashMap<RoomId, chan::Sender<HubCmd>>>,
     pub(crate) signal: crate::signal::Topics,
+    /// `/yws` and `/signal` connections by their invite's expiry.
+    pub(crate) live: Arc<crate::live::Live>,
+    /// `/signal` connections open, per client IP and in total.
+    pub(crate) signal_caps: Arc<crate::limit::ConnCaps>,
+    /// `POST /api/rooms` per client IP.
+    pub(crate) room_rate: crate::limit::PerIp,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
@@ -121,12 +127,9 @@ fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Identity::from_seed(random_seed()?);
-            std::fs::write(&path, PeerKey(id.seed()).to_hex())?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            }
+            // 0600 from its creation, never a moment readable by others.
+            arena_node::write_private_file(&path, PeerKey(id.seed()).to_hex().as_bytes())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
             Ok(id)
         }
         Err(e) => Err(BootstrapError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
@@ -144,7 +147,8 @@ impl Node {
     /// Opens the data dir (creating it) and the node key.
     pub fn open(cfg: Config, public_url: String, shutdown: CancellationToken) -> Result<Self, BootstrapError> {
         crate::clock::start();
-        std::fs::create_dir_all(&cfg.data_dir)
+        // The node's alone: it holds the node key and every room's key (in sled).
+        arena_node::create_private_dir(&cfg.data_dir)
             .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
         let identity = load_or_create_key(&cfg.data_dir)?;
         let db = SledDb::open_with_cache(cfg.data_dir.join("sled"), cfg.store_cache_mb.saturating_mul(1 << 20))?;
@@ -154,6 +158,8 @@ impl Node {
         }
         let metrics = Arc::new(Metrics::default());
         let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
+        let signal_caps = Arc::new(crate::limit::ConnCaps::new(cfg.signal_max_per_ip, cfg.signal_max_connections));
+        let room_rate = crate::limit::PerIp::per_minute(cfg.room_create_per_minute);
         Ok(Node {
             inner: Arc::new(Inner {
                 cfg,
@@ -163,6 +169,9 @@ impl Node {
                 public_url,
                 rooms: Mutex::new(HashMap::new()),
                 signal: crate::signal::Topics::default(),
+                live: Arc::default(),
+                signal_caps,
+                room_rate,
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
                 flusher,
@@ -200,8 +209,13 @@ impl Node {
     }
 
     /// Creates a room: a fresh room key, the node admitted as proxy host, the metadata
-    /// written, invite tokens for each role.
-    pub(crate) fn create_room(&self, title: &str, language: &str) -> Result<CreatedRoom, BootstrapError> {
+    /// written, invite tokens for each role, valid for `ttl_secs`.
+    pub(crate) fn create_room(
+        &self,
+        title: &str,
+        language: &str,
+        ttl_secs: u64,
+    ) -> Result<CreatedRoom, BootstrapError> {
         let room_key = Identity::from_seed(random_seed()?);
         let id = room_key.public();
         let now = now_ms();
@@ -222,7 +236,7 @@ impl Node {
         };
         room.edit(now, |e| e.set_meta_record(&meta))?;
         room.flush()?;
-        let expiry = now / 1000 + self.cfg().token_ttl_hours * 3600;
+        let expiry = (now / 1000).saturating_add(ttl_secs);
         let mut tokens = HashMap::new();
         let mut links = HashMap::new();
         for (i, role) in [Role::Host, Role::Candidate, Role::Observer].into_iter().enumerate() {
@@ -372,7 +386,7 @@ mod tests {
         };
         let (room, token) = {
             let node = open();
-            let created = node.create_room("old", "rust").unwrap();
+            let created = node.create_room("old", "rust", 3600).unwrap();
             let id = PeerKey::from_hex(&created.room).unwrap();
             // As the node kept it before: in its own tree, not in the room's entry.
             let record = node.inner.db.room_record(&id).unwrap().unwrap();

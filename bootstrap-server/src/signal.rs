@@ -2,67 +2,196 @@
 //! `unsubscribe`, `publish` (forwarded to every subscriber of the topic, the sender
 //! included, with `clients` = subscriber count), `ping` → `pong`. Topics that are room ids
 //! need the connection's `?token=` to be valid for that room.
+//!
+//! What the node enforces on top of the protocol:
+//! - **Publishing to a room topic needs a writing role** (host, candidate). An observer's
+//!   connection subscribes and receives; its publishes are answered with an error naming the
+//!   topic (our mesh client then stops signaling: an observer reads over `/yws`).
+//! - **`from` is bound to the connection.** The first `from` (a string field of the
+//!   published `data`) a connection uses on a topic is its own there; a publish under a
+//!   `from` another connection of the topic holds, or under a second `from` of its own, is
+//!   refused (an error without the topic: our mesh client treats an error naming the room
+//!   as a refused token). Peer ids are random and learned only from publishes, so nobody
+//!   can claim one first. A forged `arena-bye` or offer then cannot speak for another peer.
+//!   One exception: a connection whose token is the same invite as the holder's takes the
+//!   `from` over (a member reconnecting before the node has noticed its old socket died;
+//!   it is itself). With today's shared role invites that means the same role's holders;
+//!   with key-bound invites, the same member.
+//! - **Observers see no ICE.** Offers, answers and ICE candidates carry the peers' IP
+//!   addresses. An observer's connection gets only the publishes whose `data` is an object
+//!   of type `arena-announce`, `arena-bye` (our mesh: who is in the room) or `announce`
+//!   (y-webrtc's), carrying no `sdp`, `candidate` or `signal` field. Everything else
+//!   (`arena-offer`, `arena-answer`, `arena-ice`, y-webrtc's `signal`, and y-webrtc's
+//!   encrypted payloads, which the node cannot read) is not forwarded to it.
+//! - **Caps**: `--signal-max-per-ip` connections from one address (429 before the upgrade)
+//!   and `--signal-max-connections` in all (503).
+//! - **No global lock while copying**: a publish snapshots the topic's subscribers under the
+//!   lock and sends after releasing it, one shared string for all. Each connection's queue
+//!   is bounded ([`QUEUE`]); a subscriber whose queue is full is disconnected ("too slow"),
+//!   not buffered for.
+//! - **Expiry**: the connection is closed when the invite that opened its room expires (or
+//!   through [`crate::Node::close_grant`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
+use arena_core::{Grant, RoomId};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
-use crate::limit::RateLimiter;
+use crate::limit::{CapError, RateLimiter, Slot};
+use crate::live::{grant_id, GrantId, LiveGuard, CLOSE_DENIED};
 use crate::metrics::{dec, inc};
 use crate::node::Node;
 use crate::yws::next_conn_id;
 
 /// Largest signaling message (SDP offers are a few KiB).
 const MAX_SIGNAL: usize = 64 * 1024;
+/// Messages queued for one connection; a subscriber that lets it fill is dropped.
 const QUEUE: usize = 256;
 
-/// topic → subscribers.
+/// A subscriber of a topic.
+#[derive(Debug, Clone)]
+struct Sub {
+    tx: mpsc::Sender<Arc<str>>,
+    /// Disconnects it (too slow).
+    kick: CancellationToken,
+    /// Gets no offers, answers or ICE candidates (its token's role is observer).
+    observer: bool,
+}
+
+#[derive(Debug, Default)]
+struct Topic {
+    subs: HashMap<u64, Sub>,
+    /// `from` → the connection it is bound to, and the grant that connection's token is.
+    from: HashMap<String, (u64, Option<GrantId>)>,
+}
+
+/// topic → subscribers and bound `from`s.
 #[derive(Debug, Default)]
 pub(crate) struct Topics {
-    map: Mutex<HashMap<String, HashMap<u64, mpsc::Sender<String>>>>,
+    map: Mutex<HashMap<String, Topic>>,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, PartialEq, Eq)]
+enum FromError {
+    /// Another connection publishes under this `from`.
+    Taken,
+    /// This connection already publishes under another `from` on this topic.
+    Changed(String),
 }
 
 impl Topics {
-    fn subscribe(&self, topic: &str, conn: u64, tx: &mpsc::Sender<String>) {
+    fn subscribe(&self, topic: &str, conn: u64, sub: Sub) {
         if let Ok(mut m) = self.map.lock() {
-            m.entry(topic.to_owned()).or_default().insert(conn, tx.clone());
+            m.entry(topic.to_owned()).or_default().subs.insert(conn, sub);
         }
     }
 
-    fn unsubscribe(&self, topic: &str, conn: u64) {
+    /// Takes `conn` off `topic` (its subscription and its `from`).
+    fn leave(&self, topic: &str, conn: u64) {
         if let Ok(mut m) = self.map.lock() {
-            if let Some(subs) = m.get_mut(topic) {
-                subs.remove(&conn);
-                if subs.is_empty() {
+            if let Some(t) = m.get_mut(topic) {
+                t.subs.remove(&conn);
+                t.from.retain(|_, (c, _)| *c != conn);
+                if t.subs.is_empty() && t.from.is_empty() {
                     m.remove(topic);
                 }
             }
         }
     }
 
-    /// Sends to every subscriber; returns how many got it. Slow subscribers miss messages
-    /// (signaling retries) rather than growing a queue.
-    fn publish(&self, topic: &str, msg: &Value) -> usize {
-        let Ok(m) = self.map.lock() else { return 0 };
-        let Some(subs) = m.get(topic) else { return 0 };
-        let mut msg = msg.clone();
-        msg["clients"] = json!(subs.len());
-        let text = msg.to_string();
-        subs.values().filter(|tx| tx.try_send(text.clone()).is_ok()).count()
+    /// Binds `from` (when the data has one) to `conn` (whose token is `grant`) on `topic` and
+    /// snapshots the subscribers: the lock is held for this, not for the sending. A `from`
+    /// held by another connection of the same grant (the same member reconnecting while its
+    /// old socket is not yet known dead) moves to the new one.
+    fn prepare(
+        &self,
+        topic: &str,
+        conn: u64,
+        grant: Option<GrantId>,
+        from: Option<&str>,
+    ) -> Result<Vec<Sub>, FromError> {
+        let Ok(mut m) = self.map.lock() else { return Ok(Vec::new()) };
+        if let Some(from) = from {
+            let t = m.entry(topic.to_owned()).or_default();
+            if let Some((mine, _)) = t.from.iter().find(|(f, (c, _))| *c == conn && f.as_str() != from) {
+                return Err(FromError::Changed(mine.clone()));
+            }
+            match t.from.get(from) {
+                Some((c, _)) if *c == conn => {}
+                Some((_, g)) if g.is_none() || *g != grant => return Err(FromError::Taken),
+                _ => {
+                    t.from.insert(from.to_owned(), (conn, grant));
+                }
+            }
+        }
+        Ok(m.get(topic).map(|t| t.subs.values().cloned().collect()).unwrap_or_default())
     }
+}
+
+/// Whether an observer may see a publish's `data`: who is in the room, never an address.
+fn observer_may_see(data: &Value) -> bool {
+    let Some(obj) = data.as_object() else { return false };
+    let kind = obj.get("type").and_then(Value::as_str);
+    matches!(kind, Some("arena-announce" | "arena-bye" | "announce"))
+        && !["sdp", "candidate", "signal"].iter().any(|k| obj.contains_key(*k))
+}
+
+/// Forwards a publish to `subs` (after the topic's lock is released); returns how many got it.
+fn fan_out(node: &Node, subs: &[Sub], msg: &Value) -> usize {
+    let mut msg = msg.clone();
+    msg["clients"] = json!(subs.len());
+    let for_observers = msg.get("data").is_some_and(observer_may_see);
+    let text: Arc<str> = msg.to_string().into();
+    let mut sent = 0;
+    for s in subs {
+        if s.observer && !for_observers {
+            continue;
+        }
+        match s.tx.try_send(text.clone()) {
+            Ok(()) => sent += 1,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                inc(&node.inner.metrics.frames_dropped_slow, 1);
+                s.kick.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+    sent
 }
 
 pub(crate) async fn upgrade(
     State(node): State<Node>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let slot = match node.inner.signal_caps.acquire(peer.ip()) {
+        Ok(s) => s,
+        Err(e) => {
+            inc(&node.inner.metrics.connections_refused, 1);
+            debug!(ip = %peer.ip(), ?e, "signaling connection refused");
+            return match e {
+                CapError::PerIp(n) => {
+                    (StatusCode::TOO_MANY_REQUESTS, format!("at most {n} signaling connections per address"))
+                }
+                CapError::Total(n) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the node holds its maximum of {n} signaling connections"),
+                ),
+            }
+            .into_response();
+        }
+    };
     let token = q.get("token").cloned();
     ws.max_message_size(MAX_SIGNAL)
         .max_frame_size(MAX_SIGNAL)
@@ -70,36 +199,172 @@ pub(crate) async fn upgrade(
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| {
             let conn = next_conn_id();
-            serve(node, socket, conn, token).instrument(info_span!("signal", conn))
+            serve(node, socket, conn, token, slot).instrument(info_span!("signal", conn))
         })
 }
 
-/// Whether `topic` is a room id this node hosts; if so, whether the token grants it.
-fn check_topic(node: &Node, topic: &str, token: Option<&str>) -> Result<(), String> {
+/// Whether `topic` is a room id; if so, the grant the token gives for it (or why not).
+fn check_topic(node: &Node, topic: &str, token: Option<&str>) -> Result<Option<(RoomId, Grant)>, String> {
     let looks_like_room = topic.len() == 64 && topic.bytes().all(|b| b.is_ascii_hexdigit());
     if !looks_like_room {
-        return Ok(());
+        return Ok(None);
     }
-    node.authorize(topic, token).map(|_| ()).map_err(|e| e.message())
+    node.authorize(topic, token).map(Some).map_err(|e| e.message())
 }
 
-async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<String>) {
-    let m = &node.inner.metrics;
+/// One connection's state.
+struct Conn {
+    node: Node,
+    conn: u64,
+    token: Option<String>,
+    tx: mpsc::Sender<Arc<str>>,
+    kick: CancellationToken,
+    /// Topics subscribed to.
+    mine: HashSet<String>,
+    /// Topics it published under a `from` on.
+    bound: HashSet<String>,
+    /// In the node's live connections once its token opened a room (closed at expiry).
+    live: Option<(LiveGuard, oneshot::Receiver<String>)>,
+    /// The grant its token is, once it opened a room.
+    grant: Option<GrantId>,
+}
+
+impl Conn {
+    /// Checks a room topic's token; the first room it opens puts the connection in the node's
+    /// live connections. Returns whether the token's role is observer.
+    fn authorize(&mut self, topic: &str) -> Result<bool, String> {
+        let Some((room, grant)) = check_topic(&self.node, topic, self.token.as_deref())? else { return Ok(false) };
+        if self.live.is_none() {
+            self.grant = Some(grant_id(&grant));
+            let (tx, rx) = oneshot::channel();
+            self.live = Some((self.node.inner.live.register_signal(self.conn, room, &grant, tx), rx));
+        }
+        Ok(!grant.role.may_write())
+    }
+
+    fn subscribe(&mut self, msg: &Value, errors: &mut Vec<Value>) {
+        let max_topics = self.node.cfg().max_topics;
+        for t in topic_list(msg) {
+            if t.len() > 256 {
+                errors.push(json!({"type": "error", "topic": t.chars().take(64).collect::<String>(), "reason": "topic too long"}));
+            } else if !self.mine.contains(&t) && self.mine.len() >= max_topics {
+                errors.push(json!({"type": "error", "topic": t, "reason": format!("at most {max_topics} topics per connection")}));
+            } else {
+                match self.authorize(&t) {
+                    Err(reason) => errors.push(json!({"type": "error", "topic": t, "reason": reason})),
+                    Ok(observer) => {
+                        let sub = Sub { tx: self.tx.clone(), kick: self.kick.clone(), observer };
+                        self.node.inner.signal.subscribe(&t, self.conn, sub);
+                        self.mine.insert(t);
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, msg: &Value, errors: &mut Vec<Value>) {
+        let m = self.node.inner.metrics.clone();
+        let Some(t) = msg.get("topic").and_then(Value::as_str) else {
+            errors.push(json!({"type": "error", "reason": "publish needs a topic"}));
+            return;
+        };
+        match self.authorize(t) {
+            Err(reason) => return errors.push(json!({"type": "error", "topic": t, "reason": reason})),
+            Ok(true) => {
+                inc(&m.observer_writes_refused, 1);
+                let reason = "read-only: observers may not publish to the room";
+                return errors.push(json!({"type": "error", "topic": t, "reason": reason}));
+            }
+            Ok(false) => {}
+        }
+        let from = msg.get("data").and_then(|d| d.get("from")).and_then(Value::as_str);
+        if from.is_some() && !self.bound.contains(t) && self.bound.len() >= self.node.cfg().max_topics {
+            return errors.push(json!({"type": "error", "reason": "publishing on too many topics"}));
+        }
+        match self.node.inner.signal.prepare(t, self.conn, self.grant, from) {
+            Ok(subs) => {
+                if from.is_some() {
+                    self.bound.insert(t.to_owned());
+                }
+                fan_out(&self.node, &subs, msg);
+            }
+            Err(e) => {
+                inc(&m.signal_refused, 1);
+                let reason = match e {
+                    FromError::Taken => "`from` is another connection's on this topic".to_owned(),
+                    FromError::Changed(mine) => format!("this connection publishes as `from` {mine} on this topic"),
+                };
+                debug!(%reason, "publish refused");
+                errors.push(json!({"type": "error", "reason": reason}));
+            }
+        }
+    }
+}
+
+fn topic_list(v: &Value) -> Vec<String> {
+    v.get("topics")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// How long a write to a client may wait: one that stopped reading (a full TCP window) is
+/// dropped instead of holding its task and its place under the caps.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends a message; false when the socket failed or did not take it within [`SEND_TIMEOUT`].
+async fn send(socket: &mut WebSocket, msg: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await, Ok(Ok(())))
+}
+
+async fn send_text(socket: &mut WebSocket, text: &str) -> bool {
+    send(socket, Message::Text(text.into())).await
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    send(socket, Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+/// Waits for the connection's expiry (or revocation) reason; never, before it has one.
+async fn closed(live: &mut Option<(LiveGuard, oneshot::Receiver<String>)>) -> Option<String> {
+    match live {
+        Some((_, rx)) => rx.await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<String>, slot: Slot) {
+    let m = node.inner.metrics.clone();
     inc(&m.connections_total, 1);
     inc(&m.connections_active, 1);
-    let topics = &node.inner.signal;
-    let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
-    let mut mine: HashSet<String> = HashSet::new();
+    let (tx, mut rx) = mpsc::channel::<Arc<str>>(QUEUE);
     let mut limiter = RateLimiter::new(node.cfg().rate_limit);
-    let max_topics = node.cfg().max_topics;
     let shutdown = node.inner.shutdown.clone();
-    loop {
+    let kick = CancellationToken::new();
+    let (mine, bound) = (HashSet::new(), HashSet::new());
+    let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None };
+    'conn: loop {
         let text = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            _ = kick.cancelled() => {
+                close(&mut socket, 4400, "too slow: reconnect").await;
+                break;
+            }
+            reason = closed(&mut c.live) => match reason {
+                Some(reason) => {
+                    close(&mut socket, CLOSE_DENIED, &reason).await;
+                    break;
+                }
+                // Its registration was dropped without a close: none will come.
+                None => {
+                    c.live = None;
+                    continue;
+                }
+            },
             out = rx.recv() => match out {
                 Some(t) => {
-                    if socket.send(Message::Text(t.into())).await.is_err() { break; }
+                    if !send_text(&mut socket, &t).await { break; }
                     continue;
                 }
                 None => break,
@@ -107,7 +372,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Binary(_))) => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1003, reason: "signaling speaks JSON text frames".into() }))).await;
+                    close(&mut socket, 1003, "signaling speaks JSON text frames").await;
                     break;
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -117,64 +382,61 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
         inc(&m.signal_messages, 1);
         if !limiter.allow() {
             inc(&m.rate_limited, 1);
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame { code: 4429, reason: "rate limit exceeded".into() })))
-                .await;
+            close(&mut socket, 4429, "rate limit exceeded").await;
             break;
         }
         let Ok(msg) = serde_json::from_str::<Value>(&text) else {
-            let _ = socket.send(Message::Text(json!({"type": "error", "reason": "not JSON"}).to_string().into())).await;
+            if !send_text(&mut socket, &json!({"type": "error", "reason": "not JSON"}).to_string()).await {
+                break;
+            }
             continue;
-        };
-        let topic_list = |v: &Value| -> Vec<String> {
-            v.get("topics")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
         };
         let mut errors = Vec::new();
         match msg.get("type").and_then(Value::as_str) {
-            Some("subscribe") => {
-                for t in topic_list(&msg) {
-                    if t.len() > 256 {
-                        errors.push(json!({"type": "error", "topic": t.chars().take(64).collect::<String>(), "reason": "topic too long"}));
-                    } else if !mine.contains(&t) && mine.len() >= max_topics {
-                        errors.push(json!({"type": "error", "topic": t, "reason": format!("at most {max_topics} topics per connection")}));
-                    } else if let Err(reason) = check_topic(&node, &t, token.as_deref()) {
-                        errors.push(json!({"type": "error", "topic": t, "reason": reason}));
-                    } else {
-                        topics.subscribe(&t, conn, &tx);
-                        mine.insert(t);
-                    }
-                }
-            }
+            Some("subscribe") => c.subscribe(&msg, &mut errors),
             Some("unsubscribe") => {
                 for t in topic_list(&msg) {
-                    topics.unsubscribe(&t, conn);
-                    mine.remove(&t);
+                    c.node.inner.signal.leave(&t, conn);
+                    c.mine.remove(&t);
+                    c.bound.remove(&t);
                 }
             }
-            Some("publish") => match msg.get("topic").and_then(Value::as_str) {
-                Some(t) => match check_topic(&node, t, token.as_deref()) {
-                    Ok(()) => {
-                        topics.publish(t, &msg);
-                    }
-                    Err(reason) => errors.push(json!({"type": "error", "topic": t, "reason": reason})),
-                },
-                None => errors.push(json!({"type": "error", "reason": "publish needs a topic"})),
-            },
+            Some("publish") => c.publish(&msg, &mut errors),
             Some("ping") => errors.push(json!({"type": "pong"})),
             _ => errors.push(json!({"type": "error", "reason": "unknown message type"})),
         }
         for e in errors {
-            if socket.send(Message::Text(e.to_string().into())).await.is_err() {
-                break;
+            if !send_text(&mut socket, &e.to_string()).await {
+                break 'conn;
             }
         }
     }
-    for t in &mine {
-        topics.unsubscribe(t, conn);
+    for t in c.mine.iter().chain(&c.bound) {
+        c.node.inner.signal.leave(t, conn);
     }
+    drop(slot);
     dec(&m.connections_active);
     debug!("signaling connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observers_see_who_is_there_and_no_addresses() {
+        assert!(observer_may_see(&json!({"type": "arena-announce", "from": "a", "peers": []})));
+        assert!(observer_may_see(&json!({"type": "arena-bye", "from": "a"})));
+        assert!(observer_may_see(&json!({"type": "announce", "from": "a"})));
+        for hidden in [
+            json!({"type": "arena-offer", "sdp": "v=0"}),
+            json!({"type": "arena-answer", "sdp": "v=0"}),
+            json!({"type": "arena-ice", "candidate": {"candidate": "candidate:1 1 udp 1 192.0.2.7 1 typ host"}}),
+            json!({"type": "signal", "signal": {"type": "offer"}}),
+            json!({"type": "arena-announce", "sdp": "v=0"}),
+            json!("encrypted y-webrtc payload"),
+        ] {
+            assert!(!observer_may_see(&hidden), "{hidden}");
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub(crate) async fn upgrade(
         span.record("conn", conn);
         async move {
             match auth {
-                Ok((id, grant)) => serve(node, socket, conn, id, grant.role, token).await,
+                Ok((id, grant)) => serve(node, socket, conn, id, grant, token).await,
                 Err(e) => refuse(socket, e.message()).await,
             }
         }
@@ -68,9 +68,10 @@ async fn serve(
     socket: WebSocket,
     conn: u64,
     room: arena_core::RoomId,
-    role: arena_core::Role,
+    grant: arena_core::Grant,
     token: Option<String>,
 ) {
+    let role = grant.role;
     let hub = match node.hub(&room, token.as_deref()).await {
         Ok(h) => h,
         Err(e) => return refuse(socket, e.to_string()).await,
@@ -81,7 +82,10 @@ async fn serve(
     let token = token.map(String::into_boxed_str);
     let limiter = RateLimiter::new(node.cfg().rate_limit);
     let span = tracing::Span::current();
-    let attach = HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span }));
+    // The room enters it in the node's live connections (closed when its invite expires).
+    let (expiry, grant) = (grant.expiry, crate::live::grant_id(&grant));
+    let attach =
+        HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span, expiry, grant }));
     if let Err(chan::SendError(cmd)) = hub.send(attach).await {
         dec(&m.connections_active);
         if let HubCmd::Attach(a) = cmd {

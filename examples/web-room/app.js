@@ -28,10 +28,22 @@ function home () {
     $('create-error').textContent = ''
     const title = form.elements.title.value
     const language = form.elements.language.value
+    // A node reachable from elsewhere creates rooms only with its operator token (asked for
+    // after a 401, kept for this tab only).
+    const operator = form.elements.operator.value.trim() || sessionStorage.getItem('arena:operator')
+    const headers = { 'content-type': 'application/json' }
+    if (operator) headers.authorization = `Bearer ${operator}`
     try {
-      const res = await fetch('/api/rooms', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title, language }) })
+      const res = await fetch('/api/rooms', { method: 'POST', headers, body: JSON.stringify({ title, language }) })
       const body = await res.json().catch(() => ({}))
+      if (res.status === 401) {
+        sessionStorage.removeItem('arena:operator')
+        $('operator').hidden = false
+        form.elements.operator.focus()
+        throw new Error(`${body.error ?? 'the node wants its operator token'}. Paste the operator token and try again.`)
+      }
       if (!res.ok) throw new Error(body.error ?? `the node answered ${res.status}`)
+      if (operator) sessionStorage.setItem('arena:operator', operator)
       localStorage.setItem('arena:name', form.elements.name.value)
       localStorage.setItem(`arena:invites:${body.room}`, JSON.stringify(body.links))
       location.href = `/room/${body.room}#token=${body.tokens.host}`

@@ -280,12 +280,8 @@ fn report(room: &NodeRoom, events: &[YwsEvent]) {
 /// `arena-node record`: a read-only peer that writes every envelope (with its receive
 /// time), awareness change, vote, run and version of the room to `out` until `shutdown`.
 pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) -> Result<()> {
-    // The directory holds the recorder's secret key: its owner's only.
-    let mut dir = std::fs::DirBuilder::new();
-    dir.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
-    dir.create(out).map_err(|e| NodeError::io(out, e))?;
+    // Private: it holds the recorder's key (and the recording names the room's members).
+    crate::create_private_dir(out).map_err(|e| NodeError::io(out, e))?;
     let identity = load_or_create_identity(out)?;
     let path = out.join(RECORDING_FILE);
     println!(

@@ -39,6 +39,7 @@ mod node;
 mod presence;
 pub mod recording;
 pub mod replay;
+mod secret;
 mod store;
 mod time;
 pub mod yws;
@@ -48,4 +49,5 @@ pub use node::{
     load_or_create_identity, now_ms, random_seed, JoinSpec, Node, NodeConfig, NodeEvent, NodeHandle, NodeRoom,
     NodeStats, PeerStats, RoomInfo, RoomStats,
 };
+pub use secret::{create_private_dir, write_private_file};
 pub use store::NodeStore;

@@ -84,9 +84,10 @@ impl NodeConfig {
     }
 }
 
-/// Loads the identity kept in `dir/identity.key` (hex seed), creating it on first use.
+/// Loads the identity kept in `dir/identity.key` (hex seed), creating it on first use (the
+/// directory 0700, the file 0600 from its creation: see [`crate::write_private_file`]).
 pub fn load_or_create_identity(dir: &Path) -> Result<Identity> {
-    std::fs::create_dir_all(dir).map_err(|e| NodeError::io(dir, e))?;
+    crate::create_private_dir(dir).map_err(|e| NodeError::io(dir, e))?;
     let path = dir.join("identity.key");
     match std::fs::read_to_string(&path) {
         Ok(s) => {
@@ -98,13 +99,8 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Identity> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Identity::from_seed(random_seed()?);
-            std::fs::write(&path, PeerKey(id.seed()).to_hex()).map_err(|e| NodeError::io(&path, e))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| NodeError::io(&path, e))?;
-            }
+            crate::write_private_file(&path, PeerKey(id.seed()).to_hex().as_bytes())
+                .map_err(|e| NodeError::io(&path, e))?;
             Ok(id)
         }
         Err(e) => Err(NodeError::io(&path, e)),
@@ -449,7 +445,7 @@ impl Node {
         let peer_id = key.public().to_peer_id();
         let db = match &cfg.data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| NodeError::io(dir, e))?;
+                crate::create_private_dir(dir).map_err(|e| NodeError::io(dir, e))?;
                 Some(SledDb::open(dir.join("sled"))?)
             }
             None => None,

@@ -193,7 +193,9 @@ impl ServerProc {
                     bail!("{} missing: cargo build --release -p arena-bootstrap", bin.display());
                 }
                 let mut c = tokio::process::Command::new(bin);
-                c.args(["--http-addr", &format!("127.0.0.1:{free}"), "--rate-limit", "100000", "--data-dir"])
+                // Rooms are created through the API, thousands in a minute from one address.
+                c.args(["--http-addr", &format!("127.0.0.1:{free}"), "--rate-limit", "100000"])
+                    .args(["--room-create-per-minute", "100000000", "--data-dir"])
                     .arg(dir.path());
                 c.env("RUST_LOG", "warn");
                 c
