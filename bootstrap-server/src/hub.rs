@@ -1098,6 +1098,10 @@ impl Hub {
         // A client that holds envelopes we lack (other authors' it got over a browser data
         // channel) is asked back for them; not an observer, whose envelopes we would drop.
         let ask_back = !observer && matches!(&msg, Wire::Want(have) if room.lacks_from(have));
+        let revocations = match &msg {
+            Wire::Revocations(r) => r.clone(),
+            _ => Vec::new(),
+        };
         match room.handle(msg, now) {
             Ok((mut replies, receipt)) => {
                 if ask_back {
@@ -1124,9 +1128,35 @@ impl Hub {
                 for env in &receipt.applied {
                     self.broadcast_envelope(env, Some(conn));
                 }
+                self.enforce_revocations(room, revocations, Some(conn), true);
             }
             Err(e) => warn!(error = %e, "envelope message failed"),
         }
+    }
+
+    /// Revocations the ledger took: passed on (to our clients, and to the network when a
+    /// client sent them), and the connections that joined with the revoked member's link
+    /// (or the revoked invite) closed.
+    fn enforce_revocations(
+        &mut self,
+        room: &Room<SledStore>,
+        revs: Vec<arena_core::Revocation>,
+        except: Option<u64>,
+        to_network: bool,
+    ) {
+        let taken: Vec<_> = revs.into_iter().filter(|r| room.ledger().is_revoked(&r.target)).collect();
+        if taken.is_empty() {
+            return;
+        }
+        for r in &taken {
+            let invite = room.ledger().member(&r.target).map_or(r.target, |m| m.admission.grant.invite);
+            let n = self.node.close_invite(&self.id, &invite, "removed from the room by the host");
+            info!(room = %self.id, target = %r.target, closed = n, "revocation enforced");
+        }
+        if to_network {
+            crate::p2p::to_network(&self.node, self.id, vec![Wire::Revocations(taken.clone())]);
+        }
+        self.send_signed(&[Wire::Revocations(taken)], except);
     }
 
     /// Sends the admissions the ledger accepted to the connections that speak our protocol
@@ -1163,6 +1193,10 @@ impl Hub {
                 Wire::Admissions(a) => Some(a.clone()),
                 _ => None,
             };
+            let revocations = match &msg {
+                Wire::Revocations(r) => r.clone(),
+                _ => Vec::new(),
+            };
             match room.handle(msg, now) {
                 Ok((_, receipt)) => {
                     inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
@@ -1172,6 +1206,7 @@ impl Hub {
                     for env in &receipt.applied {
                         self.broadcast_envelope(env, None);
                     }
+                    self.enforce_revocations(room, revocations, None, false);
                 }
                 Err(e) => debug!(error = %e, "message from libp2p refused"),
             }

@@ -23,12 +23,16 @@ use crate::node::{now_ms, Node};
 /// transports stop retrying on it (retrying would be refused anyway).
 pub(crate) const CLOSE_DENIED: u16 = 4403;
 
-/// What identifies a grant among a room's (the start of the room key's signature over it).
+/// What identifies a grant among a room's: the start of its invite key (one per link).
 pub(crate) type GrantId = [u8; 16];
 
 pub(crate) fn grant_id(g: &Grant) -> GrantId {
+    invite_id(&g.invite)
+}
+
+fn invite_id(invite: &arena_core::PeerKey) -> GrantId {
     let mut id = [0u8; 16];
-    id.copy_from_slice(&g.signature[..16]);
+    id.copy_from_slice(&invite.0[..16]);
     id
 }
 
@@ -119,6 +123,16 @@ impl Node {
     /// connections end at once instead of at their expiry.
     pub fn close_grant(&self, room: &RoomId, grant: &Grant, reason: &str) -> usize {
         let id = grant_id(grant);
+        let gone = self.inner.live.take(|_, e| e.room == *room && e.grant == id);
+        let n = gone.len();
+        self.close_entries(gone, reason);
+        n
+    }
+
+    /// Closes every live connection of `room` that joined with the invite whose key is
+    /// `invite` (a revoked invite, or a revoked member's link); returns how many.
+    pub fn close_invite(&self, room: &RoomId, invite: &arena_core::PeerKey, reason: &str) -> usize {
+        let id = invite_id(invite);
         let gone = self.inner.live.take(|_, e| e.room == *room && e.grant == id);
         let n = gone.len();
         self.close_entries(gone, reason);
