@@ -32,11 +32,16 @@ pub(super) struct RoomState {
     pub(super) topic: gossipsub::IdentTopic,
     /// Its presence (awareness) topic.
     pub(super) presence_topic: gossipsub::IdentTopic,
-    /// Reassemblers of fragmented gossip messages, per publisher.
-    pub(super) links: HashMap<PeerId, arena_core::sync::wire::Reassembler>,
     /// Stock clients' updates to relay for signing that found no peer in the room yet
     /// (the home node had not joined): sent to the first peer that subscribes.
     pub(super) unrelayed: Vec<Wire>,
+}
+
+/// A gossip publisher not (yet) known as a member of a room: we asked `asked` to catch us
+/// up; once it `answered` and the publisher is still unknown, its messages are rejected.
+pub(super) struct Unproven {
+    pub(super) asked: PeerId,
+    pub(super) answered: bool,
 }
 
 pub(super) struct Actor {
@@ -60,6 +65,16 @@ pub(super) struct Actor {
     pub(super) rendezvous_nodes: HashSet<PeerId>,
     pub(super) relays: HashSet<PeerId>,
     pub(super) remote_addrs: HashMap<PeerId, Multiaddr>,
+    /// The remote IP of each connected peer (its first connection's), for per-IP caps.
+    pub(super) remote_ips: HashMap<PeerId, std::net::IpAddr>,
+    /// Gossip fragments being reassembled (member publishers only, capped).
+    pub(super) fragments: super::fragments::Fragments,
+    /// Sync requests refused for want of a membership proof.
+    pub(super) sync_refused: u64,
+    /// Gossip publishers not known as members, per room (bounded).
+    pub(super) unproven: HashMap<(PeerId, RoomId), Unproven>,
+    /// Our bootstrap nodes' peer ids (they may host our rooms: we ask them).
+    pub(super) bootstrap_peers: HashSet<PeerId>,
     /// Sync requests per peer in the current second (flood control).
     pub(super) request_rate: HashMap<PeerId, (Instant, u32)>,
     listen_addrs: Vec<Multiaddr>,
@@ -78,6 +93,7 @@ impl Actor {
                 .listen_on(addr.clone())
                 .map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })?;
         }
+        let fragments = cfg.fragments;
         let mut actor = Actor {
             cfg,
             swarm,
@@ -96,6 +112,11 @@ impl Actor {
             rendezvous_nodes: HashSet::new(),
             relays: HashSet::new(),
             remote_addrs: HashMap::new(),
+            remote_ips: HashMap::new(),
+            fragments: super::fragments::Fragments::new(fragments),
+            sync_refused: 0,
+            unproven: HashMap::new(),
+            bootstrap_peers: HashSet::new(),
             request_rate: HashMap::new(),
             listen_addrs: Vec::new(),
         };
@@ -348,6 +369,7 @@ impl Actor {
             self.topics.remove(&state.topic.hash());
             self.topics.remove(&state.presence_topic.hash());
             self.swarm.behaviour_mut().kad.stop_providing(&crate::behaviour::provider_key(id));
+            self.fragments.forget_room(id);
         }
     }
 
@@ -380,6 +402,8 @@ impl Actor {
                     (*id, RoomStats { log_len: s.room.store().log_len(), gossip_peers })
                 })
                 .collect(),
+            fragments: self.fragments.stats(),
+            sync_refused: self.sync_refused,
         }
     }
 
@@ -436,6 +460,9 @@ impl Actor {
                 if endpoint.is_dialer() {
                     self.remote_addrs.insert(peer_id, endpoint.get_remote_address().clone());
                 }
+                if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                    self.remote_ips.entry(peer_id).or_insert(ip);
+                }
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
                     self.out.event(None, NodeEvent::PeerConnected { peer: peer_id });
@@ -449,6 +476,9 @@ impl Actor {
                 debug!(peer = %peer_id, "disconnected");
                 self.inflight_keys.retain(|(p, _)| p != &peer_id);
                 self.request_rate.remove(&peer_id);
+                self.remote_ips.remove(&peer_id);
+                self.fragments.forget_peer(&peer_id);
+                self.unproven.retain(|(publisher, _), p| *publisher != peer_id && p.asked != peer_id);
                 self.out.event(None, NodeEvent::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::Behaviour(ev) => self.behaviour_event(ev),
@@ -462,11 +492,11 @@ impl Actor {
                 self.on_gossip(propagation_source, message_id, message);
             }
             ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
+                // A subscription proves nothing: a node joins a room only for a request that
+                // proves membership (see `on_sync_request`).
                 if let Some(room) = self.topics.get(&topic).copied() {
                     self.request_sync(peer_id, room);
                     self.relay_unrelayed(peer_id, room);
-                } else if let Some(room) = crate::behaviour::room_of_topic(&topic) {
-                    self.out.event(None, NodeEvent::RoomWanted { room, from: peer_id });
                 }
             }
             ArenaBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
@@ -481,6 +511,7 @@ impl Actor {
                 debug!(peer = %peer, error = %error, "sync request failed");
                 if let Some(key) = self.inflight.remove(&request_id) {
                     self.inflight_keys.remove(&key);
+                    self.proofs_settled(key.0, key.1);
                 }
             }
             ArenaBehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
@@ -523,4 +554,18 @@ impl Actor {
             }
         }
     }
+}
+
+/// The IP address of a direct connection's remote end (`None` for a relayed one: its
+/// address is the relay's).
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
 }
