@@ -4,8 +4,8 @@
 //!
 //! | protocol | what |
 //! |---|---|
-//! | gossipsub, topic [`topic_for`] | live envelopes of one room, chunked under [`GOSSIP_CHUNK`] |
-//! | [`SYNC_PROTOCOL`] | catch-up: admissions + `Want` → the envelopes the requester lacks |
+//! | gossipsub, topic [`topic_for`] | live envelopes of one room, chunked under [`GOSSIP_CHUNK`]; only members' messages are accepted and forwarded (but any subscriber reads them: they are not encrypted yet) |
+//! | [`SYNC_PROTOCOL`] | catch-up, members only (the requester's peer id is an admitted member's key, or the request carries its admission): admissions + `Want` → the envelopes the requester lacks, paged |
 //! | [`IDENTIFY_PROTOCOL`], ping | addresses and liveness |
 //! | [`KAD_PROTOCOL`] | our own Kademlia DHT (not the public IPFS one): peer routing, room providers |
 //! | rendezvous, namespace [`namespace_for`] | room discovery through bootstrap nodes |
