@@ -154,7 +154,7 @@ impl Default for ConnectionCaps {
             max_established_per_peer: 8,
             max_pending_incoming: 32,
             max_memory_fraction: 0.8,
-            max_sync_streams: 16,
+            max_sync_streams: 8,
         }
     }
 }

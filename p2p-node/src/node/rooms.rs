@@ -495,6 +495,7 @@ impl Actor {
             // Admitted now (with the rest of its admissions, below).
             self.apply(room, Wire::Admissions(vec![adm]), peer);
         }
+        self.relay_unrelayed(peer, room);
         let mut want = None;
         let mut want_history = None;
         let mut unsigned = false;
@@ -551,20 +552,26 @@ impl Actor {
     }
 
     /// Relays the updates kept while the room had no peer to `peer`, which just joined it.
+    /// Only to a member: the updates carry the clients' invite tokens.
     pub(super) fn relay_unrelayed(&mut self, peer: PeerId, room: RoomId) {
+        if self.partitioned || !self.is_member(&room, &peer) {
+            return;
+        }
         let Some(state) = self.rooms.get_mut(&room) else { return };
-        if state.unrelayed.is_empty() || self.partitioned {
+        if state.unrelayed.is_empty() {
             return;
         }
         let msgs = std::mem::take(&mut state.unrelayed);
         self.send_sync(peer, room, msgs);
     }
 
-    /// Sends stock clients' updates we cannot sign for to every connected peer of the room
-    /// (the room's home node signs them; the envelopes come back over gossip).
+    /// Sends stock clients' updates we cannot sign for to every connected member of the room
+    /// (the room's home node signs them; the envelopes come back over gossip). Never to a
+    /// mere subscriber of the topic: the updates carry the clients' invite tokens.
     pub(super) fn relay_proxied(&mut self, room: RoomId, msgs: Vec<Wire>) {
         let Some(state) = self.rooms.get(&room) else { return };
-        let peers = self.topic_peers(&state.topic.hash());
+        let mut peers = self.topic_peers(&state.topic.hash());
+        peers.retain(|p| self.is_member(&room, p));
         if peers.is_empty() {
             // Kept for the first peer that joins the room (a home node joins on demand).
             let Some(state) = self.rooms.get_mut(&room) else { return };
@@ -677,6 +684,8 @@ impl Actor {
         self.inflight_keys.remove(&(peer, room));
         self.answer_in(peer, room, resp);
         self.proofs_settled(peer, room);
+        // Its answer may have made it a member: what waited for a member to sign it goes.
+        self.relay_unrelayed(peer, room);
     }
 
     fn answer_in(&mut self, peer: PeerId, room: RoomId, resp: SyncResponse) {
