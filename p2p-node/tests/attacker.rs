@@ -37,6 +37,8 @@ struct Seen {
     /// Gossip messages received: (publisher, topic, data).
     gossip: Vec<(Option<PeerId>, TopicHash, Vec<u8>)>,
     responses: HashMap<OutboundRequestId, std::result::Result<SyncResponse, String>>,
+    /// Sync requests received (answered "unknown room").
+    requests: Vec<SyncRequest>,
 }
 
 type SwarmFn = Box<dyn FnOnce(&mut Swarm<ArenaBehaviour>) + Send>;
@@ -132,9 +134,12 @@ fn record(
     let mut s = seen.lock().unwrap();
     match ev {
         SwarmEvent::Behaviour(ArenaBehaviourEvent::Sync(request_response::Event::Message {
-            message: request_response::Message::Request { channel, .. },
+            message: request_response::Message::Request { channel, request, .. },
             ..
-        })) => return Some(channel),
+        })) => {
+            s.requests.push(request);
+            return Some(channel);
+        }
         SwarmEvent::ConnectionEstablished { peer_id, .. } => {
             s.connected.insert(peer_id);
         }
@@ -460,6 +465,58 @@ async fn the_connection_cap_holds() -> Result<()> {
     assert!(!connected.contains(&fourth.peer));
     assert!(!fourth.seen.lock().unwrap().connected.contains(&a_id));
     drop(raws);
+    a.stop().await?;
+    Ok(())
+}
+
+/// A node that cannot sign for stock clients relays their updates (which carry their
+/// invite tokens) to the room's members only: a member gets them, a stranger subscribed to
+/// the room's topic does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_stock_updates_go_to_members_only() -> Result<()> {
+    let room = TestRoom::new("relay-tokens");
+    let a = Peer::memory("relay-tokens-a").await?;
+    a.join(&room, Some(room.token(Role::Candidate, 1)), "a").await?;
+    let a_id = a.handle.peer_id();
+    let s = Raw::spawn(Identity::from_passphrase("relay-tokens-s"))?;
+    let m = Raw::spawn(Identity::from_passphrase("relay-tokens-m"))?;
+    for raw in [&s, &m] {
+        raw.connect(&a).await?;
+        raw.subscribe(room.id, a_id).await?;
+    }
+    let adm = room.admission(&m.identity, Role::Observer, 2)?;
+    let frames = chunk(&[Wire::Admissions(vec![adm]), Wire::Want(BTreeMap::new())], GOSSIP_CHUNK);
+    assert_eq!(m.ask(a_id, SyncRequest { room: room.id, frames }).await?.status, SyncStatus::Ok);
+    wait_for(TIMEOUT, "a sees both subscribed", || async {
+        let st = a.handle.stats().await?;
+        let peers = st.rooms.get(&room.id).map(|r| r.gossip_peers.clone()).unwrap_or_default();
+        Ok((peers.contains(&s.peer) && peers.contains(&m.peer)).then_some(()))
+    })
+    .await?;
+    let token = room.token(Role::Candidate, 3);
+    a.handle.ingest(room.id, vec![Wire::Proxied { token: token.clone(), update: vec![0, 0] }]).await?;
+    let carries_token = |reqs: &[SyncRequest]| -> Result<bool> {
+        for r in reqs {
+            let mut link = Reassembler::new();
+            for f in &r.frames {
+                if let Some(Wire::Proxied { token: t, .. }) = link.push(f, room.id)? {
+                    if t == token {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    };
+    wait_for(TIMEOUT, "the member gets the relayed update", || async {
+        let reqs = m.seen.lock().unwrap().requests.clone();
+        Ok(carries_token(&reqs)?.then_some(()))
+    })
+    .await?;
+    // A round trip on the stranger's connection after the relay went out.
+    let _ = s.ask(a_id, SyncRequest { room: room.id, frames: want(BTreeMap::new()) }).await?;
+    let reqs = s.seen.lock().unwrap().requests.clone();
+    assert!(!carries_token(&reqs)?, "a stranger received a client's invite token");
     a.stop().await?;
     Ok(())
 }
