@@ -61,6 +61,10 @@ pub struct NodeConfig {
     pub use_relay: bool,
     /// Invalid messages from one peer before it is disconnected and banned.
     pub max_offences: u32,
+    /// Offences from all the peer ids behind one remote IP before that IP is banned (every
+    /// peer on it disconnected, new connections from it refused): peer ids cost nothing to
+    /// make, addresses do. High enough for a NAT full of honest peers.
+    pub max_offences_per_ip: u32,
     /// How long a banned peer stays banned.
     pub ban: Duration,
     /// Tunables of every room replica.
@@ -87,6 +91,7 @@ impl NodeConfig {
             announce_listen_addrs: true,
             use_relay: false,
             max_offences: 3,
+            max_offences_per_ip: 30,
             ban: Duration::from_secs(600),
             room: RoomConfig { max_catch_up: 50_000, ..RoomConfig::default() },
             max_answer_bytes: 1 << 20,
@@ -270,6 +275,8 @@ pub struct NodeStats {
     pub peers: BTreeMap<PeerId, PeerStats>,
     /// Banned peers.
     pub banned: Vec<PeerId>,
+    /// Banned remote IPs.
+    pub banned_ips: Vec<std::net::IpAddr>,
     /// Per joined room.
     pub rooms: BTreeMap<RoomId, RoomStats>,
     /// Gossip fragments being reassembled.

@@ -520,3 +520,45 @@ async fn relayed_stock_updates_go_to_members_only() -> Result<()> {
     a.stop().await?;
     Ok(())
 }
+
+/// Offences are counted per remote IP too: five peer ids on one IP that each send one
+/// undecodable gossip message (one offence each, under the per-peer limit) get the IP
+/// banned; a sixth peer id from it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_peer_ids_on_one_ip_are_banned_together() -> Result<()> {
+    let room = TestRoom::new("ip-ban");
+    let mut cfg = config(Identity::from_passphrase("ip-ban-host"), None, false);
+    cfg.max_offences = 3;
+    cfg.max_offences_per_ip = 5;
+    let a = Peer::start(cfg).await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "host").await?;
+    let a_id = a.handle.peer_id();
+    let mut raws = Vec::new();
+    for i in 0..5 {
+        let raw = Raw::spawn(Identity::from_passphrase(&format!("ip-ban-{i}")))?;
+        raw.connect(&a).await?;
+        raw.subscribe(room.id, a_id).await?;
+        raw.publish(room.id, vec![0xff, i, 1, 2, 3]).await?;
+        let p = raw.peer;
+        wait_for(TIMEOUT, "offence counted", || async {
+            let s = a.handle.stats().await?;
+            Ok((s.peers.get(&p).is_some_and(|x| x.offences >= 1) || !s.banned_ips.is_empty()).then_some(()))
+        })
+        .await?;
+        raws.push(raw);
+    }
+    let st = a.handle.stats().await?;
+    assert_eq!(st.banned_ips.len(), 1, "{:?}", st.banned_ips);
+    assert!(st.banned.is_empty(), "no single peer id reached its own limit: {:?}", st.banned);
+    let sixth = Raw::spawn(Identity::from_passphrase("ip-ban-6"))?;
+    let addr = a.addr();
+    sixth.run(move |s| s.dial(addr)).await??;
+    wait_for(TIMEOUT, "the 6th peer id refused", || async {
+        Ok(sixth.seen.lock().unwrap().lost.contains(&a_id).then_some(()))
+    })
+    .await?;
+    assert!(!a.handle.stats().await?.connected.contains(&sixth.peer));
+    drop(raws);
+    a.stop().await?;
+    Ok(())
+}

@@ -23,6 +23,8 @@ use crate::error::{NodeError, Result};
 
 /// Below this gossipsub score a peer's messages are ignored: it is banned too.
 const GRAYLIST: f64 = -80.0;
+/// Most remote IPs whose offences or bans are tracked.
+const MAX_TRACKED_IPS: usize = 4096;
 /// Inputs handled before one commit.
 const BATCH: usize = 64;
 
@@ -73,6 +75,9 @@ pub(super) struct Actor {
     pub(super) sync_refused: u64,
     /// Gossip publishers not known as members, per room (bounded).
     pub(super) unproven: HashMap<(PeerId, RoomId), Unproven>,
+    /// Offences per remote IP (all its peer ids), and the IPs banned for them (bounded).
+    pub(super) ip_offences: HashMap<std::net::IpAddr, u32>,
+    pub(super) banned_ips: HashMap<std::net::IpAddr, Instant>,
     /// Our bootstrap nodes' peer ids (they may host our rooms: we ask them).
     pub(super) bootstrap_peers: HashSet<PeerId>,
     /// Sync requests per peer in the current second (flood control).
@@ -117,6 +122,8 @@ impl Actor {
             sync_refused: 0,
             unproven: HashMap::new(),
             bootstrap_peers: HashSet::new(),
+            ip_offences: HashMap::new(),
+            banned_ips: HashMap::new(),
             request_rate: HashMap::new(),
             listen_addrs: Vec::new(),
         };
@@ -393,6 +400,7 @@ impl Actor {
             connected,
             peers,
             banned: self.banned.keys().copied().collect(),
+            banned_ips: self.banned_ips.keys().copied().collect(),
             rooms: self
                 .rooms
                 .iter()
@@ -431,11 +439,51 @@ impl Actor {
         self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, -10.0 * f64::from(count));
         self.out.event(room, NodeEvent::Offence { peer, room, reason, count });
         let graylisted = self.swarm.behaviour().gossipsub.peer_score(&peer).is_some_and(|s| s < GRAYLIST);
+        if let Some(ip) = self.remote_ips.get(&peer).copied() {
+            self.ip_offence(ip);
+        }
         if (count >= self.cfg.max_offences || graylisted) && !self.banned.contains_key(&peer) {
             self.banned.insert(peer, Instant::now() + self.cfg.ban);
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
             let _ = self.swarm.disconnect_peer_id(peer);
             self.out.event(None, NodeEvent::Banned { peer });
+        }
+    }
+
+    /// Counts an offence against a remote IP; past the limit every peer on it is
+    /// disconnected and new connections from it are refused for the ban's length.
+    fn ip_offence(&mut self, ip: std::net::IpAddr) {
+        if self.ip_offences.len() >= MAX_TRACKED_IPS && !self.ip_offences.contains_key(&ip) {
+            self.ip_offences.clear();
+        }
+        let n = self.ip_offences.entry(ip).or_default();
+        *n += 1;
+        if *n < self.cfg.max_offences_per_ip {
+            return;
+        }
+        self.ip_offences.remove(&ip);
+        let now = Instant::now();
+        if self.banned_ips.len() >= MAX_TRACKED_IPS {
+            self.banned_ips.retain(|_, until| *until > now);
+        }
+        if self.banned_ips.len() < MAX_TRACKED_IPS {
+            self.banned_ips.insert(ip, now + self.cfg.ban);
+        }
+        warn!(ip = %ip, "offences from too many peer ids on one IP: banned");
+        let peers: Vec<PeerId> = self.remote_ips.iter().filter(|(_, i)| **i == ip).map(|(p, _)| *p).collect();
+        for p in peers {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+    }
+
+    fn ip_banned(&mut self, ip: &std::net::IpAddr) -> bool {
+        match self.banned_ips.get(ip) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.banned_ips.remove(ip);
+                false
+            }
+            None => false,
         }
     }
 
@@ -453,14 +501,15 @@ impl Actor {
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| a != &address),
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
-                if self.partitioned || self.is_banned(&peer_id) {
+                let ip = ip_of(endpoint.get_remote_address());
+                if self.partitioned || self.is_banned(&peer_id) || ip.is_some_and(|ip| self.ip_banned(&ip)) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
                 if endpoint.is_dialer() {
                     self.remote_addrs.insert(peer_id, endpoint.get_remote_address().clone());
                 }
-                if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                if let Some(ip) = ip {
                     self.remote_ips.entry(peer_id).or_insert(ip);
                 }
                 if num_established.get() == 1 {
