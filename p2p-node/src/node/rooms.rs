@@ -585,7 +585,9 @@ impl Actor {
             }
             return;
         }
-        let msgs: Vec<Wire> = self.own_admission(&room).into_iter().chain(msgs).collect();
+        // Updates kept while no member was there go first: the home node signs in order.
+        let kept = self.rooms.get_mut(&room).map(|s| std::mem::take(&mut s.unrelayed)).unwrap_or_default();
+        let msgs: Vec<Wire> = self.own_admission(&room).into_iter().chain(kept).chain(msgs).collect();
         let frames = chunk(&msgs, GOSSIP_CHUNK);
         for p in peers {
             let id = self.swarm.behaviour_mut().sync.send_request(&p, SyncRequest { room, frames: frames.clone() });
