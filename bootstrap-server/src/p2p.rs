@@ -8,9 +8,10 @@
 //! The libp2p replica of a room is a second replica in this process (its own sled under
 //! `{data dir}/p2p`); the two exchange envelope vectors when it joins and then forward every
 //! new envelope both ways. It exists only where the network needs it: for rooms hosted on
-//! another node, on nodes that federate (`--peer`), and for a room a libp2p peer asks for
-//! (it subscribes to the room's topic or asks to catch up: `NodeEvent::RoomWanted`). A
-//! single node serving browsers keeps one replica per room, not two.
+//! another node, on nodes that federate (`--peer`), and for a room a member asks for over
+//! libp2p (a catch-up request carrying its own admission: `NodeEvent::RoomWanted`; a
+//! stranger's request or a topic subscription loads nothing). A single node serving
+//! browsers keeps one replica per room, not two.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -160,7 +161,8 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                     }
                 }
                 Ok(NodeEvent::RoomWanted { room, from }) => {
-                    // Only rooms we host: a peer cannot make us load rooms at will.
+                    // Only rooms we host, and only for a member (the event is raised for a
+                    // request that proves membership): a stranger cannot make us load rooms.
                     let hosted = node2.room_key(&room).ok().flatten();
                     let joined = joined(&node2, &room);
                     if let (Some(key), false) = (hosted, joined) {

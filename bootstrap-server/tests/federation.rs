@@ -200,3 +200,90 @@ async fn the_libp2p_side_joins_a_hosted_room_when_a_native_peer_asks() -> Result
     node.stop().await?;
     Ok(())
 }
+
+/// A stranger's `/arena/sync/1` request for the room on the node that hosts it, from a bare
+/// libp2p swarm with no invite.
+async fn stranger_asks(addr: &str, room: arena_core::RoomId) -> Result<arena_node::behaviour::SyncResponse> {
+    use arena_node::behaviour::{build_swarm, keypair_of, ArenaBehaviourEvent, BehaviourConfig, SyncRequest};
+    use futures::StreamExt;
+    use libp2p::request_response::{Event, Message};
+    use libp2p::swarm::SwarmEvent;
+    let id = arena_core::Identity::from_seed(arena_node::random_seed()?);
+    let mut swarm = build_swarm(keypair_of(&id), &BehaviourConfig::default())?;
+    let addr: libp2p::Multiaddr = addr.parse()?;
+    let Some(libp2p::multiaddr::Protocol::P2p(host)) = addr.iter().last() else { anyhow::bail!("no /p2p in {addr}") };
+    swarm.dial(addr)?;
+    let want = arena_core::sync::wire::chunk(
+        &[arena_core::sync::wire::Wire::Want(Default::default())],
+        arena_core::sync::wire::GOSSIP_CHUNK,
+    );
+    let ask = async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == host => {
+                    swarm.behaviour_mut().sync.send_request(&host, SyncRequest { room, frames: want.clone() });
+                }
+                SwarmEvent::Behaviour(ArenaBehaviourEvent::Sync(Event::Message {
+                    message: Message::Response { response, .. },
+                    ..
+                })) => return Ok(response),
+                SwarmEvent::Behaviour(ArenaBehaviourEvent::Sync(Event::OutboundFailure { error, .. })) => {
+                    anyhow::bail!("sync request failed: {error}")
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(T, ask).await?
+}
+
+/// A stranger (no invite) asks the home node for a room over libp2p: it gets nothing, and
+/// the node does not load the room for it. A member (a native arena-node with the
+/// candidate's invite) asking the same way makes the node join and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_make_a_node_load_a_room_or_read_it() -> Result<()> {
+    let d1 = tempfile::tempdir()?;
+    let n1 = Server::start(d1.path()).await?;
+    let peer1 = multiaddr(n1.addr).await?;
+    let secret = create_room(n1.addr).await?;
+    let other = create_room(n1.addr).await?;
+    let mut a = ArenaPeer::connect(n1.addr, &secret.room, &secret.host, "alice").await?;
+    a.type_text(0, "[the secret question]").await?;
+    a.pump(Duration::from_millis(100)).await?;
+    let secret_id = arena_core::RoomId::from_hex(&secret.room)?;
+
+    let resp = stranger_asks(&peer1, secret_id).await?;
+    ensure!(resp.frames.is_empty(), "a stranger got {} frames ({:?})", resp.frames.len(), resp.status);
+    ensure!(resp.status != arena_node::behaviour::SyncStatus::Ok);
+
+    // A member of the other room, as a native peer, is served: the node joins that room.
+    let mut cfg = arena_node::NodeConfig::new(arena_core::Identity::from_seed(arena_node::random_seed()?));
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+    cfg.bootstrap = vec![peer1.parse()?];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (member, task) = arena_node::Node::spawn(cfg, stop.clone())?;
+    let other_id = arena_core::RoomId::from_hex(&other.room)?;
+    member
+        .join(arena_node::JoinSpec {
+            room: other_id,
+            token: Some(other.candidate.clone()),
+            name: "m".into(),
+            recording: None,
+        })
+        .await?;
+    wait_for(T, || async {
+        let proxies = member.with_room(other_id, |r, _| r.ledger().members().filter(|(_, m)| m.proxy).count()).await?;
+        Ok((proxies > 0).then_some(()))
+    })
+    .await
+    .context("the member never heard from the home node")?;
+    ensure!(gauge(n1.addr, "libp2p_rooms").await? == 1, "the node joined a room on the stranger's word");
+    // Asked again (the node has had every chance to load it): still nothing.
+    let resp = stranger_asks(&peer1, secret_id).await?;
+    ensure!(resp.frames.is_empty(), "a stranger got {} frames ({:?})", resp.frames.len(), resp.status);
+    ensure!(gauge(n1.addr, "libp2p_rooms").await? == 1);
+    stop.cancel();
+    let _ = task.await;
+    n1.stop().await?;
+    Ok(())
+}

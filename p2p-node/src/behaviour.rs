@@ -4,8 +4,8 @@
 //!
 //! | protocol | what |
 //! |---|---|
-//! | gossipsub, topic [`topic_for`] | live envelopes of one room, chunked under [`GOSSIP_CHUNK`] |
-//! | [`SYNC_PROTOCOL`] | catch-up: admissions + `Want` → the envelopes the requester lacks |
+//! | gossipsub, topic [`topic_for`] | live envelopes of one room, chunked under [`GOSSIP_CHUNK`]; only members' messages are accepted and forwarded (but any subscriber reads them: they are not encrypted yet) |
+//! | [`SYNC_PROTOCOL`] | catch-up, members only (the requester's peer id is an admitted member's key, or the request carries its admission): admissions + `Want` → the envelopes the requester lacks, paged |
 //! | [`IDENTIFY_PROTOCOL`], ping | addresses and liveness |
 //! | [`KAD_PROTOCOL`] | our own Kademlia DHT (not the public IPFS one): peer routing, room providers |
 //! | rendezvous, namespace [`namespace_for`] | room discovery through bootstrap nodes |
@@ -16,11 +16,14 @@ mod codec;
 use std::time::Duration;
 
 use arena_core::sync::wire::GOSSIP_CHUNK;
-use arena_core::{Identity, RoomId};
+use arena_core::{Identity, PeerKey, RoomId};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{dcutr, gossipsub, identify, identity, kad, noise, ping, relay, rendezvous, request_response, tcp, yamux};
-use libp2p::{StreamProtocol, Swarm, SwarmBuilder};
+use libp2p::{
+    connection_limits, dcutr, gossipsub, identify, identity, kad, memory_connection_limits, noise, ping, relay,
+    rendezvous, request_response, tcp, yamux,
+};
+use libp2p::{PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use sha2::{Digest, Sha256};
 
 pub use codec::{SyncCodec, SyncRequest, SyncResponse, SyncStatus, MAX_REQUEST, MAX_RESPONSE};
@@ -78,6 +81,32 @@ pub fn keypair_of(identity: &Identity) -> identity::Keypair {
     identity::Keypair::ed25519_from_bytes(&mut seed).unwrap_or_else(|_| identity::Keypair::generate_ed25519())
 }
 
+/// The arena key behind a peer id: the member key a peer proves with its admission (an
+/// arena node's libp2p identity is its member key, see [`keypair_of`]). Noise authenticates
+/// the peer id of every connection, relayed ones included (the handshake runs end to end
+/// through the circuit), and gossipsub's strict mode the publisher of every message, so the
+/// key of either is one the remote holds. `None` for a peer id that is not an Ed25519 key.
+pub fn peer_key(peer: &PeerId) -> Option<PeerKey> {
+    let hash = peer.as_ref();
+    // An identity multihash of the key's protobuf encoding: type Ed25519 (field 1 = 1),
+    // then 32 bytes of key (field 2). This is how `to_peer_id` encodes every Ed25519 key.
+    const ED25519_PREFIX: [u8; 4] = [0x08, 0x01, 0x12, 0x20];
+    let digest = hash.digest();
+    if hash.code() == 0 && digest.len() == 36 && digest[..4] == ED25519_PREFIX {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&digest[4..]);
+        return Some(PeerKey(key));
+    }
+    None
+}
+
+/// The peer id of an arena key (the inverse of [`peer_key`]); `None` for bytes that are not
+/// an Ed25519 public key.
+pub fn peer_id_of(key: &PeerKey) -> Option<PeerId> {
+    let ed = identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
+    Some(identity::PublicKey::from(ed).to_peer_id())
+}
+
 /// Which server roles this node plays (the bootstrap node turns them all on).
 #[derive(Clone, Debug)]
 pub struct BehaviourConfig {
@@ -96,6 +125,38 @@ pub struct BehaviourConfig {
     /// Try to upgrade relayed connections to direct ones (dcutr). Off only to measure or
     /// test the relayed path itself.
     pub hole_punching: bool,
+    /// Caps on connections and on the process's memory while accepting them.
+    pub limits: ConnectionCaps,
+}
+
+/// Caps on connections (libp2p's `connection-limits` and `memory-connection-limits`): a
+/// connection over a cap is refused (an incoming one is closed right after its handshake).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConnectionCaps {
+    /// Established connections in all, incoming and outgoing.
+    pub max_established: u32,
+    /// Established connections to one peer id.
+    pub max_established_per_peer: u32,
+    /// Incoming connections still in their handshake.
+    pub max_pending_incoming: u32,
+    /// Refuse new connections while the process uses more than this fraction of the
+    /// machine's physical memory (`0.0 < x <= 1.0`).
+    pub max_memory_fraction: f64,
+    /// `/arena/sync/1` requests a connection may have open at once (inbound and outbound
+    /// each); with `NodeConfig::max_answer_bytes` this bounds what answers queue per peer.
+    pub max_sync_streams: usize,
+}
+
+impl Default for ConnectionCaps {
+    fn default() -> Self {
+        ConnectionCaps {
+            max_established: 256,
+            max_established_per_peer: 8,
+            max_pending_incoming: 32,
+            max_memory_fraction: 0.8,
+            max_sync_streams: 8,
+        }
+    }
 }
 
 impl Default for BehaviourConfig {
@@ -108,6 +169,7 @@ impl Default for BehaviourConfig {
             idle_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
             hole_punching: true,
+            limits: ConnectionCaps::default(),
         }
     }
 }
@@ -119,16 +181,31 @@ impl BehaviourConfig {
     }
 }
 
-/// Relay limits for interviews: libp2p's defaults (2 minutes and 128 KiB per circuit) cut a
-/// relayed session after a few hundred keystrokes.
+/// Relay limits for interviews, small because the relay serves any peer (the stock relay
+/// behaviour cannot ask whether a peer is a member of a room we serve): libp2p's defaults
+/// (2 minutes and 128 KiB per circuit) cut a relayed session after a few hundred
+/// keystrokes, so a circuit lives up to 2 hours and 64 MiB (a typed interview is a few MiB;
+/// a peer reconnects through a new circuit after that, and dcutr usually upgrades to a
+/// direct connection long before); few reservations and circuits, rate-limited per peer and
+/// per IP.
 fn relay_config() -> relay::Config {
+    let n = |x: u32| std::num::NonZeroU32::new(x).unwrap_or(std::num::NonZeroU32::MIN);
+    let minute = Duration::from_secs(60);
     relay::Config {
-        max_circuit_duration: Duration::from_secs(4 * 3600),
-        max_circuit_bytes: 1 << 30,
-        max_circuits: 256,
-        max_circuits_per_peer: 16,
-        ..relay::Config::default()
+        max_reservations: 64,
+        max_reservations_per_peer: 2,
+        reservation_duration: Duration::from_secs(3600),
+        max_circuit_duration: Duration::from_secs(2 * 3600),
+        max_circuit_bytes: 64 << 20,
+        max_circuits: 32,
+        max_circuits_per_peer: 4,
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
     }
+    .reservation_rate_per_peer(n(6), minute)
+    .reservation_rate_per_ip(n(30), minute)
+    .circuit_src_per_peer(n(12), minute)
+    .circuit_src_per_ip(n(60), minute)
 }
 
 /// The behaviour of an arena node.
@@ -154,6 +231,10 @@ pub struct ArenaBehaviour {
     pub relay_server: Toggle<relay::Behaviour>,
     /// Hole punching over relayed connections.
     pub dcutr: Toggle<dcutr::Behaviour>,
+    /// Caps on connections ([`ConnectionCaps`]).
+    pub limits: connection_limits::Behaviour,
+    /// No new connection while memory is short.
+    pub memory: memory_connection_limits::Behaviour,
 }
 
 impl std::fmt::Debug for ArenaBehaviour {
@@ -214,7 +295,9 @@ impl ArenaBehaviour {
         let sync = request_response::Behaviour::with_codec(
             SyncCodec,
             [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Full)],
-            request_response::Config::default().with_request_timeout(cfg.request_timeout),
+            request_response::Config::default()
+                .with_request_timeout(cfg.request_timeout)
+                .with_max_concurrent_streams(cfg.limits.max_sync_streams.max(1)),
         );
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
@@ -242,6 +325,15 @@ impl ArenaBehaviour {
             relay_client,
             relay_server: cfg.relay_server.then(|| relay::Behaviour::new(peer_id, relay_config())).into(),
             dcutr: Toggle::from(cfg.hole_punching.then(|| dcutr::Behaviour::new(peer_id))),
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(cfg.limits.max_established))
+                    .with_max_established_per_peer(Some(cfg.limits.max_established_per_peer))
+                    .with_max_pending_incoming(Some(cfg.limits.max_pending_incoming)),
+            ),
+            memory: memory_connection_limits::Behaviour::with_max_percentage(
+                cfg.limits.max_memory_fraction.clamp(0.01, 1.0),
+            ),
         })
     }
 }
@@ -287,6 +379,11 @@ mod tests {
         assert!(namespace_for(&room).to_string().ends_with(&room.to_hex()));
         let id = Identity::from_passphrase("peer");
         assert_eq!(keypair_of(&id).public().to_peer_id(), keypair_of(&id).public().to_peer_id());
+        // A peer id and the member key behind it convert both ways.
+        let peer = keypair_of(&id).public().to_peer_id();
+        assert_eq!(peer_key(&peer), Some(id.public()));
+        assert_eq!(peer_id_of(&id.public()), Some(peer));
+        assert_eq!(peer_key(&PeerId::random()), None);
         topic_score_params().validate().unwrap();
     }
 }

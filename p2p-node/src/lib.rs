@@ -46,8 +46,8 @@ pub mod yws;
 
 pub use error::{NodeError, Result};
 pub use node::{
-    load_or_create_identity, now_ms, random_seed, JoinSpec, Node, NodeConfig, NodeEvent, NodeHandle, NodeRoom,
-    NodeStats, PeerStats, RoomInfo, RoomStats,
+    load_or_create_identity, now_ms, random_seed, FragmentLimits, FragmentStats, JoinSpec, Node, NodeConfig, NodeEvent,
+    NodeHandle, NodeRoom, NodeStats, PeerStats, RoomInfo, RoomStats,
 };
 pub use secret::{create_private_dir, write_private_file};
 pub use store::NodeStore;

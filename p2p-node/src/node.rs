@@ -9,6 +9,7 @@
 
 mod actor;
 mod discovery;
+mod fragments;
 mod outbox;
 mod rooms;
 
@@ -26,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::behaviour::{keypair_of, BehaviourConfig};
 use crate::error::{NodeError, Result};
 use crate::store::NodeStore;
+
+pub use fragments::{FragmentLimits, FragmentStats};
 
 /// A room replica as the node keeps it.
 pub type NodeRoom = Room<NodeStore>;
@@ -58,10 +61,20 @@ pub struct NodeConfig {
     pub use_relay: bool,
     /// Invalid messages from one peer before it is disconnected and banned.
     pub max_offences: u32,
+    /// Offences from all the peer ids behind one remote IP before that IP is banned (every
+    /// peer on it disconnected, new connections from it refused): peer ids cost nothing to
+    /// make, addresses do. High enough for a NAT full of honest peers.
+    pub max_offences_per_ip: u32,
     /// How long a banned peer stays banned.
     pub ban: Duration,
     /// Tunables of every room replica.
     pub room: RoomConfig,
+    /// Most envelope bytes in one `/arena/sync/1` answer: a longer catch-up is paged (the
+    /// answer says "more" and the requester asks again from where it got to). One envelope
+    /// bigger than this still goes, alone; a late joiner's checkpoint is not cut either.
+    pub max_answer_bytes: usize,
+    /// Caps on gossip fragments being reassembled (only member publishers' are kept).
+    pub fragments: FragmentLimits,
 }
 
 impl NodeConfig {
@@ -78,8 +91,11 @@ impl NodeConfig {
             announce_listen_addrs: true,
             use_relay: false,
             max_offences: 3,
+            max_offences_per_ip: 30,
             ban: Duration::from_secs(600),
             room: RoomConfig { max_catch_up: 50_000, ..RoomConfig::default() },
+            max_answer_bytes: 1 << 20,
+            fragments: FragmentLimits::default(),
         }
     }
 }
@@ -191,8 +207,10 @@ pub enum NodeEvent {
         /// forwarded it is not reported).
         from: PeerId,
     },
-    /// A peer asked for a room we have not joined (it subscribed to the room's topic, or
-    /// sent a catch-up request for it). A bootstrap node joins the rooms it hosts on demand.
+    /// A member of a room we have not joined asked us for it: its catch-up request carried
+    /// its own valid admission, bound to its peer id (a topic subscription or a request
+    /// without that proof is not reported). A bootstrap node joins the rooms it hosts on
+    /// demand.
     RoomWanted {
         /// The room.
         room: RoomId,
@@ -253,8 +271,14 @@ pub struct NodeStats {
     pub peers: BTreeMap<PeerId, PeerStats>,
     /// Banned peers.
     pub banned: Vec<PeerId>,
+    /// Banned remote IPs.
+    pub banned_ips: Vec<std::net::IpAddr>,
     /// Per joined room.
     pub rooms: BTreeMap<RoomId, RoomStats>,
+    /// Gossip fragments being reassembled.
+    pub fragments: FragmentStats,
+    /// `/arena/sync/1` requests refused because the requester did not prove membership.
+    pub sync_refused: u64,
 }
 
 /// A joined room, as [`NodeHandle::stats`] sees it.

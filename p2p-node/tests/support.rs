@@ -51,6 +51,22 @@ impl TestRoom {
     pub fn token(&self, role: Role, nonce: u64) -> String {
         Invite::issue(&self.key, role, now_ms() / 1000 + 3600, 0, nonce).to_token()
     }
+
+    /// The admission `member` makes with an invite of `role`: what a member proves itself
+    /// with (made by joining a scratch replica, so no new token format is spelled here).
+    pub fn admission(&self, member: &Identity, role: Role, nonce: u64) -> Result<arena_core::Admission> {
+        let now = now_ms();
+        let mut scratch = arena_core::Room::open(
+            self.id,
+            member.clone(),
+            0,
+            arena_core::MemoryStore::new(),
+            arena_core::RoomConfig::default(),
+            now,
+        )?;
+        let (adm, _) = scratch.join(&self.token(role, nonce), "test member", now)?;
+        Ok(adm)
+    }
 }
 
 pub struct Peer {

@@ -23,6 +23,8 @@ use crate::error::{NodeError, Result};
 
 /// Below this gossipsub score a peer's messages are ignored: it is banned too.
 const GRAYLIST: f64 = -80.0;
+/// Most remote IPs whose offences or bans are tracked.
+const MAX_TRACKED_IPS: usize = 4096;
 /// Inputs handled before one commit.
 const BATCH: usize = 64;
 
@@ -32,11 +34,16 @@ pub(super) struct RoomState {
     pub(super) topic: gossipsub::IdentTopic,
     /// Its presence (awareness) topic.
     pub(super) presence_topic: gossipsub::IdentTopic,
-    /// Reassemblers of fragmented gossip messages, per publisher.
-    pub(super) links: HashMap<PeerId, arena_core::sync::wire::Reassembler>,
     /// Stock clients' updates to relay for signing that found no peer in the room yet
     /// (the home node had not joined): sent to the first peer that subscribes.
     pub(super) unrelayed: Vec<Wire>,
+}
+
+/// A gossip publisher not (yet) known as a member of a room: we asked `asked` to catch us
+/// up; once it `answered` and the publisher is still unknown, its messages are rejected.
+pub(super) struct Unproven {
+    pub(super) asked: PeerId,
+    pub(super) answered: bool,
 }
 
 pub(super) struct Actor {
@@ -60,6 +67,19 @@ pub(super) struct Actor {
     pub(super) rendezvous_nodes: HashSet<PeerId>,
     pub(super) relays: HashSet<PeerId>,
     pub(super) remote_addrs: HashMap<PeerId, Multiaddr>,
+    /// The remote IP of each connected peer (its first connection's), for per-IP caps.
+    pub(super) remote_ips: HashMap<PeerId, std::net::IpAddr>,
+    /// Gossip fragments being reassembled (member publishers only, capped).
+    pub(super) fragments: super::fragments::Fragments,
+    /// Sync requests refused for want of a membership proof.
+    pub(super) sync_refused: u64,
+    /// Gossip publishers not known as members, per room (bounded).
+    pub(super) unproven: HashMap<(PeerId, RoomId), Unproven>,
+    /// Offences per remote IP (all its peer ids), and the IPs banned for them (bounded).
+    pub(super) ip_offences: HashMap<std::net::IpAddr, u32>,
+    pub(super) banned_ips: HashMap<std::net::IpAddr, Instant>,
+    /// Our bootstrap nodes' peer ids (they may host our rooms: we ask them).
+    pub(super) bootstrap_peers: HashSet<PeerId>,
     /// Sync requests per peer in the current second (flood control).
     pub(super) request_rate: HashMap<PeerId, (Instant, u32)>,
     listen_addrs: Vec<Multiaddr>,
@@ -78,6 +98,7 @@ impl Actor {
                 .listen_on(addr.clone())
                 .map_err(|e| NodeError::BadAddress { addr: addr.to_string(), reason: e.to_string() })?;
         }
+        let fragments = cfg.fragments;
         let mut actor = Actor {
             cfg,
             swarm,
@@ -96,6 +117,13 @@ impl Actor {
             rendezvous_nodes: HashSet::new(),
             relays: HashSet::new(),
             remote_addrs: HashMap::new(),
+            remote_ips: HashMap::new(),
+            fragments: super::fragments::Fragments::new(fragments),
+            sync_refused: 0,
+            unproven: HashMap::new(),
+            bootstrap_peers: HashSet::new(),
+            ip_offences: HashMap::new(),
+            banned_ips: HashMap::new(),
             request_rate: HashMap::new(),
             listen_addrs: Vec::new(),
         };
@@ -348,6 +376,7 @@ impl Actor {
             self.topics.remove(&state.topic.hash());
             self.topics.remove(&state.presence_topic.hash());
             self.swarm.behaviour_mut().kad.stop_providing(&crate::behaviour::provider_key(id));
+            self.fragments.forget_room(id);
         }
     }
 
@@ -371,6 +400,7 @@ impl Actor {
             connected,
             peers,
             banned: self.banned.keys().copied().collect(),
+            banned_ips: self.banned_ips.keys().copied().collect(),
             rooms: self
                 .rooms
                 .iter()
@@ -380,6 +410,8 @@ impl Actor {
                     (*id, RoomStats { log_len: s.room.store().log_len(), gossip_peers })
                 })
                 .collect(),
+            fragments: self.fragments.stats(),
+            sync_refused: self.sync_refused,
         }
     }
 
@@ -407,11 +439,51 @@ impl Actor {
         self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, -10.0 * f64::from(count));
         self.out.event(room, NodeEvent::Offence { peer, room, reason, count });
         let graylisted = self.swarm.behaviour().gossipsub.peer_score(&peer).is_some_and(|s| s < GRAYLIST);
+        if let Some(ip) = self.remote_ips.get(&peer).copied() {
+            self.ip_offence(ip);
+        }
         if (count >= self.cfg.max_offences || graylisted) && !self.banned.contains_key(&peer) {
             self.banned.insert(peer, Instant::now() + self.cfg.ban);
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
             let _ = self.swarm.disconnect_peer_id(peer);
             self.out.event(None, NodeEvent::Banned { peer });
+        }
+    }
+
+    /// Counts an offence against a remote IP; past the limit every peer on it is
+    /// disconnected and new connections from it are refused for the ban's length.
+    fn ip_offence(&mut self, ip: std::net::IpAddr) {
+        if self.ip_offences.len() >= MAX_TRACKED_IPS && !self.ip_offences.contains_key(&ip) {
+            self.ip_offences.clear();
+        }
+        let n = self.ip_offences.entry(ip).or_default();
+        *n += 1;
+        if *n < self.cfg.max_offences_per_ip {
+            return;
+        }
+        self.ip_offences.remove(&ip);
+        let now = Instant::now();
+        if self.banned_ips.len() >= MAX_TRACKED_IPS {
+            self.banned_ips.retain(|_, until| *until > now);
+        }
+        if self.banned_ips.len() < MAX_TRACKED_IPS {
+            self.banned_ips.insert(ip, now + self.cfg.ban);
+        }
+        warn!(ip = %ip, "offences from too many peer ids on one IP: banned");
+        let peers: Vec<PeerId> = self.remote_ips.iter().filter(|(_, i)| **i == ip).map(|(p, _)| *p).collect();
+        for p in peers {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+    }
+
+    fn ip_banned(&mut self, ip: &std::net::IpAddr) -> bool {
+        match self.banned_ips.get(ip) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.banned_ips.remove(ip);
+                false
+            }
+            None => false,
         }
     }
 
@@ -429,12 +501,16 @@ impl Actor {
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| a != &address),
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
-                if self.partitioned || self.is_banned(&peer_id) {
+                let ip = ip_of(endpoint.get_remote_address());
+                if self.partitioned || self.is_banned(&peer_id) || ip.is_some_and(|ip| self.ip_banned(&ip)) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
                 if endpoint.is_dialer() {
                     self.remote_addrs.insert(peer_id, endpoint.get_remote_address().clone());
+                }
+                if let Some(ip) = ip {
+                    self.remote_ips.entry(peer_id).or_insert(ip);
                 }
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected");
@@ -449,6 +525,9 @@ impl Actor {
                 debug!(peer = %peer_id, "disconnected");
                 self.inflight_keys.retain(|(p, _)| p != &peer_id);
                 self.request_rate.remove(&peer_id);
+                self.remote_ips.remove(&peer_id);
+                self.fragments.forget_peer(&peer_id);
+                self.unproven.retain(|(publisher, _), p| *publisher != peer_id && p.asked != peer_id);
                 self.out.event(None, NodeEvent::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::Behaviour(ev) => self.behaviour_event(ev),
@@ -462,11 +541,11 @@ impl Actor {
                 self.on_gossip(propagation_source, message_id, message);
             }
             ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
+                // A subscription proves nothing: a node joins a room only for a request that
+                // proves membership (see `on_sync_request`).
                 if let Some(room) = self.topics.get(&topic).copied() {
                     self.request_sync(peer_id, room);
                     self.relay_unrelayed(peer_id, room);
-                } else if let Some(room) = crate::behaviour::room_of_topic(&topic) {
-                    self.out.event(None, NodeEvent::RoomWanted { room, from: peer_id });
                 }
             }
             ArenaBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
@@ -481,6 +560,7 @@ impl Actor {
                 debug!(peer = %peer, error = %error, "sync request failed");
                 if let Some(key) = self.inflight.remove(&request_id) {
                     self.inflight_keys.remove(&key);
+                    self.proofs_settled(key.0, key.1);
                 }
             }
             ArenaBehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
@@ -523,4 +603,18 @@ impl Actor {
             }
         }
     }
+}
+
+/// The IP address of a direct connection's remote end (`None` for a relayed one: its
+/// address is the relay's).
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
 }

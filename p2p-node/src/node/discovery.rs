@@ -20,6 +20,7 @@ impl Actor {
     pub(super) fn dial_bootstrap(&mut self) {
         for addr in self.cfg.bootstrap.clone() {
             if let Some(peer) = peer_of(&addr) {
+                self.bootstrap_peers.insert(peer);
                 let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
                 self.swarm.behaviour_mut().kad.add_address(&peer, bare);
             }

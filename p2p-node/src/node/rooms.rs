@@ -3,16 +3,17 @@
 use std::collections::BTreeMap;
 
 use arena_core::sync::wire::{chunk, is_fragment, Reassembler, Wire, GOSSIP_CHUNK};
-use arena_core::{CoreError, PeerKey, Room, RoomId, Store};
+use arena_core::{Admission, CoreError, PeerKey, Room, RoomId, Store};
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
-use super::actor::{Actor, RoomState};
+use super::actor::{Actor, RoomState, Unproven};
+use super::fragments::Dropped;
 use super::{now_ms, JoinSpec, NodeEvent, RoomInfo};
 use crate::behaviour::{
-    presence_topic_for, topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus, MAX_RESPONSE,
+    peer_key, presence_topic_for, topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus,
 };
 use crate::error::{NodeError, Result};
 use crate::recording::RecordingStore;
@@ -21,8 +22,8 @@ use crate::store::NodeStore;
 /// Most relayed updates kept per room while no peer can sign them.
 const MAX_UNRELAYED: usize = 1024;
 
-/// Most publishers whose fragmented messages are being reassembled per room.
-const MAX_LINKS: usize = 64;
+/// Most publishers not (yet) known as members being waited on.
+const MAX_UNPROVEN: usize = 4096;
 /// Sync requests a peer may make per second (it has one in flight per room at a time).
 const MAX_REQUESTS_PER_SEC: u32 = 200;
 /// Envelope bytes per frame batch of a sync answer.
@@ -70,8 +71,7 @@ impl Actor {
         gs.subscribe(&presence_topic).map_err(|e| NodeError::Transport(format!("subscribe: {e}")))?;
         self.topics.insert(topic.hash(), id);
         self.topics.insert(presence_topic.hash(), id);
-        self.rooms
-            .insert(id, RoomState { room, topic, presence_topic, links: Default::default(), unrelayed: Vec::new() });
+        self.rooms.insert(id, RoomState { room, topic, presence_topic, unrelayed: Vec::new() });
         self.out.dirty.insert(id);
         self.out.publish.push((id, announce));
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -82,43 +82,66 @@ impl Actor {
         Ok((id, info))
     }
 
+    /// A gossip message on one of our rooms' topics. Only an admitted member's messages
+    /// (its publisher, signed by gossipsub, is in the room's ledger) are applied and
+    /// forwarded; see [`Actor::not_a_member`] for the others.
+    ///
+    /// What validation cannot close: a stranger that subscribes to a room's topic still
+    /// receives what members publish there (gossipsub forwards to every subscribed peer):
+    /// the topic name (the room id), the publishers' peer ids, and every envelope and
+    /// admission in clear (authors' keys, members' names and grants, the code as typed),
+    /// the fragments of big pastes, and the presence updates (names, cursors). Only the
+    /// planned room read key (encrypting room traffic to members) closes that.
     pub(super) fn on_gossip(&mut self, source: PeerId, id: MessageId, msg: gossipsub::Message) {
         let Some(&room) = self.topics.get(&msg.topic) else {
             self.out.validate(None, id, source, MessageAcceptance::Ignore);
             return;
         };
+        // Strict validation: every message is signed by its publisher.
+        let publisher = msg.source.unwrap_or(source);
+        let member = self.is_member(&room, &publisher);
         if self.rooms.get(&room).is_some_and(|s| s.presence_topic.hash() == msg.topic) {
-            // Blame goes to the peer that handed it over; the event names its author
-            // (gossipsub signs every message, so `source` is checked).
-            let author = msg.source.unwrap_or(source);
-            let verdict = self.on_presence(room, source, author, msg.data);
+            // Blame goes to the peer that handed it over; the event names its author.
+            let verdict = if member {
+                self.on_presence(room, source, publisher, msg.data)
+            } else {
+                self.not_a_member(room, source, publisher, "presence")
+            };
             self.out.validate(Some(room), id, source, verdict);
             return;
         }
         if is_fragment(&msg.data) {
             // A piece of a big message cannot be checked alone, so it is not forwarded;
             // peers further away get the envelope by catch-up.
-            self.out.validate(Some(room), id, source, MessageAcceptance::Ignore);
-            let origin = msg.source.unwrap_or(source);
-            let Some(state) = self.rooms.get_mut(&room) else { return };
-            if state.links.len() >= MAX_LINKS && !state.links.contains_key(&origin) {
-                state.links.clear();
+            if !member {
+                self.fragments.refused();
+                let verdict = self.not_a_member(room, source, publisher, "fragment");
+                self.out.validate(Some(room), id, source, verdict);
+                return;
             }
-            match state.links.entry(origin).or_default().push(&msg.data, room) {
+            self.out.validate(Some(room), id, source, MessageAcceptance::Ignore);
+            let ip = self.remote_ips.get(&source).copied();
+            match self.fragments.push(room, publisher, ip, &msg.data) {
                 Ok(Some(w)) => {
                     debug!(peer = %source, room = %room, "reassembled a fragmented gossip message");
                     self.apply(room, w, source);
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    debug!(peer = %source, error = %e, "fragment dropped");
-                    state.links.remove(&origin);
+                Err(Dropped::OverCap(cap)) => {
+                    debug!(peer = %source, publisher = %publisher, room = %room, cap, "fragments over the cap dropped");
                 }
+                Err(Dropped::Malformed(e)) => debug!(peer = %source, room = %room, error = %e, "fragment dropped"),
             }
             return;
         }
         let verdict = match Wire::decode(&msg.data, room) {
-            Ok(w @ (Wire::Envelopes(_) | Wire::Admissions(_))) => self.apply(room, w, source),
+            Ok(Wire::Admissions(adms)) if !member && !proves(&adms, &room, &publisher) => {
+                self.not_a_member(room, source, publisher, "admissions")
+            }
+            // A member's admission (its first message) makes it one.
+            Ok(w @ Wire::Admissions(_)) => self.apply(room, w, source),
+            Ok(Wire::Envelopes(_)) if !member => self.not_a_member(room, source, publisher, "envelopes"),
+            Ok(w @ Wire::Envelopes(_)) => self.apply(room, w, source),
             Ok(_) => {
                 self.offence(source, Some(room), "catch-up message on gossip".into());
                 MessageAcceptance::Reject
@@ -129,6 +152,60 @@ impl Actor {
             }
         };
         self.out.validate(Some(room), id, source, verdict);
+    }
+
+    /// Whether `peer`'s key is an admitted member of `room` in our ledger.
+    pub(super) fn is_member(&self, room: &RoomId, peer: &PeerId) -> bool {
+        let Some(key) = peer_key(peer) else { return false };
+        self.rooms.get(room).is_some_and(|s| s.room.ledger().member(&key).is_some())
+    }
+
+    /// A room message whose publisher is not an admitted member in our ledger. It is never
+    /// forwarded. It may be an honest member whose admission has not reached us yet (we
+    /// joined after it announced itself, or its admission took another path): the first
+    /// time, we ask the peer that sent it to catch us up and ignore the message. Once that
+    /// peer has answered (or could not be asked) and the publisher is still no member, its
+    /// messages are rejected, an offence of the peer that sent them (unless a member
+    /// forwarded them: members validate before forwarding, so that is our ledger lagging).
+    fn not_a_member(&mut self, room: RoomId, source: PeerId, publisher: PeerId, what: &str) -> MessageAcceptance {
+        if self.unproven.len() >= MAX_UNPROVEN && !self.unproven.contains_key(&(publisher, room)) {
+            self.unproven.retain(|_, p| !p.answered);
+            if self.unproven.len() >= MAX_UNPROVEN {
+                self.unproven.clear();
+            }
+        }
+        match self.unproven.get(&(publisher, room)) {
+            None => {
+                let asked = self.request_sync(source, room);
+                self.unproven.insert((publisher, room), Unproven { asked: source, answered: !asked });
+                debug!(peer = %source, publisher = %publisher, room = %room, what, "message of an unknown publisher; catching up");
+                MessageAcceptance::Ignore
+            }
+            Some(p) if !p.answered => MessageAcceptance::Ignore,
+            Some(_) if source != publisher && self.is_member(&room, &source) => MessageAcceptance::Ignore,
+            Some(_) => {
+                self.offence(source, Some(room), format!("{what} of {publisher}, not a member of the room"));
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
+    /// A sync exchange with `peer` about `room` ended: publishers we were waiting to learn
+    /// about from it are members now, or strangers.
+    pub(super) fn proofs_settled(&mut self, peer: PeerId, room: RoomId) {
+        let pending: Vec<PeerId> = self
+            .unproven
+            .iter()
+            .filter(|((_, r), p)| *r == room && p.asked == peer && !p.answered)
+            .map(|((publisher, _), _)| *publisher)
+            .collect();
+        for publisher in pending {
+            if self.is_member(&room, &publisher) {
+                self.unproven.remove(&(publisher, room));
+            } else if let Some(p) = self.unproven.get_mut(&(publisher, room)) {
+                p.answered = true;
+            }
+        }
     }
 
     /// A presence update from the network: checked for shape and size (it is unsigned, like
@@ -303,6 +380,7 @@ impl Actor {
         if self.partitioned || self.is_banned(&peer) || !self.swarm.is_connected(&peer) {
             return;
         }
+        let msgs: Vec<Wire> = self.own_admission(&room).into_iter().chain(msgs).collect();
         let frames = chunk(&msgs, GOSSIP_CHUNK);
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { room, frames });
         self.inflight.insert(id, (peer, room));
@@ -328,21 +406,20 @@ impl Actor {
         }
     }
 
-    /// Asks `peer` for what we lack in `room` (one request in flight per peer and room).
-    pub(super) fn request_sync(&mut self, peer: PeerId, room: RoomId) {
-        if self.partitioned
-            || self.is_banned(&peer)
-            || !self.swarm.is_connected(&peer)
-            || self.inflight_keys.contains(&(peer, room))
-        {
-            return;
+    /// Asks `peer` for what we lack in `room` (one request in flight per peer and room);
+    /// true when a request is on its way. Our admission goes first (the peer serves only
+    /// members). Only to a peer that has a part in the room: a known member, a subscriber
+    /// of its topic (which names the room already) or one of our bootstrap nodes (which may
+    /// host it): a request names the room and our envelope vector its authors.
+    pub(super) fn request_sync(&mut self, peer: PeerId, room: RoomId) -> bool {
+        if self.inflight_keys.contains(&(peer, room)) {
+            return true;
         }
-        let me = self.cfg.identity.public();
-        let Some(state) = self.rooms.get(&room) else { return };
-        let mut msgs = Vec::new();
-        if let Some(m) = state.room.ledger().member(&me) {
-            msgs.push(Wire::Admissions(vec![m.admission.clone()]));
+        if self.partitioned || self.is_banned(&peer) || !self.swarm.is_connected(&peer) || !self.may_ask(peer, room) {
+            return false;
         }
+        let Some(state) = self.rooms.get(&room) else { return false };
+        let mut msgs = self.own_admission(&room).into_iter().collect::<Vec<_>>();
         msgs.push(state.room.want());
         // History before a checkpoint we started from that has not arrived yet (we were
         // stopped during the backfill, or the peer we asked lacked it): ask this peer once.
@@ -362,8 +439,32 @@ impl Actor {
             self.history_asked.insert((peer, room));
             self.send_sync(peer, room, vec![w]);
         }
+        true
     }
 
+    /// Whether `peer` may be sent requests about `room` (see [`Actor::request_sync`]).
+    fn may_ask(&self, peer: PeerId, room: RoomId) -> bool {
+        self.is_member(&room, &peer)
+            || self.bootstrap_peers.contains(&peer)
+            || self.rooms.get(&room).is_some_and(|s| {
+                let topic = s.topic.hash();
+                self.swarm.behaviour().gossipsub.all_peers().any(|(p, t)| *p == peer && t.contains(&&topic))
+            })
+    }
+
+    /// Our admission to `room`, as the proof of membership our requests start with.
+    fn own_admission(&self, room: &RoomId) -> Option<Wire> {
+        let me = self.cfg.identity.public();
+        let state = self.rooms.get(room)?;
+        state.room.ledger().member(&me).map(|m| Wire::Admissions(vec![m.admission.clone()]))
+    }
+
+    /// A `/arena/sync/1` request. Served only to a member: the requester's peer id (which
+    /// noise authenticated) is the key of an admitted member of the room, or the request
+    /// carries that key's admission (checked against our clock), which we then admit.
+    /// Anyone else gets a bare refusal: no admissions, no envelopes, nothing applied or
+    /// signed; and a request for a room we do not hold is reported (`RoomWanted`, on which
+    /// a bootstrap node joins a room it hosts) only when it proves membership.
     pub(super) fn on_sync_request(&mut self, peer: PeerId, req: SyncRequest, channel: ResponseChannel<SyncResponse>) {
         let room = req.room;
         let refuse = |status| SyncResponse { status, more: false, frames: Vec::new() };
@@ -371,36 +472,63 @@ impl Actor {
             self.out.responses.push((None, channel, refuse(SyncStatus::Refused)));
             return;
         }
-        if !self.rooms.contains_key(&room) {
-            self.out.event(None, NodeEvent::RoomWanted { room, from: peer });
-            self.out.responses.push((None, channel, refuse(SyncStatus::UnknownRoom)));
-            return;
-        }
         let mut link = Reassembler::new();
-        let mut want = None;
-        let mut want_history = None;
-        let mut unsigned = false;
+        let mut msgs = Vec::new();
         for f in &req.frames {
             match link.push(f, room) {
                 Ok(None) => {}
-                Ok(Some(Wire::Want(have))) => want = Some(have),
-                Ok(Some(Wire::WantHistory(below))) => want_history = Some(below),
-                Ok(Some(Wire::Proxied { grant, update, signature })) => {
-                    unsigned |= !self.sign_relayed(room, peer, &grant, &signature, &update)
-                }
-                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_)))) => {
-                    self.apply(room, w, peer);
-                }
                 Ok(Some(Wire::Checkpoint(_) | Wire::History(_))) => {
                     self.offence(peer, Some(room), "checkpoint or history in a sync request".into());
-                    self.out.responses.push((Some(room), channel, refuse(SyncStatus::Refused)));
+                    self.out.responses.push((None, channel, refuse(SyncStatus::Refused)));
                     return;
                 }
+                Ok(Some(w)) => msgs.push(w),
                 Err(e) => {
                     self.offence(peer, Some(room), format!("malformed sync request: {e}"));
-                    self.out.responses.push((Some(room), channel, refuse(SyncStatus::Refused)));
+                    self.out.responses.push((None, channel, refuse(SyncStatus::Refused)));
                     return;
                 }
+            }
+        }
+        let proof = msgs.iter().find_map(|w| match w {
+            Wire::Admissions(adms) => proved_by(adms, &room, &peer).cloned(),
+            _ => None,
+        });
+        if !self.rooms.contains_key(&room) {
+            if proof.is_some() {
+                self.out.event(None, NodeEvent::RoomWanted { room, from: peer });
+            } else {
+                self.sync_refused += 1;
+                debug!(peer = %peer, room = %room, "sync request for a room we lack, without proof");
+            }
+            self.out.responses.push((None, channel, refuse(SyncStatus::UnknownRoom)));
+            return;
+        }
+        if !self.is_member(&room, &peer) {
+            let Some(adm) = proof else {
+                self.sync_refused += 1;
+                debug!(peer = %peer, room = %room, "sync request from a peer that is not a member: refused");
+                self.out.responses.push((None, channel, refuse(SyncStatus::Refused)));
+                return;
+            };
+            // Admitted now (with the rest of its admissions, below).
+            self.apply(room, Wire::Admissions(vec![adm]), peer);
+        }
+        self.relay_unrelayed(peer, room);
+        let mut want = None;
+        let mut want_history = None;
+        let mut unsigned = false;
+        for msg in msgs {
+            match msg {
+                Wire::Want(have) => want = Some(have),
+                Wire::WantHistory(below) => want_history = Some(below),
+                Wire::Proxied { grant, update, signature } => {
+                    unsigned |= !self.sign_relayed(room, peer, &grant, &signature, &update)
+                }
+                w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_)) => {
+                    self.apply(room, w, peer);
+                }
+                Wire::Checkpoint(_) | Wire::History(_) => {}
             }
         }
         // The requester holds envelopes we lack: ask it back (after answering).
@@ -453,20 +581,26 @@ impl Actor {
     }
 
     /// Relays the updates kept while the room had no peer to `peer`, which just joined it.
+    /// Only to a member: the updates carry the clients' invite tokens.
     pub(super) fn relay_unrelayed(&mut self, peer: PeerId, room: RoomId) {
+        if self.partitioned || !self.is_member(&room, &peer) {
+            return;
+        }
         let Some(state) = self.rooms.get_mut(&room) else { return };
-        if state.unrelayed.is_empty() || self.partitioned {
+        if state.unrelayed.is_empty() {
             return;
         }
         let msgs = std::mem::take(&mut state.unrelayed);
         self.send_sync(peer, room, msgs);
     }
 
-    /// Sends stock clients' updates we cannot sign for to every connected peer of the room
-    /// (the room's home node signs them; the envelopes come back over gossip).
+    /// Sends stock clients' updates we cannot sign for to every connected member of the room
+    /// (the room's home node signs them; the envelopes come back over gossip). Never to a
+    /// mere subscriber of the topic: the updates carry the clients' invite tokens.
     pub(super) fn relay_proxied(&mut self, room: RoomId, msgs: Vec<Wire>) {
         let Some(state) = self.rooms.get(&room) else { return };
-        let peers = self.topic_peers(&state.topic.hash());
+        let mut peers = self.topic_peers(&state.topic.hash());
+        peers.retain(|p| self.is_member(&room, p));
         if peers.is_empty() {
             // Kept for the first peer that joins the room (a home node joins on demand).
             let Some(state) = self.rooms.get_mut(&room) else { return };
@@ -480,6 +614,9 @@ impl Actor {
             }
             return;
         }
+        // Updates kept while no member was there go first: the home node signs in order.
+        let kept = self.rooms.get_mut(&room).map(|s| std::mem::take(&mut s.unrelayed)).unwrap_or_default();
+        let msgs: Vec<Wire> = self.own_admission(&room).into_iter().chain(kept).chain(msgs).collect();
         let frames = chunk(&msgs, GOSSIP_CHUNK);
         for p in peers {
             let id = self.swarm.behaviour_mut().sync.send_request(&p, SyncRequest { room, frames: frames.clone() });
@@ -503,7 +640,8 @@ impl Actor {
         n > MAX_REQUESTS_PER_SEC
     }
 
-    /// Admissions and the envelopes `have` lacks, in log order, cut at the byte budget.
+    /// Admissions and the envelopes `have` lacks, in log order, cut at
+    /// [`super::NodeConfig::max_answer_bytes`] (marked "more": the requester asks on).
     fn answer(&self, room: &RoomId, have: &BTreeMap<PeerKey, u64>) -> Result<SyncResponse> {
         let state = self.rooms.get(room).ok_or_else(|| NodeError::NotJoined(room.to_hex()))?;
         let mut frames = Vec::new();
@@ -518,7 +656,8 @@ impl Actor {
             let mut batch = Vec::new();
             for e in envs {
                 let len = e.update.len() + 160;
-                if total + len > MAX_RESPONSE - (2 << 20) {
+                // Cut in log order (so each author's run is a prefix); at least one goes.
+                if total > 0 && total + len > self.cfg.max_answer_bytes {
                     more = true;
                     break;
                 }
@@ -555,7 +694,7 @@ impl Actor {
                 let mut taken = Vec::new();
                 for e in run.into_iter().rev() {
                     let len = e.update.len() + 160;
-                    if total + len > MAX_RESPONSE - (2 << 20) {
+                    if total > 0 && total + len > self.cfg.max_answer_bytes {
                         break;
                     }
                     total += len;
@@ -574,6 +713,13 @@ impl Actor {
     pub(super) fn on_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, resp: SyncResponse) {
         let Some((_, room)) = self.inflight.remove(&request_id) else { return };
         self.inflight_keys.remove(&(peer, room));
+        self.answer_in(peer, room, resp);
+        self.proofs_settled(peer, room);
+        // Its answer may have made it a member: what waited for a member to sign it goes.
+        self.relay_unrelayed(peer, room);
+    }
+
+    fn answer_in(&mut self, peer: PeerId, room: RoomId, resp: SyncResponse) {
         if resp.status != SyncStatus::Ok {
             debug!(peer = %peer, room = %room, status = ?resp.status, "sync refused");
             return;
@@ -607,4 +753,17 @@ impl Actor {
             self.request_sync(peer, room);
         }
     }
+}
+
+/// The admission in `adms` that proves `peer` a member of `room`: its own (the key behind
+/// its peer id), valid for the room and not expired by our clock.
+fn proved_by<'a>(adms: &'a [Admission], room: &RoomId, peer: &PeerId) -> Option<&'a Admission> {
+    let key = peer_key(peer)?;
+    let now_s = now_ms() / 1000;
+    adms.iter().find(|a| a.member == key && a.verify(room, Some(now_s)).is_ok())
+}
+
+/// Whether `adms` holds `peer`'s own valid admission to `room`.
+fn proves(adms: &[Admission], room: &RoomId, peer: &PeerId) -> bool {
+    proved_by(adms, room, peer).is_some()
 }
