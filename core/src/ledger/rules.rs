@@ -143,12 +143,21 @@ impl Placements {
     }
 
     /// Records where the structs `[start, start + len)` of `client` sit.
-    fn put(&mut self, (client, start): Id, len: u32, slot: Slot) {
+    #[cfg(test)]
+    fn put(&mut self, id: Id, len: u32, slot: Slot) {
+        let idx = self.slot_index(slot);
+        self.put_index(id, len, idx);
+    }
+
+    fn slot_index(&mut self, slot: Slot) -> u32 {
         let next = self.slots.len() as u32;
-        let idx = *self.slot_ids.entry(slot.clone()).or_insert_with(|| {
+        *self.slot_ids.entry(slot.clone()).or_insert_with(|| {
             self.slots.push(slot);
             next
-        });
+        })
+    }
+
+    fn put_index(&mut self, (client, start): Id, len: u32, idx: u32) {
         let end = start.saturating_add(len);
         let runs = self.runs.entry(client).or_default();
         // Runs starting at or before `start`.
@@ -169,8 +178,18 @@ impl Placements {
 
     /// Records a checked update's placements (see [`Placements::judge`]).
     pub(crate) fn record(&mut self, placed: Vec<Placed>) {
+        // Runs of structs mostly share a slot (typing into `code`): look it up once per run.
+        let mut last: Option<(Slot, u32)> = None;
         for (id, len, slot) in placed {
-            self.put(id, len, slot);
+            let idx = match &last {
+                Some((s, i)) if *s == slot => *i,
+                _ => {
+                    let i = self.slot_index(slot.clone());
+                    last = Some((slot, i));
+                    i
+                }
+            };
+            self.put_index(id, len, idx);
         }
     }
 
@@ -179,7 +198,7 @@ impl Placements {
     /// here are skipped: yrs keeps them pending too.
     pub(crate) fn learn(&mut self, scan: &Scan) {
         let (placed, _) = self.place(scan);
-        self.record(placed.into_iter().map(|p| (p.0, p.1, p.2)).collect());
+        self.record(placed);
     }
 
     /// Where each struct of `scan` goes, and whether every one could be placed. One pass in
