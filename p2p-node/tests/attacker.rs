@@ -23,7 +23,7 @@ use libp2p::gossipsub::{self, TopicHash};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, Swarm};
-use support::{config, wait_for, Peer, TestRoom, TIMEOUT};
+use support::{config, gossip_ready, wait_for, Peer, TestRoom, TIMEOUT};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -567,6 +567,116 @@ async fn many_peer_ids_on_one_ip_are_banned_together() -> Result<()> {
     .await?;
     assert!(!a.handle.stats().await?.connected.contains(&sixth.peer));
     drop(raws);
+    a.stop().await?;
+    Ok(())
+}
+
+/// An awareness update naming `name` (what a peer's presence carries).
+fn presence_naming(name: &str) -> Vec<u8> {
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    use yrs::updates::encoder::Encode;
+    let mut clients = HashMap::new();
+    let state = serde_json::json!({ "user": { "name": name } }).to_string();
+    clients.insert(yrs::ClientID::new(42), AwarenessUpdateEntry { clock: 1, json: state.into() });
+    AwarenessUpdate { clients: clients.into_iter().collect() }.encode_v1()
+}
+
+/// Issue #21 item 2, gossip. A stranger connected to a member learns the topics that member
+/// is subscribed to (gossipsub tells every connected peer), subscribes to them all, and
+/// keeps every gossip payload and sync request it receives while the host types, an
+/// observer joins, and the host's presence goes out. The topics do not name the room, no
+/// payload holds the typed text, a member's name or a member key, none decodes as a
+/// `Wire`, and nobody sends the stranger a sync request (which names the room). The
+/// observer, a member, reads everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_rooms_topics_reads_nothing() -> Result<()> {
+    let room = TestRoom::new("read-key");
+    let a = Peer::memory("read-key-host").await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "Alice Host").await?;
+    a.handle.splice(room.id, 0, 0, "TYPED-BEFORE ").await?;
+    let a_id = a.handle.peer_id();
+    let s = Raw::spawn(Identity::from_passphrase("read-key-s"))?;
+    s.connect(&a).await?;
+    // The host's topics, as its subscriptions announce them.
+    let topics = wait_for(TIMEOUT, "the host's subscriptions", || async {
+        let seen = s.seen.lock().unwrap();
+        let t: Vec<TopicHash> = seen.subscribed.iter().filter(|(p, _)| *p == a_id).map(|(_, t)| t.clone()).collect();
+        Ok((t.len() >= 2).then_some(t))
+    })
+    .await?;
+    for t in &topics {
+        let topic = gossipsub::IdentTopic::new(t.as_str());
+        s.run(move |sw| sw.behaviour_mut().gossipsub.subscribe(&topic).map(|_| ())).await??;
+    }
+    let s_id = s.peer;
+    wait_for(TIMEOUT, "the host sees the stranger subscribed", || async {
+        let st = a.handle.stats().await?;
+        Ok(st.rooms.get(&room.id).is_some_and(|r| r.gossip_peers.contains(&s_id)).then_some(()))
+    })
+    .await?;
+
+    // An observer joins; the host types and shows its presence.
+    let o = Peer::memory("read-key-observer").await?;
+    o.handle.dial(a.addr()).await?;
+    o.join(&room, Some(room.token(Role::Observer, 2)), "Olga Observer").await?;
+    wait_for(TIMEOUT, "the observer catches up", || async {
+        Ok(o.handle.code(room.id).await?.contains("TYPED-BEFORE").then_some(()))
+    })
+    .await?;
+    gossip_ready(&[&a, &o], &room).await?;
+    a.handle.splice(room.id, 0, 0, "TYPED-AFTER ").await?;
+    wait_for(TIMEOUT, "the observer reads the live edit", || async {
+        Ok(o.handle.code(room.id).await?.contains("TYPED-AFTER").then_some(()))
+    })
+    .await?;
+    a.handle.publish_presence(room.id, presence_naming("Alice Host")).await?;
+    let mut presence = o.handle.subscribe();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the observer never read the host's presence");
+        // Presence is not retried by the node: publish again until it arrives.
+        a.handle.publish_presence(room.id, presence_naming("Alice Host")).await?;
+        match tokio::time::timeout(std::time::Duration::from_millis(500), presence.recv()).await {
+            Ok(Ok(NodeEvent::Presence { update, .. })) if update == presence_naming("Alice Host") => break,
+            _ => {}
+        }
+    }
+    // What the host published reached the stranger (it is subscribed): the edit at least.
+    wait_for(TIMEOUT, "the host's gossip reaches the stranger", || async {
+        Ok((s.seen.lock().unwrap().gossip.iter().filter(|(src, _, _)| *src == Some(a_id)).count() >= 2).then_some(()))
+    })
+    .await?;
+
+    let hex = room.id.to_hex();
+    for t in &topics {
+        assert!(!t.as_str().contains(&hex), "a topic names the room: {t}");
+    }
+    let secrets: [(&str, Vec<u8>); 6] = [
+        ("the typed text", b"TYPED-".to_vec()),
+        ("the host's name", b"Alice Host".to_vec()),
+        ("the observer's name", b"Olga Observer".to_vec()),
+        ("the host's key", a.identity.public().0.to_vec()),
+        ("the observer's key", o.identity.public().0.to_vec()),
+        ("the room id", room.id.0.to_vec()),
+    ];
+    let seen = s.seen.lock().unwrap();
+    for (publisher, topic, data) in &seen.gossip {
+        for (what, needle) in &secrets {
+            assert!(
+                !data.windows(needle.len()).any(|w| w == &needle[..]),
+                "the stranger read {what} in a gossip message of {publisher:?} on {topic}: {:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        assert!(Wire::decode(data, room.id).is_err(), "the stranger decoded a gossip message as a Wire");
+    }
+    assert!(
+        seen.requests.is_empty(),
+        "{} sync requests naming the room were sent to the stranger",
+        seen.requests.len()
+    );
+    drop(seen);
+    o.stop().await?;
     a.stop().await?;
     Ok(())
 }
