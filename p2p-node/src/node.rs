@@ -279,6 +279,9 @@ pub struct NodeStats {
     pub fragments: FragmentStats,
     /// `/arena/sync/1` requests refused because the requester did not prove membership.
     pub sync_refused: u64,
+    /// Gossip messages on our rooms' topics that did not open under the room's read key
+    /// (another room's key, altered, or not sealed): dropped, never forwarded.
+    pub gossip_undecryptable: u64,
 }
 
 /// A joined room, as [`NodeHandle::stats`] sees it.
@@ -448,7 +451,8 @@ impl NodeHandle {
         self.call(|done| Command::PublishPresence { room, update, done }).await?
     }
 
-    /// Publishes raw bytes on a room's topic, unchecked. For tests of misbehaving peers.
+    /// Publishes raw bytes on a room's topic, sealed under the room's read key but otherwise
+    /// unchecked. For tests of misbehaving members.
     #[doc(hidden)]
     pub async fn publish_raw(&self, room: RoomId, data: Vec<u8>) -> Result<()> {
         self.call(|done| Command::PublishRaw { room, data, done }).await?

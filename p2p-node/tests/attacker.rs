@@ -14,7 +14,7 @@ use anyhow::{anyhow, Result};
 use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
 use arena_core::{Envelope, Identity, PeerKey, Role, RoomId};
 use arena_node::behaviour::{
-    build_swarm, keypair_of, topic_for, ArenaBehaviour, ArenaBehaviourEvent, BehaviourConfig, SyncRequest,
+    build_swarm, keypair_of, topic_for, ArenaBehaviour, ArenaBehaviourEvent, BehaviourConfig, RoomCipher, SyncRequest,
     SyncResponse, SyncStatus,
 };
 use arena_node::{FragmentLimits, NodeEvent};
@@ -107,18 +107,28 @@ impl Raw {
         r.map_err(|e| anyhow!("sync request failed: {e}"))
     }
 
-    /// Subscribes to the room's topic and waits until `to` is known to be subscribed too.
-    async fn subscribe(&self, room: RoomId, to: PeerId) -> Result<()> {
-        self.run(move |s| s.behaviour_mut().gossipsub.subscribe(&topic_for(&room)).map(|_| ())).await??;
-        let t = topic_for(&room).hash();
+    /// Subscribes to the room's topic (named from its read key: a stranger finds it in a
+    /// member's announced subscriptions) and waits until `to` is known to be subscribed too.
+    async fn subscribe(&self, room: &TestRoom, to: PeerId) -> Result<()> {
+        let topic = topic_for(&room.read_key());
+        let t = topic.hash();
+        self.run(move |s| s.behaviour_mut().gossipsub.subscribe(&topic).map(|_| ())).await??;
         wait_for(TIMEOUT, "peer's subscription", || async {
             Ok(self.seen.lock().unwrap().subscribed.contains(&(to, t.clone())).then_some(()))
         })
         .await
     }
 
-    async fn publish(&self, room: RoomId, data: Vec<u8>) -> Result<()> {
-        self.run(move |s| s.behaviour_mut().gossipsub.publish(topic_for(&room), data).map(|_| ()))
+    /// Publishes `data` on the room's topic sealed under its read key (as a member, or a
+    /// stranger that got hold of the key: the ledger still decides).
+    async fn publish(&self, room: &TestRoom, data: Vec<u8>) -> Result<()> {
+        let topic = topic_for(&room.read_key());
+        let sealed = RoomCipher::new(&room.read_key()).seal(&topic.hash(), &data)?;
+        self.publish_as_is(topic, sealed).await
+    }
+
+    async fn publish_as_is(&self, topic: gossipsub::IdentTopic, data: Vec<u8>) -> Result<()> {
+        self.run(move |s| s.behaviour_mut().gossipsub.publish(topic, data).map(|_| ()))
             .await?
             .map_err(|e| anyhow!("publish: {e}"))
     }
@@ -286,8 +296,8 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
     let s = Raw::spawn(Identity::from_passphrase("gossip-stranger-s"))?;
     o.connect(&a).await?;
     s.connect(&a).await?;
-    o.subscribe(room.id, a_id).await?;
-    s.subscribe(room.id, a_id).await?;
+    o.subscribe(&room, a_id).await?;
+    s.subscribe(&room, a_id).await?;
     wait_for(TIMEOUT, "a sees both subscribed", || async {
         let st = a.handle.stats().await?;
         let peers = st.rooms.get(&room.id).map(|r| r.gossip_peers.clone()).unwrap_or_default();
@@ -297,10 +307,10 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
 
     let mut regrouped: Vec<Envelope> = envs.clone();
     regrouped.truncate(3);
-    s.publish(room.id, Wire::Admissions(adms).encode()).await?;
-    s.publish(room.id, Wire::Envelopes(regrouped).encode()).await?;
+    s.publish(&room, Wire::Admissions(adms).encode()).await?;
+    s.publish(&room, Wire::Envelopes(regrouped).encode()).await?;
     let big = Envelope::seal(room.id, &s.identity, 0, Default::default(), 1, vec![7; 3 * GOSSIP_CHUNK]);
-    s.publish(room.id, chunk(&[Wire::Envelopes(vec![big])], GOSSIP_CHUNK).remove(0)).await?;
+    s.publish(&room, chunk(&[Wire::Envelopes(vec![big])], GOSSIP_CHUNK).remove(0)).await?;
 
     let s_id = s.peer;
     // It keeps publishing (each message new to gossipsub) until the node has had enough.
@@ -308,7 +318,7 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
     wait_for(TIMEOUT, "the stranger's messages counted as offences", || {
         n += 1;
         let more = Envelope::seal(room.id, &s.identity, n, Default::default(), 1, n.to_be_bytes().to_vec());
-        let (a, s) = (&a, &s);
+        let (a, s, room) = (&a, &s, &room);
         async move {
             let st = a.handle.stats().await?;
             let count = st.peers.get(&s_id).map_or(0, |p| p.offences);
@@ -316,7 +326,7 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
                 return Ok(Some(()));
             }
             if n < 200 {
-                s.publish(room.id, Wire::Envelopes(vec![more]).encode()).await?;
+                s.publish(room, Wire::Envelopes(vec![more]).encode()).await?;
             }
             Ok(None)
         }
@@ -402,12 +412,12 @@ async fn a_flood_from_many_peer_ids_stays_under_the_caps() -> Result<()> {
     for i in 0..12u64 {
         let raw = Raw::spawn(Identity::from_passphrase(&format!("flood-{i}")))?;
         raw.connect(&a).await?;
-        raw.subscribe(room.id, a_id).await?;
+        raw.subscribe(&room, a_id).await?;
         let member = i % 2 == 0;
         if member {
             // A member proves itself on gossip with its admission, then floods.
             let adm = room.admission(&raw.identity, Role::Observer, 100 + i)?;
-            raw.publish(room.id, Wire::Admissions(vec![adm]).encode()).await?;
+            raw.publish(&room, Wire::Admissions(vec![adm]).encode()).await?;
             let key = raw.identity.public();
             wait_for(TIMEOUT, "member admitted", || async {
                 Ok(a.handle.with_room(room.id, move |r, _| r.ledger().member(&key).is_some()).await?.then_some(()))
@@ -417,7 +427,7 @@ async fn a_flood_from_many_peer_ids_stays_under_the_caps() -> Result<()> {
         // The first 3 of 6 fragments of one envelope.
         let env = Envelope::seal(room.id, &raw.identity, 0, Default::default(), 1, vec![i as u8; 5 * GOSSIP_CHUNK]);
         for f in chunk(&[Wire::Envelopes(vec![env])], GOSSIP_CHUNK).into_iter().take(3) {
-            raw.publish(room.id, f).await?;
+            raw.publish(&room, f).await?;
             sent += 1;
         }
         if !member {
@@ -486,7 +496,7 @@ async fn relayed_stock_updates_go_to_members_only() -> Result<()> {
     let m = Raw::spawn(Identity::from_passphrase("relay-tokens-m"))?;
     for raw in [&s, &m] {
         raw.connect(&a).await?;
-        raw.subscribe(room.id, a_id).await?;
+        raw.subscribe(&room, a_id).await?;
     }
     let adm = room.admission(&m.identity, Role::Observer, 2)?;
     let frames = chunk(&[Wire::Admissions(vec![adm]), Wire::Want(BTreeMap::new())], GOSSIP_CHUNK);
@@ -545,8 +555,8 @@ async fn many_peer_ids_on_one_ip_are_banned_together() -> Result<()> {
     for i in 0..5 {
         let raw = Raw::spawn(Identity::from_passphrase(&format!("ip-ban-{i}")))?;
         raw.connect(&a).await?;
-        raw.subscribe(room.id, a_id).await?;
-        raw.publish(room.id, vec![0xff, i, 1, 2, 3]).await?;
+        raw.subscribe(&room, a_id).await?;
+        raw.publish(&room, vec![0xff, i, 1, 2, 3]).await?;
         let p = raw.peer;
         wait_for(TIMEOUT, "offence counted", || async {
             let s = a.handle.stats().await?;
@@ -677,6 +687,45 @@ async fn a_stranger_on_the_rooms_topics_reads_nothing() -> Result<()> {
     );
     drop(seen);
     o.stop().await?;
+    a.stop().await?;
+    Ok(())
+}
+
+/// A message sealed under another room's read key (on this room's topic), and one not
+/// sealed at all, are dropped and counted (`gossip_undecryptable`), each an offence of the
+/// peer that published it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_under_another_rooms_key_is_dropped_and_counted() -> Result<()> {
+    let room = TestRoom::new("wrong-key");
+    let other = TestRoom::new("wrong-key-other");
+    let a = Peer::memory("wrong-key-host").await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "host").await?;
+    let a_id = a.handle.peer_id();
+    let s = Raw::spawn(Identity::from_passphrase("wrong-key-s"))?;
+    s.connect(&a).await?;
+    s.subscribe(&room, a_id).await?;
+    let s_id = s.peer;
+    wait_for(TIMEOUT, "the host sees the sender subscribed", || async {
+        let st = a.handle.stats().await?;
+        Ok(st.rooms.get(&room.id).is_some_and(|r| r.gossip_peers.contains(&s_id)).then_some(()))
+    })
+    .await?;
+    let topic = topic_for(&room.read_key());
+    let env = Envelope::seal(room.id, &s.identity, 0, Default::default(), 1, b"x".to_vec());
+    let plain = Wire::Envelopes(vec![env]).encode();
+    let wrong = RoomCipher::new(&other.read_key()).seal(&topic.hash(), &plain)?;
+    for (n, data) in [(1, wrong), (2, plain)] {
+        s.publish_as_is(topic.clone(), data).await?;
+        wait_for(TIMEOUT, "dropped, counted and an offence", || async {
+            let st = a.handle.stats().await?;
+            let offences = st.peers.get(&s_id).map_or(0, |p| p.offences);
+            Ok((st.gossip_undecryptable >= n && offences >= n as u32).then_some(()))
+        })
+        .await?;
+    }
+    let st = a.handle.stats().await?;
+    assert_eq!(st.gossip_undecryptable, 2);
+    assert_eq!(st.rooms.get(&room.id).map(|r| r.log_len), Some(1), "only the host's own envelope is in the log");
     a.stop().await?;
     Ok(())
 }
