@@ -39,6 +39,9 @@ struct Seen {
     responses: HashMap<OutboundRequestId, std::result::Result<SyncResponse, String>>,
     /// Sync requests received (answered "unknown room").
     requests: Vec<SyncRequest>,
+    /// Accept every gossip message unchecked, so gossipsub forwards it (a peer that relays
+    /// without opening what it relays).
+    forward_all: bool,
 }
 
 type SwarmFn = Box<dyn FnOnce(&mut Swarm<ArenaBehaviour>) + Send>;
@@ -66,6 +69,16 @@ impl Raw {
                     _ = st.cancelled() => break,
                     f = rx.recv() => match f { Some(f) => f(&mut swarm), None => break },
                     ev = swarm.select_next_some() => {
+                        let unchecked = match &ev {
+                            SwarmEvent::Behaviour(ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                                propagation_source, message_id, ..
+                            })) if s.lock().unwrap().forward_all => Some((message_id.clone(), *propagation_source)),
+                            _ => None,
+                        };
+                        if let Some((id, from)) = unchecked {
+                            let accept = gossipsub::MessageAcceptance::Accept;
+                            swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, accept);
+                        }
                         if let Some(channel) = record(&s, ev) {
                             // It holds no room: every request it gets is answered so.
                             let no = SyncResponse { status: SyncStatus::UnknownRoom, more: false, frames: Vec::new() };
@@ -724,6 +737,67 @@ async fn gossip_under_another_rooms_key_is_dropped_and_counted() -> Result<()> {
     let st = a.handle.stats().await?;
     assert_eq!(st.gossip_undecryptable, 2);
     assert_eq!(st.rooms.get(&room.id).map(|r| r.log_len), Some(1), "only the host's own envelope is in the log");
+    a.stop().await?;
+    Ok(())
+}
+
+/// A message that does not open, forwarded by a peer that did not publish it (it relays
+/// unchecked), is dropped and counted, but is no offence of that forwarder: its publisher
+/// signed it, and only the publisher is blamed (here it is not even connected to the host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_message_that_does_not_open_is_no_offence_of_the_forwarder() -> Result<()> {
+    let room = TestRoom::new("forwarded-junk");
+    let a = Peer::memory("forwarded-junk-host").await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "host").await?;
+    let a_id = a.handle.peer_id();
+    let f = Raw::spawn(Identity::from_passphrase("forwarded-junk-f"))?;
+    f.seen.lock().unwrap().forward_all = true;
+    f.connect(&a).await?;
+    f.subscribe(&room, a_id).await?;
+    let f_id = f.peer;
+    let topic = topic_for(&room.read_key());
+    let t = topic.hash();
+    wait_for(TIMEOUT, "the forwarder meshed with the host", || async {
+        let t = t.clone();
+        Ok(f.run(move |s| s.behaviour().gossipsub.mesh_peers(&t).any(|p| *p == a_id)).await?.then_some(()))
+    })
+    .await?;
+    // The publisher reaches the host only through the forwarder.
+    let x = Raw::spawn(Identity::from_passphrase("forwarded-junk-x"))?;
+    f.run(|s| s.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())).await??;
+    let f_listen = wait_for(TIMEOUT, "the forwarder listens", || async {
+        Ok(f.run(|s| s.listeners().find(|a| !a.to_string().ends_with("/tcp/0")).cloned()).await?)
+    })
+    .await?;
+    x.run(move |s| s.dial(f_listen.with(libp2p::multiaddr::Protocol::P2p(f_id)))).await??;
+    wait_for(TIMEOUT, "x connected to f", || async {
+        Ok(x.seen.lock().unwrap().connected.contains(&f_id).then_some(()))
+    })
+    .await?;
+    let tx = topic.clone();
+    x.run(move |s| s.behaviour_mut().gossipsub.subscribe(&tx).map(|_| ())).await??;
+    let x_id = x.peer;
+    wait_for(TIMEOUT, "f sees x subscribed", || async {
+        Ok(f.seen.lock().unwrap().subscribed.contains(&(x_id, t.clone())).then_some(()))
+    })
+    .await?;
+    let mut n = 0u8;
+    wait_for(TIMEOUT, "the host drops the forwarded junk", || {
+        n = n.wrapping_add(1);
+        let (a, x, topic) = (&a, &x, topic.clone());
+        async move {
+            let st = a.handle.stats().await?;
+            if st.gossip_undecryptable >= 1 {
+                return Ok(Some(()));
+            }
+            x.publish_as_is(topic, vec![0xA1, n, 1, 2, 3]).await?;
+            Ok(None)
+        }
+    })
+    .await?;
+    let st = a.handle.stats().await?;
+    assert_eq!(st.peers.get(&f_id).map_or(0, |p| p.offences), 0, "the forwarder was blamed");
+    assert!(!a.handle.stats().await?.connected.contains(&x_id), "x reached the host directly");
     a.stop().await?;
     Ok(())
 }
