@@ -217,8 +217,10 @@ impl std::fmt::Debug for ArenaBehaviour {
 }
 
 /// Gossipsub's configuration: strict signing and validation (nothing is forwarded before
-/// the room's ledger accepted it), content-addressed message ids (the same chunk published
-/// twice is one message), chunk-sized messages.
+/// the room's ledger accepted it), content-addressed message ids (over the sealed bytes:
+/// each seal has a fresh nonce, so the same chunk sealed twice is two messages, which
+/// receivers apply once; the same sealed bytes forwarded along two paths are one), chunk-sized
+/// messages.
 fn gossip_config(cfg: &BehaviourConfig) -> Result<gossipsub::Config> {
     gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
