@@ -139,7 +139,7 @@ impl Ledger {
         }
         r.verify_signature()?;
         let by = self.members.get(&r.by).ok_or_else(|| CoreError::NotAllowed("a revocation by a non-member".into()))?;
-        if by.role != Role::Host || self.revoked.get(&r.by).is_some() {
+        if by.role != Role::Host || self.revoked.contains_key(&r.by) {
             return Err(CoreError::NotAllowed(format!("a {} may not revoke", by.role)));
         }
         if self.members.get(&r.target).is_some_and(|t| t.proxy) && !by.proxy {
@@ -223,15 +223,13 @@ impl Ledger {
             .members
             .get(&env.author)
             .ok_or_else(|| CoreError::NotAllowed(format!("author {} was never admitted", env.author)))?;
-        let key = env.author.to_hex();
-        self.placements.judge(&checked.scan, Writer { role: member.role, node: member.proxy, key: Some(&key) })
+        self.placements.judge(&checked.scan, Writer { role: member.role, node: member.proxy, key: Some(&env.author) })
     }
 
     /// Judges our own edit (by `me`, an admitted member).
     pub(crate) fn judge_own(&self, me: &PeerKey, scan: &Scan) -> Result<Verdict> {
         let member = self.members.get(me).ok_or_else(|| CoreError::NotAllowed("not admitted to the room".into()))?;
-        let key = me.to_hex();
-        self.placements.judge(scan, Writer { role: member.role, node: member.proxy, key: Some(&key) })
+        self.placements.judge(scan, Writer { role: member.role, node: member.proxy, key: Some(me) })
     }
 
     /// Judges an update a stock client (no key of its own) sends through us under `role`.

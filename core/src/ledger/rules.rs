@@ -20,11 +20,12 @@
 //! the envelope waits for its predecessors ([`Verdict::Wait`]) instead of being applied on
 //! trust (yrs would keep it pending and integrate it later, unchecked).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::doc::strict::{Id, Place, Scan};
 use crate::error::CoreError;
 use crate::grant::Role;
+use crate::identity::PeerKey;
 
 /// The roots of the room document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,7 +86,7 @@ pub(crate) struct Writer<'a> {
     pub(crate) node: bool,
     /// The member's key, hex: the only key of `participants` and `votes` it may write.
     /// None for a stock client the node signs for.
-    pub(crate) key: Option<&'a str>,
+    pub(crate) key: Option<&'a PeerKey>,
 }
 
 impl Writer<'_> {
@@ -94,7 +95,11 @@ impl Writer<'_> {
             Slot::Nowhere => return self.role.may_write(),
             Slot::In(root, key) => (*root, key.as_deref()),
         };
-        let own = key.is_some() && key == self.key;
+        // Map keys are public keys in hex (either case parses; anything else is nobody's).
+        let own = match (key, self.key) {
+            (Some(k), Some(me)) => PeerKey::from_hex(k).is_ok_and(|k| k == *me),
+            _ => false,
+        };
         match (self.role, root) {
             (Role::Observer, _) | (_, Root::Other) => false,
             (_, Root::Code) => true,
@@ -123,8 +128,9 @@ pub(crate) enum Verdict {
 /// typing).
 #[derive(Debug, Default)]
 pub(crate) struct Placements {
-    /// client -> start clock -> (end clock, slot index).
-    runs: HashMap<u64, BTreeMap<u32, (u32, u32)>>,
+    /// client -> runs sorted by start clock: (start, end, slot index). Sorted `Vec`s, not
+    /// B-trees: the WASM module stays without B-tree code (see `Room::pending`).
+    runs: HashMap<u64, Vec<(u32, u32, u32)>>,
     slots: Vec<Slot>,
     slot_ids: HashMap<Slot, u32>,
 }
@@ -132,9 +138,8 @@ pub(crate) struct Placements {
 impl Placements {
     /// The slot of the struct holding `id`, if this replica has it.
     fn get(&self, id: Id) -> Option<&Slot> {
-        let runs = self.runs.get(&id.0)?;
-        let (_, (end, slot)) = runs.range(..=id.1).next_back()?;
-        (id.1 < *end).then(|| &self.slots[*slot as usize])
+        let &(_, _, slot) = run_holding(self.runs.get(&id.0)?, id.1)?;
+        Some(&self.slots[slot as usize])
     }
 
     /// Records where the structs `[start, start + len)` of `client` sit.
@@ -146,19 +151,20 @@ impl Placements {
         });
         let end = start.saturating_add(len);
         let runs = self.runs.entry(client).or_default();
-        // A struct integrated twice (a duplicate in an update) changes nothing.
-        if let Some((_, (e, _))) = runs.range(..=start).next_back() {
-            if *e > start {
+        // Runs starting at or before `start`.
+        let at = runs.partition_point(|r| r.0 <= start);
+        if at > 0 {
+            let prev = &mut runs[at - 1];
+            // A struct integrated twice (a duplicate in an update) changes nothing.
+            if prev.1 > start {
+                return;
+            }
+            if prev.1 == start && prev.2 == idx && runs.get(at).is_none_or(|next| next.0 >= end) {
+                runs[at - 1].1 = end;
                 return;
             }
         }
-        if let Some((&s, &(e, i))) = runs.range(..start).next_back() {
-            if e == start && i == idx {
-                runs.insert(s, (end, idx));
-                return;
-            }
-        }
-        runs.insert(start, (end, idx));
+        runs.insert(at, (start, end, idx));
     }
 
     /// Records a checked update's placements (see [`Placements::judge`]).
@@ -176,68 +182,60 @@ impl Placements {
         self.record(placed.into_iter().map(|p| (p.0, p.1, p.2)).collect());
     }
 
-    /// Where each struct of `scan` goes, and whether every one could be placed.
+    /// Where each struct of `scan` goes, and whether every one could be placed. One pass in
+    /// the update's order (each client's structs ascend, so a client's own run appends),
+    /// then passes over the structs whose origins sit in a client listed later.
     fn place(&self, scan: &Scan) -> (Vec<Placed>, bool) {
-        let mut placed: Vec<Placed> = Vec::with_capacity(scan.blocks.len());
-        // This update's own structs, by client and start clock: origins may sit in them.
-        let mut own: HashMap<u64, BTreeMap<u32, usize>> = HashMap::new();
-        let push =
-            |placed: &mut Vec<Placed>, own: &mut HashMap<u64, BTreeMap<u32, usize>>, id: Id, len: u32, slot: Slot| {
-                own.entry(id.0).or_default().insert(id.1, placed.len());
-                placed.push((id, len, slot));
-            };
-        let lookup = |placed: &[Placed], own: &HashMap<u64, BTreeMap<u32, usize>>, id: Id| -> Option<Slot> {
-            let hit = own.get(&id.0).and_then(|m| m.range(..=id.1).next_back()).map(|(_, &i)| &placed[i]);
-            match hit {
-                Some(((_, s), l, slot)) if id.1 < s.saturating_add(*l) => Some(slot.clone()),
-                _ => self.get(id).cloned(),
-            }
-        };
+        let mut own = Own { placed: Vec::with_capacity(scan.blocks.len()), by_client: HashMap::new() };
         let mut todo: Vec<usize> = Vec::new();
         for (i, b) in scan.blocks.iter().enumerate() {
-            let id = (b.client, b.clock);
-            match &b.place {
+            let slot = match &b.place {
                 Place::Root(name, key) => {
                     let root = Root::from_name(name);
                     // Only map roots have keys; a key on a sequence root is still that root.
                     let key =
                         matches!(root, Root::Meta | Root::Participants | Root::Votes).then(|| key.clone()).flatten();
-                    push(&mut placed, &mut own, id, b.len, Slot::In(root, key));
+                    Some(Slot::In(root, key))
                 }
-                Place::Gc => push(&mut placed, &mut own, id, b.len, Slot::Nowhere),
-                Place::Skip => {}
-                Place::After(..) => todo.push(i),
+                Place::Gc => Some(Slot::Nowhere),
+                Place::Skip => continue,
+                Place::After(left, right) => self.resolve(&own, *left, *right),
+            };
+            match slot {
+                Some(s) => own.push((b.client, b.clock), b.len, s),
+                None => todo.push(i),
             }
         }
-        // Origins may sit in structs of this update listed later (another client's): place
-        // what can be placed until nothing moves.
-        loop {
+        while !todo.is_empty() {
             let before = todo.len();
             let mut left_over = Vec::new();
             for &i in &todo {
                 let b = &scan.blocks[i];
                 let Place::After(left, right) = &b.place else { continue };
-                let l = left.map(|id| lookup(&placed, &own, id));
-                let r = right.map(|id| lookup(&placed, &own, id));
-                // yrs takes the left origin's parent unless it has none, then the right's.
-                let slot = match (l, r) {
-                    (Some(Some(Slot::In(root, key))), _) => Some(Slot::In(root, key)),
-                    (Some(None), _) | (_, Some(None)) => None,
-                    (_, Some(Some(Slot::In(root, key)))) => Some(Slot::In(root, key)),
-                    _ => Some(Slot::Nowhere),
-                };
-                match slot {
-                    Some(s) => push(&mut placed, &mut own, (b.client, b.clock), b.len, s),
+                match self.resolve(&own, *left, *right) {
+                    Some(s) => own.push((b.client, b.clock), b.len, s),
                     None => left_over.push(i),
                 }
             }
             todo = left_over;
-            if todo.is_empty() {
-                return (placed, true);
-            }
             if todo.len() == before {
-                return (placed, false);
+                return (own.placed, false);
             }
+        }
+        (own.placed, true)
+    }
+
+    /// Where a struct with these origins goes (yrs's rule: the left origin's parent unless it
+    /// has none, then the right's); None when an origin is not known yet.
+    fn resolve(&self, own: &Own, left: Option<Id>, right: Option<Id>) -> Option<Slot> {
+        let find = |id: Id| own.get(id).or_else(|| self.get(id)).cloned();
+        let l = left.map(find);
+        let r = right.map(find);
+        match (l, r) {
+            (Some(Some(Slot::In(root, key))), _) => Some(Slot::In(root, key)),
+            (Some(None), _) | (_, Some(None)) => None,
+            (_, Some(Some(Slot::In(root, key)))) => Some(Slot::In(root, key)),
+            _ => Some(Slot::Nowhere),
         }
     }
 
@@ -278,10 +276,38 @@ impl Placements {
 
     /// The slot of `id` and the end of the run holding it.
     fn run_at(&self, id: Id) -> Option<(Slot, u32)> {
-        let runs = self.runs.get(&id.0)?;
-        let (_, (end, slot)) = runs.range(..=id.1).next_back()?;
-        (id.1 < *end).then(|| (self.slots[*slot as usize].clone(), *end))
+        let &(_, end, slot) = run_holding(self.runs.get(&id.0)?, id.1)?;
+        Some((self.slots[slot as usize].clone(), end))
     }
+}
+
+/// The structs of one update placed so far.
+struct Own {
+    placed: Vec<Placed>,
+    /// client -> (start clock, index in `placed`), sorted.
+    by_client: HashMap<u64, Vec<(u32, usize)>>,
+}
+
+impl Own {
+    fn push(&mut self, id: Id, len: u32, slot: Slot) {
+        let v = self.by_client.entry(id.0).or_default();
+        let at = v.partition_point(|o| o.0 <= id.1);
+        v.insert(at, (id.1, self.placed.len()));
+        self.placed.push((id, len, slot));
+    }
+
+    fn get(&self, id: Id) -> Option<&Slot> {
+        let v = self.by_client.get(&id.0)?;
+        let &(_, i) = v.get(v.partition_point(|o| o.0 <= id.1).checked_sub(1)?)?;
+        let ((_, start), len, slot) = &self.placed[i];
+        (id.1 < start.saturating_add(*len)).then_some(slot)
+    }
+}
+
+/// The run of a client's sorted runs that holds `clock`.
+fn run_holding(runs: &[(u32, u32, u32)], clock: u32) -> Option<&(u32, u32, u32)> {
+    let at = runs.partition_point(|r| r.0 <= clock);
+    runs.get(at.checked_sub(1)?).filter(|r| clock < r.1)
 }
 
 fn refusal(who: &Writer<'_>, slot: &Slot, what: &str) -> CoreError {
@@ -301,8 +327,12 @@ mod tests {
     use crate::doc::RoomDoc;
     use crate::records::VoteRecord;
 
-    fn writer(role: Role, key: &str) -> Writer<'_> {
+    fn writer(role: Role, key: &PeerKey) -> Writer<'_> {
         Writer { role, node: false, key: Some(key) }
+    }
+
+    fn key(n: u8) -> PeerKey {
+        PeerKey([n; 32])
     }
 
     #[test]
@@ -311,27 +341,29 @@ mod tests {
         let mut p = Placements::default();
         let (_, u) = doc.edit(|e| e.splice_code(0, 0, "ab"));
         p.learn(&scan_update(&u).unwrap());
-        let (_, u) = doc.edit(|e| e.set_vote("k1", &VoteRecord { round: 0, enabled: true, signature: String::new() }));
+        let (_, u) = doc
+            .edit(|e| e.set_vote(&key(1).to_hex(), &VoteRecord { round: 0, enabled: true, signature: String::new() }));
         p.learn(&scan_update(&u).unwrap());
         // Typing after "ab" is placed by its origin: code, allowed for a candidate.
         let (_, u) = doc.edit(|e| e.splice_code(2, 0, "c"));
         let scan = scan_update(&u).unwrap();
         assert!(matches!(scan.blocks[0].place, Place::After(Some(_), _)));
-        assert!(matches!(p.judge(&scan, writer(Role::Candidate, "k2")), Ok(Verdict::Allowed(_))));
-        assert!(p.judge(&scan, writer(Role::Observer, "k2")).is_err());
+        assert!(matches!(p.judge(&scan, writer(Role::Candidate, &key(2))), Ok(Verdict::Allowed(_))));
+        assert!(p.judge(&scan, writer(Role::Observer, &key(2))).is_err());
         p.learn(&scan);
         // Overwriting k1's vote (a new item whose origin is the old one, and its deletion).
-        let (_, u) = doc.edit(|e| e.set_vote("k1", &VoteRecord { round: 0, enabled: false, signature: String::new() }));
+        let (_, u) = doc
+            .edit(|e| e.set_vote(&key(1).to_hex(), &VoteRecord { round: 0, enabled: false, signature: String::new() }));
         let scan = scan_update(&u).unwrap();
-        assert!(matches!(p.judge(&scan, writer(Role::Candidate, "k1")), Ok(Verdict::Allowed(_))));
-        assert!(p.judge(&scan, writer(Role::Host, "k2")).is_err());
+        assert!(matches!(p.judge(&scan, writer(Role::Candidate, &key(1))), Ok(Verdict::Allowed(_))));
+        assert!(p.judge(&scan, writer(Role::Host, &key(2))).is_err());
         // An update that depends on structs this replica lacks waits.
         let other = RoomDoc::new(2);
         other.apply_v1(&doc.encode_state()).unwrap();
         let (_, u) = other.edit(|e| e.splice_code(0, 0, "x"));
         let (_, u2) = other.edit(|e| e.splice_code(1, 0, "y"));
         let fresh = Placements::default();
-        assert!(matches!(fresh.judge(&scan_update(&u2).unwrap(), writer(Role::Host, "h")), Ok(Verdict::Wait)));
+        assert!(matches!(fresh.judge(&scan_update(&u2).unwrap(), writer(Role::Host, &key(3))), Ok(Verdict::Wait)));
         let _ = u;
     }
 
