@@ -102,6 +102,8 @@ pub(crate) struct Attach {
     /// node's live connections (closed at expiry, or by `Node::close_grant`).
     pub(crate) expiry: u64,
     pub(crate) grant: crate::live::GrantId,
+    /// Its invite's key: refused when a host revoked it or removed a member who joined with it.
+    pub(crate) invite: arena_core::PeerKey,
 }
 
 /// Commands to a room actor.
@@ -329,6 +331,16 @@ fn deliver(c: &Conn, inline: &mut Option<Box<Inline>>, o: Outbound, last: bool) 
         }
         (None, None) => false,
     }
+}
+
+/// Why a revoked member's connections are closed (the web room shows it).
+const REMOVED: &str = "removed from the room by the host";
+
+/// Whether the invite whose key is `invite` was revoked, or a member who joined with it was
+/// removed (the node closes every connection of that link, and lets none in again).
+fn link_revoked(ledger: &arena_core::Ledger, invite: &arena_core::PeerKey) -> bool {
+    ledger.is_revoked(invite)
+        || ledger.members().any(|(key, m)| m.admission.grant.invite == *invite && ledger.is_revoked(key))
 }
 
 /// Writes a connection's last frames (its close) in a task of its own, for at most 5 s
@@ -833,9 +845,19 @@ impl Hub {
     /// queued on its socket before anything else, then the room serves it inline or hands
     /// it to a session task.
     fn attach(&mut self, a: Attach) {
-        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant } = a;
+        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant, invite } = a;
         let observer = !role.may_write();
         let session = YSession::new(observer);
+        // A link a host revoked (or that a removed member joined with) gets nothing more here.
+        if self.with_room(|_, r| link_revoked(r.ledger(), &invite)) == Some(true) {
+            debug!(conn, "refused: its link was revoked");
+            let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!(
+                "permission denied: {REMOVED}"
+            )))]);
+            socket.start_frame(2, deny.into());
+            socket.start_close(crate::live::CLOSE_DENIED, REMOVED);
+            return finish_closing(&self.node, socket);
+        }
         let Some(start) = self.with_room(|h, r| {
             // The token is kept only to forward the client's updates to a home node
             // that signs them: not where we sign, nor for a client that cannot write.
@@ -1150,7 +1172,7 @@ impl Hub {
         }
         for r in &taken {
             let invite = room.ledger().member(&r.target).map_or(r.target, |m| m.admission.grant.invite);
-            let n = self.node.close_invite(&self.id, &invite, "removed from the room by the host");
+            let n = self.node.close_invite(&self.id, &invite, REMOVED);
             info!(room = %self.id, target = %r.target, closed = n, "revocation enforced");
         }
         if to_network {
@@ -1535,6 +1557,7 @@ mod tests {
             span: tracing::Span::none(),
             expiry: grant.expiry,
             grant: crate::live::grant_id(&grant),
+            invite: grant.invite,
         };
         tx.try_send(HubCmd::Attach(Box::new(attach))).unwrap();
         handle.await.unwrap();

@@ -83,9 +83,19 @@ async fn serve(
     let limiter = RateLimiter::new(node.cfg().rate_limit);
     let span = tracing::Span::current();
     // The room enters it in the node's live connections (closed when its invite expires).
-    let (expiry, grant) = (grant.expiry, crate::live::grant_id(&grant));
-    let attach =
-        HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span, expiry, grant }));
+    let (expiry, invite, grant) = (grant.expiry, grant.invite, crate::live::grant_id(&grant));
+    let attach = HubCmd::Attach(Box::new(Attach {
+        conn,
+        role,
+        token,
+        socket,
+        limiter,
+        hub: hub.clone(),
+        span,
+        expiry,
+        grant,
+        invite,
+    }));
     if let Err(chan::SendError(cmd)) = hub.send(attach).await {
         dec(&m.connections_active);
         if let HubCmd::Attach(a) = cmd {

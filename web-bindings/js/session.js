@@ -383,6 +383,9 @@ export class ArenaSession extends EventTarget {
   setMeta (key, value) { this._do(() => this.room.setMeta(key, JSON.stringify(value), this.now())) }
   participants () { return this.room.participants() }
   vote (enabled) { this._do(() => this.room.vote(enabled, this.now())) }
+  /** Removes a member (its public key, hex: a participant's `key`); host only. Every replica
+   *  refuses its envelopes from now on, and the node closes its connections (code 4403). */
+  revoke (memberKey) { this._do(() => this.room.revoke(memberKey, this.now())) }
   consensus () { return this.room.consensus() }
   versions () { return this.room.versions() }
   createVersion (label) { this._do(() => this.room.createVersion(label, this.now())) }
