@@ -111,7 +111,8 @@ export class ArenaSession extends EventTarget {
    * @param {boolean | MeshTransport | object} [o.mesh] also sync directly with the room's other
    *   browsers over WebRTC data channels, signaled through the node's /signal: true, the
    *   MeshTransport options to override (e.g. {iceServers, maxPeers}), or a MeshTransport
-   *   (default: off)
+   *   (default: off). Never for an observer: /signal lets only writing roles publish, so an
+   *   observer reads through the node alone (its meshStatus stays 'off').
    * Call `await init()` first.
    */
   constructor (o) {
@@ -138,7 +139,7 @@ export class ArenaSession extends EventTarget {
     this.transport.addEventListener('message', (e) => this._receive(e.detail, ws))
     this.transport.addEventListener('status', (e) => this.dispatchEvent(new CustomEvent('status', { detail: e.detail })))
     this.mesh = null
-    if (o.mesh) {
+    if (o.mesh && this.room.role() !== 'observer') {
       this.mesh = o.mesh instanceof MeshTransport
         ? o.mesh
         : new MeshTransport({
