@@ -104,6 +104,8 @@ pub(crate) struct Attach {
     pub(crate) grant: crate::live::GrantId,
     /// Its invite's key: refused when a host revoked it or removed a member who joined with it.
     pub(crate) invite: arena_core::PeerKey,
+    /// Its place under `--yws-max-per-ip` / `--yws-max-connections`, held while it is in the room.
+    pub(crate) slot: crate::limit::Slot,
 }
 
 /// Commands to a room actor.
@@ -167,6 +169,8 @@ struct Conn {
     token: Option<Box<str>>,
     /// Leaves the node's live connections when the connection leaves the room.
     _live: crate::live::LiveGuard,
+    /// Gives its place under the `/yws` caps back when the connection leaves the room.
+    _slot: crate::limit::Slot,
 }
 
 /// A room's connections: a few per room (two people, an observer, a recorder), so a Vec
@@ -845,7 +849,7 @@ impl Hub {
     /// queued on its socket before anything else, then the room serves it inline or hands
     /// it to a session task.
     fn attach(&mut self, a: Attach) {
-        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant, invite } = a;
+        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant, invite, slot } = a;
         let observer = !role.may_write();
         let session = YSession::new(observer);
         // A link a host revoked (or that a removed member joined with) gets nothing more here.
@@ -879,14 +883,25 @@ impl Hub {
             debug!(conn, "attached inline");
             self.conns.insert(
                 conn,
-                Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, role, token, _live: live },
+                Conn {
+                    tx: None,
+                    session,
+                    awareness_ids: Vec::new(),
+                    link,
+                    arena: false,
+                    role,
+                    token,
+                    _live: live,
+                    _slot: slot,
+                },
             );
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
             let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
             let awareness_ids = Vec::new();
-            let c = Conn { tx: Some(tx), session, awareness_ids, link, arena: false, role, token, _live: live };
+            let c =
+                Conn { tx: Some(tx), session, awareness_ids, link, arena: false, role, token, _live: live, _slot: slot };
             self.conns.insert(conn, c);
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }
@@ -1558,6 +1573,7 @@ mod tests {
             expiry: grant.expiry,
             grant: crate::live::grant_id(&grant),
             invite: grant.invite,
+            slot: node.inner.yws_caps.acquire(std::net::Ipv4Addr::LOCALHOST.into()).unwrap(),
         };
         tx.try_send(HubCmd::Attach(Box::new(attach))).unwrap();
         handle.await.unwrap();
