@@ -900,8 +900,17 @@ impl Hub {
         } else {
             let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
             let awareness_ids = Vec::new();
-            let c =
-                Conn { tx: Some(tx), session, awareness_ids, link, arena: false, role, token, _live: live, _slot: slot };
+            let c = Conn {
+                tx: Some(tx),
+                session,
+                awareness_ids,
+                link,
+                arena: false,
+                role,
+                token,
+                _live: live,
+                _slot: slot,
+            };
             self.conns.insert(conn, c);
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }

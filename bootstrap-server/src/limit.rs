@@ -107,7 +107,9 @@ impl CapError {
     /// `what` names the connections ("signaling", "y-websocket").
     pub(crate) fn response(&self, what: &str) -> Response {
         match *self {
-            CapError::PerIp(n) => (StatusCode::TOO_MANY_REQUESTS, format!("at most {n} {what} connections per address")),
+            CapError::PerIp(n) => {
+                (StatusCode::TOO_MANY_REQUESTS, format!("at most {n} {what} connections per address"))
+            }
             CapError::Total(n) => {
                 (StatusCode::SERVICE_UNAVAILABLE, format!("the node holds its maximum of {n} {what} connections"))
             }

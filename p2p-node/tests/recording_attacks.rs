@@ -465,10 +465,14 @@ fn a_removed_members_later_envelopes_are_flagged() -> Result<()> {
         ensure!(rec.apply_revocation(r)?, "the recorder did not take the revocation");
     }
     let late = cand.edit(t0 + 4, |e| e.splice_code(1000, 0, "cand after removal\n"))?.context("no envelope")?;
-    ensure!(rec.receive(vec![late.clone()], t0 + 4)?.applied.is_empty(), "the recorder applied a removed member's edit");
+    ensure!(
+        rec.receive(vec![late.clone()], t0 + 4)?.applied.is_empty(),
+        "the recorder applied a removed member's edit"
+    );
     drop(rec);
     let pins = ["--room".to_owned(), room.id.to_hex(), "--recorder-key".to_owned(), rec_key.public().to_hex()];
-    let verify = |file: &str| arena(&[&["verify", file][..], &pins.iter().map(String::as_str).collect::<Vec<_>>()].concat());
+    let verify =
+        |file: &str| arena(&[&["verify", file][..], &pins.iter().map(String::as_str).collect::<Vec<_>>()].concat());
     let (ok, out) = verify(p)?;
     assert!(ok, "{out}");
     let file = RecordingFile::read(&path)?;

@@ -251,7 +251,13 @@ impl Room {
         list(self.client.room().doc().participants().into_iter().map(|(k, p)| {
             let (role, joined_at) = (p.role.as_str().into(), (p.joined_at as f64).into());
             let revoked = PeerKey::from_hex(&k).is_ok_and(|key| ledger.is_revoked(&key)).into();
-            object(&[("key", k.into()), ("name", p.name.into()), ("role", role), ("joinedAt", joined_at), ("revoked", revoked)])
+            object(&[
+                ("key", k.into()),
+                ("name", p.name.into()),
+                ("role", role),
+                ("joinedAt", joined_at),
+                ("revoked", revoked),
+            ])
         }))
     }
 
