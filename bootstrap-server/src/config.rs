@@ -118,6 +118,16 @@ pub struct Config {
     #[arg(long, env = "ARENA_SIGNAL_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub signal_max_connections: usize,
 
+    /// Most `/yws` connections open at once from one client IP address (the next is answered
+    /// 429 before the upgrade; behind a reverse proxy every client has the proxy's address:
+    /// raise it there).
+    #[arg(long, env = "ARENA_YWS_MAX_PER_IP", default_value_t = 64)]
+    pub yws_max_per_ip: usize,
+
+    /// Most `/yws` connections open at once on the whole node (the next is answered 503).
+    #[arg(long, env = "ARENA_YWS_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub yws_max_connections: usize,
+
     /// Operator token for `POST /api/rooms` (sent as `Authorization: Bearer ...`). Required
     /// whenever it is set; without it a node that listens on loopback only (and whose
     /// `--public-url`, if set, is a loopback URL) creates rooms for anyone who can reach it,

@@ -102,6 +102,10 @@ pub(crate) struct Attach {
     /// node's live connections (closed at expiry, or by `Node::close_grant`).
     pub(crate) expiry: u64,
     pub(crate) grant: crate::live::GrantId,
+    /// Its invite's key: refused when a host revoked it or removed a member who joined with it.
+    pub(crate) invite: arena_core::PeerKey,
+    /// Its place under `--yws-max-per-ip` / `--yws-max-connections`, held while it is in the room.
+    pub(crate) slot: crate::limit::Slot,
 }
 
 /// Commands to a room actor.
@@ -165,6 +169,8 @@ struct Conn {
     token: Option<Box<str>>,
     /// Leaves the node's live connections when the connection leaves the room.
     _live: crate::live::LiveGuard,
+    /// Gives its place under the `/yws` caps back when the connection leaves the room.
+    _slot: crate::limit::Slot,
 }
 
 /// A room's connections: a few per room (two people, an observer, a recorder), so a Vec
@@ -329,6 +335,16 @@ fn deliver(c: &Conn, inline: &mut Option<Box<Inline>>, o: Outbound, last: bool) 
         }
         (None, None) => false,
     }
+}
+
+/// Why a revoked member's connections are closed (the web room shows it).
+const REMOVED: &str = "removed from the room by the host";
+
+/// Whether the invite whose key is `invite` was revoked, or a member who joined with it was
+/// removed (the node closes every connection of that link, and lets none in again).
+fn link_revoked(ledger: &arena_core::Ledger, invite: &arena_core::PeerKey) -> bool {
+    ledger.is_revoked(invite)
+        || ledger.members().any(|(key, m)| m.admission.grant.invite == *invite && ledger.is_revoked(key))
 }
 
 /// Writes a connection's last frames (its close) in a task of its own, for at most 5 s
@@ -833,9 +849,19 @@ impl Hub {
     /// queued on its socket before anything else, then the room serves it inline or hands
     /// it to a session task.
     fn attach(&mut self, a: Attach) {
-        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant } = a;
+        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant, invite, slot } = a;
         let observer = !role.may_write();
         let session = YSession::new(observer);
+        // A link a host revoked (or that a removed member joined with) gets nothing more here.
+        if self.with_room(|_, r| link_revoked(r.ledger(), &invite)) == Some(true) {
+            debug!(conn, "refused: its link was revoked");
+            let deny = arena_core::sync::ywire::encode_frame(&[yrs::sync::Message::Auth(Some(format!(
+                "permission denied: {REMOVED}"
+            )))]);
+            socket.start_frame(2, deny.into());
+            socket.start_close(crate::live::CLOSE_DENIED, REMOVED);
+            return finish_closing(&self.node, socket);
+        }
         let Some(start) = self.with_room(|h, r| {
             // The token is kept only to forward the client's updates to a home node
             // that signs them: not where we sign, nor for a client that cannot write.
@@ -857,14 +883,34 @@ impl Hub {
             debug!(conn, "attached inline");
             self.conns.insert(
                 conn,
-                Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, role, token, _live: live },
+                Conn {
+                    tx: None,
+                    session,
+                    awareness_ids: Vec::new(),
+                    link,
+                    arena: false,
+                    role,
+                    token,
+                    _live: live,
+                    _slot: slot,
+                },
             );
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
             let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
             let awareness_ids = Vec::new();
-            let c = Conn { tx: Some(tx), session, awareness_ids, link, arena: false, role, token, _live: live };
+            let c = Conn {
+                tx: Some(tx),
+                session,
+                awareness_ids,
+                link,
+                arena: false,
+                role,
+                token,
+                _live: live,
+                _slot: slot,
+            };
             self.conns.insert(conn, c);
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }
@@ -1150,7 +1196,7 @@ impl Hub {
         }
         for r in &taken {
             let invite = room.ledger().member(&r.target).map_or(r.target, |m| m.admission.grant.invite);
-            let n = self.node.close_invite(&self.id, &invite, "removed from the room by the host");
+            let n = self.node.close_invite(&self.id, &invite, REMOVED);
             info!(room = %self.id, target = %r.target, closed = n, "revocation enforced");
         }
         if to_network {
@@ -1535,6 +1581,8 @@ mod tests {
             span: tracing::Span::none(),
             expiry: grant.expiry,
             grant: crate::live::grant_id(&grant),
+            invite: grant.invite,
+            slot: node.inner.yws_caps.acquire(std::net::Ipv4Addr::LOCALHOST.into()).unwrap(),
         };
         tx.try_send(HubCmd::Attach(Box::new(attach))).unwrap();
         handle.await.unwrap();

@@ -1,9 +1,12 @@
 //! Limits: a token bucket per connection, a token bucket per client IP (for the HTTP API),
-//! and caps on open connections per IP and in total (for `/signal`).
+//! and caps on open connections per IP and in total (for `/signal` and `/yws`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 use crate::clock::now_ns;
 
@@ -97,6 +100,22 @@ pub(crate) struct ConnCaps {
 pub(crate) enum CapError {
     PerIp(usize),
     Total(usize),
+}
+
+impl CapError {
+    /// The answer before the upgrade: 429 for the per-address cap, 503 for the node's;
+    /// `what` names the connections ("signaling", "y-websocket").
+    pub(crate) fn response(&self, what: &str) -> Response {
+        match *self {
+            CapError::PerIp(n) => {
+                (StatusCode::TOO_MANY_REQUESTS, format!("at most {n} {what} connections per address"))
+            }
+            CapError::Total(n) => {
+                (StatusCode::SERVICE_UNAVAILABLE, format!("the node holds its maximum of {n} {what} connections"))
+            }
+        }
+        .into_response()
+    }
 }
 
 /// A connection's place; given back when dropped.

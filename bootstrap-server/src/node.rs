@@ -67,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) live: Arc<crate::live::Live>,
     /// `/signal` connections open, per client IP and in total.
     pub(crate) signal_caps: Arc<crate::limit::ConnCaps>,
+    /// `/yws` connections open, per client IP and in total.
+    pub(crate) yws_caps: Arc<crate::limit::ConnCaps>,
     /// `POST /api/rooms` per client IP.
     pub(crate) room_rate: crate::limit::PerIp,
     pub(crate) shutdown: CancellationToken,
@@ -159,6 +161,7 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
         let signal_caps = Arc::new(crate::limit::ConnCaps::new(cfg.signal_max_per_ip, cfg.signal_max_connections));
+        let yws_caps = Arc::new(crate::limit::ConnCaps::new(cfg.yws_max_per_ip, cfg.yws_max_connections));
         let room_rate = crate::limit::PerIp::per_minute(cfg.room_create_per_minute);
         Ok(Node {
             inner: Arc::new(Inner {
@@ -171,6 +174,7 @@ impl Node {
                 signal: crate::signal::Topics::default(),
                 live: Arc::default(),
                 signal_caps,
+                yws_caps,
                 room_rate,
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),

@@ -160,6 +160,13 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                             .await;
                     }
                 }
+                // A host removed a member on another node (or a native peer): the room
+                // applies the revocation and closes the member's connections here too.
+                Ok(NodeEvent::Revoked { room, revocations, .. }) => {
+                    if let Some(hub) = node2.loaded_hub(&room) {
+                        let _ = hub.send(HubCmd::Remote { msgs: vec![Wire::Revocations(revocations)] }).await;
+                    }
+                }
                 Ok(NodeEvent::RoomWanted { room, from }) => {
                     // Only rooms we host, and only for a member (the event is raised for a
                     // request that proves membership): a stranger cannot make us load rooms.

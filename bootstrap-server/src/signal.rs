@@ -39,14 +39,13 @@ use std::sync::{Arc, Mutex};
 use arena_core::{Grant, RoomId};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
-use crate::limit::{CapError, RateLimiter, Slot};
+use crate::limit::{RateLimiter, Slot};
 use crate::live::{grant_id, GrantId, LiveGuard, CLOSE_DENIED};
 use crate::metrics::{dec, inc};
 use crate::node::Node;
@@ -180,16 +179,7 @@ pub(crate) async fn upgrade(
         Err(e) => {
             inc(&node.inner.metrics.connections_refused, 1);
             debug!(ip = %peer.ip(), ?e, "signaling connection refused");
-            return match e {
-                CapError::PerIp(n) => {
-                    (StatusCode::TOO_MANY_REQUESTS, format!("at most {n} signaling connections per address"))
-                }
-                CapError::Total(n) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the node holds its maximum of {n} signaling connections"),
-                ),
-            }
-            .into_response();
+            return e.response("signaling");
         }
     };
     let token = q.get("token").cloned();

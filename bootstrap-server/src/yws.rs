@@ -6,13 +6,15 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::Response;
 use tracing::{debug, info_span, Instrument};
 
 use crate::chan;
 use crate::hub::{Attach, FrameBytes, HubCmd, Outbound};
-use crate::limit::RateLimiter;
+use crate::limit::{RateLimiter, Slot};
 use crate::metrics::{dec, inc};
 use crate::node::Node;
 use crate::ws::{Msg, Upgrade, WebSocket, GATHER};
@@ -25,10 +27,20 @@ pub(crate) fn next_conn_id() -> u64 {
 
 pub(crate) async fn upgrade(
     State(node): State<Node>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     ws: Upgrade,
 ) -> Response {
+    // Caps on open connections, per address and in all, answered before the upgrade.
+    let slot = match node.inner.yws_caps.acquire(peer.ip()) {
+        Ok(s) => s,
+        Err(e) => {
+            inc(&node.inner.metrics.connections_refused, 1);
+            debug!(ip = %peer.ip(), ?e, "y-websocket connection refused");
+            return e.response("y-websocket");
+        }
+    };
     let max = node.cfg().max_message;
     let token = q.get("token").cloned();
     let auth = node.authorize(&room, token.as_deref());
@@ -41,7 +53,7 @@ pub(crate) async fn upgrade(
         span.record("conn", conn);
         async move {
             match auth {
-                Ok((id, grant)) => serve(node, socket, conn, id, grant, token).await,
+                Ok((id, grant)) => serve(node, socket, conn, id, grant, token, slot).await,
                 Err(e) => refuse(socket, e.message()).await,
             }
         }
@@ -70,6 +82,7 @@ async fn serve(
     room: arena_core::RoomId,
     grant: arena_core::Grant,
     token: Option<String>,
+    slot: Slot,
 ) {
     let role = grant.role;
     let hub = match node.hub(&room, token.as_deref()).await {
@@ -83,9 +96,20 @@ async fn serve(
     let limiter = RateLimiter::new(node.cfg().rate_limit);
     let span = tracing::Span::current();
     // The room enters it in the node's live connections (closed when its invite expires).
-    let (expiry, grant) = (grant.expiry, crate::live::grant_id(&grant));
-    let attach =
-        HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span, expiry, grant }));
+    let (expiry, invite, grant) = (grant.expiry, grant.invite, crate::live::grant_id(&grant));
+    let attach = HubCmd::Attach(Box::new(Attach {
+        conn,
+        role,
+        token,
+        socket,
+        limiter,
+        hub: hub.clone(),
+        span,
+        expiry,
+        grant,
+        invite,
+        slot,
+    }));
     if let Err(chan::SendError(cmd)) = hub.send(attach).await {
         dec(&m.connections_active);
         if let HubCmd::Attach(a) = cmd {

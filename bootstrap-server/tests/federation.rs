@@ -201,6 +201,35 @@ async fn the_libp2p_side_joins_a_hosted_room_when_a_native_peer_asks() -> Result
     Ok(())
 }
 
+/// The host on node 1 removes the candidate, who is connected to node 2: the revocation
+/// crosses libp2p, node 2's room applies it and closes the candidate's connection (4403);
+/// the candidate's link no longer gets in there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_from_another_node_closes_the_member_here() -> Result<()> {
+    let d1 = tempfile::tempdir()?;
+    let d2 = tempfile::tempdir()?;
+    let n1 = Server::start(d1.path()).await?;
+    let mut c2 = arena_bootstrap::Config::for_tests(d2.path());
+    c2.peers = vec![multiaddr(n1.addr).await?];
+    let n2 = Server::start_with(c2).await?;
+    let room = create_room(n1.addr).await?;
+    let mut a = ArenaPeer::connect(n1.addr, &room.room, &room.host, "alice").await?;
+    let mut b = ArenaPeer::connect(n2.addr, &room.room, &room.candidate, "bob").await?;
+    a.type_text(0, "[a]").await?;
+    b.type_text(u32::MAX, "[b]").await?;
+    converge(&mut [&mut a, &mut b], &["[a]".into(), "[b]".into()]).await?;
+
+    let bob = arena_core::Identity::from_passphrase("bob").public();
+    let revocation = a.room.revoke(bob, now_ms())?;
+    a.send(vec![revocation]).await?;
+    let (code, reason) = b.until_closed(T).await?;
+    ensure!(code == 4403, "closed with {code} {reason:?}");
+    ensure!(reason.contains("removed"), "{reason:?}");
+    n2.stop().await?;
+    n1.stop().await?;
+    Ok(())
+}
+
 /// A stranger's `/arena/sync/1` request for the room on the node that hosts it, from a bare
 /// libp2p swarm with no invite.
 async fn stranger_asks(addr: &str, room: arena_core::RoomId) -> Result<arena_node::behaviour::SyncResponse> {

@@ -274,4 +274,22 @@ impl ArenaPeer {
     pub fn text(&self) -> String {
         self.room.doc().code()
     }
+
+    /// Reads (and drops) what arrives until the node closes the socket, for up to `d`:
+    /// the close frame's code and reason.
+    pub async fn until_closed(&mut self, d: Duration) -> Result<(u16, String)> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => bail!("the socket is still open after {d:?}"),
+                Ok(None) => bail!("the socket ended without a close frame"),
+                Ok(Some(Ok(Message::Close(Some(f))))) => return Ok((u16::from(f.code), f.reason.to_string())),
+                Ok(Some(Ok(Message::Close(None)))) => bail!("closed with no code"),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => bail!("socket error before a close frame: {e}"),
+            }
+        }
+    }
 }

@@ -374,6 +374,56 @@ async fn signal_connections_are_capped_per_ip_and_in_total() -> Result<()> {
     Ok(())
 }
 
+/// A `/yws` connection to `room` with `token` from `from_ip`: the socket, or the HTTP status
+/// that refused the upgrade.
+async fn yws_from(addr: SocketAddr, room: &str, token: &str, from_ip: [u8; 4]) -> Result<std::result::Result<Ws, u16>> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::from((from_ip, 0)))?;
+    let stream = sock.connect(addr).await?;
+    let url = format!("ws://{addr}/yws/{room}?token={token}");
+    match tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await {
+        Ok((ws, _)) => Ok(Ok(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Ok(Err(resp.status().as_u16())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The same on `/yws`: one IP opening valid connections gets exactly the per-IP cap (429
+/// before the upgrade), another IP the rest of the global cap (503), and a closed connection
+/// frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yws_connections_are_capped_per_ip_and_in_total() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.yws_max_per_ip = 3;
+    cfg.yws_max_connections = 4;
+    let server = Server::start_with(cfg).await?;
+    let room = create_room(server.addr).await?;
+    let (r, t) = (room.room.as_str(), room.observer.as_str());
+    let mut open = Vec::new();
+    let refused = loop {
+        match yws_from(server.addr, r, t, [127, 0, 0, 1]).await? {
+            Ok(ws) => open.push(ws),
+            Err(status) => break status,
+        }
+        if open.len() > 10 {
+            bail!("{} /yws connections from one IP, none refused", open.len());
+        }
+    };
+    assert_eq!((open.len(), refused), (3, 429));
+    let other = yws_from(server.addr, r, t, [127, 0, 0, 2]).await?.map_err(|s| anyhow::anyhow!("refused: {s}"))?;
+    match yws_from(server.addr, r, t, [127, 0, 0, 2]).await? {
+        Ok(_) => bail!("a fifth /yws connection was accepted over the global cap of 4"),
+        Err(status) => assert_eq!(status, 503),
+    }
+    // A connection that closes gives its place back.
+    drop(open.pop());
+    let again = wait_for(WAIT, || async { Ok(yws_from(server.addr, r, t, [127, 0, 0, 1]).await?.ok()) }).await?;
+    drop((again, other, open));
+    server.stop().await?;
+    Ok(())
+}
+
 // ---- item 9: the rooms API and secrets at rest -------------------------------------------
 
 /// A raw HTTP/1.1 request with the given extra header lines; returns (status, body).

@@ -70,6 +70,9 @@ function expiredAt (reason) {
 
 const ASK_HOST = 'Ask the host for a new invite link.'
 
+/** Whether a refusal says a host removed us (the node's close reason for a revoked member). */
+const removedByHost = (reason) => /removed from the room/.test(String(reason ?? ''))
+
 async function room (roomId) {
   $('room').hidden = false
   const token = new URLSearchParams(location.hash.slice(1)).get('token')
@@ -125,11 +128,18 @@ function wireStatus (session) {
   // The node refused our token (no retry): say why in the status and above the editor;
   // whatever is typed stays in the editor (and reaches direct peers while the mesh is up).
   const denied = (reason) => {
+    if (removedByHost(reason)) return removed()
     const expired = expiredAt(reason)
     setStatus('denied', expired ? 'invite expired, refused by the node: your edits stay on this page' : `refused by the node: ${reason}`)
     roomError(expired
       ? `Your invite expired on ${expired.toLocaleString()}: the node no longer accepts it, so your edits stay on this page and no longer reach the node. ${ASK_HOST}`
       : `The node refused this invite (${reason}): your edits stay on this page and no longer reach the node. ${ASK_HOST}`)
+  }
+  // A host removed us: the node closed our connection and every replica refuses what we
+  // type from now on.
+  const removed = () => {
+    setStatus('removed', 'removed from the room by the host')
+    roomError('The host removed you from this room: the node closed your connection, and what you type from now on reaches nobody.')
   }
   const show = (d) => {
     switch (d.status) {
@@ -140,7 +150,8 @@ function wireStatus (session) {
       default: return setStatus('idle', d.status)
     }
   }
-  show({ status: session.status })
+  // The node may have answered while the editor loaded: show its reason too.
+  show({ status: session.status, reason: session.transport.reason })
   session.addEventListener('status', (e) => show(e.detail))
   const mesh = $('mesh')
   const showMesh = () => {
@@ -158,7 +169,11 @@ function wireStatus (session) {
   }
   showMesh()
   session.addEventListener('mesh', showMesh)
-  session.addEventListener('denied', (e) => setStatus('denied', expiredAt(e.detail.reason) ? 'invite expired, refused by the node: your edits stay on this page' : `refused: ${e.detail.reason}`))
+  session.addEventListener('denied', (e) => {
+    const reason = e.detail.reason
+    if (removedByHost(reason)) return removed()
+    setStatus('denied', expiredAt(reason) ? 'invite expired, refused by the node: your edits stay on this page' : `refused: ${reason}`)
+  })
   session.addEventListener('error', (e) => console.warn('arena: a frame could not be processed', e.detail.error))
 }
 
@@ -215,20 +230,50 @@ function renderPeople (session) {
   const ul = $('people')
   ul.replaceChildren()
   const online = session.presence()
+  const participants = session.participants()
+  const me = session.room.publicKey()
+  const isHost = session.role === 'host'
+  // The host may remove a member (a signed revocation every replica enforces; the node closes
+  // the member's connections): a button by each participant but itself.
+  const removeButton = (m) => {
+    const b = document.createElement('button')
+    b.className = 'remove'
+    b.textContent = 'Remove'
+    b.dataset.key = m.key
+    b.dataset.name = m.name
+    b.title = `Remove ${m.name} from the room`
+    b.addEventListener('click', () => {
+      if (!confirm(`Remove ${m.name} (${m.role}) from the room? The node closes their connection and nothing they write is accepted any more. This cannot be undone.`)) return
+      try {
+        session.revoke(m.key)
+      } catch (e) {
+        roomError(`Could not remove ${m.name}: ${e.message ?? e}`)
+      }
+    })
+    return b
+  }
+  const item = (m, li) => {
+    if (m?.revoked) {
+      li.classList.add('removed')
+      li.append(' (removed)')
+    } else if (m && isHost && m.key !== me) {
+      li.append(removeButton(m))
+    }
+    ul.append(li)
+  }
   for (const p of online) {
     const li = document.createElement('li')
     const dot = document.createElement('span')
     dot.className = 'dot'
     dot.style.background = /^#[0-9a-f]{3,8}$/i.test(p.color) ? p.color : '#888'
     li.append(dot, `${p.name || 'anonymous'}${p.local ? ' (you)' : ''}`)
-    ul.append(li)
+    item(p.local ? null : participants.find((m) => m.name === p.name && m.key !== me), li)
   }
-  const members = session.participants().filter((m) => !online.some((p) => p.name === m.name))
-  for (const m of members) {
+  for (const m of participants.filter((m) => !online.some((p) => p.name === m.name))) {
     const li = document.createElement('li')
     li.className = 'hint'
-    li.textContent = `${m.name} (${m.role}, away)`
-    ul.append(li)
+    li.textContent = `${m.name} (${m.role}, ${m.revoked ? 'removed' : 'away'})`
+    item(m.revoked ? null : m, li)
   }
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arena_core::sync::wire::Wire;
-use arena_core::{Edit, Envelope, Identity, PeerKey, Role, Room, RoomConfig, RoomId, SledDb};
+use arena_core::{Edit, Envelope, Identity, PeerKey, Revocation, Role, Room, RoomConfig, RoomId, SledDb};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -219,6 +219,17 @@ pub enum NodeEvent {
         /// The room.
         room: RoomId,
         /// The peer.
+        from: PeerId,
+    },
+    /// A peer's revocations were applied to a room (a host removed a member, or withdrew
+    /// an invite): only the ones new to us. A bootstrap node closes the revoked member's
+    /// connections.
+    Revoked {
+        /// The room.
+        room: RoomId,
+        /// The revocations, as signed.
+        revocations: Vec<Revocation>,
+        /// The peer that sent them.
         from: PeerId,
     },
     /// A member was admitted to a room.

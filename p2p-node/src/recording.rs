@@ -12,6 +12,10 @@
 //! - 2 admission: `at_ms | admission` (a member's signed statement that it joined with a
 //!   grant of the room key: public, see below);
 //! - 3 awareness: `at_ms | JSON text` (cursors and presence, unsigned as in y-protocols);
+//! - 6 revocation: `at_ms | revocation` (arena-core's encoding, without the room: a host's
+//!   or the node's signed removal of a member or an invite; the member's envelopes from the
+//!   seq it names on are refused by every replica, so a recording that holds one after it
+//!   is broken there);
 //! - 5 seal: `at_ms | number u32 | closing u8 | records u64 | n u32 | n × (author (32) |
 //!   envelopes u64 | next_seq u64 | last hash (32)) | signature (64)`.
 //!
@@ -49,7 +53,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use arena_core::{Admission, Envelope, PeerKey, RoomId};
+use arena_core::{Admission, Envelope, PeerKey, Revocation, RoomId};
 use sha2::{Digest, Sha256};
 
 use crate::error::{NodeError, Result};
@@ -80,6 +84,8 @@ pub enum Kind {
     Awareness = 3,
     /// The recorder's signed statement about everything before it.
     Seal = 5,
+    /// A signed revocation of a member or an invite.
+    Revocation = 6,
 }
 
 impl Kind {
@@ -89,6 +95,7 @@ impl Kind {
             2 => Kind::Admission,
             3 => Kind::Awareness,
             5 => Kind::Seal,
+            6 => Kind::Revocation,
             _ => return None,
         })
     }
@@ -194,6 +201,13 @@ pub enum Record {
         /// Client id → state (JSON), `null` when the client left.
         json: String,
     },
+    /// A revocation stored at `at_ms`.
+    Revocation {
+        /// When the recorder stored it.
+        at_ms: u64,
+        /// The revocation.
+        revocation: Revocation,
+    },
     /// A seal.
     Seal(Seal),
 }
@@ -217,6 +231,9 @@ impl RawRecord {
             Some(Kind::Awareness) => std::str::from_utf8(rest)
                 .map(|s| Record::Awareness { at_ms, json: s.to_owned() })
                 .map_err(|e| format!("awareness is not UTF-8: {e}")),
+            Some(Kind::Revocation) => Revocation::decode(rest, room)
+                .map(|revocation| Record::Revocation { at_ms, revocation })
+                .map_err(|e| e.to_string()),
             Some(Kind::Seal) => Seal::decode_body(at_ms, rest).map(Record::Seal),
             None => Err(format!("unknown record kind {}", self.kind)),
         }

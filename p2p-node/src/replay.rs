@@ -279,7 +279,7 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
             Record::Awareness { at_ms, json } => {
                 awareness.push((at_ms, serde_json::from_str(&json).unwrap_or(serde_json::Value::String(json))));
             }
-            Record::Seal(_) => {}
+            Record::Seal(_) | Record::Revocation { .. } => {}
         }
     }
     Ok(Timeline {

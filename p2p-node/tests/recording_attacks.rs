@@ -13,6 +13,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
+use arena_core::sync::wire::Wire;
 use arena_core::{Admission, Envelope, Identity, MemoryStore, PeerKey, Role, Room, RoomConfig};
 use arena_node::recording::{Kind, RawRecord, Record, RecordingFile, RecordingStore};
 use sha2::{Digest, Sha256};
@@ -273,6 +274,7 @@ fn a_resealed_recording_fails_with_the_recorder_key_pinned() -> Result<()> {
                     arena_core::Store::append(&mut out, &envelope, received_ms)?;
                 }
                 Record::Awareness { at_ms, json } => out.record_awareness(at_ms, &json)?,
+                Record::Revocation { revocation, .. } => arena_core::Store::put_revocation(&mut out, &revocation)?,
                 Record::Seal { .. } => out.seal()?,
                 Record::Envelope { .. } => {}
             }
@@ -423,5 +425,71 @@ fn the_recording_holds_no_usable_invite() -> Result<()> {
         }
     }
     assert_eq!(admissions, 4);
+    Ok(())
+}
+
+/// The host removes the candidate mid-interview; the candidate, unaware, types on. The
+/// recording holds the revocation: the recorder refuses the later envelope, and still does
+/// after a restart on the file; and a recording that holds it after the revocation anyway
+/// (a recorder that let it in and sealed over it) fails `verify`, which names the removal.
+#[test]
+fn a_removed_members_later_envelopes_are_flagged() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let path = tmp.path().join("session.arena");
+    let p = path.to_str().context("path")?;
+    let room = TestRoom::new("attack-revoked");
+    let t0 = arena_node::now_ms();
+    let (mut host, ha, hp) = member(&room, "revoked-host", Role::Host, 1, "Host", t0)?;
+    let (mut cand, ca, cp) = member(&room, "revoked-cand", Role::Candidate, 2, "Cand", t0)?;
+    let rec_key = Identity::from_passphrase("revoked-recorder");
+    let open = |t: u64| -> Result<Recorder> {
+        let store = RecordingStore::open(&path, room.id, rec_key.clone(), t)?;
+        Ok(Room::open(room.id, rec_key.clone(), 0, store, RoomConfig::default(), t)?)
+    };
+    let mut rec = open(t0)?;
+    rec.join(&room.token(Role::Observer, 4), "recorder", t0)?;
+    for a in [&ha, &ca] {
+        rec.admit(a, None)?;
+        host.admit(a, None)?;
+        cand.admit(a, None)?;
+    }
+    deliver(hp, &mut [&mut cand], &mut rec, t0 + 1)?;
+    deliver(cp, &mut [&mut host], &mut rec, t0 + 1)?;
+    let c0 = cand.edit(t0 + 2, |e| e.splice_code(0, 0, "cand before\n"))?;
+    deliver(c0, &mut [&mut host], &mut rec, t0 + 2)?;
+
+    let Wire::Revocations(revs) = host.revoke(cand.identity().public(), t0 + 3)? else {
+        anyhow::bail!("revoke made no revocation");
+    };
+    for r in &revs {
+        ensure!(rec.apply_revocation(r)?, "the recorder did not take the revocation");
+    }
+    let late = cand.edit(t0 + 4, |e| e.splice_code(1000, 0, "cand after removal\n"))?.context("no envelope")?;
+    ensure!(
+        rec.receive(vec![late.clone()], t0 + 4)?.applied.is_empty(),
+        "the recorder applied a removed member's edit"
+    );
+    drop(rec);
+    let pins = ["--room".to_owned(), room.id.to_hex(), "--recorder-key".to_owned(), rec_key.public().to_hex()];
+    let verify =
+        |file: &str| arena(&[&["verify", file][..], &pins.iter().map(String::as_str).collect::<Vec<_>>()].concat());
+    let (ok, out) = verify(p)?;
+    assert!(ok, "{out}");
+    let file = RecordingFile::read(&path)?;
+    let kinds: Vec<u8> = file.records.iter().map(|r| r.kind).collect();
+    assert!(kinds.contains(&(Kind::Revocation as u8)), "no revocation record: {kinds:?}");
+
+    // Restarted on the file: the revocation is still known.
+    let mut rec = open(t0 + 5)?;
+    ensure!(
+        rec.receive(vec![late.clone()], t0 + 5)?.applied.is_empty(),
+        "the restarted recorder forgot the revocation and applied the removed member's edit"
+    );
+    // A recorder that lets it in anyway, and seals over it.
+    arena_core::Store::append(rec.store_mut(), &late, t0 + 6)?;
+    drop(rec);
+    let (ok, out) = verify(p)?;
+    assert!(!ok, "a removed member's envelope after the revocation passed:\n{out}");
+    assert!(out.contains("was removed from the room"), "{out}");
     Ok(())
 }

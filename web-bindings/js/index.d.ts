@@ -24,6 +24,8 @@ export function ywsUrl (server: string, room: string, token: string): string
 export class WebSocketTransport extends EventTarget {
   constructor (url: string, opts?: { WebSocket?: unknown; minDelayMs?: number; maxDelayMs?: number; window?: unknown })
   readonly status: Status
+  /** The last status change's reason (a refusal's, a close's), or null. */
+  readonly reason: string | null
   connect (): void
   send (bytes: Uint8Array): boolean
   setOffline (offline: boolean): void
@@ -113,7 +115,11 @@ export class ArenaSession extends EventTarget {
   presence (): Peer[]
   meta (): { language: string; title: string; question: string; analyzerThreshold: string[]; analyzerRound: number; createdAt: number }
   setMeta (key: string, value: unknown): void
-  participants (): { key: string; name: string; role: string; joinedAt: number }[]
+  /** `revoked`: a host removed that member (its entry stays, as history). */
+  participants (): { key: string; name: string; role: string; joinedAt: number; revoked: boolean }[]
+  /** Removes a member (its public key, hex: a participant's `key`); host only. Every replica
+   *  refuses its envelopes from now on; the node closes its connections (code 4403). */
+  revoke (memberKey: string): void
   vote (enabled: boolean): void
   consensus (): Consensus
   versions (): VersionMeta[]

@@ -111,7 +111,8 @@ export class ArenaSession extends EventTarget {
    * @param {boolean | MeshTransport | object} [o.mesh] also sync directly with the room's other
    *   browsers over WebRTC data channels, signaled through the node's /signal: true, the
    *   MeshTransport options to override (e.g. {iceServers, maxPeers}), or a MeshTransport
-   *   (default: off)
+   *   (default: off). Never for an observer: /signal lets only writing roles publish, so an
+   *   observer reads through the node alone (its meshStatus stays 'off').
    * Call `await init()` first.
    */
   constructor (o) {
@@ -138,7 +139,7 @@ export class ArenaSession extends EventTarget {
     this.transport.addEventListener('message', (e) => this._receive(e.detail, ws))
     this.transport.addEventListener('status', (e) => this.dispatchEvent(new CustomEvent('status', { detail: e.detail })))
     this.mesh = null
-    if (o.mesh) {
+    if (o.mesh && this.room.role() !== 'observer') {
       this.mesh = o.mesh instanceof MeshTransport
         ? o.mesh
         : new MeshTransport({
@@ -383,6 +384,9 @@ export class ArenaSession extends EventTarget {
   setMeta (key, value) { this._do(() => this.room.setMeta(key, JSON.stringify(value), this.now())) }
   participants () { return this.room.participants() }
   vote (enabled) { this._do(() => this.room.vote(enabled, this.now())) }
+  /** Removes a member (its public key, hex: a participant's `key`); host only. Every replica
+   *  refuses its envelopes from now on, and the node closes its connections (code 4403). */
+  revoke (memberKey) { this._do(() => this.room.revoke(memberKey, this.now())) }
   consensus () { return this.room.consensus() }
   versions () { return this.room.versions() }
   createVersion (label) { this._do(() => this.room.createVersion(label, this.now())) }

@@ -59,6 +59,8 @@ export class WebSocketTransport extends Reconnecting {
 
   _setStatus (status, extra = {}) {
     this.status = status
+    // Why (a refusal's or a close's reason), for whoever reads the status later.
+    this.reason = extra.reason ?? null
     this.dispatchEvent(new CustomEvent('status', { detail: { status, attempt: this.attempt, ...extra } }))
   }
 

@@ -244,12 +244,28 @@ impl Room {
         Ok(frames(self.client.outgoing()?))
     }
 
-    /// `[{key, name, role, publicKey, joinedAt}]` from the document.
+    /// `[{key, name, role, joinedAt, revoked}]` from the document (`revoked`: a host removed
+    /// that member; its entry stays, as history).
     pub fn participants(&self) -> JsValue {
+        let ledger = self.client.room().ledger();
         list(self.client.room().doc().participants().into_iter().map(|(k, p)| {
             let (role, joined_at) = (p.role.as_str().into(), (p.joined_at as f64).into());
-            object(&[("key", k.into()), ("name", p.name.into()), ("role", role), ("joinedAt", joined_at)])
+            let revoked = PeerKey::from_hex(&k).is_ok_and(|key| ledger.is_revoked(&key)).into();
+            object(&[
+                ("key", k.into()),
+                ("name", p.name.into()),
+                ("role", role),
+                ("joinedAt", joined_at),
+                ("revoked", revoked),
+            ])
         }))
+    }
+
+    /// Removes member `target` (its public key, hex) from the room: a revocation signed by
+    /// us (a host), which every replica enforces (its envelopes from now on are refused) and
+    /// on which the node closes its connections. Returns the frames to send.
+    pub fn revoke(&mut self, target: &str, now_ms: f64) -> Result<Array, JsError> {
+        Ok(frames(self.client.revoke(PeerKey::from_hex(target)?, ms(now_ms))?))
     }
 
     /// Signs and records our analyzer vote for the current round.

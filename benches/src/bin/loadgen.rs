@@ -193,9 +193,11 @@ impl ServerProc {
                     bail!("{} missing: cargo build --release -p arena-bootstrap", bin.display());
                 }
                 let mut c = tokio::process::Command::new(bin);
-                // Rooms are created through the API, thousands in a minute from one address.
+                // Rooms are created through the API, thousands in a minute from one address,
+                // and every client connects from 127.0.0.1: no per-address caps here.
                 c.args(["--http-addr", &format!("127.0.0.1:{free}"), "--rate-limit", "100000"])
-                    .args(["--room-create-per-minute", "100000000", "--data-dir"])
+                    .args(["--room-create-per-minute", "100000000"])
+                    .args(["--yws-max-per-ip", "10000000", "--yws-max-connections", "10000000", "--data-dir"])
                     .arg(dir.path());
                 c.env("RUST_LOG", "warn");
                 c

@@ -28,6 +28,7 @@ use crate::doc::CodeWatch;
 use crate::error::Result;
 use crate::grant::{Admission, Role};
 use crate::history::Splice;
+use crate::identity::PeerKey;
 use crate::json::{write_str, Json};
 use crate::room::Room;
 use crate::store::Store;
@@ -159,6 +160,24 @@ impl<S: Store> Client<S> {
         let envs = self.room.store().author_envelopes(&me, self.sent, usize::MAX)?;
         self.sent = head;
         Ok(self.frames(&[Wire::Envelopes(envs)]))
+    }
+
+    /// Removes `member` from the room (we must be an admitted host): signs a revocation of
+    /// its key and one of the invite it joined with (so the same link admits no fresh key:
+    /// a reloaded page), applies them here and returns the frames to send (any envelope of
+    /// ours not handed out yet first).
+    pub fn revoke(&mut self, member: PeerKey, now_ms: u64) -> Result<Vec<Vec<u8>>> {
+        self.tick_clock(now_ms);
+        let mut frames = self.seal(now_ms)?;
+        let invite = self.room.ledger().member(&member).map(|m| m.admission.grant.invite);
+        let mut revs = Vec::new();
+        for target in std::iter::once(member).chain(invite) {
+            if let Wire::Revocations(r) = self.room.revoke(target, now_ms)? {
+                revs.extend(r);
+            }
+        }
+        frames.extend(self.frames(&[Wire::Revocations(revs)]));
+        Ok(frames)
     }
 
     /// Applies an edit the editor already shows (its changes are not reported back) and

@@ -68,6 +68,10 @@ test('web room in headless Chromium', { timeout: 180_000 }, async (t) => {
     assert.equal(await carol.page.evaluate(() => window.arena.session.role), 'observer')
     // Everyone sees everyone.
     await waitFor(() => alice.page.evaluate(() => window.arena.session.presence().length === 3))
+    // An observer may not publish on /signal: its page reads through the node and does not
+    // try the mesh (no 'signaling denied').
+    assert.equal(await carol.page.evaluate(() => window.arena.session.meshStatus), 'off')
+    assert.doesNotMatch(await carol.page.textContent('#mesh'), /denied/)
     await carol.context.close()
   })
 

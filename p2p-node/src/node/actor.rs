@@ -369,15 +369,14 @@ impl Actor {
                 relay.push(msg);
                 continue;
             }
-            let adms = match &msg {
-                Wire::Admissions(a) => Some(a.clone()),
+            // Admissions and revocations the room took go on to the peers as they came.
+            let pass_on = match &msg {
+                Wire::Admissions(_) | Wire::Revocations(_) => Some(msg.clone()),
                 _ => None,
             };
             match state.room.handle(msg, now) {
                 Ok((_, receipt)) => {
-                    if let Some(a) = adms {
-                        publish.push(Wire::Admissions(a));
-                    }
+                    publish.extend(pass_on);
                     if !receipt.applied.is_empty() {
                         publish.push(Wire::Envelopes(receipt.applied.clone()));
                         self.out.event(Some(room), NodeEvent::Applied { room, envelopes: receipt.applied, from: None });

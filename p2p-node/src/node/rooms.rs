@@ -217,6 +217,9 @@ impl Actor {
             }
             Ok(Wire::Envelopes(_)) if !member => self.not_a_member(room, source, publisher, "envelopes"),
             Ok(w @ Wire::Envelopes(_)) => self.apply(room, w, source),
+            // A host's removal of a member, live (the ledger checks who signed it).
+            Ok(Wire::Revocations(_)) if !member => self.not_a_member(room, source, publisher, "revocations"),
+            Ok(w @ Wire::Revocations(_)) => self.apply(room, w, source),
             Ok(_) => {
                 self.offence(source, Some(room), "catch-up message on gossip".into());
                 MessageAcceptance::Reject
@@ -393,15 +396,17 @@ impl Actor {
             }
             Wire::Revocations(revs) => {
                 let mut bad = Vec::new();
-                let mut new = false;
+                let mut new = Vec::new();
                 for r in revs {
                     match state.room.apply_revocation(&r) {
-                        Ok(n) => new |= n,
+                        Ok(true) => new.push(r),
+                        Ok(false) => {}
                         Err(e) => bad.push(format!("revocation of {}: {e}", &r.target.to_hex()[..12])),
                     }
                 }
-                if new {
+                if !new.is_empty() {
                     self.out.dirty.insert(room);
+                    self.out.event(Some(room), NodeEvent::Revoked { room, revocations: new, from: peer });
                 }
                 if bad.is_empty() {
                     MessageAcceptance::Accept

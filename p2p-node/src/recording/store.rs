@@ -68,6 +68,7 @@ impl RecordingStore {
                         inner.append(&envelope, received_ms)?;
                     }
                     Record::Admission { admission, .. } => inner.put_admission(&admission)?,
+                    Record::Revocation { revocation, .. } => inner.put_revocation(&revocation)?,
                     Record::Seal(s) => {
                         if !file.seal_ok(r.index, &s) {
                             return Err(bad(format!(
@@ -242,8 +243,9 @@ impl Store for RecordingStore {
     fn admissions(&self) -> arena_core::Result<Vec<Admission>> {
         self.inner.admissions()
     }
-    // Kept in memory only for now: a recording does not carry revocations yet (#21).
     fn put_revocation(&mut self, revocation: &arena_core::Revocation) -> arena_core::Result<()> {
+        let at = self.clock_ms.max(revocation.at_ms);
+        self.write(Kind::Revocation, at, &revocation.encode())?;
         self.inner.put_revocation(revocation)
     }
     fn revocations(&self) -> arena_core::Result<Vec<arena_core::Revocation>> {

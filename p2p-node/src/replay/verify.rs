@@ -79,6 +79,8 @@ pub struct VerifyReport {
     pub envelopes: usize,
     /// Admissions checked.
     pub admissions: usize,
+    /// Revocations checked (a host's or the node's; applied to what follows).
+    pub revocations: usize,
     /// Recorder seals checked.
     pub seals: usize,
     /// The last seal that checked out: what the recorder vouches for.
@@ -163,6 +165,7 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
         records: 0,
         envelopes: 0,
         admissions: 0,
+        revocations: 0,
         seals: 0,
         last_seal: None,
         unsealed: 0,
@@ -224,6 +227,15 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
                     None
                 }
                 Err(reason) => fail(reason),
+            },
+            // A removed member's envelopes from the seq it names on are refused by the
+            // ledger from here on (an honest recorder never records one).
+            Ok(Record::Revocation { revocation, .. }) => match ledger.revoke(&revocation) {
+                Ok(_) => {
+                    rep.revocations += 1;
+                    None
+                }
+                Err(e) => fail(format!("revocation of {}: {e}", revocation.target)),
             },
             Ok(Record::Awareness { .. }) => None,
         };
