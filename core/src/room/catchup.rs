@@ -265,8 +265,12 @@ impl<S: Store> Room<S> {
             }
             Wire::Admissions(adms) => {
                 let mut r = Receipt::default();
+                // History semantics: a member who joined while its grant was valid stands, so
+                // a late joiner takes the admissions of members whose links have expired since.
+                // The clock is checked where a join comes in live (the node's transports,
+                // `Room::admit_live`).
                 for a in adms {
-                    if let Err(e) = self.admit_live(&a, now_ms) {
+                    if let Err(e) = self.admit(&a, None) {
                         r.rejected.push((a.member, e));
                     }
                 }

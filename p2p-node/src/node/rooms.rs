@@ -372,7 +372,7 @@ impl Actor {
                 let mut new = Vec::new();
                 let now = now_ms();
                 for a in adms {
-                    match state.room.admit_live(&a, now) {
+                    match state.room.admit(&a, None) {
                         Ok(true) => new.push(a),
                         Ok(false) => {}
                         Err(e) => bad.push(format!("admission of {}: {e}", &a.member.to_hex()[..12])),
