@@ -1123,13 +1123,29 @@ impl Hub {
             debug!(conn, kind = wire_kind(&msg), "observer's write ignored: observers are read-only");
             return;
         }
-        // New members' admissions go to the other connections that speak our protocol, so
-        // they know the authors of the envelopes that follow.
-        let admissions = match &msg {
-            Wire::Admissions(a) => Some(a.clone()),
-            _ => None,
-        };
-        self.with_room(|h, room| h.arena_msg(room, conn, msg, admissions, observer, now));
+        self.with_room(|h, room| {
+            // A join comes in here live: a member we do not know yet must hold a grant that
+            // has not expired by our clock (`Room::admit_live`), whatever time its admission
+            // claims. New members' admissions then go to the other connections that speak
+            // our protocol, so they know the authors of the envelopes that follow.
+            let (msg, admissions) = match msg {
+                Wire::Admissions(adms) => {
+                    let mut live = Vec::with_capacity(adms.len());
+                    for a in adms {
+                        match room.admit_live(&a, now) {
+                            Ok(_) => live.push(a),
+                            Err(e) => {
+                                inc(&h.node.inner.metrics.envelopes_rejected, 1);
+                                debug!(conn, member = %a.member, error = %e, "admission refused");
+                            }
+                        }
+                    }
+                    (Wire::Admissions(live.clone()), Some(live))
+                }
+                m => (m, None),
+            };
+            h.arena_msg(room, conn, msg, admissions, observer, now)
+        });
     }
 
     fn arena_msg(

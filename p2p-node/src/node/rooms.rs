@@ -370,7 +370,6 @@ impl Actor {
             Wire::Admissions(adms) => {
                 let mut bad = Vec::new();
                 let mut new = Vec::new();
-                let now = now_ms();
                 for a in adms {
                     match state.room.admit(&a, None) {
                         Ok(true) => new.push(a),
