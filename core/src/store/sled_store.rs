@@ -30,6 +30,7 @@ use crate::error::{CoreError, Result};
 use crate::grant::{Admission, RoomId};
 use crate::identity::PeerKey;
 use crate::revocation::Revocation;
+use crate::delegation::Delegation;
 use crate::store::{LogEntry, Store};
 
 const TREES: [&str; 4] = ["room-log", "room-authors", "room-admissions", "room-checkpoints"];
@@ -466,6 +467,26 @@ impl Store for SledStore {
             .map(|kv| {
                 let (_, v) = kv.map_err(|e| self.err("revocations", e))?;
                 Revocation::decode(&v, self.room).map_err(|e| self.err("revocations", e))
+            })
+            .collect()
+    }
+
+    /// Kept beside the room's admissions too, under `room ‖ 0xfe ‖ invite key` (41 bytes).
+    fn put_delegation(&mut self, delegation: &Delegation) -> Result<()> {
+        let num = self.writing()?;
+        let key = [&num[..], &[0xfe], &delegation.key().0].concat();
+        self.admissions.insert(key, delegation.encode()).map_err(|e| self.err("delegations", e))?;
+        Ok(())
+    }
+
+    fn delegations(&self) -> Result<Vec<Delegation>> {
+        let Some(num) = self.num else { return Ok(Vec::new()) };
+        self.admissions
+            .scan_prefix([&num[..], &[0xfe]].concat())
+            .filter(|kv| kv.as_ref().map_or(true, |(k, _)| k.len() == 8 + 1 + 32))
+            .map(|kv| {
+                let (_, v) = kv.map_err(|e| self.err("delegations", e))?;
+                Delegation::decode(&v).map_err(|e| self.err("delegations", e))
             })
             .collect()
     }
