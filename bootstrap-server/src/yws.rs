@@ -79,13 +79,32 @@ async fn serve(
     let m = &node.inner.metrics;
     inc(&m.connections_total, 1);
     inc(&m.connections_active, 1);
+    // A writing stock client's delegation: the node signs its updates naming its grant,
+    // so every replica holds them to its role (made here, off the room's task).
+    let delegation = match (&token, role.may_write()) {
+        (Some(t), true) => arena_core::Invite::from_token(t, &room, crate::node::now_ms() / 1000)
+            .ok()
+            .map(|inv| Box::new(arena_core::Delegation::sign(&inv))),
+        _ => None,
+    };
     let token = token.map(String::into_boxed_str);
     let limiter = RateLimiter::new(node.cfg().rate_limit);
     let span = tracing::Span::current();
     // The room enters it in the node's live connections (closed when its invite expires).
     let (expiry, grant) = (grant.expiry, crate::live::grant_id(&grant));
     let attach =
-        HubCmd::Attach(Box::new(Attach { conn, role, token, socket, limiter, hub: hub.clone(), span, expiry, grant }));
+        HubCmd::Attach(Box::new(Attach {
+        conn,
+        role,
+        token,
+        delegation,
+        socket,
+        limiter,
+        hub: hub.clone(),
+        span,
+        expiry,
+        grant,
+    }));
     if let Err(chan::SendError(cmd)) = hub.send(attach).await {
         dec(&m.connections_active);
         if let HubCmd::Attach(a) = cmd {

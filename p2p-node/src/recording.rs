@@ -12,6 +12,8 @@
 //! - 2 admission: `at_ms | admission` (a member's signed statement that it joined with a
 //!   grant of the room key: public, see below);
 //! - 3 awareness: `at_ms | JSON text` (cursors and presence, unsigned as in y-protocols);
+//! - 6 delegation: `at_ms | delegation` (a stock client's grant countersigned by its invite
+//!   key, named by the `via` of the node's envelopes for that client: public);
 //! - 5 seal: `at_ms | number u32 | closing u8 | records u64 | n u32 | n × (author (32) |
 //!   envelopes u64 | next_seq u64 | last hash (32)) | signature (64)`.
 //!
@@ -80,6 +82,8 @@ pub enum Kind {
     Awareness = 3,
     /// The recorder's signed statement about everything before it.
     Seal = 5,
+    /// A stock client's delegation.
+    Delegation = 6,
 }
 
 impl Kind {
@@ -89,6 +93,7 @@ impl Kind {
             2 => Kind::Admission,
             3 => Kind::Awareness,
             5 => Kind::Seal,
+            6 => Kind::Delegation,
             _ => return None,
         })
     }
@@ -196,6 +201,13 @@ pub enum Record {
     },
     /// A seal.
     Seal(Seal),
+    /// A stock client's delegation stored at `at_ms`.
+    Delegation {
+        /// When the recorder stored it.
+        at_ms: u64,
+        /// The delegation.
+        delegation: arena_core::Delegation,
+    },
 }
 
 fn split_ms(payload: &[u8]) -> Option<(u64, &[u8])> {
@@ -218,6 +230,9 @@ impl RawRecord {
                 .map(|s| Record::Awareness { at_ms, json: s.to_owned() })
                 .map_err(|e| format!("awareness is not UTF-8: {e}")),
             Some(Kind::Seal) => Seal::decode_body(at_ms, rest).map(Record::Seal),
+            Some(Kind::Delegation) => arena_core::Delegation::decode(rest)
+                .map(|delegation| Record::Delegation { at_ms, delegation })
+                .map_err(|e| e.to_string()),
             None => Err(format!("unknown record kind {}", self.kind)),
         }
     }

@@ -51,6 +51,18 @@ impl Store for NodeStore {
     fn admissions(&self) -> arena_core::Result<Vec<Admission>> {
         each!(self, s => s.admissions())
     }
+    fn put_revocation(&mut self, revocation: &arena_core::Revocation) -> arena_core::Result<()> {
+        each!(self, s => s.put_revocation(revocation))
+    }
+    fn revocations(&self) -> arena_core::Result<Vec<arena_core::Revocation>> {
+        each!(self, s => s.revocations())
+    }
+    fn put_delegation(&mut self, delegation: &arena_core::Delegation) -> arena_core::Result<()> {
+        each!(self, s => s.put_delegation(delegation))
+    }
+    fn delegations(&self) -> arena_core::Result<Vec<arena_core::Delegation>> {
+        each!(self, s => s.delegations())
+    }
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> arena_core::Result<()> {
         each!(self, s => s.put_checkpoint(log_index, checkpoint))
     }

@@ -287,8 +287,14 @@ impl<S: Store> Room<S> {
                     }
                 }
                 if new {
-                    // Envelopes that waited for one of them may go on now.
-                    self.retry_waiting(now_ms)?;
+                    // Envelopes that waited for one of them may go on now (reported as
+                    // applied, so the caller passes them on).
+                    let retried = self.retry_waiting(now_ms)?;
+                    r.applied = retried.applied;
+                    r.duplicates = retried.duplicates;
+                    r.buffered = retried.buffered;
+                    r.needs_catch_up = retried.needs_catch_up;
+                    r.rejected.extend(retried.rejected);
                 }
                 Ok((Vec::new(), r))
             }

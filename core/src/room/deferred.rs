@@ -123,17 +123,17 @@ impl<S: Store> Room<S> {
 
     /// Envelopes held back because they build on structs we lacked may build on what we
     /// just sealed (a peer deleting what we typed before it reached us): apply those now.
-    pub(super) fn retry_waiting(&mut self, now_ms: u64) -> Result<()> {
+    pub(super) fn retry_waiting(&mut self, now_ms: u64) -> Result<super::Receipt> {
         let ledger = &self.ledger;
         let ready: Vec<usize> = (0..self.pending.len())
             .filter(|&i| ledger.head(&self.pending[i].author).next_seq == self.pending[i].seq)
             .collect();
         if ready.is_empty() {
-            return Ok(());
+            return Ok(super::Receipt::default());
         }
         let mut batch: Vec<Envelope> = ready.into_iter().rev().map(|i| self.pending.remove(i)).collect();
         batch.reverse();
-        self.receive(batch, now_ms).map(drop)
+        self.receive(batch, now_ms)
     }
 
     /// Our own edit's placements, for the write rules' view of the document.

@@ -343,13 +343,14 @@ impl Actor {
                 continue;
             }
             let adms = match &msg {
-                Wire::Admissions(a) => Some(a.clone()),
+                Wire::Admissions(a) => Some(Wire::Admissions(a.clone())),
+                Wire::Delegations(d) => Some(Wire::Delegations(d.clone())),
                 _ => None,
             };
             match state.room.handle(msg, now) {
                 Ok((_, receipt)) => {
                     if let Some(a) = adms {
-                        publish.push(Wire::Admissions(a));
+                        publish.push(a);
                     }
                     if !receipt.applied.is_empty() {
                         publish.push(Wire::Envelopes(receipt.applied.clone()));
