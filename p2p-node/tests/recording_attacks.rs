@@ -273,6 +273,7 @@ fn a_resealed_recording_fails_with_the_recorder_key_pinned() -> Result<()> {
                     arena_core::Store::append(&mut out, &envelope, received_ms)?;
                 }
                 Record::Awareness { at_ms, json } => out.record_awareness(at_ms, &json)?,
+                Record::Delegation { delegation, .. } => arena_core::Store::put_delegation(&mut out, &delegation)?,
                 Record::Seal { .. } => out.seal()?,
                 Record::Envelope { .. } => {}
             }

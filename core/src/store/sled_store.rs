@@ -538,13 +538,18 @@ mod tests {
     fn fill(store: &mut SledStore, room_key: &Identity, author: &Identity, text: &str) -> Vec<Envelope> {
         let room = room_key.public();
         let envs: Vec<Envelope> = (0..2)
-            .map(|seq| Envelope::seal(room, author, seq, [0; 32], 1, format!("{text}{seq}").into_bytes()))
+            .map(|seq| {
+                // The second names a delegation (a v2 envelope): both forms read back.
+                let via = (seq == 1).then(|| room_key.public());
+                Envelope::seal_via(room, author, seq, [0; 32], 1, via, format!("{text}{seq}").into_bytes())
+            })
             .collect();
         for (i, e) in envs.iter().enumerate() {
             store.append(e, 1000 + i as u64).unwrap();
         }
         let invite = Invite::issue(room_key, Role::Candidate, u64::MAX / 2, 0, 1);
         store.put_admission(&Admission::sign(author, &invite, text, 5)).unwrap();
+        store.put_delegation(&crate::Delegation::sign(&invite)).unwrap();
         store.put_checkpoint(2, &Checkpoint::seal(room, Vec::new(), vec![1, 2], vec![3], 77, room_key)).unwrap();
         store.flush().unwrap();
         envs
@@ -562,6 +567,10 @@ mod tests {
         let adms = store.admissions().unwrap();
         assert_eq!(adms.len(), 1);
         assert_eq!(adms[0].name, name);
+        let dels = store.delegations().unwrap();
+        assert_eq!(dels.len(), 1);
+        assert_eq!(dels[0].key(), adms[0].grant.invite);
+        assert!(store.revocations().unwrap().is_empty());
         assert_eq!(store.checkpoints().unwrap(), vec![(2, 77)]);
         assert_eq!(store.checkpoint(2).unwrap().unwrap().state, vec![1, 2]);
         assert!(store.checkpoint(1).unwrap().is_none());
