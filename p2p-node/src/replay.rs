@@ -13,7 +13,7 @@ use arena_core::{PeerKey, Role, RoomDoc, RoomId};
 use serde::Serialize;
 
 pub use export::{export_html, export_json};
-pub use verify::{verify, Break, LastSeal, Pins, VerifyReport};
+pub use verify::{verify, Break, LastSeal, Pins, StockWriter, VerifyReport};
 
 use crate::error::{NodeError, Result};
 use crate::recording::{Record, RecordingFile};
