@@ -867,7 +867,17 @@ impl Hub {
             debug!(conn, "attached inline");
             self.conns.insert(
                 conn,
-                Conn { tx: None, session, awareness_ids: Vec::new(), link, arena: false, role, token, via, _live: live },
+                Conn {
+                    tx: None,
+                    session,
+                    awareness_ids: Vec::new(),
+                    link,
+                    arena: false,
+                    role,
+                    token,
+                    via,
+                    _live: live,
+                },
             );
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);

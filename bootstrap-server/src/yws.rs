@@ -92,8 +92,7 @@ async fn serve(
     let span = tracing::Span::current();
     // The room enters it in the node's live connections (closed when its invite expires).
     let (expiry, grant) = (grant.expiry, crate::live::grant_id(&grant));
-    let attach =
-        HubCmd::Attach(Box::new(Attach {
+    let attach = HubCmd::Attach(Box::new(Attach {
         conn,
         role,
         token,

@@ -618,8 +618,15 @@ impl<S: Store> Room<S> {
             return Ok(None);
         }
         let head = self.ledger.head(&me);
-        let env =
-            Envelope::seal_via(self.id, &self.me, head.next_seq, head.last_hash, self.session, Some(*via), update.to_vec());
+        let env = Envelope::seal_via(
+            self.id,
+            &self.me,
+            head.next_seq,
+            head.last_hash,
+            self.session,
+            Some(*via),
+            update.to_vec(),
+        );
         let checked = self.ledger.check(&env, None)?;
         self.judge_stock(&scan, role)?;
         {

@@ -13,9 +13,9 @@
 mod sled_store;
 
 use crate::checkpoint::Checkpoint;
+use crate::delegation::Delegation;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
-use crate::delegation::Delegation;
 use crate::grant::Admission;
 use crate::identity::PeerKey;
 use crate::revocation::Revocation;

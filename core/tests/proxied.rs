@@ -153,10 +153,7 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     // A client id another author owns is refused before anything changes: the peer's own.
     let peers = peer.doc().client_id();
     let before = home.state_digest();
-    ensure!(
-        home.proxy_deferred(&stock_update_as(peers, "x"), via, T0 + 4).is_err(),
-        "a foreign client id passed"
-    );
+    ensure!(home.proxy_deferred(&stock_update_as(peers, "x"), via, T0 + 4).is_err(), "a foreign client id passed");
     ensure!(home.state_digest() == before && home.unsealed() == 0);
 
     // A seal made by another call (receiving seals first) is kept for the caller too.

@@ -10,8 +10,8 @@ use crate::doc::Edit;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::Role;
-use crate::identity::PeerKey;
 use crate::history::Splice;
+use crate::identity::PeerKey;
 use crate::store::Store;
 use yrs::Transact;
 

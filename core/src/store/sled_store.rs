@@ -25,12 +25,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
+use crate::delegation::Delegation;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::{Admission, RoomId};
 use crate::identity::PeerKey;
 use crate::revocation::Revocation;
-use crate::delegation::Delegation;
 use crate::store::{LogEntry, Store};
 
 const TREES: [&str; 4] = ["room-log", "room-authors", "room-admissions", "room-checkpoints"];

@@ -765,7 +765,9 @@ impl Actor {
         for f in &resp.frames {
             match link.push(f, room) {
                 Ok(None) => {}
-                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_) | Wire::Delegations(_)))) => {
+                Ok(Some(
+                    w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_) | Wire::Delegations(_)),
+                )) => {
                     self.apply(room, w, peer);
                 }
                 Ok(Some(w @ Wire::Checkpoint(_))) => {
