@@ -878,39 +878,26 @@ impl Hub {
         }
         let link = None;
         let live = self.node.inner.live.register_yws(conn, self.id, expiry, grant);
+        let mut c = Conn {
+            tx: None,
+            session,
+            awareness_ids: Vec::new(),
+            link,
+            arena: false,
+            role,
+            token,
+            _live: live,
+            _slot: slot,
+        };
         if self.inline.is_none() {
             drop(hub);
             debug!(conn, "attached inline");
-            self.conns.insert(
-                conn,
-                Conn {
-                    tx: None,
-                    session,
-                    awareness_ids: Vec::new(),
-                    link,
-                    arena: false,
-                    role,
-                    token,
-                    _live: live,
-                    _slot: slot,
-                },
-            );
+            self.conns.insert(conn, c);
             self.inline = Some(Box::new(Inline { conn, socket, limiter, closing: false }));
             inc(&self.node.inner.metrics.connections_inline, 1);
         } else {
             let (tx, rx) = chan::channel_weighed::<Outbound, FrameBytes>(CONN_QUEUE);
-            let awareness_ids = Vec::new();
-            let c = Conn {
-                tx: Some(tx),
-                session,
-                awareness_ids,
-                link,
-                arena: false,
-                role,
-                token,
-                _live: live,
-                _slot: slot,
-            };
+            c.tx = Some(tx);
             self.conns.insert(conn, c);
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
         }
