@@ -243,6 +243,9 @@ pub(crate) fn join_eagerly(node: &Node, hosted_here: bool) -> bool {
 /// Joins a room on the libp2p side (once) and exchanges what each replica lacks.
 /// `room_key` is the room's key when this node hosts the room (the libp2p replica then
 /// holds a proxy grant like the room actor); otherwise `token` (the first client's) admits it.
+/// Either token carries the room's read key, which the room's gossip is sealed under: a
+/// node that does not host the room learns it from the first client token it checked (and
+/// keeps it under `{data dir}/p2p/read-keys/` for its restarts).
 pub(crate) async fn attach(
     node: Node,
     room: RoomId,

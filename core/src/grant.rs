@@ -87,11 +87,12 @@ const GRANT_DOMAIN: &[u8] = b"arena/grant/v2";
 const INVITE_SEED_DOMAIN: &[u8] = b"arena/invite-seed/v1";
 const ADMISSION_INVITE_DOMAIN: &[u8] = b"arena/admission-invite/v1";
 const ADMISSION_DOMAIN: &[u8] = b"arena/admission/v2";
+const READ_KEY_DOMAIN: &[u8] = b"arena/read-key/v1";
 /// The bootstrap node's own grant: it is the room's service identity (it alone writes
 /// `analysis` and `runs`) and may sign for stock Yjs clients under client ids no other author
 /// owns.
 pub const FLAG_PROXY: u8 = 1;
-/// Longest token accepted (a v2 token is ~245 characters).
+/// Longest token accepted (a token is ~290 characters: grant, invite secret, read key).
 const MAX_TOKEN: usize = 512;
 
 /// A grant signed by the room key: whoever proves possession of the `invite` key may admit
@@ -208,6 +209,26 @@ impl Grant {
     }
 }
 
+/// A room's read key: every member gets it in its invite token, and room traffic on shared
+/// channels (gossipsub) is encrypted under keys derived from it, so strangers who see that
+/// traffic read nothing. The room key holder derives it ([`ReadKey::derive`]); nobody else
+/// can. It is a secret: it never travels between peers, only in invite links.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ReadKey(pub [u8; 32]);
+
+impl ReadKey {
+    /// The read key of the room whose secret key is `room_key`.
+    pub fn derive(room_key: &Identity) -> Self {
+        ReadKey(sha256(&[READ_KEY_DOMAIN, &room_key.seed()]))
+    }
+}
+
+impl fmt::Debug for ReadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadKey(..)")
+    }
+}
+
 /// An invitation as its holder has it: the grant plus the invite key's secret. Its token
 /// (the invite link's fragment) is a secret: whoever holds it can admit a key of their
 /// choosing, once per key. It goes to the invitee's own device, or, for a stock Yjs client,
@@ -217,6 +238,7 @@ pub struct Invite {
     /// The grant (public; every admission carries it).
     pub grant: Grant,
     secret: Identity,
+    read_key: ReadKey,
 }
 
 impl fmt::Debug for Invite {
@@ -239,13 +261,15 @@ impl Invite {
     /// node's identity) or an invite key generated elsewhere.
     pub fn bound(room_key: &Identity, secret: Identity, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
         let grant = Grant::issue(room_key, secret.public(), role, expiry, flags, nonce);
-        Invite { grant, secret }
+        Invite { grant, secret, read_key: ReadKey::derive(room_key) }
     }
 
-    /// URL-safe token (base64url without padding): the grant and the invite secret.
+    /// URL-safe token (base64url without padding): the grant, the invite secret and the
+    /// room's read key.
     pub fn to_token(&self) -> String {
         let mut bytes = self.grant.encode();
         bytes.extend_from_slice(&self.secret.seed());
+        bytes.extend_from_slice(&self.read_key.0);
         base64url_encode(&bytes)
     }
 
@@ -259,12 +283,26 @@ impl Invite {
         let mut r = Reader::new(&bytes, "token");
         let grant = Grant::read(&mut r)?;
         let secret = Identity::from_seed(r.fixed()?);
+        if r.remaining() == 0 {
+            return Err(CoreError::malformed(
+                "token",
+                "it carries no room read key (a link from before rooms were encrypted): ask for a new link",
+            ));
+        }
+        let read_key = ReadKey(r.fixed()?);
         r.finish()?;
         grant.verify(room, Some(now))?;
         if secret.public() != grant.invite {
             return Err(CoreError::malformed("token", "its secret is not the grant's invite key"));
         }
-        Ok(Invite { grant, secret })
+        Ok(Invite { grant, secret, read_key })
+    }
+
+    /// The room's read key, as the link carries it. The room key holder put it there; a
+    /// token holder cannot check it (only the room key can), and a wrong one only cuts its
+    /// holder off: it reads nothing and nobody reads it.
+    pub fn read_key(&self) -> ReadKey {
+        self.read_key
     }
 
     /// The role it confers.
@@ -458,13 +496,37 @@ mod tests {
         forged.grant.role = Role::Host;
         assert!(Invite::from_token(&forged.to_token(), &room_key.public(), 0).is_err());
         // A genuine grant with a secret that is not its invite key.
-        let swapped = Invite { grant: inv.grant.clone(), secret: Identity::from_passphrase("guess") };
+        let swapped =
+            Invite { grant: inv.grant.clone(), secret: Identity::from_passphrase("guess"), read_key: inv.read_key };
         assert!(Invite::from_token(&swapped.to_token(), &room_key.public(), 0).is_err());
         assert!(Invite::from_token("!!!", &room_key.public(), 0).is_err());
         assert!(Invite::from_token("", &room_key.public(), 0).is_err());
         // The same fields give the same link; another nonce another key.
         assert_eq!(Invite::issue(&room_key, Role::Candidate, 1000, 0, 7).to_token(), tok);
         assert_ne!(Invite::issue(&room_key, Role::Candidate, 1000, 0, 8).grant.invite, inv.grant.invite);
+    }
+
+    #[test]
+    fn tokens_carry_the_read_key_and_old_tokens_are_refused() {
+        let room_key = Identity::from_passphrase("room");
+        let inv = Invite::issue(&room_key, Role::Observer, 1000, 0, 7);
+        let tok = inv.to_token();
+        assert!(tok.len() <= MAX_TOKEN, "{} characters", tok.len());
+        let back = Invite::from_token(&tok, &room_key.public(), 0).unwrap();
+        assert_eq!(back.read_key(), ReadKey::derive(&room_key));
+        // Every invite of a room carries the same key; another room's differs.
+        assert_eq!(Invite::issue(&room_key, Role::Host, 5, 0, 1).read_key(), back.read_key());
+        assert_ne!(ReadKey::derive(&Identity::from_passphrase("other")), back.read_key());
+        assert!(!format!("{back:?} {:?}", back.read_key()).contains(&PeerKey(back.read_key().0).to_hex()));
+        // A token of the previous form (grant and invite secret only).
+        let mut old = inv.grant.encode();
+        old.extend_from_slice(&inv.secret.seed());
+        let err = Invite::from_token(&base64url_encode(&old), &room_key.public(), 0).unwrap_err();
+        assert!(err.to_string().contains("no room read key"), "{err}");
+        // A cut read key is malformed too.
+        let mut cut = old.clone();
+        cut.extend_from_slice(&[1; 16]);
+        assert!(Invite::from_token(&base64url_encode(&cut), &room_key.public(), 0).is_err());
     }
 
     #[test]
@@ -490,7 +552,7 @@ mod tests {
         // What a peer sees (the admission, so the grant) is not enough to admit another key:
         // the invite signature must come from the invite key.
         let mallory = Identity::from_passphrase("mallory");
-        let guess = Invite { grant: a.grant.clone(), secret: mallory.clone() };
+        let guess = Invite { grant: a.grant.clone(), secret: mallory.clone(), read_key: inv.read_key };
         assert!(Admission::sign(&mallory, &guess, "M", 5_000).verify(&room_key.public(), None).is_err());
         // Re-using Alice's invite signature with another member signature.
         let mut reused = Admission::sign(&mallory, &guess, "Alice", 5_000);

@@ -59,7 +59,7 @@ pub use checkpoint::Checkpoint;
 pub use doc::{Edit, MetaValue, RoomDoc};
 pub use envelope::{Envelope, MAX_UPDATE};
 pub use error::{CoreError, Result};
-pub use grant::{Admission, Grant, Invite, Role, RoomId, FLAG_PROXY};
+pub use grant::{Admission, Grant, Invite, ReadKey, Role, RoomId, FLAG_PROXY};
 pub use identity::{Hash, Identity, PeerKey};
 pub use ledger::{ChainHead, Checked, Ledger, Member};
 pub use revocation::Revocation;

@@ -4,19 +4,20 @@
 //!
 //! | protocol | what |
 //! |---|---|
-//! | gossipsub, topic [`topic_for`] | live envelopes of one room, chunked under [`GOSSIP_CHUNK`]; only members' messages are accepted and forwarded (but any subscriber reads them: they are not encrypted yet) |
+//! | gossipsub, topics [`topic_for`], [`presence_topic_for`] | live envelopes and presence of one room, chunked under [`GOSSIP_CHUNK`], each message sealed under the room's read key ([`RoomCipher`]; topic names derived from that key, so they do not name the room); only members' messages are accepted and forwarded. A stranger on the topic sees sizes, timing and publisher peer ids, nothing inside (see `behaviour/sealed.rs`) |
 //! | [`SYNC_PROTOCOL`] | catch-up, members only (the requester's peer id is an admitted member's key, or the request carries its admission): admissions + `Want` → the envelopes the requester lacks, paged |
 //! | [`IDENTIFY_PROTOCOL`], ping | addresses and liveness |
-//! | [`KAD_PROTOCOL`] | our own Kademlia DHT (not the public IPFS one): peer routing, room providers |
-//! | rendezvous, namespace [`namespace_for`] | room discovery through bootstrap nodes |
+//! | [`KAD_PROTOCOL`] | our own Kademlia DHT (not the public IPFS one): peer routing, room providers ([`provider_key`], derived from the read key) |
+//! | rendezvous, namespace [`namespace_for`] | room discovery through bootstrap nodes (namespace derived from the read key) |
 //! | relay v2 + dcutr | reaching peers behind NAT |
 
 mod codec;
+mod sealed;
 
 use std::time::Duration;
 
 use arena_core::sync::wire::GOSSIP_CHUNK;
-use arena_core::{Identity, PeerKey, RoomId};
+use arena_core::{Identity, PeerKey};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
@@ -27,6 +28,7 @@ use libp2p::{PeerId, StreamProtocol, Swarm, SwarmBuilder};
 use sha2::{Digest, Sha256};
 
 pub use codec::{SyncCodec, SyncRequest, SyncResponse, SyncStatus, MAX_REQUEST, MAX_RESPONSE};
+pub use sealed::{namespace_for, presence_topic_for, provider_key, topic_for, RoomCipher, SEALED_V1, SEAL_OVERHEAD};
 
 use crate::error::{NodeError, Result};
 
@@ -41,37 +43,8 @@ pub const KAD_PROTOCOL: &str = "/arena/kad/1";
 /// as a 72 KiB frame).
 pub const MAX_GOSSIP_MESSAGE: usize = 2 * GOSSIP_CHUNK;
 
-/// The gossipsub topic of a room.
-pub fn topic_for(room: &RoomId) -> gossipsub::IdentTopic {
-    gossipsub::IdentTopic::new(format!("/arena/room/{}", room.to_hex()))
-}
-
-/// The room whose envelope topic this is ([`topic_for`]), if it is one.
-pub fn room_of_topic(topic: &gossipsub::TopicHash) -> Option<RoomId> {
-    let hex = topic.as_str().strip_prefix("/arena/room/")?;
-    RoomId::from_hex(hex).ok()
-}
-
-/// The gossipsub topic of a room's presence: y-protocols awareness updates (names,
-/// cursors), unsigned like in y-protocols; only their shape is checked.
-pub fn presence_topic_for(room: &RoomId) -> gossipsub::IdentTopic {
-    gossipsub::IdentTopic::new(format!("/arena/presence/{}", room.to_hex()))
-}
-
 /// Largest awareness update accepted on a presence topic.
 pub const MAX_PRESENCE_MESSAGE: usize = 32 << 10;
-
-/// The rendezvous namespace of a room.
-pub fn namespace_for(room: &RoomId) -> rendezvous::Namespace {
-    // 11 + 64 characters: well under the 255 the protocol allows.
-    rendezvous::Namespace::new(format!("arena/room/{}", room.to_hex()))
-        .unwrap_or_else(|_| rendezvous::Namespace::from_static("arena"))
-}
-
-/// The DHT key under which a room's peers announce themselves as providers.
-pub fn provider_key(room: &RoomId) -> kad::RecordKey {
-    kad::RecordKey::new(&format!("/arena/room/{}", room.to_hex()))
-}
 
 /// The libp2p keypair of an arena identity: the same Ed25519 key, so a peer's libp2p id
 /// and its envelope-signing key are one.
@@ -244,8 +217,10 @@ impl std::fmt::Debug for ArenaBehaviour {
 }
 
 /// Gossipsub's configuration: strict signing and validation (nothing is forwarded before
-/// the room's ledger accepted it), content-addressed message ids (the same chunk published
-/// twice is one message), chunk-sized messages.
+/// the room's ledger accepted it), content-addressed message ids (over the sealed bytes:
+/// each seal has a fresh nonce, so the same chunk sealed twice is two messages, which
+/// receivers apply once; the same sealed bytes forwarded along two paths are one), chunk-sized
+/// messages.
 fn gossip_config(cfg: &BehaviourConfig) -> Result<gossipsub::Config> {
     gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -370,13 +345,7 @@ mod tests {
 
     #[test]
     fn names_are_stable() {
-        let room = Identity::from_passphrase("room").public();
-        assert_eq!(topic_for(&room).to_string(), format!("/arena/room/{}", room.to_hex()));
-        assert_eq!(room_of_topic(&topic_for(&room).hash()), Some(room));
-        assert_eq!(room_of_topic(&presence_topic_for(&room).hash()), None);
-        assert_eq!(room_of_topic(&gossipsub::IdentTopic::new("/arena/room/zz").hash()), None);
         assert_eq!(SYNC_PROTOCOL, "/arena/sync/1");
-        assert!(namespace_for(&room).to_string().ends_with(&room.to_hex()));
         let id = Identity::from_passphrase("peer");
         assert_eq!(keypair_of(&id).public().to_peer_id(), keypair_of(&id).public().to_peer_id());
         // A peer id and the member key behind it convert both ways.

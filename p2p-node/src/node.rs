@@ -45,8 +45,10 @@ pub struct NodeConfig {
     pub listen: Vec<Multiaddr>,
     /// Bootstrap nodes to dial (with their `/p2p/<peer id>`): rendezvous, kademlia, relay.
     pub bootstrap: Vec<Multiaddr>,
-    /// Where rooms are kept (sled); `None` keeps them in memory. A memory node should use a
-    /// fresh identity each run: its envelope chains restart from zero.
+    /// Where rooms are kept (sled), and the read key of each room joined
+    /// (`read-keys/<room>`, 0600, from its invite token: a restart rejoins without one);
+    /// `None` keeps them in memory. A memory node should use a fresh identity each run: its
+    /// envelope chains restart from zero.
     pub data_dir: Option<PathBuf>,
     /// Server roles (rendezvous, relay, kademlia server) and protocol timings.
     pub behaviour: BehaviourConfig,
@@ -140,7 +142,9 @@ pub fn now_ms() -> u64 {
 pub struct JoinSpec {
     /// The room.
     pub room: RoomId,
-    /// An invite token; may be omitted when this replica was admitted before (a restart).
+    /// An invite token (it carries the room's read key, which the room's gossip is sealed
+    /// under); may be omitted when this replica was admitted before and the node keeps the
+    /// read key in its data dir (a restart).
     pub token: Option<String>,
     /// Display name.
     pub name: String,
@@ -290,6 +294,9 @@ pub struct NodeStats {
     pub fragments: FragmentStats,
     /// `/arena/sync/1` requests refused because the requester did not prove membership.
     pub sync_refused: u64,
+    /// Gossip messages on our rooms' topics that did not open under the room's read key
+    /// (another room's key, altered, or not sealed): dropped, never forwarded.
+    pub gossip_undecryptable: u64,
 }
 
 /// A joined room, as [`NodeHandle::stats`] sees it.
@@ -459,7 +466,8 @@ impl NodeHandle {
         self.call(|done| Command::PublishPresence { room, update, done }).await?
     }
 
-    /// Publishes raw bytes on a room's topic, unchecked. For tests of misbehaving peers.
+    /// Publishes raw bytes on a room's topic, sealed under the room's read key but otherwise
+    /// unchecked. For tests of misbehaving members.
     #[doc(hidden)]
     pub async fn publish_raw(&self, room: RoomId, data: Vec<u8>) -> Result<()> {
         self.call(|done| Command::PublishRaw { room, data, done }).await?

@@ -14,7 +14,7 @@ use anyhow::{anyhow, Result};
 use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
 use arena_core::{Envelope, Identity, PeerKey, Role, RoomId};
 use arena_node::behaviour::{
-    build_swarm, keypair_of, topic_for, ArenaBehaviour, ArenaBehaviourEvent, BehaviourConfig, SyncRequest,
+    build_swarm, keypair_of, topic_for, ArenaBehaviour, ArenaBehaviourEvent, BehaviourConfig, RoomCipher, SyncRequest,
     SyncResponse, SyncStatus,
 };
 use arena_node::{FragmentLimits, NodeEvent};
@@ -23,7 +23,7 @@ use libp2p::gossipsub::{self, TopicHash};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, Swarm};
-use support::{config, wait_for, Peer, TestRoom, TIMEOUT};
+use support::{config, gossip_ready, wait_for, Peer, TestRoom, TIMEOUT};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +39,9 @@ struct Seen {
     responses: HashMap<OutboundRequestId, std::result::Result<SyncResponse, String>>,
     /// Sync requests received (answered "unknown room").
     requests: Vec<SyncRequest>,
+    /// Accept every gossip message unchecked, so gossipsub forwards it (a peer that relays
+    /// without opening what it relays).
+    forward_all: bool,
 }
 
 type SwarmFn = Box<dyn FnOnce(&mut Swarm<ArenaBehaviour>) + Send>;
@@ -66,6 +69,16 @@ impl Raw {
                     _ = st.cancelled() => break,
                     f = rx.recv() => match f { Some(f) => f(&mut swarm), None => break },
                     ev = swarm.select_next_some() => {
+                        let unchecked = match &ev {
+                            SwarmEvent::Behaviour(ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                                propagation_source, message_id, ..
+                            })) if s.lock().unwrap().forward_all => Some((message_id.clone(), *propagation_source)),
+                            _ => None,
+                        };
+                        if let Some((id, from)) = unchecked {
+                            let accept = gossipsub::MessageAcceptance::Accept;
+                            swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, accept);
+                        }
                         if let Some(channel) = record(&s, ev) {
                             // It holds no room: every request it gets is answered so.
                             let no = SyncResponse { status: SyncStatus::UnknownRoom, more: false, frames: Vec::new() };
@@ -107,18 +120,28 @@ impl Raw {
         r.map_err(|e| anyhow!("sync request failed: {e}"))
     }
 
-    /// Subscribes to the room's topic and waits until `to` is known to be subscribed too.
-    async fn subscribe(&self, room: RoomId, to: PeerId) -> Result<()> {
-        self.run(move |s| s.behaviour_mut().gossipsub.subscribe(&topic_for(&room)).map(|_| ())).await??;
-        let t = topic_for(&room).hash();
+    /// Subscribes to the room's topic (named from its read key: a stranger finds it in a
+    /// member's announced subscriptions) and waits until `to` is known to be subscribed too.
+    async fn subscribe(&self, room: &TestRoom, to: PeerId) -> Result<()> {
+        let topic = topic_for(&room.read_key());
+        let t = topic.hash();
+        self.run(move |s| s.behaviour_mut().gossipsub.subscribe(&topic).map(|_| ())).await??;
         wait_for(TIMEOUT, "peer's subscription", || async {
             Ok(self.seen.lock().unwrap().subscribed.contains(&(to, t.clone())).then_some(()))
         })
         .await
     }
 
-    async fn publish(&self, room: RoomId, data: Vec<u8>) -> Result<()> {
-        self.run(move |s| s.behaviour_mut().gossipsub.publish(topic_for(&room), data).map(|_| ()))
+    /// Publishes `data` on the room's topic sealed under its read key (as a member, or a
+    /// stranger that got hold of the key: the ledger still decides).
+    async fn publish(&self, room: &TestRoom, data: Vec<u8>) -> Result<()> {
+        let topic = topic_for(&room.read_key());
+        let sealed = RoomCipher::new(&room.read_key()).seal(&topic.hash(), &data)?;
+        self.publish_as_is(topic, sealed).await
+    }
+
+    async fn publish_as_is(&self, topic: gossipsub::IdentTopic, data: Vec<u8>) -> Result<()> {
+        self.run(move |s| s.behaviour_mut().gossipsub.publish(topic, data).map(|_| ()))
             .await?
             .map_err(|e| anyhow!("publish: {e}"))
     }
@@ -286,8 +309,8 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
     let s = Raw::spawn(Identity::from_passphrase("gossip-stranger-s"))?;
     o.connect(&a).await?;
     s.connect(&a).await?;
-    o.subscribe(room.id, a_id).await?;
-    s.subscribe(room.id, a_id).await?;
+    o.subscribe(&room, a_id).await?;
+    s.subscribe(&room, a_id).await?;
     wait_for(TIMEOUT, "a sees both subscribed", || async {
         let st = a.handle.stats().await?;
         let peers = st.rooms.get(&room.id).map(|r| r.gossip_peers.clone()).unwrap_or_default();
@@ -297,10 +320,10 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
 
     let mut regrouped: Vec<Envelope> = envs.clone();
     regrouped.truncate(3);
-    s.publish(room.id, Wire::Admissions(adms).encode()).await?;
-    s.publish(room.id, Wire::Envelopes(regrouped).encode()).await?;
+    s.publish(&room, Wire::Admissions(adms).encode()).await?;
+    s.publish(&room, Wire::Envelopes(regrouped).encode()).await?;
     let big = Envelope::seal(room.id, &s.identity, 0, Default::default(), 1, vec![7; 3 * GOSSIP_CHUNK]);
-    s.publish(room.id, chunk(&[Wire::Envelopes(vec![big])], GOSSIP_CHUNK).remove(0)).await?;
+    s.publish(&room, chunk(&[Wire::Envelopes(vec![big])], GOSSIP_CHUNK).remove(0)).await?;
 
     let s_id = s.peer;
     // It keeps publishing (each message new to gossipsub) until the node has had enough.
@@ -308,7 +331,7 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
     wait_for(TIMEOUT, "the stranger's messages counted as offences", || {
         n += 1;
         let more = Envelope::seal(room.id, &s.identity, n, Default::default(), 1, n.to_be_bytes().to_vec());
-        let (a, s) = (&a, &s);
+        let (a, s, room) = (&a, &s, &room);
         async move {
             let st = a.handle.stats().await?;
             let count = st.peers.get(&s_id).map_or(0, |p| p.offences);
@@ -316,7 +339,7 @@ async fn a_strangers_gossip_is_rejected_and_not_forwarded() -> Result<()> {
                 return Ok(Some(()));
             }
             if n < 200 {
-                s.publish(room.id, Wire::Envelopes(vec![more]).encode()).await?;
+                s.publish(room, Wire::Envelopes(vec![more]).encode()).await?;
             }
             Ok(None)
         }
@@ -402,12 +425,12 @@ async fn a_flood_from_many_peer_ids_stays_under_the_caps() -> Result<()> {
     for i in 0..12u64 {
         let raw = Raw::spawn(Identity::from_passphrase(&format!("flood-{i}")))?;
         raw.connect(&a).await?;
-        raw.subscribe(room.id, a_id).await?;
+        raw.subscribe(&room, a_id).await?;
         let member = i % 2 == 0;
         if member {
             // A member proves itself on gossip with its admission, then floods.
             let adm = room.admission(&raw.identity, Role::Observer, 100 + i)?;
-            raw.publish(room.id, Wire::Admissions(vec![adm]).encode()).await?;
+            raw.publish(&room, Wire::Admissions(vec![adm]).encode()).await?;
             let key = raw.identity.public();
             wait_for(TIMEOUT, "member admitted", || async {
                 Ok(a.handle.with_room(room.id, move |r, _| r.ledger().member(&key).is_some()).await?.then_some(()))
@@ -417,7 +440,7 @@ async fn a_flood_from_many_peer_ids_stays_under_the_caps() -> Result<()> {
         // The first 3 of 6 fragments of one envelope.
         let env = Envelope::seal(room.id, &raw.identity, 0, Default::default(), 1, vec![i as u8; 5 * GOSSIP_CHUNK]);
         for f in chunk(&[Wire::Envelopes(vec![env])], GOSSIP_CHUNK).into_iter().take(3) {
-            raw.publish(room.id, f).await?;
+            raw.publish(&room, f).await?;
             sent += 1;
         }
         if !member {
@@ -486,7 +509,7 @@ async fn relayed_stock_updates_go_to_members_only() -> Result<()> {
     let m = Raw::spawn(Identity::from_passphrase("relay-tokens-m"))?;
     for raw in [&s, &m] {
         raw.connect(&a).await?;
-        raw.subscribe(room.id, a_id).await?;
+        raw.subscribe(&room, a_id).await?;
     }
     let adm = room.admission(&m.identity, Role::Observer, 2)?;
     let frames = chunk(&[Wire::Admissions(vec![adm]), Wire::Want(BTreeMap::new())], GOSSIP_CHUNK);
@@ -545,8 +568,8 @@ async fn many_peer_ids_on_one_ip_are_banned_together() -> Result<()> {
     for i in 0..5 {
         let raw = Raw::spawn(Identity::from_passphrase(&format!("ip-ban-{i}")))?;
         raw.connect(&a).await?;
-        raw.subscribe(room.id, a_id).await?;
-        raw.publish(room.id, vec![0xff, i, 1, 2, 3]).await?;
+        raw.subscribe(&room, a_id).await?;
+        raw.publish(&room, vec![0xff, i, 1, 2, 3]).await?;
         let p = raw.peer;
         wait_for(TIMEOUT, "offence counted", || async {
             let s = a.handle.stats().await?;
@@ -567,6 +590,214 @@ async fn many_peer_ids_on_one_ip_are_banned_together() -> Result<()> {
     .await?;
     assert!(!a.handle.stats().await?.connected.contains(&sixth.peer));
     drop(raws);
+    a.stop().await?;
+    Ok(())
+}
+
+/// An awareness update naming `name` (what a peer's presence carries).
+fn presence_naming(name: &str) -> Vec<u8> {
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    use yrs::updates::encoder::Encode;
+    let mut clients = HashMap::new();
+    let state = serde_json::json!({ "user": { "name": name } }).to_string();
+    clients.insert(yrs::ClientID::new(42), AwarenessUpdateEntry { clock: 1, json: state.into() });
+    AwarenessUpdate { clients: clients.into_iter().collect() }.encode_v1()
+}
+
+/// Issue #21 item 2, gossip. A stranger connected to a member learns the topics that member
+/// is subscribed to (gossipsub tells every connected peer), subscribes to them all, and
+/// keeps every gossip payload and sync request it receives while the host types, an
+/// observer joins, and the host's presence goes out. The topics do not name the room, no
+/// payload holds the typed text, a member's name or a member key, none decodes as a
+/// `Wire`, and nobody sends the stranger a sync request (which names the room). The
+/// observer, a member, reads everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_rooms_topics_reads_nothing() -> Result<()> {
+    let room = TestRoom::new("read-key");
+    let a = Peer::memory("read-key-host").await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "Alice Host").await?;
+    a.handle.splice(room.id, 0, 0, "TYPED-BEFORE ").await?;
+    let a_id = a.handle.peer_id();
+    let s = Raw::spawn(Identity::from_passphrase("read-key-s"))?;
+    s.connect(&a).await?;
+    // The host's topics, as its subscriptions announce them.
+    let topics = wait_for(TIMEOUT, "the host's subscriptions", || async {
+        let seen = s.seen.lock().unwrap();
+        let t: Vec<TopicHash> = seen.subscribed.iter().filter(|(p, _)| *p == a_id).map(|(_, t)| t.clone()).collect();
+        Ok((t.len() >= 2).then_some(t))
+    })
+    .await?;
+    for t in &topics {
+        let topic = gossipsub::IdentTopic::new(t.as_str());
+        s.run(move |sw| sw.behaviour_mut().gossipsub.subscribe(&topic).map(|_| ())).await??;
+    }
+    let s_id = s.peer;
+    wait_for(TIMEOUT, "the host sees the stranger subscribed", || async {
+        let st = a.handle.stats().await?;
+        Ok(st.rooms.get(&room.id).is_some_and(|r| r.gossip_peers.contains(&s_id)).then_some(()))
+    })
+    .await?;
+
+    // An observer joins; the host types and shows its presence.
+    let o = Peer::memory("read-key-observer").await?;
+    o.handle.dial(a.addr()).await?;
+    o.join(&room, Some(room.token(Role::Observer, 2)), "Olga Observer").await?;
+    wait_for(TIMEOUT, "the observer catches up", || async {
+        Ok(o.handle.code(room.id).await?.contains("TYPED-BEFORE").then_some(()))
+    })
+    .await?;
+    gossip_ready(&[&a, &o], &room).await?;
+    a.handle.splice(room.id, 0, 0, "TYPED-AFTER ").await?;
+    wait_for(TIMEOUT, "the observer reads the live edit", || async {
+        Ok(o.handle.code(room.id).await?.contains("TYPED-AFTER").then_some(()))
+    })
+    .await?;
+    a.handle.publish_presence(room.id, presence_naming("Alice Host")).await?;
+    let mut presence = o.handle.subscribe();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the observer never read the host's presence");
+        // Presence is not retried by the node: publish again until it arrives.
+        a.handle.publish_presence(room.id, presence_naming("Alice Host")).await?;
+        match tokio::time::timeout(std::time::Duration::from_millis(500), presence.recv()).await {
+            Ok(Ok(NodeEvent::Presence { update, .. })) if update == presence_naming("Alice Host") => break,
+            _ => {}
+        }
+    }
+    // What the host published reached the stranger (it is subscribed): the edit at least.
+    wait_for(TIMEOUT, "the host's gossip reaches the stranger", || async {
+        Ok((s.seen.lock().unwrap().gossip.iter().filter(|(src, _, _)| *src == Some(a_id)).count() >= 2).then_some(()))
+    })
+    .await?;
+
+    let hex = room.id.to_hex();
+    for t in &topics {
+        assert!(!t.as_str().contains(&hex), "a topic names the room: {t}");
+    }
+    let secrets: [(&str, Vec<u8>); 6] = [
+        ("the typed text", b"TYPED-".to_vec()),
+        ("the host's name", b"Alice Host".to_vec()),
+        ("the observer's name", b"Olga Observer".to_vec()),
+        ("the host's key", a.identity.public().0.to_vec()),
+        ("the observer's key", o.identity.public().0.to_vec()),
+        ("the room id", room.id.0.to_vec()),
+    ];
+    let (gossip, requests) = {
+        let seen = s.seen.lock().unwrap();
+        (seen.gossip.clone(), seen.requests.len())
+    };
+    for (publisher, topic, data) in &gossip {
+        for (what, needle) in &secrets {
+            assert!(
+                !data.windows(needle.len()).any(|w| w == &needle[..]),
+                "the stranger read {what} in a gossip message of {publisher:?} on {topic}: {:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        assert!(Wire::decode(data, room.id).is_err(), "the stranger decoded a gossip message as a Wire");
+    }
+    assert_eq!(requests, 0, "sync requests naming the room were sent to the stranger");
+    o.stop().await?;
+    a.stop().await?;
+    Ok(())
+}
+
+/// A message sealed under another room's read key (on this room's topic), and one not
+/// sealed at all, are dropped and counted (`gossip_undecryptable`), each an offence of the
+/// peer that published it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_under_another_rooms_key_is_dropped_and_counted() -> Result<()> {
+    let room = TestRoom::new("wrong-key");
+    let other = TestRoom::new("wrong-key-other");
+    let a = Peer::memory("wrong-key-host").await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "host").await?;
+    let a_id = a.handle.peer_id();
+    let s = Raw::spawn(Identity::from_passphrase("wrong-key-s"))?;
+    s.connect(&a).await?;
+    s.subscribe(&room, a_id).await?;
+    let s_id = s.peer;
+    wait_for(TIMEOUT, "the host sees the sender subscribed", || async {
+        let st = a.handle.stats().await?;
+        Ok(st.rooms.get(&room.id).is_some_and(|r| r.gossip_peers.contains(&s_id)).then_some(()))
+    })
+    .await?;
+    let topic = topic_for(&room.read_key());
+    let env = Envelope::seal(room.id, &s.identity, 0, Default::default(), 1, b"x".to_vec());
+    let plain = Wire::Envelopes(vec![env]).encode();
+    let wrong = RoomCipher::new(&other.read_key()).seal(&topic.hash(), &plain)?;
+    for (n, data) in [(1, wrong), (2, plain)] {
+        s.publish_as_is(topic.clone(), data).await?;
+        wait_for(TIMEOUT, "dropped, counted and an offence", || async {
+            let st = a.handle.stats().await?;
+            let offences = st.peers.get(&s_id).map_or(0, |p| p.offences);
+            Ok((st.gossip_undecryptable >= n && offences >= n as u32).then_some(()))
+        })
+        .await?;
+    }
+    let st = a.handle.stats().await?;
+    assert_eq!(st.gossip_undecryptable, 2);
+    assert_eq!(st.rooms.get(&room.id).map(|r| r.log_len), Some(1), "only the host's own envelope is in the log");
+    a.stop().await?;
+    Ok(())
+}
+
+/// A message that does not open, forwarded by a peer that did not publish it (it relays
+/// unchecked), is dropped and counted, but is no offence of that forwarder: its publisher
+/// signed it, and only the publisher is blamed (here it is not even connected to the host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_message_that_does_not_open_is_no_offence_of_the_forwarder() -> Result<()> {
+    let room = TestRoom::new("forwarded-junk");
+    let a = Peer::memory("forwarded-junk-host").await?;
+    a.join(&room, Some(room.token(Role::Host, 1)), "host").await?;
+    let a_id = a.handle.peer_id();
+    let f = Raw::spawn(Identity::from_passphrase("forwarded-junk-f"))?;
+    f.seen.lock().unwrap().forward_all = true;
+    f.connect(&a).await?;
+    f.subscribe(&room, a_id).await?;
+    let f_id = f.peer;
+    let topic = topic_for(&room.read_key());
+    let t = topic.hash();
+    wait_for(TIMEOUT, "the forwarder meshed with the host", || async {
+        let t = t.clone();
+        Ok(f.run(move |s| s.behaviour().gossipsub.mesh_peers(&t).any(|p| *p == a_id)).await?.then_some(()))
+    })
+    .await?;
+    // The publisher reaches the host only through the forwarder.
+    let x = Raw::spawn(Identity::from_passphrase("forwarded-junk-x"))?;
+    f.run(|s| s.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())).await??;
+    let f_listen = wait_for(TIMEOUT, "the forwarder listens", || async {
+        Ok(f.run(|s| s.listeners().find(|a| !a.to_string().ends_with("/tcp/0")).cloned()).await?)
+    })
+    .await?;
+    x.run(move |s| s.dial(f_listen.with(libp2p::multiaddr::Protocol::P2p(f_id)))).await??;
+    wait_for(TIMEOUT, "x connected to f", || async {
+        Ok(x.seen.lock().unwrap().connected.contains(&f_id).then_some(()))
+    })
+    .await?;
+    let tx = topic.clone();
+    x.run(move |s| s.behaviour_mut().gossipsub.subscribe(&tx).map(|_| ())).await??;
+    let x_id = x.peer;
+    wait_for(TIMEOUT, "f sees x subscribed", || async {
+        Ok(f.seen.lock().unwrap().subscribed.contains(&(x_id, t.clone())).then_some(()))
+    })
+    .await?;
+    let mut n = 0u8;
+    wait_for(TIMEOUT, "the host drops the forwarded junk", || {
+        n = n.wrapping_add(1);
+        let (a, x, topic) = (&a, &x, topic.clone());
+        async move {
+            let st = a.handle.stats().await?;
+            if st.gossip_undecryptable >= 1 {
+                return Ok(Some(()));
+            }
+            x.publish_as_is(topic, vec![0xA1, n, 1, 2, 3]).await?;
+            Ok(None)
+        }
+    })
+    .await?;
+    let st = a.handle.stats().await?;
+    assert_eq!(st.peers.get(&f_id).map_or(0, |p| p.offences), 0, "the forwarder was blamed");
+    assert!(!a.handle.stats().await?.connected.contains(&x_id), "x reached the host directly");
     a.stop().await?;
     Ok(())
 }

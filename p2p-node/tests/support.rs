@@ -48,6 +48,11 @@ impl TestRoom {
         TestRoom { id: key.public(), key }
     }
 
+    /// The room's read key (what every invite token carries).
+    pub fn read_key(&self) -> arena_core::ReadKey {
+        arena_core::ReadKey::derive(&self.key)
+    }
+
     pub fn token(&self, role: Role, nonce: u64) -> String {
         Invite::issue(&self.key, role, now_ms() / 1000 + 3600, 0, nonce).to_token()
     }

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 pub(super) use super::outbox::Outbox;
 use super::{now_ms, Command, NodeConfig, NodeEvent, NodeRoom, NodeStats, PeerStats, RoomStats};
-use crate::behaviour::{topic_for, ArenaBehaviour, ArenaBehaviourEvent, SyncResponse, SyncStatus};
+use crate::behaviour::{ArenaBehaviour, ArenaBehaviourEvent, RoomCipher, SyncResponse, SyncStatus};
 use crate::error::{NodeError, Result};
 
 /// Below this gossipsub score a peer's messages are ignored: it is banned too.
@@ -34,6 +34,10 @@ pub(super) struct RoomState {
     pub(super) topic: gossipsub::IdentTopic,
     /// Its presence (awareness) topic.
     pub(super) presence_topic: gossipsub::IdentTopic,
+    /// The room's read key (from the invite token we joined with, or kept from before).
+    pub(super) read_key: arena_core::ReadKey,
+    /// Seals and opens the room's gossip (keyed from `read_key`).
+    pub(super) cipher: RoomCipher,
     /// Stock clients' updates to relay for signing that found no peer in the room yet
     /// (the home node had not joined): sent to the first peer that subscribes.
     pub(super) unrelayed: Vec<Wire>,
@@ -73,6 +77,11 @@ pub(super) struct Actor {
     pub(super) fragments: super::fragments::Fragments,
     /// Sync requests refused for want of a membership proof.
     pub(super) sync_refused: u64,
+    /// Gossip messages on our rooms' topics that did not open under the room's read key.
+    pub(super) undecryptable: u64,
+    /// When we last announced our admission on each room's topic (at most once a second,
+    /// however often peers subscribe).
+    pub(super) announced: HashMap<RoomId, Instant>,
     /// Gossip publishers not known as members, per room (bounded).
     pub(super) unproven: HashMap<(PeerId, RoomId), Unproven>,
     /// Offences per remote IP (all its peer ids), and the IPs banned for them (bounded).
@@ -120,6 +129,8 @@ impl Actor {
             remote_ips: HashMap::new(),
             fragments: super::fragments::Fragments::new(fragments),
             sync_refused: 0,
+            undecryptable: 0,
+            announced: HashMap::new(),
             unproven: HashMap::new(),
             bootstrap_peers: HashSet::new(),
             ip_offences: HashMap::new(),
@@ -233,15 +244,24 @@ impl Actor {
         self.swarm.behaviour().gossipsub.all_peers().filter(|(_, t)| t.contains(&topic)).map(|(p, _)| *p).collect()
     }
 
+    /// Publishes `msgs` on the room's topic, each chunk sealed under the room's read key.
     pub(super) fn publish(&mut self, room: &RoomId, msgs: &[Wire]) {
-        let topic = topic_for(room);
+        let Some(state) = self.rooms.get(room) else { return };
+        let (topic, cipher) = (state.topic.clone(), state.cipher.clone());
         if !self.topic_has_peers(&topic.hash()) {
             // Nobody to tell: anti-entropy brings peers that subscribe later up to date.
             return;
         }
         for c in chunk(msgs, GOSSIP_CHUNK) {
-            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), c) {
-                // No peer yet, or the same chunk again: anti-entropy delivers it.
+            let sealed = match cipher.seal(&topic.hash(), &c) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(room = %room, error = %e, "sealing gossip");
+                    return;
+                }
+            };
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), sealed) {
+                // No peer yet: anti-entropy delivers it.
                 debug!(room = %room, error = %e, "gossip publish");
             }
         }
@@ -293,13 +313,20 @@ impl Actor {
                 let _ = done.send(r);
             }
             Command::PublishRaw { room, data, done } => {
-                let r = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(topic_for(&room), data)
-                    .map(|_| ())
-                    .map_err(|e| NodeError::Transport(format!("publish: {e}")));
+                let r = match self.rooms.get(&room) {
+                    None => Err(NodeError::NotJoined(room.to_hex())),
+                    Some(s) => {
+                        let topic = s.topic.clone();
+                        s.cipher.seal(&topic.hash(), &data).and_then(|sealed| {
+                            self.swarm
+                                .behaviour_mut()
+                                .gossipsub
+                                .publish(topic, sealed)
+                                .map(|_| ())
+                                .map_err(|e| NodeError::Transport(format!("publish: {e}")))
+                        })
+                    }
+                };
                 let _ = done.send(r);
             }
         }
@@ -374,7 +401,8 @@ impl Actor {
             let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&state.presence_topic);
             self.topics.remove(&state.topic.hash());
             self.topics.remove(&state.presence_topic.hash());
-            self.swarm.behaviour_mut().kad.stop_providing(&crate::behaviour::provider_key(id));
+            self.swarm.behaviour_mut().kad.stop_providing(&crate::behaviour::provider_key(&state.read_key));
+            self.announced.remove(id);
             self.fragments.forget_room(id);
         }
     }
@@ -411,6 +439,7 @@ impl Actor {
                 .collect(),
             fragments: self.fragments.stats(),
             sync_refused: self.sync_refused,
+            gossip_undecryptable: self.undecryptable,
         }
     }
 
@@ -540,9 +569,15 @@ impl Actor {
                 self.on_gossip(propagation_source, message_id, message);
             }
             ArenaBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
-                // A subscription proves nothing: a node joins a room only for a request that
-                // proves membership (see `on_sync_request`).
+                // A subscription proves nothing (anyone who sees ours can copy it): we send
+                // the peer no request (it names the room and carries our admission) until it
+                // is a member. We announce our admission on the topic, sealed: a member
+                // opens it, admits us and asks us for what it lacks, and its own
+                // announcement does the same for us.
                 if let Some(room) = self.topics.get(&topic).copied() {
+                    if self.rooms.get(&room).is_some_and(|s| s.topic.hash() == topic) {
+                        self.announce(room);
+                    }
                     self.request_sync(peer_id, room);
                     self.relay_unrelayed(peer_id, room);
                 }

@@ -46,7 +46,8 @@ impl Actor {
 
     /// Announces and looks up one room everywhere we can.
     pub(super) fn discover_room(&mut self, room: &RoomId) {
-        let key = provider_key(room);
+        let Some(read_key) = self.rooms.get(room).map(|s| s.read_key) else { return };
+        let key = provider_key(&read_key);
         let b = self.swarm.behaviour_mut();
         // With an empty routing table a DHT query can reach nobody, but it is kept (with its
         // buffers) until it times out, per room: on a bootstrap node with hundreds of rooms
@@ -58,7 +59,7 @@ impl Actor {
             }
             b.kad.get_providers(key);
         }
-        let ns = namespace_for(room);
+        let ns = namespace_for(&read_key);
         for node in self.rendezvous_nodes.clone() {
             let b = self.swarm.behaviour_mut();
             if let Err(e) = b.rendezvous.register(ns.clone(), node, None) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use arena_core::sync::wire::{chunk, is_fragment, Reassembler, Wire, GOSSIP_CHUNK};
-use arena_core::{Admission, CoreError, PeerKey, Room, RoomId, Store};
+use arena_core::{Admission, CoreError, Invite, PeerKey, ReadKey, Room, RoomId, Store};
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
@@ -13,7 +13,7 @@ use super::actor::{Actor, RoomState, Unproven};
 use super::fragments::Dropped;
 use super::{now_ms, JoinSpec, NodeEvent, RoomInfo};
 use crate::behaviour::{
-    peer_key, presence_topic_for, topic_for, topic_score_params, SyncRequest, SyncResponse, SyncStatus,
+    peer_key, presence_topic_for, topic_for, topic_score_params, RoomCipher, SyncRequest, SyncResponse, SyncStatus,
 };
 use crate::error::{NodeError, Result};
 use crate::recording::RecordingStore;
@@ -46,6 +46,7 @@ impl Actor {
             (None, None) => NodeStore::Memory(arena_core::MemoryStore::new()),
         };
         let mut room = Room::open(id, me.clone(), 0, store, self.cfg.room.clone(), now)?;
+        let read_key = self.read_key_for(&spec, room.role().is_some(), now)?;
         let mut announce = Vec::new();
         if room.role().is_none() {
             let token = spec
@@ -58,7 +59,7 @@ impl Actor {
         } else if let Some(m) = room.ledger().member(&me.public()) {
             announce.push(Wire::Admissions(vec![m.admission.clone()]));
         }
-        let topic = topic_for(&id);
+        let topic = topic_for(&read_key);
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
         gs.subscribe(&topic).map_err(|e| NodeError::Transport(format!("subscribe: {e}")))?;
         if let Err(e) = gs.set_topic_params(topic.clone(), topic_score_params()) {
@@ -66,12 +67,13 @@ impl Actor {
         }
         let info = RoomInfo { room: id, role: room.role(), log_len: arena_core::Store::log_len(room.store()) };
         info!(room = %id, role = ?info.role, log = info.log_len, "joined");
-        let presence_topic = presence_topic_for(&id);
+        let presence_topic = presence_topic_for(&read_key);
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
         gs.subscribe(&presence_topic).map_err(|e| NodeError::Transport(format!("subscribe: {e}")))?;
         self.topics.insert(topic.hash(), id);
         self.topics.insert(presence_topic.hash(), id);
-        self.rooms.insert(id, RoomState { room, topic, presence_topic, unrelayed: Vec::new() });
+        let cipher = RoomCipher::new(&read_key);
+        self.rooms.insert(id, RoomState { room, topic, presence_topic, read_key, cipher, unrelayed: Vec::new() });
         self.out.dirty.insert(id);
         self.out.publish.push((id, announce));
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -82,23 +84,89 @@ impl Actor {
         Ok((id, info))
     }
 
-    /// A gossip message on one of our rooms' topics. Only an admitted member's messages
-    /// (its publisher, signed by gossipsub, is in the room's ledger) are applied and
-    /// forwarded; see [`Actor::not_a_member`] for the others.
+    /// The read key of the room `spec` joins: from its token (kept in the data dir for a
+    /// restart without one), else the one kept. A replica admitted before may come with a
+    /// token that no longer checks (expired): the kept key serves then.
+    fn read_key_for(&self, spec: &JoinSpec, admitted: bool, now: u64) -> Result<ReadKey> {
+        let path = self.cfg.data_dir.as_ref().map(|d| d.join("read-keys").join(spec.room.to_hex()));
+        if let Some(token) = spec.token.as_deref() {
+            match Invite::from_token(token, &spec.room, now / 1000) {
+                Ok(invite) => {
+                    let key = invite.read_key();
+                    if let Some(path) = &path {
+                        let dir = path.parent().unwrap_or(path);
+                        crate::create_private_dir(dir).map_err(|e| NodeError::io(dir, e))?;
+                        crate::write_private_file(path, PeerKey(key.0).to_hex().as_bytes())
+                            .map_err(|e| NodeError::io(path, e))?;
+                    }
+                    return Ok(key);
+                }
+                Err(e) if !admitted => return Err(e.into()),
+                Err(e) => debug!(room = %spec.room, error = %e, "the token does not check; using the kept read key"),
+            }
+        }
+        let no_key = || {
+            NodeError::Core(CoreError::NotAllowed(
+                "no read key for this room here: join with an invite token (it carries the key)".into(),
+            ))
+        };
+        let Some(path) = path else { return Err(no_key()) };
+        match std::fs::read_to_string(&path) {
+            Ok(s) => PeerKey::from_hex(s.trim()).map(|k| ReadKey(k.0)).map_err(|_| NodeError::Recording {
+                path: path.display().to_string(),
+                reason: "not a 64-hex-digit read key".into(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(no_key()),
+            Err(e) => Err(NodeError::io(&path, e)),
+        }
+    }
+
+    /// Announces our admission on the room's topic (sealed: only members open it), at most
+    /// once a second: a member that opens it admits us and asks us for what it lacks.
+    pub(super) fn announce(&mut self, room: RoomId) {
+        let now = std::time::Instant::now();
+        if self.announced.get(&room).is_some_and(|t| now.duration_since(*t) < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        let Some(adm) = self.own_admission(&room) else { return };
+        self.announced.insert(room, now);
+        self.out.publish.push((room, vec![adm]));
+    }
+
+    /// A gossip message on one of our rooms' topics. It must open under the room's read key
+    /// (see `behaviour/sealed.rs`); one that does not is dropped and counted, and is an
+    /// offence of the peer that sent it only when that peer also published it: an arena
+    /// node opens a message before it forwards it, and every holder of the read key opens
+    /// the same messages, so a forwarded one that does not open was forwarded unchecked
+    /// (by a peer that is not an arena member) and its signer is the one at fault, whom
+    /// we may not be connected to. Only an admitted member's messages (its publisher,
+    /// signed by gossipsub, is in the room's ledger) are then applied and forwarded; see
+    /// [`Actor::not_a_member`] for the others.
     ///
-    /// What validation cannot close: a stranger that subscribes to a room's topic still
-    /// receives what members publish there (gossipsub forwards to every subscribed peer):
-    /// the topic name (the room id), the publishers' peer ids, and every envelope and
-    /// admission in clear (authors' keys, members' names and grants, the code as typed),
-    /// the fragments of big pastes, and the presence updates (names, cursors). Only the
-    /// planned room read key (encrypting room traffic to members) closes that.
-    pub(super) fn on_gossip(&mut self, source: PeerId, id: MessageId, msg: gossipsub::Message) {
+    /// What a stranger subscribed to the room's topics still sees (gossipsub forwards to
+    /// every subscriber; it cannot deliver to members only): the opaque topic names and
+    /// who subscribes to them, each message's size, timing and publisher peer id (for an
+    /// arena node, its member key). Not the room id, nor anything inside a message.
+    pub(super) fn on_gossip(&mut self, source: PeerId, id: MessageId, mut msg: gossipsub::Message) {
         let Some(&room) = self.topics.get(&msg.topic) else {
             self.out.validate(None, id, source, MessageAcceptance::Ignore);
             return;
         };
-        // Strict validation: every message is signed by its publisher.
         let publisher = msg.source.unwrap_or(source);
+        let Some(opened) = self.rooms.get(&room).and_then(|s| s.cipher.open(&msg.topic, &msg.data)) else {
+            self.undecryptable += 1;
+            let verdict = if publisher == source {
+                self.offence(source, Some(room), "gossip that does not open under the room's read key".into());
+                MessageAcceptance::Reject
+            } else {
+                debug!(peer = %source, publisher = %publisher, room = %room, "forwarded gossip that does not open: dropped");
+                MessageAcceptance::Ignore
+            };
+            self.out.validate(Some(room), id, source, verdict);
+            return;
+        };
+        msg.data = opened;
+        // Strict validation: every message is signed by its publisher.
         let member = self.is_member(&room, &publisher);
         if self.rooms.get(&room).is_some_and(|s| s.presence_topic.hash() == msg.topic) {
             // Blame goes to the peer that handed it over; the event names its author.
@@ -138,8 +206,15 @@ impl Actor {
             Ok(Wire::Admissions(adms)) if !member && !proves(&adms, &room, &publisher) => {
                 self.not_a_member(room, source, publisher, "admissions")
             }
-            // A member's admission (its first message) makes it one.
-            Ok(w @ Wire::Admissions(_)) => self.apply(room, w, source),
+            // A member's admission (its first message) makes it one: ask it for what we lack.
+            Ok(w @ Wire::Admissions(_)) => {
+                let verdict = self.apply(room, w, source);
+                if !member && self.is_member(&room, &publisher) {
+                    self.request_sync(publisher, room);
+                    self.relay_unrelayed(publisher, room);
+                }
+                verdict
+            }
             Ok(Wire::Envelopes(_)) if !member => self.not_a_member(room, source, publisher, "envelopes"),
             Ok(w @ Wire::Envelopes(_)) => self.apply(room, w, source),
             // A host's removal of a member, live (the ledger checks who signed it).
@@ -236,11 +311,13 @@ impl Actor {
     pub(super) fn publish_presence(&mut self, room: RoomId, update: Vec<u8>) -> Result<()> {
         crate::presence::decode(&update)
             .map_err(|e| NodeError::Core(CoreError::Malformed { what: "awareness", reason: e }))?;
-        let topic = self.rooms.get(&room).ok_or_else(|| NodeError::NotJoined(room.to_hex()))?.presence_topic.clone();
+        let state = self.rooms.get(&room).ok_or_else(|| NodeError::NotJoined(room.to_hex()))?;
+        let topic = state.presence_topic.clone();
         if !self.topic_has_peers(&topic.hash()) {
             return Ok(());
         }
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, update) {
+        let sealed = state.cipher.seal(&topic.hash(), &update)?;
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, sealed) {
             // No peer subscribed yet: presence is refreshed every few seconds anyway.
             debug!(room = %room, error = %e, "presence publish");
         }
@@ -412,9 +489,10 @@ impl Actor {
 
     /// Asks `peer` for what we lack in `room` (one request in flight per peer and room);
     /// true when a request is on its way. Our admission goes first (the peer serves only
-    /// members). Only to a peer that has a part in the room: a known member, a subscriber
-    /// of its topic (which names the room already) or one of our bootstrap nodes (which may
-    /// host it): a request names the room and our envelope vector its authors.
+    /// members). Only to a peer that has a part in the room: a known member or one of our
+    /// bootstrap nodes (which may host it); never to a mere subscriber of the room's topic
+    /// (anyone can subscribe to a topic it saw announced): a request names the room, our
+    /// admission our key and name, and our envelope vector the authors.
     pub(super) fn request_sync(&mut self, peer: PeerId, room: RoomId) -> bool {
         if self.inflight_keys.contains(&(peer, room)) {
             return true;
@@ -448,12 +526,7 @@ impl Actor {
 
     /// Whether `peer` may be sent requests about `room` (see [`Actor::request_sync`]).
     fn may_ask(&self, peer: PeerId, room: RoomId) -> bool {
-        self.is_member(&room, &peer)
-            || self.bootstrap_peers.contains(&peer)
-            || self.rooms.get(&room).is_some_and(|s| {
-                let topic = s.topic.hash();
-                self.swarm.behaviour().gossipsub.all_peers().any(|(p, t)| *p == peer && t.contains(&&topic))
-            })
+        self.is_member(&room, &peer) || self.bootstrap_peers.contains(&peer)
     }
 
     /// Our admission to `room`, as the proof of membership our requests start with.
