@@ -103,6 +103,10 @@ async fn two_nodes_bridge_a_room_and_survive_a_restart() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_clients_write_through_a_node_that_does_not_host_the_room() -> Result<()> {
     use serde_json::json;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     if js_dir().is_err() {
         eprintln!("SKIPPED: npm packages missing (npm ci --prefix bootstrap-server/tests/js)");
         anyhow::bail!("npm packages missing: run `npm ci --prefix bootstrap-server/tests/js`");

@@ -111,6 +111,21 @@ pub struct Receipt {
 }
 
 /// Where `(author, seq)` is (`Ok`) or belongs (`Err`) in the sorted pending buffer.
+/// Relayed stock updates kept while they wait for content we lack, at most.
+pub(crate) const MAX_WAITING_RELAYED: usize = 1024;
+/// ... and their bytes at most.
+pub(crate) const MAX_WAITING_RELAYED_BYTES: usize = 4 << 20;
+
+/// What became of a stock client's update we were asked to sign.
+pub(crate) enum Proxied {
+    /// Signed, applied and logged.
+    Signed(Envelope),
+    /// It changes nothing.
+    Empty,
+    /// It builds on content we do not hold yet; nothing changed.
+    Wait,
+}
+
 fn pending_slot(pending: &[Envelope], author: &PeerKey, seq: u64) -> std::result::Result<usize, usize> {
     pending.binary_search_by(|e| e.author.cmp(author).then(e.seq.cmp(&seq)))
 }
@@ -130,6 +145,11 @@ pub struct Room<S: Store> {
     pending: Vec<Envelope>,
     /// Our local transactions applied to the document but not sealed yet, in order.
     unsealed: Vec<Vec<u8>>,
+    /// Stock clients' updates relayed by another node ([`Room::proxy_for`]) that build on
+    /// content we do not hold yet (an earlier relayed update that arrived later, on another
+    /// stream), with the role they were vouched for; retried after each signing and
+    /// [`Room::retry_relayed`]. Bounded by [`MAX_WAITING_RELAYED`] (oldest dropped).
+    relayed: Vec<(Role, Vec<u8>)>,
     /// Envelopes sealed from deferred updates, kept for [`Room::take_sealed`] when
     /// [`RoomConfig::collect_seals`] is set.
     sealed: Vec<Envelope>,
@@ -173,6 +193,7 @@ impl<S: Store> Room<S> {
             cfg,
             pending: Vec::new(),
             unsealed: Vec::new(),
+            relayed: Vec::new(),
             sealed: Vec::new(),
             last_checkpoint: (0, now_ms),
             checkpoint_bytes: (0, 0),
@@ -577,6 +598,18 @@ impl<S: Store> Room<S> {
     /// items under a client id owned by another author, and is held to the write rules of
     /// the client's `role` (its token's: a stock candidate writes `code`, never `analysis`).
     pub fn proxy_update(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<Option<Envelope>> {
+        match self.proxy_checked(update, role, now_ms)? {
+            Proxied::Signed(env) => Ok(Some(env)),
+            Proxied::Empty => Ok(None),
+            Proxied::Wait => {
+                Err(CoreError::NotAllowed("the update builds on content this node does not hold (sync first)".into()))
+            }
+        }
+    }
+
+    /// [`Room::proxy_update`], telling an update that builds on content we lack apart (it
+    /// changed nothing then).
+    pub(crate) fn proxy_checked(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<Proxied> {
         let me = self.me.public();
         if !self.can_proxy() {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
@@ -584,12 +617,15 @@ impl<S: Store> Room<S> {
         self.seal_pending(now_ms)?;
         let (decoded, scan) = crate::doc::strict::decode_scanned(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
-            return Ok(None);
+            return Ok(Proxied::Empty);
         }
         let head = self.ledger.head(&me);
         let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update.to_vec());
         let checked = self.ledger.check(&env, None)?;
-        self.judge_stock(&scan, role)?;
+        match self.ledger.judge_stock(&scan, role)? {
+            crate::ledger::Verdict::Allowed(placed) => self.ledger.accept(placed),
+            crate::ledger::Verdict::Wait => return Ok(Proxied::Wait),
+        }
         {
             let mut txn = self.doc.yrs().transact_mut();
             txn.apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
@@ -598,7 +634,50 @@ impl<S: Store> Room<S> {
         let at = self.received_at(now_ms);
         self.log_append(&env, at)?;
         self.maybe_checkpoint(now_ms)?;
-        Ok(Some(env))
+        Ok(Proxied::Signed(env))
+    }
+
+    /// Signs the relayed stock updates that waited for content we now hold (see
+    /// [`Room::proxy_for`]); call after applying envelopes. Returns the envelopes signed, in
+    /// order; an update that fails for any other reason than waiting is dropped.
+    pub fn retry_relayed(&mut self, now_ms: u64) -> Result<Vec<Envelope>> {
+        let mut signed = Vec::new();
+        loop {
+            let mut progressed = false;
+            let mut i = 0;
+            while i < self.relayed.len() {
+                let (role, update) = self.relayed[i].clone();
+                match self.proxy_checked(&update, role, now_ms) {
+                    Ok(Proxied::Wait) => i += 1,
+                    Ok(Proxied::Signed(env)) => {
+                        self.relayed.remove(i);
+                        signed.push(env);
+                        progressed = true;
+                    }
+                    Ok(Proxied::Empty) | Err(CoreError::NotAllowed(_) | CoreError::Malformed { .. }) => {
+                        self.relayed.remove(i);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !progressed || self.relayed.is_empty() {
+                return Ok(signed);
+            }
+        }
+    }
+
+    /// Keeps a relayed update that waits for content we lack (bounded: the oldest goes).
+    pub(crate) fn keep_relayed(&mut self, role: Role, update: &[u8]) {
+        let bytes: usize = self.relayed.iter().map(|(_, u)| u.len()).sum();
+        if self.relayed.len() >= MAX_WAITING_RELAYED || bytes + update.len() > MAX_WAITING_RELAYED_BYTES {
+            self.relayed.remove(0);
+        }
+        self.relayed.push((role, update.to_vec()));
+    }
+
+    /// How many relayed stock updates wait for content we lack.
+    pub fn waiting_relayed(&self) -> usize {
+        self.relayed.len()
     }
 
     /// A digest of the document state (for convergence checks and logs): of the canonical

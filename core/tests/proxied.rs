@@ -7,7 +7,7 @@ use arena_core::records::Meta;
 use arena_core::sync::wire::Wire;
 use arena_core::{Admission, Identity, Invite, MemoryStore, Role, Room, RoomConfig, Store, FLAG_PROXY};
 use yrs::updates::encoder::Encode;
-use yrs::{GetString, Text, Transact};
+use yrs::{GetString, ReadTxn, Text, Transact};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -165,5 +165,80 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     let before = peer.state_digest();
     ensure!(peer.proxy_deferred(&stock_update_as(14, "d"), Role::Candidate, T0 + 8).is_err());
     ensure!(peer.state_digest() == before);
+    Ok(())
+}
+
+/// Relays are requests of their own and may arrive out of order: an update that builds on
+/// one not here yet waits (nothing applied, nothing signed) and is signed right after it.
+/// What waits is bounded, and a waiting update by a refused grant is never signed.
+#[test]
+fn relayed_updates_that_arrive_out_of_order_are_signed_in_order() -> Result<()> {
+    let mut home = Room::open(
+        key().public(),
+        Identity::from_passphrase("home"),
+        0,
+        MemoryStore::new(),
+        RoomConfig::default(),
+        T0,
+    )?;
+    let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
+    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
+    let writer = Invite::issue(&key(), Role::Candidate, T0 / 1000 + 3600, 0, T0);
+    let observer = Invite::issue(&key(), Role::Observer, T0 / 1000 + 3600, 0, T0);
+    // One stock client types "ab", then "c" after it, then deletes "a".
+    let doc = yrs::Doc::with_client_id(555_001);
+    let code = doc.get_or_insert_text("code");
+    let step = |f: &dyn Fn(&mut yrs::TransactionMut)| {
+        let mut txn = doc.transact_mut();
+        f(&mut txn);
+        txn.encode_update_v1()
+    };
+    let steps =
+        [step(&|x| code.insert(x, 0, "ab")), step(&|x| code.insert(x, 2, "c")), step(&|x| code.remove_range(x, 0, 1))];
+    let vouched = |inv: &Invite, update: &[u8]| Wire::Proxied {
+        grant: Box::new(inv.grant.clone()),
+        signature: inv.vouch(update),
+        update: update.to_vec(),
+    };
+    let log0 = home.store().log_len();
+    // The last two first: they wait, and change nothing.
+    for u in [&steps[2], &steps[1]] {
+        let before = home.state_digest();
+        let (_, r) = home.handle(vouched(&writer, u), T0 + 1)?;
+        ensure!(r.applied.is_empty(), "an update building on missing content was signed");
+        ensure!(home.state_digest() == before, "a waiting update changed the document");
+    }
+    ensure!(home.waiting_relayed() == 2, "{} waiting", home.waiting_relayed());
+    ensure!(home.store().log_len() == log0, "a waiting update was logged");
+    // The first arrives: all three are signed, in order, in three envelopes.
+    let (_, r) = home.handle(vouched(&writer, &steps[0]), T0 + 2)?;
+    ensure!(r.applied.len() == 3, "{} envelopes signed", r.applied.len());
+    ensure!(home.doc().code() == "bc", "code {:?}", home.doc().code());
+    ensure!(home.waiting_relayed() == 0, "{} still waiting", home.waiting_relayed());
+    let seqs: Vec<u64> = r.applied.iter().map(|e| e.seq).collect();
+    ensure!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "not in chain order: {seqs:?}");
+
+    // An observer's update never waits: it is refused outright.
+    let other = yrs::Doc::with_client_id(555_002);
+    let t = other.get_or_insert_text("code");
+    yrs::Text::insert(&t, &mut other.transact_mut(), 0, "x");
+    let sv = other.transact().state_vector();
+    yrs::Text::insert(&t, &mut other.transact_mut(), 1, "y");
+    let later = other.transact().encode_state_as_update_v1(&sv);
+    ensure!(home.handle(vouched(&observer, &later), T0 + 3).is_err(), "an observer's relayed update was kept");
+    ensure!(home.waiting_relayed() == 0, "an observer's update waits");
+
+    // Bounded: a flood of updates that build on nothing we hold keeps at most the cap.
+    for i in 0..1500u64 {
+        let d = yrs::Doc::with_client_id(600_000 + i);
+        let t = d.get_or_insert_text("code");
+        Text::insert(&t, &mut d.transact_mut(), 0, "x");
+        let sv = d.transact().state_vector();
+        Text::insert(&t, &mut d.transact_mut(), 1, "y");
+        let u = d.transact().encode_state_as_update_v1(&sv);
+        home.handle(vouched(&writer, &u), T0 + 4)?;
+    }
+    ensure!(home.waiting_relayed() <= 1024, "{} waiting: unbounded", home.waiting_relayed());
+    ensure!(home.doc().code() == "bc", "the flood changed the document: {:?}", home.doc().code());
     Ok(())
 }

@@ -155,6 +155,7 @@ async fn presence_over_libp2p_is_recorded() -> Result<()> {
         .await?;
     gossip_ready(&[&a, &b, &r], &room).await?;
     let mut events = b.handle.subscribe();
+    let mut recorder_events = r.handle.subscribe();
     let state = r##"{"user":{"name":"Host","color":"#f00"},"cursor":{"anchor":3,"head":5}}"##;
     let update = |clock: u32| {
         let mut clients = std::collections::HashMap::new();
@@ -163,19 +164,27 @@ async fn presence_over_libp2p_is_recorded() -> Result<()> {
         yrs::sync::AwarenessUpdate { clients }.encode_v1()
     };
     assert!(a.handle.publish_presence(room.id, vec![0xff, 0x01]).await.is_err(), "a malformed update was published");
-    // Gossipsub's mesh may take a heartbeat: publish until B has seen it.
+    // Gossipsub's mesh may take a heartbeat: publish until B and the recorder have seen it.
     let deadline = std::time::Instant::now() + TIMEOUT;
-    let mut got = None;
+    let (mut got, mut recorded) = (None, false);
+    let presence = |ev: Result<NodeEvent, _>| match ev {
+        Ok(NodeEvent::Presence { room: r, update, from }) if r == room.id => Some((update, from)),
+        _ => None,
+    };
     for clock in 2.. {
-        assert!(std::time::Instant::now() < deadline, "B never heard A's presence");
+        assert!(std::time::Instant::now() < deadline, "B or the recorder never heard A's presence");
         a.handle.publish_presence(room.id, update(clock)).await?;
-        if let Ok(Ok(ev)) = tokio::time::timeout(std::time::Duration::from_millis(200), events.recv()).await {
-            if let NodeEvent::Presence { room: r, update, from } = ev {
-                if r == room.id {
-                    got = Some((update, from));
-                    break;
-                }
+        let pause = tokio::time::sleep(std::time::Duration::from_millis(200));
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                ev = events.recv() => if let Some(p) = presence(ev) { got = Some(p) },
+                ev = recorder_events.recv() => recorded |= presence(ev).is_some(),
+                _ = &mut pause => break,
             }
+        }
+        if got.is_some() && recorded {
+            break;
         }
     }
     let got = got.expect("presence");

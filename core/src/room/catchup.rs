@@ -305,8 +305,8 @@ impl<S: Store> Room<S> {
                 Ok((replies, receipt))
             }
             Wire::Proxied { grant, update, signature } => {
-                let env = self.proxy_for(&grant, &signature, &update, now_ms)?;
-                Ok((Vec::new(), Receipt { applied: env.into_iter().collect(), ..Receipt::default() }))
+                let applied = self.proxy_for(&grant, &signature, &update, now_ms)?;
+                Ok((Vec::new(), Receipt { applied, ..Receipt::default() }))
             }
         }
     }
@@ -315,18 +315,34 @@ impl<S: Store> Room<S> {
     /// checking the relay's voucher: signed by the invite key of a grant for this room, not
     /// expired, with a role that may write. The update is held to that role's write rules.
     /// Needs our proxy grant.
+    ///
+    /// Relayed updates may arrive out of order (each relay is a request of its own): one
+    /// that builds on content we do not hold yet is kept (bounded) and signed once that
+    /// content is here, by a later call or [`Room::retry_relayed`]. Returns the envelopes
+    /// signed now, in order: this update's and those of kept ones it unblocked.
     pub fn proxy_for(
         &mut self,
         grant: &crate::grant::Grant,
         signature: &[u8; 64],
         update: &[u8],
         now_ms: u64,
-    ) -> Result<Option<Envelope>> {
+    ) -> Result<Vec<Envelope>> {
         grant.check_vouch(&self.id, update, signature, now_ms / 1000)?;
         if !grant.role.may_write() {
             return Err(CoreError::NotAllowed(format!("a relayed update under a {} grant", grant.role)));
         }
-        self.proxy_update(update, grant.role, now_ms)
+        match self.proxy_checked(update, grant.role, now_ms)? {
+            super::Proxied::Signed(env) => {
+                let mut signed = vec![env];
+                signed.extend(self.retry_relayed(now_ms)?);
+                Ok(signed)
+            }
+            super::Proxied::Empty => Ok(Vec::new()),
+            super::Proxied::Wait => {
+                self.keep_relayed(grant.role, update);
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// Starts from a peer's signed checkpoint: a late joiner that holds none of the

@@ -38,9 +38,14 @@ pub(super) struct RoomState {
     pub(super) read_key: arena_core::ReadKey,
     /// Seals and opens the room's gossip (keyed from `read_key`).
     pub(super) cipher: RoomCipher,
-    /// Stock clients' updates to relay for signing that found no peer in the room yet
-    /// (the home node had not joined): sent to the first peer that subscribes.
+    /// Stock clients' updates waiting to be relayed for signing (no member peer yet, or
+    /// a relay in flight): see [`Actor::pump_relay`].
     pub(super) unrelayed: Vec<Wire>,
+    /// The relay requests in flight (one batch, to every member peer), the batch, and
+    /// whether any of them was answered.
+    pub(super) relaying: Vec<OutboundRequestId>,
+    pub(super) relay_batch: Vec<Wire>,
+    pub(super) relay_delivered: bool,
 }
 
 /// A gossip publisher not (yet) known as a member of a room: we asked `asked` to catch us
@@ -593,6 +598,9 @@ impl Actor {
             ArenaBehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
                 debug!(peer = %peer, error = %error, "sync request failed");
                 if let Some(key) = self.inflight.remove(&request_id) {
+                    if self.relay_done(key.1, request_id, false) {
+                        return;
+                    }
                     self.inflight_keys.remove(&key);
                     self.proofs_settled(key.0, key.1);
                 }
@@ -635,6 +643,7 @@ impl Actor {
             for p in peers {
                 self.request_sync(p, room);
             }
+            self.pump_relay(room);
         }
     }
 }

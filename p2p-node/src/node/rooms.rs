@@ -21,6 +21,8 @@ use crate::store::NodeStore;
 
 /// Most relayed updates kept per room while no peer can sign them.
 const MAX_UNRELAYED: usize = 1024;
+/// Bytes of relayed updates sent in one request at most (a sync request may hold 4 MiB).
+const RELAY_BATCH_BYTES: usize = 1 << 20;
 
 /// Most publishers not (yet) known as members being waited on.
 const MAX_UNPROVEN: usize = 4096;
@@ -73,7 +75,20 @@ impl Actor {
         self.topics.insert(topic.hash(), id);
         self.topics.insert(presence_topic.hash(), id);
         let cipher = RoomCipher::new(&read_key);
-        self.rooms.insert(id, RoomState { room, topic, presence_topic, read_key, cipher, unrelayed: Vec::new() });
+        self.rooms.insert(
+            id,
+            RoomState {
+                room,
+                topic,
+                presence_topic,
+                read_key,
+                cipher,
+                unrelayed: Vec::new(),
+                relaying: Vec::new(),
+                relay_batch: Vec::new(),
+                relay_delivered: false,
+            },
+        );
         self.out.dirty.insert(id);
         self.out.publish.push((id, announce));
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -349,11 +364,24 @@ impl Actor {
                         offences.push(format!("envelope of {}: {err}", &author.to_hex()[..12]));
                     }
                 }
+                // Stock updates relayed to us may have waited for these.
+                let signed = if receipt.applied.is_empty() || state.room.waiting_relayed() == 0 {
+                    Vec::new()
+                } else {
+                    state.room.retry_relayed(now).unwrap_or_else(|e| {
+                        warn!(room = %room, error = %e, "signing relayed updates");
+                        Vec::new()
+                    })
+                };
                 if !receipt.applied.is_empty() {
                     self.out.event(
                         Some(room),
                         NodeEvent::Applied { room, envelopes: receipt.applied.clone(), from: Some(peer) },
                     );
+                }
+                if !signed.is_empty() {
+                    self.out.publish.push((room, vec![Wire::Envelopes(signed.clone())]));
+                    self.out.event(Some(room), NodeEvent::Applied { room, envelopes: signed, from: Some(peer) });
                 }
                 if receipt.needs_catch_up || unknown {
                     self.request_sync(peer, room);
@@ -643,13 +671,13 @@ impl Actor {
         let now = now_ms();
         let Some(state) = self.rooms.get_mut(&room) else { return false };
         match state.room.proxy_for(grant, signature, update, now) {
-            Ok(Some(env)) => {
+            Ok(envs) if envs.is_empty() => true,
+            Ok(envs) => {
                 self.out.dirty.insert(room);
-                self.out.publish.push((room, vec![Wire::Envelopes(vec![env.clone()])]));
-                self.out.event(Some(room), NodeEvent::Applied { room, envelopes: vec![env], from: Some(peer) });
+                self.out.publish.push((room, vec![Wire::Envelopes(envs.clone())]));
+                self.out.event(Some(room), NodeEvent::Applied { room, envelopes: envs, from: Some(peer) });
                 true
             }
-            Ok(None) => true,
             Err(e) => {
                 debug!(peer = %peer, room = %room, error = %e, "relayed update not signed");
                 false
@@ -657,48 +685,96 @@ impl Actor {
         }
     }
 
-    /// Relays the updates kept while the room had no peer to `peer`, which just joined it.
-    /// Only to a member: the updates carry the clients' invite tokens.
-    pub(super) fn relay_unrelayed(&mut self, peer: PeerId, room: RoomId) {
-        if self.partitioned || !self.is_member(&room, &peer) {
+    /// A peer may now sign what waits to be relayed (it joined the room, or became a
+    /// member): send it on.
+    pub(super) fn relay_unrelayed(&mut self, _peer: PeerId, room: RoomId) {
+        self.pump_relay(room);
+    }
+
+    /// Queues stock clients' updates we cannot sign for (the room's home node signs them;
+    /// the envelopes come back over gossip) and sends them on (see [`Actor::pump_relay`]).
+    /// Bounded: past [`MAX_UNRELAYED`] the oldest are dropped, loudly.
+    pub(super) fn relay_proxied(&mut self, room: RoomId, msgs: Vec<Wire>) {
+        let Some(state) = self.rooms.get_mut(&room) else { return };
+        state.unrelayed.extend(msgs);
+        if state.unrelayed.len() > MAX_UNRELAYED {
+            let over = state.unrelayed.len() - MAX_UNRELAYED;
+            state.unrelayed.drain(..over);
+            warn!(room = %room, dropped = over, "no peer to sign relayed updates; dropped the oldest");
+        }
+        self.pump_relay(room);
+    }
+
+    /// Sends what waits to be relayed, as one request to every connected member of the
+    /// room that subscribes to its topic (never to a mere subscriber: a voucher names a
+    /// grant), unless a relay is in flight: one at a time per room, so that the home node
+    /// receives a client's updates in order and a burst of keystrokes does not exhaust the
+    /// peer's stream limit. A relay that no peer received goes back to the front of the
+    /// queue (see [`Actor::relay_done`]); the anti-entropy tick tries again.
+    pub(super) fn pump_relay(&mut self, room: RoomId) {
+        if self.partitioned {
+            return;
+        }
+        let Some(state) = self.rooms.get(&room) else { return };
+        if state.unrelayed.is_empty() || !state.relaying.is_empty() {
+            return;
+        }
+        let kept = state.unrelayed.len();
+        let mut peers = self.topic_peers(&state.topic.hash());
+        peers.retain(|p| self.is_member(&room, p) && self.swarm.is_connected(p));
+        peers.retain(|p| !self.is_banned(p));
+        if peers.is_empty() {
+            debug!(room = %room, kept, "no peer to sign relayed updates yet; kept");
             return;
         }
         let Some(state) = self.rooms.get_mut(&room) else { return };
-        if state.unrelayed.is_empty() {
-            return;
-        }
-        let msgs = std::mem::take(&mut state.unrelayed);
-        self.send_sync(peer, room, msgs);
-    }
-
-    /// Sends stock clients' updates we cannot sign for to every connected member of the room
-    /// (the room's home node signs them; the envelopes come back over gossip). Never to a
-    /// mere subscriber of the topic: the updates carry the clients' invite tokens.
-    pub(super) fn relay_proxied(&mut self, room: RoomId, msgs: Vec<Wire>) {
-        let Some(state) = self.rooms.get(&room) else { return };
-        let mut peers = self.topic_peers(&state.topic.hash());
-        peers.retain(|p| self.is_member(&room, p));
-        if peers.is_empty() {
-            // Kept for the first peer that joins the room (a home node joins on demand).
-            let Some(state) = self.rooms.get_mut(&room) else { return };
-            state.unrelayed.extend(msgs);
-            if state.unrelayed.len() > MAX_UNRELAYED {
-                let over = state.unrelayed.len() - MAX_UNRELAYED;
-                state.unrelayed.drain(..over);
-                warn!(room = %room, dropped = over, "no peer to sign relayed updates; dropped the oldest");
-            } else {
-                debug!(room = %room, "no peer to sign relayed updates yet; kept");
-            }
-            return;
-        }
-        // Updates kept while no member was there go first: the home node signs in order.
-        let kept = self.rooms.get_mut(&room).map(|s| std::mem::take(&mut s.unrelayed)).unwrap_or_default();
-        let msgs: Vec<Wire> = self.own_admission(&room).into_iter().chain(kept).chain(msgs).collect();
+        // At most RELAY_BATCH_BYTES a request (one update at least), below the peer's limit.
+        let mut bytes = 0;
+        let n = state
+            .unrelayed
+            .iter()
+            .take_while(|w| {
+                bytes += w.encode().len();
+                bytes <= RELAY_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        let batch: Vec<Wire> = state.unrelayed.drain(..n).collect();
+        let msgs: Vec<Wire> = self.own_admission(&room).into_iter().chain(batch.iter().cloned()).collect();
         let frames = chunk(&msgs, GOSSIP_CHUNK);
+        let mut ids = Vec::new();
         for p in peers {
             let id = self.swarm.behaviour_mut().sync.send_request(&p, SyncRequest { room, frames: frames.clone() });
             self.inflight.insert(id, (p, room));
+            ids.push(id);
         }
+        if let Some(state) = self.rooms.get_mut(&room) {
+            state.relaying = ids;
+            state.relay_batch = batch;
+            state.relay_delivered = false;
+        }
+    }
+
+    /// A relay request ended (`delivered`: the peer answered it). When the last of a
+    /// batch's requests has ended and none was delivered, the batch goes back to the front
+    /// of the queue; otherwise the next batch goes.
+    pub(super) fn relay_done(&mut self, room: RoomId, id: OutboundRequestId, delivered: bool) -> bool {
+        let Some(state) = self.rooms.get_mut(&room) else { return false };
+        let Some(i) = state.relaying.iter().position(|r| *r == id) else { return false };
+        state.relaying.swap_remove(i);
+        state.relay_delivered |= delivered;
+        if !state.relaying.is_empty() {
+            return true;
+        }
+        let batch = std::mem::take(&mut state.relay_batch);
+        if !state.relay_delivered {
+            debug!(room = %room, updates = batch.len(), "relay not delivered; kept for the next try");
+            let rest = std::mem::replace(&mut state.unrelayed, batch);
+            state.unrelayed.extend(rest);
+            return true;
+        }
+        self.pump_relay(room);
+        true
     }
 
     /// Counts a sync request of `peer`; past [`MAX_REQUESTS_PER_SEC`] it is refused, and
@@ -789,6 +865,12 @@ impl Actor {
 
     pub(super) fn on_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, resp: SyncResponse) {
         let Some((_, room)) = self.inflight.remove(&request_id) else { return };
+        // A relay: delivered unless the peer lacks the room (its home node joins it on
+        // that request, and the relay goes again).
+        if self.relay_done(room, request_id, resp.status != SyncStatus::UnknownRoom) {
+            self.answer_in(peer, room, resp);
+            return;
+        }
         self.inflight_keys.remove(&(peer, room));
         self.answer_in(peer, room, resp);
         self.proofs_settled(peer, room);
