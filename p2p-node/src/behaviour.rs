@@ -100,6 +100,38 @@ pub struct BehaviourConfig {
     pub hole_punching: bool,
     /// Caps on connections and on the process's memory while accepting them.
     pub limits: ConnectionCaps,
+    /// The peers the relay server serves: members of a room this node holds (the node
+    /// keeps the set current). Reservations and circuits of any other peer are denied.
+    pub relay_members: RelayMembers,
+}
+
+/// The peer ids the relay serves (see [`BehaviourConfig::relay_members`]), shared between
+/// the relay behaviour and the node that keeps it current.
+#[derive(Clone, Debug, Default)]
+pub struct RelayMembers(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PeerId>>>);
+
+impl RelayMembers {
+    /// Whether `peer` may reserve a slot or open a circuit.
+    pub fn contains(&self, peer: &PeerId) -> bool {
+        self.0.lock().map(|s| s.contains(peer)).unwrap_or(false)
+    }
+
+    /// Replaces the set.
+    pub fn set(&self, peers: std::collections::HashSet<PeerId>) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = peers;
+        }
+    }
+
+    /// How many peers the relay serves.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Whether the relay serves nobody.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Caps on connections (libp2p's `connection-limits` and `memory-connection-limits`): a
@@ -143,6 +175,7 @@ impl Default for BehaviourConfig {
             request_timeout: Duration::from_secs(30),
             hole_punching: true,
             limits: ConnectionCaps::default(),
+            relay_members: RelayMembers::default(),
         }
     }
 }
@@ -154,15 +187,20 @@ impl BehaviourConfig {
     }
 }
 
-/// Relay limits for interviews, small because the relay serves any peer (the stock relay
-/// behaviour cannot ask whether a peer is a member of a room we serve): libp2p's defaults
+/// Relay limits for interviews. Only members of a room this node holds may reserve a slot
+/// or open a circuit (`members`, checked through the relay's rate-limiter hook, which sees
+/// every reservation and circuit request with the peer id noise authenticated); the limits
+/// stay small because a member's key costs nothing to re-admit under a fresh link: libp2p's defaults
 /// (2 minutes and 128 KiB per circuit) cut a relayed session after a few hundred
 /// keystrokes, so a circuit lives up to 2 hours and 64 MiB (a typed interview is a few MiB;
 /// a peer reconnects through a new circuit after that, and dcutr usually upgrades to a
 /// direct connection long before); few reservations and circuits, rate-limited per peer and
 /// per IP.
-fn relay_config() -> relay::Config {
+fn relay_config(members: &RelayMembers) -> relay::Config {
     let n = |x: u32| std::num::NonZeroU32::new(x).unwrap_or(std::num::NonZeroU32::MIN);
+    let gate = |m: RelayMembers| -> Box<dyn relay::RateLimiter> {
+        Box::new(move |peer: PeerId, _: &libp2p::Multiaddr, _: std::time::Instant| m.contains(&peer))
+    };
     let minute = Duration::from_secs(60);
     relay::Config {
         max_reservations: 64,
@@ -172,8 +210,8 @@ fn relay_config() -> relay::Config {
         max_circuit_bytes: 64 << 20,
         max_circuits: 32,
         max_circuits_per_peer: 4,
-        reservation_rate_limiters: Vec::new(),
-        circuit_src_rate_limiters: Vec::new(),
+        reservation_rate_limiters: vec![gate(members.clone())],
+        circuit_src_rate_limiters: vec![gate(members.clone())],
     }
     .reservation_rate_per_peer(n(6), minute)
     .reservation_rate_per_ip(n(30), minute)
@@ -298,7 +336,10 @@ impl ArenaBehaviour {
                 .then(|| rendezvous::server::Behaviour::new(rendezvous::server::Config::default()))
                 .into(),
             relay_client,
-            relay_server: cfg.relay_server.then(|| relay::Behaviour::new(peer_id, relay_config())).into(),
+            relay_server: cfg
+                .relay_server
+                .then(|| relay::Behaviour::new(peer_id, relay_config(&cfg.relay_members)))
+                .into(),
             dcutr: Toggle::from(cfg.hole_punching.then(|| dcutr::Behaviour::new(peer_id))),
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()

@@ -74,7 +74,11 @@ pub(super) struct Actor {
     /// does not stop us asking the next one).
     pub(super) history_asked: HashSet<(PeerId, RoomId)>,
     pub(super) rendezvous_nodes: HashSet<PeerId>,
-    pub(super) relays: HashSet<PeerId>,
+    /// Relay servers we know of, with our listener through each (`None`: not listening,
+    /// e.g. our reservation was denied before the relay admitted us).
+    pub(super) relays: HashMap<PeerId, Option<libp2p::core::transport::ListenerId>>,
+    /// Members the relay serves, as last counted (see [`Actor::refresh_relay_members`]).
+    pub(super) relay_member_count: (usize, usize, usize),
     pub(super) remote_addrs: HashMap<PeerId, Multiaddr>,
     /// The remote IP of each connected peer (its first connection's), for per-IP caps.
     pub(super) remote_ips: HashMap<PeerId, std::net::IpAddr>,
@@ -129,7 +133,8 @@ impl Actor {
             inflight_keys: HashSet::new(),
             history_asked: HashSet::new(),
             rendezvous_nodes: HashSet::new(),
-            relays: HashSet::new(),
+            relays: HashMap::new(),
+            relay_member_count: (0, 0, 0),
             remote_addrs: HashMap::new(),
             remote_ips: HashMap::new(),
             fragments: super::fragments::Fragments::new(fragments),
@@ -189,8 +194,44 @@ impl Actor {
         Ok(())
     }
 
+    /// Keeps the relay's member set current: every admitted, unrevoked member of a room we
+    /// hold (recomputed only when the count of such members changed).
+    pub(super) fn refresh_relay_members(&mut self) {
+        if !self.cfg.behaviour.relay_server {
+            return;
+        }
+        // Members are never removed from a ledger, nor revocations undone: rooms, members
+        // and revoked members counted tell every change.
+        let mut count = (self.rooms.len(), 0, 0);
+        for s in self.rooms.values() {
+            let ledger = s.room.ledger();
+            for (k, _) in ledger.members() {
+                count.1 += 1;
+                count.2 += usize::from(ledger.is_revoked(k));
+            }
+        }
+        if count == self.relay_member_count {
+            return;
+        }
+        self.relay_member_count = count;
+        let mut peers = HashSet::new();
+        for s in self.rooms.values() {
+            let ledger = s.room.ledger();
+            peers.extend(
+                ledger
+                    .members()
+                    .filter(|(k, _)| !ledger.is_revoked(k))
+                    .filter_map(|(k, _)| crate::behaviour::peer_id_of(k)),
+            );
+        }
+        self.cfg.behaviour.relay_members.set(peers);
+    }
+
     /// Flushes every dirty room, then releases what waited for it.
     fn commit(&mut self) {
+        if !self.out.dirty.is_empty() {
+            self.refresh_relay_members();
+        }
         let mut failed = HashSet::new();
         for id in std::mem::take(&mut self.out.dirty) {
             let Some(state) = self.rooms.get_mut(&id) else { continue };
@@ -533,6 +574,10 @@ impl Actor {
                 self.out.event(None, NodeEvent::Listening { addr: address });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| a != &address),
+            SwarmEvent::ListenerClosed { listener_id, reason, addresses } => {
+                self.listen_addrs.retain(|a| !addresses.contains(a));
+                self.relay_listener_closed(listener_id, format!("{reason:?}"));
+            }
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
                 let ip = ip_of(endpoint.get_remote_address());
                 if self.partitioned || self.is_banned(&peer_id) || ip.is_some_and(|ip| self.ip_banned(&ip)) {
@@ -644,6 +689,10 @@ impl Actor {
                 self.request_sync(p, room);
             }
             self.pump_relay(room);
+        }
+        let idle: Vec<PeerId> = self.relays.iter().filter(|(_, l)| l.is_none()).map(|(p, _)| *p).collect();
+        for p in idle {
+            self.listen_via_relay(p);
         }
     }
 }

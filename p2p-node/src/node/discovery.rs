@@ -105,18 +105,37 @@ impl Actor {
                 self.discover_room(&r);
             }
         }
-        if self.cfg.use_relay && has(libp2p::relay::HOP_PROTOCOL_NAME.as_ref()) && !self.relays.contains(&peer) {
-            if let Some(addr) = self.remote_addrs.get(&peer).cloned() {
-                let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
-                let circuit = bare.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
-                match self.swarm.listen_on(circuit.clone()) {
-                    Ok(_) => {
-                        info!(relay = %peer, "listening through relay");
-                        self.relays.insert(peer);
-                    }
-                    Err(e) => warn!(addr = %circuit, error = ?e, "relay listen"),
-                }
+        if self.cfg.use_relay && has(libp2p::relay::HOP_PROTOCOL_NAME.as_ref()) && !self.relays.contains_key(&peer) {
+            self.relays.insert(peer, None);
+            self.listen_via_relay(peer);
+        }
+    }
+
+    /// Listens through relay `peer` (a reservation) unless we already do. A relay serves
+    /// only members of rooms it holds, so a reservation made before it admitted us is
+    /// denied: the listener closes ([`Actor::relay_listener_closed`]) and we try again
+    /// after it answers a sync request of ours, and on the anti-entropy tick.
+    pub(super) fn listen_via_relay(&mut self, peer: PeerId) {
+        if !matches!(self.relays.get(&peer), Some(None)) || !self.swarm.is_connected(&peer) {
+            return;
+        }
+        let Some(addr) = self.remote_addrs.get(&peer).cloned() else { return };
+        let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+        let circuit = bare.with(Protocol::P2p(peer)).with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => {
+                info!(relay = %peer, "listening through relay");
+                self.relays.insert(peer, Some(id));
             }
+            Err(e) => warn!(addr = %circuit, error = ?e, "relay listen"),
+        }
+    }
+
+    /// A listener closed: when it was a relay's, we no longer listen through it.
+    pub(super) fn relay_listener_closed(&mut self, id: libp2p::core::transport::ListenerId, reason: String) {
+        if let Some((peer, slot)) = self.relays.iter_mut().find(|(_, l)| **l == Some(id)) {
+            debug!(relay = %peer, reason, "no longer listening through relay");
+            *slot = None;
         }
     }
 

@@ -872,6 +872,10 @@ impl Actor {
             return;
         }
         self.inflight_keys.remove(&(peer, room));
+        if resp.status == SyncStatus::Ok {
+            // A relay that answers us holds us as a member now: it serves our reservation.
+            self.listen_via_relay(peer);
+        }
         self.answer_in(peer, room, resp);
         self.proofs_settled(peer, room);
         // Its answer may have made it a member: what waited for a member to sign it goes.
