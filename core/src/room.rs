@@ -130,6 +130,9 @@ pub struct Room<S: Store> {
     pending: Vec<Envelope>,
     /// Our local transactions applied to the document but not sealed yet, in order.
     unsealed: Vec<Vec<u8>>,
+    /// The delegation every update in `unsealed` was written under (`None`: our own edits).
+    /// A run never mixes two: a change of `via` seals the run first.
+    unsealed_via: Option<PeerKey>,
     /// Envelopes sealed from deferred updates, kept for [`Room::take_sealed`] when
     /// [`RoomConfig::collect_seals`] is set.
     sealed: Vec<Envelope>,
@@ -173,6 +176,7 @@ impl<S: Store> Room<S> {
             cfg,
             pending: Vec::new(),
             unsealed: Vec::new(),
+            unsealed_via: None,
             sealed: Vec::new(),
             last_checkpoint: (0, now_ms),
             checkpoint_bytes: (0, 0),
@@ -180,6 +184,10 @@ impl<S: Store> Room<S> {
         };
         for adm in room.store.admissions()? {
             room.ledger.admit(&adm, None)?;
+        }
+        // Delegations before revocations: a revoked invite refuses only new ones.
+        for d in room.store.delegations()? {
+            room.ledger.delegate(&d, None)?;
         }
         for r in room.store.revocations()? {
             room.ledger.revoke(&r)?;
@@ -295,6 +303,26 @@ impl<S: Store> Room<S> {
             self.store.put_revocation(r)?;
         }
         Ok(new)
+    }
+
+    /// Records a stock client's delegation (ours or a peer's) and stores it. `now_s` checks
+    /// its grant's expiry. Returns whether it was new: then send it on
+    /// ([`Wire::Delegations`]) before the envelopes that name it.
+    pub fn delegate(&mut self, d: &crate::Delegation, now_s: Option<u64>) -> Result<bool> {
+        let new = self.ledger.delegate(d, now_s)?;
+        if new {
+            self.store.put_delegation(d)?;
+        }
+        Ok(new)
+    }
+
+    /// Records a delegation that arrived from a peer now: like [`Room::admit_live`], one we
+    /// do not know yet must hold a grant that has not expired by our clock (less
+    /// [`CLOCK_SKEW_S`]).
+    pub fn delegate_live(&mut self, d: &crate::Delegation, now_ms: u64) -> Result<bool> {
+        let known = self.ledger.delegation(&d.key()) == Some(d);
+        let now = (!known).then(|| (now_ms / 1000).saturating_sub(CLOCK_SKEW_S));
+        self.delegate(d, now)
     }
 
     /// Joins with an invite token: signs an admission for our key and records our
@@ -575,19 +603,30 @@ impl<S: Store> Room<S> {
     /// Applies an update from a client that cannot sign (a stock Yjs client) and seals it in
     /// an envelope signed by us on its behalf. Needs a proxy grant; the update may not create
     /// items under a client id owned by another author, and is held to the write rules of
-    /// the client's `role` (its token's: a stock candidate writes `code`, never `analysis`).
-    pub fn proxy_update(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<Option<Envelope>> {
+    /// the role of the client's delegation `via` (its token's grant, registered with
+    /// [`Room::delegate`]: a stock candidate writes `code`, never `analysis`). The envelope
+    /// names `via`, so every replica holds it to that role too.
+    pub fn proxy_update(&mut self, update: &[u8], via: &PeerKey, now_ms: u64) -> Result<Option<Envelope>> {
         let me = self.me.public();
         if !self.can_proxy() {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
         }
+        let role = self.delegated_role(via)?;
         self.seal_pending(now_ms)?;
         let (decoded, scan) = crate::doc::strict::decode_scanned(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(None);
         }
         let head = self.ledger.head(&me);
-        let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update.to_vec());
+        let env = Envelope::seal_via(
+            self.id,
+            &self.me,
+            head.next_seq,
+            head.last_hash,
+            self.session,
+            Some(*via),
+            update.to_vec(),
+        );
         let checked = self.ledger.check(&env, None)?;
         self.judge_stock(&scan, role)?;
         {
@@ -599,6 +638,17 @@ impl<S: Store> Room<S> {
         self.log_append(&env, at)?;
         self.maybe_checkpoint(now_ms)?;
         Ok(Some(env))
+    }
+
+    /// The role of the delegation `via` (a stock client's grant), if we know it.
+    pub(crate) fn delegated_role(&self, via: &PeerKey) -> Result<Role> {
+        match self.ledger.delegation(via) {
+            Some(d) if self.ledger.is_revoked(via) => {
+                Err(CoreError::NotAllowed(format!("invite {} was revoked", d.grant.label())))
+            }
+            Some(d) => Ok(d.grant.role),
+            None => Err(CoreError::NotAllowed(format!("no delegation for invite {via}: register it first"))),
+        }
     }
 
     /// A digest of the document state (for convergence checks and logs): of the canonical
