@@ -160,10 +160,20 @@ impl Ledger {
 
     /// Records a stock client's delegation after checking it ([`Delegation::verify`];
     /// `now`, unix seconds, checks its grant has not expired: `None` when replaying a
-    /// store). A revoked invite delegates nothing new. Returns whether it was new.
+    /// store). A revoked invite delegates nothing new. An invite key names one grant: a
+    /// second delegation under a known key with another grant (only the room key's holder
+    /// can make one) is refused, so the role its `via` envelopes were judged under stays.
+    /// Returns whether it was new.
     pub fn delegate(&mut self, d: &Delegation, now: Option<u64>) -> Result<bool> {
-        if self.delegations.get(&d.key()) == Some(d) {
-            return Ok(false);
+        match self.delegations.get(&d.key()) {
+            Some(known) if known == d => return Ok(false),
+            Some(_) => {
+                return Err(CoreError::NotAllowed(format!(
+                    "invite {} already delegates another grant",
+                    d.grant.label()
+                )))
+            }
+            None => {}
         }
         d.verify(&self.room, now)?;
         if self.revoked.contains_key(&d.key()) {

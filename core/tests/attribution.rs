@@ -1,7 +1,10 @@
 //! Honest attribution (issue #21 item 5): a node's envelope for a stock client names the
 //! client's delegation (`via`), and every replica, not only the node, holds it to that
 //! grant's role. Tried as an attacker: a node writing `meta` or `analysis` "via" a stock
-//! candidate, a via naming an unknown or forged delegation, a non-node member using via.
+//! candidate, a via naming an unknown or forged delegation, a non-node member using via, a
+//! delegation from another room or with its grant altered, one for an observer's grant, a
+//! second grant under a known invite key, a delegation replayed after its invite was
+//! revoked (and the node asked to sign for the revoked link).
 //! The first ran against main's code (8ce3a32) as the equivalent there (a node envelope
 //! carrying a stock candidate's update that writes `meta`) and was accepted: "replica 0
 //! applied the stock candidate's meta write the node signed".
@@ -219,5 +222,230 @@ fn deferred_stock_updates_are_sealed_in_runs_of_one_via_in_order() -> Result<()>
     ensure!(room.doc().code() == p.rooms[NODE].doc().code(), "the late joiner differs");
     ensure!(room.ledger().delegations().len() == 2, "the late joiner lacks the delegations");
     sync_all(&mut p.rooms, T0 + 6)?;
+    Ok(())
+}
+
+/// A fresh replica of the party's room (a late joiner), holding nothing yet.
+fn fresh(p: &Party, name: &str) -> Result<arena_core::Room<arena_core::MemoryStore>> {
+    Ok(arena_core::Room::open(
+        p.rooms[HOST].id(),
+        Identity::from_passphrase(name),
+        0,
+        arena_core::MemoryStore::new(),
+        arena_core::RoomConfig::default(),
+        T0,
+    )?)
+}
+
+/// What `store` holds, in a new store (as a restarted replica would read it back: the
+/// order `Room::open` takes admissions, delegations and revocations in is its own).
+fn reopen_copy(store: &arena_core::MemoryStore) -> Result<arena_core::MemoryStore> {
+    use arena_core::Store;
+    let mut copy = arena_core::MemoryStore::new();
+    for e in store.log_range(0, u64::MAX)? {
+        copy.append(&e.envelope, e.received_ms)?;
+    }
+    for r in store.revocations()? {
+        copy.put_revocation(&r)?;
+    }
+    for d in store.delegations()? {
+        copy.put_delegation(&d)?;
+    }
+    for a in store.admissions()? {
+        copy.put_admission(&a)?;
+    }
+    Ok(copy)
+}
+
+/// An update to `meta` (the host's and the node's to write, never a candidate's).
+fn meta_update(p: &Party, client: u64, title: &str) -> Result<Vec<u8>> {
+    stock_update(p, NODE, client, |d| {
+        let m = d.get_or_insert_map("meta");
+        let mut t = d.transact_mut();
+        m.insert(&mut t, "title", title);
+    })
+}
+
+fn title(r: &arena_core::Room<arena_core::MemoryStore>) -> Option<String> {
+    let doc = r.doc().yrs();
+    let meta = doc.get_or_insert_map("meta");
+    let t = doc.transact();
+    meta.get(&t, "title").map(|v| v.to_string(&t))
+}
+
+#[test]
+fn a_delegation_from_another_room_or_with_an_altered_grant_is_refused() -> Result<()> {
+    let mut p = full_room("via-elsewhere")?;
+    // Genuine in its own room, so only the room differs.
+    let other = Identity::from_passphrase("via-elsewhere/another room");
+    let foreign = Delegation::sign(&Invite::issue(&other, Role::Candidate, T0 / 1000 + 3600, 0, 600));
+    foreign.verify(&other.public(), Some(T0 / 1000))?;
+    ensure!(p.rooms[NODE].delegate(&foreign, Some(T0 / 1000)).is_err(), "the node took another room's delegation");
+    // A real one of this room with its grant altered: a host's role, a later expiry.
+    let cand = stock_invite(&p, Role::Candidate, 601);
+    let mut promoted = Delegation::sign(&cand);
+    promoted.grant.role = Role::Host;
+    let mut extended = Delegation::sign(&cand);
+    extended.grant.expiry += 86_400;
+    for (i, r) in p.rooms.iter_mut().enumerate() {
+        let msg = Wire::Delegations(vec![foreign.clone(), promoted.clone(), extended.clone()]);
+        let (_, rc) = r.handle(msg, T0 + 1)?;
+        ensure!(rc.rejected.len() == 3, "replica {i} took some of them: {:?}", rc.rejected);
+        ensure!(matches!(rc.rejected[0].1, CoreError::WrongRoom { .. }), "replica {i}: {:?}", rc.rejected[0]);
+        ensure!(r.ledger().delegations().is_empty(), "replica {i} holds a delegation");
+    }
+    // The node names the foreign delegation on a `meta` write (which the node itself may
+    // make): no replica applies it, as the node's own write or otherwise; it waits.
+    let update = meta_update(&p, 6_100, "taken over")?;
+    let env = forged(&p, NODE, Some(foreign.key()), update.clone());
+    for i in [HOST, CAND, OBS] {
+        let rc = p.rooms[i].receive(vec![env.clone()], T0 + 2)?;
+        ensure!(rc.applied.is_empty() && p.rooms[i].pending() == 1, "replica {i}: {rc:?}");
+        ensure!(title(&p.rooms[i]).as_deref() != Some("taken over"), "replica {i} applied it");
+    }
+    // Still waiting after every honest replica answered every other's catch-up (none holds
+    // a delegation for that key to give).
+    let node = p.rooms.pop().context("no node")?;
+    sync_all(&mut p.rooms, T0 + 3)?;
+    for (i, r) in p.rooms.iter().enumerate() {
+        ensure!(title(r).as_deref() != Some("taken over") && r.pending() == 1, "replica {i} let it through");
+    }
+    p.rooms.push(node);
+    // Control: the same write without `via` is the node's own and applies, so the `via`
+    // alone held it back.
+    let own = forged(&p, NODE, None, update);
+    let rc = p.rooms[HOST].receive(vec![own], T0 + 4)?;
+    ensure!(rc.applied.len() == 1 && title(&p.rooms[HOST]).as_deref() == Some("taken over"), "{rc:?}");
+    Ok(())
+}
+
+#[test]
+fn a_via_to_an_observer_grant_is_never_applied() -> Result<()> {
+    let mut p = full_room("via-observer")?;
+    let obs = stock_invite(&p, Role::Observer, 650);
+    let d = Delegation::sign(&obs);
+    ensure!(p.rooms[NODE].delegate(&d, Some(T0 / 1000)).is_err(), "the node took an observer's delegation");
+    let update = stock_update(&p, NODE, 6_200, type_code("o"))?;
+    ensure!(p.rooms[NODE].proxy_update(&update, &d.key(), T0 + 1).is_err(), "the node signed via an observer");
+    // Not even a code edit (which a node may write) passes under the observer's key.
+    let env = forged(&p, NODE, Some(d.key()), stock_update(&p, NODE, 6_201, type_code("o"))?);
+    for i in [HOST, CAND, OBS] {
+        let (_, rc) = p.rooms[i].handle(Wire::Delegations(vec![d.clone()]), T0 + 2)?;
+        ensure!(rc.rejected.len() == 1, "replica {i} took an observer's delegation");
+        let rc = p.rooms[i].receive(vec![env.clone()], T0 + 2)?;
+        ensure!(rc.applied.is_empty() && !p.rooms[i].doc().code().contains('o'), "replica {i}: {rc:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_invite_key_delegates_one_grant() -> Result<()> {
+    let mut p = full_room("via-twice")?;
+    // The room key's holder binds one invite key to two grants; the second may not change
+    // the role the first one's envelopes are judged under.
+    let secret = Identity::from_passphrase("via-twice/secret");
+    let cand = Invite::bound(&p.room_key, secret.clone(), Role::Candidate, T0 / 1000 + 3600, 0, 660);
+    let host = Invite::bound(&p.room_key, secret, Role::Host, T0 / 1000 + 3600, 0, 661);
+    let d = delegate(&mut p, &cand)?;
+    let second = Delegation::sign(&host);
+    second.verify(&p.rooms[HOST].id(), Some(T0 / 1000))?;
+    ensure!(p.rooms[NODE].delegate(&second, Some(T0 / 1000)).is_err(), "the node swapped the grant");
+    for i in [HOST, CAND, OBS] {
+        let (_, rc) = p.rooms[i].handle(Wire::Delegations(vec![second.clone()]), T0 + 1)?;
+        ensure!(rc.rejected.len() == 1, "replica {i} took a second grant for the key");
+        ensure!(p.rooms[i].ledger().delegation(&d.key()) == Some(&d), "replica {i} replaced the delegation");
+    }
+    let env = forged(&p, NODE, Some(d.key()), meta_update(&p, 6_300, "via the second grant")?);
+    refused_everywhere(&mut p, NODE, &env, "meta under a swapped grant")
+}
+
+#[test]
+fn after_a_revocation_the_node_signs_nothing_more_and_the_history_before_it_stands() -> Result<()> {
+    let mut p = full_room("via-revoke-after")?;
+    let cand = stock_invite(&p, Role::Candidate, 700);
+    let d = delegate(&mut p, &cand)?;
+    let before = stock_update(&p, NODE, 9_000, type_code("before"))?;
+    let env = p.rooms[NODE].proxy_update(&before, &d.key(), T0 + 2)?.context("nothing sealed")?;
+    for i in [HOST, CAND, OBS] {
+        ensure!(p.rooms[i].receive(vec![env.clone()], T0 + 2)?.applied.len() == 1, "replica {i}");
+    }
+    // The host withdraws the stock candidate's link.
+    let revocation = p.rooms[HOST].revoke(cand.grant.invite, T0 + 3)?;
+    for i in [CAND, OBS, NODE] {
+        let (_, rc) = p.rooms[i].handle(revocation.clone(), T0 + 3)?;
+        ensure!(rc.rejected.is_empty() && p.rooms[i].ledger().is_revoked(&d.key()), "replica {i}: {rc:?}");
+    }
+    // The node signs nothing more for it: not at once, not deferred, not relayed by another
+    // node (with the delegation in the message), and the document stays as it was.
+    let after = stock_update(&p, NODE, 9_000, type_code(" after"))?;
+    let node_before = fingerprint(&p.rooms[NODE]);
+    let node = &mut p.rooms[NODE];
+    ensure!(matches!(node.proxy_update(&after, &d.key(), T0 + 4), Err(CoreError::NotAllowed(_))));
+    ensure!(matches!(node.proxy_deferred(&after, &d.key(), T0 + 4), Err(CoreError::NotAllowed(_))));
+    let relayed = Wire::Proxied {
+        grant: Box::new(cand.grant.clone()),
+        signature: cand.vouch(&after),
+        update: after.clone(),
+        delegation: d.signature,
+    };
+    ensure!(node.handle(relayed, T0 + 4).is_err(), "the node signed a relayed update of a revoked link");
+    node.seal_pending(T0 + 5)?;
+    ensure!(fingerprint(node) == node_before, "the revoked link's update changed the node");
+    // Replaying the delegation: nothing new where it is known ...
+    for (i, r) in p.rooms.iter_mut().enumerate() {
+        let (_, rc) = r.handle(Wire::Delegations(vec![d.clone()]), T0 + 6)?;
+        ensure!(rc.rejected.is_empty() && rc.applied.is_empty(), "replica {i}: {rc:?}");
+    }
+    ensure!(p.rooms[NODE].proxy_update(&after, &d.key(), T0 + 6).is_err(), "the replay re-enabled the node");
+    // ... refused by a replica that heard of the revocation first ...
+    let mut told = fresh(&p, "via-revoke-after/told")?;
+    told.handle(Wire::Admissions(p.rooms[HOST].ledger().admissions()), T0 + 6)?;
+    told.handle(revocation, T0 + 6)?;
+    let (_, rc) = told.handle(Wire::Delegations(vec![d.clone()]), T0 + 6)?;
+    ensure!(rc.rejected.len() == 1 && told.ledger().delegation(&d.key()).is_none(), "{rc:?}");
+    // ... while a late joiner's catch-up sends it before the revocation: the stock
+    // candidate's edit from before the revocation stands there, and after a reopen.
+    let mut late = fresh(&p, "via-revoke-after/late")?;
+    let Wire::Want(have) = late.want() else { anyhow::bail!("not a want") };
+    for msg in p.rooms[HOST].answer(&have)? {
+        let (_, rc) = late.handle(msg, T0 + 7)?;
+        ensure!(rc.rejected.is_empty(), "the late joiner refused: {:?}", rc.rejected);
+    }
+    ensure!(late.doc().code() == p.rooms[HOST].doc().code() && late.doc().code().contains("before"));
+    ensure!(late.ledger().is_revoked(&d.key()) && late.ledger().delegation(&d.key()).is_some());
+    let reopened = arena_core::Room::open(
+        late.id(),
+        Identity::from_passphrase("via-revoke-after/late"),
+        0,
+        reopen_copy(late.store())?,
+        arena_core::RoomConfig::default(),
+        T0 + 8,
+    )?;
+    ensure!(reopened.doc().code() == late.doc().code(), "the reopened replica differs");
+    ensure!(reopened.ledger().delegation(&d.key()).is_some(), "the reopened replica lost the delegation");
+    Ok(())
+}
+
+#[test]
+fn a_late_joiner_takes_the_delegation_of_a_link_that_expired_since() -> Result<()> {
+    let mut p = full_room("via-expired")?;
+    let short = Invite::issue(&p.room_key, Role::Candidate, T0 / 1000 + 60, 0, 800);
+    let d = delegate(&mut p, &short)?;
+    let update = stock_update(&p, NODE, 9_100, type_code("in time"))?;
+    p.rooms[NODE].proxy_update(&update, &d.key(), T0 + 2)?.context("nothing sealed")?;
+    // A day later the link is dead for anything live: the node takes no new delegation of
+    // an expired grant ...
+    let day = T0 + 86_400_000;
+    let stale = Delegation::sign(&Invite::issue(&p.room_key, Role::Candidate, T0 / 1000 + 60, 0, 801));
+    ensure!(matches!(p.rooms[NODE].delegate(&stale, Some(day / 1000)), Err(CoreError::Expired { .. })));
+    // ... but history keeps what was written in time: a late joiner takes the delegation
+    // and the stock candidate's edit on catch-up.
+    let mut late = fresh(&p, "via-expired/late")?;
+    let Wire::Want(have) = late.want() else { anyhow::bail!("not a want") };
+    for msg in p.rooms[NODE].answer(&have)? {
+        let (_, rc) = late.handle(msg, day)?;
+        ensure!(rc.rejected.is_empty(), "the late joiner refused: {:?}", rc.rejected);
+    }
+    ensure!(late.doc().code().contains("in time") && late.pending() == 0, "the late joiner lacks the edit");
     Ok(())
 }
