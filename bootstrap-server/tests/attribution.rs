@@ -82,3 +82,60 @@ async fn stock_clients_edits_reach_a_native_peer_each_under_its_own_grant() -> R
     server.stop().await?;
     Ok(())
 }
+
+/// Reads a raw connection until the node closes it: the close code and reason.
+async fn closed(ws: &mut Ws, d: Duration) -> Result<(u16, String)> {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => anyhow::bail!("the socket is still open after {d:?}"),
+            Ok(None) => anyhow::bail!("the socket ended without a close frame"),
+            Ok(Some(Ok(Message::Close(Some(f))))) => return Ok((u16::from(f.code), f.reason.to_string())),
+            Ok(Some(Ok(Message::Close(None)))) => anyhow::bail!("closed with no code"),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => anyhow::bail!("socket error before a close frame: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_stops_signing_for_a_stock_client_whose_link_was_revoked() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let room = create_room(server.addr).await?;
+    let id = PeerKey::from_hex(&room.room)?;
+    let cand_key = Invite::from_token(&room.candidate, &id, now_ms() / 1000)?.grant.invite;
+    let mut host = ArenaPeer::connect(server.addr, &room.room, &room.host, "host").await?;
+    host.pump(Duration::from_millis(100)).await?;
+    let mut stock = stock_types(server.addr, &room.room, &room.candidate, 333_333, "[before]").await?;
+    let deadline = tokio::time::Instant::now() + T;
+    while !host.text().contains("[before]") {
+        ensure!(tokio::time::Instant::now() < deadline, "the host never got the stock edit: {:?}", host.text());
+        host.pump(Duration::from_millis(50)).await?;
+    }
+    ensure!(via_of(&host, 333_333)? == Some(Some(cand_key)), "the stock edit does not name the candidate's grant");
+    // The host withdraws the candidate's link: the node closes the stock client ...
+    let revocation = host.room.revoke(cand_key, now_ms())?;
+    host.send(vec![revocation]).await?;
+    let (code, reason) = closed(&mut stock, T).await?;
+    ensure!(code == 4403 && reason.contains("removed"), "closed with {code} {reason:?}");
+    // ... and refuses the link when it comes back, before signing anything it sends.
+    let mut again = stock_types(server.addr, &room.room, &room.candidate, 333_334, "[after]").await?;
+    let (code, reason) = closed(&mut again, T).await?;
+    ensure!(code == 4403 && reason.contains("removed"), "the revoked link came back: {code} {reason:?}");
+    // Whatever reached the host since: the edit after the revocation is not among it, and
+    // a late joiner of the node's room holds the edit from before but not the one after.
+    host.pump(Duration::from_millis(200)).await?;
+    ensure!(!host.text().contains("[after]") && via_of(&host, 333_334)?.is_none(), "{:?}", host.text());
+    let mut late = ArenaPeer::connect(server.addr, &room.room, &room.host, "late").await?;
+    let deadline = tokio::time::Instant::now() + T;
+    while !late.text().contains("[before]") {
+        ensure!(tokio::time::Instant::now() < deadline, "the late joiner never caught up: {:?}", late.text());
+        late.pump(Duration::from_millis(50)).await?;
+    }
+    ensure!(late.room.ledger().is_revoked(&cand_key), "the late joiner lacks the revocation");
+    ensure!(!late.text().contains("[after]"), "the node signed for the revoked link: {:?}", late.text());
+    server.stop().await?;
+    Ok(())
+}

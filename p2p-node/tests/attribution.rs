@@ -1,10 +1,10 @@
 //! `verify`, `replay` and `export` show a node's envelopes for a stock client as "via node,
 //! as candidate": the recording holds the client's delegation before the envelopes that
-//! name it.
+//! name it, and keeps it when the client's link is revoked later (kind 7 before kind 6).
 
 use anyhow::{ensure, Context, Result};
 use arena_core::{Admission, Delegation, Identity, Invite, Role, Room, RoomConfig, FLAG_PROXY};
-use arena_node::recording::{RecordingFile, RecordingStore};
+use arena_node::recording::{Kind, RecordingFile, RecordingStore};
 use arena_node::replay::{timeline, verify, Pins};
 use yrs::{Text, Transact};
 
@@ -32,7 +32,22 @@ fn verify_and_export_show_via_node_as_candidate() -> Result<()> {
             t.encode_update_v1()
         };
         room.proxy_update(&update, &d.key(), T0 + 1)?.context("nothing sealed")?;
+        // The node withdraws the link afterwards: what was signed before stays attributed.
+        room.revoke(d.key(), T0 + 2)?;
         room.store_mut().close()?;
+    }
+    let file = RecordingFile::read(&path)?;
+    let kinds: Vec<u8> = file.records.iter().map(|r| r.kind).collect();
+    let at = |k: Kind| kinds.iter().position(|x| *x == k as u8);
+    ensure!(Kind::Delegation as u8 == 7 && Kind::Revocation as u8 == 6, "record kinds moved");
+    ensure!(at(Kind::Delegation) < at(Kind::Revocation) && at(Kind::Revocation).is_some(), "kinds: {kinds:?}");
+    // Reopened on the file, the room knows both: the delegation, and that it is revoked.
+    {
+        let store = RecordingStore::open(&path, room_key.public(), node.clone(), T0 + 3)?;
+        let room = Room::open(room_key.public(), node.clone(), 0, store, RoomConfig::default(), T0 + 3)?;
+        let cand = Invite::issue(&room_key, Role::Candidate, T0 / 1000 + 3600, 0, 1).grant.invite;
+        ensure!(room.ledger().delegation(&cand).is_some() && room.ledger().is_revoked(&cand), "reopen lost them");
+        ensure!(room.doc().code() == "typed by a stock candidate", "{:?}", room.doc().code());
     }
     let file = RecordingFile::read(&path)?;
     let rep = verify(&file, &Pins::default());
