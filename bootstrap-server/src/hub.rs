@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use arena_core::sync::presence::PresenceMap;
 use arena_core::sync::wire::{chunk, Reassembler, Wire, GOSSIP_CHUNK};
 use arena_core::sync::ywire::{arena_frame, awareness_frame, update_frame, YSession};
-use arena_core::{Envelope, Role, Room, RoomId, SledStore};
+use arena_core::{Envelope, PeerKey, Role, Room, RoomId, SledStore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -92,6 +92,9 @@ pub(crate) struct Attach {
     /// Its invite token (relayed with its updates when another node must sign them; the
     /// room drops it where it signs itself).
     pub(crate) token: Option<Box<str>>,
+    /// A writing client's delegation (its grant, countersigned with its token's invite
+    /// key): where we sign for the room, its updates go in envelopes that name it.
+    pub(crate) delegation: Option<Box<arena_core::Delegation>>,
     pub(crate) socket: WebSocket,
     pub(crate) limiter: RateLimiter,
     /// The room's queue, for a session task of its own (dropped if served inline).
@@ -167,6 +170,9 @@ struct Conn {
     /// [`Hub::arena_chunk`].
     role: Role,
     token: Option<Box<str>>,
+    /// The invite key of its delegation, registered in the room: the `via` of the
+    /// envelopes we sign for it (None: not a writing stock client, or not signed here).
+    via: Option<arena_core::PeerKey>,
     /// Leaves the node's live connections when the connection leaves the room.
     _live: crate::live::LiveGuard,
     /// Gives its place under the `/yws` caps back when the connection leaves the room.
@@ -849,7 +855,8 @@ impl Hub {
     /// queued on its socket before anything else, then the room serves it inline or hands
     /// it to a session task.
     fn attach(&mut self, a: Attach) {
-        let Attach { conn, role, mut token, mut socket, limiter, hub, span, expiry, grant, invite, slot } = a;
+        let Attach { conn, role, mut token, delegation, mut socket, limiter, hub, span, expiry, grant, invite, slot } =
+            a;
         let observer = !role.may_write();
         let session = YSession::new(observer);
         // A link a host revoked (or that a removed member joined with) gets nothing more here.
@@ -862,11 +869,15 @@ impl Hub {
             socket.start_close(crate::live::CLOSE_DENIED, REMOVED);
             return finish_closing(&self.node, socket);
         }
+        let mut via = None;
         let Some(start) = self.with_room(|h, r| {
             // The token is kept only to forward the client's updates to a home node
             // that signs them: not where we sign, nor for a client that cannot write.
             if r.can_proxy() || !role.may_write() {
                 token = None;
+            }
+            if let Some(d) = delegation.filter(|_| r.can_proxy() && role.may_write()) {
+                via = h.register_delegation(r, *d);
             }
             session.start_frames(r.doc(), &h.presence)
         }) else {
@@ -886,6 +897,7 @@ impl Hub {
             arena: false,
             role,
             token,
+            via,
             _live: live,
             _slot: slot,
         };
@@ -900,6 +912,26 @@ impl Hub {
             c.tx = Some(tx);
             self.conns.insert(conn, c);
             crate::yws::spawn_session(self.node.clone(), socket, hub, rx, limiter, conn, span);
+        }
+    }
+
+    /// Enters a writing stock client's delegation in the room; a new one goes to the
+    /// connections that speak our protocol and to the network before any envelope names it.
+    /// Returns its key (the `via` of the client's envelopes), None if the room refused it.
+    fn register_delegation(&mut self, room: &mut Room<SledStore>, d: arena_core::Delegation) -> Option<PeerKey> {
+        match room.delegate(&d, Some(now_ms() / 1000)) {
+            Ok(new) => {
+                if new {
+                    let msg = Wire::Delegations(vec![d.clone()]);
+                    crate::p2p::to_network(&self.node, self.id, vec![msg.clone()]);
+                    self.send_signed(&[msg], None);
+                }
+                Some(d.key())
+            }
+            Err(e) => {
+                warn!(error = %e, "a stock client's delegation was refused; its updates will be");
+                None
+            }
         }
     }
 
@@ -1151,6 +1183,7 @@ impl Hub {
             Wire::Revocations(r) => r.clone(),
             _ => Vec::new(),
         };
+        let delegations = delegations_in(&msg);
         match room.handle(msg, now) {
             Ok((mut replies, receipt)) => {
                 if ask_back {
@@ -1164,6 +1197,11 @@ impl Hub {
                 let mut bridged = Vec::new();
                 if let Some(a) = &admissions {
                     bridged.push(Wire::Admissions(a.clone()));
+                }
+                let delegations = known_delegations(room, delegations);
+                if !delegations.is_empty() {
+                    bridged.push(Wire::Delegations(delegations.clone()));
+                    self.send_signed(&[Wire::Delegations(delegations)], Some(conn));
                 }
                 if !receipt.applied.is_empty() {
                     bridged.push(Wire::Envelopes(receipt.applied.clone()));
@@ -1246,11 +1284,16 @@ impl Hub {
                 Wire::Revocations(r) => r.clone(),
                 _ => Vec::new(),
             };
+            let delegations = delegations_in(&msg);
             match room.handle(msg, now) {
                 Ok((_, receipt)) => {
                     inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
                     if let Some(a) = adms {
                         self.forward_admissions(room, a, None);
+                    }
+                    let delegations = known_delegations(room, delegations);
+                    if !delegations.is_empty() {
+                        self.send_signed(&[Wire::Delegations(delegations)], None);
                     }
                     for env in &receipt.applied {
                         self.broadcast_envelope(env, None);
@@ -1277,9 +1320,13 @@ impl Hub {
             }
             let stock: Vec<u64> =
                 h.conns.iter().filter(|(id, c)| !c.arena && **id != conn).map(|(id, _)| *id).collect();
-            let role = h.conns.get(&conn).map_or(Role::Observer, |c| c.role);
+            let via = h.conns.get(&conn).and_then(|c| c.via);
             for u in &updates {
-                match room.proxy_deferred(u, role, now) {
+                let Some(via) = via else {
+                    h.refuse(conn, "this connection may not write (no delegation for its link)");
+                    continue;
+                };
+                match room.proxy_deferred(u, &via, now) {
                     Ok(true) => {
                         inc(&h.node.inner.metrics.envelopes_in, 1);
                         if !stock.is_empty() {
@@ -1343,7 +1390,8 @@ impl Hub {
                 let token = self.conns.get(&conn)?.token.as_deref()?;
                 let invite = arena_core::Invite::from_token(token, &self.id, now_s).ok()?;
                 let signature = invite.vouch(&update);
-                Some(Wire::Proxied { grant: Box::new(invite.grant), update, signature })
+                let delegation = arena_core::Delegation::sign(&invite).signature;
+                Some(Wire::Proxied { grant: Box::new(invite.grant), update, signature, delegation })
             })
             .collect();
         if !msgs.is_empty() {
@@ -1427,6 +1475,23 @@ impl Hub {
             "consensus": { "round": c.round, "enabled": c.enabled(), "satisfied": c.satisfied, "required": c.required },
         })
     }
+}
+
+/// The delegations a message carries (a relayed update's included), to pass on once the
+/// room took them.
+fn delegations_in(msg: &Wire) -> Vec<arena_core::Delegation> {
+    match msg {
+        Wire::Delegations(d) => d.clone(),
+        Wire::Proxied { grant, delegation, .. } => {
+            vec![arena_core::Delegation { grant: (**grant).clone(), signature: *delegation }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Those of `ds` the room holds (it refused the others).
+fn known_delegations(room: &Room<SledStore>, ds: Vec<arena_core::Delegation>) -> Vec<arena_core::Delegation> {
+    ds.into_iter().filter(|d| room.ledger().delegation(&d.key()) == Some(d)).collect()
 }
 
 /// A message's kind, for logs.
@@ -1578,6 +1643,7 @@ mod tests {
             conn: 1,
             role: Role::Candidate,
             token: None,
+            delegation: None,
             socket,
             limiter: RateLimiter::new(100),
             hub: tx.clone(),

@@ -154,10 +154,14 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
             match ev {
                 Ok(NodeEvent::Applied { room, envelopes, from: Some(_) }) => {
                     if let Some(hub) = node2.loaded_hub(&room) {
-                        let adms = handle.with_room(room, |r, _| r.ledger().admissions()).await.unwrap_or_default();
-                        let _ = hub
-                            .send(HubCmd::Remote { msgs: vec![Wire::Admissions(adms), Wire::Envelopes(envelopes)] })
-                            .await;
+                        // The authors' admissions and the delegations stock clients' envelopes
+                        // name, before the envelopes.
+                        let (adms, dels) = handle
+                            .with_room(room, |r, _| (r.ledger().admissions(), r.ledger().delegations()))
+                            .await
+                            .unwrap_or_default();
+                        let msgs = vec![Wire::Admissions(adms), Wire::Delegations(dels), Wire::Envelopes(envelopes)];
+                        let _ = hub.send(HubCmd::Remote { msgs }).await;
                     }
                 }
                 // A host removed a member on another node (or a native peer): the room

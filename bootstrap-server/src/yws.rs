@@ -92,6 +92,14 @@ async fn serve(
     let m = &node.inner.metrics;
     inc(&m.connections_total, 1);
     inc(&m.connections_active, 1);
+    // A writing stock client's delegation: the node signs its updates naming its grant,
+    // so every replica holds them to its role (made here, off the room's task).
+    let delegation = match (&token, role.may_write()) {
+        (Some(t), true) => arena_core::Invite::from_token(t, &room, crate::node::now_ms() / 1000)
+            .ok()
+            .map(|inv| Box::new(arena_core::Delegation::sign(&inv))),
+        _ => None,
+    };
     let token = token.map(String::into_boxed_str);
     let limiter = RateLimiter::new(node.cfg().rate_limit);
     let span = tracing::Span::current();
@@ -101,6 +109,7 @@ async fn serve(
         conn,
         role,
         token,
+        delegation,
         socket,
         limiter,
         hub: hub.clone(),

@@ -316,6 +316,11 @@ impl Invite {
     pub fn vouch(&self, update: &[u8]) -> [u8; 64] {
         self.secret.sign(&vouch_bytes(&self.grant, update))
     }
+
+    /// Signs `bytes` with the invite secret (for [`crate::Delegation::sign`]).
+    pub(crate) fn sign_with_secret(&self, bytes: &[u8]) -> [u8; 64] {
+        self.secret.sign(bytes)
+    }
 }
 
 const VOUCH_DOMAIN: &[u8] = b"arena/proxied/v1";

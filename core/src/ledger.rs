@@ -11,6 +11,7 @@ mod rules;
 
 pub(crate) use rules::{Placements, Verdict, Writer};
 
+use crate::delegation::Delegation;
 use crate::doc::strict::Scan;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
@@ -70,6 +71,8 @@ pub struct Ledger {
     placements: Placements,
     /// Revoked member keys (their envelopes from this seq on are refused) and invite keys.
     revoked: HashMap<PeerKey, u64>,
+    /// Stock clients' delegations, by invite key: what envelopes with a `via` name.
+    delegations: HashMap<PeerKey, Delegation>,
 }
 
 impl Ledger {
@@ -82,6 +85,7 @@ impl Ledger {
             owners: HashMap::new(),
             placements: Placements::default(),
             revoked: HashMap::new(),
+            delegations: HashMap::new(),
         }
     }
 
@@ -154,6 +158,43 @@ impl Ledger {
         }
     }
 
+    /// Records a stock client's delegation after checking it ([`Delegation::verify`];
+    /// `now`, unix seconds, checks its grant has not expired: `None` when replaying a
+    /// store). A revoked invite delegates nothing new. An invite key names one grant: a
+    /// second delegation under a known key with another grant (only the room key's holder
+    /// can make one) is refused, so the role its `via` envelopes were judged under stays.
+    /// Returns whether it was new.
+    pub fn delegate(&mut self, d: &Delegation, now: Option<u64>) -> Result<bool> {
+        match self.delegations.get(&d.key()) {
+            Some(known) if known == d => return Ok(false),
+            Some(_) => {
+                return Err(CoreError::NotAllowed(format!(
+                    "invite {} already delegates another grant",
+                    d.grant.label()
+                )))
+            }
+            None => {}
+        }
+        d.verify(&self.room, now)?;
+        if self.revoked.contains_key(&d.key()) {
+            return Err(CoreError::NotAllowed(format!("invite {} was revoked", d.grant.label())));
+        }
+        self.delegations.insert(d.key(), d.clone());
+        Ok(true)
+    }
+
+    /// The delegation whose invite key is `via`.
+    pub fn delegation(&self, via: &PeerKey) -> Option<&Delegation> {
+        self.delegations.get(via)
+    }
+
+    /// Every delegation, in a stable order (for late joiners).
+    pub fn delegations(&self) -> Vec<Delegation> {
+        let mut v: Vec<_> = self.delegations.values().cloned().collect();
+        v.sort_by_key(|d| d.key());
+        v
+    }
+
     /// Whether `key` (a member or an invite key) was revoked.
     pub fn is_revoked(&self, key: &PeerKey) -> bool {
         self.revoked.contains_key(key)
@@ -198,6 +239,12 @@ impl Ledger {
         if self.revoked.get(&env.author).is_some_and(|from| env.seq >= *from) {
             return Err(CoreError::NotAllowed(format!("{} was removed from the room", env.author)));
         }
+        if env.via.is_some() && !member.proxy {
+            return Err(CoreError::NotAllowed(format!(
+                "{} {} is not a node: it may not sign for a stock client",
+                member.role, env.author
+            )));
+        }
         let head = expected.unwrap_or_else(|| self.head(&env.author));
         if env.seq < head.next_seq {
             return Err(CoreError::Replayed { author: env.author.to_hex(), seq: env.seq });
@@ -217,12 +264,21 @@ impl Ledger {
 
     /// The room's write rules for a checked envelope (see [`rules`]): where its structs land
     /// and what it deletes, against what its author may write. [`Verdict::Wait`] when it
-    /// depends on structs we do not hold yet.
+    /// depends on structs we do not hold yet, or names a delegation we do not know yet. A
+    /// node's envelope for a stock client (`via`) is judged under the delegation's grant's
+    /// role, with no member key of its own (it writes no `participants` entry or vote).
     pub(crate) fn judge(&self, env: &Envelope, checked: &Checked) -> Result<Verdict> {
         let member = self
             .members
             .get(&env.author)
             .ok_or_else(|| CoreError::NotAllowed(format!("author {} was never admitted", env.author)))?;
+        if let Some(via) = &env.via {
+            // An unknown delegation waits like a missing predecessor: it travels beside the
+            // envelopes (gossip may deliver it second) and catch-up sends it first. A node
+            // that names a delegation nobody can verify only stalls its own chain.
+            let Some(d) = self.delegations.get(via) else { return Ok(Verdict::Wait) };
+            return self.placements.judge(&checked.scan, Writer { role: d.grant.role, node: false, key: None });
+        }
         self.placements.judge(&checked.scan, Writer { role: member.role, node: member.proxy, key: Some(&env.author) })
     }
 

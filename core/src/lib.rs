@@ -40,6 +40,7 @@
 
 mod checkpoint;
 mod codec;
+mod delegation;
 pub mod doc;
 mod envelope;
 mod error;
@@ -56,6 +57,7 @@ pub mod sync;
 pub mod vote;
 
 pub use checkpoint::Checkpoint;
+pub use delegation::Delegation;
 pub use doc::{Edit, MetaValue, RoomDoc};
 pub use envelope::{Envelope, MAX_UPDATE};
 pub use error::{CoreError, Result};

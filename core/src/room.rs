@@ -147,9 +147,12 @@ pub struct Room<S: Store> {
     unsealed: Vec<Vec<u8>>,
     /// Stock clients' updates relayed by another node ([`Room::proxy_for`]) that build on
     /// content we do not hold yet (an earlier relayed update that arrived later, on another
-    /// stream), with the role they were vouched for; retried after each signing and
+    /// stream), with the delegation they were vouched under; retried after each signing and
     /// [`Room::retry_relayed`]. Bounded by [`MAX_WAITING_RELAYED`] (oldest dropped).
-    relayed: Vec<(Role, Vec<u8>)>,
+    relayed: Vec<(PeerKey, Vec<u8>)>,
+    /// The delegation every update in `unsealed` was written under (`None`: our own edits).
+    /// A run never mixes two: a change of `via` seals the run first.
+    unsealed_via: Option<PeerKey>,
     /// Envelopes sealed from deferred updates, kept for [`Room::take_sealed`] when
     /// [`RoomConfig::collect_seals`] is set.
     sealed: Vec<Envelope>,
@@ -194,6 +197,7 @@ impl<S: Store> Room<S> {
             pending: Vec::new(),
             unsealed: Vec::new(),
             relayed: Vec::new(),
+            unsealed_via: None,
             sealed: Vec::new(),
             last_checkpoint: (0, now_ms),
             checkpoint_bytes: (0, 0),
@@ -201,6 +205,10 @@ impl<S: Store> Room<S> {
         };
         for adm in room.store.admissions()? {
             room.ledger.admit(&adm, None)?;
+        }
+        // Delegations before revocations: a revoked invite refuses only new ones.
+        for d in room.store.delegations()? {
+            room.ledger.delegate(&d, None)?;
         }
         for r in room.store.revocations()? {
             room.ledger.revoke(&r)?;
@@ -316,6 +324,26 @@ impl<S: Store> Room<S> {
             self.store.put_revocation(r)?;
         }
         Ok(new)
+    }
+
+    /// Records a stock client's delegation (ours or a peer's) and stores it. `now_s` checks
+    /// its grant's expiry. Returns whether it was new: then send it on
+    /// ([`Wire::Delegations`]) before the envelopes that name it.
+    pub fn delegate(&mut self, d: &crate::Delegation, now_s: Option<u64>) -> Result<bool> {
+        let new = self.ledger.delegate(d, now_s)?;
+        if new {
+            self.store.put_delegation(d)?;
+        }
+        Ok(new)
+    }
+
+    /// Records a delegation that arrived from a peer now: like [`Room::admit_live`], one we
+    /// do not know yet must hold a grant that has not expired by our clock (less
+    /// [`CLOCK_SKEW_S`]).
+    pub fn delegate_live(&mut self, d: &crate::Delegation, now_ms: u64) -> Result<bool> {
+        let known = self.ledger.delegation(&d.key()) == Some(d);
+        let now = (!known).then(|| (now_ms / 1000).saturating_sub(CLOCK_SKEW_S));
+        self.delegate(d, now)
     }
 
     /// Joins with an invite token: signs an admission for our key and records our
@@ -596,9 +624,11 @@ impl<S: Store> Room<S> {
     /// Applies an update from a client that cannot sign (a stock Yjs client) and seals it in
     /// an envelope signed by us on its behalf. Needs a proxy grant; the update may not create
     /// items under a client id owned by another author, and is held to the write rules of
-    /// the client's `role` (its token's: a stock candidate writes `code`, never `analysis`).
-    pub fn proxy_update(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<Option<Envelope>> {
-        match self.proxy_checked(update, role, now_ms)? {
+    /// the role of the client's delegation `via` (its token's grant, registered with
+    /// [`Room::delegate`]: a stock candidate writes `code`, never `analysis`). The envelope
+    /// names `via`, so every replica holds it to that role too.
+    pub fn proxy_update(&mut self, update: &[u8], via: &PeerKey, now_ms: u64) -> Result<Option<Envelope>> {
+        match self.proxy_checked(update, via, now_ms)? {
             Proxied::Signed(env) => Ok(Some(env)),
             Proxied::Empty => Ok(None),
             Proxied::Wait => {
@@ -609,18 +639,27 @@ impl<S: Store> Room<S> {
 
     /// [`Room::proxy_update`], telling an update that builds on content we lack apart (it
     /// changed nothing then).
-    pub(crate) fn proxy_checked(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<Proxied> {
+    pub(crate) fn proxy_checked(&mut self, update: &[u8], via: &PeerKey, now_ms: u64) -> Result<Proxied> {
         let me = self.me.public();
         if !self.can_proxy() {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
         }
+        let role = self.delegated_role(via)?;
         self.seal_pending(now_ms)?;
         let (decoded, scan) = crate::doc::strict::decode_scanned(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(Proxied::Empty);
         }
         let head = self.ledger.head(&me);
-        let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update.to_vec());
+        let env = Envelope::seal_via(
+            self.id,
+            &self.me,
+            head.next_seq,
+            head.last_hash,
+            self.session,
+            Some(*via),
+            update.to_vec(),
+        );
         let checked = self.ledger.check(&env, None)?;
         match self.ledger.judge_stock(&scan, role)? {
             crate::ledger::Verdict::Allowed(placed) => self.ledger.accept(placed),
@@ -646,8 +685,8 @@ impl<S: Store> Room<S> {
             let mut progressed = false;
             let mut i = 0;
             while i < self.relayed.len() {
-                let (role, update) = self.relayed[i].clone();
-                match self.proxy_checked(&update, role, now_ms) {
+                let (via, update) = self.relayed[i].clone();
+                match self.proxy_checked(&update, &via, now_ms) {
                     Ok(Proxied::Wait) => i += 1,
                     Ok(Proxied::Signed(env)) => {
                         self.relayed.remove(i);
@@ -667,17 +706,28 @@ impl<S: Store> Room<S> {
     }
 
     /// Keeps a relayed update that waits for content we lack (bounded: the oldest goes).
-    pub(crate) fn keep_relayed(&mut self, role: Role, update: &[u8]) {
+    pub(crate) fn keep_relayed(&mut self, via: PeerKey, update: &[u8]) {
         let bytes: usize = self.relayed.iter().map(|(_, u)| u.len()).sum();
         if self.relayed.len() >= MAX_WAITING_RELAYED || bytes + update.len() > MAX_WAITING_RELAYED_BYTES {
             self.relayed.remove(0);
         }
-        self.relayed.push((role, update.to_vec()));
+        self.relayed.push((via, update.to_vec()));
     }
 
     /// How many relayed stock updates wait for content we lack.
     pub fn waiting_relayed(&self) -> usize {
         self.relayed.len()
+    }
+
+    /// The role of the delegation `via` (a stock client's grant), if we know it.
+    pub(crate) fn delegated_role(&self, via: &PeerKey) -> Result<Role> {
+        match self.ledger.delegation(via) {
+            Some(d) if self.ledger.is_revoked(via) => {
+                Err(CoreError::NotAllowed(format!("invite {} was revoked", d.grant.label())))
+            }
+            Some(d) => Ok(d.grant.role),
+            None => Err(CoreError::NotAllowed(format!("no delegation for invite {via}: register it first"))),
+        }
     }
 
     /// A digest of the document state (for convergence checks and logs): of the canonical

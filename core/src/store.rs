@@ -13,6 +13,7 @@
 mod sled_store;
 
 use crate::checkpoint::Checkpoint;
+use crate::delegation::Delegation;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::Admission;
@@ -63,6 +64,17 @@ pub trait Store {
     fn revocations(&self) -> Result<Vec<Revocation>> {
         Ok(Vec::new())
     }
+    /// Stores a stock client's delegation (after the ledger accepted it). A store that cannot
+    /// keep one says so: without it a reopened replica could not hand late joiners what
+    /// its log's `via` envelopes name.
+    fn put_delegation(&mut self, delegation: &Delegation) -> Result<()> {
+        let _ = delegation;
+        Err(CoreError::Store("this store keeps no delegations".into()))
+    }
+    /// Every stored delegation.
+    fn delegations(&self) -> Result<Vec<Delegation>> {
+        Ok(Vec::new())
+    }
     /// `(log_index, at_ms)` of every checkpoint, ascending.
     fn checkpoints(&self) -> Result<Vec<(u64, u64)>>;
     /// The checkpoint stored at `log_index`.
@@ -76,6 +88,7 @@ pub struct MemoryStore {
     by_author: std::collections::HashMap<PeerKey, Vec<u64>>,
     admissions: Vec<Admission>,
     revocations: Vec<Revocation>,
+    delegations: Vec<Delegation>,
     /// By log index, ascending (a sorted `Vec`: smaller in the WASM module than a map).
     checkpoints: Vec<(u64, Checkpoint)>,
 }
@@ -142,6 +155,16 @@ impl Store for MemoryStore {
 
     fn revocations(&self) -> Result<Vec<Revocation>> {
         Ok(self.revocations.clone())
+    }
+
+    fn put_delegation(&mut self, delegation: &Delegation) -> Result<()> {
+        self.delegations.retain(|d| d.key() != delegation.key());
+        self.delegations.push(delegation.clone());
+        Ok(())
+    }
+
+    fn delegations(&self) -> Result<Vec<Delegation>> {
+        Ok(self.delegations.clone())
     }
 
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()> {

@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 use arena_core::records::Meta;
 use arena_core::sync::wire::Wire;
-use arena_core::{Admission, Identity, Invite, MemoryStore, Role, Room, RoomConfig, Store, FLAG_PROXY};
+use arena_core::{Admission, Delegation, Identity, Invite, MemoryStore, Role, Room, RoomConfig, Store, FLAG_PROXY};
 use yrs::updates::encoder::Encode;
 use yrs::{GetString, ReadTxn, Text, Transact};
 
@@ -49,6 +49,7 @@ fn a_relayed_update_is_signed_only_by_a_proxy_and_only_under_a_writer_token() ->
         grant: Box::new(inv.grant.clone()),
         signature: inv.vouch(&update),
         update,
+        delegation: Delegation::sign(inv).signature,
     };
 
     // On the wire and back; the token (its secret) is not in it.
@@ -72,11 +73,13 @@ fn a_relayed_update_is_signed_only_by_a_proxy_and_only_under_a_writer_token() ->
         ensure!(home.state_digest() == before, "{what} grant: the refusal changed the replica");
     }
     // A voucher for another update, and a grant with a voucher by a key that is not its invite key.
-    let Wire::Proxied { grant, signature, .. } = vouched(&writer, stock_update("other")) else { unreachable!() };
-    let swapped = Wire::Proxied { grant: grant.clone(), signature, update: stock_update("hello") };
+    let Wire::Proxied { grant, signature, delegation, .. } = vouched(&writer, stock_update("other")) else {
+        unreachable!()
+    };
+    let swapped = Wire::Proxied { grant: grant.clone(), signature, update: stock_update("hello"), delegation };
     ensure!(home.handle(swapped, T0 + 1).is_err(), "a voucher for another update signed");
     let Wire::Proxied { signature, .. } = vouched(&observer, stock_update("hello")) else { unreachable!() };
-    let forged = Wire::Proxied { grant, signature, update: stock_update("hello") };
+    let forged = Wire::Proxied { grant, signature, update: stock_update("hello"), delegation };
     ensure!(home.handle(forged, T0 + 1).is_err(), "a voucher by another invite key signed");
     // A writer's grant, an update outside its role's rules (a candidate writing `analysis`).
     let analysis = {
@@ -94,6 +97,8 @@ fn a_relayed_update_is_signed_only_by_a_proxy_and_only_under_a_writer_token() ->
     ensure!(receipt.applied.len() == 1, "no envelope");
     ensure!(home.doc().code() == "hello", "home code {:?}", home.doc().code());
     other.handle(Wire::Admissions(home.ledger().admissions()), T0 + 3)?;
+    other.handle(Wire::Delegations(home.ledger().delegations()), T0 + 3)?;
+    ensure!(receipt.applied[0].via == Some(writer.grant.invite), "the envelope does not name the writer's grant");
     let r = other.receive(receipt.applied, T0 + 3)?;
     ensure!(r.applied.len() == 1 && r.rejected.is_empty(), "{:?}", r.rejected);
     let text = other.doc().yrs().get_or_insert_text("code");
@@ -122,15 +127,19 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     let created = peer.store().author_envelopes(&peer.identity().public(), 0, usize::MAX)?;
     ensure!(home.receive(created, T0)?.rejected.is_empty());
     let logged = home.store().log_len();
+    let stock = Delegation::sign(&Invite::issue(&key(), Role::Candidate, T0 / 1000 + 3600, 0, 7));
+    home.delegate(&stock, Some(T0 / 1000))?;
+    peer.delegate(&stock, None)?;
+    let via = &stock.key();
 
     // Applied at once, nothing signed or logged yet.
-    ensure!(home.proxy_deferred(&stock_update_as(11, "a"), Role::Candidate, T0 + 1)?);
-    ensure!(home.proxy_deferred(&stock_update_as(12, "b"), Role::Candidate, T0 + 1)?);
+    ensure!(home.proxy_deferred(&stock_update_as(11, "a"), via, T0 + 1)?);
+    ensure!(home.proxy_deferred(&stock_update_as(12, "b"), via, T0 + 1)?);
     ensure!(home.doc().code().len() == 2 && home.store().log_len() == logged && home.unsealed() == 2);
     // An empty update holds nothing to relay; garbage is an error that changes nothing.
-    ensure!(!home.proxy_deferred(&yrs::Update::new().encode_v1(), Role::Candidate, T0 + 1)?);
+    ensure!(!home.proxy_deferred(&yrs::Update::new().encode_v1(), via, T0 + 1)?);
     let before = home.state_digest();
-    ensure!(home.proxy_deferred(&[0xff, 0x01, 0x02], Role::Candidate, T0 + 1).is_err());
+    ensure!(home.proxy_deferred(&[0xff, 0x01, 0x02], via, T0 + 1).is_err());
     ensure!(home.state_digest() == before && home.unsealed() == 2);
 
     // One envelope for both, which the peer accepts.
@@ -145,14 +154,11 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     // A client id another author owns is refused before anything changes: the peer's own.
     let peers = peer.doc().client_id();
     let before = home.state_digest();
-    ensure!(
-        home.proxy_deferred(&stock_update_as(peers, "x"), Role::Candidate, T0 + 4).is_err(),
-        "a foreign client id passed"
-    );
+    ensure!(home.proxy_deferred(&stock_update_as(peers, "x"), via, T0 + 4).is_err(), "a foreign client id passed");
     ensure!(home.state_digest() == before && home.unsealed() == 0);
 
     // A seal made by another call (receiving seals first) is kept for the caller too.
-    ensure!(home.proxy_deferred(&stock_update_as(13, "c"), Role::Candidate, T0 + 5)?);
+    ensure!(home.proxy_deferred(&stock_update_as(13, "c"), via, T0 + 5)?);
     let theirs = peer.edit(T0 + 5, |e| e.splice_code(0, 0, "p"))?.ok_or_else(|| anyhow::anyhow!("no edit"))?;
     home.receive(vec![theirs], T0 + 6)?;
     let sealed = home.take_sealed();
@@ -163,7 +169,7 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
 
     // Without a proxy grant nothing is applied.
     let before = peer.state_digest();
-    ensure!(peer.proxy_deferred(&stock_update_as(14, "d"), Role::Candidate, T0 + 8).is_err());
+    ensure!(peer.proxy_deferred(&stock_update_as(14, "d"), via, T0 + 8).is_err());
     ensure!(peer.state_digest() == before);
     Ok(())
 }
@@ -199,6 +205,7 @@ fn relayed_updates_that_arrive_out_of_order_are_signed_in_order() -> Result<()> 
         grant: Box::new(inv.grant.clone()),
         signature: inv.vouch(update),
         update: update.to_vec(),
+        delegation: Delegation::sign(inv).signature,
     };
     let log0 = home.store().log_len();
     // The last two first: they wait, and change nothing.

@@ -391,8 +391,8 @@ pub fn verify(dir: &Path, pins: &replay::Pins, allow_incomplete: bool) -> Result
     }
     let _ = write!(
         s,
-        "{} records checked: {} admissions, {} envelopes, {} seals",
-        r.records, r.admissions, r.envelopes, r.seals
+        "{} records checked: {} admissions, {} delegations, {} envelopes, {} seals",
+        r.records, r.admissions, r.delegations, r.envelopes, r.seals
     );
     if let Some(l) = &r.last_seal {
         let _ = write!(
@@ -417,6 +417,14 @@ pub fn verify(dir: &Path, pins: &replay::Pins, allow_incomplete: bool) -> Result
                 &arena_core::PeerKey(a.last_hash).to_hex()[..16]
             );
         }
+    }
+    for w in r.stock.values() {
+        let node = r.members.get(&w.node).map_or_else(|| w.node.to_hex()[..16].to_owned(), |(n, _)| n.clone());
+        let _ = write!(
+            s,
+            "\n  via node {node}, as {} (grant {}): {} envelopes signed for a stock client",
+            w.role, w.grant, w.envelopes
+        );
     }
     let passes = r.passes(allow_incomplete);
     match r.problem() {

@@ -12,12 +12,14 @@
 //! - 2 admission: `at_ms | admission` (a member's signed statement that it joined with a
 //!   grant of the room key: public, see below);
 //! - 3 awareness: `at_ms | JSON text` (cursors and presence, unsigned as in y-protocols);
+//! - 5 seal: `at_ms | number u32 | closing u8 | records u64 | n u32 | n × (author (32) |
+//!   envelopes u64 | next_seq u64 | last hash (32)) | signature (64)`.
 //! - 6 revocation: `at_ms | revocation` (arena-core's encoding, without the room: a host's
 //!   or the node's signed removal of a member or an invite; the member's envelopes from the
 //!   seq it names on are refused by every replica, so a recording that holds one after it
 //!   is broken there);
-//! - 5 seal: `at_ms | number u32 | closing u8 | records u64 | n u32 | n × (author (32) |
-//!   envelopes u64 | next_seq u64 | last hash (32)) | signature (64)`.
+//! - 7 delegation: `at_ms | delegation` (a stock client's grant countersigned by its invite
+//!   key, named by the `via` of the node's envelopes for that client: public);
 //!
 //! A seal is the recorder's signed statement about everything before it: the recorder's
 //! Ed25519 signature over `"arena/recording-seal/v2" | room | recorder key | chain before
@@ -86,6 +88,8 @@ pub enum Kind {
     Seal = 5,
     /// A signed revocation of a member or an invite.
     Revocation = 6,
+    /// A stock client's delegation.
+    Delegation = 7,
 }
 
 impl Kind {
@@ -96,6 +100,7 @@ impl Kind {
             3 => Kind::Awareness,
             5 => Kind::Seal,
             6 => Kind::Revocation,
+            7 => Kind::Delegation,
             _ => return None,
         })
     }
@@ -210,6 +215,13 @@ pub enum Record {
     },
     /// A seal.
     Seal(Seal),
+    /// A stock client's delegation stored at `at_ms`.
+    Delegation {
+        /// When the recorder stored it.
+        at_ms: u64,
+        /// The delegation.
+        delegation: arena_core::Delegation,
+    },
 }
 
 fn split_ms(payload: &[u8]) -> Option<(u64, &[u8])> {
@@ -235,6 +247,9 @@ impl RawRecord {
                 .map(|revocation| Record::Revocation { at_ms, revocation })
                 .map_err(|e| e.to_string()),
             Some(Kind::Seal) => Seal::decode_body(at_ms, rest).map(Record::Seal),
+            Some(Kind::Delegation) => arena_core::Delegation::decode(rest)
+                .map(|delegation| Record::Delegation { at_ms, delegation })
+                .map_err(|e| e.to_string()),
             None => Err(format!("unknown record kind {}", self.kind)),
         }
     }

@@ -13,7 +13,7 @@ use arena_core::{PeerKey, Role, RoomDoc, RoomId};
 use serde::Serialize;
 
 pub use export::{export_html, export_json};
-pub use verify::{verify, Break, LastSeal, Pins, VerifyReport};
+pub use verify::{verify, Break, LastSeal, Pins, StockWriter, VerifyReport};
 
 use crate::error::{NodeError, Result};
 use crate::recording::{Record, RecordingFile};
@@ -129,8 +129,12 @@ pub struct Step {
     pub at: u64,
     /// Author key, hex.
     pub author: String,
-    /// Author's display name.
+    /// Author's display name; for a node's envelope written by a stock client, "<role>
+    /// <grant> via <node>".
     pub name: String,
+    /// For a node's envelope written by a stock client: "via node, as <role>" and the grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// Author's envelope sequence number.
     pub seq: u64,
     /// The edits to the code, applied in order, that this step made.
@@ -236,6 +240,7 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
     let doc = RoomDoc::new(0);
     let mut members: BTreeMap<PeerKey, MemberInfo> = BTreeMap::new();
     let mut names: HashMap<String, String> = HashMap::new();
+    let mut delegations: HashMap<PeerKey, arena_core::Delegation> = HashMap::new();
     let mut steps = Vec::new();
     let mut awareness = Vec::new();
     let mut code = String::new();
@@ -265,16 +270,31 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
                 code = now;
                 let index = steps.len();
                 let key = envelope.author.to_hex();
+                let node = names.get(&key).cloned().unwrap_or_else(|| short(&envelope.author));
+                let via = envelope.via.map(|v| match delegations.get(&v) {
+                    Some(d) => (format!("via node, as {} (grant {})", d.grant.role, d.grant.label()), {
+                        format!("{} {} via {node}", d.grant.role, d.grant.label())
+                    }),
+                    None => (format!("via node, for unknown grant {}", short(&v)), format!("? via {node}")),
+                });
+                let (via, name) = match via {
+                    Some((v, n)) => (Some(v), n),
+                    None => (None, node),
+                };
                 steps.push(Step {
                     index,
                     at: received_ms,
-                    name: names.get(&key).cloned().unwrap_or_else(|| short(&envelope.author)),
+                    name,
+                    via,
                     author: key,
                     seq: envelope.seq,
                     splices,
                     events,
                     code: (index % KEYFRAME_EVERY == 0).then(|| code.clone()),
                 });
+            }
+            Record::Delegation { delegation, .. } => {
+                delegations.insert(delegation.key(), delegation);
             }
             Record::Awareness { at_ms, json } => {
                 awareness.push((at_ms, serde_json::from_str(&json).unwrap_or(serde_json::Value::String(json))));

@@ -57,6 +57,12 @@ impl Store for NodeStore {
     fn revocations(&self) -> arena_core::Result<Vec<arena_core::Revocation>> {
         each!(self, s => s.revocations())
     }
+    fn put_delegation(&mut self, delegation: &arena_core::Delegation) -> arena_core::Result<()> {
+        each!(self, s => s.put_delegation(delegation))
+    }
+    fn delegations(&self) -> arena_core::Result<Vec<arena_core::Delegation>> {
+        each!(self, s => s.delegations())
+    }
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> arena_core::Result<()> {
         each!(self, s => s.put_checkpoint(log_index, checkpoint))
     }

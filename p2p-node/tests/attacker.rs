@@ -525,7 +525,9 @@ async fn relayed_stock_updates_go_to_members_only() -> Result<()> {
         arena_core::Invite::from_token(&room.token(Role::Candidate, 3), &room.id, arena_node::now_ms() / 1000)?;
     let update = vec![0, 0];
     let signature = invite.vouch(&update);
-    a.handle.ingest(room.id, vec![Wire::Proxied { grant: Box::new(invite.grant.clone()), update, signature }]).await?;
+    let delegation = arena_core::Delegation::sign(&invite).signature;
+    let grant = Box::new(invite.grant.clone());
+    a.handle.ingest(room.id, vec![Wire::Proxied { grant, update, signature, delegation }]).await?;
     let carries_token = |reqs: &[SyncRequest]| -> Result<bool> {
         for r in reqs {
             let mut link = Reassembler::new();

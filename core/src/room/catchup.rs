@@ -50,6 +50,11 @@ impl<S: Store> Room<S> {
     /// Answers a peer's envelope vector: admissions, then what it lacks (from our log).
     pub fn answer(&self, have: &BTreeMap<PeerKey, u64>) -> Result<Vec<Wire>> {
         let mut out = vec![Wire::Admissions(self.ledger.admissions())];
+        // Before the revocations: a revoked invite refuses only delegations it did not know.
+        let delegations = self.ledger.delegations();
+        if !delegations.is_empty() {
+            out.push(Wire::Delegations(delegations));
+        }
         let revocations = self.store.revocations()?;
         if !revocations.is_empty() {
             out.push(Wire::Revocations(revocations));
@@ -276,6 +281,27 @@ impl<S: Store> Room<S> {
                 }
                 Ok((Vec::new(), r))
             }
+            Wire::Delegations(ds) => {
+                let mut r = Receipt::default();
+                let mut new = false;
+                for d in ds {
+                    match self.delegate(&d, None) {
+                        Ok(n) => new |= n,
+                        Err(e) => r.rejected.push((d.key(), e)),
+                    }
+                }
+                if new {
+                    // Envelopes that waited for one of them may go on now (reported as
+                    // applied, so the caller passes them on).
+                    let retried = self.retry_waiting(now_ms)?;
+                    r.applied = retried.applied;
+                    r.duplicates = retried.duplicates;
+                    r.buffered = retried.buffered;
+                    r.needs_catch_up = retried.needs_catch_up;
+                    r.rejected.extend(retried.rejected);
+                }
+                Ok((Vec::new(), r))
+            }
             Wire::Revocations(revs) => {
                 let mut r = Receipt::default();
                 for v in revs {
@@ -304,7 +330,9 @@ impl<S: Store> Room<S> {
                 replies.extend(self.want_history()?);
                 Ok((replies, receipt))
             }
-            Wire::Proxied { grant, update, signature } => {
+            Wire::Proxied { grant, update, signature, delegation } => {
+                let d = crate::Delegation { grant: (*grant).clone(), signature: delegation };
+                self.delegate_live(&d, now_ms)?;
                 let applied = self.proxy_for(&grant, &signature, &update, now_ms)?;
                 Ok((Vec::new(), Receipt { applied, ..Receipt::default() }))
             }
@@ -313,8 +341,9 @@ impl<S: Store> Room<S> {
 
     /// Signs a stock client's update that another node relayed ([`Wire::Proxied`]), after
     /// checking the relay's voucher: signed by the invite key of a grant for this room, not
-    /// expired, with a role that may write. The update is held to that role's write rules.
-    /// Needs our proxy grant.
+    /// expired, with a role that may write. The update is held to that role's write rules
+    /// and the envelope names the grant's delegation, which must be known (it comes with
+    /// the message, or earlier as [`Wire::Delegations`]). Needs our proxy grant.
     ///
     /// Relayed updates may arrive out of order (each relay is a request of its own): one
     /// that builds on content we do not hold yet is kept (bounded) and signed once that
@@ -331,7 +360,13 @@ impl<S: Store> Room<S> {
         if !grant.role.may_write() {
             return Err(CoreError::NotAllowed(format!("a relayed update under a {} grant", grant.role)));
         }
-        match self.proxy_checked(update, grant.role, now_ms)? {
+        if self.ledger.delegation(&grant.invite).map(|d| &d.grant) != Some(grant) {
+            return Err(CoreError::NotAllowed(format!(
+                "a relayed update under grant {} without its delegation",
+                grant.label()
+            )));
+        }
+        match self.proxy_checked(update, &grant.invite, now_ms)? {
             super::Proxied::Signed(env) => {
                 let mut signed = vec![env];
                 signed.extend(self.retry_relayed(now_ms)?);
@@ -339,7 +374,7 @@ impl<S: Store> Room<S> {
             }
             super::Proxied::Empty => Ok(Vec::new()),
             super::Proxied::Wait => {
-                self.keep_relayed(grant.role, update);
+                self.keep_relayed(grant.invite, update);
                 Ok(Vec::new())
             }
         }

@@ -11,6 +11,7 @@ use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::Role;
 use crate::history::Splice;
+use crate::identity::PeerKey;
 use crate::store::Store;
 use yrs::Transact;
 
@@ -59,10 +60,12 @@ impl<S: Store> Room<S> {
     /// A stock client's update (a Yjs client that cannot sign), checked and applied to the
     /// document now and signed by us on its behalf with the next seal, like a deferred local
     /// edit. Needs a proxy grant; the update may not create items under a client id owned by
-    /// another author, and is held to the write rules of the client's `role` (its token's).
-    /// Returns whether it held anything (false: nothing to relay). On an error nothing
-    /// changed.
-    pub fn proxy_deferred(&mut self, update: &[u8], role: Role, now_ms: u64) -> Result<bool> {
+    /// another author, and is held to the write rules of the role of the client's delegation
+    /// `via` (registered with [`Room::delegate`]); the envelope names `via`. Deferred
+    /// updates are sealed in runs of one `via` (in order: a change of `via` seals the run
+    /// before). Returns whether it held anything (false: nothing to relay). On an error
+    /// nothing changed.
+    pub fn proxy_deferred(&mut self, update: &[u8], via: &PeerKey, now_ms: u64) -> Result<bool> {
         let (decoded, scan) = crate::doc::strict::decode_scanned(update)?;
         if decoded.insertions(true).client_ids().next().is_none() && decoded.delete_set().is_empty() {
             return Ok(false);
@@ -70,13 +73,14 @@ impl<S: Store> Room<S> {
         if !self.can_proxy() {
             return Err(CoreError::NotAllowed("signing for other clients needs a proxy grant".into()));
         }
+        let role = self.delegated_role(via)?;
         let me = self.me.public();
         self.ledger.check_clients(&me, true, me.client_id(self.session), &decoded)?;
         self.judge_stock(&scan, role)?;
         let clients: Vec<u64> = decoded.insertions(true).client_ids().map(|c| c.get()).collect();
         self.doc.yrs().transact_mut().apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
         self.ledger.claim_proxied(&me, clients);
-        self.defer(update.to_vec(), now_ms)
+        self.defer_via(update.to_vec(), Some(*via), now_ms)
     }
 
     /// The envelopes sealed from deferred updates since the last call, by whichever method
@@ -119,17 +123,17 @@ impl<S: Store> Room<S> {
 
     /// Envelopes held back because they build on structs we lacked may build on what we
     /// just sealed (a peer deleting what we typed before it reached us): apply those now.
-    fn retry_waiting(&mut self, now_ms: u64) -> Result<()> {
+    pub(super) fn retry_waiting(&mut self, now_ms: u64) -> Result<super::Receipt> {
         let ledger = &self.ledger;
         let ready: Vec<usize> = (0..self.pending.len())
             .filter(|&i| ledger.head(&self.pending[i].author).next_seq == self.pending[i].seq)
             .collect();
         if ready.is_empty() {
-            return Ok(());
+            return Ok(super::Receipt::default());
         }
         let mut batch: Vec<Envelope> = ready.into_iter().rev().map(|i| self.pending.remove(i)).collect();
         batch.reverse();
-        self.receive(batch, now_ms).map(drop)
+        self.receive(batch, now_ms)
     }
 
     /// Our own edit's placements, for the write rules' view of the document.
@@ -161,6 +165,11 @@ impl<S: Store> Room<S> {
     }
 
     fn defer(&mut self, update: Vec<u8>, now_ms: u64) -> Result<bool> {
+        self.defer_via(update, None, now_ms)
+    }
+
+    /// Defers `update`, written under `via` (`None`: our own edit).
+    fn defer_via(&mut self, update: Vec<u8>, via: Option<PeerKey>, now_ms: u64) -> Result<bool> {
         if update.is_empty() {
             return Ok(false);
         }
@@ -168,6 +177,12 @@ impl<S: Store> Room<S> {
         if self.unsealed.len() >= MAX_UNSEALED || bytes + update.len() > MAX_UNSEALED_BYTES {
             // Nobody sealed for a long while: keep envelopes (and merges) small.
             self.seal_pending(now_ms)?;
+        }
+        if via != self.unsealed_via {
+            // One envelope names one writer: seal the run of the previous one first (in
+            // order: a later update may build on an earlier one of another writer).
+            self.seal_pending(now_ms)?;
+            self.unsealed_via = via;
         }
         self.unsealed.push(update);
         Ok(true)
@@ -178,7 +193,8 @@ impl<S: Store> Room<S> {
     fn seal_update(&mut self, update: Vec<u8>, now_ms: u64) -> Result<Envelope> {
         let me = self.me.public();
         let head = self.ledger.head(&me);
-        let env = Envelope::seal(self.id, &self.me, head.next_seq, head.last_hash, self.session, update);
+        let via = self.unsealed_via;
+        let env = Envelope::seal_via(self.id, &self.me, head.next_seq, head.last_hash, self.session, via, update);
         let at = self.received_at(now_ms);
         if let Err(e) = self.log_append(&env, at) {
             self.unsealed.insert(0, env.update);

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
+use crate::delegation::Delegation;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::{Admission, RoomId};
@@ -470,6 +471,26 @@ impl Store for SledStore {
             .collect()
     }
 
+    /// Kept beside the room's admissions too, under `room ‖ 0xfe ‖ invite key` (41 bytes).
+    fn put_delegation(&mut self, delegation: &Delegation) -> Result<()> {
+        let num = self.writing()?;
+        let key = [&num[..], &[0xfe], &delegation.key().0].concat();
+        self.admissions.insert(key, delegation.encode()).map_err(|e| self.err("delegations", e))?;
+        Ok(())
+    }
+
+    fn delegations(&self) -> Result<Vec<Delegation>> {
+        let Some(num) = self.num else { return Ok(Vec::new()) };
+        self.admissions
+            .scan_prefix([&num[..], &[0xfe]].concat())
+            .filter(|kv| kv.as_ref().map_or(true, |(k, _)| k.len() == 8 + 1 + 32))
+            .map(|kv| {
+                let (_, v) = kv.map_err(|e| self.err("delegations", e))?;
+                Delegation::decode(&v).map_err(|e| self.err("delegations", e))
+            })
+            .collect()
+    }
+
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> Result<()> {
         let num = self.writing()?;
         self.checkpoints
@@ -517,13 +538,18 @@ mod tests {
     fn fill(store: &mut SledStore, room_key: &Identity, author: &Identity, text: &str) -> Vec<Envelope> {
         let room = room_key.public();
         let envs: Vec<Envelope> = (0..2)
-            .map(|seq| Envelope::seal(room, author, seq, [0; 32], 1, format!("{text}{seq}").into_bytes()))
+            .map(|seq| {
+                // The second names a delegation (a v2 envelope): both forms read back.
+                let via = (seq == 1).then(|| room_key.public());
+                Envelope::seal_via(room, author, seq, [0; 32], 1, via, format!("{text}{seq}").into_bytes())
+            })
             .collect();
         for (i, e) in envs.iter().enumerate() {
             store.append(e, 1000 + i as u64).unwrap();
         }
         let invite = Invite::issue(room_key, Role::Candidate, u64::MAX / 2, 0, 1);
         store.put_admission(&Admission::sign(author, &invite, text, 5)).unwrap();
+        store.put_delegation(&crate::Delegation::sign(&invite)).unwrap();
         store.put_checkpoint(2, &Checkpoint::seal(room, Vec::new(), vec![1, 2], vec![3], 77, room_key)).unwrap();
         store.flush().unwrap();
         envs
@@ -541,6 +567,10 @@ mod tests {
         let adms = store.admissions().unwrap();
         assert_eq!(adms.len(), 1);
         assert_eq!(adms[0].name, name);
+        let dels = store.delegations().unwrap();
+        assert_eq!(dels.len(), 1);
+        assert_eq!(dels[0].key(), adms[0].grant.invite);
+        assert!(store.revocations().unwrap().is_empty());
         assert_eq!(store.checkpoints().unwrap(), vec![(2, 77)]);
         assert_eq!(store.checkpoint(2).unwrap().unwrap().state, vec![1, 2]);
         assert!(store.checkpoint(1).unwrap().is_none());

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::checkpoint::Checkpoint;
 use crate::codec::{Reader, Writer};
+use crate::delegation::Delegation;
 use crate::envelope::{Envelope, MAX_UPDATE};
 use crate::error::{CoreError, Result};
 use crate::grant::{Admission, Grant, RoomId};
@@ -33,6 +34,7 @@ const T_PROXIED: u8 = 5;
 const T_WANT_HISTORY: u8 = 6;
 const T_HISTORY: u8 = 7;
 const T_REVOCATIONS: u8 = 8;
+const T_DELEGATIONS: u8 = 9;
 /// Longest grant a [`Wire::Proxied`] may carry.
 const MAX_GRANT: usize = 256;
 
@@ -59,6 +61,9 @@ pub enum Wire {
         update: Vec<u8>,
         /// The invite key's signature over the grant and the update.
         signature: [u8; 64],
+        /// The invite key's delegation signature ([`Delegation`]), so that the signer's
+        /// envelope names the client's grant (`via`).
+        delegation: [u8; 64],
     },
     /// "Send me each listed author's envelopes just below this seq": a replica that started
     /// from a checkpoint fetching the history before it.
@@ -69,6 +74,9 @@ pub enum Wire {
     History(Vec<Envelope>),
     /// Signed revocations of members or invites (sent with admissions on catch-up).
     Revocations(Vec<Revocation>),
+    /// Stock clients' delegations (sent after admissions, before the envelopes that name
+    /// them).
+    Delegations(Vec<Delegation>),
 }
 
 impl Wire {
@@ -94,6 +102,12 @@ impl Wire {
                     r.write(&mut w);
                 }
             }
+            Wire::Delegations(ds) => {
+                w.u8(T_DELEGATIONS).var(ds.len() as u64);
+                for d in ds {
+                    d.write(&mut w);
+                }
+            }
             Wire::Want(heads) | Wire::WantHistory(heads) => {
                 w.u8(if matches!(self, Wire::Want(_)) { T_WANT } else { T_WANT_HISTORY }).var(heads.len() as u64);
                 for (k, n) in heads {
@@ -109,8 +123,8 @@ impl Wire {
             Wire::Checkpoint(c) => {
                 w.u8(T_CHECKPOINT).fixed(&c.encode());
             }
-            Wire::Proxied { grant, update, signature } => {
-                w.u8(T_PROXIED).bytes(&grant.encode()).bytes(update).fixed(signature);
+            Wire::Proxied { grant, update, signature, delegation } => {
+                w.u8(T_PROXIED).bytes(&grant.encode()).bytes(update).fixed(signature).fixed(delegation);
             }
         }
         w.finish()
@@ -170,7 +184,17 @@ impl Wire {
             T_PROXIED => {
                 let grant = Box::new(Grant::decode(r.bytes(MAX_GRANT)?)?);
                 let update = r.bytes(MAX_UPDATE)?.to_vec();
-                Wire::Proxied { grant, update, signature: r.fixed()? }
+                let signature = r.fixed()?;
+                let delegation = r.fixed()?;
+                Wire::Proxied { grant, update, signature, delegation }
+            }
+            T_DELEGATIONS => {
+                let n = r.count(180)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(Delegation::read(&mut r)?);
+                }
+                Wire::Delegations(v)
             }
             t => return Err(r.err(&format!("unknown message type {t}"))),
         };

@@ -415,9 +415,9 @@ impl Actor {
                 relay.push(msg);
                 continue;
             }
-            // Admissions and revocations the room took go on to the peers as they came.
+            // Admissions, revocations and delegations the room took go on to the peers as they came.
             let pass_on = match &msg {
-                Wire::Admissions(_) | Wire::Revocations(_) => Some(msg.clone()),
+                Wire::Admissions(_) | Wire::Revocations(_) | Wire::Delegations(_) => Some(msg.clone()),
                 _ => None,
             };
             match state.room.handle(msg, now) {

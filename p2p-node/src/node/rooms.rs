@@ -442,6 +442,34 @@ impl Actor {
                     MessageAcceptance::Reject
                 }
             }
+            Wire::Delegations(ds) => {
+                let receipt = match state.room.handle(Wire::Delegations(ds), now) {
+                    Ok((_, r)) => r,
+                    Err(e) => {
+                        warn!(room = %room, error = %e, "applying delegations failed");
+                        return MessageAcceptance::Ignore;
+                    }
+                };
+                self.out.dirty.insert(room);
+                if !receipt.applied.is_empty() {
+                    // Envelopes that waited for one of these delegations.
+                    self.out.event(
+                        Some(room),
+                        NodeEvent::Applied { room, envelopes: receipt.applied.clone(), from: Some(peer) },
+                    );
+                }
+                let bad: Vec<String> = receipt
+                    .rejected
+                    .iter()
+                    .map(|(key, e)| format!("delegation or envelope {}: {e}", &key.to_hex()[..12]))
+                    .collect();
+                if bad.is_empty() {
+                    MessageAcceptance::Accept
+                } else {
+                    self.offence(peer, Some(room), bad.join("; "));
+                    MessageAcceptance::Reject
+                }
+            }
             Wire::Want(_) | Wire::Checkpoint(_) | Wire::Proxied { .. } | Wire::WantHistory(_) | Wire::History(_) => {
                 MessageAcceptance::Ignore
             }
@@ -627,10 +655,11 @@ impl Actor {
             match msg {
                 Wire::Want(have) => want = Some(have),
                 Wire::WantHistory(below) => want_history = Some(below),
-                Wire::Proxied { grant, update, signature } => {
-                    unsigned |= !self.sign_relayed(room, peer, &grant, &signature, &update)
+                Wire::Proxied { grant, update, signature, delegation } => {
+                    let d = arena_core::Delegation { grant: *grant, signature: delegation };
+                    unsigned |= !self.sign_relayed(room, peer, &d, &signature, &update)
                 }
-                w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_)) => {
+                w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_) | Wire::Delegations(_)) => {
                     self.apply(room, w, peer);
                 }
                 Wire::Checkpoint(_) | Wire::History(_) => {}
@@ -664,17 +693,30 @@ impl Actor {
         &mut self,
         room: RoomId,
         peer: PeerId,
-        grant: &arena_core::Grant,
+        delegation: &arena_core::Delegation,
         signature: &[u8; 64],
         update: &[u8],
     ) -> bool {
         let now = now_ms();
         let Some(state) = self.rooms.get_mut(&room) else { return false };
-        match state.room.proxy_for(grant, signature, update, now) {
-            Ok(envs) if envs.is_empty() => true,
+        // The envelope names the client's delegation: it goes out first, once, if new.
+        let new = state.room.can_proxy() && state.room.delegate_live(delegation, now).unwrap_or(false);
+        match state.room.proxy_for(&delegation.grant, signature, update, now) {
+            Ok(envs) if envs.is_empty() => {
+                if new {
+                    self.out.dirty.insert(room);
+                    self.out.publish.push((room, vec![Wire::Delegations(vec![delegation.clone()])]));
+                }
+                true
+            }
             Ok(envs) => {
                 self.out.dirty.insert(room);
-                self.out.publish.push((room, vec![Wire::Envelopes(envs.clone())]));
+                let mut msgs = Vec::new();
+                if new {
+                    msgs.push(Wire::Delegations(vec![delegation.clone()]));
+                }
+                msgs.push(Wire::Envelopes(envs.clone()));
+                self.out.publish.push((room, msgs));
                 self.out.event(Some(room), NodeEvent::Applied { room, envelopes: envs, from: Some(peer) });
                 true
             }
@@ -892,7 +934,9 @@ impl Actor {
         for f in &resp.frames {
             match link.push(f, room) {
                 Ok(None) => {}
-                Ok(Some(w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_)))) => {
+                Ok(Some(
+                    w @ (Wire::Admissions(_) | Wire::Envelopes(_) | Wire::Revocations(_) | Wire::Delegations(_)),
+                )) => {
                     self.apply(room, w, peer);
                 }
                 Ok(Some(w @ Wire::Checkpoint(_))) => {

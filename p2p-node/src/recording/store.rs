@@ -69,6 +69,7 @@ impl RecordingStore {
                     }
                     Record::Admission { admission, .. } => inner.put_admission(&admission)?,
                     Record::Revocation { revocation, .. } => inner.put_revocation(&revocation)?,
+                    Record::Delegation { delegation, .. } => inner.put_delegation(&delegation)?,
                     Record::Seal(s) => {
                         if !file.seal_ok(r.index, &s) {
                             return Err(bad(format!(
@@ -254,6 +255,13 @@ impl Store for RecordingStore {
     fn put_checkpoint(&mut self, log_index: u64, checkpoint: &Checkpoint) -> arena_core::Result<()> {
         // Kept in memory only: the recording is the log itself, replayed on reopen.
         self.inner.put_checkpoint(log_index, checkpoint)
+    }
+    fn put_delegation(&mut self, delegation: &arena_core::Delegation) -> arena_core::Result<()> {
+        self.write(Kind::Delegation, self.clock_ms, &delegation.encode())?;
+        self.inner.put_delegation(delegation)
+    }
+    fn delegations(&self) -> arena_core::Result<Vec<arena_core::Delegation>> {
+        self.inner.delegations()
     }
     fn checkpoints(&self) -> arena_core::Result<Vec<(u64, u64)>> {
         self.inner.checkpoints()

@@ -4,6 +4,10 @@
 //! - every envelope was signed by its author, an admitted member allowed to write, and each
 //!   author's envelopes form an unbroken hash chain from its first;
 //! - every admission was made with a grant signed by the room key;
+//! - every envelope a node signed for a stock client names that client's delegation (its
+//!   grant, countersigned with the invite key the client's link carried), so it shows as
+//!   "via node, as candidate"; every replica held it to that grant's role. That the
+//!   client typed it is still the node's word: a stock client has no key;
 //! - the recorder whose key is in the header sealed exactly these records, in this order,
 //!   and closed the recording (nothing was cut off, dropped, inserted or altered since);
 //!   each seal also says how many envelopes of each author it covers and where each
@@ -62,6 +66,19 @@ pub struct LastSeal {
     pub authors: Vec<AuthorCount>,
 }
 
+/// A stock client's envelopes, signed by a node under the client's delegation.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct StockWriter {
+    /// The node that signed them (the last one, if several did).
+    pub node: PeerKey,
+    /// The role of the client's grant: what every replica held them to.
+    pub role: Role,
+    /// The grant's label (its invite key's first bytes).
+    pub grant: String,
+    /// How many envelopes.
+    pub envelopes: usize,
+}
+
 /// What [`verify`] found.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
@@ -91,6 +108,11 @@ pub struct VerifyReport {
     pub torn_tail: Option<(usize, usize)>,
     /// Members by key: name and role (from their admissions).
     pub members: BTreeMap<PeerKey, (String, Role)>,
+    /// Stock clients' delegations checked.
+    pub delegations: usize,
+    /// What nodes signed for stock clients, by the delegation's invite key: "via node, as
+    /// candidate".
+    pub stock: BTreeMap<PeerKey, StockWriter>,
     /// The first break, if any.
     pub first_break: Option<Break>,
 }
@@ -171,6 +193,8 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
         unsealed: 0,
         torn_tail: file.torn_tail,
         members: BTreeMap::new(),
+        delegations: 0,
+        stock: BTreeMap::new(),
         first_break: None,
     };
     let header_break = match (pins.room, pins.recorder) {
@@ -204,12 +228,30 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
             },
             Ok(Record::Envelope { envelope, .. }) => {
                 match ledger.check(&envelope, None).and_then(|c| ledger.verify_one(&envelope, &c).map(|()| c)) {
-                    Ok(c) => {
-                        ledger.record(&envelope, &c);
-                        tally.envelope(&envelope, c.hash());
-                        rep.envelopes += 1;
-                        None
-                    }
+                    Ok(c) => match envelope.via.map(|via| (via, ledger.delegation(&via).cloned())) {
+                        // A node's envelope for a stock client names a delegation stored
+                        // before it (a replica applies it only once it holds it).
+                        Some((via, None)) => fail(format!(
+                            "envelope {} #{}: names delegation {via}, which the recording does not hold before it",
+                            envelope.author, envelope.seq
+                        )),
+                        via => {
+                            if let Some((key, Some(d))) = via {
+                                let w = rep.stock.entry(key).or_insert_with(|| StockWriter {
+                                    node: envelope.author,
+                                    role: d.grant.role,
+                                    grant: d.grant.label(),
+                                    envelopes: 0,
+                                });
+                                w.node = envelope.author;
+                                w.envelopes += 1;
+                            }
+                            ledger.record(&envelope, &c);
+                            tally.envelope(&envelope, c.hash());
+                            rep.envelopes += 1;
+                            None
+                        }
+                    },
                     Err(e) => fail(format!("envelope {} #{}: {e}", envelope.author, envelope.seq)),
                 }
             }
@@ -238,6 +280,13 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
                 Err(e) => fail(format!("revocation of {}: {e}", revocation.target)),
             },
             Ok(Record::Awareness { .. }) => None,
+            Ok(Record::Delegation { delegation, .. }) => match ledger.delegate(&delegation, None) {
+                Ok(_) => {
+                    rep.delegations += 1;
+                    None
+                }
+                Err(e) => fail(format!("delegation of grant {}: {e}", delegation.grant.label())),
+            },
         };
         let problem = problem.or_else(|| {
             (!r.chain_ok).then(|| Break {
