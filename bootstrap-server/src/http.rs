@@ -147,7 +147,7 @@ pub(crate) fn auth_error(e: AuthError) -> AppError {
     match e {
         AuthError::UnknownRoom => AppError::NotFound(e.message()),
         AuthError::MissingToken => AppError::Unauthorized(e.message()),
-        AuthError::BadToken(_) => AppError::Forbidden(e.message()),
+        AuthError::BadToken(_) | AuthError::Revoked => AppError::Forbidden(e.message()),
         AuthError::Internal(m) => AppError::Internal(m),
     }
 }

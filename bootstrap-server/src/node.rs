@@ -1,6 +1,6 @@
 //! The node's shared state: its key, the sled database, the room registry, metrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -265,6 +265,31 @@ impl Node {
         Ok((id, invite.grant))
     }
 
+    /// [`Node::authorize`], and refused when the link was revoked (see
+    /// [`Node::link_revoked`]). For `/signal`; `/yws` lets the room's actor refuse a revoked
+    /// link, which closes the connection with a reason the web room shows.
+    pub(crate) fn authorize_unrevoked(&self, room: &str, token: Option<&str>) -> Result<(RoomId, Grant), AuthError> {
+        let (id, grant) = self.authorize(room, token)?;
+        if self.link_revoked(&id, &grant.invite).map_err(|e| AuthError::Internal(e.to_string()))? {
+            return Err(AuthError::Revoked);
+        }
+        Ok((id, grant))
+    }
+
+    /// Whether a host revoked the invite whose key is `invite`, or a member who joined with
+    /// it, as this node's store of the room holds it (a read of the room's revocations and,
+    /// when there are any, its admissions).
+    pub(crate) fn link_revoked(&self, room: &RoomId, invite: &PeerKey) -> Result<bool, BootstrapError> {
+        use arena_core::Store;
+        let store = self.inner.db.room(room)?;
+        let revoked: HashSet<PeerKey> = store.revocations()?.into_iter().map(|r| r.target).collect();
+        if revoked.is_empty() {
+            return Ok(false);
+        }
+        Ok(revoked.contains(invite)
+            || store.admissions()?.iter().any(|a| a.grant.invite == *invite && revoked.contains(&a.member)))
+    }
+
     /// The room's actor, loading the room from sled if it is not in memory.
     pub(crate) async fn hub(&self, room: &RoomId, token: Option<&str>) -> Result<chan::Sender<HubCmd>, BootstrapError> {
         if let Some(tx) = self.loaded_hub(room) {
@@ -352,6 +377,8 @@ pub(crate) enum AuthError {
     UnknownRoom,
     MissingToken,
     BadToken(String),
+    /// A host revoked the link (or removed the member who joined with it).
+    Revoked,
     Internal(String),
 }
 
@@ -361,6 +388,7 @@ impl AuthError {
             AuthError::UnknownRoom => "unknown room".into(),
             AuthError::MissingToken => "a token is required (?token=...)".into(),
             AuthError::BadToken(e) => format!("invalid token: {e}"),
+            AuthError::Revoked => "this invite link was revoked by the room's host".into(),
             AuthError::Internal(_) => "internal error".into(),
         }
     }

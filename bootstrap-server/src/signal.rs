@@ -199,7 +199,7 @@ fn check_topic(node: &Node, topic: &str, token: Option<&str>) -> Result<Option<(
     if !looks_like_room {
         return Ok(None);
     }
-    node.authorize(topic, token).map(Some).map_err(|e| e.message())
+    node.authorize_unrevoked(topic, token).map(Some).map_err(|e| e.message())
 }
 
 /// One connection's state.

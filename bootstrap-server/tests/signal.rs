@@ -153,3 +153,37 @@ async fn limits_and_garbage() -> Result<()> {
     server.stop().await?;
     Ok(())
 }
+
+/// A link the host revoked opens no room topic on a new `/signal` connection (open ones are
+/// closed by the revocation itself), nor does the link a removed member joined with; the
+/// host's link still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_link_is_refused_at_connect() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let room = create_room(server.addr).await?;
+    let mut host = ArenaPeer::connect(server.addr, &room.room, &room.host, "host").await?;
+    let cand = ArenaPeer::connect(server.addr, &room.room, &room.candidate, "cand").await?;
+    host.pump(Duration::from_millis(200)).await?;
+    let mut before = connect(server.addr, Some(&room.candidate)).await?;
+    assert!(subscribe(&mut before, &[&room.room]).await?.is_empty(), "the candidate's link did not open the room");
+    // The host removes the candidate (its member key): the link it joined with goes too.
+    let revocation = host.room.revoke(cand.room.identity().public(), now_ms())?;
+    host.send(vec![revocation]).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut ws = connect(server.addr, Some(&room.candidate)).await?;
+        let errs = subscribe(&mut ws, &[&room.room]).await?;
+        if errs.len() == 1 {
+            let reason = errs[0]["reason"].as_str().unwrap_or("");
+            assert!(reason.contains("revoked"), "{errs:?}");
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the removed member's link still opens the room");
+        host.pump(Duration::from_millis(50)).await?;
+    }
+    let mut ws = connect(server.addr, Some(&room.host)).await?;
+    assert!(subscribe(&mut ws, &[&room.room]).await?.is_empty(), "the host's link was refused too");
+    server.stop().await?;
+    Ok(())
+}
