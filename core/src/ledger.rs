@@ -195,6 +195,11 @@ impl Ledger {
         v
     }
 
+    /// How many keys (members and invite keys) were revoked.
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.len()
+    }
+
     /// Whether `key` (a member or an invite key) was revoked.
     pub fn is_revoked(&self, key: &PeerKey) -> bool {
         self.revoked.contains_key(key)

@@ -234,6 +234,15 @@ export class MeshTransport extends Reconnecting {
     else if (!this.stopped) this._retryNow()
   }
 
+  /** Drops every connection and signals afresh: a host removed a member, whose page may
+   *  hold one of our channels (peer ids are not member keys, so every channel goes). The
+   *  node refuses the removed member's link on /signal: it does not come back. */
+  rejoin (reason) {
+    if (this.stopped || this.forcedOffline || ['denied', 'unsupported'].includes(this.status)) return
+    this._goOffline(reason)
+    this._retryNow()
+  }
+
   close () {
     if (this.ws && this.ws.readyState === 1) this._publish({ type: 'arena-bye' })
     this.stopped = true

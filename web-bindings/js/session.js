@@ -304,6 +304,7 @@ export class ArenaSession extends EventTarget {
     if (inc.applied) this.dispatchEvent(new CustomEvent('update', { detail: { applied: inc.applied } }))
     if (inc.presence || inc.changes.length) this.dispatchEvent(new Event('presence'))
     for (const reason of inc.denied) this.dispatchEvent(new CustomEvent('denied', { detail: { reason } }))
+    if (inc.revoked) this.mesh?.rejoin('a member was removed')
   }
 
   /** Changes we did not type: our caret moves through them (as the editor's does) before the
@@ -386,7 +387,10 @@ export class ArenaSession extends EventTarget {
   vote (enabled) { this._do(() => this.room.vote(enabled, this.now())) }
   /** Removes a member (its public key, hex: a participant's `key`); host only. Every replica
    *  refuses its envelopes from now on, and the node closes its connections (code 4403). */
-  revoke (memberKey) { this._do(() => this.room.revoke(memberKey, this.now())) }
+  revoke (memberKey) {
+    this._do(() => this.room.revoke(memberKey, this.now()))
+    this.mesh?.rejoin('a member was removed')
+  }
   consensus () { return this.room.consensus() }
   versions () { return this.room.versions() }
   createVersion (label) { this._do(() => this.room.createVersion(label, this.now())) }

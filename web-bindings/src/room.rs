@@ -147,8 +147,9 @@ impl Room {
 
     /// Handles one frame that came in on `link` (a number per connection, default 0: the
     /// node's socket; fragments reassemble per link): `{replies, changes, applied,
-    /// rejected, presence, denied}`; send `replies` back on that link, apply `changes` to
-    /// the editor in order. Seal first: what this seals itself goes out in `replies`.
+    /// rejected, presence, denied, revoked}`; send `replies` back on that link, apply
+    /// `changes` to the editor in order (`revoked`: a host removed someone just now). Seal
+    /// first: what this seals itself goes out in `replies`.
     pub fn receive(&mut self, frame: &[u8], now_ms: f64, link: Option<u32>) -> Result<Object, JsError> {
         let inc = self.client.receive_on(link.unwrap_or(0), frame, ms(now_ms))?;
         Ok(object(&[
@@ -158,6 +159,7 @@ impl Room {
             ("rejected", inc.rejected.into()),
             ("presence", inc.presence.into()),
             ("denied", inc.denied.iter().map(|d| JsValue::from_str(d)).collect::<Array>().into()),
+            ("revoked", inc.revoked.into()),
         ]))
     }
 

@@ -55,6 +55,9 @@ pub struct Incoming {
     pub presence: bool,
     /// Reasons the node refused something (a y-protocols permission-denied message).
     pub denied: Vec<String>,
+    /// Whether a host revoked a member or a link (new to us): a direct channel to a
+    /// removed member's page must not stay open (see the web package's mesh).
+    pub revoked: bool,
 }
 
 /// A peer's presence, from its awareness state.
@@ -238,6 +241,7 @@ impl<S: Store> Client<S> {
         let mut inc = Incoming::default();
         let mut replies = Vec::new();
         let mut want_sent = false;
+        let revoked_before = self.room.ledger().revoked_count();
         for msg in decode_frame(frame)? {
             match msg {
                 Message::Custom(MSG_ARENA, data) => {
@@ -269,6 +273,7 @@ impl<S: Store> Client<S> {
                 Message::Auth(None) | Message::Sync(_) | Message::Custom(..) => {}
             }
         }
+        inc.revoked = self.room.ledger().revoked_count() != revoked_before;
         inc.replies.extend(self.frames(&replies));
         inc.replies.extend(self.outgoing()?);
         inc.changes = self.watch.take();

@@ -5,7 +5,10 @@
 // page says it was removed; what the candidate types afterwards never reaches the host, not
 // through the node and not over the data channel (every replica refuses a revoked member's
 // envelopes); the same link in a reloaded page (a fresh key) is refused by the node. The
-// removal revokes the member's key and the invite it joined with. Screenshots in
+// removal revokes the member's key and the invite it joined with; the host's page drops
+// its data channels (peer ids are not keys, so all of them) and signals afresh, and the node
+// refuses the removed link on /signal, so no channel to the removed page comes back and it
+// gets nothing more over the mesh either. Screenshots in
 // target/web-room/.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -102,16 +105,23 @@ test('the host removes the candidate', { timeout: 180_000 }, async (t) => {
       assert.ok(code.includes('bob before removal'), `${p.name}: ${code}`)
       assert.ok(!code.includes('bob after removal'), `${p.name} got the removed member's typing: ${code}`)
     }
+    // The host's page dropped its data channel to Bob's when Bob was removed, and the node
+    // refuses Bob's link on /signal, so none came back: Bob's page never got the host's
+    // edits after the removal, by any path.
+    await waitFor(async () => (await alice.page.evaluate(() => window.arena.session.meshPeers())) === 0,
+      { timeoutMs: 20_000, what: () => 'the host still holds a data channel to the removed member' })
+    assert.ok(!(await has(bob, 'alice goes on')), 'the removed member got the host\'s edits over the data channel')
     await carol.context.close()
   })
 
   await t.test('the same link in a reloaded page (a fresh key) gets nothing from the node', async () => {
-    // mesh=0: what the node does (the mesh's signaling is not checked against revocations yet).
-    await bob.page.goto(`${server.url}/room/${room}?name=Bob&editor=${editor}&mesh=0#token=${tokens.candidate}`)
+    // The mesh is on: the node refuses the link on /signal as well.
+    await bob.page.goto(`${server.url}/room/${room}?name=Bob&editor=${editor}#token=${tokens.candidate}`)
     const shown = () => bob.page.evaluate(() => `${document.getElementById('status')?.dataset.status}: ${document.getElementById('status')?.textContent} / ${document.getElementById('room-error')?.textContent}`)
     await waitFor(async () => (await shown()).startsWith('removed:'), { timeoutMs: 20_000, what: shown })
     assert.match(await bob.page.textContent('#room-error'), /The host removed you from this room/)
     assert.ok(!(await docText(bob)).includes('alice goes on'), 'the removed link read the room again')
+    assert.equal(await bob.page.evaluate(() => window.arena.session.meshPeers()), 0, 'the removed link reached a page over the mesh')
   })
 
   for (const p of [alice, bob]) await p.context.close()

@@ -234,3 +234,25 @@ fn presence_state_as_serde_json_wrote_it() {
         }
     }
 }
+
+#[test]
+fn a_new_revocation_is_reported_once() {
+    let (mut hub, token) = setup();
+    let host_token = Invite::issue(&Identity::from_passphrase("room"), Role::Host, 1_000_000, 0, 2).to_token();
+    let mut cs = vec![client(&hub, "host", &host_token), client(&hub, "cand", &token)];
+    let opens: Vec<_> = (0..2).flat_map(|i| cs[i].open(2_000).unwrap().into_iter().map(move |f| (i, f))).collect();
+    pump(&mut hub, &mut cs, opens, &[true, true]);
+    let f = cs[1].open(2_050).unwrap();
+    pump(&mut hub, &mut cs, f.into_iter().map(|f| (1, f)).collect(), &[true, true]);
+    let cand = cs[1].room().identity().public();
+    assert!(cs[0].room().ledger().member(&cand).is_some(), "the host never saw the candidate");
+    let frames = cs[0].revoke(cand, 2_100).unwrap();
+    // An edit frame reports nothing revoked; the revocation does, once.
+    let edit = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "x".into() }], 2_150).unwrap();
+    let mut seen = Vec::new();
+    for f in edit.iter().chain(&frames).chain(&frames) {
+        seen.push(cs[1].receive(f, 2_200).unwrap().revoked);
+    }
+    assert_eq!(seen.iter().filter(|r| **r).count(), 1, "{seen:?}");
+    assert!(cs[1].room().ledger().is_revoked(&cand));
+}
