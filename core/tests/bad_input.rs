@@ -856,3 +856,50 @@ fn known_gap_crossed_origins_diverge() -> Result<()> {
     ensure!(copy.code() == host.doc().code(), "host {:?}, its own state loaded {:?}", host.doc().code(), copy.code());
     Ok(())
 }
+
+/// A member's own structs past a gap in its clocks (ids no honest client skips), and
+/// deletions of ids nobody holds, a flood of each: nothing reaches yrs's pending store
+/// (which nothing bounds: yrs 0.28 integrates a struct past a gap at once, and the room
+/// holds a deletion of unknown ids back itself), what the room holds back stays within its
+/// own limit, and a replica that catches up from this one in one batch ends the same.
+#[test]
+fn a_flood_of_updates_with_missing_predecessors_stays_bounded() -> Result<()> {
+    let mut p = target()?;
+    let (known, client, clock) = known_ids(&p)?;
+    let item = GenItem { origin: None, right: None, parent: 0, sub: None, content: 4, pick: 1 };
+    let cand = p.rooms[CAND].identity().clone();
+    let max = RoomConfig::default().max_pending;
+    let host_client = p.rooms[HOST].identity().public().client_id(0);
+    let mut head = p.rooms[HOST].ledger().head(&cand.public());
+    let host = &mut p.rooms[HOST];
+    for i in 0..(max as u64 + 500) {
+        let update = if i % 2 == 0 {
+            // Structs starting past a gap: [clock + 10 + i * 4, ...).
+            structured_update(client, clock + 10 + i * 4, &known, &[item.clone()], &[])
+        } else {
+            // No structs; deletes one far-future id of the host's.
+            let mut u = vec![0, 1];
+            var(&mut u, host_client);
+            u.push(1);
+            var(&mut u, 1_000_000 + i);
+            u.push(1);
+            u
+        };
+        let env = Envelope::seal(host.id(), &cand, head.next_seq, head.last_hash, 0, update);
+        let rc = host.receive(vec![env.clone()], T0 + 60)?;
+        if !rc.applied.is_empty() {
+            head = arena_core::ChainHead { next_seq: head.next_seq + 1, last_hash: env.hash() };
+        }
+        ensure!(!host.doc().yrs().transact().has_missing_updates(), "yrs holds a pending update after {i}");
+        ensure!(host.pending() <= max, "{} envelopes held back (limit {max})", host.pending());
+    }
+    let mut twin =
+        Room::open(host.id(), Identity::from_passphrase("twin"), 0, MemoryStore::new(), RoomConfig::default(), T0)?;
+    let (answer, _) = host.handle(twin.want(), T0 + 61)?;
+    for m in answer {
+        twin.handle(m, T0 + 61)?;
+    }
+    ensure!(twin.envelope_vector() == host.envelope_vector(), "the catch-up lost envelopes");
+    ensure!(twin.doc().code() == host.doc().code(), "twin {:?}, host {:?}", twin.doc().code(), host.doc().code());
+    Ok(())
+}
