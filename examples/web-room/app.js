@@ -271,7 +271,7 @@ function renderPeople (session) {
   }
   for (const m of participants.filter((m) => !online.some((p) => p.name === m.name))) {
     const li = document.createElement('li')
-    li.className = 'hint'
+    li.className = m.revoked ? 'hint removed' : 'hint'
     li.textContent = `${m.name} (${m.role}, ${m.revoked ? 'removed' : 'away'})`
     item(m.revoked ? null : m, li)
   }
