@@ -212,11 +212,13 @@ impl RoomDoc {
     /// makes it all defaults).
     pub fn meta(&self) -> Meta {
         let txn = self.doc.transact();
-        let fields = self
-            .meta
-            .iter(&txn)
-            .filter_map(|(k, v)| match v {
-                Out::Any(any) => Some((k.to_owned(), Json::from_any(&any))),
+        // Only the keys `Meta` reads: anything else a host stores there (a 4 MiB buffer)
+        // is not converted. A known key too large to convert reads as null (the record
+        // then fails, as for any value of the wrong type).
+        let fields = Meta::KEYS
+            .iter()
+            .filter_map(|k| match self.meta.get(&txn, k)? {
+                Out::Any(any) => Some(((*k).to_owned(), Json::from_any(&any).unwrap_or(Json::Null))),
                 _ => None,
             })
             .collect();
@@ -253,7 +255,7 @@ fn decode_out<T: FromJson>(v: Out) -> Option<T> {
     match v {
         Out::Any(Any::String(json)) => T::from_json(&Json::parse(&json)?),
         // A stock Yjs client may write a plain object.
-        Out::Any(any) => T::from_json(&Json::from_any(&any)),
+        Out::Any(any) => T::from_json(&Json::from_any(&any)?),
         _ => None,
     }
 }

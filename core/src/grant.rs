@@ -570,4 +570,72 @@ mod tests {
         v1[0] = 1;
         assert!(Grant::decode(&v1).unwrap_err().to_string().contains("v1 grant"));
     }
+
+    /// A member key, or an invite key, with a torsion part (what no honest key has): its
+    /// signatures pass (the join time is chosen until they pass even ed25519-dalek's
+    /// cofactorless `verify`, what admissions were checked with before issue #22), and the
+    /// room refuses the key itself. Before, only small-order keys were refused.
+    #[test]
+    fn keys_with_torsion_are_refused_at_admission() {
+        use crate::identity::{challenge, secret_scalar, sign_raw};
+        use crate::{CoreError, Ledger};
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::edwards::EdwardsPoint;
+        use curve25519_dalek::traits::IsIdentity as _;
+        use ed25519_dalek::{Signature, Verifier as _};
+
+        let room_key = Identity::from_passphrase("torsion room");
+        let room = room_key.public();
+        let t = EIGHT_TORSION[1];
+        let twisted =
+            |id: &Identity| PeerKey((id.public().verifying_key().unwrap().to_edwards() + t).compress().to_bytes());
+        let sign_as = |id: &Identity, key: &PeerKey, msg: &[u8]| -> Option<[u8; 64]> {
+            let sig = sign_raw(&secret_scalar(&id.seed()), &key.0, msg, EdwardsPoint::default());
+            (t * challenge(sig[..32].try_into().unwrap(), &key.0, msg)).is_identity().then_some(sig)
+        };
+        let blank = |grant: &Grant, member: PeerKey, at_ms: u64| Admission {
+            grant: grant.clone(),
+            member,
+            name: "M".into(),
+            at_ms,
+            invite_signature: [0; 64],
+            signature: [0; 64],
+        };
+        let mut ledger = Ledger::new(room);
+        let mallory = Identity::from_passphrase("mallory");
+        let mixed = twisted(&mallory);
+        let inv = Invite::issue(&room_key, Role::Candidate, 2_000_000, 0, 1);
+        let adm = (0..)
+            .find_map(|at_ms| {
+                let mut a = blank(&inv.grant, mixed, at_ms);
+                a.invite_signature = inv.secret.sign(&a.invite_signed_bytes());
+                a.signature = sign_as(&mallory, &mixed, &a.signed_bytes())?;
+                Some(a)
+            })
+            .unwrap();
+        adm.verify(&room, None).unwrap();
+        let vk = mixed.verifying_key().unwrap();
+        assert!(!vk.is_weak() && vk.verify(&adm.signed_bytes(), &Signature::from_bytes(&adm.signature)).is_ok());
+        let err = ledger.admit(&adm, None).unwrap_err();
+        assert!(matches!(&err, CoreError::NotAllowed(m) if m.contains("member key")), "{err}");
+        assert!(ledger.member(&mixed).is_none());
+        // The same member with its honest key joins.
+        assert!(ledger.admit(&Admission::sign(&mallory, &inv, "M", 5), None).unwrap());
+        // A grant the room key signed for an invite key with a torsion part.
+        let secret = Identity::from_passphrase("invite secret");
+        let invite_key = twisted(&secret);
+        let grant = Grant::issue(&room_key, invite_key, Role::Candidate, 2_000_000, 0, 2);
+        let bob = Identity::from_passphrase("bob");
+        let adm = (0..)
+            .find_map(|at_ms| {
+                let mut a = blank(&grant, bob.public(), at_ms);
+                a.invite_signature = sign_as(&secret, &invite_key, &a.invite_signed_bytes())?;
+                a.signature = bob.sign(&a.signed_bytes());
+                Some(a)
+            })
+            .unwrap();
+        adm.verify(&room, None).unwrap();
+        let err = ledger.admit(&adm, None).unwrap_err();
+        assert!(matches!(&err, CoreError::NotAllowed(m) if m.contains("invite key")), "{err}");
+    }
 }

@@ -2,30 +2,27 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, VerifyingKey};
 #[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
-use ed25519_dalek::{Signer as _, Verifier as _};
+use ed25519_dalek::Signer as _;
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, Result};
 
-// wasm32 builds (without `wasm-fast-signing`) sign and verify without ed25519-dalek's static
-// basepoint tables (`fixed_base`: 36 KiB less gzipped module); native tests compare the two.
+// wasm32 builds (without `wasm-fast-signing`) sign without ed25519-dalek's static basepoint
+// tables (`fixed_base`: 36 KiB less gzipped module); native tests compare the two.
 #[cfg(any(test, all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
 mod fixed_base;
+mod zip215;
+
+#[cfg(test)]
+pub(crate) use zip215::{challenge, secret_scalar, sign_raw};
+pub(crate) use zip215::{verify as verify_signature, verify_batch as verify_signatures};
 #[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
 type SecretKey = ed25519_dalek::SigningKey;
 #[cfg(all(target_arch = "wasm32", not(feature = "wasm-fast-signing")))]
 type SecretKey = fixed_base::SecretKey;
-
-/// ed25519-dalek's `verify` (`verify_strict` when `strict`).
-pub(crate) fn verify_with(key: &VerifyingKey, msg: &[u8], sig: &Signature, strict: bool) -> bool {
-    #[cfg(all(target_arch = "wasm32", not(feature = "wasm-fast-signing")))]
-    return fixed_base::verify(key, msg, sig, strict);
-    #[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
-    return if strict { key.verify_strict(msg, sig).is_ok() } else { key.verify(msg, sig).is_ok() };
-}
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -61,10 +58,24 @@ impl PeerKey {
         VerifyingKey::from_bytes(&self.0).map_err(|_| CoreError::malformed("peer key", "not a curve point"))
     }
 
-    /// Checks `sig` over `msg` by this key.
+    /// Checks `sig` over `msg` by this key, by the room's one signature rule (ZIP-215, the
+    /// same verdict alone and in a batch: see `identity/zip215.rs`).
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64], what: &'static str) -> Result<()> {
         let key = self.verifying_key()?;
-        verify_with(&key, msg, &Signature::from_bytes(sig), false).then_some(()).ok_or(CoreError::BadSignature(what))
+        verify_signature(&key, msg, &Signature::from_bytes(sig)).then_some(()).ok_or(CoreError::BadSignature(what))
+    }
+
+    /// Refuses a key that is not the canonical encoding of a point of prime order: a
+    /// small-order key (anyone can sign for it), one with a torsion part, a non-canonical
+    /// encoding. No honest key is any of these; `what` names the key in the error.
+    pub(crate) fn check_prime_order(&self, what: &str) -> Result<()> {
+        if zip215::is_prime_order(&self.0) {
+            Ok(())
+        } else {
+            Err(CoreError::NotAllowed(format!(
+                "{what} {self} is not a key of prime order (small-order, torsion or non-canonical)"
+            )))
+        }
     }
 
     /// The yrs client id this key writes under in `session` (a counter the peer bumps each

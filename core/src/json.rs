@@ -30,11 +30,29 @@ pub(crate) enum Json {
 
 /// Deepest nesting accepted (serde_json's own limit).
 const MAX_DEPTH: usize = 128;
+/// Longest text parsed: an update's limit ([`crate::MAX_UPDATE`]), which holds any record.
+const MAX_INPUT: usize = crate::envelope::MAX_UPDATE;
+/// Most values in one tree (parsed or converted from an `Any`). A `Json` is 32 bytes and an
+/// object field 56, so a tree stays under ~4 MiB past its strings; the room's records have
+/// tens of values. Without it, a 4 MiB buffer became 4 Mi nodes (128 MiB) on every read.
+const MAX_NODES: usize = 1 << 16;
+
+#[cfg(test)]
+thread_local! {
+    /// Texts this thread parsed (tests count them).
+    pub(crate) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 impl Json {
-    /// Parses one JSON text (whitespace around it allowed). `None` if it is not JSON.
+    /// Parses one JSON text (whitespace around it allowed). `None` if it is not JSON, or
+    /// longer than [`MAX_INPUT`] bytes, or holds more than [`MAX_NODES`] values.
     pub(crate) fn parse(text: &str) -> Option<Json> {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
+        #[cfg(test)]
+        PARSES.with(|n| n.set(n.get() + 1));
+        if text.len() > MAX_INPUT {
+            return None;
+        }
+        let mut p = Parser { s: text.as_bytes(), i: 0, nodes: 0 };
         let v = p.value(0)?;
         p.ws();
         (p.i == p.s.len()).then_some(v)
@@ -42,9 +60,16 @@ impl Json {
 
     /// An `Any` as the JSON text yrs's `Any::to_json` writes for it would parse: `Null` and
     /// `Undefined` as null, floats that are whole numbers in i64 range as integers, NaN and
-    /// infinities as null, a buffer as an array of byte values.
-    pub(crate) fn from_any(any: &Any) -> Json {
-        match any {
+    /// infinities as null, a buffer as an array of byte values. `None` past [`MAX_NODES`]
+    /// values (a buffer counts one per byte), checked before anything is allocated.
+    pub(crate) fn from_any(any: &Any) -> Option<Json> {
+        let mut budget = MAX_NODES;
+        Self::from_any_within(any, &mut budget)
+    }
+
+    fn from_any_within(any: &Any, budget: &mut usize) -> Option<Json> {
+        *budget = budget.checked_sub(1)?;
+        Some(match any {
             Any::Null | Any::Undefined => Json::Null,
             Any::Bool(b) => Json::Bool(*b),
             Any::Number(n) => match n.as_i64() {
@@ -55,10 +80,28 @@ impl Json {
                 },
             },
             Any::String(s) => Json::Str(s.to_string()),
-            Any::Buffer(b) => Json::Arr(b.iter().map(|&x| Json::UInt(x.into())).collect()),
-            Any::Array(a) => Json::Arr(a.iter().map(Json::from_any).collect()),
-            Any::Map(m) => Json::Obj(m.iter().map(|(k, v)| (k.clone(), Json::from_any(v))).collect()),
-        }
+            Any::Buffer(b) => {
+                *budget = budget.checked_sub(b.len())?;
+                Json::Arr(b.iter().map(|&x| Json::UInt(x.into())).collect())
+            }
+            Any::Array(a) => {
+                // Reserved up front (each item also counts itself as it converts).
+                if a.len() > *budget {
+                    return None;
+                }
+                Json::Arr(a.iter().map(|v| Self::from_any_within(v, budget)).collect::<Option<_>>()?)
+            }
+            Any::Map(m) => {
+                if m.len() > *budget {
+                    return None;
+                }
+                Json::Obj(
+                    m.iter()
+                        .map(|(k, v)| Some((k.clone(), Self::from_any_within(v, budget)?)))
+                        .collect::<Option<_>>()?,
+                )
+            }
+        })
     }
 
     /// As an `Any`, mapped as yrs's serde bridge maps JSON (integers that fit an i64 as
@@ -176,6 +219,8 @@ pub(crate) fn write_str(out: &mut String, s: &str) {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// Values read so far (at most [`MAX_NODES`]).
+    nodes: usize,
 }
 
 impl Parser<'_> {
@@ -201,6 +246,10 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, depth: usize) -> Option<Json> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return None;
+        }
         self.ws();
         match *self.s.get(self.i)? {
             b'n' => self.literal(b"null", Json::Null),
@@ -478,8 +527,28 @@ mod tests {
             let mut text = String::new();
             any.to_json(&mut text);
             let parsed = Json::parse(&text).unwrap();
-            assert!(close(&Json::from_any(&any), &parsed), "{text}: {parsed:?}");
+            assert!(close(&Json::from_any(&any).unwrap(), &parsed), "{text}: {parsed:?}");
         }
+    }
+
+    /// Trees stop at `MAX_NODES` values, texts at `MAX_INPUT` bytes, parsed or converted
+    /// from an `Any` (where a buffer counts a value per byte and is refused before the
+    /// array is allocated). Seen unbounded before: a 4 MiB buffer became 4 Mi values.
+    #[test]
+    fn trees_are_bounded() {
+        let array = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+        // The array itself is one value.
+        assert!(Json::parse(&array(MAX_NODES - 1)).is_some());
+        assert!(Json::parse(&array(MAX_NODES)).is_none());
+        assert!(Json::parse(&format!("\"{}\"", "x".repeat(MAX_INPUT - 2))).is_some());
+        assert!(Json::parse(&format!(" \"{}\"", "x".repeat(MAX_INPUT - 2))).is_none());
+        assert!(Json::from_any(&Any::Buffer(vec![1; MAX_NODES - 1].into())).is_some());
+        assert!(Json::from_any(&Any::Buffer(vec![1; 4 << 20].into())).is_none());
+        let wide = Any::from(vec![Any::from(vec![Any::Null; MAX_NODES / 2]); 2]);
+        assert!(Json::from_any(&wide).is_none());
+        let map =
+            Any::from(std::collections::HashMap::from([("k".to_owned(), Any::Buffer(vec![0; MAX_NODES].into()))]));
+        assert!(Json::from_any(&map).is_none());
     }
 
     /// Equal, floats to within 1e-14 relative (`Any::to_json` writes the shortest text that

@@ -944,7 +944,7 @@ fn crypto_section(cast: &Cast, trace: &Trace, args: &Args) -> Result<String> {
         med(r, || (), |_| envs.iter().filter(|e| e.verify_signature().is_ok()).count()),
     );
     line(
-        "Ledger::verify_one (cached key, verify_strict)",
+        "Ledger::verify_one (cached key, ZIP-215)",
         med(r, || (), |_| envs.iter().zip(&checked).filter(|(e, c)| ledger.verify_one(e, c).is_ok()).count()),
     );
     let refs: Vec<&Envelope> = envs.iter().collect();

@@ -46,11 +46,13 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector> {
 
 /// Walks a v1 update the way yrs 0.28's `Update::decode` with `DecoderV1` reads it and
 /// refuses what would make yrs panic, abort or alias: client ids of 2^53 and above, clocks
-/// past `i32::MAX`, `Any` nested deeper than 128, over-long signed varints, counts larger
-/// than the input, weak links (not compiled into our yrs), legacy JSON content (which yrs
-/// decodes off by one), trailing bytes; and items inside
-/// nested types, which the room's schema does not have and which yrs applies partly before
-/// refusing (see below).
+/// past `i32::MAX`, `Any` nested deeper than 128, signed varints longer than ten bytes or
+/// past `i64` (yrs negates `i64::MIN`: an overflow panic where overflow is checked), counts
+/// larger than the input, legacy JSON content (which yrs decodes off by one), trailing
+/// bytes. And what the room's schema does not use: nested types (at a root or inside one:
+/// yrs applies the structs before an item inside one and then refuses the update),
+/// subdocuments (a whole yrs `Doc` per few input bytes), weak links, roots the schema does
+/// not name, and map entries in a list root or list items in a map root.
 pub fn check_update(bytes: &[u8]) -> Result<()> {
     walk(bytes, None)
 }
@@ -137,6 +139,17 @@ fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
     r.finish()
 }
 
+/// Whether a root the schema names is a map (`Some(true)`) or a text or array; `None` for a
+/// name outside the schema (DESIGN.md's root table, `doc::roots`).
+fn root_is_map(name: &[u8]) -> Option<bool> {
+    use crate::doc::roots::*;
+    match std::str::from_utf8(name).ok()? {
+        META | PARTICIPANTS | VOTES => Some(true),
+        CODE | ANALYSIS | RUNS | VERSIONS => Some(false),
+        _ => None,
+    }
+}
+
 struct Walker<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -184,10 +197,18 @@ impl<'a> Walker<'a> {
         Ok(self.var()? & u64::from(u32::MAX))
     }
 
-    /// A signed varint (lib0 `writeVarInt`): yrs shifts past 64 bits on the 11th byte.
+    /// A signed varint (lib0 `writeVarInt`: six bits and the sign, then seven bits a byte).
+    /// yrs's `read_var_i64` shifts past 64 bits on an 11th byte, and shifts the 10th by 62
+    /// bits: anything but its lowest bit lands on the sign bit or beyond, and a magnitude
+    /// of 2^63 (`C0 80 80 80 80 80 80 80 80 02`, `i64::MIN`) overflows when yrs negates it.
+    /// So the 10th byte may only be 0 or 1.
     fn signed(&mut self) -> Result<()> {
-        for _ in 0..10 {
-            if self.u8()? < 0x80 {
+        for i in 0..10 {
+            let b = self.u8()?;
+            if i == 9 && b > 1 {
+                return Err(self.err("signed varint past i64"));
+            }
+            if b < 0x80 {
                 return Ok(());
             }
         }
@@ -257,6 +278,15 @@ impl<'a> Walker<'a> {
             }
             let name = self.buf()?;
             let sub = if info & 0x20 != 0 { Some(self.buf()?) } else { None };
+            match (root_is_map(name), sub.is_some()) {
+                (None, _) => {
+                    let name = String::from_utf8_lossy(name);
+                    return Err(self.err(&format!("root {name:?} is not in the room's schema")));
+                }
+                (Some(true), false) => return Err(self.err("a list item in a map root")),
+                (Some(false), true) => return Err(self.err("a map entry in a text or array root")),
+                _ => {}
+            }
             if place {
                 let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned().into_boxed_str();
                 at = Place::Root(text(name), sub.map(text));
@@ -292,18 +322,8 @@ impl<'a> Walker<'a> {
                 self.buf()?;
                 1
             }
-            // A nested type: its type ref, and a name for XML elements. Weak links (7) are
-            // not compiled into our yrs (it would refuse them anyway).
-            7 => {
-                match self.u8()? {
-                    3 => {
-                        self.buf()?;
-                    }
-                    0..=2 | 4..=6 | 9 | 15 => {}
-                    t => return Err(self.err(&format!("unsupported type ref {t}"))),
-                }
-                1
-            }
+            // A nested type (a weak link among them): the room's schema has none.
+            7 => return Err(self.err("a nested type (the room's schema has none)")),
             // Any values.
             8 => {
                 let n = self.count(1)?;
@@ -312,12 +332,8 @@ impl<'a> Walker<'a> {
                 }
                 n
             }
-            // A subdocument: guid and options.
-            9 => {
-                self.buf()?;
-                self.any(0)?;
-                1
-            }
+            // A subdocument: the room's schema has none, and each is a whole yrs `Doc`.
+            9 => return Err(self.err("a subdocument (the room's schema has none)")),
             t => return Err(self.err(&format!("unknown content type {t}"))),
         })
     }
@@ -398,14 +414,14 @@ mod tests {
         big.extend([0, 4, 1, 4, b'c', b'o', b'd', b'e', 1, b'x', 0]);
         assert!(check_update(&big).is_err());
         // An Any array nested 10,000 deep.
-        let mut deep = vec![1, 1, 5, 0, 8, 1, 4, b'm', b'e', b't', b'a', 1];
+        let mut deep = vec![1, 1, 5, 0, 8, 1, 4, b'r', b'u', b'n', b's', 1];
         for _ in 0..10_000 {
             deep.extend([117, 1]);
         }
         deep.extend([126, 0]);
         assert!(matches!(check_update(&deep), Err(CoreError::Malformed { .. })));
         // A signed varint of eleven bytes.
-        let mut long = vec![1, 1, 5, 0, 8, 1, 4, b'm', b'e', b't', b'a', 1, 125];
+        let mut long = vec![1, 1, 5, 0, 8, 1, 4, b'r', b'u', b'n', b's', 1, 125];
         long.extend([0xff; 10]);
         long.extend([0x01, 0]);
         assert!(check_update(&long).is_err());
@@ -420,5 +436,60 @@ mod tests {
         assert!(check_update(&[1, 1, 5, 0, 2, 1, 4, b'c', b'o', b'd', b'e', 0, 3, b'"', b'j', b'"', 0]).is_err());
         // A count of clients the input cannot hold.
         assert!(check_update(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+
+    /// `meta["k"]` = one `Any` integer written as the signed varint `v`.
+    fn meta_int(v: &[u8]) -> Vec<u8> {
+        let mut u = vec![1, 1, 5, 0, 0x28, 1, 4, b'm', b'e', b't', b'a', 1, b'k', 1, 125];
+        u.extend(v);
+        u.push(0);
+        u
+    }
+
+    fn refused(u: &[u8], why: &str) {
+        match check_update(u) {
+            Err(CoreError::Malformed { reason, .. }) => assert!(reason.contains(why), "{reason} (wanted {why})"),
+            other => panic!("{u:?} gave {other:?}, wanted an error about {why}"),
+        }
+        assert!(RoomDoc::new(1).apply_v1(u).is_err());
+    }
+
+    /// The 10-byte varint for `i64::MIN`: yrs negates it (an overflow panic in builds with
+    /// overflow checks, such as this test's); the gate refuses it with an error. Seen
+    /// accepted by the gate before.
+    #[test]
+    fn i64_min_varint_is_refused() {
+        let min = meta_int(&[0xc0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]);
+        if cfg!(debug_assertions) {
+            assert!(std::panic::catch_unwind(|| Update::decode_v1(&min)).is_err(), "yrs no longer panics");
+        }
+        refused(&min, "past i64");
+        // Bits that yrs would shift out of the 10th byte.
+        refused(&meta_int(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f]), "past i64");
+        // The largest magnitudes that fit pass, and decode.
+        for last in [0, 1] {
+            let ok = meta_int(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, last]);
+            check_update(&ok).unwrap();
+            Update::decode_v1(&ok).unwrap();
+        }
+    }
+
+    /// What the room's schema does not use, refused with an error before yrs sees it. Each
+    /// was accepted by the gate before.
+    #[test]
+    fn what_the_schema_does_not_use_is_refused() {
+        // A subdocument in `runs`: guid "guid", options {}.
+        refused(&[1, 1, 5, 0, 9, 1, 4, b'r', b'u', b'n', b's', 4, b'g', b'u', b'i', b'd', 118, 0, 0], "subdocument");
+        // A nested Y.Text at `meta["notes"]`: a nested type at a root.
+        let nested = [1, 1, 5, 0, 0x27, 1, 4, b'm', b'e', b't', b'a', 5, b'n', b'o', b't', b'e', b's', 2, 0];
+        refused(&nested, "nested type");
+        // A root outside the schema.
+        refused(&[1, 1, 5, 0, 4, 1, 4, b'e', b'v', b'i', b'l', 1, b'x', 0], "not in the room's schema");
+        // A map entry in the code text, a list item in `meta`.
+        refused(&[1, 1, 5, 0, 0x24, 1, 4, b'c', b'o', b'd', b'e', 1, b'k', 1, b'x', 0], "map entry");
+        refused(&[1, 1, 5, 0, 8, 1, 4, b'm', b'e', b't', b'a', 1, 126, 0], "list item");
+        // What the room writes passes: a string in `code`, an `Any` under a `meta` key.
+        check_update(&[1, 1, 5, 0, 4, 1, 4, b'c', b'o', b'd', b'e', 1, b'x', 0]).unwrap();
+        check_update(&meta_int(&[0x05])).unwrap();
     }
 }

@@ -46,6 +46,12 @@ impl FromJson for Role {
     }
 }
 
+impl Meta {
+    /// The `meta` keys [`Meta`] reads: the only ones `RoomDoc::meta` converts.
+    pub(crate) const KEYS: [&'static str; 6] =
+        ["language", "title", "question", "analyzerThreshold", "analyzerRound", "createdAt"];
+}
+
 impl FromJson for Meta {
     fn from_json(v: &Json) -> Option<Self> {
         v.as_object()?;
@@ -294,7 +300,7 @@ mod tests {
             ("publicKey".to_owned(), Any::from("k")),
             ("joinedAt".to_owned(), Any::from(12.0)),
         ]));
-        let p = Participant::from_json(&Json::from_any(&any)).unwrap();
+        let p = Participant::from_json(&Json::from_any(&any).unwrap()).unwrap();
         assert_eq!(p.joined_at, 12);
         let mut text = String::new();
         any.to_json(&mut text);

@@ -357,23 +357,18 @@ impl<S: Store> Client<S> {
         let doc = self.room.doc();
         let mut out: Vec<Presence> = self
             .presence
-            .present()
-            .filter_map(|(id, json, _)| {
-                let state = Json::parse(json)?;
-                if state == Json::Null {
-                    return None;
-                }
-                let user = |key| state.get("user")?.get(key)?.as_str();
-                let cursor = |key| doc.resolve_position_of(state.get("cursor")?.get(key)?);
-                Some(Presence {
+            .present_views()
+            .map(|(id, json, view)| {
+                let cursor = |rel: &Option<Json>| doc.resolve_position_of(rel.as_ref()?);
+                Presence {
                     client_id: id,
                     local: id == me,
-                    name: user("name").unwrap_or_default().to_owned(),
-                    color: user("color").unwrap_or_default().to_owned(),
-                    anchor: cursor("anchor"),
-                    head: cursor("head"),
+                    name: view.name.clone(),
+                    color: view.color.clone(),
+                    anchor: cursor(&view.anchor),
+                    head: cursor(&view.head),
                     state: json.to_owned(),
-                })
+                }
             })
             .collect();
         out.sort_by_key(|p| p.client_id);

@@ -11,11 +11,13 @@
 //! own state: such an update bumps our clock instead, so our next update wins again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use yrs::sync::awareness::AwarenessUpdateEntry;
 use yrs::sync::AwarenessUpdate;
 use yrs::ClientID;
+
+use crate::json::Json;
 
 const NULL: &str = "null";
 
@@ -26,6 +28,51 @@ struct State {
     last_updated: u64,
     /// None: removed (the clock is kept, so an old update cannot bring it back).
     json: Option<Arc<str>>,
+    /// What `json` says, parsed on first read after it changed (a relay that never reads
+    /// presence parses nothing); `None` inside when it is not JSON, or null.
+    view: OnceLock<Option<View>>,
+}
+
+impl State {
+    fn new(clock: u32, last_updated: u64, json: Option<Arc<str>>) -> Self {
+        State { clock, last_updated, json, view: OnceLock::new() }
+    }
+
+    /// Sets the state; what was parsed of it stays while the text does (renewals).
+    fn set(&mut self, json: Option<Arc<str>>) -> Option<Arc<str>> {
+        if self.json != json {
+            self.view = OnceLock::new();
+        }
+        std::mem::replace(&mut self.json, json)
+    }
+}
+
+/// The parts of an awareness state a client shows: `user.name`, `user.color` and the
+/// selection's relative positions (`cursor.anchor`, `cursor.head`, resolved against the
+/// text when read).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct View {
+    pub(crate) name: String,
+    pub(crate) color: String,
+    pub(crate) anchor: Option<Json>,
+    pub(crate) head: Option<Json>,
+}
+
+impl View {
+    fn parse(json: &str) -> Option<View> {
+        let state = Json::parse(json)?;
+        if state == Json::Null {
+            return None;
+        }
+        let user = |key| Some(state.get("user")?.get(key)?.as_str()?.to_owned());
+        let cursor = |key| state.get("cursor")?.get(key).cloned();
+        Some(View {
+            name: user("name").unwrap_or_default(),
+            color: user("color").unwrap_or_default(),
+            anchor: cursor("anchor"),
+            head: cursor("head"),
+        })
+    }
 }
 
 /// What an update changed.
@@ -82,17 +129,16 @@ impl PresenceMap {
                     match new {
                         None if id == self.local && self.local != 0 && s.json.is_some() => s.clock += 1,
                         None => {
-                            if s.json.take().is_some() {
+                            if s.set(None).is_some() {
                                 change.removed.push(id);
                             }
                         }
                         Some(j) => {
-                            if s.json.is_none() {
+                            if s.set(Some(j)).is_none() {
                                 change.added.push(id);
                             } else {
                                 change.updated.push(id);
                             }
-                            s.json = Some(j);
                         }
                     }
                 }
@@ -100,7 +146,7 @@ impl PresenceMap {
                     if new.is_some() {
                         change.added.push(id);
                     }
-                    self.states.insert(id, State { clock: entry.clock, last_updated: now_ms, json: new });
+                    self.states.insert(id, State::new(entry.clock, now_ms, new));
                 }
             }
         }
@@ -109,10 +155,10 @@ impl PresenceMap {
 
     /// Sets our own state (JSON text); returns the update to send.
     pub fn set_local(&mut self, json: &str, now_ms: u64) -> AwarenessUpdate {
-        let s = self.states.entry(self.local).or_insert(State { clock: 0, last_updated: now_ms, json: None });
+        let s = self.states.entry(self.local).or_insert_with(|| State::new(0, now_ms, None));
         s.clock = s.clock.wrapping_add(1);
         s.last_updated = now_ms;
-        s.json = Some(json.into());
+        s.set(Some(json.into()));
         self.update_for([self.local])
     }
 
@@ -128,7 +174,7 @@ impl PresenceMap {
         let mut gone = Vec::new();
         for id in ids {
             if let Some(s) = self.states.get_mut(&id) {
-                if s.json.take().is_some() {
+                if s.set(None).is_some() {
                     if id == self.local {
                         s.clock = s.clock.wrapping_add(1);
                     }
@@ -148,6 +194,15 @@ impl PresenceMap {
     /// Everyone present: id, state JSON and when it was last renewed.
     pub fn present(&self) -> impl Iterator<Item = (u64, &str, u64)> {
         self.states.iter().filter_map(|(id, s)| Some((*id, s.json.as_deref()?, s.last_updated)))
+    }
+
+    /// Everyone present whose state is JSON and not null, with what it says: id, state JSON
+    /// and its [`View`], parsed once per change of the state.
+    pub(crate) fn present_views(&self) -> impl Iterator<Item = (u64, &str, &View)> {
+        self.states.iter().filter_map(|(id, s)| {
+            let json = s.json.as_deref()?;
+            Some((*id, json, s.view.get_or_init(|| View::parse(json)).as_ref()?))
+        })
     }
 
     /// How many clients are present.

@@ -256,3 +256,47 @@ fn a_new_revocation_is_reported_once() {
     assert_eq!(seen.iter().filter(|r| **r).count(), 1, "{seen:?}");
     assert!(cs[1].room().ledger().is_revoked(&cand));
 }
+
+/// Presence states are parsed once per change, not on every `presence()` call (issue #22:
+/// each call parsed every state again). Seen parsing on every call before.
+#[test]
+fn presence_parses_each_state_once_per_change() {
+    let parses = || crate::json::PARSES.with(std::cell::Cell::get);
+    let (mut hub, token) = setup();
+    let mut cs = vec![client(&hub, "ada", &token), client(&hub, "bob", &token)];
+    let opens: Vec<_> = (0..2).flat_map(|i| cs[i].open(2_000).unwrap().into_iter().map(move |f| (i, f))).collect();
+    pump(&mut hub, &mut cs, opens, &[true, true]);
+    let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "abcdef".into() }], 2_100).unwrap();
+    pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
+    let f = cs[1].set_presence("Bob", "#ff0000", Some((2, 4)), 2_200).unwrap();
+    pump(&mut hub, &mut cs, vec![(1, f)], &[true, true]);
+    let f = cs[0].set_presence("Ada", "#00ff00", None, 2_200).unwrap();
+    pump(&mut hub, &mut cs, vec![(0, f)], &[true, true]);
+    let start = parses();
+    for _ in 0..10 {
+        let p = cs[0].presence();
+        let mut names: Vec<_> = p.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["Ada", "Bob"]);
+    }
+    assert_eq!(parses() - start, 2, "two states, each parsed once over ten calls");
+    // Bob moves his cursor: his state alone is parsed again, once. Cursors still resolve
+    // against the current text.
+    let f = cs[1].set_presence("Bob", "#ff0000", Some((1, 1)), 2_300).unwrap();
+    pump(&mut hub, &mut cs, vec![(1, f)], &[true, true]);
+    let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "XY".into() }], 2_400).unwrap();
+    pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
+    let start = parses();
+    for _ in 0..10 {
+        let bob = cs[0].presence().into_iter().find(|p| p.name == "Bob").unwrap();
+        assert_eq!((bob.anchor, bob.head), (Some(3), Some(3)));
+    }
+    assert_eq!(parses() - start, 1);
+    // Bob renews the same state (every half timeout): Ada parses nothing.
+    let (renew, _) = cs[1].tick(2_300 + PRESENCE_TIMEOUT_MS / 2).unwrap();
+    assert!(renew.is_some());
+    pump(&mut hub, &mut cs, renew.into_iter().map(|f| (1, f)).collect(), &[true, true]);
+    let start = parses();
+    assert_eq!(cs[0].presence().len(), 2);
+    assert_eq!(parses() - start, 0, "a renewal with the same state was parsed again");
+}
