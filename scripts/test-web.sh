@@ -13,6 +13,7 @@
 #   links.test.mjs the session with two links (Node, fake links): interleaved fragments
 #   bind.test.mjs  bindEditor's consistency check (Node, a WASM room, a faulty adapter)
 #   yjs.test.mjs   the WASM room and a stock yjs + y-websocket client converge through /yws
+#   signatures.test.mjs the WASM module's Ed25519 verdicts equal the native ones on every vector
 # Screenshots go to target/web-room/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

