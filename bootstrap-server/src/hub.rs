@@ -1191,6 +1191,7 @@ impl Hub {
                 }
                 inc(&self.node.inner.metrics.envelopes_rejected, receipt.rejected.len() as u64);
                 inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
+                inc(&self.node.inner.metrics.envelopes_held_back, receipt.buffered as u64);
                 for r in chunk(&replies, GOSSIP_CHUNK) {
                     self.send_durable(Some(conn), arena_frame(&r));
                 }
@@ -1288,6 +1289,7 @@ impl Hub {
             match room.handle(msg, now) {
                 Ok((_, receipt)) => {
                     inc(&self.node.inner.metrics.envelopes_in, receipt.applied.len() as u64);
+                    inc(&self.node.inner.metrics.envelopes_held_back, receipt.buffered as u64);
                     if let Some(a) = adms {
                         self.forward_admissions(room, a, None);
                     }

@@ -61,6 +61,7 @@ pub struct Metrics {
     pub(crate) envelopes_in: AtomicU64,
     pub(crate) envelopes_out: AtomicU64,
     pub(crate) envelopes_rejected: AtomicU64,
+    pub(crate) envelopes_held_back: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) frames_dropped_slow: AtomicU64,
@@ -116,6 +117,12 @@ impl Metrics {
         put("envelopes_in_total", "counter", "Envelopes applied from clients and peers.", &self.envelopes_in);
         put("envelopes_out_total", "counter", "Envelopes and updates sent to connections.", &self.envelopes_out);
         put("envelopes_rejected_total", "counter", "Envelopes or updates refused.", &self.envelopes_rejected);
+        put(
+            "envelopes_held_back_total",
+            "counter",
+            "Envelopes held back until what they build on arrives (a room keeps at most RoomConfig::max_pending, 4096).",
+            &self.envelopes_held_back,
+        );
         put("bytes_in_total", "counter", "WebSocket payload bytes received.", &self.bytes_in);
         put("bytes_out_total", "counter", "WebSocket payload bytes sent.", &self.bytes_out);
         put(

