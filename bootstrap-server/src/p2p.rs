@@ -56,10 +56,7 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
     // The libp2p replica writes its own envelopes (its admission, its participant entry), so
     // it must not share the room actor's author chain: it gets a key of its own, derived
     // from the node key (stable across restarts).
-    let p2p_identity = arena_core::Identity::from_passphrase(&format!(
-        "arena/bootstrap-p2p/{}",
-        PeerKey(node.inner.identity.seed()).to_hex()
-    ));
+    let p2p_identity = node.inner.identity.derive("arena/bootstrap-p2p");
     let mut ncfg = NodeConfig::new(p2p_identity);
     ncfg.listen = cfg.p2p_listen.iter().map(parse).collect::<Result<_, _>>()?;
     ncfg.bootstrap = cfg.peers.iter().map(parse).collect::<Result<_, _>>()?;

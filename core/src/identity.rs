@@ -122,6 +122,16 @@ impl Identity {
         Self::from_seed(sha256(&[b"arena/test-identity", phrase.as_bytes()]))
     }
 
+    /// A second identity derived from this one's secret seed for `purpose` (the same seed
+    /// and purpose always give the same key; nobody without the seed can compute it). The
+    /// bootstrap node's libp2p replica signs with one derived from the node key.
+    pub fn derive(&self, purpose: &str) -> Self {
+        // Byte for byte the derivation the node used before this function existed (its
+        // keys, and so the replicas' author chains, stay the same across the upgrade).
+        let phrase = format!("{purpose}/{}", PeerKey(self.seed()).to_hex());
+        Self::from_seed(sha256(&[b"arena/test-identity", phrase.as_bytes()]))
+    }
+
     /// The secret seed, to persist the identity.
     pub fn seed(&self) -> [u8; 32] {
         self.key.to_bytes()
@@ -159,6 +169,19 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_identities_are_stable_and_distinct() {
+        let node = Identity::from_seed([7; 32]);
+        let a = node.derive("arena/bootstrap-p2p");
+        assert_eq!(a.public(), node.derive("arena/bootstrap-p2p").public());
+        assert_ne!(a.public(), node.derive("another purpose").public());
+        assert_ne!(a.public(), Identity::from_seed([8; 32]).derive("arena/bootstrap-p2p").public());
+        assert_ne!(a.public(), node.public());
+        // The derivation the node used before `derive` existed: its replicas keep their keys.
+        let before = Identity::from_passphrase(&format!("arena/bootstrap-p2p/{}", PeerKey(node.seed()).to_hex()));
+        assert_eq!(a.public(), before.public());
+    }
 
     #[test]
     fn sign_and_verify() {
