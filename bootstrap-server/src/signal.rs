@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use arena_core::{Grant, RoomId};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -172,8 +172,13 @@ pub(crate) async fn upgrade(
     State(node): State<Node>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // axum checks only that the key is there.
+    if !headers.get(axum::http::header::SEC_WEBSOCKET_KEY).is_some_and(crate::ws::valid_key) {
+        return (axum::http::StatusCode::BAD_REQUEST, crate::ws::BAD_KEY).into_response();
+    }
     let slot = match node.inner.signal_caps.acquire(peer.ip()) {
         Ok(s) => s,
         Err(e) => {

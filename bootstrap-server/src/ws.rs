@@ -224,8 +224,9 @@ fn close_payload(p: &[u8]) -> Result<Option<(u16, String)>, WsError> {
         [_] => Err(WsError::Protocol("close frame with a one-byte payload")),
         [a, b, reason @ ..] => {
             let code = u16::from_be_bytes([*a, *b]);
-            // §7.4: codes a client may send.
-            if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
+            // §7.4 and IANA's registry since: codes a peer may send (1012 service restart,
+            // 1013 try again later, 1014 bad gateway were added after the RFC).
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
                 return Err(WsError::Protocol("close code not allowed on the wire"));
             }
             let reason = std::str::from_utf8(reason).map_err(|_| WsError::NotUtf8)?;
@@ -464,6 +465,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
                 .into_response());
         }
         let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else { return Err(bad("Sec-WebSocket-Key is missing")) };
+        if !valid_key(key) {
+            return Err(bad(BAD_KEY));
+        }
         let accept = accept_key(key.as_bytes());
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return Err(bad("this connection cannot be upgraded"));
@@ -506,6 +510,17 @@ fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Why a handshake whose key fails [`valid_key`] is refused.
+pub(crate) const BAD_KEY: &str = "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)";
+
+/// Whether a `Sec-WebSocket-Key` is what §4.2.1 asks for: 16 bytes in (padded) base64.
+pub(crate) fn valid_key(key: &HeaderValue) -> bool {
+    use base64::Engine as _;
+    let mut raw = [0u8; 18];
+    let key = key.as_bytes();
+    key.len() == 24 && matches!(base64::engine::general_purpose::STANDARD.decode_slice(key, &mut raw), Ok(16))
 }
 
 /// `Sec-WebSocket-Accept` for a client's key (§4.2.2).
@@ -558,6 +573,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_16_bytes_of_padded_base64() {
+        let ok = |k: &str| valid_key(&HeaderValue::from_str(k).unwrap());
+        assert!(ok("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(ok("AAAAAAAAAAAAAAAAAAAAAA=="));
+        for bad in [
+            "",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "AAAAAAAAAAAAAAAAAAAAAAA=",
+            "AAAAAAAAAAAAAAAAAAAAAAAA",
+            "!!!!!!!!!!!!!!!!!!!!!!==",
+            "AAAAAAAAAAAAAAAAAAAAAA==AAAA",
+            "AAAAAAAAAAAAAAAAAAAAAB==",
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_length_encoding_round_trips_split_at_every_byte() {
         let big: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
         let mut stream = Vec::new();
@@ -596,6 +629,13 @@ mod tests {
         p.extend_from_slice(b"bye");
         assert_eq!(decode(&frame(true, 8, &p, [1; 4]), 100).unwrap(), vec![Msg::Close(Some((1000, "bye".into())))]);
         assert_eq!(decode(&frame(true, 8, &[], [1; 4]), 100).unwrap(), vec![Msg::Close(None)]);
+        for code in [1012u16, 1013, 1014, 3000, 4999] {
+            let got = decode(&frame(true, 8, &code.to_be_bytes(), [1; 4]), 100).unwrap();
+            assert_eq!(got, vec![Msg::Close(Some((code, String::new())))]);
+        }
+        for code in [1004u16, 1005, 1006, 1015, 1016, 2999, 5000] {
+            assert!(decode(&frame(true, 8, &code.to_be_bytes(), [1; 4]), 100).is_err(), "{code}");
+        }
     }
 
     #[test]

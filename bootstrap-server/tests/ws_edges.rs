@@ -1,0 +1,143 @@
+//! The edges of `/yws` and `/signal` connections: the handshake's key, and the close codes
+//! a client may send.
+
+#[path = "support.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context as _, Result};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// A WebSocket handshake by hand with `key`; returns the socket, the status and the
+/// response's head and body (the body only when the upgrade was refused).
+async fn raw_upgrade(a: SocketAddr, path: &str, key: &str) -> Result<(TcpStream, u16, String)> {
+    let mut s = TcpStream::connect(a).await?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {a}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await?? == 0 {
+            bail!("the server closed during the handshake: {}", String::from_utf8_lossy(&head));
+        }
+        head.push(b[0]);
+    }
+    let mut text = String::from_utf8_lossy(&head).into_owned();
+    let status: u16 = text.get(9..12).context("no status")?.parse()?;
+    if status != 101 {
+        let len = text
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut body)).await??;
+        text.push_str(&String::from_utf8_lossy(&body));
+    }
+    Ok((s, status, text))
+}
+
+/// A masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut v = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => v.push(0x80 | n as u8),
+        n => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    v
+}
+
+/// The server's frames until it closes the socket (10 s at most): (opcode, payload) each.
+async fn frames_until_closed(s: &mut TcpStream) -> Result<Vec<(u8, Vec<u8>)>> {
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut all))
+        .await
+        .context("the server did not close the connection within 10 s")??;
+    parse_frames(&all)
+}
+
+/// Server frames (unmasked) back into (opcode, payload).
+fn parse_frames(all: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
+    let mut frames = Vec::new();
+    let mut p = 0;
+    while p + 2 <= all.len() {
+        let (op, len7) = (all[p] & 0x0F, usize::from(all[p + 1] & 0x7F));
+        let (len, at) = match len7 {
+            126 => (usize::from(u16::from_be_bytes([all[p + 2], all[p + 3]])), p + 4),
+            127 => bail!("unexpected 64-bit length from the server"),
+            n => (n, p + 2),
+        };
+        frames.push((op, all.get(at..at + len).context("a frame cut short")?.to_vec()));
+        p = at + len;
+    }
+    Ok(frames)
+}
+
+/// The close frame's code and reason.
+fn close_of(frames: &[(u8, Vec<u8>)]) -> Option<(u16, String)> {
+    let (_, p) = frames.iter().find(|(op, _)| *op == 8)?;
+    let code = u16::from_be_bytes([*p.first()?, *p.get(1)?]);
+    Some((code, String::from_utf8_lossy(&p[2..]).into_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sec_websocket_key_that_is_not_16_bytes_of_base64_is_refused_with_400() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let yws = format!("/yws/{}?token={}", room.room, room.candidate);
+    for path in [yws.as_str(), "/signal"] {
+        for key in [
+            "",
+            "short",
+            "dGhlIHNhbXBsZSBub25jZQ",   // 16 bytes without the padding
+            "AAAAAAAAAAAAAAAAAAAA",     // 15 bytes
+            "AAAAAAAAAAAAAAAAAAAAAAA=", // 17 bytes
+            "AAAAAAAAAAAAAAAAAAAAAAAA", // 18 bytes
+            "!!!!!!!!!!!!!!!!!!!!!!==",
+        ] {
+            let (_, status, text) = raw_upgrade(a, path, key).await?;
+            ensure!(status == 400, "{path} with key {key:?}: {text}");
+            ensure!(text.contains("Sec-WebSocket-Key"), "{path} with key {key:?}: {text}");
+        }
+        let (_, status, text) = raw_upgrade(a, path, "AAAAAAAAAAAAAAAAAAAAAA==").await?;
+        ensure!(status == 101, "{path}: a 16-byte key: {text}");
+    }
+    server.stop().await
+}
+
+/// 1012 (service restart), 1013 (try again later) and 1014 (bad gateway) are close codes a
+/// peer may send (IANA's registry, after RFC 6455's list); 1015 and 1004 are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_codes_1012_to_1014_are_echoed_and_reserved_ones_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let path = format!("/yws/{}?token={}", room.room, room.candidate);
+    for (sent, want) in [(1012u16, 1012u16), (1013, 1013), (1014, 1014), (1015, 1002), (1004, 1002)] {
+        let (mut s, status, _) = raw_upgrade(a, &path, KEY).await?;
+        ensure!(status == 101);
+        s.write_all(&client_frame(8, &sent.to_be_bytes())).await?;
+        let frames = frames_until_closed(&mut s).await?;
+        let code = close_of(&frames).map(|(c, _)| c);
+        ensure!(code == Some(want), "a close with {sent} was answered with {code:?}");
+    }
+    server.stop().await
+}
