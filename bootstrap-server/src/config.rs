@@ -118,6 +118,12 @@ pub struct Config {
     #[arg(long, env = "ARENA_SIGNAL_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub signal_max_connections: usize,
 
+    /// Most `/signal` connections open at once with one invite link (counted from the first
+    /// room topic the link opens; the next connection's subscribe gets an error naming the
+    /// topic). A leaked link then cannot take the node's connections.
+    #[arg(long, env = "ARENA_SIGNAL_MAX_PER_TOKEN", default_value_t = 32)]
+    pub signal_max_per_token: usize,
+
     /// Most `/yws` connections open at once from one client IP address (the next is answered
     /// 429 before the upgrade; behind a reverse proxy every client has the proxy's address:
     /// raise it there).
@@ -127,6 +133,11 @@ pub struct Config {
     /// Most `/yws` connections open at once on the whole node (the next is answered 503).
     #[arg(long, env = "ARENA_YWS_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub yws_max_connections: usize,
+
+    /// Most `/yws` connections open at once with one invite link (the next is answered 429
+    /// before the upgrade). A leaked link then cannot take the node's connections.
+    #[arg(long, env = "ARENA_YWS_MAX_PER_TOKEN", default_value_t = 32)]
+    pub yws_max_per_token: usize,
 
     /// Operator token for `POST /api/rooms` (sent as `Authorization: Bearer ...`). Required
     /// whenever it is set; without it a node that listens on loopback only (and whose

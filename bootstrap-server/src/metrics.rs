@@ -180,7 +180,7 @@ impl Metrics {
         put(
             "connections_refused_total",
             "counter",
-            "/signal connections refused at the per-IP or the global cap.",
+            "/yws and /signal connections refused at a cap: per IP, per invite link or the node's.",
             &self.connections_refused,
         );
         put(

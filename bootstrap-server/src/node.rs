@@ -65,9 +65,9 @@ pub(crate) struct Inner {
     pub(crate) signal: crate::signal::Topics,
     /// `/yws` and `/signal` connections by their invite's expiry.
     pub(crate) live: Arc<crate::live::Live>,
-    /// `/signal` connections open, per client IP and in total.
+    /// `/signal` connections open, per client IP, per invite link and in total.
     pub(crate) signal_caps: Arc<crate::limit::ConnCaps>,
-    /// `/yws` connections open, per client IP and in total.
+    /// `/yws` connections open, per client IP, per invite link and in total.
     pub(crate) yws_caps: Arc<crate::limit::ConnCaps>,
     /// `POST /api/rooms` per client IP.
     pub(crate) room_rate: crate::limit::PerIp,
@@ -160,8 +160,13 @@ impl Node {
         }
         let metrics = Arc::new(Metrics::default());
         let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
-        let signal_caps = Arc::new(crate::limit::ConnCaps::new(cfg.signal_max_per_ip, cfg.signal_max_connections));
-        let yws_caps = Arc::new(crate::limit::ConnCaps::new(cfg.yws_max_per_ip, cfg.yws_max_connections));
+        let signal_caps = Arc::new(crate::limit::ConnCaps::new(
+            cfg.signal_max_per_ip,
+            cfg.signal_max_per_token,
+            cfg.signal_max_connections,
+        ));
+        let yws_caps =
+            Arc::new(crate::limit::ConnCaps::new(cfg.yws_max_per_ip, cfg.yws_max_per_token, cfg.yws_max_connections));
         let room_rate = crate::limit::PerIp::per_minute(cfg.room_create_per_minute);
         Ok(Node {
             inner: Arc::new(Inner {

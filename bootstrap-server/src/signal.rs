@@ -23,8 +23,10 @@
 //!   (y-webrtc's), carrying no `sdp`, `candidate` or `signal` field. Everything else
 //!   (`arena-offer`, `arena-answer`, `arena-ice`, y-webrtc's `signal`, and y-webrtc's
 //!   encrypted payloads, which the node cannot read) is not forwarded to it.
-//! - **Caps**: `--signal-max-per-ip` connections from one address (429 before the upgrade)
-//!   and `--signal-max-connections` in all (503).
+//! - **Caps**: `--signal-max-per-ip` connections from one address (429 before the upgrade),
+//!   `--signal-max-connections` in all (503), and `--signal-max-per-token` with one invite
+//!   link (counted from the first room topic the link opens: the next connection's
+//!   subscribe or publish gets an error naming the topic).
 //! - **No global lock while copying**: a publish snapshots the topic's subscribers under the
 //!   lock and sends after releasing it, one shared string for all. Each connection's queue
 //!   is bounded ([`QUEUE`]); a subscriber whose queue is full is disconnected ("too slow"),
@@ -222,6 +224,8 @@ struct Conn {
     live: Option<(LiveGuard, oneshot::Receiver<String>)>,
     /// The grant its token is, once it opened a room.
     grant: Option<GrantId>,
+    /// Its place under the caps (`--signal-max-per-ip`, `--signal-max-per-token`, …).
+    slot: Slot,
 }
 
 impl Conn {
@@ -230,6 +234,10 @@ impl Conn {
     fn authorize(&mut self, topic: &str) -> Result<bool, String> {
         let Some((room, grant)) = check_topic(&self.node, topic, self.token.as_deref())? else { return Ok(false) };
         if self.live.is_none() {
+            if let Err(e) = self.slot.hold_link(&grant.invite) {
+                inc(&self.node.inner.metrics.connections_refused, 1);
+                return Err(e.message("signaling"));
+            }
             self.grant = Some(grant_id(&grant));
             let (tx, rx) = oneshot::channel();
             self.live = Some((self.node.inner.live.register_signal(self.conn, room, &grant, tx), rx));
@@ -337,7 +345,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
     let shutdown = node.inner.shutdown.clone();
     let kick = CancellationToken::new();
     let (mine, bound) = (HashSet::new(), HashSet::new());
-    let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None };
+    let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None, slot };
     'conn: loop {
         let text = tokio::select! {
             biased;
@@ -409,7 +417,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
     for t in c.mine.iter().chain(&c.bound) {
         c.node.inner.signal.leave(t, conn);
     }
-    drop(slot);
+    drop(c);
     dec(&m.connections_active);
     debug!("signaling connection closed");
 }

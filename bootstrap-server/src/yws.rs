@@ -14,7 +14,7 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::chan;
 use crate::hub::{Attach, FrameBytes, HubCmd, Outbound};
-use crate::limit::{RateLimiter, Slot};
+use crate::limit::{CapError, RateLimiter, Slot};
 use crate::metrics::{dec, inc};
 use crate::node::Node;
 use crate::ws::{Msg, Upgrade, WebSocket, GATHER};
@@ -32,18 +32,25 @@ pub(crate) async fn upgrade(
     Query(q): Query<HashMap<String, String>>,
     ws: Upgrade,
 ) -> Response {
-    // Caps on open connections, per address and in all, answered before the upgrade.
-    let slot = match node.inner.yws_caps.acquire(peer.ip()) {
-        Ok(s) => s,
-        Err(e) => {
-            inc(&node.inner.metrics.connections_refused, 1);
-            debug!(ip = %peer.ip(), ?e, "y-websocket connection refused");
-            return e.response("y-websocket");
-        }
+    // Caps on open connections, per address, per invite link and in all, answered before
+    // the upgrade.
+    let refuse_cap = |e: CapError| {
+        inc(&node.inner.metrics.connections_refused, 1);
+        debug!(ip = %peer.ip(), ?e, "y-websocket connection refused");
+        e.response("y-websocket")
     };
-    let max = node.cfg().max_message;
+    let mut slot = match node.inner.yws_caps.acquire(peer.ip()) {
+        Ok(s) => s,
+        Err(e) => return refuse_cap(e),
+    };
     let token = q.get("token").cloned();
     let auth = node.authorize(&room, token.as_deref());
+    if let Ok((_, grant)) = &auth {
+        if let Err(e) = slot.hold_link(&grant.invite) {
+            return refuse_cap(e);
+        }
+    }
+    let max = node.cfg().max_message;
     let span = info_span!("yws", conn = tracing::field::Empty, room = %room.get(..12).unwrap_or(&room));
     // Our own WebSocket code (crate::ws): an idle connection keeps no read buffer.
     // The setup runs in this task, which ends once the client's `Session` is spawned: its

@@ -1,5 +1,5 @@
-//! The edges of `/yws` and `/signal` connections: the handshake's key, and the close codes
-//! a client may send.
+//! The edges of `/yws` and `/signal` connections: caps per invite link, the handshake's
+//! key, and the close codes a client may send.
 
 #[path = "support.rs"]
 mod support;
@@ -8,9 +8,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -95,6 +100,26 @@ fn close_of(frames: &[(u8, Vec<u8>)]) -> Option<(u16, String)> {
     Some((code, String::from_utf8_lossy(&p[2..]).into_owned()))
 }
 
+/// A y-protocols sync step 1 with an empty state vector: the room answers with a step 2
+/// (which it sends no other time: its start frames are a step 1).
+const SYNC_STEP_1: [u8; 4] = [0, 0, 1, 0];
+
+fn is_step_2(b: &[u8]) -> bool {
+    b.starts_with(&[0, 1])
+}
+
+/// The connection answers: a sync step 1 gets its step 2.
+async fn answers(ws: &mut Ws) -> Result<()> {
+    ws.send(Message::Binary(SYNC_STEP_1.to_vec().into())).await?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+            Some(Ok(Message::Binary(b))) if is_step_2(&b) => return Ok(()),
+            Some(Ok(_)) => {}
+            other => bail!("the connection ended: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sec_websocket_key_that_is_not_16_bytes_of_base64_is_refused_with_400() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -140,4 +165,71 @@ async fn close_codes_1012_to_1014_are_echoed_and_reserved_ones_refused() -> Resu
         ensure!(code == Some(want), "a close with {sent} was answered with {code:?}");
     }
     server.stop().await
+}
+
+/// With at most 2 connections per invite link, a third with the same link is refused with a
+/// clear error (`/yws`: 429 before the upgrade; `/signal`: an error for the room topic),
+/// another link is not, and a place comes back when a connection leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_connection_with_one_invite_link_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.yws_max_per_token = 2;
+    cfg.signal_max_per_token = 2;
+    let server = Server::start_with(cfg).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let url = |token: &str| format!("ws://{a}/yws/{}?token={token}", room.room);
+    let path = format!("/yws/{}?token={}", room.room, room.candidate);
+
+    let mut first = tokio_tungstenite::connect_async(url(&room.candidate)).await?.0;
+    let mut second = tokio_tungstenite::connect_async(url(&room.candidate)).await?.0;
+    let (_, status, text) = raw_upgrade(a, &path, KEY).await?;
+    ensure!(status == 429 && text.contains("at most 2 y-websocket connections per invite link"), "{text}");
+    let mut host = tokio_tungstenite::connect_async(url(&room.host)).await?.0;
+    answers(&mut host).await?;
+    answers(&mut second).await?;
+    first.close(None).await?;
+    while first.next().await.is_some() {}
+    wait_for(Duration::from_secs(10), || async {
+        let (_, status, _) = raw_upgrade(a, &path, KEY).await?;
+        Ok((status == 101).then_some(()))
+    })
+    .await
+    .context("the place of the connection that left")?;
+
+    let signal = || async {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{a}/signal?token={}", room.candidate)).await?;
+        anyhow::Ok(ws)
+    };
+    let (mut s1, mut s2, mut s3) = (signal().await?, signal().await?, signal().await?);
+    ensure!(subscribe(&mut s1, &[&room.room]).await?.is_empty());
+    ensure!(subscribe(&mut s2, &[&room.room]).await?.is_empty());
+    let errs = subscribe(&mut s3, &[&room.room, "lobby"]).await?;
+    ensure!(errs.len() == 1, "{errs:?}");
+    ensure!(errs[0]["topic"] == room.room.as_str(), "{errs:?}");
+    let reason = errs[0]["reason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("at most 2 signaling connections per invite link"), "{reason}");
+    let mut h = tokio_tungstenite::connect_async(format!("ws://{a}/signal?token={}", room.host)).await?.0;
+    ensure!(subscribe(&mut h, &[&room.room]).await?.is_empty(), "another link was refused");
+    server.stop().await
+}
+
+/// Subscribes and waits until the server has processed it (a ping after it is answered);
+/// returns the errors it got.
+async fn subscribe(ws: &mut Ws, topics: &[&str]) -> Result<Vec<Value>> {
+    ws.send(Message::Text(json!({"type": "subscribe", "topics": topics}).to_string().into())).await?;
+    ws.send(Message::Text(json!({"type": "ping"}).to_string().into())).await?;
+    let mut errors = Vec::new();
+    loop {
+        let v: Value = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(&t)?,
+            Some(Ok(_)) => continue,
+            other => bail!("the connection ended: {other:?}"),
+        };
+        if v["type"] == "pong" {
+            return Ok(errors);
+        }
+        errors.push(v);
+    }
 }
