@@ -79,6 +79,8 @@ pub struct Metrics {
     pub(crate) signal_refused: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) connections_expired: AtomicU64,
+    pub(crate) connections_timed_out: AtomicU64,
+    pub(crate) ws_pings: AtomicU64,
     pub(crate) api_refused: AtomicU64,
 }
 
@@ -189,6 +191,13 @@ impl Metrics {
             "/yws and /signal connections closed because their invite expired (or was revoked).",
             &self.connections_expired,
         );
+        put(
+            "connections_timed_out_total",
+            "counter",
+            "/yws and /signal connections dropped at a deadline: a message not whole in time, or nothing (not even a pong) for the idle timeout.",
+            &self.connections_timed_out,
+        );
+        put("ws_pings_total", "counter", "WebSocket pings sent to quiet /yws and /signal clients.", &self.ws_pings);
         put(
             "api_refused_total",
             "counter",

@@ -33,10 +33,13 @@
 //!   not buffered for.
 //! - **Expiry**: the connection is closed when the invite that opened its room expires (or
 //!   through [`crate::Node::close_grant`]).
+//! - **Deadlines**: a connection quiet for `--ws-ping-ms` gets a WebSocket ping; one from
+//!   which nothing came for `--ws-idle-timeout-ms` (not even the pong) is closed (4408).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arena_core::{Grant, RoomId};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -345,11 +348,40 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
     let shutdown = node.inner.shutdown.clone();
     let kick = CancellationToken::new();
     let (mine, bound) = (HashSet::new(), HashSet::new());
+    let (ping_ms, idle_ms) = (node.cfg().ws_ping_ms, node.cfg().ws_idle_timeout_ms);
+    let (ping, idle) = (Duration::from_millis(ping_ms.into()), Duration::from_millis(idle_ms.into()));
     let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None, slot };
+    // Deadlines (as on /yws, see `crate::ws::Deadlines`): quiet for `ping`, a ping; nothing,
+    // not even the pong, for `idle`, dropped. A client stalled inside a message sends no
+    // pong either (messages here are small: no read deadline of their own).
+    let mut heard = Instant::now();
+    let mut pinged = false;
+    let quiet = tokio::time::sleep(ping.min(idle));
+    tokio::pin!(quiet);
     'conn: loop {
         let text = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            () = &mut quiet => {
+                let silent = heard.elapsed();
+                if silent >= idle {
+                    inc(&m.connections_timed_out, 1);
+                    let e = crate::ws::WsError::IdleTimeout(idle_ms);
+                    debug!(error = %e, "timed out");
+                    close(&mut socket, e.close_code(), &e.to_string()).await;
+                    break;
+                }
+                if !pinged && silent >= ping {
+                    pinged = true;
+                    inc(&m.ws_pings, 1);
+                    if !send(&mut socket, Message::Ping(Default::default())).await {
+                        break;
+                    }
+                }
+                let next = if pinged || ping >= idle { heard + idle } else { heard + ping };
+                quiet.as_mut().reset(next.into());
+                continue;
+            }
             _ = kick.cancelled() => {
                 close(&mut socket, 4400, "too slow: reconnect").await;
                 break;
@@ -372,7 +404,12 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
                 }
                 None => break,
             },
-            msg = socket.recv() => match msg {
+            msg = socket.recv() => {
+                // Anything that comes (a pong too) restarts the idle clock; the timer
+                // looks again when it fires.
+                heard = Instant::now();
+                pinged = false;
+                match msg {
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Binary(_))) => {
                     close(&mut socket, 1003, "signaling speaks JSON text frames").await;
@@ -380,6 +417,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => continue,
+                }
             },
         };
         inc(&m.signal_messages, 1);

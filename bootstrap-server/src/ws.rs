@@ -12,7 +12,9 @@
 //! What is implemented: the HTTP/1.1 upgrade handshake (RFC 6455 §4.2), client frames
 //! (masked, §5.3), fragmented messages (§5.4), ping/pong, close with code and reason (§5.5),
 //! UTF-8 checked text, and the failures §7.4 names (1002 protocol error, 1007 invalid
-//! UTF-8, 1009 too big). No extensions and no subprotocols are negotiated.
+//! UTF-8, 1009 too big). No extensions and no subprotocols are negotiated. Deadlines (a
+//! message must come whole in time, a quiet client is pinged and dropped when nothing comes
+//! back) are in [`deadline`], with no timer per connection.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -28,8 +30,18 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+mod deadline;
+
+pub(crate) use deadline::Deadlines;
+
+use crate::clock;
+
 /// Bytes read from the socket per read call (on the stack, not kept).
 const READ_CHUNK: usize = 4096;
+
+/// Close code for a client that missed a deadline (no RFC code fits; 4xxx after HTTP's
+/// 408 Request Timeout, as the node's other codes follow HTTP's).
+pub(crate) const CLOSE_TIMED_OUT: u16 = 4408;
 
 /// A message from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +62,10 @@ pub(crate) enum WsError {
     TooBig(u64),
     #[error("text message is not UTF-8")]
     NotUtf8,
+    #[error("a message did not arrive whole within {0} ms")]
+    ReadTimeout(u32),
+    #[error("nothing came within {0} ms, not even the answer to a ping")]
+    IdleTimeout(u32),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -61,6 +77,7 @@ impl WsError {
             WsError::Protocol(_) => 1002,
             WsError::TooBig(_) => 1009,
             WsError::NotUtf8 => 1007,
+            WsError::ReadTimeout(_) | WsError::IdleTimeout(_) => CLOSE_TIMED_OUT,
             WsError::Io(_) => 1011,
         }
     }
@@ -75,7 +92,11 @@ pub(crate) struct FrameReader {
     /// A fragmented message being put together: its opcode and what came so far.
     /// Boxed: 8 bytes in every idle connection's task instead of 32.
     fragments: Option<Box<(u8, Vec<u8>)>>,
-    max: usize,
+    /// 32 bits (messages are at most 4 GiB), beside `since` in what one `usize` took.
+    max: u32,
+    /// When (the clock's milliseconds, wrapping) the message in progress began or, with
+    /// none in progress, when input last came: what the connection's deadlines count from.
+    since: u32,
 }
 
 /// One frame, unmasked.
@@ -88,20 +109,29 @@ struct Frame {
 impl FrameReader {
     /// Messages (and frames) larger than `max` bytes are refused.
     pub(crate) fn new(max: usize) -> Self {
-        FrameReader { partial: Vec::new(), fragments: None, max }
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        FrameReader { partial: Vec::new(), fragments: None, max, since: clock::elapsed_ms() as u32 }
+    }
+
+    /// A message has begun and is not whole yet (a frame cut short, or a fragmented
+    /// message not ended).
+    fn in_progress(&self) -> bool {
+        !self.partial.is_empty() || self.fragments.is_some()
     }
 
     /// Decodes what `data` completes, appending the messages to `out`.
     pub(crate) fn feed(&mut self, data: &[u8], out: &mut VecDeque<Msg>) -> Result<(), WsError> {
-        if self.partial.is_empty() {
-            let used = self.decode_all(data, out)?;
+        let before = self.in_progress();
+        let ended = if self.partial.is_empty() {
+            let (used, ended) = self.decode_all(data, out)?;
             if used < data.len() {
                 self.partial = data[used..].to_vec();
             }
+            ended
         } else {
             let mut buf = std::mem::take(&mut self.partial);
             buf.extend_from_slice(data);
-            let used = self.decode_all(&buf, out)?;
+            let (used, ended) = self.decode_all(&buf, out)?;
             if used < buf.len() {
                 if used > 0 {
                     buf.drain(..used);
@@ -109,20 +139,28 @@ impl FrameReader {
                 }
                 self.partial = buf;
             }
+            ended
+        };
+        // The clock restarts unless the same message is still in progress: a client cannot
+        // keep one open by trickling its bytes (nor a fragmented one by its control frames).
+        if !before || ended || !self.in_progress() {
+            self.since = clock::elapsed_ms() as u32;
         }
         Ok(())
     }
 
-    /// Decodes every whole frame at the start of `buf`; returns how many bytes they took.
-    fn decode_all(&mut self, buf: &[u8], out: &mut VecDeque<Msg>) -> Result<usize, WsError> {
-        let mut pos = 0;
+    /// Decodes every whole frame at the start of `buf`; returns how many bytes they took and
+    /// whether a data message ended among them.
+    fn decode_all(&mut self, buf: &[u8], out: &mut VecDeque<Msg>) -> Result<(usize, bool), WsError> {
+        let (mut pos, mut ended) = (0, false);
         while let Some((frame, used)) = self.decode_frame(&buf[pos..])? {
             pos += used;
             if let Some(m) = self.message(frame)? {
+                ended |= matches!(m, Msg::Binary(_) | Msg::Text(_));
                 out.push_back(m);
             }
         }
-        Ok(pos)
+        Ok((pos, ended))
     }
 
     /// One frame from the start of `buf`, or `None` if it has not all arrived. The header is
@@ -167,10 +205,10 @@ impl FrameReader {
             Some((_, f)) if opcode == 0 => f.len() as u64,
             _ => 0,
         };
-        if len.saturating_add(so_far) > self.max as u64 {
+        if len.saturating_add(so_far) > u64::from(self.max) {
             return Err(WsError::TooBig(len.saturating_add(so_far)));
         }
-        let len = len as usize; // ≤ max, a usize
+        let len = len as usize; // ≤ max, a u32
         let Some(mask) = buf.get(at..at + 4) else { return Ok(None) };
         let start = at + 4;
         let Some(body) = buf.get(start..start + len) else { return Ok(None) };
@@ -268,6 +306,10 @@ pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
     /// Decoded messages not handed out yet (empty, with no memory, while idle).
     queued: VecDeque<Msg>,
     eof: bool,
+    /// A ping went out since input last came (see [`deadline`]).
+    pinged: bool,
+    /// The deadline tick the node's wheel wakes it at, in 32 bits; 0: none.
+    armed: u32,
     /// Frames not written yet, the first maybe in part; up to [`GATHER`] go out in one
     /// vectored write. No memory while idle (one queue, not a first frame held inline: 56
     /// bytes less in every idle connection's task, which then fits tokio's next smaller cell).
@@ -295,7 +337,15 @@ impl<S> std::fmt::Debug for WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// A connection over `io` (already upgraded), refusing messages over `max` bytes.
     pub(crate) fn new(io: S, max: usize) -> Self {
-        WebSocket { io, reader: FrameReader::new(max), queued: VecDeque::new(), eof: false, out: VecDeque::new() }
+        WebSocket {
+            io,
+            reader: FrameReader::new(max),
+            queued: VecDeque::new(),
+            eof: false,
+            pinged: false,
+            armed: 0,
+            out: VecDeque::new(),
+        }
     }
 
     /// The next message; `None` when the client went away. Cancel-safe: dropping the future
@@ -333,6 +383,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         self.eof = true;
                         self.queued.clear();
                         return Poll::Ready(Some(Err(e)));
+                    }
+                    // Something came (a pong, say): the idle clock restarted.
+                    if !self.reader.in_progress() {
+                        self.pinged = false;
                     }
                 }
             }
@@ -567,6 +621,12 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_connection_keeps_its_deadlines_in_what_was_padding() {
+        assert_eq!(std::mem::size_of::<FrameReader>(), 40);
+        assert_eq!(std::mem::size_of::<WebSocket>(), 160);
+    }
+
+    #[test]
     fn the_rfc_example_key_gets_the_rfc_accept_value() {
         // RFC 6455 §1.3.
         assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
@@ -612,6 +672,49 @@ mod tests {
             assert_eq!(Vec::from(out), want, "pieces of {step}");
             assert_eq!(r.partial.capacity(), 0, "no buffer kept once every frame is whole");
         }
+    }
+
+    /// What the deadlines count from: the start of the message in progress (bytes trickling
+    /// in, or control frames between fragments, do not move it), else the last input.
+    #[test]
+    fn the_deadline_clock_runs_from_a_messages_first_byte_until_it_is_whole() {
+        let mut r = FrameReader::new(1 << 10);
+        let mut out = VecDeque::new();
+        let stale = |r: &mut FrameReader| {
+            r.since = r.since.wrapping_add(1 << 30);
+            r.since
+        };
+        let f = frame(true, 2, &[9; 40], [1; 4]);
+        let mark = stale(&mut r);
+        r.feed(&f[..10], &mut out).unwrap();
+        assert_ne!(r.since, mark, "a message began");
+        let mark = stale(&mut r);
+        for b in &f[10..f.len() - 1] {
+            r.feed(std::slice::from_ref(b), &mut out).unwrap();
+        }
+        assert_eq!(r.since, mark, "its bytes trickling in");
+        r.feed(&f[f.len() - 1..], &mut out).unwrap();
+        assert_ne!(r.since, mark, "it is whole");
+        assert!(!r.in_progress());
+        // A fragmented message: its first fragment starts the clock; a ping between its
+        // fragments does not move it; the last ends it.
+        r.feed(&frame(false, 2, b"ab", [2; 4]), &mut out).unwrap();
+        assert!(r.in_progress());
+        let mark = stale(&mut r);
+        r.feed(&frame(true, 9, b"p", [3; 4]), &mut out).unwrap();
+        r.feed(&frame(false, 0, b"cd", [3; 4]), &mut out).unwrap();
+        assert_eq!(r.since, mark);
+        // A message ends and the next begins in one read: the clock restarts for the next.
+        let mut tail = frame(true, 0, b"e", [4; 4]);
+        tail.extend_from_slice(&f[..5]);
+        r.feed(&tail, &mut out).unwrap();
+        assert!(r.in_progress());
+        assert_ne!(r.since, mark);
+        // Idle: any input (a pong) restarts it.
+        let mut r = FrameReader::new(1 << 10);
+        let mark = stale(&mut r);
+        r.feed(&frame(true, 10, b"", [5; 4]), &mut out).unwrap();
+        assert_ne!(r.since, mark);
     }
 
     #[test]

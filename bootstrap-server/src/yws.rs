@@ -194,6 +194,32 @@ pub(crate) fn incoming(
     }
 }
 
+/// Keeps a connection's deadlines (see [`crate::ws::Deadlines`]); called once a poll has
+/// read and written what it could (what it read may have begun a message; a write may be
+/// pending on a client that reads nothing). `Some(true)`: a ping was queued, write it.
+/// `None`: its client missed a deadline; the close that says why is queued and written if
+/// the socket takes it at once (a half-open connection never would), and the caller drops
+/// the connection now.
+pub(crate) fn keep_deadlines(socket: &mut WebSocket, node: &Node, cx: &mut Context<'_>) -> Option<bool> {
+    let m = &node.inner.metrics;
+    match socket.poll_deadlines(cx, &node.inner.deadlines) {
+        Ok(pinged) => {
+            if pinged {
+                inc(&m.ws_pings, 1);
+            }
+            Some(pinged)
+        }
+        Err(e) => {
+            inc(&m.connections_timed_out, 1);
+            debug!(error = %e, "timed out");
+            socket.discard_unstarted();
+            socket.start_close(e.close_code(), &e.to_string());
+            let _ = socket.poll_write_out(cx);
+            None
+        }
+    }
+}
+
 /// One connected client from its start frames on: a future written by hand, so that what an
 /// idle client costs is these fields and nothing else (an `async` loop here kept ~760 bytes:
 /// every `select!` branch and every await's state side by side).
@@ -286,9 +312,16 @@ impl Future for Session {
         // writes count against tokio's cooperative budget, so a busy client yields too.
         loop {
             match self.step(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {}
                 Poll::Ready(true) => return Poll::Ready(()),
-                Poll::Ready(false) => {}
+                Poll::Ready(false) => continue,
+            }
+            let this = &mut *self;
+            match keep_deadlines(&mut this.socket, &this.node, cx) {
+                None => return Poll::Ready(()),
+                // A ping to write.
+                Some(true) => {}
+                Some(false) => return Poll::Pending,
             }
         }
     }

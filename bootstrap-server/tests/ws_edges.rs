@@ -1,5 +1,6 @@
-//! The edges of `/yws` and `/signal` connections: caps per invite link, the handshake's
-//! key, and the close codes a client may send.
+//! The edges of `/yws` and `/signal` connections: deadlines (a client that stops in the
+//! middle of a message, one that goes silent and answers no ping), caps per invite link,
+//! the handshake's key, and the close codes a client may send.
 
 #[path = "support.rs"]
 mod support;
@@ -100,6 +101,13 @@ fn close_of(frames: &[(u8, Vec<u8>)]) -> Option<(u16, String)> {
     Some((code, String::from_utf8_lossy(&p[2..]).into_owned()))
 }
 
+/// Polls a gauge until it reads `want` (10 s at most).
+async fn gauge_reaches(a: SocketAddr, name: &str, want: u64) -> Result<()> {
+    wait_for(Duration::from_secs(10), || async { Ok((gauge(a, name).await? == want).then_some(())) })
+        .await
+        .with_context(|| format!("{name} never read {want}"))
+}
+
 /// A y-protocols sync step 1 with an empty state vector: the room answers with a step 2
 /// (which it sends no other time: its start frames are a step 1).
 const SYNC_STEP_1: [u8; 4] = [0, 0, 1, 0];
@@ -118,6 +126,15 @@ async fn answers(ws: &mut Ws) -> Result<()> {
             other => bail!("the connection ended: {other:?}"),
         }
     }
+}
+
+/// Deadlines far away, but for the ones a test sets.
+fn config(dir: &std::path::Path) -> arena_bootstrap::Config {
+    let mut cfg = arena_bootstrap::Config::for_tests(dir);
+    cfg.ws_ping_ms = 600_000;
+    cfg.ws_idle_timeout_ms = 1_200_000;
+    cfg.ws_read_timeout_ms = 600_000;
+    cfg
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +181,125 @@ async fn close_codes_1012_to_1014_are_echoed_and_reserved_ones_refused() -> Resu
         let code = close_of(&frames).map(|(c, _)| c);
         ensure!(code == Some(want), "a close with {sent} was answered with {code:?}");
     }
+    server.stop().await
+}
+
+/// A client that stops in the middle of a frame (its first 100 bytes of 1,000 sent) is
+/// dropped once the read deadline passes, with a close frame that says why; so is one that
+/// trickles a frame's bytes slower than the deadline allows for the whole frame, although
+/// bytes keep coming. Tried on the room's own connection and on a session's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_mid_frame_is_dropped_after_the_read_deadline() -> Result<()> {
+    for (inline, trickle) in [(true, false), (false, false), (true, true)] {
+        stalled_mid_frame(inline, trickle).await.with_context(|| format!("inline {inline}, trickle {trickle}"))?;
+    }
+    Ok(())
+}
+
+async fn stalled_mid_frame(inline: bool, trickle: bool) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(dir.path());
+    cfg.ws_read_timeout_ms = 300;
+    let server = Server::start_with(cfg).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let path = format!("/yws/{}?token={}", room.room, room.candidate);
+    let mut good = None;
+    if !inline {
+        good = Some(tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?.0);
+        gauge_reaches(a, "connections_inline", 1).await?;
+    }
+    let (mut s, status, _) = raw_upgrade(a, &path, KEY).await?;
+    ensure!(status == 101);
+    gauge_reaches(a, "connections_active", 1 + u64::from(!inline)).await?;
+    let frame = client_frame(2, &[0u8; 1000]);
+    let (mut rd, mut wr) = s.split();
+    let reading = async {
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut all))
+            .await
+            .context("the server did not close the connection within 10 s")??;
+        anyhow::Ok(all)
+    };
+    let writing = async {
+        if trickle {
+            // A byte every 50 ms: never 300 ms without one, never the whole frame.
+            for b in &frame[..frame.len() - 1] {
+                if wr.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        } else {
+            wr.write_all(&frame[..100]).await?;
+        }
+        anyhow::Ok(())
+    };
+    // (The writes may fail once the server has dropped the connection.)
+    let (all, _) = tokio::join!(reading, writing);
+    let frames = parse_frames(&all?)?;
+    let (code, reason) = close_of(&frames).context("no close frame")?;
+    ensure!(code == 4408 && reason.contains("whole"), "closed with {code} {reason:?}");
+    gauge_reaches(a, "connections_active", u64::from(!inline)).await?;
+    ensure!(gauge(a, "connections_timed_out_total").await? == 1);
+    if let Some(mut good) = good {
+        answers(&mut good).await.context("the other connection")?;
+    }
+    server.stop().await
+}
+
+/// A client that says nothing gets pings; one that answers them stays, one that does not
+/// (a half-open connection looks the same: nothing comes back) is dropped once nothing has
+/// come from it for the idle deadline. `/yws`, and `/signal` the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_pinged_and_dropped_when_it_does_not_answer() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(dir.path());
+    cfg.ws_ping_ms = 200;
+    cfg.ws_idle_timeout_ms = 2_000;
+    let server = Server::start_with(cfg).await?;
+    let a = server.addr;
+    let room = create_room(a).await?;
+    let path = format!("/yws/{}?token={}", room.room, room.candidate);
+
+    // The client that answers (tungstenite answers pings while it reads), connected first.
+    let (answering, _) = tokio_tungstenite::connect_async(format!("ws://{a}{path}")).await?;
+    let (mut sink, mut stream) = answering.split();
+    let (pings_tx, pings) = tokio::sync::watch::channel(0u32);
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(Ok(m)) = stream.next().await {
+            match m {
+                Message::Ping(_) => {
+                    n += 1;
+                    let _ = pings_tx.send(n);
+                }
+                Message::Binary(b) if is_step_2(&b) => {
+                    // The answer to its sync step 1: a million, to tell it apart.
+                    let _ = pings_tx.send(1_000_000);
+                }
+                _ => {}
+            }
+        }
+    });
+    for path in [path.as_str(), "/signal"] {
+        let (mut silent, status, _) = raw_upgrade(a, path, KEY).await?;
+        ensure!(status == 101);
+        let frames = frames_until_closed(&mut silent).await.with_context(|| format!("the silent client on {path}"))?;
+        ensure!(frames.iter().any(|(op, _)| *op == 9), "{path}: no ping before the close: {frames:?}");
+        let (code, reason) = close_of(&frames).with_context(|| format!("{path}: no close frame"))?;
+        ensure!(code == 4408 && reason.contains("ping"), "{path}: closed with {code} {reason:?}");
+    }
+    ensure!(gauge(a, "connections_timed_out_total").await? == 2);
+    ensure!(gauge(a, "ws_pings_total").await? >= 3);
+    // The answering client has been there through two idle deadlines and is still served.
+    ensure!(*pings.borrow() >= 1, "the answering client got no ping");
+    ensure!(gauge(a, "connections_active").await? == 1, "the answering client was dropped");
+    sink.send(Message::Binary(SYNC_STEP_1.to_vec().into())).await?;
+    let mut pings = pings;
+    tokio::time::timeout(Duration::from_secs(10), pings.wait_for(|n| *n == 1_000_000)).await??;
+    let _ = sink.close().await;
+    let _ = reader.await;
     server.stop().await
 }
 
