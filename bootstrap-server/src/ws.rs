@@ -119,6 +119,14 @@ impl FrameReader {
         !self.partial.is_empty() || self.fragments.is_some()
     }
 
+    /// The client showed life: the idle clock restarts (a message in progress keeps its
+    /// read deadline).
+    fn heard(&mut self) {
+        if !self.in_progress() {
+            self.since = clock::elapsed_ms() as u32;
+        }
+    }
+
     /// Decodes what `data` completes, appending the messages to `out`.
     pub(crate) fn feed(&mut self, data: &[u8], out: &mut VecDeque<Msg>) -> Result<(), WsError> {
         let before = self.in_progress();
@@ -308,6 +316,8 @@ pub(crate) struct WebSocket<S = TokioIo<Upgraded>> {
     eof: bool,
     /// A ping went out since input last came (see [`deadline`]).
     pinged: bool,
+    /// The last write found the socket full.
+    blocked: bool,
     /// The deadline tick the node's wheel wakes it at, in 32 bits; 0: none.
     armed: u32,
     /// Frames not written yet, the first maybe in part; up to [`GATHER`] go out in one
@@ -343,6 +353,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             queued: VecDeque::new(),
             eof: false,
             pinged: false,
+            blocked: false,
             armed: 0,
             out: VecDeque::new(),
         }
@@ -447,7 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.out.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        let WebSocket { io, out, .. } = self;
+        let WebSocket { io, out, reader, pinged, blocked, .. } = self;
         while !out.is_empty() {
             let mut bufs = [IoSlice::new(&[]); 2 * GATHER];
             let mut k = 0;
@@ -457,7 +468,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 k += 2;
             }
             let mut n = match Pin::new(&mut *io).poll_write_vectored(cx, &bufs[..k]) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    *blocked = true;
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(e)) => {
                     *out = VecDeque::new();
                     return Poll::Ready(Err(e));
@@ -468,6 +482,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Poll::Ready(Ok(n)) => n,
             };
+            // The socket was full and took more: the client is reading what it was sent.
+            // That is life too (it is not read meanwhile, and may be on a slow link taking
+            // in a large state), where a write into a socket with room proves nothing.
+            if std::mem::take(blocked) {
+                reader.heard();
+                *pinged = false;
+            }
             // Advance through the frames the write covered; a frame fully out makes room
             // for the next.
             while let Some(o) = out.front_mut() {
@@ -896,6 +917,31 @@ mod tests {
         assert_eq!(ws.out.capacity(), 0, "nothing kept once written");
         drop(ws);
         assert_eq!(server_frames(&reader.await.unwrap()), want);
+    }
+
+    /// A client that drains a full socket shows life (the idle deadline counts from it); a
+    /// write into a socket with room does not (a ping into a half-open connection's buffer
+    /// would otherwise keep it alive).
+    #[tokio::test]
+    async fn a_full_socket_that_drains_counts_as_life_and_a_write_with_room_does_not() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut ws = WebSocket::new(server, 1 << 20);
+        let stale = |ws: &mut WebSocket<_>| {
+            ws.reader.since = ws.reader.since.wrapping_sub(1 << 20);
+            ws.reader.since
+        };
+        let mark = stale(&mut ws);
+        ws.start_frame(9, bytes::Bytes::new());
+        poll_fn(|cx| ws.poll_write_out(cx)).await.unwrap();
+        assert_eq!(ws.reader.since, mark, "a write with room");
+        ws.start_frame(2, vec![1u8; 1000].into());
+        assert!(poll_fn(|cx| Poll::Ready(ws.poll_write_out(cx).is_pending())).await, "the pipe is full");
+        // The pipe holds 64 bytes: read them, and the next write goes on.
+        let mut got = vec![0u8; 64];
+        client.read_exact(&mut got).await.unwrap();
+        assert!(poll_fn(|cx| Poll::Ready(ws.poll_write_out(cx).is_pending())).await);
+        assert_ne!(ws.reader.since, mark, "the client drained it");
     }
 
     /// A client dropped for reading too slowly gets its close frame next: the frames not

@@ -6,7 +6,10 @@
 //! must be whole within `--ws-read-timeout-ms`; a connection quiet for `--ws-ping-ms` gets a
 //! ping, and one from which nothing (not even the pong) came for `--ws-idle-timeout-ms` is
 //! dropped: a client holding a partial frame, a half-open TCP connection and a vanished
-//! client all end.
+//! client all end. While a write waits on a full socket the connection is not read
+//! (backpressure); the socket draining counts as life then (a client on a slow link taking
+//! in a large state is not dropped), and one that never drains is dropped at the idle
+//! deadline like a silent one.
 //!
 //! Who wakes a connection whose client sends nothing? A tokio `Sleep` each would cost a
 //! 112-byte timer entry (boxed: 128 with the allocation) in every idle connection, about 6%
@@ -15,9 +18,9 @@
 //! task that wakes them when it comes (as `live.rs` does for invite expiry). A connection
 //! registers when its next deadline is sooner than the one it waits for, or that one came:
 //! one entry at a time, not one per message (a deadline that moved later wakes it early,
-//! and it registers again). What it keeps for this is a `u32` and a `bool`, in what was
-//! padding. A finished connection's waker stays in the wheel until its tick (its task's
-//! memory with it): at most an idle timeout.
+//! and it registers again). What it keeps for this is a `u32` and two `bool`s in what was
+//! padding, and `since` in half of what `max` took. A finished connection's waker stays in
+//! the wheel until its tick (its task's memory with it): at most an idle timeout.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
