@@ -34,7 +34,7 @@ mod frame;
 mod handshake;
 
 pub(crate) use deadline::Deadlines;
-use frame::FrameReader;
+pub(crate) use frame::FrameReader;
 pub(crate) use handshake::{valid_key, Upgrade, BAD_KEY};
 
 /// Bytes read from the socket per read call (on the stack, not kept).
