@@ -250,7 +250,8 @@ async fn stalled_mid_frame(inline: bool, trickle: bool) -> Result<()> {
 
 /// A client that says nothing gets pings; one that answers them stays, one that does not
 /// (a half-open connection looks the same: nothing comes back) is dropped once nothing has
-/// come from it for the idle deadline. `/yws`, and `/signal` the same.
+/// come from it for the idle deadline. `/yws` (served from a session task and by the room's
+/// own task), and `/signal` the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_pinged_and_dropped_when_it_does_not_answer() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -282,7 +283,11 @@ async fn a_silent_connection_is_pinged_and_dropped_when_it_does_not_answer() -> 
             }
         }
     });
-    for path in [path.as_str(), "/signal"] {
+    // Silent on the answering client's room (a session task), alone in a room of its own
+    // (the room's inline connection), and on /signal.
+    let other = create_room(a).await?;
+    let alone = format!("/yws/{}?token={}", other.room, other.candidate);
+    for path in [path.as_str(), alone.as_str(), "/signal"] {
         let (mut silent, status, _) = raw_upgrade(a, path, KEY).await?;
         ensure!(status == 101);
         let frames = frames_until_closed(&mut silent).await.with_context(|| format!("the silent client on {path}"))?;
@@ -290,8 +295,8 @@ async fn a_silent_connection_is_pinged_and_dropped_when_it_does_not_answer() -> 
         let (code, reason) = close_of(&frames).with_context(|| format!("{path}: no close frame"))?;
         ensure!(code == 4408 && reason.contains("ping"), "{path}: closed with {code} {reason:?}");
     }
-    ensure!(gauge(a, "connections_timed_out_total").await? == 2);
-    ensure!(gauge(a, "ws_pings_total").await? >= 3);
+    ensure!(gauge(a, "connections_timed_out_total").await? == 3);
+    ensure!(gauge(a, "ws_pings_total").await? >= 4);
     // The answering client has been there through two idle deadlines and is still served.
     ensure!(*pings.borrow() >= 1, "the answering client got no ping");
     ensure!(gauge(a, "connections_active").await? == 1, "the answering client was dropped");
