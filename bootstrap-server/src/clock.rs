@@ -20,6 +20,16 @@ pub(crate) fn now_ns() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Milliseconds since the epoch.
+pub(crate) fn elapsed_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+/// The instant `ms` milliseconds after the epoch.
+pub(crate) fn at_ms(ms: u64) -> Instant {
+    epoch() + Duration::from_millis(ms)
+}
+
 /// An `Instant` in 8 bytes, and `Option<Stamp>` in 8 too (nanoseconds since the epoch, plus one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Stamp(NonZeroU64);

@@ -118,6 +118,12 @@ pub struct Config {
     #[arg(long, env = "ARENA_SIGNAL_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub signal_max_connections: usize,
 
+    /// Most `/signal` connections open at once with one invite link (counted from the first
+    /// room topic the link opens; the next connection's subscribe gets an error naming the
+    /// topic). A leaked link then cannot take the node's connections.
+    #[arg(long, env = "ARENA_SIGNAL_MAX_PER_TOKEN", default_value_t = 32)]
+    pub signal_max_per_token: usize,
+
     /// Most `/yws` connections open at once from one client IP address (the next is answered
     /// 429 before the upgrade; behind a reverse proxy every client has the proxy's address:
     /// raise it there).
@@ -127,6 +133,29 @@ pub struct Config {
     /// Most `/yws` connections open at once on the whole node (the next is answered 503).
     #[arg(long, env = "ARENA_YWS_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub yws_max_connections: usize,
+
+    /// Most `/yws` connections open at once with one invite link (the next is answered 429
+    /// before the upgrade). A leaked link then cannot take the node's connections.
+    #[arg(long, env = "ARENA_YWS_MAX_PER_TOKEN", default_value_t = 32)]
+    pub yws_max_per_token: usize,
+
+    /// `/yws` and `/signal`: a client from which nothing has come for this many
+    /// milliseconds gets a WebSocket ping (browsers and WebSocket libraries answer it).
+    #[arg(long, env = "ARENA_WS_PING_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u32).range(1..=86_400_000))]
+    pub ws_ping_ms: u32,
+
+    /// `/yws` and `/signal`: a client from which nothing has come for this many
+    /// milliseconds, not even the answer to the ping, is dropped (a half-open TCP
+    /// connection, a vanished client). Longer than `--ws-ping-ms`.
+    #[arg(long, env = "ARENA_WS_IDLE_TIMEOUT_MS", default_value_t = 75_000, value_parser = clap::value_parser!(u32).range(1..=86_400_000))]
+    pub ws_idle_timeout_ms: u32,
+
+    /// `/yws`: a message must arrive whole within this many milliseconds of its first byte
+    /// (a client that stops in the middle of one is dropped, and with it what it had sent).
+    /// `/signal` messages are small: a client stalled in one misses its pings and goes at
+    /// `--ws-idle-timeout-ms`.
+    #[arg(long, env = "ARENA_WS_READ_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u32).range(1..=86_400_000))]
+    pub ws_read_timeout_ms: u32,
 
     /// Operator token for `POST /api/rooms` (sent as `Authorization: Bearer ...`). Required
     /// whenever it is set; without it a node that listens on loopback only (and whose

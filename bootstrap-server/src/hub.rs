@@ -967,6 +967,14 @@ impl Hub {
                 Incoming::Answered => {}
             }
         }
+        // Its deadlines once it has read what there was (which may have begun a message),
+        // also while a write is pending; a ping goes out with the pass's other writes.
+        if let Some(i) = self.inline.as_mut() {
+            if crate::yws::keep_deadlines(&mut i.socket, &self.node, cx).is_none() {
+                self.end_inline();
+                return (taken, true);
+            }
+        }
         (taken, progress)
     }
 
@@ -1531,6 +1539,9 @@ mod tests {
         // it is more; the hub's box is in the allocator's 256-byte class.
         assert!(std::mem::size_of::<Actor>() <= 24, "Actor is {} bytes", std::mem::size_of::<Actor>());
         assert!(std::mem::size_of::<Hub>() <= 256, "Hub is {} bytes", std::mem::size_of::<Hub>());
+        // The inline connection's box, in the allocator's 192-byte class (its deadlines
+        // live in what was padding of its WebSocket: see `ws::deadline`).
+        assert!(std::mem::size_of::<Inline>() <= 192, "Inline is {} bytes", std::mem::size_of::<Inline>());
     }
 
     /// A room whose checkpoint came due while another room's was running tries again by

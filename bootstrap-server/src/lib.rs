@@ -62,6 +62,10 @@ pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationT
     tracing::info!(node = %node.public_key(), data_dir = %node.cfg().data_dir.display(), "bootstrap node started");
     let p2p_tasks = if node.cfg().no_p2p { Vec::new() } else { p2p::start(&node).await? };
     let expiry = tokio::spawn(live::run(node.clone(), shutdown.clone()));
+    let deadlines = tokio::spawn({
+        let (node, stop) = (node.clone(), shutdown.clone());
+        async move { node.inner.deadlines.run(stop).await }
+    });
     let app = http::router(node.clone());
     let stopper = {
         let (node, stop) = (node.clone(), shutdown.clone());
@@ -87,6 +91,7 @@ pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationT
     let _ = stopper.await;
     node.join_all().await;
     let _ = expiry.await;
+    let _ = deadlines.await;
     for t in p2p_tasks {
         let _ = t.await;
     }

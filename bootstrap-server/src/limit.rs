@@ -1,5 +1,6 @@
 //! Limits: a token bucket per connection, a token bucket per client IP (for the HTTP API),
-//! and caps on open connections per IP and in total (for `/signal` and `/yws`).
+//! and caps on open connections per IP, per invite link and in total (for `/signal` and
+//! `/yws`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -87,34 +88,54 @@ impl PerIp {
     }
 }
 
-/// Open connections, per client IP and in total.
+/// Open connections, per client IP, per invite link and in total.
 #[derive(Debug)]
 pub(crate) struct ConnCaps {
     per_ip: usize,
+    per_link: usize,
     total: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    open: Mutex<Open>,
 }
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+    by_link: HashMap<LinkKey, usize>,
+}
+
+/// What identifies an invite link under its cap: the first 6 bytes of its invite key. Kept
+/// in what was padding of every connection's [`Slot`] (a 16-byte id would make each idle
+/// client's entry in its room 16 bytes larger); two links share a count only if their keys
+/// share 48 bits, and only the room's key holder makes links.
+type LinkKey = [u8; 6];
 
 /// Why a connection was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CapError {
     PerIp(usize),
+    PerLink(usize),
     Total(usize),
 }
 
 impl CapError {
-    /// The answer before the upgrade: 429 for the per-address cap, 503 for the node's;
-    /// `what` names the connections ("signaling", "y-websocket").
-    pub(crate) fn response(&self, what: &str) -> Response {
+    /// What was refused; `what` names the connections ("signaling", "y-websocket").
+    pub(crate) fn message(&self, what: &str) -> String {
         match *self {
-            CapError::PerIp(n) => {
-                (StatusCode::TOO_MANY_REQUESTS, format!("at most {n} {what} connections per address"))
-            }
-            CapError::Total(n) => {
-                (StatusCode::SERVICE_UNAVAILABLE, format!("the node holds its maximum of {n} {what} connections"))
-            }
+            CapError::PerIp(n) => format!("at most {n} {what} connections per address"),
+            CapError::PerLink(n) => format!("at most {n} {what} connections per invite link"),
+            CapError::Total(n) => format!("the node holds its maximum of {n} {what} connections"),
         }
-        .into_response()
+    }
+
+    /// The answer before the upgrade: 429 for the per-address and per-link caps, 503 for
+    /// the node's.
+    pub(crate) fn response(&self, what: &str) -> Response {
+        let status = match self {
+            CapError::PerIp(_) | CapError::PerLink(_) => StatusCode::TOO_MANY_REQUESTS,
+            CapError::Total(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, self.message(what)).into_response()
     }
 }
 
@@ -123,40 +144,72 @@ impl CapError {
 pub(crate) struct Slot {
     caps: Arc<ConnCaps>,
     ip: IpAddr,
+    /// Its invite link, once counted under the link's cap.
+    link: Option<LinkKey>,
 }
 
 impl ConnCaps {
-    pub(crate) fn new(per_ip: usize, total: usize) -> Self {
-        ConnCaps { per_ip, total, open: Mutex::new((0, HashMap::new())) }
+    pub(crate) fn new(per_ip: usize, per_link: usize, total: usize) -> Self {
+        ConnCaps { per_ip, per_link, total, open: Mutex::new(Open::default()) }
     }
 
-    /// A place for a connection from `ip`, if it is under both caps.
+    /// A place for a connection from `ip`, if it is under the per-address cap and the
+    /// node's.
     pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, CapError> {
         let Ok(mut open) = self.open.lock() else { return Err(CapError::Total(self.total)) };
-        let (total, by_ip) = &mut *open;
-        if *total >= self.total {
+        let open = &mut *open;
+        if open.total >= self.total {
             return Err(CapError::Total(self.total));
         }
-        let n = by_ip.entry(ip).or_insert(0);
+        let n = open.by_ip.entry(ip).or_insert(0);
         if *n >= self.per_ip {
             return Err(CapError::PerIp(self.per_ip));
         }
         *n += 1;
-        *total += 1;
-        Ok(Slot { caps: self.clone(), ip })
+        open.total += 1;
+        Ok(Slot { caps: self.clone(), ip, link: None })
+    }
+}
+
+impl Slot {
+    /// Counts the connection under the cap of the invite link whose key is `invite` too,
+    /// if it is under it (known once the link was checked: before the upgrade on `/yws`,
+    /// at the first room topic on `/signal`). A slot is counted under one link at most:
+    /// later calls change nothing.
+    pub(crate) fn hold_link(&mut self, invite: &arena_core::PeerKey) -> Result<(), CapError> {
+        if self.link.is_some() {
+            return Ok(());
+        }
+        let mut key = LinkKey::default();
+        key.copy_from_slice(&invite.0[..std::mem::size_of::<LinkKey>()]);
+        let Ok(mut open) = self.caps.open.lock() else { return Err(CapError::Total(self.caps.total)) };
+        let n = open.by_link.entry(key).or_insert(0);
+        if *n >= self.caps.per_link {
+            return Err(CapError::PerLink(self.caps.per_link));
+        }
+        *n += 1;
+        self.link = Some(key);
+        Ok(())
+    }
+}
+
+/// One less for `key`, forgotten at 0.
+fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Ok(mut open) = self.caps.open.lock() {
-            let (total, by_ip) = &mut *open;
-            *total = total.saturating_sub(1);
-            if let Some(n) = by_ip.get_mut(&self.ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    by_ip.remove(&self.ip);
-                }
+            open.total = open.total.saturating_sub(1);
+            release(&mut open.by_ip, &self.ip);
+            if let Some(link) = &self.link {
+                release(&mut open.by_link, link);
             }
         }
     }
@@ -183,7 +236,7 @@ mod tests {
 
     #[test]
     fn caps_count_per_ip_and_in_total_and_slots_give_their_place_back() {
-        let caps = Arc::new(ConnCaps::new(2, 3));
+        let caps = Arc::new(ConnCaps::new(2, 10, 3));
         let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
         let s1 = caps.acquire(a).unwrap();
         let _s2 = caps.acquire(a).unwrap();
@@ -192,6 +245,29 @@ mod tests {
         assert_eq!(caps.acquire(b).unwrap_err(), CapError::Total(3));
         drop(s1);
         assert!(caps.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn caps_count_per_link_and_a_refused_link_keeps_no_place() {
+        // A slot sits in every idle client's entry in its room: the link fits its padding.
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        let caps = Arc::new(ConnCaps::new(100, 2, 100));
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let (x, y) = (arena_core::PeerKey([1; 32]), arena_core::PeerKey([2; 32]));
+        let mut s1 = caps.acquire(ip).unwrap();
+        s1.hold_link(&x).unwrap();
+        s1.hold_link(&x).unwrap();
+        let mut s2 = caps.acquire(ip).unwrap();
+        s2.hold_link(&x).unwrap();
+        let mut s3 = caps.acquire(ip).unwrap();
+        assert_eq!(s3.hold_link(&x).unwrap_err(), CapError::PerLink(2));
+        s3.hold_link(&y).unwrap();
+        drop(s1);
+        let mut s4 = caps.acquire(ip).unwrap();
+        s4.hold_link(&x).unwrap();
+        drop((s2, s3, s4));
+        let open = caps.open.lock().unwrap();
+        assert_eq!((open.total, open.by_ip.len(), open.by_link.len()), (0, 0, 0), "every place given back");
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub(crate) signal_refused: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) connections_expired: AtomicU64,
+    pub(crate) connections_timed_out: AtomicU64,
+    pub(crate) ws_pings: AtomicU64,
     pub(crate) api_refused: AtomicU64,
 }
 
@@ -187,7 +189,7 @@ impl Metrics {
         put(
             "connections_refused_total",
             "counter",
-            "/signal connections refused at the per-IP or the global cap.",
+            "/yws and /signal connections refused at a cap: per IP, per invite link or the node's.",
             &self.connections_refused,
         );
         put(
@@ -196,6 +198,13 @@ impl Metrics {
             "/yws and /signal connections closed because their invite expired (or was revoked).",
             &self.connections_expired,
         );
+        put(
+            "connections_timed_out_total",
+            "counter",
+            "/yws and /signal connections dropped at a deadline: a message not whole in time, or nothing (not even a pong) for the idle timeout.",
+            &self.connections_timed_out,
+        );
+        put("ws_pings_total", "counter", "WebSocket pings sent to quiet /yws and /signal clients.", &self.ws_pings);
         put(
             "api_refused_total",
             "counter",

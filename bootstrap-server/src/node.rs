@@ -65,12 +65,14 @@ pub(crate) struct Inner {
     pub(crate) signal: crate::signal::Topics,
     /// `/yws` and `/signal` connections by their invite's expiry.
     pub(crate) live: Arc<crate::live::Live>,
-    /// `/signal` connections open, per client IP and in total.
+    /// `/signal` connections open, per client IP, per invite link and in total.
     pub(crate) signal_caps: Arc<crate::limit::ConnCaps>,
-    /// `/yws` connections open, per client IP and in total.
+    /// `/yws` connections open, per client IP, per invite link and in total.
     pub(crate) yws_caps: Arc<crate::limit::ConnCaps>,
     /// `POST /api/rooms` per client IP.
     pub(crate) room_rate: crate::limit::PerIp,
+    /// `/yws` connections' deadlines, and the wheel that wakes them.
+    pub(crate) deadlines: crate::ws::Deadlines,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
@@ -160,9 +162,15 @@ impl Node {
         }
         let metrics = Arc::new(Metrics::default());
         let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
-        let signal_caps = Arc::new(crate::limit::ConnCaps::new(cfg.signal_max_per_ip, cfg.signal_max_connections));
-        let yws_caps = Arc::new(crate::limit::ConnCaps::new(cfg.yws_max_per_ip, cfg.yws_max_connections));
+        let signal_caps = Arc::new(crate::limit::ConnCaps::new(
+            cfg.signal_max_per_ip,
+            cfg.signal_max_per_token,
+            cfg.signal_max_connections,
+        ));
+        let yws_caps =
+            Arc::new(crate::limit::ConnCaps::new(cfg.yws_max_per_ip, cfg.yws_max_per_token, cfg.yws_max_connections));
         let room_rate = crate::limit::PerIp::per_minute(cfg.room_create_per_minute);
+        let deadlines = crate::ws::Deadlines::new(cfg.ws_ping_ms, cfg.ws_idle_timeout_ms, cfg.ws_read_timeout_ms);
         Ok(Node {
             inner: Arc::new(Inner {
                 cfg,
@@ -176,6 +184,7 @@ impl Node {
                 signal_caps,
                 yws_caps,
                 room_rate,
+                deadlines,
                 shutdown,
                 tasks: tokio::sync::Mutex::new(Vec::new()),
                 flusher,

@@ -23,23 +23,28 @@
 //!   (y-webrtc's), carrying no `sdp`, `candidate` or `signal` field. Everything else
 //!   (`arena-offer`, `arena-answer`, `arena-ice`, y-webrtc's `signal`, and y-webrtc's
 //!   encrypted payloads, which the node cannot read) is not forwarded to it.
-//! - **Caps**: `--signal-max-per-ip` connections from one address (429 before the upgrade)
-//!   and `--signal-max-connections` in all (503).
+//! - **Caps**: `--signal-max-per-ip` connections from one address (429 before the upgrade),
+//!   `--signal-max-connections` in all (503), and `--signal-max-per-token` with one invite
+//!   link (counted from the first room topic the link opens: the next connection's
+//!   subscribe or publish gets an error naming the topic).
 //! - **No global lock while copying**: a publish snapshots the topic's subscribers under the
 //!   lock and sends after releasing it, one shared string for all. Each connection's queue
 //!   is bounded ([`QUEUE`]); a subscriber whose queue is full is disconnected ("too slow"),
 //!   not buffered for.
 //! - **Expiry**: the connection is closed when the invite that opened its room expires (or
 //!   through [`crate::Node::close_grant`]).
+//! - **Deadlines**: a connection quiet for `--ws-ping-ms` gets a WebSocket ping; one from
+//!   which nothing came for `--ws-idle-timeout-ms` (not even the pong) is closed (4408).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arena_core::{Grant, RoomId};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -172,8 +177,13 @@ pub(crate) async fn upgrade(
     State(node): State<Node>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // axum checks only that the key is there.
+    if !headers.get(axum::http::header::SEC_WEBSOCKET_KEY).is_some_and(crate::ws::valid_key) {
+        return (axum::http::StatusCode::BAD_REQUEST, crate::ws::BAD_KEY).into_response();
+    }
     let slot = match node.inner.signal_caps.acquire(peer.ip()) {
         Ok(s) => s,
         Err(e) => {
@@ -217,6 +227,8 @@ struct Conn {
     live: Option<(LiveGuard, oneshot::Receiver<String>)>,
     /// The grant its token is, once it opened a room.
     grant: Option<GrantId>,
+    /// Its place under the caps (`--signal-max-per-ip`, `--signal-max-per-token`, …).
+    slot: Slot,
 }
 
 impl Conn {
@@ -225,6 +237,10 @@ impl Conn {
     fn authorize(&mut self, topic: &str) -> Result<bool, String> {
         let Some((room, grant)) = check_topic(&self.node, topic, self.token.as_deref())? else { return Ok(false) };
         if self.live.is_none() {
+            if let Err(e) = self.slot.hold_link(&grant.invite) {
+                inc(&self.node.inner.metrics.connections_refused, 1);
+                return Err(e.message("signaling"));
+            }
             self.grant = Some(grant_id(&grant));
             let (tx, rx) = oneshot::channel();
             self.live = Some((self.node.inner.live.register_signal(self.conn, room, &grant, tx), rx));
@@ -332,11 +348,40 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
     let shutdown = node.inner.shutdown.clone();
     let kick = CancellationToken::new();
     let (mine, bound) = (HashSet::new(), HashSet::new());
-    let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None };
+    let (ping_ms, idle_ms) = (node.cfg().ws_ping_ms, node.cfg().ws_idle_timeout_ms);
+    let (ping, idle) = (Duration::from_millis(ping_ms.into()), Duration::from_millis(idle_ms.into()));
+    let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None, slot };
+    // Deadlines (as on /yws, see `crate::ws::Deadlines`): quiet for `ping`, a ping; nothing,
+    // not even the pong, for `idle`, dropped. A client stalled inside a message sends no
+    // pong either (messages here are small: no read deadline of their own).
+    let mut heard = Instant::now();
+    let mut pinged = false;
+    let quiet = tokio::time::sleep(ping.min(idle));
+    tokio::pin!(quiet);
     'conn: loop {
         let text = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            () = &mut quiet => {
+                let silent = heard.elapsed();
+                if silent >= idle {
+                    inc(&m.connections_timed_out, 1);
+                    let e = crate::ws::WsError::IdleTimeout(idle_ms);
+                    debug!(error = %e, "timed out");
+                    close(&mut socket, e.close_code(), &e.to_string()).await;
+                    break;
+                }
+                if !pinged && silent >= ping {
+                    pinged = true;
+                    inc(&m.ws_pings, 1);
+                    if !send(&mut socket, Message::Ping(Default::default())).await {
+                        break;
+                    }
+                }
+                let next = if pinged || ping >= idle { heard + idle } else { heard + ping };
+                quiet.as_mut().reset(next.into());
+                continue;
+            }
             _ = kick.cancelled() => {
                 close(&mut socket, 4400, "too slow: reconnect").await;
                 break;
@@ -359,7 +404,12 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
                 }
                 None => break,
             },
-            msg = socket.recv() => match msg {
+            msg = socket.recv() => {
+                // Anything that comes (a pong too) restarts the idle clock; the timer
+                // looks again when it fires.
+                heard = Instant::now();
+                pinged = false;
+                match msg {
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Binary(_))) => {
                     close(&mut socket, 1003, "signaling speaks JSON text frames").await;
@@ -367,6 +417,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => continue,
+                }
             },
         };
         inc(&m.signal_messages, 1);
@@ -404,7 +455,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
     for t in c.mine.iter().chain(&c.bound) {
         c.node.inner.signal.leave(t, conn);
     }
-    drop(slot);
+    drop(c);
     dec(&m.connections_active);
     debug!("signaling connection closed");
 }

@@ -14,7 +14,7 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::chan;
 use crate::hub::{Attach, FrameBytes, HubCmd, Outbound};
-use crate::limit::{RateLimiter, Slot};
+use crate::limit::{CapError, RateLimiter, Slot};
 use crate::metrics::{dec, inc};
 use crate::node::Node;
 use crate::ws::{Msg, Upgrade, WebSocket, GATHER};
@@ -32,18 +32,25 @@ pub(crate) async fn upgrade(
     Query(q): Query<HashMap<String, String>>,
     ws: Upgrade,
 ) -> Response {
-    // Caps on open connections, per address and in all, answered before the upgrade.
-    let slot = match node.inner.yws_caps.acquire(peer.ip()) {
-        Ok(s) => s,
-        Err(e) => {
-            inc(&node.inner.metrics.connections_refused, 1);
-            debug!(ip = %peer.ip(), ?e, "y-websocket connection refused");
-            return e.response("y-websocket");
-        }
+    // Caps on open connections, per address, per invite link and in all, answered before
+    // the upgrade.
+    let refuse_cap = |e: CapError| {
+        inc(&node.inner.metrics.connections_refused, 1);
+        debug!(ip = %peer.ip(), ?e, "y-websocket connection refused");
+        e.response("y-websocket")
     };
-    let max = node.cfg().max_message;
+    let mut slot = match node.inner.yws_caps.acquire(peer.ip()) {
+        Ok(s) => s,
+        Err(e) => return refuse_cap(e),
+    };
     let token = q.get("token").cloned();
     let auth = node.authorize(&room, token.as_deref());
+    if let Ok((_, grant)) = &auth {
+        if let Err(e) = slot.hold_link(&grant.invite) {
+            return refuse_cap(e);
+        }
+    }
+    let max = node.cfg().max_message;
     let span = info_span!("yws", conn = tracing::field::Empty, room = %room.get(..12).unwrap_or(&room));
     // Our own WebSocket code (crate::ws): an idle connection keeps no read buffer.
     // The setup runs in this task, which ends once the client's `Session` is spawned: its
@@ -187,6 +194,32 @@ pub(crate) fn incoming(
     }
 }
 
+/// Keeps a connection's deadlines (see [`crate::ws::Deadlines`]); called once a poll has
+/// read and written what it could (what it read may have begun a message; a write may be
+/// pending on a client that reads nothing). `Some(true)`: a ping was queued, write it.
+/// `None`: its client missed a deadline; the close that says why is queued and written if
+/// the socket takes it at once (a half-open connection never would), and the caller drops
+/// the connection now.
+pub(crate) fn keep_deadlines(socket: &mut WebSocket, node: &Node, cx: &mut Context<'_>) -> Option<bool> {
+    let m = &node.inner.metrics;
+    match socket.poll_deadlines(cx, &node.inner.deadlines) {
+        Ok(pinged) => {
+            if pinged {
+                inc(&m.ws_pings, 1);
+            }
+            Some(pinged)
+        }
+        Err(e) => {
+            inc(&m.connections_timed_out, 1);
+            debug!(error = %e, "timed out");
+            socket.discard_unstarted();
+            socket.start_close(e.close_code(), &e.to_string());
+            let _ = socket.poll_write_out(cx);
+            None
+        }
+    }
+}
+
 /// One connected client from its start frames on: a future written by hand, so that what an
 /// idle client costs is these fields and nothing else (an `async` loop here kept ~760 bytes:
 /// every `select!` branch and every await's state side by side).
@@ -279,9 +312,16 @@ impl Future for Session {
         // writes count against tokio's cooperative budget, so a busy client yields too.
         loop {
             match self.step(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {}
                 Poll::Ready(true) => return Poll::Ready(()),
-                Poll::Ready(false) => {}
+                Poll::Ready(false) => continue,
+            }
+            let this = &mut *self;
+            match keep_deadlines(&mut this.socket, &this.node, cx) {
+                None => return Poll::Ready(()),
+                // A ping to write.
+                Some(true) => {}
+                Some(false) => return Poll::Pending,
             }
         }
     }
