@@ -31,11 +31,11 @@ pub(crate) enum Json {
 /// Deepest nesting accepted (serde_json's own limit).
 const MAX_DEPTH: usize = 128;
 /// Longest text parsed: an update's limit ([`crate::MAX_UPDATE`]), which holds any record.
-const MAX_INPUT: usize = crate::envelope::MAX_UPDATE;
+pub(crate) const MAX_INPUT: usize = crate::envelope::MAX_UPDATE;
 /// Most values in one tree (parsed or converted from an `Any`). A `Json` is 32 bytes and an
 /// object field 56, so a tree stays under ~4 MiB past its strings; the room's records have
 /// tens of values. Without it, a 4 MiB buffer became 4 Mi nodes (128 MiB) on every read.
-const MAX_NODES: usize = 1 << 16;
+pub(crate) const MAX_NODES: usize = 1 << 16;
 
 #[cfg(test)]
 thread_local! {
