@@ -265,9 +265,16 @@ impl Placements {
         if !complete {
             return Ok(Verdict::Wait);
         }
-        for (_, _, slot) in &placed {
+        let content: HashMap<Id, u8> = scan.blocks.iter().map(|b| ((b.client, b.clock), b.content)).collect();
+        for (id, _, slot) in &placed {
             if !who.may(slot) {
                 return Err(refusal(&who, slot, "write"));
+            }
+            // What the gate checks for an item at a root, for one placed by its origins.
+            if let (Slot::In(root, _), Some(&kind)) = (slot, content.get(id)) {
+                if !crate::doc::strict::content_fits(*root == Root::Code, kind) {
+                    return Err(refusal(&who, slot, &format!("put content of type {kind} into")));
+                }
             }
         }
         for &(client, start, len) in &scan.deletes {
@@ -384,6 +391,39 @@ mod tests {
         let fresh = Placements::default();
         assert!(matches!(fresh.judge(&scan_update(&u2).unwrap(), writer(Role::Host, &key(3))), Ok(Verdict::Wait)));
         let _ = u;
+    }
+
+    /// A string placed by its origin after a version record lands in `versions`, which
+    /// holds values: refused like a string at that root (the gate's rule, `content_fits`),
+    /// even for a writer who may write there. The `recording` fuzz target found the rooted
+    /// form: an array reads a string one character at a time from its start.
+    #[test]
+    fn content_placed_outside_its_root_is_refused() {
+        let doc = RoomDoc::new(1);
+        let mut p = Placements::default();
+        let v = crate::records::VersionMeta {
+            id: "v".into(),
+            label: String::new(),
+            cause: crate::records::VersionCause::Manual,
+            at: 0,
+            by: String::new(),
+            state_vector: String::new(),
+            heads: Default::default(),
+        };
+        let (_, u) = doc.edit(|e| e.push_version(&v));
+        p.learn(&scan_update(&u).unwrap());
+        // Client 2's string "xyz" with the version record (1, 0) as its left origin.
+        let u = [1, 1, 2, 0, 0x84, 1, 0, 3, b'x', b'y', b'z', 0];
+        let scan = scan_update(&u).unwrap();
+        assert!(matches!(scan.blocks[0].place, Place::After(Some((1, 0)), None)));
+        let refused = p.judge(&scan, writer(Role::Candidate, &key(2)));
+        assert!(matches!(&refused, Err(CoreError::NotAllowed(m)) if m.contains("content of type 4")), "{refused:?}");
+        // A value there is the candidate's to write.
+        let (_, u) = doc.edit(|e| e.push_version(&v));
+        assert!(matches!(
+            p.judge(&scan_update(&u).unwrap(), writer(Role::Candidate, &key(2))),
+            Ok(Verdict::Allowed(_))
+        ));
     }
 
     #[test]
