@@ -251,8 +251,10 @@ impl Placements {
         let l = left.map(find);
         let r = right.map(find);
         match (l, r) {
-            (Some(Some(Slot::In(root, key))), _) => Some(Slot::In(root, key)),
+            // yrs integrates an item only once it holds both origins; until then it keeps
+            // the item pending (unbounded), so an unknown origin on either side waits here.
             (Some(None), _) | (_, Some(None)) => None,
+            (Some(Some(Slot::In(root, key))), _) => Some(Slot::In(root, key)),
             (_, Some(Some(Slot::In(root, key)))) => Some(Slot::In(root, key)),
             _ => Some(Slot::Nowhere),
         }
@@ -391,6 +393,29 @@ mod tests {
         let fresh = Placements::default();
         assert!(matches!(fresh.judge(&scan_update(&u2).unwrap(), writer(Role::Host, &key(3))), Ok(Verdict::Wait)));
         let _ = u;
+    }
+
+    /// An item whose left origin is known and whose right origin is not: yrs keeps it
+    /// pending until the right one arrives, so it waits here too. Found by the `update_gate`
+    /// fuzz target: placed by its left origin alone, it was allowed and left pending in yrs
+    /// (which nothing bounds), on the replica that applied it.
+    #[test]
+    fn an_unknown_right_origin_waits() {
+        let doc = RoomDoc::new(1);
+        let mut p = Placements::default();
+        let (_, u) = doc.edit(|e| e.splice_code(0, 0, "ab"));
+        p.learn(&scan_update(&u).unwrap());
+        // Client 2's "x" between (1, 0) and (9, 16), which nobody wrote.
+        let u = [1, 1, 2, 0, 0xc4, 1, 0, 9, 16, 1, b'x', 0];
+        let scan = scan_update(&u).unwrap();
+        assert!(matches!(scan.blocks[0].place, Place::After(Some((1, 0)), Some((9, 16)))));
+        assert!(matches!(p.judge(&scan, writer(Role::Candidate, &key(2))), Ok(Verdict::Wait)));
+        // With (1, 1) as its right origin it goes into the code.
+        let u = [1, 1, 2, 0, 0xc4, 1, 0, 1, 1, 1, b'x', 0];
+        assert!(matches!(
+            p.judge(&scan_update(&u).unwrap(), writer(Role::Candidate, &key(2))),
+            Ok(Verdict::Allowed(_))
+        ));
     }
 
     /// A string placed by its origin after a version record lands in `versions`, which
