@@ -111,6 +111,12 @@ fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
         let mut clock = r.clock()?;
         for _ in 0..blocks {
             let (len, place, content) = r.block(scan.is_some())?;
+            // Nothing writes an empty struct, and the write rules would not see one: yrs
+            // keeps it pending when its origins are missing (found by the update_gate fuzz
+            // target).
+            if len == 0 {
+                return Err(r.err("a struct of length 0"));
+            }
             if let Some(s) = scan.as_deref_mut() {
                 // Both fit in u32: clocks are checked against MAX_CLOCK as they add up.
                 if clock + len <= MAX_CLOCK && len > 0 {
@@ -133,6 +139,9 @@ fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
             let len = r.clock()?;
             if start + len > MAX_CLOCK {
                 return Err(r.err("deleted range overflows"));
+            }
+            if len == 0 {
+                return Err(r.err("a deleted range of length 0"));
             }
             if let Some(s) = scan.as_deref_mut() {
                 if len > 0 {
@@ -473,6 +482,14 @@ mod tests {
         assert!(check_update(&nested).is_err());
         // Legacy JSON content.
         assert!(check_update(&[1, 1, 5, 0, 2, 1, 4, b'c', b'o', b'd', b'e', 0, 3, b'"', b'j', b'"', 0]).is_err());
+        // Empty structs (a string, values, a GC range) and an empty deleted range: nothing
+        // writes them and the write rules would not see them. Found by the update_gate fuzz
+        // target: an empty string between origins nobody wrote was left pending in yrs.
+        assert!(check_update(&[1, 1, 5, 0, 4, 1, 4, b'c', b'o', b'd', b'e', 0, 0]).is_err());
+        assert!(check_update(&[1, 1, 5, 0, 0xc4, 9, 1, 9, 2, 0, 0]).is_err());
+        assert!(check_update(&[1, 1, 5, 0, 8, 1, 4, b'r', b'u', b'n', b's', 0, 0]).is_err());
+        assert!(check_update(&[1, 1, 5, 0, 0, 0, 0]).is_err());
+        assert!(check_update(&[0, 1, 9, 1, 120, 0]).is_err());
         // A count of clients the input cannot hold.
         assert!(check_update(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
