@@ -20,6 +20,8 @@ mod chan;
 mod clock;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod limit;

@@ -31,11 +31,11 @@ pub(crate) enum Json {
 /// Deepest nesting accepted (serde_json's own limit).
 const MAX_DEPTH: usize = 128;
 /// Longest text parsed: an update's limit ([`crate::MAX_UPDATE`]), which holds any record.
-const MAX_INPUT: usize = crate::envelope::MAX_UPDATE;
+pub(crate) const MAX_INPUT: usize = crate::envelope::MAX_UPDATE;
 /// Most values in one tree (parsed or converted from an `Any`). A `Json` is 32 bytes and an
 /// object field 56, so a tree stays under ~4 MiB past its strings; the room's records have
 /// tens of values. Without it, a 4 MiB buffer became 4 Mi nodes (128 MiB) on every read.
-const MAX_NODES: usize = 1 << 16;
+pub(crate) const MAX_NODES: usize = 1 << 16;
 
 #[cfg(test)]
 thread_local! {
@@ -117,12 +117,17 @@ impl Json {
                 Json::Float(f) => Any::from(*f),
                 Json::Str(s) => Any::from(s.as_str()),
                 Json::Arr(a) => Any::Array(a.iter().map(conv).collect::<Option<Vec<_>>>()?.into()),
-                Json::Obj(m) => Any::Map(
-                    m.iter()
-                        .map(|(k, v)| Some((k.clone(), conv(v)?)))
-                        .collect::<Option<std::collections::HashMap<_, _>>>()?
-                        .into(),
-                ),
+                Json::Obj(m) => {
+                    // The last of duplicate keys wins, as in serde_json's maps: an earlier
+                    // value does not count, even one that would null the whole value.
+                    let last: std::collections::HashMap<&str, &Json> = m.iter().map(|(k, v)| (k.as_str(), v)).collect();
+                    Any::Map(
+                        last.into_iter()
+                            .map(|(k, v)| Some((k.to_owned(), conv(v)?)))
+                            .collect::<Option<std::collections::HashMap<_, _>>>()?
+                            .into(),
+                    )
+                }
             })
         }
         conv(self).unwrap_or(Any::Null)
@@ -583,6 +588,10 @@ mod tests {
             "[1,9223372036854775808]",
             "3.0",
             "-0",
+            // Found by the `json` fuzz target: an integer past i64 under a key that a later
+            // duplicate overrides nulled the whole value (serde_json's map keeps the last).
+            r#"{"a":18446744073709551615,"a":1}"#,
+            r#"[{"id":"r","t":17000000700000000012,"w":15,"t":1700000070007}]"#,
         ] {
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(Json::parse(text).unwrap().to_any(), crate::doc::any_of(&value), "{text}");

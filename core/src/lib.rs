@@ -44,6 +44,8 @@ mod delegation;
 pub mod doc;
 mod envelope;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 pub mod history;
 mod identity;

@@ -34,6 +34,8 @@
 pub mod behaviour;
 pub mod cli;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 mod node;
 mod presence;

@@ -277,8 +277,13 @@ impl RecordingFile {
         }
         let mut bytes = Vec::new();
         File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| NodeError::io(&path, e))?;
+        Self::parse(path, &bytes)
+    }
+
+    /// Parses the bytes of a recording file read from `path` (named in errors).
+    pub fn parse(path: PathBuf, bytes: &[u8]) -> Result<Self> {
         let bad = |reason: String| NodeError::Recording { path: path.display().to_string(), reason };
-        let header = Header::decode(&bytes).map_err(bad)?;
+        let header = Header::decode(bytes).map_err(bad)?;
         let mut chain = header.chain0();
         let mut records = Vec::new();
         let mut pos = HEADER_LEN;

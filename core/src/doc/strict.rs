@@ -6,7 +6,8 @@
 //! depth limit (a few megabytes of `[[[[…` overflow the stack: an abort, not a panic),
 //! a signed varint longer than ten bytes overflows a shift, and clocks near `u32::MAX`
 //! overflow additions. [`check_update`] walks the update exactly as yrs's `DecoderV1` will
-//! and refuses all of that first, so nothing hostile reaches yrs. It allocates nothing.
+//! and refuses all of that first, so nothing hostile reaches yrs. It allocates nothing but
+//! for the JSON texts of embeds and formatting attributes, which it parses as yrs will.
 
 use yrs::updates::decoder::Decode;
 use yrs::{StateVector, Update};
@@ -52,7 +53,9 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector> {
 /// bytes. And what the room's schema does not use: nested types (at a root or inside one:
 /// yrs applies the structs before an item inside one and then refuses the update),
 /// subdocuments (a whole yrs `Doc` per few input bytes), weak links, roots the schema does
-/// not name, and map entries in a list root or list items in a map root.
+/// not name, map entries in a list root or list items in a map root, and content a root
+/// does not hold ([`content_fits`]). Strings must be UTF-8 and embedded JSON must parse
+/// (yrs refuses the whole update otherwise).
 pub fn check_update(bytes: &[u8]) -> Result<()> {
     walk(bytes, None)
 }
@@ -88,6 +91,8 @@ pub(crate) struct ScanBlock {
     pub(crate) clock: u32,
     pub(crate) len: u32,
     pub(crate) place: Place,
+    /// Its content kind (yrs's low four bits of the info byte; 0 for a GC or skipped range).
+    pub(crate) content: u8,
 }
 
 /// What an update writes: its structs, and its deleted ranges (client, clock, length).
@@ -105,11 +110,17 @@ fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
         let client = r.client()?;
         let mut clock = r.clock()?;
         for _ in 0..blocks {
-            let (len, place) = r.block(scan.is_some())?;
+            let (len, place, content) = r.block(scan.is_some())?;
+            // Nothing writes an empty struct, and the write rules would not see one: yrs
+            // keeps it pending when its origins are missing (found by the update_gate fuzz
+            // target).
+            if len == 0 {
+                return Err(r.err("a struct of length 0"));
+            }
             if let Some(s) = scan.as_deref_mut() {
                 // Both fit in u32: clocks are checked against MAX_CLOCK as they add up.
                 if clock + len <= MAX_CLOCK && len > 0 {
-                    s.blocks.push(ScanBlock { client, clock: clock as u32, len: len as u32, place });
+                    s.blocks.push(ScanBlock { client, clock: clock as u32, len: len as u32, place, content });
                 }
             }
             clock += len;
@@ -129,6 +140,9 @@ fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
             if start + len > MAX_CLOCK {
                 return Err(r.err("deleted range overflows"));
             }
+            if len == 0 {
+                return Err(r.err("a deleted range of length 0"));
+            }
             if let Some(s) = scan.as_deref_mut() {
                 if len > 0 {
                     s.deletes.push((client, start as u32, len as u32));
@@ -147,6 +161,21 @@ fn root_is_map(name: &[u8]) -> Option<bool> {
         META | PARTICIPANTS | VOTES => Some(true),
         CODE | ANALYSIS | RUNS | VERSIONS => Some(false),
         _ => None,
+    }
+}
+
+/// Whether content of kind `content` (yrs's content type) belongs in a root: the text
+/// (`code`) holds strings, embeds and formatting; the arrays and maps hold values (`Any`)
+/// and binaries. Deleted content goes anywhere. Anything else yrs would keep, and then read
+/// slowly: an array reads a string one character at a time, each from the string's start,
+/// so a 4 MiB string in `runs` made every `runs()` quadratic (found by the `recording`
+/// fuzz target).
+pub(crate) fn content_fits(text_root: bool, content: u8) -> bool {
+    match content {
+        1 => true,
+        4..=6 => text_root,
+        3 | 8 => !text_root,
+        _ => false,
     }
 }
 
@@ -246,6 +275,18 @@ impl<'a> Walker<'a> {
         Ok(n)
     }
 
+    /// A length-prefixed UTF-8 string (yrs refuses the whole update otherwise).
+    fn text(&mut self) -> Result<&'a str> {
+        let b = self.buf()?;
+        std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))
+    }
+
+    /// A length-prefixed JSON text, as yrs reads embeds and formatting attributes.
+    fn json(&mut self) -> Result<()> {
+        let text = self.text()?;
+        yrs::Any::from_json(text).map(drop).map_err(|_| self.err("embedded JSON does not parse"))
+    }
+
     /// A length-prefixed byte string; returns it.
     fn buf(&mut self) -> Result<&'a [u8]> {
         let n = self.var32()?;
@@ -255,18 +296,19 @@ impl<'a> Walker<'a> {
         Ok(&all[start..self.pos])
     }
 
-    /// One struct; returns how far it advances its client's clock and (when `place` is
-    /// asked for) where it goes.
-    fn block(&mut self, place: bool) -> Result<(u64, Place)> {
+    /// One struct; returns how far it advances its client's clock, (when `place` is asked
+    /// for) where it goes, and its content kind.
+    fn block(&mut self, place: bool) -> Result<(u64, Place, u8)> {
         let info = self.u8()?;
         // GC and Skip (yrs compares the whole byte): a length.
         if info == 0 || info == 10 {
-            return Ok((self.clock()?, if info == 0 { Place::Gc } else { Place::Skip }));
+            return Ok((self.clock()?, if info == 0 { Place::Gc } else { Place::Skip }, 0));
         }
         let (has_origin, has_right) = (info & 0x80 != 0, info & 0x40 != 0);
         let origin = if has_origin { Some(self.id()?) } else { None };
         let right = if has_right { Some(self.id()?) } else { None };
         let mut at = Place::After(origin, right);
+        let mut root_text = None;
         if !has_origin && !has_right {
             // Parent: a root's name, or the id of the item holding a nested type. The room
             // has no nested types, and yrs 0.28 applies the structs before such an item and
@@ -277,7 +319,7 @@ impl<'a> Walker<'a> {
                 return Err(self.err("item inside a nested type"));
             }
             let name = self.buf()?;
-            let sub = if info & 0x20 != 0 { Some(self.buf()?) } else { None };
+            let sub = if info & 0x20 != 0 { Some(self.text()?.as_bytes()) } else { None };
             match (root_is_map(name), sub.is_some()) {
                 (None, _) => {
                     let name = String::from_utf8_lossy(name);
@@ -287,12 +329,17 @@ impl<'a> Walker<'a> {
                 (Some(false), true) => return Err(self.err("a map entry in a text or array root")),
                 _ => {}
             }
+            root_text = Some(name == crate::doc::roots::CODE.as_bytes());
             if place {
                 let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned().into_boxed_str();
                 at = Place::Root(text(name), sub.map(text));
             }
         }
-        Ok((self.content(info)?, at))
+        let len = self.content(info)?;
+        if root_text.is_some_and(|text| !content_fits(text, info & 0x0f)) {
+            return Err(self.err(&format!("content of type {} does not belong in its root", info & 0x0f)));
+        }
+        Ok((len, at, info & 0x0f))
     }
 
     /// An item's content (yrs dispatches on the low four bits); returns its length.
@@ -308,18 +355,15 @@ impl<'a> Walker<'a> {
                 self.buf()?;
                 1
             }
-            4 => {
-                let s = self.buf()?;
-                std::str::from_utf8(s).map_err(|_| self.err("string is not UTF-8"))?.encode_utf16().count() as u64
-            }
+            4 => self.text()?.encode_utf16().count() as u64,
             // Embed (JSON text), Format (key, JSON text).
             5 => {
-                self.buf()?;
+                self.json()?;
                 1
             }
             6 => {
-                self.buf()?;
-                self.buf()?;
+                self.text()?;
+                self.json()?;
                 1
             }
             // A nested type (a weak link among them): the room's schema has none.
@@ -348,7 +392,11 @@ impl<'a> Walker<'a> {
             125 => self.signed()?,
             124 => self.skip(4)?,
             123 | 122 => self.skip(8)?,
-            119 | 116 => {
+            // A string, a buffer.
+            119 => {
+                self.text()?;
+            }
+            116 => {
                 self.buf()?;
             }
             118 => {
@@ -358,7 +406,7 @@ impl<'a> Walker<'a> {
                     return Err(self.err("count larger than the input"));
                 }
                 for _ in 0..n {
-                    self.buf()?;
+                    self.text()?;
                     self.any(depth + 1)?;
                 }
             }
@@ -434,6 +482,14 @@ mod tests {
         assert!(check_update(&nested).is_err());
         // Legacy JSON content.
         assert!(check_update(&[1, 1, 5, 0, 2, 1, 4, b'c', b'o', b'd', b'e', 0, 3, b'"', b'j', b'"', 0]).is_err());
+        // Empty structs (a string, values, a GC range) and an empty deleted range: nothing
+        // writes them and the write rules would not see them. Found by the update_gate fuzz
+        // target: an empty string between origins nobody wrote was left pending in yrs.
+        assert!(check_update(&[1, 1, 5, 0, 4, 1, 4, b'c', b'o', b'd', b'e', 0, 0]).is_err());
+        assert!(check_update(&[1, 1, 5, 0, 0xc4, 9, 1, 9, 2, 0, 0]).is_err());
+        assert!(check_update(&[1, 1, 5, 0, 8, 1, 4, b'r', b'u', b'n', b's', 0, 0]).is_err());
+        assert!(check_update(&[1, 1, 5, 0, 0, 0, 0]).is_err());
+        assert!(check_update(&[0, 1, 9, 1, 120, 0]).is_err());
         // A count of clients the input cannot hold.
         assert!(check_update(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
@@ -472,6 +528,60 @@ mod tests {
             check_update(&ok).unwrap();
             Update::decode_v1(&ok).unwrap();
         }
+    }
+
+    /// Strings yrs reads as UTF-8 and texts it parses as JSON: what it would refuse, the gate
+    /// refuses (what the gate passes, yrs decodes). Found by the `update_gate` fuzz target (an
+    /// `Any` string that is not UTF-8); each passed the gate before and failed in yrs.
+    #[test]
+    fn what_yrs_cannot_read_is_refused() {
+        let bad_utf8 = [0xef, b'e'];
+        // meta["k"] = an Any string, an Any map with a key.
+        let mut s = vec![1, 1, 5, 0, 0x28, 1, 4, b'm', b'e', b't', b'a', 1, b'k', 1, 119, 2];
+        s.extend(bad_utf8);
+        s.push(0);
+        let mut key = vec![1, 1, 5, 0, 0x28, 1, 4, b'm', b'e', b't', b'a', 1, b'k', 1, 118, 1, 2];
+        key.extend(bad_utf8);
+        key.extend([126, 0]);
+        // A map key of the root itself.
+        let mut sub = vec![1, 1, 5, 0, 0x28, 1, 4, b'm', b'e', b't', b'a', 2];
+        sub.extend(bad_utf8);
+        sub.extend([1, 126, 0]);
+        // An embed and a formatting attribute in `code` whose JSON does not parse.
+        let embed = [1, 1, 5, 0, 5, 1, 4, b'c', b'o', b'd', b'e', 2, b'{', b'x', 0];
+        let format = [1, 1, 5, 0, 6, 1, 4, b'c', b'o', b'd', b'e', 1, b'b', 1, b'[', 0];
+        for u in [&s[..], &key, &sub, &embed, &format] {
+            assert!(Update::decode_v1(u).is_err(), "yrs reads {u:?}");
+            assert!(check_update(u).is_err(), "the gate passes {u:?}");
+        }
+        // Their well-formed twins pass, and yrs reads them.
+        for u in [
+            &[1, 1, 5, 0, 0x28, 1, 4, b'm', b'e', b't', b'a', 1, b'k', 1, 119, 2, b'o', b'k', 0][..],
+            &[1, 1, 5, 0, 5, 1, 4, b'c', b'o', b'd', b'e', 2, b'{', b'}', 0],
+            &[1, 1, 5, 0, 6, 1, 4, b'c', b'o', b'd', b'e', 1, b'b', 4, b't', b'r', b'u', b'e', 0],
+        ] {
+            check_update(u).unwrap();
+            Update::decode_v1(u).unwrap();
+        }
+    }
+
+    /// Content a root does not hold: strings, embeds and formatting outside `code`, values and
+    /// binaries in it. Found by the `recording` fuzz target: a string in `runs` (the host's
+    /// code insertion with its root renamed) passed, and yrs reads an array's string one
+    /// character at a time from its start, so `runs()` took quadratic time.
+    #[test]
+    fn content_outside_its_root_is_refused() {
+        refused(&[1, 1, 5, 0, 4, 1, 4, b'r', b'u', b'n', b's', 1, b'x', 0], "does not belong");
+        refused(&[1, 1, 5, 0, 0x24, 1, 4, b'm', b'e', b't', b'a', 1, b'k', 1, b'x', 0], "does not belong");
+        refused(
+            &[1, 1, 5, 0, 5, 1, 8, b'v', b'e', b'r', b's', b'i', b'o', b'n', b's', 2, b'{', b'}', 0],
+            "does not belong",
+        );
+        refused(&[1, 1, 5, 0, 8, 1, 4, b'c', b'o', b'd', b'e', 1, 126, 0], "does not belong");
+        refused(&[1, 1, 5, 0, 3, 1, 4, b'c', b'o', b'd', b'e', 1, 7, 0], "does not belong");
+        // Deleted content and binaries go where values go.
+        check_update(&[1, 1, 5, 0, 1, 1, 4, b'r', b'u', b'n', b's', 3, 0]).unwrap();
+        check_update(&[1, 1, 5, 0, 3, 1, 4, b'r', b'u', b'n', b's', 1, 7, 0]).unwrap();
     }
 
     /// What the room's schema does not use, refused with an error before yrs sees it. Each

@@ -251,8 +251,10 @@ impl Placements {
         let l = left.map(find);
         let r = right.map(find);
         match (l, r) {
-            (Some(Some(Slot::In(root, key))), _) => Some(Slot::In(root, key)),
+            // yrs integrates an item only once it holds both origins; until then it keeps
+            // the item pending (unbounded), so an unknown origin on either side waits here.
             (Some(None), _) | (_, Some(None)) => None,
+            (Some(Some(Slot::In(root, key))), _) => Some(Slot::In(root, key)),
             (_, Some(Some(Slot::In(root, key)))) => Some(Slot::In(root, key)),
             _ => Some(Slot::Nowhere),
         }
@@ -265,9 +267,16 @@ impl Placements {
         if !complete {
             return Ok(Verdict::Wait);
         }
-        for (_, _, slot) in &placed {
+        let content: HashMap<Id, u8> = scan.blocks.iter().map(|b| ((b.client, b.clock), b.content)).collect();
+        for (id, _, slot) in &placed {
             if !who.may(slot) {
                 return Err(refusal(&who, slot, "write"));
+            }
+            // What the gate checks for an item at a root, for one placed by its origins.
+            if let (Slot::In(root, _), Some(&kind)) = (slot, content.get(id)) {
+                if !crate::doc::strict::content_fits(*root == Root::Code, kind) {
+                    return Err(refusal(&who, slot, &format!("put content of type {kind} into")));
+                }
             }
         }
         for &(client, start, len) in &scan.deletes {
@@ -384,6 +393,62 @@ mod tests {
         let fresh = Placements::default();
         assert!(matches!(fresh.judge(&scan_update(&u2).unwrap(), writer(Role::Host, &key(3))), Ok(Verdict::Wait)));
         let _ = u;
+    }
+
+    /// An item whose left origin is known and whose right origin is not: yrs keeps it
+    /// pending until the right one arrives, so it waits here too. Found by the `update_gate`
+    /// fuzz target: placed by its left origin alone, it was allowed and left pending in yrs
+    /// (which nothing bounds), on the replica that applied it.
+    #[test]
+    fn an_unknown_right_origin_waits() {
+        let doc = RoomDoc::new(1);
+        let mut p = Placements::default();
+        let (_, u) = doc.edit(|e| e.splice_code(0, 0, "ab"));
+        p.learn(&scan_update(&u).unwrap());
+        // Client 2's "x" between (1, 0) and (9, 16), which nobody wrote.
+        let u = [1, 1, 2, 0, 0xc4, 1, 0, 9, 16, 1, b'x', 0];
+        let scan = scan_update(&u).unwrap();
+        assert!(matches!(scan.blocks[0].place, Place::After(Some((1, 0)), Some((9, 16)))));
+        assert!(matches!(p.judge(&scan, writer(Role::Candidate, &key(2))), Ok(Verdict::Wait)));
+        // With (1, 1) as its right origin it goes into the code.
+        let u = [1, 1, 2, 0, 0xc4, 1, 0, 1, 1, 1, b'x', 0];
+        assert!(matches!(
+            p.judge(&scan_update(&u).unwrap(), writer(Role::Candidate, &key(2))),
+            Ok(Verdict::Allowed(_))
+        ));
+    }
+
+    /// A string placed by its origin after a version record lands in `versions`, which
+    /// holds values: refused like a string at that root (the gate's rule, `content_fits`),
+    /// even for a writer who may write there. The `recording` fuzz target found the rooted
+    /// form: an array reads a string one character at a time from its start.
+    #[test]
+    fn content_placed_outside_its_root_is_refused() {
+        let doc = RoomDoc::new(1);
+        let mut p = Placements::default();
+        let v = crate::records::VersionMeta {
+            id: "v".into(),
+            label: String::new(),
+            cause: crate::records::VersionCause::Manual,
+            at: 0,
+            by: String::new(),
+            state_vector: String::new(),
+            heads: Default::default(),
+        };
+        let (_, u) = doc.edit(|e| e.push_version(&v));
+        p.learn(&scan_update(&u).unwrap());
+        // Client 2's string "xyz" with the version record (1, 0) as its left origin.
+        let u = [1, 1, 2, 0, 0x84, 1, 0, 3, b'x', b'y', b'z', 0];
+        let scan = scan_update(&u).unwrap();
+        assert!(matches!(scan.blocks[0].place, Place::After(Some((1, 0)), None)));
+        let refused = p.judge(&scan, writer(Role::Candidate, &key(2)));
+        assert!(matches!(&refused, Err(CoreError::NotAllowed(m)) if m.contains("content of type 4")), "{refused:?}");
+        // A value there is the candidate's to write.
+        let (_, u) = doc.edit(|e| e.push_version(&v));
+        assert!(matches!(
+            p.judge(&scan_update(&u).unwrap(), writer(Role::Candidate, &key(2))),
+            Ok(Verdict::Allowed(_))
+        ));
     }
 
     #[test]
