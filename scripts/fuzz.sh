@@ -8,8 +8,9 @@
 #
 # New inputs that reach new code go into fuzz/corpus/<target>/ (commit the minimized corpus);
 # a crash stops its target and lands in fuzz/artifacts/<target>/: reproduce it with
-# `cargo +nightly fuzz run <target> <file>`, fix it, add a regression test in the crate and
-# keep the input in the corpus. Logs are in fuzz/logs/.
+# `cargo +nightly fuzz run <target> <file>`, fix it, keep the input in
+# fuzz/regressions/<target>/ (replayed by the same tests, never pruned) and name it in a
+# regression test. Logs are in fuzz/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=0
@@ -37,7 +38,8 @@ status=0
 for t in "${TARGETS[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   echo "==> $t: ${secs} s"
-  if cargo "${tc[@]}" fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 \
+  mkdir -p "fuzz/regressions/$t"
+  if cargo "${tc[@]}" fuzz run "$t" "fuzz/corpus/$t" "fuzz/regressions/$t" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 \
       -print_final_stats=1 >"fuzz/logs/$t.log" 2>&1; then
     grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)' "fuzz/logs/$t.log" || true
   else

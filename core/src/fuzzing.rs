@@ -39,16 +39,27 @@ pub fn corpus_dir(target: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
 }
 
-/// Runs `check` on every input of `target`'s corpus, in name order. `Err` names the inputs
-/// that fail (each panicked: its message is on stderr), or says the corpus is missing or
-/// empty.
+/// Where the inputs that crashed target `target` are kept, each fixed and with a
+/// regression test: `fuzz/regressions/<target>` (apart from the corpus, which `cargo fuzz
+/// cmin` renames and prunes).
+pub fn regressions_dir(target: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions").join(target)
+}
+
+/// Runs `check` on every input of `target`'s corpus and of its regressions, in name order.
+/// `Err` names the inputs that fail (each panicked: its message is on stderr), or says the
+/// corpus is missing or empty.
 pub fn replay(target: &str, check: fn(&[u8])) -> Result<usize, String> {
     let dir = corpus_dir(target);
     let read = |e: std::io::Error| format!("{target}: reading {}: {e}", dir.display());
-    let mut files = std::fs::read_dir(&dir)
-        .and_then(|d| d.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>())
-        .map_err(read)?;
+    let list = |d: &std::path::Path| {
+        std::fs::read_dir(d).and_then(|d| d.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>())
+    };
+    let mut files = list(&dir).map_err(read)?;
     files.sort();
+    let mut regressions = list(&regressions_dir(target)).unwrap_or_default();
+    regressions.sort();
+    files.extend(regressions);
     let mut failed = Vec::new();
     for path in &files {
         let bytes = std::fs::read(path).map_err(read)?;

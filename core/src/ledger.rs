@@ -375,6 +375,22 @@ impl Ledger {
         let head = self.chains.entry(env.author).or_default();
         head.next_seq = env.seq + 1;
         head.last_hash = hash;
+        self.claim(env, update);
+    }
+
+    /// Checks the client ids of an envelope judged after others of its batch were allowed
+    /// (`check` saw the owners as they were before the batch), for [`Ledger::claim`].
+    pub(crate) fn recheck_clients(&self, env: &Envelope, checked: &Checked) -> Result<()> {
+        let proxy = self.members.get(&env.author).is_some_and(|m| m.proxy);
+        self.check_clients(&env.author, proxy, env.author.client_id(env.session), &checked.update)
+    }
+
+    /// Takes the client ids an allowed envelope writes under for its author: its own, and a
+    /// proxy's the first time it writes under one. Done as each envelope of a batch is
+    /// allowed, so that a later one of the same batch is checked against them: a node's
+    /// envelope that writes under the host's client id was accepted batched behind the
+    /// host's first envelopes and refused alone (found by the update_gate fuzz target).
+    pub(crate) fn claim(&mut self, env: &Envelope, update: Option<&Update>) {
         self.owners.insert(env.author.client_id(env.session), env.author);
         if let Some(update) = update {
             if self.members.get(&env.author).is_some_and(|m| m.proxy) {

@@ -475,11 +475,12 @@ impl<S: Store> Room<S> {
             let verdict = match stopped.get(&env.author) {
                 Some(true) => Ok(Verdict::Wait),
                 Some(false) => continue,
-                None => self.ledger.judge(&env, &c),
+                None => self.ledger.recheck_clients(&env, &c).and_then(|()| self.ledger.judge(&env, &c)),
             };
             match verdict {
                 Ok(Verdict::Allowed(placed)) => {
                     self.ledger.accept(placed);
+                    self.ledger.claim(&env, Some(&c.update));
                     keep_envs.push(env);
                     keep_checked.push(c);
                 }

@@ -18,6 +18,20 @@ fn recording_corpus() {
     }
 }
 
+/// Found by the `recording` fuzz target: the host's code insertion with its root renamed
+/// `runs` made every `runs()` read quadratic (the timeline stalled past libFuzzer's 10 s).
+/// The update gate now refuses a string outside `code`.
+#[test]
+fn a_string_in_runs_does_not_stall_the_timeline() {
+    let name = "timeout-8265587c09b379203a7f2c76f23ba63b7b8a5a86";
+    let input = std::fs::read(fuzzing::regressions_dir("recording").join(name)).expect("the input is kept");
+    let start = std::time::Instant::now();
+    recording(&input);
+    let file = arena_node::recording::RecordingFile::parse("timeout".into(), &input).expect("it parses");
+    assert!(arena_node::replay::timeline(&file).is_err(), "the string in runs was applied");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+}
+
 /// A recording of the fuzzers' room by an observer: admissions, the room's log in two
 /// sealed parts, an awareness change, a delegation and a revocation; closed, or (`killed`)
 /// flushed and left without its closing seal.

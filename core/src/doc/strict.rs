@@ -134,9 +134,17 @@ fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
     for _ in 0..clients {
         let client = r.client()?;
         let ranges = r.count(2)?;
+        let mut end = 0;
         for _ in 0..ranges {
             let start = r.clock()?;
             let len = r.clock()?;
+            // Yjs and yrs write each client's ranges sorted and merged; yrs keeps ranges it
+            // cannot apply yet as they came, and encoded unsorted, overlapping ones of its own
+            // client into a range its own gate refuses (found by the update_gate fuzz target).
+            if start < end {
+                return Err(r.err("deleted ranges out of order or overlapping"));
+            }
+            end = start + len;
             if start + len > MAX_CLOCK {
                 return Err(r.err("deleted range overflows"));
             }
@@ -490,6 +498,10 @@ mod tests {
         assert!(check_update(&[1, 1, 5, 0, 8, 1, 4, b'r', b'u', b'n', b's', 0, 0]).is_err());
         assert!(check_update(&[1, 1, 5, 0, 0, 0, 0]).is_err());
         assert!(check_update(&[0, 1, 9, 1, 120, 0]).is_err());
+        // Deleted ranges of a client out of order, or overlapping; in order they pass.
+        assert!(check_update(&[0, 1, 9, 2, 10, 5, 0, 5]).is_err());
+        assert!(check_update(&[0, 1, 9, 2, 0, 5, 4, 5]).is_err());
+        check_update(&[0, 1, 9, 2, 0, 5, 5, 5]).unwrap();
         // A count of clients the input cannot hold.
         assert!(check_update(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
