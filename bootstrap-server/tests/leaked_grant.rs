@@ -91,12 +91,7 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
         ensure!(r.doc().code().contains("return 1"), "{who}: lost the code: {:?}", r.doc().code());
     }
     // The node counted what it refused.
-    let (_, metrics) = support::http(server.addr, "GET", "/metrics", "").await?;
-    let rejected: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("arena_envelopes_rejected_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0);
+    let rejected = metric(server.addr, "arena_envelopes_rejected_total").await?;
     ensure!(rejected >= 2, "the node rejected {rejected} envelopes");
     // An envelope from ahead of her chain is held back (bounded, and counted), not applied.
     let ahead = {
@@ -108,12 +103,7 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
     };
     mallory.send(vec![Wire::Envelopes(vec![ahead])]).await?;
     host.pump(PUMP).await?;
-    let (_, metrics) = support::http(server.addr, "GET", "/metrics", "").await?;
-    let held: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("arena_envelopes_held_back_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0);
+    let held = metric(server.addr, "arena_envelopes_held_back_total").await?;
     ensure!(held >= 1, "the node held back {held} envelopes");
     ensure!(!host.text().contains("from the future"), "an envelope from ahead of its chain was applied");
     // Control: the candidate's own code edits still go through.
@@ -122,4 +112,14 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
     ensure!(host.text().starts_with("# hi"), "an honest edit was lost: {:?}", host.text());
     server.stop().await?;
     Ok(())
+}
+
+/// A counter from the node's `/metrics` (0 when absent).
+async fn metric(addr: std::net::SocketAddr, name: &str) -> Result<u64> {
+    let (_, metrics) = support::http(addr, "GET", "/metrics", "").await?;
+    Ok(metrics
+        .lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0))
 }

@@ -15,6 +15,21 @@ fn key() -> Identity {
     Identity::from_passphrase("proxied room")
 }
 
+/// The home node's replica: host and proxy grant, like the bootstrap node's.
+fn home_node() -> Result<Room<MemoryStore>> {
+    let mut home = Room::open(
+        key().public(),
+        Identity::from_passphrase("home"),
+        0,
+        MemoryStore::new(),
+        RoomConfig::default(),
+        T0,
+    )?;
+    let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
+    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
+    Ok(home)
+}
+
 /// A stock client's update: "hello" in `code` under a random client id.
 fn stock_update(text: &str) -> Vec<u8> {
     let doc = yrs::Doc::with_client_id(987_654);
@@ -27,16 +42,7 @@ fn stock_update(text: &str) -> Vec<u8> {
 #[test]
 fn a_relayed_update_is_signed_only_by_a_proxy_and_only_under_a_writer_token() -> Result<()> {
     // The home node: host and proxy grant, like the bootstrap node's room replica.
-    let mut home = Room::open(
-        key().public(),
-        Identity::from_passphrase("home"),
-        0,
-        MemoryStore::new(),
-        RoomConfig::default(),
-        T0,
-    )?;
-    let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
-    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
+    let mut home = home_node()?;
     // A plain member without a proxy grant (the other node's replica).
     let mut other =
         Room::create(&key(), Identity::from_passphrase("other"), 0, MemoryStore::new(), Meta::default(), T0)?;
@@ -179,16 +185,7 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
 /// What waits is bounded, and a waiting update by a refused grant is never signed.
 #[test]
 fn relayed_updates_that_arrive_out_of_order_are_signed_in_order() -> Result<()> {
-    let mut home = Room::open(
-        key().public(),
-        Identity::from_passphrase("home"),
-        0,
-        MemoryStore::new(),
-        RoomConfig::default(),
-        T0,
-    )?;
-    let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
-    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
+    let mut home = home_node()?;
     let writer = Invite::issue(&key(), Role::Candidate, T0 / 1000 + 3600, 0, T0);
     let observer = Invite::issue(&key(), Role::Observer, T0 / 1000 + 3600, 0, T0);
     // One stock client types "ab", then "c" after it, then deletes "a".
