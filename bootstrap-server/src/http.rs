@@ -17,9 +17,12 @@ use crate::hub::HubCmd;
 use crate::node::{AuthError, Node};
 use crate::{signal, yws};
 
-pub(crate) fn router(node: Node) -> Router {
+pub(crate) fn router(node: Node, exec: Option<std::sync::Arc<dyn crate::exec::Executor>>) -> Router {
+    let access = crate::exec::Access { token: node.cfg().admin_token.clone(), loopback_only: loopback_only(&node) };
+    let exec_routes = crate::exec::routes(exec.clone(), access, crate::exec::maxima(&node.cfg().exec));
     let mut r = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(move || health(exec.clone())))
+        .merge(exec_routes)
         .route("/metrics", get(metrics))
         .route("/api/rooms", post(create_room))
         .route("/api/rooms/{room}", get(room_info))
@@ -34,8 +37,9 @@ pub(crate) fn router(node: Node) -> Router {
     r.layer(DefaultBodyLimit::max(64 * 1024)).with_state(node)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+async fn health(exec: Option<std::sync::Arc<dyn crate::exec::Executor>>) -> Json<serde_json::Value> {
+    let exec = exec.map_or_else(|| serde_json::json!({ "backend": "off" }), |e| e.describe());
+    Json(serde_json::json!({ "status": "ok", "exec": exec }))
 }
 
 async fn metrics(State(node): State<Node>) -> Response {
@@ -102,7 +106,7 @@ fn loopback_only(node: &Node) -> bool {
 }
 
 /// Whether a URL's host is `localhost` or a loopback address.
-fn url_host_is_loopback(url: &str) -> bool {
+pub(crate) fn url_host_is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);

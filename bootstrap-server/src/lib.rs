@@ -20,6 +20,7 @@ mod chan;
 mod clock;
 mod config;
 mod error;
+pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
@@ -59,6 +60,8 @@ pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationT
     // create rooms without the operator token.
     cfg.http_addr = addr;
     let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let hidden = vec![cfg.data_dir.canonicalize().unwrap_or_else(|_| cfg.data_dir.clone())];
+    let executor = exec::build(&cfg.exec, hidden).await.map_err(|e| BootstrapError::Config(e.to_string()))?;
     let node = Node::open(cfg, public_url.trim_end_matches('/').to_owned(), shutdown.clone())?;
     say(&format!("listening on http://{addr}"));
     tracing::info!(node = %node.public_key(), data_dir = %node.cfg().data_dir.display(), "bootstrap node started");
@@ -68,7 +71,7 @@ pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationT
         let (node, stop) = (node.clone(), shutdown.clone());
         async move { node.inner.deadlines.run(stop).await }
     });
-    let app = http::router(node.clone());
+    let app = http::router(node.clone(), executor);
     let stopper = {
         let (node, stop) = (node.clone(), shutdown.clone());
         tokio::spawn(async move {
