@@ -14,6 +14,11 @@ echo "disk: $(( $(free_kib) / 1024 / 1024 )) GiB free here; a first run of this 
 step "system packages (wasm toolchain: rustc-web cargo-web rust-web-src lld binaryen)"
 bash scripts/install-wasm-toolchain.sh
 
+step "system packages (code execution: bubblewrap python3 gcc g++ default-jdk-headless)"
+bash scripts/install-toolchains.sh
+# Code execution's tests must find these languages here, not skip them.
+export ARENA_REQUIRE_TOOLCHAINS="${ARENA_REQUIRE_TOOLCHAINS:-1}"
+
 step "npm packages for the interop tests (yjs, y-protocols, y-websocket; cached in */tests/js/node_modules)"
 command -v node >/dev/null || { echo "node is required (Node 20)"; exit 1; }
 for d in core/tests/js bootstrap-server/tests/js; do
