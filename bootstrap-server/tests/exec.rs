@@ -590,3 +590,129 @@ async fn a_full_queue_answers_busy() -> Result<()> {
     }
     server.stop().await
 }
+
+/// A stand-in Piston v2 API that answers with the JSON of Piston's README byte for byte, and
+/// keeps the bodies it was sent.
+async fn fake_piston() -> Result<(std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Value>>>)> {
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let runtimes = r#"[
+  {
+    "language": "bash",
+    "version": "5.1.0",
+    "aliases": ["sh"]
+  },
+  {
+    "language": "javascript",
+    "version": "24.16.0",
+    "aliases": ["node-javascript", "node-js", "javascript", "js"],
+    "runtime": "node"
+  }
+]"#;
+    let ok = r#"{
+    "language": "js",
+    "version": "15.10.0",
+    "run": {
+        "stdout": "[\n  '/piston/packages/node/15.10.0/bin/node',\n  '/piston/jobs/9501b09d-0105-496b-b61a-e5148cf66384/my_cool_code.js',\n  '1',\n  '2',\n  '3'\n]\n",
+        "stderr": "",
+        "output": "[\n  '/piston/packages/node/15.10.0/bin/node',\n  '/piston/jobs/9501b09d-0105-496b-b61a-e5148cf66384/my_cool_code.js',\n  '1',\n  '2',\n  '3'\n]\n",
+        "code": 0,
+        "signal": null,
+        "message": null,
+        "status": null,
+        "cpu_time": 8,
+        "wall_time": 154,
+        "memory": 1160000
+    }
+}"#;
+    let timeout = r#"{"language":"c++","version":"10.2.0","compile":{"stdout":"","stderr":"","output":"","code":0,"signal":null,"message":null,"status":null,"cpu_time":300,"wall_time":400,"memory":9000000},"run":{"stdout":"partial","stderr":"","output":"partial","code":null,"signal":"SIGKILL","message":"Wall time limit exceeded","status":"TO","cpu_time":3000,"wall_time":3010,"memory":1200000}}"#;
+    let seen2 = seen.clone();
+    let app = axum::Router::new()
+        .route("/api/v2/runtimes", get(move || async move { ([("content-type", "application/json")], runtimes) }))
+        .route(
+            "/api/v2/execute",
+            post(move |body: String| {
+                let seen = seen2.clone();
+                async move {
+                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let lang = v["language"].as_str().unwrap_or_default().to_owned();
+                    if let Ok(mut s) = seen.lock() {
+                        s.push(v);
+                    }
+                    let json = [("content-type", "application/json")];
+                    match lang.as_str() {
+                        "js" => (StatusCode::OK, json, ok.to_owned()),
+                        "c++" => (StatusCode::OK, json, timeout.to_owned()),
+                        "html" => {
+                            (StatusCode::BAD_REQUEST, json, r#"{"message":"html-5.0.0 runtime is unknown"}"#.to_owned())
+                        }
+                        _ => (StatusCode::INTERNAL_SERVER_ERROR, json, "<h1>oops</h1>".to_owned()),
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, seen))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_piston_backend_forwards_and_maps_pistons_answers() -> Result<()> {
+    let (piston, seen) = fake_piston().await?;
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(dir.path());
+    cfg.exec.exec_backend = arena_bootstrap::exec::Backend::Piston;
+    cfg.exec.piston_url = Some(format!("http://{piston}"));
+    let server = Server::start_with(cfg).await?;
+    let addr = server.addr;
+    let headers = format!("Host: {addr}\r\nContent-Type: application/json\r\n");
+    // Runtimes pass through.
+    let (status, v) = request(addr, "GET", "/api/v2/runtimes", &format!("Host: {addr}\r\n"), "").await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[1]["runtime"], "node");
+    assert_eq!(v[0]["aliases"], json!(["sh"]));
+    assert!(v[0].get("runtime").is_none(), "{v}");
+    // Piston's documented example, through us, to Piston and back.
+    let (status, v) = request(addr, "POST", "/api/v2/execute", &headers, PISTON_EXAMPLE).await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["run"]["wall_time"], 154);
+    assert_eq!(v["run"]["memory"], 1_160_000);
+    assert!(v["run"]["stdout"].as_str().is_some_and(|s| s.contains("my_cool_code.js")));
+    let sent = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.last().cloned().context("nothing sent")?;
+    assert_eq!(sent["language"], "js");
+    assert_eq!(sent["version"], "24.16.0");
+    assert_eq!(sent["files"], json!([{ "name": "my_cool_code.js", "content": "console.log(process.argv)" }]));
+    assert_eq!(sent["args"], json!(["1", "2", "3"]));
+    assert_eq!((sent["run_timeout"].as_u64(), sent["compile_timeout"].as_u64()), (Some(3000), Some(10000)));
+    assert_eq!((sent["run_memory_limit"].as_i64(), sent["compile_memory_limit"].as_i64()), (Some(-1), Some(-1)));
+    // A timeout keeps its status, signal and partial output; the compile stage is there.
+    let (status, v) =
+        execute(addr, &json!({ "language": "c++", "version": "*", "files": [{ "content": "int main(){for(;;);}" }] }))
+            .await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["run"]["status"].as_str(), v["run"]["signal"].as_str()), (Some("TO"), Some("SIGKILL")));
+    assert_eq!(v["run"]["stdout"], "partial");
+    assert_eq!(v["compile"]["code"], 0);
+    // Piston's 400 is ours, with its message; its 500 is a 502 that says so.
+    let (status, v) =
+        execute(addr, &json!({ "language": "html", "version": "5.0.0", "files": [{ "content": "x" }] })).await?;
+    assert_eq!((status, v["message"].as_str()), (400, Some("html-5.0.0 runtime is unknown")));
+    let (status, v) = execute(addr, &json!({ "language": "cobol", "files": [{ "content": "x" }] })).await?;
+    assert_eq!(status, 502, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("500")), "{v}");
+    server.stop().await?;
+
+    // Piston down: 503 with a reason.
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(dir.path());
+    cfg.exec.exec_backend = arena_bootstrap::exec::Backend::Piston;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+    cfg.exec.piston_url = Some(format!("http://{dead}/"));
+    let server = Server::start_with(cfg).await?;
+    let (status, v) = execute(server.addr, &json!({ "language": "js", "files": [{ "content": "x" }] })).await?;
+    assert_eq!(status, 503, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("unreachable")), "{v}");
+    server.stop().await
+}

@@ -70,7 +70,8 @@ impl From<ExecError> for ApiError {
         let status = match &e {
             ExecError::UnknownRuntime { .. } | ExecError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ExecError::Busy { .. } | ExecError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ExecError::Upstream { status, .. } if *status == 400 => StatusCode::BAD_REQUEST,
+            // Piston's own 400 passes through as it said it (its clients read `message`).
+            ExecError::Upstream { status: 400, message } => return ApiError(StatusCode::BAD_REQUEST, message.clone()),
             ExecError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ExecError::Io(e) => {
                 tracing::error!(error = %e, "code execution failed");
