@@ -2,7 +2,8 @@
 # Install what arena-bootstrap's code execution (the `local` backend) uses, from Debian 12's
 # packages:
 #
-#   scripts/install-toolchains.sh          bubblewrap and the default toolchains (what CI
+#   scripts/install-toolchains.sh          bubblewrap, GNU time (each run's CPU time and peak
+#                                          memory) and the default toolchains (what CI
 #                                          needs: python3, bash, gcc, g++, a JDK; node.js
 #                                          is checked, not installed: the tests need Node 20)
 #   scripts/install-toolchains.sh --all    also Rust, Go, Ruby, PHP, Perl and Lua, for
@@ -18,7 +19,7 @@ log() { printf 'install-toolchains: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # package:command — a command already on the sandbox's PATH counts as installed.
-DEFAULT=(bubblewrap:bwrap python3:python3 bash:bash gcc:gcc g++:g++ default-jdk-headless:javac)
+DEFAULT=(bubblewrap:bwrap time:time python3:python3 bash:bash gcc:gcc g++:g++ default-jdk-headless:javac)
 EXTRA=(rustc:rustc golang-go:go ruby:ruby php-cli:php perl:perl lua5.4:lua5.4)
 
 want=("${DEFAULT[@]}")

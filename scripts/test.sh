@@ -14,7 +14,7 @@ echo "disk: $(( $(free_kib) / 1024 / 1024 )) GiB free here; a first run of this 
 step "system packages (wasm toolchain: rustc-web cargo-web rust-web-src lld binaryen)"
 bash scripts/install-wasm-toolchain.sh
 
-step "system packages (code execution: bubblewrap python3 gcc g++ default-jdk-headless)"
+step "system packages (code execution: bubblewrap time python3 gcc g++ default-jdk-headless)"
 bash scripts/install-toolchains.sh
 # Code execution's tests must find these languages here, not skip them.
 export ARENA_REQUIRE_TOOLCHAINS="${ARENA_REQUIRE_TOOLCHAINS:-1}"

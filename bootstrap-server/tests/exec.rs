@@ -243,7 +243,9 @@ async fn sleeping_past_the_timeout_keeps_the_output_so_far() -> Result<()> {
     assert_eq!(v["run"]["status"], "TO", "{v}");
     assert_eq!(v["run"]["stdout"], "before\n", "{v}");
     assert_eq!(v["run"]["stderr"], "err\n", "{v}");
-    assert_eq!(v["run"]["output"], "before\nerr\n", "{v}");
+    // Two pipes: their order in `output` is the order the node read them in.
+    let output = v["run"]["output"].as_str().unwrap_or_default();
+    assert!(output == "before\nerr\n" || output == "err\nbefore\n", "{v}");
     server.stop().await
 }
 
@@ -567,7 +569,7 @@ async fn a_full_queue_answers_busy() -> Result<()> {
         let s = slow.clone();
         async move { execute(addr, &s).await }
     });
-    support::wait_for(std::time::Duration::from_secs(10), || async {
+    support::wait_for(std::time::Duration::from_secs(60), || async {
         let (_, h) = request(addr, "GET", "/health", &format!("Host: {addr}\r\n"), "").await?;
         Ok((h["exec"]["running"] == 1).then_some(()))
     })
@@ -576,7 +578,7 @@ async fn a_full_queue_answers_busy() -> Result<()> {
         let s = slow.clone();
         async move { execute(addr, &s).await }
     });
-    support::wait_for(std::time::Duration::from_secs(10), || async {
+    support::wait_for(std::time::Duration::from_secs(60), || async {
         let (_, h) = request(addr, "GET", "/health", &format!("Host: {addr}\r\n"), "").await?;
         Ok((h["exec"]["queued"] == 1).then_some(()))
     })

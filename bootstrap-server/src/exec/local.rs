@@ -92,6 +92,7 @@ impl LocalExecutor {
                 max_file: cfg.exec_max_file_mb << 20,
                 disk: cfg.exec_disk_mb << 20,
                 hidden,
+                time: sandbox::find_time(),
             },
             toolchains: OnceCell::new(),
             slots: Semaphore::new(concurrency),
@@ -159,7 +160,11 @@ impl LocalExecutor {
             }
         }
         let d = dir.clone();
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(d)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(d.with_extension("usage"));
+            std::fs::remove_dir_all(d)
+        })
+        .await;
         result
     }
 
@@ -184,6 +189,7 @@ impl LocalExecutor {
         if let Some(u) = uid {
             sandbox::chown(dir, u).map_err(ExecError::Unavailable)?;
         }
+        let usage = dir.with_extension("usage");
         let run_memory = req.limits.run_memory.unwrap_or(l.max_memory);
         let plan = tc.plan(names, &req.args, run_memory);
         let mut compile = None;
@@ -200,10 +206,15 @@ impl LocalExecutor {
                     timeout: req.limits.compile_timeout,
                     address_space: Some(memory.saturating_add(plan.address_space_allowance)),
                     uid,
+                    usage: &usage,
                 },
             )
             .await;
             let failed = o.code != Some(0);
+            let mut o = o;
+            if failed {
+                o.message = Some(format!("compilation failed: {}", o.message.as_deref().unwrap_or("no exit code")));
+            }
             compile = Some(o);
             if failed {
                 return Ok(ExecOutcome {
@@ -225,6 +236,7 @@ impl LocalExecutor {
                 timeout: req.limits.run_timeout,
                 address_space: Some(run_memory.saturating_add(plan.address_space_allowance)),
                 uid,
+                usage: &usage,
             },
         )
         .await;
@@ -345,6 +357,7 @@ impl Executor for LocalExecutor {
             "sandbox": sandbox,
             "limits": l.limits_by,
             "cgroups": "not used (rlimits: address space, processes, CPU time, file size, open files)",
+            "usage": if l.settings.time.is_some() { "GNU time" } else { "wait4 (peak memory only when above the node's own)" },
             "concurrency": l.concurrency,
             "running": l.concurrency - l.slots.available_permits(),
             "queued": l.queued.load(Ordering::Relaxed),

@@ -46,6 +46,30 @@ pub(crate) struct SandboxSettings {
     pub(crate) disk: u64,
     /// Paths that must not be visible even if under a bound directory (the data dir).
     pub(crate) hidden: Vec<PathBuf>,
+    /// GNU time, which measures the sandbox's CPU time and peak memory (a child of the node
+    /// starts with the node's resident size as its peak; one of GNU time's does not).
+    pub(crate) time: Option<PathBuf>,
+}
+
+/// Where GNU time is, if installed.
+pub(crate) fn find_time() -> Option<PathBuf> {
+    ["/usr/bin/time", "/bin/time"].iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// What GNU time wrote (`-f "%e %U %S %M %x"`): (cpu, peak bytes, code, signal).
+fn parse_usage(text: &str) -> Option<(Duration, u64, Option<i32>, Option<i32>)> {
+    let signal = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Command terminated by signal "))
+        .and_then(|n| n.trim().parse::<i32>().ok());
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let f: Vec<&str> = last.split_whitespace().collect();
+    let [_, user, sys, kib, code] = f.as_slice() else { return None };
+    let secs = |v: &str| v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64);
+    let cpu = secs(user)? + secs(sys)?;
+    let peak = kib.parse::<u64>().ok()? * 1024;
+    let code = if signal.is_some() { None } else { code.parse::<i32>().ok() };
+    Some((cpu, peak, code, signal))
 }
 
 /// One stage to run.
@@ -64,6 +88,8 @@ pub(crate) struct Stage<'a> {
     pub(crate) address_space: Option<u64>,
     /// The slot's uid when the node is root.
     pub(crate) uid: Option<u32>,
+    /// A file outside the sandbox for GNU time's report (made here, removed by the caller).
+    pub(crate) usage: &'a Path,
 }
 
 /// bubblewrap's arguments for `stage` (before the program's argv).
@@ -182,28 +208,55 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     let Some((program, args)) = stage.argv.split_first() else {
         return Err(std::io::Error::other("empty command"));
     };
+    let mut line: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(time) = &s.time {
+        std::fs::write(stage.usage, b"")?;
+        if let Some(u) = stage.uid {
+            chown(stage.usage, u).map_err(std::io::Error::other)?;
+        }
+        line.extend(
+            [time.as_os_str(), "-f".as_ref(), "%e %U %S %M %x".as_ref(), "-o".as_ref(), stage.usage.as_os_str()]
+                .map(Into::into),
+        );
+    }
     let mut cmd = match &s.containment {
         Containment::Bwrap(bwrap) => {
-            let mut c = Command::new(bwrap);
-            c.args(bwrap_args(s, stage)?).arg(program).args(args);
+            line.push(bwrap.into());
+            line.extend(bwrap_args(s, stage)?.into_iter().map(Into::into));
+            line.push(program.into());
+            line.extend(args.iter().map(Into::into));
+            let mut c = Command::new(&line[0]);
+            c.args(&line[1..]);
             c
         }
         Containment::None => {
-            let mut c = Command::new(program);
-            c.args(args).current_dir(stage.dir).env_clear();
+            line.push(program.into());
+            line.extend(args.iter().map(Into::into));
+            let mut c = Command::new(&line[0]);
+            c.args(&line[1..]).current_dir(stage.dir).env_clear();
             c.env("PATH", "/usr/local/bin:/usr/bin:/bin").env("HOME", stage.dir).env("LANG", "C.UTF-8");
             c.envs(stage.env.iter().map(|(k, v)| (k, v)));
             c
         }
     };
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // RLIMIT_NPROC counts every task of the uid: a slot's own uid has none but the run's;
+    // without one (the node is not root), the node's own tasks count too.
+    let processes = match stage.uid {
+        Some(_) => s.max_processes,
+        None => s.max_processes + spawn::tasks_of_uid(spawn::uid()),
+    };
     let limits = Rlimits {
         cpu_secs: stage.timeout.as_secs() + 1,
         address_space: stage.address_space,
-        processes: Some(s.max_processes),
+        processes: Some(processes),
         open_files: 256,
         file_size: s.max_file,
     };
+    // A forked child starts with the node's resident size as its peak (the kernel keeps it
+    // across exec), and `wait4` reports the larger of bubblewrap's and the program's peak:
+    // a peak not above the node's size is unknown, not the node's.
+    let floor = spawn::own_rss();
     let mut child = spawn::spawn(&mut cmd, limits, stage.uid)?;
     let reaper = Reaper::new(&child);
     let cap = s.output_cap;
@@ -238,11 +291,33 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     let (exit, timed_out) = tokio::select! {
         done = &mut waiter => (done, false),
         _ = tokio::time::sleep(stage.timeout) => {
-            reaper.kill();
-            (waiter.await, true)
+            // The sandbox first (GNU time then reports what it used), then everything.
+            reaper.kill_children();
+            match tokio::time::timeout(Duration::from_secs(2), &mut waiter).await {
+                Ok(done) => (done, true),
+                Err(_) => {
+                    reaper.kill();
+                    (waiter.await, true)
+                }
+            }
         }
     };
-    let exit = exit.map_err(std::io::Error::other)??;
+    let mut exit = exit.map_err(std::io::Error::other)??;
+    // GNU time's numbers are the sandbox's alone; without them the peak is only known when
+    // above the node's own size.
+    let mut memory = (exit.max_rss > floor + (1 << 20)).then_some(exit.max_rss);
+    if s.time.is_some() {
+        let report = std::fs::read_to_string(stage.usage).unwrap_or_default();
+        match parse_usage(&report) {
+            Some((cpu, peak, code, signal)) => {
+                exit.cpu = cpu;
+                memory = Some(peak);
+                exit.code = code;
+                exit.signal = signal;
+            }
+            None => tracing::debug!(report, "no usage report from GNU time"),
+        }
+    }
     let wall_time = started.elapsed();
     if let Some(w) = writer {
         w.abort();
@@ -266,7 +341,7 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
         message: None,
         cpu_time: exit.cpu,
         wall_time,
-        memory: Some(exit.max_rss),
+        memory,
         stdout_truncated: c.stdout_truncated,
         stderr_truncated: c.stderr_truncated,
     };
@@ -290,14 +365,17 @@ fn classify(o: &mut StageOutcome, timed_out: bool, timeout: Duration, cap: usize
             _ => "",
         };
         (Status::Signal, format!("killed by {sig}{why}"))
-    } else if o.code == Some(153) || o.code == Some(128 + 25) {
-        (Status::Signal, "a file reached the size limit".to_owned())
     } else if o.stdout_truncated {
         (Status::OutputLimit, format!("stdout went over {cap} bytes: kept the first {cap}, dropped the rest"))
     } else if o.stderr_truncated {
         (Status::ErrorLimit, format!("stderr went over {cap} bytes: kept the first {cap}, dropped the rest"))
-    } else if o.code.is_some_and(|c| c != 0) {
-        (Status::RuntimeError, format!("exited with code {}", o.code.unwrap_or_default()))
+    } else if let Some(code) = o.code.filter(|c| *c != 0) {
+        // A shell (or a runtime) reports a child's signal as 128 + its number.
+        let sig = match code {
+            129..=192 => format!(" (128 + {}: a process was killed by it)", spawn::signal_name(code - 128)),
+            _ => String::new(),
+        };
+        (Status::RuntimeError, format!("exited with code {code}{sig}"))
     } else {
         return;
     };
@@ -314,6 +392,7 @@ pub(crate) async fn probe(bwrap: &Path, uid: Option<u32>) -> Result<(), String> 
         max_file: 1 << 20,
         disk: 1 << 20,
         hidden: Vec::new(),
+        time: None,
     };
     let dir = tempdir_for_probe()?;
     if let Some(u) = uid {
@@ -331,6 +410,7 @@ pub(crate) async fn probe(bwrap: &Path, uid: Option<u32>) -> Result<(), String> 
             timeout: Duration::from_secs(20),
             address_space: None,
             uid,
+            usage: &dir.join("usage"),
         },
     )
     .await;
@@ -349,7 +429,9 @@ pub(crate) async fn probe(bwrap: &Path, uid: Option<u32>) -> Result<(), String> 
 }
 
 fn tempdir_for_probe() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("arena-exec-probe-{}", std::process::id()));
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("arena-exec-probe-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     Ok(dir)
 }
@@ -362,6 +444,17 @@ pub(crate) fn chown(path: &Path, uid: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gnu_time_reports() {
+        let (cpu, peak, code, signal) = parse_usage("0.02 0.01 0.00 9876 0\n").unwrap_or_default();
+        assert_eq!((cpu, peak, code, signal), (Duration::from_millis(10), 9876 * 1024, Some(0), None));
+        let r = parse_usage("Command exited with non-zero status 3\n0.00 0.00 0.00 1564 3\n");
+        assert_eq!(r.map(|r| (r.2, r.3)), Some((Some(3), None)));
+        let r = parse_usage("Command terminated by signal 9\n0.00 0.00 0.00 1580 0\n");
+        assert_eq!(r.map(|r| (r.2, r.3)), Some((None, Some(9))));
+        assert!(parse_usage("").is_none() && parse_usage("garbage").is_none());
+    }
 
     #[test]
     fn capture_keeps_up_to_the_cap_and_marks_the_rest() {

@@ -102,6 +102,32 @@ impl Reaper {
         }
     }
 
+    /// SIGKILLs the program under the child (GNU time → bubblewrap → the program: the
+    /// deepest of the first two levels below the child), so that the processes above it
+    /// reap it and report what it used; the sandbox ends with its init.
+    pub(crate) fn kill_children(&self) {
+        let exited = self.exited.lock().map(|g| *g).unwrap_or(true);
+        if exited {
+            return;
+        }
+        let children = |pid: libc::pid_t| -> Vec<libc::pid_t> {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        };
+        for c in children(self.pid) {
+            let below = children(c);
+            for pid in if below.is_empty() { vec![c] } else { below } {
+                // SAFETY: kill takes integers; the pid is a descendant of our unreaped child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+
     /// Blocks until the child exits; reaps it. Call from a blocking thread.
     pub(crate) fn wait(&self) -> io::Result<Exit> {
         // First wait without reaping, so that `kill` never targets a reused pid.
@@ -173,6 +199,40 @@ pub(crate) fn kill_uid(uid: u32) -> usize {
         }
     }
     found
+}
+
+/// Threads (tasks) of every process whose real uid is `uid`: what RLIMIT_NPROC counts.
+pub(crate) fn tasks_of_uid(uid: u32) -> u64 {
+    let mut tasks = 0;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    for entry in dir.flatten() {
+        if !entry.file_name().to_str().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        if field("Uid:").and_then(|v| v.split_whitespace().next()).and_then(|r| r.parse::<u32>().ok()) == Some(uid) {
+            tasks += field("Threads:").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1);
+        }
+    }
+    tasks
+}
+
+/// This process's real uid.
+pub(crate) fn uid() -> u32 {
+    // SAFETY: getuid takes nothing and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// This process's resident memory now, in bytes (0 when unknown).
+pub(crate) fn own_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
 }
 
 /// Whether this process runs as root (then each run slot gets its own uid).
