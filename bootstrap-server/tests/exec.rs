@@ -326,6 +326,9 @@ async fn the_data_dir_keys_and_secrets_are_not_visible() -> Result<()> {
         assert!(line.starts_with("hidden"), "{line}\n{v}");
     }
     assert_eq!(out.lines().count(), 8, "{v}");
+    // Nothing of the node's environment (its variables may hold the operator token).
+    let v = run(server.addr, "python", "import os\nprint(sorted(os.environ))", json!({})).await?;
+    assert_eq!(v["run"]["stdout"], "['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']\n", "{v}");
     server.stop().await
 }
 
@@ -403,6 +406,7 @@ async fn malformed_bodies_get_400_with_a_message() -> Result<()> {
         ("bad base64", r#"{"language":"python","files":[{"content":"!!","encoding":"base64"}]}"#),
         ("unknown encoding", r#"{"language":"python","files":[{"content":"x","encoding":"rot13"}]}"#),
         ("args not strings", r#"{"language":"python","files":[{"content":"x"}],"args":[1,2]}"#),
+        ("NUL in an argument", r#"{"language":"python","files":[{"content":"x"}],"args":["a\u0000b"]}"#),
         ("null", "null"),
         ("a number", "42"),
     ];

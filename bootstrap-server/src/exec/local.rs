@@ -134,6 +134,9 @@ impl LocalExecutor {
                 version: req.version.clone(),
             })?;
         let names = file_names(&req, tc.lang.default_file)?;
+        if let Some(i) = req.args.iter().position(|a| a.contains('\0')) {
+            return Err(ExecError::BadRequest(format!("args[{i}] contains a NUL byte")));
+        }
         check_limit("run_timeout", req.limits.run_timeout.as_millis() as u64, l.max_run.as_millis() as u64, "ms")?;
         check_limit(
             "compile_timeout",
