@@ -722,3 +722,25 @@ async fn the_piston_backend_forwards_and_maps_pistons_answers() -> Result<()> {
     assert!(v["message"].as_str().is_some_and(|m| m.contains("unreachable")), "{v}");
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crashes_report_their_signal() -> Result<()> {
+    let (server, _dir) = node().await?;
+    let v = run(server.addr, "c", "int main(void){volatile int *p = 0; return *p;}", json!({})).await?;
+    assert_eq!((v["run"]["status"].as_str(), v["run"]["signal"].as_str()), (Some("SG"), Some("SIGSEGV")), "{v}");
+    assert!(v["run"]["code"].is_null(), "{v}");
+    let v = run(server.addr, "c", "#include <stdlib.h>\nint main(void){abort();}", json!({})).await?;
+    assert_eq!(v["run"]["signal"], "SIGABRT", "{v}");
+    // A program may signal itself (it is not the sandbox's init).
+    let v = run(
+        server.addr,
+        "python",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nprint('alive')",
+        json!({}),
+    )
+    .await?;
+    assert_eq!((v["run"]["signal"].as_str(), v["run"]["stdout"].as_str()), (Some("SIGTERM"), Some("")), "{v}");
+    let v = run(server.addr, "python", "raise SystemExit(3)", json!({})).await?;
+    assert_eq!((v["run"]["status"].as_str(), v["run"]["code"].as_u64()), (Some("RE"), Some(3)), "{v}");
+    server.stop().await
+}

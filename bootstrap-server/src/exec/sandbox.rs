@@ -51,6 +51,12 @@ pub(crate) struct SandboxSettings {
     pub(crate) time: Option<PathBuf>,
 }
 
+/// Where GNU time writes its report inside the sandbox (a host file bound there).
+const USAGE_INSIDE: &str = "/.arena-usage";
+
+/// GNU time's report: elapsed, user, system, peak KiB, exit status.
+const USAGE_FORMAT: &str = "%e %U %S %M %x";
+
 /// Where GNU time is, if installed.
 pub(crate) fn find_time() -> Option<PathBuf> {
     ["/usr/bin/time", "/bin/time"].iter().map(PathBuf::from).find(|p| p.is_file())
@@ -94,9 +100,9 @@ pub(crate) struct Stage<'a> {
 
 /// bubblewrap's arguments for `stage` (before the program's argv).
 fn bwrap_args(s: &SandboxSettings, stage: &Stage<'_>) -> std::io::Result<Vec<String>> {
-    // `--as-pid-1`: the program is the sandbox's init, so that its exit ends every process
-    // it left behind (the kernel kills a PID namespace with its init), and its CPU time and
-    // peak memory reach our `wait4` (bubblewrap's own init does not pass them on).
+    // `--as-pid-1`: GNU time (or, without it, the program) is the sandbox's init, so that
+    // the program's end ends every process it left behind (the kernel kills a PID namespace
+    // with its init), and what it used is measured (bubblewrap's own init passes nothing on).
     let mut a: Vec<String> =
         ["--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "arena"]
             .iter()
@@ -133,6 +139,9 @@ fn bwrap_args(s: &SandboxSettings, stage: &Stage<'_>) -> std::io::Result<Vec<Str
         if ["/usr", "/etc"].iter().any(|b| h.starts_with(b)) {
             push(&["--tmpfs", &h.to_string_lossy()]);
         }
+    }
+    if s.time.is_some() {
+        push(&["--bind", &stage.usage.to_string_lossy(), USAGE_INSIDE]);
     }
     push(&["--chdir", "/box", "--clearenv"]);
     push(&["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]);
@@ -208,21 +217,28 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     let Some((program, args)) = stage.argv.split_first() else {
         return Err(std::io::Error::other("empty command"));
     };
-    let mut line: Vec<std::ffi::OsString> = Vec::new();
-    if let Some(time) = &s.time {
+    // GNU time runs the program and reports what it (and what it waited for) used: inside
+    // the sandbox as its init, so that the program is an ordinary process (signals it sends
+    // itself work) and only the program is measured (a child forked from the node would
+    // start with the node's resident size as its peak).
+    let mut time: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(t) = &s.time {
         std::fs::write(stage.usage, b"")?;
         if let Some(u) = stage.uid {
             chown(stage.usage, u).map_err(std::io::Error::other)?;
         }
-        line.extend(
-            [time.as_os_str(), "-f".as_ref(), "%e %U %S %M %x".as_ref(), "-o".as_ref(), stage.usage.as_os_str()]
-                .map(Into::into),
-        );
+        let out: &std::ffi::OsStr = match s.containment {
+            Containment::Bwrap(_) => USAGE_INSIDE.as_ref(),
+            Containment::None => stage.usage.as_os_str(),
+        };
+        time.extend([t.as_os_str(), "-f".as_ref(), USAGE_FORMAT.as_ref(), "-o".as_ref(), out].map(Into::into));
     }
+    let mut line: Vec<std::ffi::OsString> = Vec::new();
     let mut cmd = match &s.containment {
         Containment::Bwrap(bwrap) => {
             line.push(bwrap.into());
             line.extend(bwrap_args(s, stage)?.into_iter().map(Into::into));
+            line.extend(time);
             line.push(program.into());
             line.extend(args.iter().map(Into::into));
             let mut c = Command::new(&line[0]);
@@ -230,6 +246,7 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
             c
         }
         Containment::None => {
+            line.extend(time);
             line.push(program.into());
             line.extend(args.iter().map(Into::into));
             let mut c = Command::new(&line[0]);
@@ -316,6 +333,12 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
                 exit.signal = signal;
             }
             None => tracing::debug!(report, "no usage report from GNU time"),
+        }
+    } else if matches!(s.containment, Containment::Bwrap(_)) {
+        // bubblewrap reports its init's death by signal N as exit code 128 + N.
+        if let Some(code @ 129..=192) = exit.code {
+            exit.signal = Some(code - 128);
+            exit.code = None;
         }
     }
     let wall_time = started.elapsed();

@@ -102,9 +102,9 @@ impl Reaper {
         }
     }
 
-    /// SIGKILLs the program under the child (GNU time → bubblewrap → the program: the
-    /// deepest of the first two levels below the child), so that the processes above it
-    /// reap it and report what it used; the sandbox ends with its init.
+    /// SIGKILLs the program under the child (bubblewrap → GNU time → the program: the
+    /// deepest of the first two levels below the child), so that GNU time reaps it and
+    /// reports what it used; the sandbox ends with its init.
     pub(crate) fn kill_children(&self) {
         let exited = self.exited.lock().map(|g| *g).unwrap_or(true);
         if exited {
