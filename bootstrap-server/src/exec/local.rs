@@ -109,7 +109,7 @@ impl LocalExecutor {
         });
         let warm = inner.clone();
         tokio::spawn(async move {
-            let found = warm.toolchains.get_or_init(toolchains::discover).await;
+            let found = warm.toolchains.get_or_init(discovered).await;
             let names: Vec<String> = found.iter().map(|t| format!("{} {}", t.lang.language, t.version)).collect();
             tracing::info!(runtimes = ?names, "code execution: toolchains found");
         });
@@ -118,7 +118,7 @@ impl LocalExecutor {
 
     /// The toolchains found (waits for the discovery started at `start`).
     async fn toolchains(&self) -> &[Toolchain] {
-        self.inner.toolchains.get_or_init(toolchains::discover).await
+        self.inner.toolchains.get_or_init(discovered).await
     }
 
     async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, ExecError> {
@@ -265,6 +265,13 @@ impl LocalExecutor {
         let uid = l.uids.lock().ok().and_then(|mut u| u.pop()).flatten();
         Ok(Slot { exec: self, uid, _permit: permit })
     }
+}
+
+/// The installed toolchains, found once per process (several nodes in one process, as in
+/// tests, share them; installing more needs a restart).
+async fn discovered() -> Vec<Toolchain> {
+    static FOUND: OnceCell<Vec<Toolchain>> = OnceCell::const_new();
+    FOUND.get_or_init(toolchains::discover).await.clone()
 }
 
 /// A run slot: its uid goes back to the pool when the run ends.
