@@ -44,6 +44,18 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
     (at(0.5), at(0.95), at(1.0))
 }
 
+/// CPU time of every child this process has waited for (user + system; /proc/self/stat's
+/// cutime and cstime, in the kernel's 100 Hz ticks): what a run costs the machine, which the
+/// other work on a shared machine does not inflate the way it inflates wall time.
+fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<u64> = after.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    // After the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14).
+    let ticks = f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// Runs `argv` in `dir` directly, `n` times: each run's wall time.
 fn direct(dir: &Path, argv: &[&str], n: usize) -> Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(n);
@@ -109,13 +121,24 @@ async fn main() -> Result<()> {
     // python3 hello world.
     std::fs::write(work.path().join("main.py"), PY)?;
     let _ = direct(work.path(), &["/usr/bin/python3", "main.py"], 3)?;
+    let cpu0 = children_cpu();
     let d = stats(direct(work.path(), &["/usr/bin/python3", "main.py"], runs)?);
+    let cpu_direct = (children_cpu() - cpu0) / runs as u32;
     let _ = sandboxed(&exec, "python", PY, 3).await?;
+    let cpu0 = children_cpu();
     let (total, stage) = sandboxed(&exec, "python", PY, runs).await?;
+    let cpu_sandboxed = (children_cpu() - cpu0) / runs as u32;
     let (t, s) = (stats(total), stats(stage));
     println!("\n| {runs} runs each, ms | direct p50 / p95 | sandbox run stage p50 / p95 | whole request p50 / p95 | overhead p50 (stage − direct; request − direct) |");
     println!("|---|---|---|---|---|");
     println!("| python3 hello | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1}; {:.1} |", d.0, d.1, s.0, s.1, t.0, t.1, s.0 - d.0, t.0 - d.0);
+
+    println!(
+        "\npython3 hello, CPU time per run (every process: bubblewrap, GNU time, python3): direct {:.1} ms, sandboxed {:.1} ms, overhead {:.1} ms",
+        ms(cpu_direct),
+        ms(cpu_sandboxed),
+        ms(cpu_sandboxed.saturating_sub(cpu_direct))
+    );
 
     // C hello world: compiled once for the direct runs; the sandboxed request compiles each time,
     // so its run stage is the comparison.
