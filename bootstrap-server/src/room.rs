@@ -19,11 +19,11 @@
 //!
 //! The actor knows neither the registry nor the HTTP layer: it runs with an [`Env`] (its
 //! tunables, metrics, the group commit, the optional network bridge, shutdown) and a
-//! [`Room`](arena_core::Room) on any [`RoomStore`](env::RoomStore), so a test runs one on a `MemoryStore`
-//! with no socket.
+//! [`Room`](arena_core::Room) on any [`RoomStore`](env::RoomStore), so a test runs one on a
+//! `MemoryStore` with no socket.
 //!
 //! - [`cmd`]: what it is told ([`RoomCmd`], [`Attach`]);
-//! - [`env`]: what it runs with ([`Env`], [`Network`], [`Rooms`]);
+//! - [`env`](mod@env): what it runs with ([`Env`], [`Network`], [`Rooms`]);
 //! - `state`: its connections and queues; `handle`: what it does with each command;
 //! - `actor`: its loop (a hand-written future), group commit, checkpoints, stopping;
 //! - `session`: a connection served from a task of its own.
