@@ -86,23 +86,23 @@ impl<S: RoomStore> Future for Actor<S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let Some(hub) = this.state.as_mut() else {
+        let Some(state) = this.state.as_mut() else {
             return Poll::Ready(());
         };
         // The room's span is entered for the poll, as `tracing::Instrument` would (taken out
-        // of the hub meanwhile: the guard borrows it).
-        let span = std::mem::replace(&mut hub.span, tracing::Span::none());
+        // of the state meanwhile: the guard borrows it).
+        let span = std::mem::replace(&mut state.span, tracing::Span::none());
         let entered = span.enter();
-        let done = hub.step(&mut this.rx, cx).is_ready();
+        let done = state.step(&mut this.rx, cx).is_ready();
         if done {
-            hub.stop(&mut this.rx);
+            state.stop(&mut this.rx);
         }
         drop(entered);
         if done {
             this.state = None;
             return Poll::Ready(());
         }
-        hub.span = span;
+        state.span = span;
         Poll::Pending
     }
 }
@@ -535,7 +535,7 @@ mod tests {
     fn an_idle_rooms_task_and_state_fit_small_allocations() {
         // tokio's task cell (128-byte aligned on x86-64) is 128 bytes when the future is at
         // most 24 (header 32, scheduler and id 16, the stage's tag 8, trailer 48), 256 when
-        // it is more; the hub's box is in the allocator's 256-byte class.
+        // it is more; the state's box is in the allocator's 256-byte class.
         let (actor, state) = (std::mem::size_of::<Actor<SledStore>>(), std::mem::size_of::<RoomState<SledStore>>());
         assert!(actor <= 24, "Actor is {actor} bytes");
         assert!(state <= 256, "RoomState is {state} bytes");

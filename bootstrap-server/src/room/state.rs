@@ -130,8 +130,8 @@ pub(super) struct RoomState<S: RoomStore> {
 }
 
 /// What a room holds only while it has work in hand. Boxed and dropped once all of it is
-/// empty: an idle room's `Hub` then keeps 8 bytes for it instead of four empty `Vec`s (96),
-/// which puts the `Hub` in the allocator's 192-byte class instead of its 320-byte one.
+/// empty: an idle room's `RoomState` then keeps 8 bytes for it instead of four empty `Vec`s (96),
+/// which puts the `RoomState` in the allocator's 192-byte class instead of its 320-byte one.
 #[derive(Default)]
 pub(super) struct Queued {
     /// Frames to send now: to `Some(conn)` or everyone, except a connection.
