@@ -669,7 +669,9 @@ mod tests {
 
     /// A room actor on a `MemoryStore`, with no socket and no network: a member's signed
     /// edit (its admission, then the envelope, in our protocol's frames) is checked, applied,
-    /// committed to the room's log and relayed to another connection of the room.
+    /// committed to the room's log and relayed to the room's other connections: at once as a
+    /// plain update to a stock client, signed and after the group commit to a client of our
+    /// protocol.
     #[tokio::test]
     async fn a_room_on_a_memory_store_commits_a_members_signed_edit_and_relays_it() {
         let no_reopen: Opener<MemoryStore> = Box::new(|id| Err(crate::BootstrapError::UnknownRoom(id.to_hex())));
@@ -693,6 +695,13 @@ mod tests {
         let (stock_tx, mut stock_rx) = chan::channel_weighed::<Outbound, FrameBytes>(16);
         tx.send(RoomCmd::Subscribe { conn: 1, role: Role::Candidate, tx: member_tx, slot: slot() }).await.unwrap();
         tx.send(RoomCmd::Subscribe { conn: 2, role: Role::Candidate, tx: stock_tx, slot: slot() }).await.unwrap();
+        // And an observer that speaks our protocol (its first message, a catch-up request,
+        // says so): it gets signed envelopes, once durable.
+        let (signed_tx, mut signed_rx) = chan::channel_weighed::<Outbound, FrameBytes>(64);
+        tx.send(RoomCmd::Subscribe { conn: 3, role: Role::Observer, tx: signed_tx, slot: slot() }).await.unwrap();
+        for c in chunk(&[Wire::Want(Default::default())], GOSSIP_CHUNK) {
+            tx.send(RoomCmd::Frame { conn: 3, bytes: arena_frame(&c) }).await.unwrap();
+        }
         let msgs = [Wire::Admissions(vec![admission]), Wire::Envelopes(vec![envelope.clone()])];
         for c in chunk(&msgs, GOSSIP_CHUNK) {
             tx.send(RoomCmd::Frame { conn: 1, bytes: arena_frame(&c) }).await.unwrap();
@@ -713,6 +722,19 @@ mod tests {
         assert_eq!(info["codeLength"], 1, "{info}");
         assert_eq!(env.metrics.envelopes_in.load(Ordering::Relaxed), 1);
         assert!(env.metrics.store_commits.load(Ordering::Relaxed) >= 1, "no group commit");
+        // The observer of our protocol gets the member's envelope as it was signed.
+        let signed: Vec<Vec<u8>> =
+            chunk(&[Wire::Envelopes(vec![envelope])], GOSSIP_CHUNK).iter().map(|c| arena_frame(c)).collect();
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(o) = signed_rx.recv().await {
+                if matches!(&o, Outbound::Binary(b) if signed.iter().any(|f| f[..] == b[..])) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true), "the signed envelope did not reach the observer");
 
         tx.send(RoomCmd::Shutdown).await.unwrap();
         handle.await.unwrap();
