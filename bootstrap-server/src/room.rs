@@ -24,16 +24,20 @@
 //!
 //! - [`cmd`]: what it is told ([`RoomCmd`], [`Attach`]);
 //! - [`env`](mod@env): what it runs with ([`Env`], [`Network`], [`Rooms`]);
-//! - `state`: its connections and queues; `handle`: what it does with each command;
+//! - `state`: its connections and queues; `handle`: what it does with each command and
+//!   frame, `envelopes` with our envelope protocol's messages, `stock` with stock clients'
+//!   updates;
 //! - `actor`: its loop (a hand-written future), group commit, checkpoints, stopping;
 //! - `session`: a connection served from a task of its own.
 
 mod actor;
 pub(crate) mod cmd;
 pub(crate) mod env;
+mod envelopes;
 mod handle;
 mod session;
 mod state;
+mod stock;
 
 pub(crate) use actor::spawn;
 pub(crate) use cmd::{Attach, RoomCmd};
