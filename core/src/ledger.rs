@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use ed25519_dalek::{Signature, VerifyingKey};
 use yrs::Update;
 
+mod order;
 mod rules;
 
 pub(crate) use rules::{Placements, Verdict, Writer};
@@ -273,7 +274,7 @@ impl Ledger {
     /// depends on structs we do not hold yet, or names a delegation we do not know yet. A
     /// node's envelope for a stock client (`via`) is judged under the delegation's grant's
     /// role, with no member key of its own (it writes no `participants` entry or vote).
-    pub(crate) fn judge(&self, env: &Envelope, checked: &Checked) -> Result<Verdict> {
+    pub(crate) fn judge(&mut self, env: &Envelope, checked: &Checked) -> Result<Verdict> {
         let member = self
             .members
             .get(&env.author)
@@ -289,13 +290,13 @@ impl Ledger {
     }
 
     /// Judges our own edit (by `me`, an admitted member).
-    pub(crate) fn judge_own(&self, me: &PeerKey, scan: &Scan) -> Result<Verdict> {
+    pub(crate) fn judge_own(&mut self, me: &PeerKey, scan: &Scan) -> Result<Verdict> {
         let member = self.members.get(me).ok_or_else(|| CoreError::NotAllowed("not admitted to the room".into()))?;
         self.placements.judge(scan, Writer { role: member.role, node: member.proxy, key: Some(me) })
     }
 
     /// Judges an update a stock client (no key of its own) sends through us under `role`.
-    pub(crate) fn judge_stock(&self, scan: &Scan, role: Role) -> Result<Verdict> {
+    pub(crate) fn judge_stock(&mut self, scan: &Scan, role: Role) -> Result<Verdict> {
         self.placements.judge(scan, Writer { role, node: false, key: None })
     }
 

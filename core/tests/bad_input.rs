@@ -7,7 +7,6 @@
 //! which pass every check before the CRDT sees them, and a host-signed checkpoint whose state
 //! is garbage. `REGRESSIONS` keeps inputs that once crashed or corrupted a replica.
 
-#[path = "support.rs"]
 mod support;
 
 use std::sync::OnceLock;
@@ -823,33 +822,49 @@ fn samples_are_accepted() -> Result<()> {
     Ok(())
 }
 
-/// Known gap, kept as a reproducer: yrs (like Yjs) is not Byzantine fault tolerant. A member
-/// can sign a well-formed update whose item names a left origin that lies after its right
-/// origin (here "x" between #19 and #16 of the host's text); where such an item lands depends on what the replica already holds, so replicas
-/// that integrate the same envelopes in another order (here: the host, and a copy loaded
-/// from its own state) show different text. The envelope is signed and logged, so the
-/// author is provable, but nothing in arena-core refuses it yet: that needs an origin
-/// order check against the document, which yrs 0.28 has no cheap public lookup for.
+/// yrs (like Yjs) is not Byzantine fault tolerant: a member can sign a well-formed update
+/// whose item names a left origin that lies after its right origin (here "x" between #19
+/// and #16 of the host's text); where yrs puts such an item depends on what the replica
+/// already holds, so replicas that integrate the same envelopes in another order (here: the
+/// host, and a copy loaded from its own state) showed different text. The write rules now
+/// keep every sequence root's order (`ledger::order`) and refuse it on every replica alike.
+/// This test failed on e41a290 (and was kept ignored as a known gap until the order landed).
 #[test]
-#[ignore = "known gap: crossed origins from a rogue member make replicas diverge"]
-fn known_gap_crossed_origins_diverge() -> Result<()> {
-    let items = vec![
-        GenItem { origin: None, right: None, parent: 0, sub: None, content: 8, pick: 7068605905394001074 },
-        GenItem { origin: None, right: None, parent: 0, sub: None, content: 3, pick: 0 },
-        GenItem { origin: None, right: None, parent: 0, sub: None, content: 3, pick: 0 },
-        GenItem {
-            origin: Some(4708213402511634087),
-            right: Some(11962920301708152528),
-            parent: 0,
-            sub: None,
-            content: 4,
-            pick: 829147923890506460,
-        },
-    ];
+fn crossed_origins_are_refused() -> Result<()> {
+    use yrs::{Assoc, IndexedSequence, Transact};
     let mut p = target()?;
-    let (known, client, clock) = known_ids(&p)?;
-    let update = structured_update(client, clock, &known, &items, &[(12526661146339557648, 3)]);
-    rogue_envelope(&mut p, update)?;
+    let (_, client, clock) = known_ids(&p)?;
+    // The ids of the host's code at offsets 1 and 3: "x" goes after the later, before the
+    // earlier.
+    let (early, late) = {
+        let doc = p.rooms[HOST].doc().yrs();
+        let mut txn = doc.transact_mut();
+        let text = txn.get_or_insert_text("code");
+        ensure!(yrs::GetString::get_string(&text, &txn).chars().count() >= 4, "the host's code is too short");
+        let id = |txn: &mut yrs::TransactionMut<'_>, i| {
+            text.sticky_index(txn, i, Assoc::After).and_then(|s| s.id().copied())
+        };
+        (id(&mut txn, 1).expect("id at 1"), id(&mut txn, 3).expect("id at 3"))
+    };
+    let mut update = vec![1, 1];
+    var(&mut update, client);
+    var(&mut update, clock);
+    update.push(0xc4);
+    var(&mut update, late.client.get());
+    var(&mut update, u64::from(late.clock));
+    var(&mut update, early.client.get());
+    var(&mut update, u64::from(early.clock));
+    update.extend([1, b'x', 0]);
+    let cand = p.rooms[CAND].identity().clone();
+    let head = p.rooms[HOST].ledger().head(&cand.public());
+    let env = Envelope::seal(p.rooms[HOST].id(), &cand, head.next_seq, head.last_hash, 0, update.clone());
+    let rc = p.rooms[HOST].receive(vec![env], T0 + 50)?;
+    ensure!(rc.applied.is_empty(), "the crossed item was applied");
+    ensure!(
+        rc.rejected.iter().any(|(_, e)| e.to_string().contains("cross the origins")),
+        "refused for another reason: {:?}",
+        rc.rejected
+    );
     let host = &p.rooms[HOST];
     let copy = RoomDoc::new(3);
     copy.apply_v1(&host.doc().encode_state())?;

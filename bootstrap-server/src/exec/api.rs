@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::types::{ExecError, ExecOutcome, ExecRequest, Executor, Limits, SourceFile, StageOutcome, Status};
-use crate::config::AdminToken;
 
 /// Largest request body (sources, stdin).
 const MAX_BODY: usize = 1 << 20;
@@ -22,7 +21,7 @@ const MAX_BODY: usize = 1 << 20;
 #[derive(Clone, Debug)]
 pub(crate) struct Access {
     /// The operator token, required whenever set.
-    pub(crate) token: Option<AdminToken>,
+    pub(crate) token: Option<String>,
     /// Whether only this machine reaches the node (then no token is needed when none is set).
     pub(crate) loopback_only: bool,
 }
@@ -91,7 +90,7 @@ fn allowed(access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match (access.token.as_ref().map(AdminToken::expose), sent) {
+    match (access.token.as_deref(), sent) {
         (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => Ok(()),
         (Some(_), Some(_)) => Err(ApiError(StatusCode::UNAUTHORIZED, "wrong operator token".into())),
         (Some(_), None) => Err(ApiError(
@@ -100,7 +99,7 @@ fn allowed(access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
         )),
         (None, _) if access.loopback_only => {
             let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            if crate::http::url_host_is_loopback(host) {
+            if host_is_loopback(host) {
                 Ok(())
             } else {
                 Err(ApiError(StatusCode::FORBIDDEN, format!("Host {host:?} is not this machine's loopback")))
@@ -111,6 +110,15 @@ fn allowed(access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
             "this node runs code only with an operator token: start it with --admin-token".into(),
         )),
     }
+}
+
+/// Whether a `Host` header names `localhost` or a loopback address (with any port).
+fn host_is_loopback(host: &str) -> bool {
+    let host = match host.trim().strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.trim().split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn executor(s: &ApiState) -> Result<&Arc<dyn Executor>, ApiError> {
@@ -330,6 +338,21 @@ impl From<ExecOutcome> for PistonResponse {
             version: o.version,
             run: o.run.map(PistonStage::from),
             compile: o.compile.map(PistonStage::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_loopback;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "LOCALHOST:8080", "127.0.0.1", "127.0.0.1:9", "[::1]:8080", "[::1]"] {
+            assert!(host_is_loopback(h), "{h}");
+        }
+        for h in ["", "evil.example", "evil.example:8080", "127.0.0.1.evil.example", "10.0.0.1:80", "[::]:80"] {
+            assert!(!host_is_loopback(h), "{h}");
         }
     }
 }

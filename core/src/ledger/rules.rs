@@ -22,7 +22,8 @@
 
 use std::collections::HashMap;
 
-use crate::doc::strict::{Id, Place, Scan};
+use super::order::{Order, Refused};
+use crate::doc::strict::{Id, Place, Scan, ScanBlock};
 use crate::error::CoreError;
 use crate::grant::Role;
 use crate::identity::PeerKey;
@@ -52,6 +53,17 @@ impl Root {
             "runs" => Root::Runs,
             "versions" => Root::Versions,
             _ => Root::Other,
+        }
+    }
+
+    /// The index of a sequence root's list in [`Order`]; None for maps.
+    fn list(self) -> Option<usize> {
+        match self {
+            Root::Code => Some(0),
+            Root::Analysis => Some(1),
+            Root::Runs => Some(2),
+            Root::Versions => Some(3),
+            Root::Meta | Root::Participants | Root::Votes | Root::Other => None,
         }
     }
 
@@ -133,6 +145,8 @@ pub(crate) struct Placements {
     runs: HashMap<u64, Vec<(u32, u32, u32)>>,
     slots: Vec<Slot>,
     slot_ids: HashMap<Slot, u32>,
+    /// The sequence roots' structs in document order (for crossed origins).
+    order: Order,
 }
 
 impl Placements {
@@ -198,7 +212,52 @@ impl Placements {
     /// here are skipped: yrs keeps them pending too.
     pub(crate) fn learn(&mut self, scan: &Scan) {
         let (placed, _) = self.place(scan);
+        let blocks: HashMap<Id, &ScanBlock> = scan.blocks.iter().map(|b| ((b.client, b.clock), b)).collect();
+        for (i, (id, _, slot)) in placed.iter().enumerate() {
+            if let Some(b) = blocks.get(id) {
+                // A trusted source's struct whose origins are not held stays out, as in yrs.
+                let _ = self.sequence(b, slot, &placed[..i], false);
+            }
+        }
         self.record(placed);
+    }
+
+    /// Puts a placed struct in order if it sits in a sequence root; refuses (when `check`)
+    /// crossed origins, origins in another root, and a right origin on a map entry (yrs and
+    /// Yjs write none: a map entry goes after the key's last value). `earlier` holds the
+    /// placements of the same update before it.
+    fn sequence(&mut self, b: &ScanBlock, slot: &Slot, earlier: &[Placed], check: bool) -> Result<(), Refused> {
+        let (origin, right) = match &b.place {
+            Place::After(l, r) => (*l, *r),
+            Place::Root(..) => (None, None),
+            Place::Gc | Place::Skip => return Ok(()),
+        };
+        let Slot::In(root, _) = slot else { return Ok(()) };
+        let Some(list) = root.list() else {
+            return if check && right.is_some() { Err(Refused::Crossed) } else { Ok(()) };
+        };
+        // An origin outside the order: in a map root it crosses roots; garbage collected
+        // (nowhere), yrs ignores it.
+        let in_order = |this: &Self, id: Option<Id>| -> Result<Option<Id>, Refused> {
+            let Some(id) = id else { return Ok(None) };
+            if this.order.holds(id) {
+                return Ok(Some(id));
+            }
+            let slot = this.get(id).cloned().or_else(|| {
+                earlier
+                    .iter()
+                    .find(|((c, s), l, _)| *c == id.0 && *s <= id.1 && id.1 < s.saturating_add(*l))
+                    .map(|p| p.2.clone())
+            });
+            match slot {
+                Some(Slot::Nowhere) => Ok(None),
+                Some(Slot::In(..)) => Err(Refused::Crossed),
+                None => Err(Refused::Unknown),
+            }
+        };
+        let origin = in_order(&*self, origin)?;
+        let right = in_order(&*self, right)?;
+        self.order.integrate(list, (b.client, b.clock), b.len, origin, right, check)
     }
 
     /// Where each struct of `scan` goes, and whether every one could be placed. One pass in
@@ -262,20 +321,24 @@ impl Placements {
 
     /// Judges an update by `who`: where every struct goes and what every deletion removes.
     /// `Err` says which rule it broke.
-    pub(crate) fn judge(&self, scan: &Scan, who: Writer<'_>) -> Result<Verdict, CoreError> {
+    ///
+    /// An allowed update's structs are put in order here (what [`Placements::record`] then
+    /// records is where they sit), so judge only what is then applied: every caller applies
+    /// an allowed update.
+    pub(crate) fn judge(&mut self, scan: &Scan, who: Writer<'_>) -> Result<Verdict, CoreError> {
         let (placed, complete) = self.place(scan);
         if !complete {
             return Ok(Verdict::Wait);
         }
-        let content: HashMap<Id, u8> = scan.blocks.iter().map(|b| ((b.client, b.clock), b.content)).collect();
+        let blocks: HashMap<Id, &ScanBlock> = scan.blocks.iter().map(|b| ((b.client, b.clock), b)).collect();
         for (id, _, slot) in &placed {
             if !who.may(slot) {
                 return Err(refusal(&who, slot, "write"));
             }
             // What the gate checks for an item at a root, for one placed by its origins.
-            if let (Slot::In(root, _), Some(&kind)) = (slot, content.get(id)) {
-                if !crate::doc::strict::content_fits(*root == Root::Code, kind) {
-                    return Err(refusal(&who, slot, &format!("put content of type {kind} into")));
+            if let (Slot::In(root, _), Some(b)) = (slot, blocks.get(id)) {
+                if !crate::doc::strict::content_fits(*root == Root::Code, b.content) {
+                    return Err(refusal(&who, slot, &format!("put content of type {} into", b.content)));
                 }
             }
         }
@@ -299,6 +362,22 @@ impl Placements {
                 at = run_end.min(end).max(at + 1);
             }
         }
+        // Last, as it changes the order: an item's origins must not cross.
+        self.order.begin();
+        for (i, (id, _, slot)) in placed.iter().enumerate() {
+            let Some(b) = blocks.get(id) else { continue };
+            match self.sequence(b, slot, &placed[..i], true) {
+                Ok(()) => {}
+                Err(e) => {
+                    self.order.rollback();
+                    return match e {
+                        Refused::Unknown => Ok(Verdict::Wait),
+                        Refused::Crossed => Err(refusal(&who, slot, "cross the origins of an item in")),
+                    };
+                }
+            }
+        }
+        self.order.commit();
         Ok(Verdict::Allowed(placed))
     }
 
@@ -390,7 +469,7 @@ mod tests {
         other.apply_v1(&doc.encode_state()).unwrap();
         let (_, u) = other.edit(|e| e.splice_code(0, 0, "x"));
         let (_, u2) = other.edit(|e| e.splice_code(1, 0, "y"));
-        let fresh = Placements::default();
+        let mut fresh = Placements::default();
         assert!(matches!(fresh.judge(&scan_update(&u2).unwrap(), writer(Role::Host, &key(3))), Ok(Verdict::Wait)));
         let _ = u;
     }
@@ -449,6 +528,116 @@ mod tests {
             p.judge(&scan_update(&u).unwrap(), writer(Role::Candidate, &key(2))),
             Ok(Verdict::Allowed(_))
         ));
+    }
+
+    /// Honest concurrent editing on three replicas, delivered to a judging fourth in a
+    /// random order: nothing honest is refused as crossed, the judge's order of the code's ids
+    /// is yrs's (every id's visible offset, as yrs reports it, rises along it), and the judge
+    /// ends with the editors' text.
+    #[test]
+    fn the_order_follows_yrs_under_concurrent_editing() {
+        use yrs::{Assoc, ClientID, StickyIndex, Transact, ID};
+        let mut seed = 0x5EED_0001_u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        for round in 0..40 {
+            let docs = [RoomDoc::new(11), RoomDoc::new(12), RoomDoc::new(13)];
+            let judge_doc = RoomDoc::new(99);
+            let mut p = Placements::default();
+            let mut queue: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..60 {
+                let d = &docs[rnd(3) as usize];
+                let len = d.code_len();
+                let (_, u) = if len > 0 && rnd(3) == 0 {
+                    let at = rnd(len as u64) as u32;
+                    let n = 1 + rnd((len - at).min(4) as u64) as u32;
+                    d.edit(|e| e.splice_code(at, n, ""))
+                } else {
+                    let at = rnd(len as u64 + 1) as u32;
+                    let text: String = (0..1 + rnd(3)).map(|_| (b'a' + rnd(26) as u8) as char).collect();
+                    d.edit(|e| e.splice_code(at, 0, &text))
+                };
+                if !u.is_empty() {
+                    queue.push(u);
+                }
+                // Now and then two editors sync (the updates stay queued for the judge).
+                if rnd(4) == 0 {
+                    let (a, b) = (rnd(3) as usize, rnd(3) as usize);
+                    if a != b {
+                        let diff = docs[a].encode_diff(&docs[b].state_vector()).unwrap();
+                        docs[b].apply_v1(&diff).unwrap();
+                    }
+                }
+            }
+            // Full sync of the editors.
+            for a in 0..3 {
+                for b in 0..3 {
+                    if a != b {
+                        let diff = docs[a].encode_diff(&docs[b].state_vector()).unwrap();
+                        docs[b].apply_v1(&diff).unwrap();
+                    }
+                }
+            }
+            // The judge takes the updates in a random order; those that wait come back later.
+            let who = Writer { role: Role::Host, node: false, key: None };
+            while !queue.is_empty() {
+                let u = queue.remove(rnd(queue.len() as u64) as usize);
+                let scan = scan_update(&u).unwrap();
+                match p.judge(&scan, who) {
+                    Ok(Verdict::Allowed(placed)) => {
+                        p.record(placed);
+                        judge_doc.apply_v1(&u).unwrap();
+                    }
+                    Ok(Verdict::Wait) => queue.push(u),
+                    Err(e) => panic!("round {round}: an honest update refused: {e}"),
+                }
+            }
+            assert_eq!(judge_doc.code(), docs[0].code(), "round {round}");
+            let txn = judge_doc.yrs().transact();
+            let mut last = 0;
+            let ids = p.order.ids(0);
+            for (i, &(client, clock)) in ids.iter().enumerate() {
+                let at = StickyIndex::from_id(ID::new(ClientID::new(client), clock), Assoc::After)
+                    .get_offset(&txn)
+                    .expect("an id the judge holds")
+                    .index;
+                assert!(at >= last, "round {round}: id {i} of {} at {at}, after {last}", ids.len());
+                last = at;
+            }
+            assert_eq!(last as usize <= ids.len(), true);
+        }
+    }
+
+    /// Crossed origins (the left origin after the right one, or the same id on both sides)
+    /// are refused, and the order is left as it was; the honest form of the same item is
+    /// allowed.
+    #[test]
+    fn crossed_origins_are_refused_and_rolled_back() {
+        let doc = RoomDoc::new(1);
+        let mut p = Placements::default();
+        let (_, u) = doc.edit(|e| e.splice_code(0, 0, "abcd"));
+        p.learn(&scan_update(&u).unwrap());
+        let before = p.order.ids(0);
+        let k2 = key(2);
+        let who = writer(Role::Candidate, &k2);
+        // Client 2's "x" with left origin (1, 2) ("c") and right origin (1, 1) ("b").
+        for (l, r) in [(2u8, 1u8), (3, 0), (1, 1)] {
+            let u = [1, 1, 2, 0, 0xc4, 1, l, 1, r, 1, b'x', 0];
+            let refused = p.judge(&scan_update(&u).unwrap(), who);
+            assert!(matches!(&refused, Err(CoreError::NotAllowed(m)) if m.contains("cross")), "{l},{r}: {refused:?}");
+            assert_eq!(p.order.ids(0), before);
+        }
+        // Two items in one update: the second crosses over the first.
+        let u = [1, 2, 2, 0, 0xc4, 1, 1, 1, 2, 1, b'x', 0xc4, 1, 3, 1, 0, 1, b'y', 0];
+        assert!(p.judge(&scan_update(&u).unwrap(), who).is_err());
+        assert_eq!(p.order.ids(0), before, "the first item's integration was not undone");
+        let u = [1, 1, 2, 0, 0xc4, 1, 1, 1, 2, 1, b'x', 0];
+        assert!(matches!(p.judge(&scan_update(&u).unwrap(), who), Ok(Verdict::Allowed(_))));
+        assert_eq!(p.order.ids(0), vec![(1, 0), (1, 1), (2, 0), (1, 2), (1, 3)]);
     }
 
     #[test]
