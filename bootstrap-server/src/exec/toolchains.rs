@@ -33,8 +33,9 @@ enum Kind {
     Node,
     /// Java's single-file source launcher, heap capped.
     Java,
-    /// `binary <flags> -o a.out sources...`, then `./a.out args...`.
-    Compiled(&'static [&'static str]),
+    /// `binary <flags> -o a.out sources...`, then `./a.out args...`; the compiler's address
+    /// space allowance beyond the memory limit (rustc maps its large rlibs).
+    Compiled(&'static [&'static str], u64),
     /// `go build -o a.out sources`, then `./a.out`.
     Go,
 }
@@ -74,7 +75,7 @@ pub(crate) const LANGUAGES: &[Language] = &[
         binaries: &["gcc"],
         version_args: &["-dumpfullversion"],
         default_file: "main.c",
-        kind: Kind::Compiled(&["-O2", "-pipe", "-lm"]),
+        kind: Kind::Compiled(&["-O2", "-pipe", "-lm"], 0),
     },
     Language {
         language: "c++",
@@ -83,7 +84,7 @@ pub(crate) const LANGUAGES: &[Language] = &[
         binaries: &["g++"],
         version_args: &["-dumpfullversion"],
         default_file: "main.cpp",
-        kind: Kind::Compiled(&["-O2", "-pipe", "-std=c++17", "-ftemplate-depth=1024"]),
+        kind: Kind::Compiled(&["-O2", "-pipe", "-std=c++17", "-ftemplate-depth=1024"], 0),
     },
     Language {
         language: "java",
@@ -101,7 +102,7 @@ pub(crate) const LANGUAGES: &[Language] = &[
         binaries: &["rustc"],
         version_args: &["--version"],
         default_file: "main.rs",
-        kind: Kind::Compiled(&["-O", "--edition=2021"]),
+        kind: Kind::Compiled(&["-O", "--edition=2021"], 2 << 30),
     },
     Language {
         language: "go",
@@ -216,7 +217,8 @@ impl Toolchain {
                 ];
                 (None, run)
             }
-            Kind::Compiled(flags) => {
+            Kind::Compiled(flags, compiler_allowance) => {
+                allowance = compiler_allowance;
                 let mut c = vec![bin, "-o".into(), "a.out".into()];
                 let sources: Vec<String> = files.iter().filter(|f| is_source(self.lang.language, f)).cloned().collect();
                 c.extend(if sources.is_empty() { vec![entry] } else { sources });
