@@ -3,7 +3,6 @@
 //! them, each naming the writer's own grant (`via`: the invite key of the client's link),
 //! and holds them to that grant's role itself.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;

@@ -577,7 +577,7 @@ async fn a_full_queue_answers_busy() -> Result<()> {
         let s = slow.clone();
         async move { execute(addr, &s).await }
     });
-    support::wait_for(std::time::Duration::from_secs(60), || async {
+    support::wait_for(std::time::Duration::from_secs(60), "one run running", || async {
         let (_, h) = request(addr, "GET", "/health", &format!("Host: {addr}\r\n"), "").await?;
         Ok((h["exec"]["running"] == 1).then_some(()))
     })
@@ -586,7 +586,7 @@ async fn a_full_queue_answers_busy() -> Result<()> {
         let s = slow.clone();
         async move { execute(addr, &s).await }
     });
-    support::wait_for(std::time::Duration::from_secs(60), || async {
+    support::wait_for(std::time::Duration::from_secs(60), "one run queued", || async {
         let (_, h) = request(addr, "GET", "/health", &format!("Host: {addr}\r\n"), "").await?;
         Ok((h["exec"]["queued"] == 1).then_some(()))
     })

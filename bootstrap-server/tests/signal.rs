@@ -1,7 +1,6 @@
 //! `/signal` speaks the y-webrtc signaling protocol: fan-out with `clients`, ping/pong,
 //! unsubscribe, token enforcement on room topics, limits.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Test helpers: an in-process node on port 0, a tiny HTTP client, node.js clients.
-#![allow(dead_code, unreachable_pub, missing_debug_implementations)]
+#![allow(dead_code, unused_imports, unreachable_pub, missing_debug_implementations)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -104,8 +104,9 @@ pub async fn create_room(addr: std::net::SocketAddr) -> Result<CreatedRoom> {
 
 pub fn js_dir() -> Result<PathBuf> {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js"));
-    if !dir.join("node_modules/y-websocket").exists() {
-        bail!("npm packages missing: run `npm ci --prefix bootstrap-server/tests/js` (scripts/test.sh does)");
+    // The repository's one npm workspace installs at the root (scripts/npm-install.sh).
+    if !dir.join("../../../node_modules/y-websocket").exists() {
+        bail!("npm packages missing: run `bash scripts/npm-install.sh` (scripts/test.sh does)");
     }
     Ok(dir)
 }
@@ -151,23 +152,7 @@ impl JsClient {
     }
 }
 
-/// Polls `f` until it returns Some, or fails after `timeout`.
-pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("condition not met within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use arena_testkit::{now_ms, wait_for};
 
 /// A native arena peer speaking our envelope protocol over `/yws` (MSG_ARENA messages).
 pub struct ArenaPeer {
@@ -177,10 +162,6 @@ pub struct ArenaPeer {
     pub denied: Vec<String>,
     /// Awareness states seen: client id → JSON state.
     pub presence: std::collections::BTreeMap<u64, String>,
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl ArenaPeer {
