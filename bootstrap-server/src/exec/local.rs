@@ -77,6 +77,7 @@ impl LocalExecutor {
             )),
         };
         let base = cfg.exec_work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        remove_stale(&base);
         // One per executor: several nodes may live in one process (tests).
         static EXECUTORS: AtomicU64 = AtomicU64::new(0);
         let work_root =
@@ -330,6 +331,22 @@ fn file_names(req: &ExecRequest, default: &str) -> Result<Vec<String>, ExecError
         names.push(name);
     }
     Ok(names)
+}
+
+/// Removes the work directories of nodes that are gone (killed before cleaning up):
+/// `arena-exec-<pid>-<n>` and `arena-exec-probe-<pid>-<n>` whose process no longer runs.
+fn remove_stale(base: &Path) {
+    let Ok(dir) = std::fs::read_dir(base) else { return };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("arena-exec-probe-").or_else(|| name.strip_prefix("arena-exec-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn find_bwrap() -> Option<PathBuf> {
