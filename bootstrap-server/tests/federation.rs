@@ -223,7 +223,7 @@ async fn a_revocation_from_another_node_closes_the_member_here() -> Result<()> {
     converge(&mut [&mut a, &mut b], &["[a]".into(), "[b]".into()]).await?;
 
     let bob = arena_core::Identity::from_passphrase("bob").public();
-    let revocation = a.room.revoke(bob, now_ms())?;
+    let revocation = a.room_mut().revoke(bob, now_ms())?;
     a.send(vec![revocation]).await?;
     let (code, reason) = b.until_closed(T).await?;
     ensure!(code == 4403, "closed with {code} {reason:?}");

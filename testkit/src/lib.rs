@@ -1,13 +1,15 @@
 //! Test support shared by every crate's tests and by the benches, so that each exists once:
 //! waiting for a condition ([`wait_for`]), the wall clock in milliseconds ([`now_ms`]), and
 //! the real editing traces with their positions converted to the UTF-16 units the room
-//! document counts in ([`traces`]).
+//! document counts in ([`traces`]), and a member on a node's `/yws` socket built on
+//! arena-core's own client ([`yws::YwsPeer`]).
 //!
 //! The traces are read from `$ARENA_TRACES_DIR`, by default `../shared/data/traces` beside
 //! the workspace, and never copied into the repository. A test that cannot find them says
 //! `SKIPPED` loudly ([`traces::find`]) and passes.
 
 pub mod traces;
+pub mod yws;
 
 use std::future::Future;
 use std::time::Duration;
