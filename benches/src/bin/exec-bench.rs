@@ -71,7 +71,12 @@ fn direct(dir: &Path, argv: &[&str], n: usize) -> Result<Vec<Duration>> {
 }
 
 /// `n` runs through the executor, one after another: (whole request, run stage) wall times.
-async fn sandboxed(exec: &LocalExecutor, language: &str, code: &str, n: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+async fn sandboxed(
+    exec: &LocalExecutor,
+    language: &str,
+    code: &str,
+    n: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
     let (mut total, mut stage) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
@@ -94,7 +99,10 @@ async fn burst(exec: &Arc<LocalExecutor>, n: usize) -> Result<(Duration, Vec<Dur
         let exec = exec.clone();
         tasks.push(tokio::spawn(async move {
             let r = tokio::time::timeout(Duration::from_secs(300), exec.execute(request("python", PY))).await;
-            (start.elapsed(), matches!(r, Ok(Ok(ref o)) if o.run.as_ref().is_some_and(|r| r.stdout == "hello, world\n")))
+            (
+                start.elapsed(),
+                matches!(r, Ok(Ok(ref o)) if o.run.as_ref().is_some_and(|r| r.stdout == "hello, world\n")),
+            )
         }));
     }
     let mut lat = Vec::new();
@@ -110,13 +118,22 @@ async fn burst(exec: &Arc<LocalExecutor>, n: usize) -> Result<(Duration, Vec<Dur
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(50);
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
     let work = tempfile::tempdir()?;
     let mut cfg = arena_bootstrap::Config::for_tests(work.path().join("data")).exec;
     cfg.exec_queue = 64;
     let exec = Arc::new(LocalExecutor::start(&cfg, Vec::new()).await.context("starting the local executor")?);
     println!("executor: {}", exec.describe());
-    println!("machine: {} cores, load {}", std::thread::available_parallelism().map_or(0, |n| n.get()), std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    println!(
+        "machine: {} cores, load {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
 
     // python3 hello world.
     std::fs::write(work.path().join("main.py"), PY)?;
@@ -131,7 +148,17 @@ async fn main() -> Result<()> {
     let (t, s) = (stats(total), stats(stage));
     println!("\n| {runs} runs each, ms | direct p50 / p95 | sandbox run stage p50 / p95 | whole request p50 / p95 | overhead p50 (stage − direct; request − direct) |");
     println!("|---|---|---|---|---|");
-    println!("| python3 hello | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1}; {:.1} |", d.0, d.1, s.0, s.1, t.0, t.1, s.0 - d.0, t.0 - d.0);
+    println!(
+        "| python3 hello | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1}; {:.1} |",
+        d.0,
+        d.1,
+        s.0,
+        s.1,
+        t.0,
+        t.1,
+        s.0 - d.0,
+        t.0 - d.0
+    );
 
     println!(
         "\npython3 hello, CPU time per run (every process: bubblewrap, GNU time, python3): direct {:.1} ms, sandboxed {:.1} ms, overhead {:.1} ms",
@@ -143,7 +170,8 @@ async fn main() -> Result<()> {
     // C hello world: compiled once for the direct runs; the sandboxed request compiles each time,
     // so its run stage is the comparison.
     std::fs::write(work.path().join("hello.c"), C)?;
-    let cc = std::process::Command::new("gcc").args(["-O2", "-o", "hello", "hello.c"]).current_dir(work.path()).status()?;
+    let cc =
+        std::process::Command::new("gcc").args(["-O2", "-o", "hello", "hello.c"]).current_dir(work.path()).status()?;
     if !cc.success() {
         bail!("gcc failed");
     }
@@ -151,7 +179,16 @@ async fn main() -> Result<()> {
     let d = stats(direct(work.path(), &["./hello"], runs)?);
     let (total, stage) = sandboxed(&exec, "c", C, runs.min(20)).await?;
     let (t, s) = (stats(total), stats(stage));
-    println!("| C hello (request includes gcc) | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1}; (compiles) |", d.0, d.1, s.0, s.1, t.0, t.1, s.0 - d.0);
+    println!(
+        "| C hello (request includes gcc) | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1}; (compiles) |",
+        d.0,
+        d.1,
+        s.0,
+        s.1,
+        t.0,
+        t.1,
+        s.0 - d.0
+    );
 
     // At the concurrency limit: 64 runs submitted at once (4 run, 60 queue).
     for round in 0..2 {
@@ -175,7 +212,11 @@ async fn main() -> Result<()> {
     // others all run.
     let n = cfg.exec_concurrency as usize + 64 + 1;
     let (wall, _, ok) = burst(&exec, n).await?;
-    println!("{n} at once ({} running + 64 queued + 1): {ok}/{n} ok in {:.0} ms (the one over is answered busy)", cfg.exec_concurrency, ms(wall));
+    println!(
+        "{n} at once ({} running + 64 queued + 1): {ok}/{n} ok in {:.0} ms (the one over is answered busy)",
+        cfg.exec_concurrency,
+        ms(wall)
+    );
     if ok != n - 1 {
         bail!("expected {} to run and one to be refused, {ok} ran", n - 1);
     }
