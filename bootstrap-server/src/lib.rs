@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod ai;
 mod chan;
 mod clock;
 mod config;
