@@ -4,3 +4,4 @@
 //! offline analyzers as its fallback.
 
 pub mod code;
+pub mod resume;
