@@ -4,4 +4,5 @@
 //! offline analyzers as its fallback.
 
 pub mod code;
+pub mod pdf;
 pub mod resume;
