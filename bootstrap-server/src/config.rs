@@ -168,6 +168,9 @@ pub struct Config {
     /// that many, then refilled evenly over the minute).
     #[arg(long, env = "ARENA_ROOM_CREATE_PER_MINUTE", default_value_t = 30)]
     pub room_create_per_minute: u32,
+
+    #[command(flatten)]
+    pub ai: crate::ai::AiConfig,
 }
 
 /// The operator token: a string whose `Debug` does not show it (the config is logged and

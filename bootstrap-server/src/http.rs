@@ -26,7 +26,8 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/api/ice", get(ice))
         .route("/api/peers", get(peers))
         .route("/yws/{room}", get(yws::upgrade))
-        .route("/signal", get(signal::upgrade));
+        .route("/signal", get(signal::upgrade))
+        .merge(crate::ai::routes(&node));
     r = match node.cfg().static_dir.clone() {
         Some(dir) => r.fallback(move |uri: axum::http::Uri| serve_static(dir.clone(), uri)),
         None => r.route("/", get(index)).fallback(not_found),

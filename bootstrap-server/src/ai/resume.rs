@@ -99,6 +99,9 @@ pub enum ResumeError {
     /// No text in the job description.
     #[error("the job description is empty")]
     EmptyJob,
+    /// The analyzer itself failed (a bug: it is logged).
+    #[error("the analyzer failed")]
+    Failed,
 }
 
 const REQUIRED_CUES: &[&str] = &[
