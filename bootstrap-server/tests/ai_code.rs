@@ -1,6 +1,8 @@
 //! The offline code analyzer on fixtures, one or more per language, each with the findings
 //! it must report (rule and first line) and a few it must not.
 
+#![allow(clippy::panic, reason = "tests fail loudly")]
+
 use arena_bootstrap::ai::code::{analyze, CodeReport, Severity};
 
 fn report(lang: &str, code: &str) -> CodeReport {

@@ -3,6 +3,8 @@
 //! answer, a streamed one, 429 with retry-after, 400 json_validate_failed, a schema
 //! refusal, a server that never answers, 500s, and invalid JSON.
 
+#![allow(clippy::panic, reason = "tests fail loudly")]
+
 use std::sync::{Arc, Mutex};
 
 use arena_bootstrap::ai::llm::LlmClient;

@@ -1,6 +1,8 @@
 //! PDF text: PDFs written by hand in the test (a catalog, one page, a Helvetica font and a
 //! content stream, with a correct cross-reference table), and the bad ones.
 
+#![allow(clippy::panic, reason = "tests fail loudly")]
+
 use std::time::Duration;
 
 use arena_bootstrap::ai::pdf::{extract_text, PdfError, PdfLimits};

@@ -1,5 +1,7 @@
 //! The offline resume analyzer on synthetic resumes and job descriptions.
 
+#![allow(clippy::panic, reason = "tests fail loudly")]
+
 use arena_bootstrap::ai::resume::{analyze, Importance, ResumeAnalysis, ResumeError};
 
 pub const BACKEND_RESUME: &str = "Dana Reyes

@@ -86,8 +86,8 @@ struct JsonBody {
 }
 
 async fn analyze(State(st): State<Arc<AiState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
-    if let Err(r) = admit(&st, peer, req.headers()) {
-        return r;
+    if let Err((status, msg)) = admit(&st, peer, req.headers()) {
+        return refuse(status, msg);
     }
     let too_big = || refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("the request is over {} bytes", st.max_bytes));
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
@@ -164,10 +164,10 @@ enum Upload {
 }
 
 /// Rate first (so guessing the token is slow too), then the token unless open.
-fn admit(st: &AiState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+fn admit(st: &AiState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     if !st.rate.allow(peer.ip()) {
         let n = st.per_minute;
-        return Err(refuse(
+        return Err((
             StatusCode::TOO_MANY_REQUESTS,
             format!("at most {n} analyses a minute from one address; wait a little"),
         ));
@@ -182,14 +182,14 @@ fn admit(st: &AiState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Resp
         .map(str::trim);
     match (st.token.as_deref(), sent) {
         (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => Ok(()),
-        (Some(_), Some(_)) => Err(refuse(StatusCode::UNAUTHORIZED, "wrong operator token")),
-        (Some(_), None) => Err(refuse(
+        (Some(_), Some(_)) => Err((StatusCode::UNAUTHORIZED, "wrong operator token".into())),
+        (Some(_), None) => Err((
             StatusCode::UNAUTHORIZED,
-            "resume analysis needs the operator token (Authorization: Bearer ...)",
+            "resume analysis needs the operator token (Authorization: Bearer ...)".into(),
         )),
-        (None, _) => Err(refuse(
+        (None, _) => Err((
             StatusCode::UNAUTHORIZED,
-            "this node analyzes resumes only with an operator token (--admin-token) or with --ai-public",
+            "this node analyzes resumes only with an operator token (--admin-token) or with --ai-public".into(),
         )),
     }
 }

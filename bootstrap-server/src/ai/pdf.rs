@@ -126,12 +126,10 @@ fn lopdf_text_inner(bytes: &[u8], max_pages: u32) -> Result<String, PdfError> {
         return Err(PdfError::NoText);
     }
     let mut text = String::new();
-    for chunk in doc.extract_text_chunks(&pages) {
-        // A page that does not decode loses its text, not the others'.
-        if let Ok(t) = chunk {
-            text.push_str(&t);
-            text.push('\n');
-        }
+    // A page that does not decode loses its text, not the others'.
+    for t in doc.extract_text_chunks(&pages).into_iter().flatten() {
+        text.push_str(&t);
+        text.push('\n');
     }
     let text = tidy(&text);
     if has_text(&text) {
