@@ -251,6 +251,14 @@ fn spin() {
 fn unused_local() {
     let z = 5;
 }
+
+fn total_mean(v: &[i32]) -> i32 {
+    let mut s = 0;
+    for x in v.iter() {
+        s += x;
+    }
+    s / v.len() as i32
+}
 "#;
 
 #[test]
@@ -264,6 +272,8 @@ fn rust() {
             ("shadowing", 13),
             ("infinite-loop", 20),
             ("unused-variable", 26),
+            // Walking `v` is no check for an empty `v`.
+            ("empty-input", 34),
         ],
     );
     // Shadowing is idiomatic in Rust: a note, not a warning.

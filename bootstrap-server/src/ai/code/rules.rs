@@ -253,7 +253,8 @@ fn empty_input(f: Node<'_>, own: &[Node<'_>], src: &[u8], out: &mut Vec<Finding>
                     || sx::is_loop(*n)
                     || matches!(n.kind(), "conditional_expression" | "ternary_expression") =>
                 {
-                    n.child_by_field_name("condition").or(n.child_by_field_name("value"))
+                    // A condition, not what a `for` walks: walking it is no check.
+                    n.child_by_field_name("condition")
                 }
                 _ => None,
             };
