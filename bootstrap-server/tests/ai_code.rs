@@ -252,6 +252,11 @@ fn unused_local() {
     let z = 5;
 }
 
+fn patterns(r: Result<i32, ()>) -> i32 {
+    let Ok(n) = r else { return 0 };
+    n
+}
+
 fn total_mean(v: &[i32]) -> i32 {
     let mut s = 0;
     for x in v.iter() {
@@ -273,11 +278,13 @@ fn rust() {
             ("infinite-loop", 20),
             ("unused-variable", 26),
             // Walking `v` is no check for an empty `v`.
-            ("empty-input", 34),
+            ("empty-input", 39),
         ],
     );
     // Shadowing is idiomatic in Rust: a note, not a warning.
     assert!(r.findings.iter().filter(|f| f.rule == "shadowing").all(|f| f.severity == Severity::Info));
+    // `Ok` in `let Ok(n) = r` is no variable.
+    assert!(!r.findings.iter().any(|f| f.message.contains("`Ok`")), "{:#?}", r.findings);
     // `{y}` in a format string is a use.
     assert!(!r.findings.iter().any(|f| f.rule == "unused-variable" && f.line_start == 13), "{:#?}", r.findings);
 }

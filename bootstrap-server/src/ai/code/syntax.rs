@@ -244,10 +244,12 @@ pub(crate) fn bound_names(n: Node<'_>) -> Vec<Node<'_>> {
             return named.into_iter().flat_map(bound_names).collect();
         }
     }
+    // `Ok(x)`, `Some(x)`, `Point { x, y }`: the type is no binding.
+    let ty = n.child_by_field_name("type");
     let mut c = n.walk();
     let kids: Vec<_> = n.named_children(&mut c).collect();
     kids.into_iter()
-        .filter(|k| !matches!(k.kind(), "type_annotation" | "type" | "value" | "default_value"))
+        .filter(|k| Some(*k) != ty && !matches!(k.kind(), "type_annotation" | "type" | "value" | "default_value"))
         .flat_map(bound_names)
         .collect()
 }
