@@ -13,9 +13,10 @@ pub mod resume;
 
 pub(crate) use api::routes;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use code::{CodeError, CodeReport, Finding};
 use llm::LlmClient;
 use resume::{ResumeAnalysis, ResumeError};
 
@@ -160,4 +161,107 @@ pub fn resume_schema() -> Value {
         }),
         &["score", "matched_skills", "skill_gaps", "questions"],
     )
+}
+
+/// A code analysis and who made it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CodeAnalysis {
+    /// The analysis; `functions` always come from the offline parse.
+    #[serde(flatten)]
+    pub report: CodeReport,
+    /// `offline`, `llm (<model>)` or `offline (fallback: <reason>)`.
+    pub backend: String,
+}
+
+/// What the model is asked for about code.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeAnswer {
+    summary: String,
+    findings: Vec<Finding>,
+}
+
+const CODE_PROMPT: &str = "You review code written during a live coding interview. Answer in JSON: summary, one paragraph \
+on correctness, complexity and style; findings, each with rule (a short kebab-case id such as off-by-one, unused-variable, \
+quadratic-loop), severity (info, warning or error), line_start and line_end (1-based line numbers as shown), and message \
+(one sentence). Report real problems only; do not rewrite the code or give the full solution.";
+
+/// The JSON Schema of the model's answer about code.
+fn code_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string"},
+            "findings": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "rule": {"type": "string"},
+                    "severity": {"type": "string", "enum": ["info", "warning", "error"]},
+                    "line_start": {"type": "integer"},
+                    "line_end": {"type": "integer"},
+                    "message": {"type": "string"}
+                },
+                "required": ["rule", "severity", "line_start", "line_end", "message"],
+                "additionalProperties": false
+            }}
+        },
+        "required": ["summary", "findings"],
+        "additionalProperties": false
+    })
+}
+
+impl Ai {
+    /// Analyzes code: the model's findings and summary when it gives valid ones (line
+    /// ranges inside the code), else the offline analyzer's, marked as a fallback. The
+    /// offline findings go to the model as hints; the per-function metrics are always the
+    /// offline parse's.
+    pub async fn analyze_code(&self, language: &str, source: &str) -> Result<CodeAnalysis, CodeError> {
+        let (l, s) = (language.to_owned(), source.to_owned());
+        let offline = tokio::task::spawn_blocking(move || code::analyze(&l, &s))
+            .await
+            .unwrap_or_else(|e| Err(CodeError::Parser(e.to_string())))?;
+        let client = match &self.llm {
+            Ok(c) => c,
+            Err(_) => return Ok(CodeAnalysis { report: offline, backend: "offline".into() }),
+        };
+        let n_lines = source.lines().count().max(1) as u32;
+        let numbered: String = source.lines().enumerate().map(|(i, l)| format!("{:>4}| {l}\n", i + 1)).collect();
+        let hints: String = offline
+            .findings
+            .iter()
+            .map(|f| format!("- line {}-{} {} ({:?}): {}\n", f.line_start, f.line_end, f.rule, f.severity, f.message))
+            .collect();
+        let user = format!(
+            "LANGUAGE: {}\n\nCODE:\n{numbered}\nAN OFFLINE ANALYZER FOUND (check them, keep the real ones):\n{}",
+            offline.language,
+            if hints.is_empty() { "nothing\n".to_owned() } else { hints }
+        );
+        let check = |a: &CodeAnswer| {
+            if a.summary.trim().is_empty() {
+                return Err("an empty summary".to_owned());
+            }
+            match a.findings.iter().find(|f| f.line_start < 1 || f.line_end < f.line_start || f.line_end > n_lines) {
+                Some(f) => Err(format!("lines {}-{} outside the code's 1-{n_lines}", f.line_start, f.line_end)),
+                None => Ok(()),
+            }
+        };
+        match client.complete_json(CODE_PROMPT, &user, "code_analysis", &code_schema(), check).await {
+            Ok(mut a) => {
+                a.findings.sort_by(|x, y| {
+                    (x.line_start, x.line_end, &x.rule, &x.message).cmp(&(
+                        y.line_start,
+                        y.line_end,
+                        &y.rule,
+                        &y.message,
+                    ))
+                });
+                let report = CodeReport { summary: a.summary, findings: a.findings, ..offline };
+                Ok(CodeAnalysis { report, backend: format!("llm ({})", client.model()) })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "model failed; offline code analyzer answers");
+                Ok(CodeAnalysis { report: offline, backend: format!("offline (fallback: {e})") })
+            }
+        }
+    }
 }

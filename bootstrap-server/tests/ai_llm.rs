@@ -66,7 +66,23 @@ enum Scenario {
     Hangs,
     AlwaysFails,
     Garbage,
+    Code,
+    CodeOutOfRange,
 }
+
+/// The model's findings about `CODE`, one at `line`.
+fn code_answer(line: u32) -> String {
+    serde_json::json!({
+        "summary": "Correct for non-empty input; divides by zero on an empty list.",
+        "findings": [
+            {"rule": "division-by-zero", "severity": "error", "line_start": line, "line_end": line, "message": "len(xs) is 0 for an empty list."},
+            {"rule": "naming", "severity": "info", "line_start": 1, "line_end": 1, "message": "`avg` would read better."}
+        ]
+    })
+    .to_string()
+}
+
+const CODE: &str = "def average(xs):\n    return sum(xs) / len(xs)\n";
 
 #[derive(Clone)]
 struct Mock {
@@ -121,6 +137,8 @@ async fn chat(State(m): State<Mock>, headers: HeaderMap, Json(body): Json<Value>
             r#"{"error":{"message":"Internal Server Error","type":"internal_server_error"}}"#.into(),
         ),
         Scenario::Garbage => json(StatusCode::OK, completion("Sure! Here is the analysis: score 81, very good.")),
+        Scenario::Code => json(StatusCode::OK, completion(&code_answer(2))),
+        Scenario::CodeOutOfRange => json(StatusCode::OK, completion(&code_answer(99))),
         _ => ok(),
     }
 }
@@ -249,4 +267,29 @@ async fn unconfigured_and_unreachable() {
     let ai = Ai::with_llm(LlmClient::with_key(&cfg(&format!("http://{dead}/v1")), None));
     let r = ai.analyze_resume(RESUME, JD).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(r.backend.starts_with("offline (fallback: the model server is unreachable"), "{}", r.backend);
+}
+
+#[tokio::test]
+async fn code_analysis_by_the_model_and_its_fallback() {
+    let (base, m) = mock(Scenario::Code).await;
+    let ai = Ai::with_llm(LlmClient::with_key(&cfg(&base), Some("gsk_test_key".into())));
+    let r = ai.analyze_code("python", CODE).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.backend, "llm (llama-3.3-70b-versatile)");
+    assert_eq!(r.report.findings.len(), 2);
+    assert_eq!(r.report.findings[0].line_start, 1, "sorted by line");
+    assert_eq!(r.report.functions.len(), 1, "metrics from the offline parse");
+    let seen = m.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let user = seen[0].1["messages"][1]["content"].as_str().unwrap_or_default().to_owned();
+    assert!(user.contains("   2|     return sum(xs) / len(xs)") && user.contains("empty-input"), "{user}");
+    // Findings outside the code: asked once more, then the offline analyzer.
+    let (base, m) = mock(Scenario::CodeOutOfRange).await;
+    let ai = Ai::with_llm(LlmClient::with_key(&cfg(&base), Some("gsk_test_key".into())));
+    let r = ai.analyze_code("python", CODE).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.backend, "offline (fallback: the model's answer is not valid: lines 99-99 outside the code's 1-2)");
+    assert!(r.report.findings.iter().any(|f| f.rule == "empty-input"), "{:#?}", r.report.findings);
+    assert_eq!(m.seen.lock().unwrap_or_else(|e| e.into_inner()).len(), 2);
+    // Offline, and code that is not analyzable at all.
+    let ai = Ai::with_llm(Err("off".into()));
+    assert_eq!(ai.analyze_code("python", CODE).await.map(|r| r.backend).ok().as_deref(), Some("offline"));
+    assert!(ai.analyze_code("cobol", CODE).await.is_err());
 }
