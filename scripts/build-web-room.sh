@@ -14,17 +14,15 @@ if [[ "${ARENA_SKIP_WASM:-0}" != 1 || ! -f web-bindings/pkg/arena_web_bg.wasm ]]
     bash scripts/build-web.sh
 fi
 command -v npm >/dev/null || { log "npm is required (Node 20)"; exit 1; }
-if [[ ! -d "$room/node_modules/monaco-editor" || "$room/package-lock.json" -nt "$room/node_modules" ]]; then
-    npm ci --prefix "$room" --no-audit --no-fund --loglevel=error
-    touch "$room/node_modules"
-fi
+bash scripts/npm-install.sh
+modules="$repo/node_modules"
 
 rm -rf "$dist"
 mkdir -p "$dist/pkg" "$dist/vendor/monaco"
 cp "$room/index.html" "$room/app.js" "$room/style.css" "$dist/"
 cp -r web-bindings/pkg/. "$dist/pkg/"
-cp -r "$room/node_modules/monaco-editor/min/vs" "$dist/vendor/monaco/vs"
+cp -r "$modules/monaco-editor/min/vs" "$dist/vendor/monaco/vs"
 cp "$room/monaco-worker.js" "$dist/vendor/"
-NODE_PATH="$repo/$room/node_modules" "$room/node_modules/.bin/esbuild" "$room/codemirror-entry.js" \
+NODE_PATH="$modules" "$modules/.bin/esbuild" "$room/codemirror-entry.js" \
     --bundle --format=esm --minify --log-level=warning --outfile="$dist/vendor/codemirror.js"
 log "assembled $dist ($(du -sh "$dist" | cut -f1)); serve it with: arena-bootstrap --static-dir $dist"

@@ -2,7 +2,8 @@
 # The web tests, from a fresh clone on Debian 12 (root or sudo, rustup stable, Node 20):
 # installs what is missing (chromium, the wasm toolchain, the wasm-bindgen CLI, the npm
 # packages), builds the arena-web package, the web room and arena-bootstrap, then runs
-# examples/web-room/tests/*.test.mjs with node's test runner:
+# the package's own tests (web-bindings/tests/js: links, bind, signatures) and the web room's
+# (examples/web-room/tests) with node's test runner:
 #   room.test.mjs  the room in headless Chromium (playwright-core), Monaco by default
 #                  (ARENA_WEB_EDITOR=textarea|codemirror to test another adapter)
 #   mesh.test.mjs  the WebRTC mesh: two pages converge over a data channel with /yws cut,
@@ -31,6 +32,6 @@ step "arena-bootstrap"
 cargo build -p arena-bootstrap
 
 step "browser and interop tests"
-node --test examples/web-room/tests/*.test.mjs
+node --test web-bindings/tests/js/*.test.mjs examples/web-room/tests/*.test.mjs
 
 step "web tests green in $((SECONDS - T0)) s"

@@ -14,13 +14,14 @@ echo "disk: $(( $(free_kib) / 1024 / 1024 )) GiB free here; a first run of this 
 step "system packages (wasm toolchain: rustc-web cargo-web rust-web-src lld binaryen)"
 bash scripts/install-wasm-toolchain.sh
 
-step "npm packages for the interop tests (yjs, y-protocols, y-websocket; cached in */tests/js/node_modules)"
+step "system packages (code execution: bubblewrap time python3 gcc g++ default-jdk-headless)"
+bash scripts/install-toolchains.sh
+# Code execution's tests must find these languages here, not skip them.
+export ARENA_REQUIRE_TOOLCHAINS="${ARENA_REQUIRE_TOOLCHAINS:-1}"
+
+step "npm packages, one workspace and one lockfile (yjs, y-protocols, y-websocket, the web room's; cached in node_modules/)"
 command -v node >/dev/null || { echo "node is required (Node 20)"; exit 1; }
-for d in core/tests/js bootstrap-server/tests/js; do
-  if [ ! -d "$d/node_modules" ] || [ "$d/package-lock.json" -nt "$d/node_modules" ]; then
-    npm ci --prefix "$d" --no-audit --no-fund --loglevel=error
-  fi
-done
+bash scripts/npm-install.sh
 
 export ARENA_TRACES_DIR="${ARENA_TRACES_DIR:-$PWD/../shared/data/traces}"
 [ -d "$ARENA_TRACES_DIR" ] || echo "WARNING: traces not found at $ARENA_TRACES_DIR: trace tests will say SKIPPED"

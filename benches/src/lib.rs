@@ -6,195 +6,25 @@
 //! The traces are read from `$ARENA_TRACES_DIR`, by default the workspace's
 //! `../shared/data/traces`. They are never copied into the repository.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use arena_core::records::{Meta, VersionCause};
 use arena_core::sync::wire::Wire;
 use arena_core::{Admission, Envelope, Identity, Invite, MemoryStore, Role, Room, RoomConfig, RoomId, Store};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ReadDoc, TextEncoding};
-use serde::Deserialize;
 use yrs::updates::decoder::Decode;
 #[cfg(test)]
 use yrs::Snapshot;
 use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update};
 
+pub use arena_testkit::traces::{
+    apply_utf16, load_trace, load_trace_from, traces_dir, Patch, Trace, Utf16Converter, SEQUENTIAL,
+};
 pub use automerge;
 pub use yrs;
-
-/// The sequential traces, smallest first.
-pub const SEQUENTIAL: &[&str] = &["sveltecomponent", "rustcode", "automerge-paper"];
-
-/// Where the traces are: `$ARENA_TRACES_DIR` or the workspace's `../shared/data/traces`.
-pub fn traces_dir() -> PathBuf {
-    match std::env::var_os("ARENA_TRACES_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/traces")),
-    }
-}
-
-/// One splice in UTF-16 units: delete `del` units at `pos`, then insert `ins` there.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Patch {
-    /// Position in UTF-16 code units.
-    pub pos: u32,
-    /// UTF-16 code units to delete.
-    pub del: u32,
-    /// Text to insert.
-    pub ins: String,
-}
-
-/// A sequential editing trace with its patches converted to UTF-16 units.
-#[derive(Clone, Debug)]
-pub struct Trace {
-    /// File stem, e.g. `automerge-paper`.
-    pub name: String,
-    /// The document before the first patch.
-    pub start: String,
-    /// The document after the last patch.
-    pub end: String,
-    /// Every patch in order (transactions flattened: one patch = one edit).
-    pub patches: Vec<Patch>,
-    /// Transactions in the file (some hold several patches).
-    pub txns: usize,
-}
-
-impl Trace {
-    /// The first `n` patches as a trace of their own (its `end` is unknown: empty).
-    pub fn prefix(&self, n: usize) -> Trace {
-        let n = n.min(self.patches.len());
-        Trace {
-            name: format!("{}[..{n}]", self.name),
-            start: self.start.clone(),
-            end: if n == self.patches.len() { self.end.clone() } else { String::new() },
-            patches: self.patches[..n].to_vec(),
-            txns: 0,
-        }
-    }
-
-    /// Whether this is a whole trace (so its end content is known).
-    pub fn is_complete(&self) -> bool {
-        !self.end.is_empty() || self.patches.is_empty()
-    }
-
-    /// Total inserted UTF-16 units (a size hint).
-    pub fn inserted_units(&self) -> usize {
-        self.patches.iter().map(|p| p.ins.encode_utf16().count()).sum()
-    }
-}
-
-#[derive(Deserialize)]
-struct RawTrace {
-    #[serde(rename = "startContent", default)]
-    start: String,
-    #[serde(rename = "endContent")]
-    end: String,
-    txns: Vec<RawTxn>,
-    #[serde(default)]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawTxn {
-    patches: Vec<(usize, usize, String)>,
-}
-
-/// Loads `<traces_dir>/<name>.json.gz` (a sequential trace) and converts its positions.
-pub fn load_trace(name: &str) -> Result<Trace> {
-    load_trace_from(&traces_dir(), name)
-}
-
-/// Loads `<dir>/<name>.json.gz`.
-pub fn load_trace_from(dir: &Path, name: &str) -> Result<Trace> {
-    let path = dir.join(format!("{name}.json.gz"));
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("cannot open trace {} (set ARENA_TRACES_DIR)", path.display()))?;
-    let raw: RawTrace = serde_json::from_reader(std::io::BufReader::new(flate2::read::GzDecoder::new(file)))
-        .with_context(|| format!("cannot parse trace {}", path.display()))?;
-    if raw.kind.as_deref() == Some("concurrent") {
-        bail!("{} is a concurrent trace; these helpers replay sequential ones", path.display());
-    }
-    let mut conv = Utf16Converter::new(&raw.start);
-    let mut patches = Vec::with_capacity(raw.txns.iter().map(|t| t.patches.len()).sum());
-    for txn in &raw.txns {
-        for (pos, del, ins) in &txn.patches {
-            patches.push(conv.convert(*pos, *del, ins)?);
-        }
-    }
-    Ok(Trace { name: name.to_owned(), start: raw.start, end: raw.end, patches, txns: raw.txns.len() })
-}
-
-/// Converts code-point splices into UTF-16 splices while replaying them.
-///
-/// It only tracks where the characters outside the BMP (two UTF-16 units each) are, so a
-/// splice costs O(number of such characters) and pure-BMP documents cost nothing.
-#[derive(Clone, Debug, Default)]
-pub struct Utf16Converter {
-    /// Sorted code-point indices of astral characters in the current document.
-    astral: Vec<usize>,
-    /// Current length in code points.
-    len: usize,
-}
-
-impl Utf16Converter {
-    /// A converter for a document starting as `start`.
-    pub fn new(start: &str) -> Self {
-        let mut c = Utf16Converter::default();
-        for (i, ch) in start.chars().enumerate() {
-            if ch.len_utf16() == 2 {
-                c.astral.push(i);
-            }
-            c.len = i + 1;
-        }
-        c
-    }
-
-    /// Current length in code points.
-    pub fn len_chars(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the document is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn astral_before(&self, pos: usize) -> usize {
-        self.astral.partition_point(|&i| i < pos)
-    }
-
-    /// Converts `[pos, del, ins]` (code points) to UTF-16 units and applies it.
-    pub fn convert(&mut self, pos: usize, del: usize, ins: &str) -> Result<Patch> {
-        ensure!(pos + del <= self.len, "patch [{pos}, {del}] past the end ({} chars)", self.len);
-        let a = self.astral_before(pos);
-        let b = self.astral_before(pos + del);
-        let pos16 = pos + a;
-        let del16 = del + (b - a);
-        // Remove the deleted astral chars, shift the ones after by the net length change.
-        let n_ins = ins.chars().count();
-        let mut tail: Vec<usize> = self.astral.drain(a..).skip(b - a).map(|i| i - del + n_ins).collect();
-        self.astral.extend(ins.chars().enumerate().filter(|(_, c)| c.len_utf16() == 2).map(|(i, _)| pos + i));
-        self.astral.append(&mut tail);
-        self.len = self.len - del + n_ins;
-        Ok(Patch {
-            pos: u32::try_from(pos16).context("position over u32")?,
-            del: u32::try_from(del16).context("delete count over u32")?,
-            ins: ins.to_owned(),
-        })
-    }
-}
-
-/// Applies UTF-16 patches to a string the slow, obvious way (for checking small cases).
-pub fn apply_utf16(start: &str, patches: &[Patch]) -> String {
-    let mut units: Vec<u16> = start.encode_utf16().collect();
-    for p in patches {
-        let pos = p.pos as usize;
-        units.splice(pos..pos + p.del as usize, p.ins.encode_utf16());
-    }
-    String::from_utf16_lossy(&units)
-}
 
 // ---------------------------------------------------------------------------------------
 // Raw yrs, configured like the room document (UTF-16 offsets, no GC).

@@ -1,9 +1,15 @@
-//! Instants in 8 bytes, for state that every idle room or connection keeps: nanoseconds
-//! since the process's epoch (the clock's first use; [`Node`](crate::node::Node) starts it).
+//! Time: Unix milliseconds ([`now_ms`]), and instants in 8 bytes, for state that every idle
+//! room or connection keeps: nanoseconds since the process's epoch (the clock's first use;
+//! opening the [`Registry`](crate::Registry) starts it).
 
 use std::num::NonZeroU64;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();

@@ -170,6 +170,9 @@ pub struct Config {
     pub room_create_per_minute: u32,
 
     #[command(flatten)]
+    pub exec: crate::exec::ExecConfig,
+
+    #[command(flatten)]
     pub ai: crate::ai::AiConfig,
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,34 +14,59 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
 use crate::error::AppError;
-use crate::hub::HubCmd;
-use crate::node::{AuthError, Node};
+use crate::limit::PerIp;
+use crate::p2p::P2p;
+use crate::registry::{AuthError, Registry};
+use crate::room::RoomCmd;
 use crate::{signal, yws};
 
-pub(crate) fn router(node: Node) -> Router {
+/// The API handlers' state.
+#[derive(Clone, Debug)]
+struct Api {
+    registry: Registry,
+    /// The libp2p side, for `GET /api/peers` (None with `--no-p2p`).
+    p2p: Option<Arc<P2p>>,
+    /// `POST /api/rooms` per client IP.
+    room_rate: Arc<PerIp>,
+}
+
+/// Every route of the node: the API, `/yws`, `/signal`, and the web room's files.
+pub(crate) fn router(
+    registry: Registry,
+    p2p: Option<Arc<P2p>>,
+    exec: Option<Arc<dyn crate::exec::Executor>>,
+) -> Router {
+    let room_rate = Arc::new(PerIp::per_minute(registry.cfg().room_create_per_minute));
+    let token = registry.cfg().admin_token.as_ref().map(|t| t.expose().to_owned());
+    let token_for_ai = token.clone();
+    let access = crate::exec::Access { token, loopback_only: loopback_only(&registry) };
+    let exec_routes = crate::exec::routes(exec.clone(), access, crate::exec::maxima(&registry.cfg().exec));
     let mut r = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(move || health(exec.clone())))
+        .merge(exec_routes)
+        .merge(crate::ai::routes(&registry.cfg().ai, token_for_ai, loopback_only(&registry)))
         .route("/metrics", get(metrics))
         .route("/api/rooms", post(create_room))
         .route("/api/rooms/{room}", get(room_info))
         .route("/api/ice", get(ice))
-        .route("/api/peers", get(peers))
-        .route("/yws/{room}", get(yws::upgrade))
-        .route("/signal", get(signal::upgrade))
-        .merge(crate::ai::routes(&node));
-    r = match node.cfg().static_dir.clone() {
+        .route("/api/peers", get(peers));
+    r = match registry.cfg().static_dir.clone() {
         Some(dir) => r.fallback(move |uri: axum::http::Uri| serve_static(dir.clone(), uri)),
         None => r.route("/", get(index)).fallback(not_found),
     };
-    r.layer(DefaultBodyLimit::max(64 * 1024)).with_state(node)
+    r.with_state(Api { registry: registry.clone(), p2p, room_rate })
+        .merge(yws::routes(registry.clone()))
+        .merge(signal::routes(registry))
+        .layer(DefaultBodyLimit::max(64 * 1024))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+async fn health(exec: Option<Arc<dyn crate::exec::Executor>>) -> Json<serde_json::Value> {
+    let exec = exec.map_or_else(|| serde_json::json!({ "backend": "off" }), |e| e.describe());
+    Json(serde_json::json!({ "status": "ok", "exec": exec }))
 }
 
-async fn metrics(State(node): State<Node>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics().render()).into_response()
+async fn metrics(State(api): State<Api>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], api.registry.metrics().render()).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,9 +85,9 @@ struct CreateRoom {
 /// then the operator token (always when one is set; without one, only a node that listens on
 /// loopback alone, behind no public URL, creates rooms), then a JSON content type, which a cross-site form cannot
 /// send without the browser asking first (CORS), and this node answers no such question.
-fn may_create_room(node: &Node, peer: SocketAddr, headers: &HeaderMap) -> Result<(), AppError> {
-    let cfg = node.cfg();
-    if !node.inner.room_rate.allow(peer.ip()) {
+fn may_create_room(api: &Api, peer: SocketAddr, headers: &HeaderMap) -> Result<(), AppError> {
+    let cfg = api.registry.cfg();
+    if !api.room_rate.allow(peer.ip()) {
         let n = cfg.room_create_per_minute;
         return Err(AppError::TooManyRequests(format!("at most {n} rooms a minute from one address; wait a little")));
     }
@@ -78,7 +104,7 @@ fn may_create_room(node: &Node, peer: SocketAddr, headers: &HeaderMap) -> Result
                 "creating rooms needs the operator token (Authorization: Bearer ...)".into(),
             ))
         }
-        (None, _) if loopback_only(node) => {}
+        (None, _) if loopback_only(&api.registry) => {}
         (None, _) => {
             return Err(AppError::Unauthorized(
                 "this node creates rooms only with an operator token: start it with --admin-token".into(),
@@ -98,7 +124,7 @@ fn may_create_room(node: &Node, peer: SocketAddr, headers: &HeaderMap) -> Result
 
 /// Whether only this machine can reach the node: it listens on loopback, and its public URL
 /// (when set: a reverse proxy in front of a loopback node sets one) names loopback too.
-fn loopback_only(node: &Node) -> bool {
+fn loopback_only(node: &Registry) -> bool {
     node.cfg().http_addr.ip().is_loopback() && node.cfg().public_url.as_deref().is_none_or(url_host_is_loopback)
 }
 
@@ -115,13 +141,14 @@ fn url_host_is_loopback(url: &str) -> bool {
 }
 
 async fn create_room(
-    State(node): State<Node>,
+    State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
-    if let Err(e) = may_create_room(&node, peer, &headers) {
-        crate::metrics::inc(&node.inner.metrics.api_refused, 1);
+    let node = &api.registry;
+    if let Err(e) = may_create_room(&api, peer, &headers) {
+        crate::metrics::inc(&node.metrics().api_refused, 1);
         return Err(e);
     }
     let req: CreateRoom = if body.iter().all(u8::is_ascii_whitespace) {
@@ -163,23 +190,24 @@ fn bearer(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<String> {
 }
 
 async fn room_info(
-    State(node): State<Node>,
+    State(Api { registry: node, .. }): State<Api>,
     Path(room): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let token = bearer(&headers, &q);
     let (id, grant) = node.authorize(&room, token.as_deref()).map_err(auth_error)?;
-    let hub = node.hub(&id, token.as_deref()).await?;
+    let actor = node.actor(&id, token.as_deref()).await?;
     let (tx, rx) = oneshot::channel();
-    hub.send(HubCmd::Info { reply: tx }).await.map_err(|_| AppError::Internal("room actor stopped".into()))?;
+    actor.send(RoomCmd::Info { reply: tx }).await.map_err(|_| AppError::Internal("room actor stopped".into()))?;
     let mut info = rx.await.map_err(|_| AppError::Internal("room actor stopped".into()))?;
     info["yourRole"] = serde_json::json!(grant.role);
     Ok(Json(info))
 }
 
-async fn ice(State(node): State<Node>) -> Json<serde_json::Value> {
-    let servers: Vec<_> = node
+async fn ice(State(api): State<Api>) -> Json<serde_json::Value> {
+    let servers: Vec<_> = api
+        .registry
         .cfg()
         .ice_servers
         .iter()
@@ -198,16 +226,16 @@ async fn ice(State(node): State<Node>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "iceServers": servers }))
 }
 
-async fn peers(State(node): State<Node>) -> Json<serde_json::Value> {
-    let (peer_id, multiaddrs) = crate::p2p::addrs(&node).await;
+async fn peers(State(api): State<Api>) -> Json<serde_json::Value> {
+    let (peer_id, multiaddrs) = crate::p2p::addrs(api.p2p.as_deref()).await;
     Json(serde_json::json!({
-        "nodeKey": node.public_key().to_hex(),
+        "nodeKey": api.registry.public_key().to_hex(),
         "peerId": peer_id,
         "multiaddrs": multiaddrs,
     }))
 }
 
-async fn index(State(node): State<Node>) -> Html<String> {
+async fn index(State(Api { registry: node, .. }): State<Api>) -> Html<String> {
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>InterviewArena bootstrap node</title>\
 <h1>InterviewArena bootstrap node</h1><p>node key <code>{}</code>, {} room(s). The web room is not built yet; the API:</p><ul>\

@@ -1,6 +1,9 @@
 //! Live connections and the grants they joined with: the node closes a `/yws` or `/signal`
-//! connection when its invite expires, and [`Node::close_grant`] closes the ones of a grant
-//! (the hook for revocation records, which arena-core defines).
+//! connection when its invite expires ([`run`]), and [`Live::close_link`] closes the ones of
+//! an invite link (the hook for revocation records, which arena-core defines).
+//!
+//! A `/signal` connection is closed here (its loop gets the reason); a `/yws` one through its
+//! room's actor, which the caller reaches (`close_yws`): this module knows no room.
 //!
 //! One registry and one timer task for the node, not a timer per connection or per room: an
 //! idle client then costs a map entry here and a small guard in its room, and an idle room
@@ -15,9 +18,8 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::hub::HubCmd;
-use crate::metrics::inc;
-use crate::node::{now_ms, Node};
+use crate::clock::now_ms;
+use crate::metrics::{inc, Metrics};
 
 /// Close code for a connection whose invite expired or was revoked: the web client's
 /// transports stop retrying on it (retrying would be refused anyway).
@@ -117,45 +119,40 @@ impl Live {
     }
 }
 
-impl Node {
-    /// Closes every live connection (`/yws` and `/signal`) of `room` that joined with
-    /// `grant`, with `reason`; returns how many. The hook for revocation: a revoked grant's
-    /// connections end at once instead of at their expiry.
-    pub fn close_grant(&self, room: &RoomId, grant: &Grant, reason: &str) -> usize {
-        let id = grant_id(grant);
-        let gone = self.inner.live.take(|_, e| e.room == *room && e.grant == id);
-        let n = gone.len();
-        self.close_entries(gone, reason);
-        n
-    }
-
-    /// Closes every live connection of `room` that joined with the invite whose key is
-    /// `invite` (a revoked invite, or a revoked member's link); returns how many.
-    pub fn close_invite(&self, room: &RoomId, invite: &arena_core::PeerKey, reason: &str) -> usize {
+impl Live {
+    /// Closes every live connection (`/yws` and `/signal`) of `room` that joined with the
+    /// invite link whose key is `invite` (a revoked invite, or a revoked member's link), with
+    /// `reason`; returns how many. A `/yws` one is closed through `close_yws(room, conn,
+    /// reason)` (its room's actor).
+    pub(crate) fn close_link(
+        &self,
+        room: &RoomId,
+        invite: &arena_core::PeerKey,
+        reason: &str,
+        metrics: &Metrics,
+        close_yws: impl Fn(&RoomId, u64, &str),
+    ) -> usize {
         let id = invite_id(invite);
-        let gone = self.inner.live.take(|_, e| e.room == *room && e.grant == id);
+        let gone = self.take(|_, e| e.room == *room && e.grant == id);
         let n = gone.len();
-        self.close_entries(gone, reason);
+        close_entries(gone, reason, metrics, &close_yws);
         n
     }
+}
 
-    fn close_entries(&self, entries: Vec<((u64, u64), Entry)>, reason: &str) {
-        for ((_, conn), e) in entries {
-            inc(&self.inner.metrics.connections_expired, 1);
-            match e.closer {
-                Closer::Signal(close) => {
-                    let _ = close.send(reason.to_owned());
-                }
-                Closer::Yws => {
-                    let Some(hub) = self.loaded_hub(&e.room) else { continue };
-                    let cmd = HubCmd::Close { conn, code: CLOSE_DENIED, reason: reason.into() };
-                    if let Err(crate::chan::TrySendError::Full(cmd)) = hub.try_send(cmd) {
-                        tokio::spawn(async move {
-                            let _ = hub.send(cmd).await;
-                        });
-                    }
-                }
+fn close_entries(
+    entries: Vec<((u64, u64), Entry)>,
+    reason: &str,
+    metrics: &Metrics,
+    close_yws: &impl Fn(&RoomId, u64, &str),
+) {
+    for ((_, conn), e) in entries {
+        inc(&metrics.connections_expired, 1);
+        match e.closer {
+            Closer::Signal(close) => {
+                let _ = close.send(reason.to_owned());
             }
+            Closer::Yws => close_yws(&e.room, conn, reason),
         }
     }
 }
@@ -166,9 +163,14 @@ pub(crate) fn expired_reason(expiry: u64) -> String {
     format!("invite expired at {expiry} (now {})", now_ms() / 1000)
 }
 
-/// Closes connections as their invites expire, until `shutdown`.
-pub(crate) async fn run(node: Node, shutdown: CancellationToken) {
-    let live = node.inner.live.clone();
+/// Closes connections as their invites expire, until `shutdown` (a `/yws` one through
+/// `close_yws`, as in [`Live::close_link`]).
+pub(crate) async fn run(
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    close_yws: impl Fn(&RoomId, u64, &str),
+) {
     loop {
         // Valid through second `expiry`: closed once the clock passes it.
         let sleep = live.earliest().map(|expiry| {
@@ -185,7 +187,7 @@ pub(crate) async fn run(node: Node, shutdown: CancellationToken) {
         let expired = live.take(|(expiry, _), _| *expiry < now);
         for ((expiry, conn), e) in expired {
             debug!(conn, expiry, "invite expired: closing its connection");
-            node.close_entries(vec![((expiry, conn), e)], &expired_reason(expiry));
+            close_entries(vec![((expiry, conn), e)], &expired_reason(expiry), &metrics, &close_yws);
         }
     }
 }
@@ -193,20 +195,23 @@ pub(crate) async fn run(node: Node, shutdown: CancellationToken) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
+    use arena_core::{Identity, Invite, Role};
+
     use super::*;
 
     /// The revocation hook closes the connections of one grant, in one room, and forgets them;
     /// a connection that leaves takes its entry with it.
     #[tokio::test]
     async fn close_grant_closes_that_grants_connections_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let node =
-            Node::open(crate::Config::for_tests(dir.path()), "http://127.0.0.1:0".into(), CancellationToken::new())
-                .unwrap();
-        let created = node.create_room("revoked", "python", 3600).unwrap();
-        let (room, cand) = node.authorize(&created.room, Some(&created.tokens["candidate"])).unwrap();
-        let (_, host) = node.authorize(&created.room, Some(&created.tokens["host"])).unwrap();
-        let live = &node.inner.live;
+        let room_key = Identity::from_seed([7; 32]);
+        let room = room_key.public();
+        let expiry = now_ms() / 1000 + 3600;
+        let cand = Invite::issue(&room_key, Role::Candidate, expiry, 0, 1).grant;
+        let host = Invite::issue(&room_key, Role::Host, expiry, 0, 2).grant;
+        let live = Arc::new(Live::default());
+        let metrics = Metrics::default();
+        let yws_closed = std::cell::Cell::new(0);
+        let no_yws = |_: &RoomId, _: u64, _: &str| yws_closed.set(yws_closed.get() + 1);
         let (tx1, rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
         let (tx3, _rx3) = oneshot::channel();
@@ -214,10 +219,11 @@ mod tests {
         let _g2 = live.register_signal(2, room, &host, tx2);
         let g3 = live.register_signal(3, room, &cand, tx3);
         drop(g3);
-        assert_eq!(node.close_grant(&room, &cand, "invite revoked"), 1);
+        assert_eq!(live.close_link(&room, &cand.invite, "invite revoked", &metrics, no_yws), 1);
         assert_eq!(rx1.await.unwrap(), "invite revoked");
         assert!(rx2.try_recv().is_err(), "the host's connection was closed too");
-        assert_eq!(node.close_grant(&room, &cand, "again"), 0);
+        assert_eq!(live.close_link(&room, &cand.invite, "again", &metrics, no_yws), 0);
         assert_eq!(live.map.lock().unwrap().len(), 1);
+        assert_eq!(yws_closed.get(), 0, "no /yws connection here");
     }
 }

@@ -17,53 +17,101 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arena_core::sync::wire::Wire;
-use arena_core::{Invite, PeerKey, Role, RoomId, FLAG_PROXY};
+use arena_core::{Identity, Invite, PeerKey, Role, RoomId, FLAG_PROXY};
 use arena_node::{JoinSpec, NodeConfig, NodeEvent, NodeHandle};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::chan;
+use crate::clock::now_ms;
 use crate::error::BootstrapError;
-use crate::hub::HubCmd;
-use crate::node::{now_ms, Node};
+use crate::metrics::{inc, Metrics};
+use crate::registry::Registry;
+use crate::room::{Network, RoomCmd};
 
-/// The running libp2p side.
+/// The running libp2p side, as the room actors see it (the [`Network`] they hand their
+/// clients' envelopes and presence to).
 #[derive(Debug)]
 pub(crate) struct P2p {
-    pub(crate) handle: NodeHandle,
+    handle: NodeHandle,
     outbound: mpsc::Sender<(RoomId, Vec<Wire>)>,
     presence: mpsc::Sender<(RoomId, Vec<u8>)>,
     /// Rooms the libp2p side has joined (or is joining).
     joined: Mutex<HashSet<RoomId>>,
+    /// This node federates (`--peer`): it joins every room it loads.
+    federates: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl P2p {
+    /// Whether the libp2p side has joined `room` (or is joining it).
     fn has(&self, room: &RoomId) -> bool {
         self.joined.lock().is_ok_and(|j| j.contains(room))
     }
+
+    /// Whether the libp2p side should join a room as soon as it is loaded: when it is hosted
+    /// elsewhere (the home node signs for our clients) or this node federates.
+    fn join_eagerly(&self, hosted_here: bool) -> bool {
+        !hosted_here || self.federates
+    }
 }
 
-/// Whether the libp2p side has joined `room` (or is joining it).
-pub(crate) fn joined(node: &Node, room: &RoomId) -> bool {
-    node.inner.p2p.get().is_some_and(|p| p.has(room))
+impl Network for P2p {
+    /// Sends what a room actor applied from its clients to the network (never blocks).
+    fn envelopes(&self, room: RoomId, msgs: Vec<Wire>) {
+        if self.has(&room) && self.outbound.try_send((room, msgs)).is_err() {
+            // Counted, not logged per message: under load this would flood the log.
+            inc(&self.metrics.bridge_dropped, 1);
+            debug!(room = %room, "libp2p bridge queue full; the network catches up by anti-entropy");
+        }
+    }
+
+    /// Hands one of our clients' awareness updates to the libp2p side (dropped when its
+    /// queue is full: presence is refreshed every few seconds).
+    fn presence(&self, room: RoomId, update: Vec<u8>) {
+        if self.has(&room) && self.presence.try_send((room, update)).is_err() {
+            inc(&self.metrics.bridge_dropped, 1);
+        }
+    }
+
+    fn room_loaded(
+        self: Arc<Self>,
+        room: RoomId,
+        room_key: Option<Identity>,
+        token: Option<&str>,
+        actor: &chan::Sender<RoomCmd>,
+    ) {
+        if self.has(&room) || self.join_eagerly(room_key.is_some()) {
+            tokio::spawn(attach(self, room, room_key, token.map(str::to_owned), actor.clone()));
+        }
+    }
 }
 
-/// Starts the libp2p node and the bridge tasks; returns them to await on shutdown.
-pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapError> {
-    let cfg = node.cfg();
+/// The libp2p side once started: its tasks (awaited on shutdown), and its addresses (with
+/// `/p2p/<peer id>`) for whoever started the node.
+pub(crate) struct Started {
+    pub(crate) p2p: Arc<P2p>,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+    pub(crate) addrs: Vec<String>,
+}
+
+/// Starts the libp2p node and the bridge tasks, and makes it the room actors' network.
+pub(crate) async fn start(registry: &Registry) -> Result<Started, BootstrapError> {
+    let cfg = registry.cfg();
+    let env = registry.env();
     let parse = |s: &String| s.parse().map_err(|e| BootstrapError::Config(format!("bad multiaddr {s:?}: {e}")));
     // The libp2p replica writes its own envelopes (its admission, its participant entry), so
     // it must not share the room actor's author chain: it gets a key of its own, derived
     // from the node key (stable across restarts).
-    let p2p_identity = node.inner.identity.derive("arena/bootstrap-p2p");
+    let p2p_identity = registry.identity().derive("arena/bootstrap-p2p");
     let mut ncfg = NodeConfig::new(p2p_identity);
     ncfg.listen = cfg.p2p_listen.iter().map(parse).collect::<Result<_, _>>()?;
     ncfg.bootstrap = cfg.peers.iter().map(parse).collect::<Result<_, _>>()?;
     ncfg.data_dir = Some(cfg.data_dir.join("p2p"));
     ncfg.behaviour = arena_node::behaviour::BehaviourConfig::server();
     ncfg.announce_listen_addrs = true;
-    let shutdown = node.inner.shutdown.clone();
+    let shutdown = env.shutdown.clone();
     // The libp2p node runs on a thread of its own: its actor flushes sled inline (group
     // commit), and an fsync on one of the two shared runtime workers stalled every WebSocket
     // room behind it (p99 26–41 ms at 400 edits/s; 5–7 ms on its own thread).
@@ -93,14 +141,19 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let peer = handle.peer_id();
-    for a in &addrs {
-        crate::say(&format!("libp2p {a}/p2p/{peer}"));
-    }
+    let addrs = addrs.iter().map(|a| format!("{a}/p2p/{peer}")).collect();
     info!(%peer, "libp2p node started");
     let (tx, mut rx) = mpsc::channel::<(RoomId, Vec<Wire>)>(4096);
     let (ptx, mut prx) = mpsc::channel::<(RoomId, Vec<u8>)>(1024);
-    let p2p = Arc::new(P2p { handle: handle.clone(), outbound: tx, presence: ptx, joined: Mutex::default() });
-    if node.inner.p2p.set(p2p).is_err() {
+    let p2p = Arc::new(P2p {
+        handle: handle.clone(),
+        outbound: tx,
+        presence: ptx,
+        joined: Mutex::default(),
+        federates: !cfg.peers.is_empty(),
+        metrics: env.metrics.clone(),
+    });
+    if env.network.set(p2p.clone()).is_err() {
         return Err(BootstrapError::Config("libp2p started twice".into()));
     }
     let mut tasks = Vec::new();
@@ -140,7 +193,7 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
         }
     }));
     // The network's envelopes and presence → the room actors.
-    let node2 = node.clone();
+    let (registry, p2p2) = (registry.clone(), p2p.clone());
     let mut events = handle.subscribe();
     tasks.push(tokio::spawn(async move {
         loop {
@@ -150,7 +203,7 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
             };
             match ev {
                 Ok(NodeEvent::Applied { room, envelopes, from: Some(_) }) => {
-                    if let Some(hub) = node2.loaded_hub(&room) {
+                    if let Some(actor) = registry.loaded(&room) {
                         // The authors' admissions and the delegations stock clients' envelopes
                         // name, before the envelopes.
                         let (adms, dels) = handle
@@ -158,44 +211,44 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
                             .await
                             .unwrap_or_default();
                         let msgs = vec![Wire::Admissions(adms), Wire::Delegations(dels), Wire::Envelopes(envelopes)];
-                        let _ = hub.send(HubCmd::Remote { msgs }).await;
+                        let _ = actor.send(RoomCmd::Remote { msgs }).await;
                     }
                 }
                 // A host removed a member on another node (or a native peer): the room
                 // applies the revocation and closes the member's connections here too.
                 Ok(NodeEvent::Revoked { room, revocations, .. }) => {
-                    if let Some(hub) = node2.loaded_hub(&room) {
-                        let _ = hub.send(HubCmd::Remote { msgs: vec![Wire::Revocations(revocations)] }).await;
+                    if let Some(actor) = registry.loaded(&room) {
+                        let _ = actor.send(RoomCmd::Remote { msgs: vec![Wire::Revocations(revocations)] }).await;
                     }
                 }
                 Ok(NodeEvent::RoomWanted { room, from }) => {
                     // Only rooms we host, and only for a member (the event is raised for a
                     // request that proves membership): a stranger cannot make us load rooms.
-                    let hosted = node2.room_key(&room).ok().flatten();
-                    let joined = joined(&node2, &room);
+                    let hosted = registry.room_key(&room).ok().flatten();
+                    let joined = p2p2.has(&room);
                     if let (Some(key), false) = (hosted, joined) {
                         debug!(room = %room, peer = %from, "a libp2p peer wants the room; joining");
-                        match node2.hub(&room, None).await {
-                            Ok(hub) => {
-                                tokio::spawn(attach(node2.clone(), room, Some(key), None, hub));
+                        match registry.actor(&room, None).await {
+                            Ok(actor) => {
+                                tokio::spawn(attach(p2p2.clone(), room, Some(key), None, actor));
                             }
                             Err(e) => warn!(room = %room, error = %e, "loading a room a peer asked for"),
                         }
                     }
                 }
                 Ok(NodeEvent::Presence { room, update, .. }) => {
-                    if let Some(hub) = node2.loaded_hub(&room) {
+                    if let Some(actor) = registry.loaded(&room) {
                         // Cosmetic and refreshed every few seconds: dropped when the room is busy.
-                        let _ = hub.try_send(HubCmd::RemotePresence { update });
+                        let _ = actor.try_send(RoomCmd::RemotePresence { update });
                     }
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     // Missed events: resync every loaded room from the libp2p replica.
                     warn!(missed = n, "bridge lagged; resyncing rooms");
-                    for (room, hub) in node2.loaded_hubs() {
-                        if joined(&node2, &room) {
-                            exchange(&handle, room, &hub).await;
+                    for (room, actor) in registry.env().rooms.all() {
+                        if p2p2.has(&room) {
+                            exchange(&handle, room, &actor).await;
                         }
                     }
                 }
@@ -203,42 +256,15 @@ pub(crate) async fn start(node: &Node) -> Result<Vec<JoinHandle<()>>, BootstrapE
             }
         }
     }));
-    Ok(tasks)
+    Ok(Started { p2p, tasks, addrs })
 }
 
 /// The libp2p addresses (with `/p2p/<peer id>`), for `GET /api/peers`.
-pub(crate) async fn addrs(node: &Node) -> (Option<String>, Vec<String>) {
-    let Some(p) = node.inner.p2p.get() else { return (None, Vec::new()) };
+pub(crate) async fn addrs(p2p: Option<&P2p>) -> (Option<String>, Vec<String>) {
+    let Some(p) = p2p else { return (None, Vec::new()) };
     let peer = p.handle.peer_id();
     let addrs = p.handle.listen_addrs().await.unwrap_or_default();
     (Some(peer.to_string()), addrs.iter().map(|a| format!("{a}/p2p/{peer}")).collect())
-}
-
-/// Sends what a room actor applied from its clients to the network (never blocks).
-pub(crate) fn to_network(node: &Node, room: RoomId, msgs: Vec<Wire>) {
-    if let Some(p) = node.inner.p2p.get().filter(|p| p.has(&room)) {
-        if p.outbound.try_send((room, msgs)).is_err() {
-            // Counted, not logged per message: under load this would flood the log.
-            crate::metrics::inc(&node.inner.metrics.bridge_dropped, 1);
-            debug!(room = %room, "libp2p bridge queue full; the network catches up by anti-entropy");
-        }
-    }
-}
-
-/// Hands one of our clients' awareness updates to the libp2p side (dropped when its queue
-/// is full: presence is refreshed every few seconds).
-pub(crate) fn presence_to_network(node: &Node, room: RoomId, update: Vec<u8>) {
-    if let Some(p) = node.inner.p2p.get().filter(|p| p.has(&room)) {
-        if p.presence.try_send((room, update)).is_err() {
-            crate::metrics::inc(&node.inner.metrics.bridge_dropped, 1);
-        }
-    }
-}
-
-/// Whether the libp2p side should join a room as soon as it is loaded: when it is hosted
-/// elsewhere (the home node signs for our clients) or this node federates.
-pub(crate) fn join_eagerly(node: &Node, hosted_here: bool) -> bool {
-    node.inner.p2p.get().is_some() && (!hosted_here || !node.cfg().peers.is_empty())
 }
 
 /// Joins a room on the libp2p side (once) and exchanges what each replica lacks.
@@ -247,17 +273,16 @@ pub(crate) fn join_eagerly(node: &Node, hosted_here: bool) -> bool {
 /// Either token carries the room's read key, which the room's gossip is sealed under: a
 /// node that does not host the room learns it from the first client token it checked (and
 /// keeps it under `{data dir}/p2p/read-keys/` for its restarts).
-pub(crate) async fn attach(
-    node: Node,
+async fn attach(
+    p: Arc<P2p>,
     room: RoomId,
-    room_key: Option<arena_core::Identity>,
+    room_key: Option<Identity>,
     token: Option<String>,
-    hub: chan::Sender<HubCmd>,
+    actor: chan::Sender<RoomCmd>,
 ) {
-    let Some(p) = node.inner.p2p.get() else { return };
     if !p.joined.lock().is_ok_and(|mut j| j.insert(room)) {
         // Joined already: just catch the two replicas up (a reloaded room).
-        exchange(&p.handle, room, &hub).await;
+        exchange(&p.handle, room, &actor).await;
         return;
     }
     let token = match room_key {
@@ -272,26 +297,26 @@ pub(crate) async fn attach(
         }
         return;
     }
-    crate::metrics::inc(&node.inner.metrics.libp2p_rooms, 1);
-    exchange(&p.handle, room, &hub).await;
+    inc(&p.metrics.libp2p_rooms, 1);
+    exchange(&p.handle, room, &actor).await;
 }
 
 /// Both directions of catch-up between the room actor and the libp2p replica.
-async fn exchange(handle: &NodeHandle, room: RoomId, hub: &chan::Sender<HubCmd>) {
+async fn exchange(handle: &NodeHandle, room: RoomId, actor: &chan::Sender<RoomCmd>) {
     let their: BTreeMap<PeerKey, u64> = handle.with_room(room, |r, _| r.envelope_vector()).await.unwrap_or_default();
     let (tx, rx) = oneshot::channel();
-    if hub.send(HubCmd::Answer { have: their, reply: tx }).await.is_err() {
+    if actor.send(RoomCmd::Answer { have: their, reply: tx }).await.is_err() {
         return;
     }
     if let Ok(msgs) = rx.await {
         let _ = handle.ingest(room, msgs).await;
     }
     let (tx, rx) = oneshot::channel();
-    if hub.send(HubCmd::Vector { reply: tx }).await.is_err() {
+    if actor.send(RoomCmd::Vector { reply: tx }).await.is_err() {
         return;
     }
     let Ok(ours) = rx.await else { return };
     if let Ok(Ok(msgs)) = handle.with_room(room, move |r, _| r.answer(&ours)).await {
-        let _ = hub.send(HubCmd::Remote { msgs }).await;
+        let _ = actor.send(RoomCmd::Remote { msgs }).await;
     }
 }

@@ -32,7 +32,7 @@
 //!   is bounded ([`QUEUE`]); a subscriber whose queue is full is disconnected ("too slow"),
 //!   not buffered for.
 //! - **Expiry**: the connection is closed when the invite that opened its room expires (or
-//!   through [`crate::Node::close_grant`]).
+//!   through [`crate::Registry::close_grant`]).
 //! - **Deadlines**: a connection quiet for `--ws-ping-ms` gets a WebSocket ping; one from
 //!   which nothing came for `--ws-idle-timeout-ms` (not even the pong) is closed (4408).
 
@@ -50,11 +50,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
-use crate::limit::{RateLimiter, Slot};
+use crate::conn::next_conn_id;
+use crate::limit::{ConnCaps, RateLimiter, Slot};
 use crate::live::{grant_id, GrantId, LiveGuard, CLOSE_DENIED};
 use crate::metrics::{dec, inc};
-use crate::node::Node;
-use crate::yws::next_conn_id;
+use crate::registry::Registry;
 
 /// Largest signaling message (SDP offers are a few KiB).
 const MAX_SIGNAL: usize = 64 * 1024;
@@ -78,9 +78,27 @@ struct Topic {
     from: HashMap<String, (u64, Option<GrantId>)>,
 }
 
+/// The `/signal` handler's state: the registry (for tokens and live connections), the
+/// topics, and the caps on open connections.
+#[derive(Clone, Debug)]
+struct Signal {
+    registry: Registry,
+    topics: Arc<Topics>,
+    /// `/signal` connections open, per client IP, per invite link and in total.
+    caps: Arc<ConnCaps>,
+}
+
+/// The `/signal` route.
+pub(crate) fn routes<S>(registry: Registry) -> axum::Router<S> {
+    let cfg = registry.cfg();
+    let caps = Arc::new(ConnCaps::new(cfg.signal_max_per_ip, cfg.signal_max_per_token, cfg.signal_max_connections));
+    let state = Signal { registry, topics: Arc::default(), caps };
+    axum::Router::new().route("/signal", axum::routing::get(upgrade)).with_state(state)
+}
+
 /// topic → subscribers and bound `from`s.
 #[derive(Debug, Default)]
-pub(crate) struct Topics {
+struct Topics {
     map: Mutex<HashMap<String, Topic>>,
 }
 
@@ -151,7 +169,7 @@ fn observer_may_see(data: &Value) -> bool {
 }
 
 /// Forwards a publish to `subs` (after the topic's lock is released); returns how many got it.
-fn fan_out(node: &Node, subs: &[Sub], msg: &Value) -> usize {
+fn fan_out(sig: &Signal, subs: &[Sub], msg: &Value) -> usize {
     let mut msg = msg.clone();
     msg["clients"] = json!(subs.len());
     let for_observers = msg.get("data").is_some_and(observer_may_see);
@@ -164,7 +182,7 @@ fn fan_out(node: &Node, subs: &[Sub], msg: &Value) -> usize {
         match s.tx.try_send(text.clone()) {
             Ok(()) => sent += 1,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                inc(&node.inner.metrics.frames_dropped_slow, 1);
+                inc(&sig.registry.metrics().frames_dropped_slow, 1);
                 s.kick.cancel();
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -173,8 +191,8 @@ fn fan_out(node: &Node, subs: &[Sub], msg: &Value) -> usize {
     sent
 }
 
-pub(crate) async fn upgrade(
-    State(node): State<Node>,
+async fn upgrade(
+    State(sig): State<Signal>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
@@ -184,10 +202,10 @@ pub(crate) async fn upgrade(
     if !headers.get(axum::http::header::SEC_WEBSOCKET_KEY).is_some_and(crate::ws::valid_key) {
         return (axum::http::StatusCode::BAD_REQUEST, crate::ws::BAD_KEY).into_response();
     }
-    let slot = match node.inner.signal_caps.acquire(peer.ip()) {
+    let slot = match sig.caps.acquire(peer.ip()) {
         Ok(s) => s,
         Err(e) => {
-            inc(&node.inner.metrics.connections_refused, 1);
+            inc(&sig.registry.metrics().connections_refused, 1);
             debug!(ip = %peer.ip(), ?e, "signaling connection refused");
             return e.response("signaling");
         }
@@ -199,22 +217,22 @@ pub(crate) async fn upgrade(
         .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| {
             let conn = next_conn_id();
-            serve(node, socket, conn, token, slot).instrument(info_span!("signal", conn))
+            serve(sig, socket, conn, token, slot).instrument(info_span!("signal", conn))
         })
 }
 
 /// Whether `topic` is a room id; if so, the grant the token gives for it (or why not).
-fn check_topic(node: &Node, topic: &str, token: Option<&str>) -> Result<Option<(RoomId, Grant)>, String> {
+fn check_topic(registry: &Registry, topic: &str, token: Option<&str>) -> Result<Option<(RoomId, Grant)>, String> {
     let looks_like_room = topic.len() == 64 && topic.bytes().all(|b| b.is_ascii_hexdigit());
     if !looks_like_room {
         return Ok(None);
     }
-    node.authorize_unrevoked(topic, token).map(Some).map_err(|e| e.message())
+    registry.authorize_unrevoked(topic, token).map(Some).map_err(|e| e.message())
 }
 
 /// One connection's state.
 struct Conn {
-    node: Node,
+    sig: Signal,
     conn: u64,
     token: Option<String>,
     tx: mpsc::Sender<Arc<str>>,
@@ -235,21 +253,23 @@ impl Conn {
     /// Checks a room topic's token; the first room it opens puts the connection in the node's
     /// live connections. Returns whether the token's role is observer.
     fn authorize(&mut self, topic: &str) -> Result<bool, String> {
-        let Some((room, grant)) = check_topic(&self.node, topic, self.token.as_deref())? else { return Ok(false) };
+        let Some((room, grant)) = check_topic(&self.sig.registry, topic, self.token.as_deref())? else {
+            return Ok(false);
+        };
         if self.live.is_none() {
             if let Err(e) = self.slot.hold_link(&grant.invite) {
-                inc(&self.node.inner.metrics.connections_refused, 1);
+                inc(&self.sig.registry.metrics().connections_refused, 1);
                 return Err(e.message("signaling"));
             }
             self.grant = Some(grant_id(&grant));
             let (tx, rx) = oneshot::channel();
-            self.live = Some((self.node.inner.live.register_signal(self.conn, room, &grant, tx), rx));
+            self.live = Some((self.sig.registry.env().live.register_signal(self.conn, room, &grant, tx), rx));
         }
         Ok(!grant.role.may_write())
     }
 
     fn subscribe(&mut self, msg: &Value, errors: &mut Vec<Value>) {
-        let max_topics = self.node.cfg().max_topics;
+        let max_topics = self.sig.registry.cfg().max_topics;
         for t in topic_list(msg) {
             if t.len() > 256 {
                 errors.push(json!({"type": "error", "topic": t.chars().take(64).collect::<String>(), "reason": "topic too long"}));
@@ -260,7 +280,7 @@ impl Conn {
                     Err(reason) => errors.push(json!({"type": "error", "topic": t, "reason": reason})),
                     Ok(observer) => {
                         let sub = Sub { tx: self.tx.clone(), kick: self.kick.clone(), observer };
-                        self.node.inner.signal.subscribe(&t, self.conn, sub);
+                        self.sig.topics.subscribe(&t, self.conn, sub);
                         self.mine.insert(t);
                     }
                 }
@@ -269,7 +289,7 @@ impl Conn {
     }
 
     fn publish(&mut self, msg: &Value, errors: &mut Vec<Value>) {
-        let m = self.node.inner.metrics.clone();
+        let m = self.sig.registry.env().metrics.clone();
         let Some(t) = msg.get("topic").and_then(Value::as_str) else {
             errors.push(json!({"type": "error", "reason": "publish needs a topic"}));
             return;
@@ -284,15 +304,15 @@ impl Conn {
             Ok(false) => {}
         }
         let from = msg.get("data").and_then(|d| d.get("from")).and_then(Value::as_str);
-        if from.is_some() && !self.bound.contains(t) && self.bound.len() >= self.node.cfg().max_topics {
+        if from.is_some() && !self.bound.contains(t) && self.bound.len() >= self.sig.registry.cfg().max_topics {
             return errors.push(json!({"type": "error", "reason": "publishing on too many topics"}));
         }
-        match self.node.inner.signal.prepare(t, self.conn, self.grant, from) {
+        match self.sig.topics.prepare(t, self.conn, self.grant, from) {
             Ok(subs) => {
                 if from.is_some() {
                     self.bound.insert(t.to_owned());
                 }
-                fan_out(&self.node, &subs, msg);
+                fan_out(&self.sig, &subs, msg);
             }
             Err(e) => {
                 inc(&m.signal_refused, 1);
@@ -339,18 +359,18 @@ async fn closed(live: &mut Option<(LiveGuard, oneshot::Receiver<String>)>) -> Op
     }
 }
 
-async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<String>, slot: Slot) {
-    let m = node.inner.metrics.clone();
+async fn serve(sig: Signal, mut socket: WebSocket, conn: u64, token: Option<String>, slot: Slot) {
+    let m = sig.registry.env().metrics.clone();
     inc(&m.connections_total, 1);
     inc(&m.connections_active, 1);
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(QUEUE);
-    let mut limiter = RateLimiter::new(node.cfg().rate_limit);
-    let shutdown = node.inner.shutdown.clone();
+    let mut limiter = RateLimiter::new(sig.registry.cfg().rate_limit);
+    let shutdown = sig.registry.env().shutdown.clone();
     let kick = CancellationToken::new();
     let (mine, bound) = (HashSet::new(), HashSet::new());
-    let (ping_ms, idle_ms) = (node.cfg().ws_ping_ms, node.cfg().ws_idle_timeout_ms);
+    let (ping_ms, idle_ms) = (sig.registry.cfg().ws_ping_ms, sig.registry.cfg().ws_idle_timeout_ms);
     let (ping, idle) = (Duration::from_millis(ping_ms.into()), Duration::from_millis(idle_ms.into()));
-    let mut c = Conn { node, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None, slot };
+    let mut c = Conn { sig, conn, token, tx, kick: kick.clone(), mine, bound, live: None, grant: None, slot };
     // Deadlines (as on /yws, see `crate::ws::Deadlines`): quiet for `ping`, a ping; nothing,
     // not even the pong, for `idle`, dropped. A client stalled inside a message sends no
     // pong either (messages here are small: no read deadline of their own).
@@ -437,7 +457,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
             Some("subscribe") => c.subscribe(&msg, &mut errors),
             Some("unsubscribe") => {
                 for t in topic_list(&msg) {
-                    c.node.inner.signal.leave(&t, conn);
+                    c.sig.topics.leave(&t, conn);
                     c.mine.remove(&t);
                     c.bound.remove(&t);
                 }
@@ -453,7 +473,7 @@ async fn serve(node: Node, mut socket: WebSocket, conn: u64, token: Option<Strin
         }
     }
     for t in c.mine.iter().chain(&c.bound) {
-        c.node.inner.signal.leave(t, conn);
+        c.sig.topics.leave(t, conn);
     }
     drop(c);
     dec(&m.connections_active);

@@ -127,6 +127,13 @@ async fn json_text_and_pdf() -> Result<()> {
     assert_eq!(status, 200, "{v2}");
     assert_eq!(v2, v, "the same text gives the same answer");
 
+    // Over the rest of the API's 64 KiB, under --resume-max-bytes: taken.
+    let long = format!("{RESUME}{}", "- Maintained internal tooling for the platform team.\n".repeat(2_000));
+    assert!(long.len() > 100_000);
+    let (status, v3) =
+        post_json(server.addr, None, &serde_json::json!({"resume": long, "job_description": JD})).await?;
+    assert_eq!(status, 200, "{v3}");
+
     let (ct, body) =
         multipart(&[("resume", Some("cv.pdf"), &text_pdf(RESUME)), ("job_description", None, JD.as_bytes())]);
     let (status, v) = post(server.addr, &ct, None, &body).await?;

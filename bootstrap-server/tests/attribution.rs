@@ -3,7 +3,6 @@
 //! them, each naming the writer's own grant (`via`: the invite key of the client's link),
 //! and holds them to that grant's role itself.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;
@@ -40,7 +39,7 @@ async fn stock_types(addr: std::net::SocketAddr, room: &str, token: &str, client
 /// The `via` of the envelope in `peer`'s log that created client `client`'s first item.
 fn via_of(peer: &ArenaPeer, client: u64) -> Result<Option<Option<PeerKey>>> {
     use arena_core::Store;
-    for e in peer.room.store().log_range(0, u64::MAX)? {
+    for e in peer.room().store().log_range(0, u64::MAX)? {
         let u = yrs::Update::decode_v1(&e.envelope.update)?;
         if u.insertions(true).client_ids().any(|c| c.get() == client) {
             return Ok(Some(e.envelope.via));
@@ -74,7 +73,7 @@ async fn stock_clients_edits_reach_a_native_peer_each_under_its_own_grant() -> R
     ensure!(cand == Some(cand_key), "the candidate's edit is attributed to {cand:?}, not its grant {cand_key}");
     ensure!(host == Some(host_key), "the host's edit is attributed to {host:?}, not its grant {host_key}");
     // The native peer knows both delegations, with their roles.
-    let ledger = native.room.ledger();
+    let ledger = native.room().ledger();
     let role = |k: &PeerKey| ledger.delegation(k).map(|d| d.grant.role);
     ensure!(role(&cand_key) == Some(arena_core::Role::Candidate), "candidate delegation: {:?}", role(&cand_key));
     ensure!(role(&host_key) == Some(arena_core::Role::Host), "host delegation: {:?}", role(&host_key));
@@ -116,7 +115,7 @@ async fn the_node_stops_signing_for_a_stock_client_whose_link_was_revoked() -> R
     }
     ensure!(via_of(&host, 333_333)? == Some(Some(cand_key)), "the stock edit does not name the candidate's grant");
     // The host withdraws the candidate's link: the node closes the stock client ...
-    let revocation = host.room.revoke(cand_key, now_ms())?;
+    let revocation = host.room_mut().revoke(cand_key, now_ms())?;
     host.send(vec![revocation]).await?;
     let (code, reason) = closed(&mut stock, T).await?;
     ensure!(code == 4403 && reason.contains("removed"), "closed with {code} {reason:?}");
@@ -134,7 +133,7 @@ async fn the_node_stops_signing_for_a_stock_client_whose_link_was_revoked() -> R
         ensure!(tokio::time::Instant::now() < deadline, "the late joiner never caught up: {:?}", late.text());
         late.pump(Duration::from_millis(50)).await?;
     }
-    ensure!(late.room.ledger().is_revoked(&cand_key), "the late joiner lacks the revocation");
+    ensure!(late.room().ledger().is_revoked(&cand_key), "the late joiner lacks the revocation");
     ensure!(!late.text().contains("[after]"), "the node signed for the revoked link: {:?}", late.text());
     server.stop().await?;
     Ok(())

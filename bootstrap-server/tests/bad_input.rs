@@ -1,7 +1,6 @@
 //! Bad input at every HTTP and WebSocket entry point gets a clear error, never a crash,
 //! and only the offending connection suffers.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! node edits; both converge. One node is stopped and restarted on its data dir; they
 //! converge again.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;
@@ -108,8 +107,8 @@ async fn stock_clients_write_through_a_node_that_does_not_host_the_room() -> Res
         .with_test_writer()
         .try_init();
     if js_dir().is_err() {
-        eprintln!("SKIPPED: npm packages missing (npm ci --prefix bootstrap-server/tests/js)");
-        anyhow::bail!("npm packages missing: run `npm ci --prefix bootstrap-server/tests/js`");
+        eprintln!("SKIPPED: npm packages missing (bash scripts/npm-install.sh)");
+        anyhow::bail!("npm packages missing: run `bash scripts/npm-install.sh`");
     }
     let d1 = tempfile::tempdir()?;
     let d2 = tempfile::tempdir()?;
@@ -224,7 +223,7 @@ async fn a_revocation_from_another_node_closes_the_member_here() -> Result<()> {
     converge(&mut [&mut a, &mut b], &["[a]".into(), "[b]".into()]).await?;
 
     let bob = arena_core::Identity::from_passphrase("bob").public();
-    let revocation = a.room.revoke(bob, now_ms())?;
+    let revocation = a.room_mut().revoke(bob, now_ms())?;
     a.send(vec![revocation]).await?;
     let (code, reason) = b.until_closed(T).await?;
     ensure!(code == 4403, "closed with {code} {reason:?}");
@@ -304,7 +303,7 @@ async fn a_stranger_cannot_make_a_node_load_a_room_or_read_it() -> Result<()> {
             recording: None,
         })
         .await?;
-    wait_for(T, || async {
+    wait_for(T, "the other node learns the proxy grant", || async {
         let proxies = member.with_room(other_id, |r, _| r.ledger().members().filter(|(_, m)| m.proxy).count()).await?;
         Ok((proxies > 0).then_some(()))
     })

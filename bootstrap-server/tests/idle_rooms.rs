@@ -1,7 +1,6 @@
 //! Rooms without connections are unloaded after `--room-idle-secs` and reloaded from sled
 //! on demand, so memory stays bounded by the active rooms.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;
@@ -20,7 +19,7 @@ async fn idle_rooms_unload_and_reload() -> Result<()> {
     peer.type_text(0, "print(42)\n").await?;
     // The node has it once its info reports the length (answered after a flush).
     let path = format!("/api/rooms/{}?token={}", room.room, room.host);
-    wait_for(Duration::from_secs(20), || async {
+    wait_for(Duration::from_secs(20), "the room reports codeLength 10", || async {
         let (_, b) = http(server.addr, "GET", &path, "").await?;
         let v: serde_json::Value = serde_json::from_str(&b)?;
         Ok((v["codeLength"].as_u64() == Some(10)).then_some(()))
@@ -34,8 +33,10 @@ async fn idle_rooms_unload_and_reload() -> Result<()> {
     assert!(commits >= flushes, "{commits} commits for {flushes} flushes: each flush answers at least one");
     assert!(gauge(server.addr, "store_flush_us_total").await? > 0);
     drop(peer);
-    wait_for(Duration::from_secs(20), || async { Ok((gauge(server.addr, "rooms_loaded").await? == 0).then_some(())) })
-        .await?;
+    wait_for(Duration::from_secs(20), "rooms_loaded back to 0", || async {
+        Ok((gauge(server.addr, "rooms_loaded").await? == 0).then_some(()))
+    })
+    .await?;
 
     // A new connection reloads it from sled with everything in it.
     let mut late = ArenaPeer::connect(server.addr, &room.room, &room.candidate, "late").await?;
@@ -69,7 +70,7 @@ async fn idle_documents_are_evicted_and_reopened_while_clients_stay() -> Result<
         host.pump(Duration::from_millis(10)).await?;
     }
     // Idle: the document goes, the room (its connections) stays.
-    wait_for(Duration::from_secs(20), || async {
+    wait_for(Duration::from_secs(20), "the document evicted", || async {
         Ok((gauge(server.addr, "documents_loaded").await? == 0).then_some(()))
     })
     .await?;
@@ -97,7 +98,7 @@ async fn idle_documents_are_evicted_and_reopened_while_clients_stay() -> Result<
     }
     assert_eq!(gauge(server.addr, "documents_reloaded_total").await?, 1);
     // A newcomer while it sleeps again gets the whole document (its join reopens it).
-    wait_for(Duration::from_secs(20), || async {
+    wait_for(Duration::from_secs(20), "the document evicted again", || async {
         Ok((gauge(server.addr, "documents_loaded").await? == 0).then_some(()))
     })
     .await?;
@@ -133,13 +134,13 @@ async fn a_busy_room_checkpoints_and_reopens_from_it() -> Result<()> {
             host.pump(Duration::from_millis(5)).await?;
         }
     }
-    wait_for(Duration::from_secs(30), || async {
+    wait_for(Duration::from_secs(30), "a checkpoint written", || async {
         Ok((gauge(server.addr, "checkpoints_total").await? >= 1).then_some(()))
     })
     .await?;
     assert!(gauge(server.addr, "checkpoint_us_total").await? > 0);
     // Evicted, then reopened by a newcomer: from the checkpoint, with everything.
-    wait_for(Duration::from_secs(20), || async {
+    wait_for(Duration::from_secs(20), "the document evicted after the checkpoint", || async {
         Ok((gauge(server.addr, "documents_loaded").await? == 0).then_some(()))
     })
     .await?;

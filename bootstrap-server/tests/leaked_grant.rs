@@ -18,7 +18,7 @@ const PUMP: Duration = Duration::from_millis(400);
 /// modified client sends (its own replica would refuse to sign it).
 fn forged(peer: &ArenaPeer, edit: impl FnOnce(&yrs::Doc)) -> Result<Envelope> {
     use yrs::{ReadTxn, Transact};
-    let r = &peer.room;
+    let r = peer.room();
     let me = r.identity().clone();
     let copy = RoomDoc::new(me.public().client_id(0));
     copy.apply_v1(&r.doc().encode_state())?;
@@ -42,9 +42,9 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
     ensure!(mallory.text().contains("return 1"), "the candidate did not catch up: {:?}", mallory.text());
 
     // Every admission reached the candidate, the host's with its grant.
-    let host_key = host.room.identity().public();
+    let host_key = host.room().identity().public();
     let host_adm = mallory
-        .room
+        .room()
         .ledger()
         .admissions()
         .into_iter()
@@ -60,7 +60,7 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
     spliced.member = mallory2.public();
     let doc = RoomDoc::new(mallory2.public().client_id(0));
     let (_, update) = doc.edit(|e| e.set_meta("question", &serde_json::json!("pwned by the second key")));
-    let as_host_env = Envelope::seal(mallory.room.id(), &mallory2, 0, [0; 32], 0, update);
+    let as_host_env = Envelope::seal(mallory.room().id(), &mallory2, 0, [0; 32], 0, update);
     // Her admitted key writing host-only roots and someone else's vote.
     let meta = forged(&mallory, |d| {
         let m = d.get_or_insert_map("meta");
@@ -84,7 +84,7 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
     let mut late = ArenaPeer::connect(server.addr, &room.room, &room.observer, "late observer").await?;
     late.pump(PUMP).await?;
     for (who, peer) in [("host", &host), ("late observer", &late)] {
-        let r = &peer.room;
+        let r = peer.room();
         ensure!(r.ledger().member(&mallory2.public()).is_none(), "{who}: the second key was admitted");
         ensure!(r.doc().meta().question.is_empty(), "{who}: meta.question = {:?}", r.doc().meta().question);
         ensure!(r.doc().analysis().is_empty(), "{who}: a candidate's analysis arrived");
@@ -95,11 +95,11 @@ async fn a_member_cannot_become_host_or_write_host_only_roots() -> Result<()> {
     ensure!(rejected >= 2, "the node rejected {rejected} envelopes");
     // An envelope from ahead of her chain is held back (bounded, and counted), not applied.
     let ahead = {
-        let me = mallory.room.identity().clone();
-        let head = mallory.room.ledger().head(&me.public());
+        let me = mallory.room().identity().clone();
+        let head = mallory.room().ledger().head(&me.public());
         let doc = RoomDoc::new(me.public().client_id(0));
         let (_, update) = doc.edit(|e| e.splice_code(0, 0, "from the future"));
-        Envelope::seal(mallory.room.id(), &me, head.next_seq + 5, [9; 32], 0, update)
+        Envelope::seal(mallory.room().id(), &me, head.next_seq + 5, [9; 32], 0, update)
     };
     mallory.send(vec![Wire::Envelopes(vec![ahead])]).await?;
     host.pump(PUMP).await?;

@@ -5,7 +5,6 @@
 //! stock updates signed at most once per ten minutes (`--proxy-batch-ms`) they still go
 //! through, and the node signs what it holds when it stops.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;

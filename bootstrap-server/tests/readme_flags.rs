@@ -7,6 +7,7 @@ use arena_bootstrap::Config;
 use clap::CommandFactory;
 
 /// flag -> (variable, default) from the README's table (rows that start with "| `--").
+#[allow(clippy::expect_used, reason = "tests fail loudly")]
 fn readme_rows() -> BTreeMap<String, (String, String)> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
     let mut rows = BTreeMap::new();

@@ -1,7 +1,6 @@
 //! `/signal` speaks the y-webrtc signaling protocol: fan-out with `clients`, ping/pong,
 //! unsubscribe, token enforcement on room topics, limits.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;
@@ -168,7 +167,7 @@ async fn a_revoked_link_is_refused_at_connect() -> Result<()> {
     let mut before = connect(server.addr, Some(&room.candidate)).await?;
     assert!(subscribe(&mut before, &[&room.room]).await?.is_empty(), "the candidate's link did not open the room");
     // The host removes the candidate (its member key): the link it joined with goes too.
-    let revocation = host.room.revoke(cand.room.identity().public(), now_ms())?;
+    let revocation = host.room_mut().revoke(cand.room().identity().public(), now_ms())?;
     host.send(vec![revocation]).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

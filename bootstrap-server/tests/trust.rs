@@ -4,7 +4,6 @@
 //! wants an operator token off loopback, JSON bodies and a per-IP rate, and secrets at rest
 //! are private (item 9); a connection ends when its invite expires (item 4).
 
-#[path = "support.rs"]
 mod support;
 
 use std::net::SocketAddr;
@@ -368,7 +367,9 @@ async fn signal_connections_are_capped_per_ip_and_in_total() -> Result<()> {
     }
     // A connection that closes gives its place back.
     drop(open.pop());
-    let again = wait_for(WAIT, || async { Ok(signal_from(server.addr, [127, 0, 0, 1]).await?.ok()) }).await?;
+    let again =
+        wait_for(WAIT, "/signal accepts again", || async { Ok(signal_from(server.addr, [127, 0, 0, 1]).await?.ok()) })
+            .await?;
     drop((again, other, open));
     server.stop().await?;
     Ok(())
@@ -418,7 +419,9 @@ async fn yws_connections_are_capped_per_ip_and_in_total() -> Result<()> {
     }
     // A connection that closes gives its place back.
     drop(open.pop());
-    let again = wait_for(WAIT, || async { Ok(yws_from(server.addr, r, t, [127, 0, 0, 1]).await?.ok()) }).await?;
+    let again =
+        wait_for(WAIT, "/yws accepts again", || async { Ok(yws_from(server.addr, r, t, [127, 0, 0, 1]).await?.ok()) })
+            .await?;
     drop((again, other, open));
     server.stop().await?;
     Ok(())

@@ -2,7 +2,6 @@
 //! middle of a message, one that goes silent and answers no ping), caps per invite link,
 //! the handshake's key, and the close codes a client may send.
 
-#[path = "support.rs"]
 mod support;
 
 use std::net::SocketAddr;
@@ -103,9 +102,11 @@ fn close_of(frames: &[(u8, Vec<u8>)]) -> Option<(u16, String)> {
 
 /// Polls a gauge until it reads `want` (10 s at most).
 async fn gauge_reaches(a: SocketAddr, name: &str, want: u64) -> Result<()> {
-    wait_for(Duration::from_secs(10), || async { Ok((gauge(a, name).await? == want).then_some(())) })
-        .await
-        .with_context(|| format!("{name} never read {want}"))
+    wait_for(Duration::from_secs(10), "the gauge reaches its value", || async {
+        Ok((gauge(a, name).await? == want).then_some(()))
+    })
+    .await
+    .with_context(|| format!("{name} never read {want}"))
 }
 
 /// A y-protocols sync step 1 with an empty state vector: the room answers with a step 2
@@ -332,7 +333,7 @@ async fn a_third_connection_with_one_invite_link_is_refused() -> Result<()> {
     answers(&mut second).await?;
     first.close(None).await?;
     while first.next().await.is_some() {}
-    wait_for(Duration::from_secs(10), || async {
+    wait_for(Duration::from_secs(10), "a slot frees for a new upgrade", || async {
         let (_, status, _) = raw_upgrade(a, &path, KEY).await?;
         Ok((status == 101).then_some(()))
     })

@@ -2,7 +2,6 @@
 //! room concurrently through `/yws`; an observer's edits are refused; after kill -9 and a
 //! restart on the same data dir a new client receives the whole document.
 
-#[path = "support.rs"]
 mod support;
 
 use std::process::Stdio;
@@ -101,7 +100,7 @@ async fn kill_9_and_restart_keeps_the_document() -> Result<()> {
     // Acknowledged: the node reports the full length (it answers after its flush).
     let want = text.encode_utf16().count() as u64;
     let path = format!("/api/rooms/{}?token={}", room.room, room.host);
-    wait_for(T, || async {
+    wait_for(T, "the node holds the whole text", || async {
         let (_, body) = http(addr, "GET", &path, "").await?;
         let v: serde_json::Value = serde_json::from_str(&body)?;
         Ok((v["codeLength"].as_u64() == Some(want)).then_some(()))

@@ -9,7 +9,6 @@
 //! carrying a stock candidate's update that writes `meta`) and was accepted: "replica 0
 //! applied the stock candidate's meta write the node signed".
 
-#[path = "support.rs"]
 mod support;
 
 use anyhow::{ensure, Context, Result};

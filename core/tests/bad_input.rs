@@ -7,7 +7,6 @@
 //! which pass every check before the CRDT sees them, and a host-signed checkpoint whose state
 //! is garbage. `REGRESSIONS` keeps inputs that once crashed or corrupted a replica.
 
-#[path = "support.rs"]
 mod support;
 
 use std::sync::OnceLock;

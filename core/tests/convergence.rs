@@ -9,7 +9,6 @@
 //! of converged replicas differ now and then (yrs keeps items split where each replica once
 //! split them; `ARENA_REPORT_RAW=1 cargo test --test convergence -- --nocapture` counts it).
 
-#[path = "support.rs"]
 mod support;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -19,7 +18,8 @@ use arena_core::{CoreError, Cut, MemoryStore, Role, Room, Store};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError};
 
-use support::{assert_converged, char_to_utf16, fingerprint, party, sync_all, T0};
+use arena_testkit::traces::char_to_utf16;
+use support::{assert_converged, fingerprint, party, sync_all, T0};
 
 /// Inserted text: ASCII, accents, CJK, emoji (surrogate pairs in UTF-16), a ZWJ sequence.
 const TEXTS: &[&str] = &["a", "hello ", "héllo wörld", "日本語", "😀", "👩‍👩‍👧", "\n", "x😀y", "", "🎉🎉\n", "fn f() {}"];

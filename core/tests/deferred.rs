@@ -3,7 +3,6 @@
 //! stays out of it; every method that logs or answers seals first; nothing is lost on a
 //! reopen from the store or when envelopes arrive before the seal.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Duration;

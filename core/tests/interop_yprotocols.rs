@@ -1,5 +1,5 @@
 //! Interop with the real y-protocols stack: `yjs`, `y-protocols` and `lib0` from npm, run
-//! by Node (`core/tests/js/yinterop.mjs`, pinned by `core/tests/js/package-lock.json`).
+//! by Node (`core/tests/js/yinterop.mjs`, pinned by the repository's one `package-lock.json`).
 //!
 //! Checks that `arena_core::sync::ywire` speaks the y-websocket wire format byte for byte:
 //! every message kind Node encodes decodes here, every frame we encode decodes there, and a
@@ -7,7 +7,7 @@
 //! handles our frames exactly as y-websocket's client does ("stock" mode: ONE message per
 //! frame, anything after it ignored), so a frame a stock peer would half-read fails here.
 //!
-//! Needs `npm ci --prefix core/tests/js`. With `ARENA_SKIP_JS=1` a missing Node setup
+//! Needs `bash scripts/npm-install.sh`. With `ARENA_SKIP_JS=1` a missing Node setup
 //! skips the tests (loudly) instead of failing them.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -61,15 +61,17 @@ impl NodePeer {
     /// Starts the Node peer, or `None` when the setup is missing and skipping was asked for.
     fn start(test: &str) -> Result<Option<NodePeer>> {
         let dir = js_dir();
-        if !dir.join("node_modules").is_dir() {
+        // The repository's one npm workspace installs at the root (scripts/npm-install.sh).
+        let modules = dir.join("../../../node_modules/y-protocols");
+        if !modules.is_dir() {
             if skip_requested() {
-                loud_skip(test, "core/tests/js/node_modules is missing");
+                loud_skip(test, "the npm workspace (node_modules/ at the repository root) is not installed");
                 return Ok(None);
             }
             bail!(
-                "{} is missing: run `npm ci --prefix core/tests/js` (Node 20+, npm registry access) \
+                "{} is missing: run `bash scripts/npm-install.sh` (Node 20+, npm registry access) \
                  before `cargo test`, or set ARENA_SKIP_JS=1 to skip the y-protocols interop tests",
-                dir.join("node_modules").display()
+                modules.display()
             );
         }
         let node = std::env::var_os("NODE").unwrap_or_else(|| "node".into());

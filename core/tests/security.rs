@@ -3,7 +3,6 @@
 //! invites, tampered checkpoints; and restore, which must never destroy history.
 //! Every refusal must leave the replica exactly as it was.
 
-#[path = "support.rs"]
 mod support;
 
 use anyhow::{ensure, Context, Result};

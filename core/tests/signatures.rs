@@ -3,7 +3,6 @@
 //! alone (issue #22: ed25519-dalek's batch accepted such a signature for about half of its
 //! random coefficients, its strict single check never, and the author's chain forked).
 
-#[path = "support.rs"]
 mod support;
 
 use anyhow::{Context, Result};

@@ -7,70 +7,25 @@
 //! The traces live outside the repository: `ARENA_TRACES_DIR`, or `shared/data/traces` next
 //! to the workspace. Without them every test here prints `SKIPPED` and passes.
 
-#[path = "support.rs"]
 mod support;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use arena_core::{Edit, Envelope, MemoryStore, Role, Room, Store};
-use serde::Deserialize;
 
-use support::{char_to_utf16, party, sync_all, T0};
+use arena_testkit::traces::{self, char_to_utf16, traces_dir, RawFile, RawFileTxn};
+use support::{party, sync_all, T0};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Trace {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    start_content: String,
-    end_content: String,
-    #[serde(default)]
-    num_agents: usize,
-    txns: Vec<Txn>,
-}
-
-#[derive(Deserialize)]
-struct Txn {
-    #[serde(default)]
-    parents: Vec<usize>,
-    #[serde(default)]
-    agent: usize,
-    /// `[pos, delCount, insText]`, positions and counts in Unicode code points.
-    patches: Vec<(usize, usize, String)>,
-}
+type Trace = RawFile;
+type Txn = RawFileTxn;
 
 const KNOWN: &[&str] =
     &["automerge-paper.json.gz", "rustcode.json.gz", "sveltecomponent.json.gz", "friendsforever.concurrent.json.gz"];
 
-fn traces_dir() -> PathBuf {
-    match std::env::var_os("ARENA_TRACES_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/traces")),
-    }
-}
-
 /// The trace `name`, or None (after a loud note) when the traces are not here.
 fn load(name: &str) -> Result<Option<Trace>> {
-    let dir = traces_dir();
-    let path = dir.join(name);
-    if !path.is_file() {
-        eprintln!("SKIPPED: traces not found at {} (set ARENA_TRACES_DIR)", path.display());
-        return Ok(None);
-    }
-    load_path(&path).map(Some)
-}
-
-fn load_path(path: &Path) -> Result<Trace> {
-    let gz = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_end(&mut json)
-        .with_context(|| format!("gunzip {}", path.display()))?;
-    serde_json::from_slice(&json).with_context(|| format!("parsing {}", path.display()))
+    traces::find(name).map(|path| traces::read_raw(&path)).transpose()
 }
 
 /// Positions in code points → UTF-16 units, for the RoomDoc. While the document has seen no
@@ -295,7 +250,7 @@ fn any_other_trace_in_the_dir() -> Result<()> {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         if name.ends_with(".json.gz") && !KNOWN.contains(&name.as_str()) {
-            replay(&name, &load_path(&path)?)?;
+            replay(&name, &traces::read_raw(&path)?)?;
         }
     }
     Ok(())

@@ -6,7 +6,6 @@
 //! Each attack ran against e41a290's code first and succeeded there; here every replica
 //! refuses it and stays as it was.
 
-#[path = "support.rs"]
 mod support;
 
 use anyhow::{ensure, Context, Result};

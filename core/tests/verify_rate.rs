@@ -14,7 +14,6 @@
 //! Linux reports it (`/proc/thread-self/schedstat`), so builds on the shared cores do not
 //! inflate it; wall-clock time otherwise.
 
-#[path = "support.rs"]
 mod support;
 
 use std::time::Instant;

@@ -11,7 +11,7 @@
 //! Markdown table.
 //!
 //! Run with: `cargo run --release -p arena-benches --bin loadgen` (after
-//! `npm ci --prefix benches/js` and `cargo build --release -p arena-bootstrap`).
+//! `bash scripts/npm-install.sh` and `cargo build --release -p arena-bootstrap`).
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,7 +204,7 @@ impl ServerProc {
             }
             Kind::YWebsocket => {
                 let mut c = tokio::process::Command::new("node");
-                c.arg(js.join("node_modules/y-websocket/bin/server.js"))
+                c.arg(workspace().join("node_modules/y-websocket-server/bin/server.js"))
                     .env("HOST", "127.0.0.1")
                     .env("PORT", free.to_string());
                 c
@@ -215,8 +215,8 @@ impl ServerProc {
                 c
             }
         };
-        if kind != Kind::Arena && !js.join("node_modules").exists() {
-            bail!("run `npm ci --prefix benches/js` first");
+        if kind != Kind::Arena && !workspace().join("node_modules/y-websocket-server").exists() {
+            bail!("run `bash scripts/npm-install.sh` first (the repository's npm workspace)");
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn()?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();

@@ -45,21 +45,13 @@ struct Peer {
     addr: Multiaddr,
 }
 
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> Result<T>
+/// [`arena_testkit::wait_for`] with this bench's longer timeout.
+async fn wait_for<T, F, Fut>(what: &str, f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not met within {TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    arena_testkit::wait_for(TIMEOUT, what, f).await
 }
 
 impl Peer {

@@ -22,9 +22,8 @@ use tokio::sync::Semaphore;
 
 use super::pdf::{self, PdfError, PdfLimits};
 use super::resume::ResumeError;
-use super::Ai;
+use super::{Ai, AiConfig};
 use crate::limit::PerIp;
-use crate::node::Node;
 
 /// Analyses running at once on the node; more are answered 503.
 const MAX_BUSY: usize = 4;
@@ -43,28 +42,22 @@ struct AiState {
     open: bool,
 }
 
-/// The routes, with their own state, for the node's router.
-pub(crate) fn routes(node: &Node) -> Router<Node> {
-    let cfg = node.cfg();
-    let loopback_only = cfg.http_addr.ip().is_loopback()
-        && cfg.public_url.as_deref().is_none_or(|u| {
-            let rest = u.split_once("://").map_or(u, |(_, r)| r);
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-            let host = match host.strip_prefix('[') {
-                Some(v6) => v6.split(']').next().unwrap_or_default(),
-                None => host.split(':').next().unwrap_or_default(),
-            };
-            host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        });
+/// The routes, with their own state, for the node's router: `token` is the operator token
+/// (`--admin-token`), `loopback_only` whether only this machine can reach the node (as
+/// `POST /api/rooms` decides both).
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
+    cfg: &AiConfig,
+    token: Option<String>,
+    loopback_only: bool,
+) -> Router<S> {
     let state = Arc::new(AiState {
-        ai: Ai::new(&cfg.ai),
-        rate: PerIp::per_minute(cfg.ai.ai_per_minute),
+        ai: Ai::new(cfg),
+        rate: PerIp::per_minute(cfg.ai_per_minute),
         busy: Semaphore::new(MAX_BUSY),
-        max_bytes: cfg.ai.resume_max_bytes,
-        per_minute: cfg.ai.ai_per_minute,
-        token: cfg.admin_token.as_ref().map(|t| t.expose().to_owned()),
-        open: cfg.ai.ai_public || (loopback_only && cfg.admin_token.is_none()),
+        max_bytes: cfg.resume_max_bytes,
+        per_minute: cfg.ai_per_minute,
+        open: cfg.ai_public || (loopback_only && token.is_none()),
+        token,
     });
     Router::new()
         .route("/api/resume/analyze", post(analyze))

@@ -107,7 +107,7 @@ function keystrokes () {
 
 /** Bundles stock yjs + y-websocket + y-monaco (y-monaco's Monaco import → window.monaco). */
 async function bundleYjs () {
-  const esbuild = await import(join(room, 'node_modules/esbuild/lib/main.js'))
+  const esbuild = await import(join(repo, 'node_modules/esbuild/lib/main.js'))
   const monacoShim = {
     name: 'monaco-global',
     setup (b) {
@@ -121,11 +121,11 @@ async function bundleYjs () {
   mkdirSync(buildDir, { recursive: true })
   await esbuild.build({
     entryPoints: [join(benchDir, 'yjs-entry.js')], bundle: true, format: 'esm', minify: true, logLevel: 'warning',
-    outfile: join(buildDir, 'yjs-bundle.js'), nodePaths: [join(room, 'node_modules')], plugins: [monacoShim]
+    outfile: join(buildDir, 'yjs-bundle.js'), nodePaths: [join(repo, 'node_modules')], plugins: [monacoShim]
   })
   // Sizes for the report: Yjs alone, and the Yjs stack a room needs; our JS glue.
   const size = async (contents, external = []) => {
-    const r = await esbuild.build({ stdin: { contents, resolveDir: room }, bundle: true, format: 'esm', minify: true, write: false, external, nodePaths: [join(room, 'node_modules')], plugins: [monacoShim], logLevel: 'silent' })
+    const r = await esbuild.build({ stdin: { contents, resolveDir: room }, bundle: true, format: 'esm', minify: true, write: false, external, nodePaths: [join(repo, 'node_modules')], plugins: [monacoShim], logLevel: 'silent' })
     return r.outputFiles[0].contents
   }
   return {

@@ -2,7 +2,7 @@
 // it can be killed and restarted on its data dir), the room API, polling without fixed
 // sleeps, headless Chromium through playwright-core.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline'
 export const here = dirname(fileURLToPath(import.meta.url))
 export const repo = resolve(here, '../../..')
 export const distDir = process.env.ARENA_WEB_DIST ?? join(repo, 'examples/web-room/dist')
-export const pkgDir = join(repo, 'web-bindings/pkg')
+export { pkgDir, waitFor, loadArena } from '../../../web-bindings/tests/js/support.mjs'
 export const artifactsDir = process.env.ARENA_WEB_ARTIFACTS ?? join(repo, 'target/web-room')
 
 /**
@@ -72,24 +72,6 @@ export async function createRoom (url, body = { title: 'test room', language: 'p
   const res = await fetch(`${url}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
   if (res.status !== 201) throw new Error(`create room: ${res.status} ${await res.text()}`)
   return res.json()
-}
-
-/** Polls `pred` (sync or async) every 25 ms until truthy; fails after `timeoutMs` with `what()`. */
-export async function waitFor (pred, { timeoutMs = 15_000, what = () => '' } = {}) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await pred()
-    if (v) return v
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms ${await what()}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
-
-/** The arena-web package, initialised for Node (WASM bytes read from web-bindings/pkg). */
-export async function loadArena () {
-  const mod = await import(join(pkgDir, 'index.js'))
-  await mod.init(readFileSync(join(pkgDir, 'arena_web_bg.wasm')))
-  return mod
 }
 
 /** Debian's Chromium through playwright-core; never a downloaded browser. playwright-core

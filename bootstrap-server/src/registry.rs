@@ -1,26 +1,27 @@
-//! The node's shared state: its key, the sled database, the room registry, metrics.
+//! The room registry: the node's key and sled database, the rooms it hosts (created here,
+//! their keys kept in sled), the rooms loaded in memory (each one's actor, loaded and spawned
+//! here), and who may join which room ([`Registry::authorize`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use arena_core::records::Meta;
-use arena_core::{Admission, Grant, Identity, Invite, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, FLAG_PROXY};
+use arena_core::{
+    Admission, Grant, Identity, Invite, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, SledStore, FLAG_PROXY,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::chan;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::BootstrapError;
-use crate::hub::{self, HubCmd};
+use crate::flush::Flusher;
 use crate::metrics::Metrics;
-
-/// Unix milliseconds.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+use crate::room::{self, Env, RoomCmd, Rooms, Tunables};
+use crate::ws::Deadlines;
 
 pub(crate) fn random_seed() -> Result<[u8; 32], BootstrapError> {
     let mut seed = [0u8; 32];
@@ -48,76 +49,22 @@ pub(crate) struct CreatedRoom {
     pub(crate) links: HashMap<&'static str, String>,
 }
 
-/// The node: cheap to clone.
+/// The bootstrap node's room registry: cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Node {
-    pub(crate) inner: Arc<Inner>,
+pub struct Registry {
+    inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) cfg: Config,
-    pub(crate) identity: Identity,
-    pub(crate) db: SledDb,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) public_url: String,
-    pub(crate) rooms: Mutex<HashMap<RoomId, chan::Sender<HubCmd>>>,
-    pub(crate) signal: crate::signal::Topics,
-    /// `/yws` and `/signal` connections by their invite's expiry.
-    pub(crate) live: Arc<crate::live::Live>,
-    /// `/signal` connections open, per client IP, per invite link and in total.
-    pub(crate) signal_caps: Arc<crate::limit::ConnCaps>,
-    /// `/yws` connections open, per client IP, per invite link and in total.
-    pub(crate) yws_caps: Arc<crate::limit::ConnCaps>,
-    /// `POST /api/rooms` per client IP.
-    pub(crate) room_rate: crate::limit::PerIp,
-    /// `/yws` connections' deadlines, and the wheel that wakes them.
-    pub(crate) deadlines: crate::ws::Deadlines,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    pub(crate) flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
-    pub(crate) p2p: std::sync::OnceLock<Arc<crate::p2p::P2p>>,
-    /// A room is making its periodic checkpoint: one at a time on the whole node (see
-    /// `Hub::checkpoint_if_due`).
-    pub(crate) checkpointing: std::sync::atomic::AtomicBool,
-}
-
-/// Group commit across rooms: sled's flush makes the whole database durable, so one
-/// flush answers every request that queued while the previous one ran. It runs on the
-/// blocking pool, never on an async worker. Flushes start at least `interval` apart: a
-/// room waits for its flush before it takes its next batch, so under load the wait makes
-/// every room's batches (and the envelopes signed for them) bigger and the fsyncs fewer.
-fn spawn_flusher(
+struct Inner {
+    cfg: Config,
+    identity: Identity,
     db: SledDb,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-) -> mpsc::Sender<oneshot::Sender<Result<(), String>>> {
-    let (tx, mut rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4096);
-    tokio::spawn(async move {
-        let mut last: Option<tokio::time::Instant> = None;
-        while let Some(first) = rx.recv().await {
-            if let Some(next) = last.map(|t| t + interval).filter(|n| *n > tokio::time::Instant::now()) {
-                tokio::time::sleep_until(next).await;
-            }
-            last = Some(tokio::time::Instant::now());
-            let mut waiting = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                waiting.push(more);
-            }
-            let db = db.clone();
-            let started = Instant::now();
-            let res = tokio::task::spawn_blocking(move || db.flush().map_err(|e| e.to_string()))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            crate::metrics::inc(&metrics.store_flushes, 1);
-            crate::metrics::inc(&metrics.store_flush_us, started.elapsed().as_micros() as u64);
-            crate::metrics::inc(&metrics.store_commits, waiting.len() as u64);
-            for w in waiting {
-                let _ = w.send(res.clone());
-            }
-        }
-    });
-    tx
+    public_url: String,
+    /// What every room actor runs with (the loaded rooms among it).
+    env: Arc<Env<SledStore>>,
+    /// The room actors' tasks, awaited at shutdown.
+    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
@@ -140,14 +87,7 @@ fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
     }
 }
 
-/// How the node's room actors open their rooms: the actor sends on every envelope sealed
-/// from stock clients' updates, whichever call sealed them (`Room::take_sealed`), and makes
-/// the periodic checkpoint itself, after sending what it relays (`Hub::checkpoint_if_due`).
-pub(crate) fn room_config() -> RoomConfig {
-    RoomConfig { collect_seals: true, deferred_checkpoints: true, ..RoomConfig::default() }
-}
-
-impl Node {
+impl Registry {
     /// Opens the data dir (creating it) and the node key.
     pub fn open(cfg: Config, public_url: String, shutdown: CancellationToken) -> Result<Self, BootstrapError> {
         crate::clock::start();
@@ -161,36 +101,29 @@ impl Node {
             tracing::info!(rooms = adopted, "room records moved into the store's room entries");
         }
         let metrics = Arc::new(Metrics::default());
-        let flusher = spawn_flusher(db.clone(), metrics.clone(), Duration::from_millis(cfg.commit_interval_ms));
-        let signal_caps = Arc::new(crate::limit::ConnCaps::new(
-            cfg.signal_max_per_ip,
-            cfg.signal_max_per_token,
-            cfg.signal_max_connections,
-        ));
-        let yws_caps =
-            Arc::new(crate::limit::ConnCaps::new(cfg.yws_max_per_ip, cfg.yws_max_per_token, cfg.yws_max_connections));
-        let room_rate = crate::limit::PerIp::per_minute(cfg.room_create_per_minute);
-        let deadlines = crate::ws::Deadlines::new(cfg.ws_ping_ms, cfg.ws_idle_timeout_ms, cfg.ws_read_timeout_ms);
-        Ok(Node {
-            inner: Arc::new(Inner {
-                cfg,
-                identity,
-                db: db.clone(),
-                metrics,
-                public_url,
-                rooms: Mutex::new(HashMap::new()),
-                signal: crate::signal::Topics::default(),
-                live: Arc::default(),
-                signal_caps,
-                yws_caps,
-                room_rate,
-                deadlines,
-                shutdown,
-                tasks: tokio::sync::Mutex::new(Vec::new()),
-                flusher,
-                p2p: std::sync::OnceLock::new(),
-                checkpointing: std::sync::atomic::AtomicBool::new(false),
-            }),
+        let flusher = {
+            let db = db.clone();
+            let interval = Duration::from_millis(cfg.commit_interval_ms);
+            Flusher::spawn(move || db.flush().map_err(|e| e.to_string()), metrics.clone(), interval)
+        };
+        let open: room::Opener<SledStore> = {
+            let (db, identity) = (db.clone(), identity.clone());
+            Box::new(move |id| Ok(Room::open(*id, identity.clone(), 0, db.room(id)?, room::room_config(), now_ms())?))
+        };
+        let env = Arc::new(Env {
+            tunables: Tunables::from_config(&cfg),
+            metrics,
+            flusher,
+            network: std::sync::OnceLock::new(),
+            shutdown,
+            live: Arc::default(),
+            rooms: Rooms::default(),
+            deadlines: Deadlines::new(cfg.ws_ping_ms, cfg.ws_idle_timeout_ms, cfg.ws_read_timeout_ms),
+            checkpointing: std::sync::atomic::AtomicBool::new(false),
+            open,
+        });
+        Ok(Registry {
+            inner: Arc::new(Inner { cfg, identity, db, public_url, env, tasks: tokio::sync::Mutex::new(Vec::new()) }),
         })
     }
 
@@ -201,11 +134,34 @@ impl Node {
 
     /// Counters.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        &self.inner.env.metrics
     }
 
     pub(crate) fn cfg(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// What the room actors run with.
+    pub(crate) fn env(&self) -> &Arc<Env<SledStore>> {
+        &self.inner.env
+    }
+
+    /// The node's key.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// Closes every live connection (`/yws` and `/signal`) of `room` that joined with
+    /// `grant`, with `reason`; returns how many. The hook for revocation: a revoked grant's
+    /// connections end at once instead of at their expiry.
+    pub fn close_grant(&self, room: &RoomId, grant: &Grant, reason: &str) -> usize {
+        self.inner.env.close_link(room, &grant.invite, reason)
+    }
+
+    /// Closes every live connection of `room` that joined with the invite whose key is
+    /// `invite` (a revoked invite, or a revoked member's link); returns how many.
+    pub fn close_invite(&self, room: &RoomId, invite: &PeerKey, reason: &str) -> usize {
+        self.inner.env.close_link(room, invite, reason)
     }
 
     pub(crate) fn room_key(&self, room: &RoomId) -> Result<Option<Identity>, BootstrapError> {
@@ -266,7 +222,7 @@ impl Node {
         // Rooms hosted elsewhere are served when this node federates over libp2p: the room
         // id is the room key, so the token checks out without it.
         let hosted = self.room_key(&id).map_err(|e| AuthError::Internal(e.to_string()))?.is_some();
-        if !hosted && self.inner.p2p.get().is_none() {
+        if !hosted && self.inner.env.network.get().is_none() {
             return Err(AuthError::UnknownRoom);
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
@@ -274,8 +230,8 @@ impl Node {
         Ok((id, invite.grant))
     }
 
-    /// [`Node::authorize`], and refused when the link was revoked (see
-    /// [`Node::link_revoked`]). For `/signal`; `/yws` lets the room's actor refuse a revoked
+    /// [`Registry::authorize`], and refused when the link was revoked (see
+    /// [`Registry::link_revoked`]). For `/signal`; `/yws` lets the room's actor refuse a revoked
     /// link, which closes the connection with a reason the web room shows.
     pub(crate) fn authorize_unrevoked(&self, room: &str, token: Option<&str>) -> Result<(RoomId, Grant), AuthError> {
         let (id, grant) = self.authorize(room, token)?;
@@ -299,75 +255,54 @@ impl Node {
             || store.admissions()?.iter().any(|a| a.grant.invite == *invite && revoked.contains(&a.member)))
     }
 
-    /// The room's actor, loading the room from sled if it is not in memory.
-    pub(crate) async fn hub(&self, room: &RoomId, token: Option<&str>) -> Result<chan::Sender<HubCmd>, BootstrapError> {
-        if let Some(tx) = self.loaded_hub(room) {
+    /// The room's actor, loading the room from sled if it is not in memory (and joining it
+    /// on the network, when the node should: see [`room::Network::room_loaded`]).
+    pub(crate) async fn actor(
+        &self,
+        room: &RoomId,
+        token: Option<&str>,
+    ) -> Result<chan::Sender<RoomCmd>, BootstrapError> {
+        let env = &self.inner.env;
+        if let Some(tx) = env.rooms.get(room) {
             return Ok(tx);
         }
         let room_key = self.room_key(room)?;
-        if room_key.is_none() && self.inner.p2p.get().is_none() {
+        if room_key.is_none() && env.network.get().is_none() {
             return Err(BootstrapError::UnknownRoom(room.to_hex()));
         }
         let loaded = self.open_room(room)?;
-        let (tx, handle) = {
-            let mut map = self.inner.rooms.lock().map_err(|_| BootstrapError::RoomGone(room.to_hex()))?;
-            // Another task may have loaded it meanwhile: keep the first one.
-            if let Some(existing) = map.get(room).filter(|t| !t.is_closed()) {
-                return Ok(existing.clone());
-            }
-            let (tx, handle) = hub::spawn(self.clone(), loaded);
-            map.insert(*room, tx.clone());
-            (tx, handle)
-        };
+        // Another task may have loaded it meanwhile: the first one stays.
+        let (tx, handle) = env
+            .rooms
+            .get_or_spawn(*room, || room::spawn(env.clone(), loaded))
+            .ok_or_else(|| BootstrapError::RoomGone(room.to_hex()))?;
+        let Some(handle) = handle else { return Ok(tx) };
         let mut tasks = self.inner.tasks.lock().await;
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
         drop(tasks);
-        if crate::p2p::joined(self, room) || crate::p2p::join_eagerly(self, room_key.is_some()) {
-            tokio::spawn(crate::p2p::attach(self.clone(), *room, room_key, token.map(str::to_owned), tx.clone()));
+        if let Some(net) = env.network.get() {
+            net.clone().room_loaded(*room, room_key, token, &tx);
         }
         Ok(tx)
     }
 
     /// Opens a room's replica from sled (what a room actor holds).
-    pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<arena_core::SledStore>, BootstrapError> {
-        let store = self.inner.db.room(room)?;
-        Ok(Room::open(*room, self.inner.identity.clone(), 0, store, room_config(), now_ms())?)
+    pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<SledStore>, BootstrapError> {
+        (self.inner.env.open)(room)
     }
 
-    pub(crate) fn loaded_hub(&self, room: &RoomId) -> Option<chan::Sender<HubCmd>> {
-        let map = self.inner.rooms.lock().ok()?;
-        map.get(room).filter(|t| !t.is_closed()).cloned()
-    }
-
-    pub(crate) fn loaded_hubs(&self) -> Vec<(RoomId, chan::Sender<HubCmd>)> {
-        match self.inner.rooms.lock() {
-            Ok(map) => map.iter().filter(|(_, t)| !t.is_closed()).map(|(k, t)| (*k, t.clone())).collect(),
-            Err(_) => Vec::new(),
-        }
+    /// The room's actor, if the room is loaded.
+    pub(crate) fn loaded(&self, room: &RoomId) -> Option<chan::Sender<RoomCmd>> {
+        self.inner.env.rooms.get(room)
     }
 
     /// Tells every loaded room that the node is stopping (rooms keep no watch on the
     /// shutdown token of their own; one loaded after this sees the token at its first poll).
     pub(crate) async fn stop_rooms(&self) {
-        for (_, hub) in self.loaded_hubs() {
-            let _ = hub.send(HubCmd::Shutdown).await;
+        for (_, actor) in self.inner.env.rooms.all() {
+            let _ = actor.send(RoomCmd::Shutdown).await;
         }
-    }
-
-    pub(crate) fn forget_room(&self, room: &RoomId) {
-        if let Ok(mut map) = self.inner.rooms.lock() {
-            if map.get(room).is_some_and(|t| t.is_closed()) {
-                map.remove(room);
-            }
-        }
-    }
-
-    /// Makes everything written so far durable (shared group commit).
-    pub(crate) async fn flush(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.inner.flusher.send(tx).await.map_err(|_| "flusher stopped".to_owned())?;
-        rx.await.map_err(|_| "flusher stopped".to_owned())?
     }
 
     /// Waits for every room actor to flush and stop.
@@ -408,21 +343,13 @@ impl AuthError {
 mod tests {
     use super::*;
 
-    async fn commit(
-        flusher: &mpsc::Sender<oneshot::Sender<Result<(), String>>>,
-    ) -> oneshot::Receiver<Result<(), String>> {
-        let (tx, rx) = oneshot::channel();
-        flusher.send(tx).await.unwrap();
-        rx
-    }
-
     /// A data dir whose room records are still in the old side tree opens with its rooms
     /// hosted: their invites check out and their key is found.
     #[tokio::test]
     async fn room_records_of_the_old_side_tree_are_adopted_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let open = || {
-            Node::open(crate::Config::for_tests(dir.path()), "http://127.0.0.1:0".into(), CancellationToken::new())
+            Registry::open(crate::Config::for_tests(dir.path()), "http://127.0.0.1:0".into(), CancellationToken::new())
                 .unwrap()
         };
         let (room, token) = {
@@ -439,7 +366,7 @@ mod tests {
         };
         // sled lets go of the directory a moment after its last handle.
         let node = loop {
-            match Node::open(
+            match Registry::open(
                 crate::Config::for_tests(dir.path()),
                 "http://127.0.0.1:0".into(),
                 CancellationToken::new(),
@@ -456,29 +383,5 @@ mod tests {
         assert_eq!(node.room_count(), 1);
         let (got, grant) = node.authorize(&room, Some(&token)).unwrap();
         assert_eq!((got, grant.role), (id, Role::Candidate));
-    }
-
-    #[tokio::test]
-    async fn the_group_commit_waits_out_its_interval_and_covers_what_queued_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SledDb::open(dir.path()).unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let interval = Duration::from_millis(300);
-        let flusher = spawn_flusher(db, metrics.clone(), interval);
-        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-
-        // The first request is flushed and answered.
-        let first = Instant::now();
-        commit(&flusher).await.await.unwrap().unwrap();
-        assert_eq!(count(&metrics.store_flushes), 1);
-        // The next one waits for the interval; what arrives meanwhile rides along.
-        let second = commit(&flusher).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let third = commit(&flusher).await;
-        second.await.unwrap().unwrap();
-        third.await.unwrap().unwrap();
-        assert!(first.elapsed() >= interval, "answered after {:?}", first.elapsed());
-        assert_eq!(count(&metrics.store_flushes), 2, "the two requests shared one flush");
-        assert_eq!(count(&metrics.store_commits), 3);
     }
 }

@@ -1,6 +1,5 @@
-//! Helpers shared by the integration tests (included with `#[path = "support.rs"] mod support;`):
+//! Helpers shared by the integration tests (`mod support;`):
 //! rooms whose members joined with invite tokens, full anti-entropy, and the convergence check.
-//! Cargo also builds this file as a test target of its own; it holds no tests.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -180,9 +179,4 @@ pub(crate) fn assert_converged(rooms: &[Room<MemoryStore>], strict: bool) -> Res
         );
     }
     Ok(raw_differs)
-}
-
-/// UTF-16 offset of the `chars`-th code point of `s` (clamped to the end).
-pub(crate) fn char_to_utf16(s: &str, chars: usize) -> usize {
-    s.chars().take(chars).map(char::len_utf16).sum()
 }

@@ -10,31 +10,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use arena_core::{Identity, Invite, Role, RoomId};
 use arena_node::{now_ms, JoinSpec, Node, NodeConfig, NodeHandle};
 use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
 
-/// Polls `f` until it returns Some, or fails after `timeout`.
-pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{what}: not met within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-pub const TIMEOUT: Duration = Duration::from_secs(60);
+pub use arena_testkit::{wait_for, TIMEOUT};
 
 /// A room: its key (to issue invites) and id.
 pub struct TestRoom {

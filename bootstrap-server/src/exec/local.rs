@@ -1,0 +1,394 @@
+//! The `local` backend: the installed toolchains, each run in a bubblewrap sandbox on this
+//! machine, a few at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OnceCell, Semaphore};
+
+use super::config::ExecConfig;
+use super::sandbox::{self, Containment, SandboxSettings, Stage};
+use super::spawn;
+use super::toolchains::{self, Toolchain};
+use super::types::{BoxFuture, ExecError, ExecOutcome, ExecRequest, Executor, Runtime};
+
+/// Most files of one run, and the longest file name.
+const MAX_FILES: usize = 64;
+const MAX_NAME: usize = 128;
+
+/// Runs programs on this machine, inside bubblewrap.
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    inner: Arc<Local>,
+}
+
+#[derive(Debug)]
+struct Local {
+    settings: SandboxSettings,
+    toolchains: OnceCell<Vec<Toolchain>>,
+    slots: Semaphore,
+    /// Uids free for a run (one per slot when root; `None` entries otherwise).
+    uids: Mutex<Vec<Option<u32>>>,
+    concurrency: usize,
+    queue_max: usize,
+    queued: AtomicUsize,
+    work_root: PathBuf,
+    next_run: AtomicU64,
+    max_run: Duration,
+    max_compile: Duration,
+    max_memory: u64,
+    /// What enforces memory and process limits (for `/health`).
+    limits_by: &'static str,
+}
+
+impl LocalExecutor {
+    /// Probes bubblewrap (unless `--unsafe-no-sandbox`), makes the work directory and starts
+    /// finding the installed toolchains. `hidden` are paths no run may see (the data dir).
+    pub async fn start(cfg: &ExecConfig, hidden: Vec<PathBuf>) -> Result<Self, ExecError> {
+        let root = spawn::is_root();
+        let concurrency = cfg.exec_concurrency as usize;
+        let uids: Vec<Option<u32>> =
+            (0..concurrency as u32).map(|i| root.then(|| cfg.exec_uid.saturating_add(i))).collect();
+        let containment = match find_bwrap() {
+            Some(bwrap) => match sandbox::probe(&bwrap, uids.first().copied().flatten()).await {
+                Ok(()) => Containment::Bwrap(bwrap),
+                Err(why) if cfg.unsafe_no_sandbox => {
+                    tracing::warn!(%why, "running code WITHOUT a sandbox (--unsafe-no-sandbox)");
+                    Containment::None
+                }
+                Err(why) => {
+                    return Err(ExecError::Unavailable(format!(
+                    "{why}. bubblewrap needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
+                     or user.max_user_namespaces > 0; inside a container: allow them). Start with --exec-backend off, \
+                     --exec-backend piston, or (never where strangers' code runs) --unsafe-no-sandbox"
+                )))
+                }
+            },
+            None if cfg.unsafe_no_sandbox => {
+                tracing::warn!("bubblewrap not found: running code WITHOUT a sandbox (--unsafe-no-sandbox)");
+                Containment::None
+            }
+            None => return Err(ExecError::Unavailable(
+                "bubblewrap (bwrap) is not installed: `apt-get install bubblewrap`, or start with --exec-backend off \
+                     or --exec-backend piston"
+                    .into(),
+            )),
+        };
+        let base = cfg.exec_work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        remove_stale(&base);
+        // One per executor: several nodes may live in one process (tests).
+        static EXECUTORS: AtomicU64 = AtomicU64::new(0);
+        let work_root =
+            base.join(format!("arena-exec-{}-{}", std::process::id(), EXECUTORS.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&work_root)?;
+        // Runs' dirs are reachable by their own uid only; the root lists nothing to others.
+        set_mode(&work_root, 0o711)?;
+        let inner = Arc::new(Local {
+            settings: SandboxSettings {
+                containment,
+                output_cap: cfg.exec_output_bytes,
+                max_processes: cfg.exec_max_processes,
+                max_file: cfg.exec_max_file_mb << 20,
+                disk: cfg.exec_disk_mb << 20,
+                hidden,
+                time: sandbox::find_time(),
+            },
+            toolchains: OnceCell::new(),
+            slots: Semaphore::new(concurrency),
+            uids: Mutex::new(uids),
+            concurrency,
+            queue_max: cfg.exec_queue,
+            queued: AtomicUsize::new(0),
+            work_root,
+            next_run: AtomicU64::new(0),
+            max_run: Duration::from_millis(cfg.exec_run_timeout_ms),
+            max_compile: Duration::from_millis(cfg.exec_compile_timeout_ms),
+            max_memory: cfg.exec_memory_mb << 20,
+            limits_by: if root { "rlimits, one uid per run slot" } else { "rlimits" },
+        });
+        let warm = inner.clone();
+        tokio::spawn(async move {
+            let found = warm.toolchains.get_or_init(discovered).await;
+            let names: Vec<String> = found.iter().map(|t| format!("{} {}", t.lang.language, t.version)).collect();
+            tracing::info!(runtimes = ?names, "code execution: toolchains found");
+        });
+        Ok(LocalExecutor { inner })
+    }
+
+    /// The toolchains found (waits for the discovery started at `start`).
+    async fn toolchains(&self) -> &[Toolchain] {
+        self.inner.toolchains.get_or_init(discovered).await
+    }
+
+    async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, ExecError> {
+        let l = &self.inner;
+        let tc = self
+            .toolchains()
+            .await
+            .iter()
+            .find(|t| t.answers_to(&req.language) && toolchains::version_matches(&req.version, &t.version))
+            .cloned()
+            .ok_or_else(|| ExecError::UnknownRuntime {
+                language: req.language.clone(),
+                version: req.version.clone(),
+            })?;
+        let names = file_names(&req, tc.lang.default_file)?;
+        if let Some(i) = req.args.iter().position(|a| a.contains('\0')) {
+            return Err(ExecError::BadRequest(format!("args[{i}] contains a NUL byte")));
+        }
+        check_limit("run_timeout", req.limits.run_timeout.as_millis() as u64, l.max_run.as_millis() as u64, "ms")?;
+        check_limit(
+            "compile_timeout",
+            req.limits.compile_timeout.as_millis() as u64,
+            l.max_compile.as_millis() as u64,
+            "ms",
+        )?;
+        for (what, m) in
+            [("run_memory_limit", req.limits.run_memory), ("compile_memory_limit", req.limits.compile_memory)]
+        {
+            check_limit(what, m.unwrap_or(0), l.max_memory, "bytes")?;
+        }
+        let _slot = self.acquire().await?;
+        let uid = _slot.uid;
+        let dir = l.work_root.join(format!("run-{}", l.next_run.fetch_add(1, Ordering::Relaxed)));
+        let result = self.run_in(&tc, &req, &names, &dir, uid).await;
+        // Nothing of the run survives it: its processes (by uid), then its directory.
+        if let Some(uid) = uid {
+            for _ in 0..50 {
+                if spawn::kill_uid(uid) == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let d = dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(d.with_extension("usage"));
+            std::fs::remove_dir_all(d)
+        })
+        .await;
+        result
+    }
+
+    async fn run_in(
+        &self,
+        tc: &Toolchain,
+        req: &ExecRequest,
+        names: &[String],
+        dir: &Path,
+        uid: Option<u32>,
+    ) -> Result<ExecOutcome, ExecError> {
+        let l = &self.inner;
+        std::fs::create_dir(dir)?;
+        set_mode(dir, 0o700)?;
+        for (name, file) in names.iter().zip(&req.files) {
+            let path = dir.join(name);
+            std::fs::write(&path, &file.content)?;
+            if let Some(u) = uid {
+                sandbox::chown(&path, u).map_err(ExecError::Unavailable)?;
+            }
+        }
+        if let Some(u) = uid {
+            sandbox::chown(dir, u).map_err(ExecError::Unavailable)?;
+        }
+        let usage = dir.with_extension("usage");
+        let run_memory = req.limits.run_memory.unwrap_or(l.max_memory);
+        let plan = tc.plan(names, &req.args, run_memory);
+        let mut compile = None;
+        if let Some(argv) = &plan.compile {
+            let memory = req.limits.compile_memory.unwrap_or(l.max_memory);
+            let o = sandbox::run_stage(
+                &l.settings,
+                Stage {
+                    argv,
+                    env: &plan.env,
+                    dir,
+                    writable_dir: true,
+                    stdin: b"",
+                    timeout: req.limits.compile_timeout,
+                    address_space: Some(memory.saturating_add(plan.address_space_allowance)),
+                    uid,
+                    usage: &usage,
+                },
+            )
+            .await;
+            let failed = o.code != Some(0);
+            let mut o = o;
+            if failed {
+                o.message = Some(format!("compilation failed: {}", o.message.as_deref().unwrap_or("no exit code")));
+            }
+            compile = Some(o);
+            if failed {
+                return Ok(ExecOutcome {
+                    language: tc.lang.language.into(),
+                    version: tc.version.clone(),
+                    compile,
+                    run: None,
+                });
+            }
+        }
+        let run = sandbox::run_stage(
+            &l.settings,
+            Stage {
+                argv: &plan.run,
+                env: &plan.env,
+                dir,
+                writable_dir: false,
+                stdin: &req.stdin,
+                timeout: req.limits.run_timeout,
+                address_space: Some(run_memory.saturating_add(plan.address_space_allowance)),
+                uid,
+                usage: &usage,
+            },
+        )
+        .await;
+        Ok(ExecOutcome { language: tc.lang.language.into(), version: tc.version.clone(), compile, run: Some(run) })
+    }
+
+    /// A run slot, or `Busy` when every slot is taken and the queue is full.
+    async fn acquire(&self) -> Result<Slot<'_>, ExecError> {
+        let l = &self.inner;
+        let permit = match l.slots.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                let queued = l.queued.fetch_add(1, Ordering::SeqCst);
+                if queued >= l.queue_max {
+                    l.queued.fetch_sub(1, Ordering::SeqCst);
+                    return Err(ExecError::Busy { running: l.concurrency, queued });
+                }
+                let p = l.slots.acquire().await;
+                l.queued.fetch_sub(1, Ordering::SeqCst);
+                p.map_err(|_| ExecError::Unavailable("shutting down".into()))?
+            }
+        };
+        let uid = l.uids.lock().ok().and_then(|mut u| u.pop()).flatten();
+        Ok(Slot { exec: self, uid, _permit: permit })
+    }
+}
+
+/// The installed toolchains, found once per process (several nodes in one process, as in
+/// tests, share them; installing more needs a restart).
+async fn discovered() -> Vec<Toolchain> {
+    static FOUND: OnceCell<Vec<Toolchain>> = OnceCell::const_new();
+    FOUND.get_or_init(toolchains::discover).await.clone()
+}
+
+/// A run slot: its uid goes back to the pool when the run ends.
+struct Slot<'a> {
+    exec: &'a LocalExecutor,
+    uid: Option<u32>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut u) = self.exec.inner.uids.lock() {
+            u.push(self.uid);
+        }
+    }
+}
+
+/// `what` must not be above `max`.
+fn check_limit(what: &str, value: u64, max: u64, unit: &str) -> Result<(), ExecError> {
+    if value > max {
+        return Err(ExecError::BadRequest(format!(
+            "{what} {value} {unit} is above this node's maximum of {max} {unit}"
+        )));
+    }
+    Ok(())
+}
+
+/// The files' names in the run's directory: plain, unique names (a missing first name is
+/// the language's default, others get `file{i}`).
+fn file_names(req: &ExecRequest, default: &str) -> Result<Vec<String>, ExecError> {
+    if req.files.is_empty() {
+        return Err(ExecError::BadRequest("files: at least one file is needed".into()));
+    }
+    if req.files.len() > MAX_FILES {
+        return Err(ExecError::BadRequest(format!("files: at most {MAX_FILES} files")));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(req.files.len());
+    for (i, f) in req.files.iter().enumerate() {
+        let name = match &f.name {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ if i == 0 => default.to_owned(),
+            _ => format!("file{i}"),
+        };
+        let plain = name.len() <= MAX_NAME
+            && !name.starts_with('.')
+            && name != "a.out"
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
+        if !plain {
+            return Err(ExecError::BadRequest(format!(
+                "files[{i}].name {name:?}: a plain file name is needed (letters, digits, `_-.+`, not starting with a dot, at most {MAX_NAME} bytes, not a.out)"
+            )));
+        }
+        if names.contains(&name) {
+            return Err(ExecError::BadRequest(format!("files[{i}].name {name:?} appears twice")));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Removes the work directories of nodes that are gone (killed before cleaning up):
+/// `arena-exec-<pid>-<n>` and `arena-exec-probe-<pid>-<n>` whose process no longer runs.
+fn remove_stale(base: &Path) {
+    let Ok(dir) = std::fs::read_dir(base) else { return };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("arena-exec-probe-").or_else(|| name.strip_prefix("arena-exec-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn find_bwrap() -> Option<PathBuf> {
+    ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"].iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work_root);
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn runtimes(&self) -> BoxFuture<'_, Result<Vec<Runtime>, ExecError>> {
+        Box::pin(async move { Ok(self.toolchains().await.iter().map(Toolchain::runtime).collect()) })
+    }
+
+    fn execute(&self, req: ExecRequest) -> BoxFuture<'_, Result<ExecOutcome, ExecError>> {
+        Box::pin(self.run(req))
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let l = &self.inner;
+        let sandbox = match &l.settings.containment {
+            Containment::Bwrap(p) => format!("bubblewrap ({})", p.display()),
+            Containment::None => "NONE (--unsafe-no-sandbox)".to_owned(),
+        };
+        serde_json::json!({
+            "backend": "local",
+            "sandbox": sandbox,
+            "limits": l.limits_by,
+            "cgroups": "not used (rlimits: address space, processes, CPU time, file size, open files)",
+            "usage": if l.settings.time.is_some() { "GNU time" } else { "wait4 (peak memory only when above the node's own)" },
+            "concurrency": l.concurrency,
+            "running": l.concurrency - l.slots.available_permits(),
+            "queued": l.queued.load(Ordering::Relaxed),
+            "queueMax": l.queue_max,
+        })
+    }
+}

@@ -1,0 +1,268 @@
+//! The few system calls around a sandboxed child that std does not offer: rlimits and a
+//! parent-death signal set between fork and exec, and `wait4` for the child's CPU time and
+//! peak memory. Everything unsafe in code execution is in this file.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Resource limits set on the child (and inherited by everything it starts).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rlimits {
+    /// CPU seconds per process (SIGXCPU, then SIGKILL a second later).
+    pub(crate) cpu_secs: u64,
+    /// Address space per process, in bytes (`None`: unlimited).
+    pub(crate) address_space: Option<u64>,
+    /// Processes and threads of the (sandbox) user.
+    pub(crate) processes: Option<u64>,
+    /// Open files per process.
+    pub(crate) open_files: u64,
+    /// Largest file written, in bytes.
+    pub(crate) file_size: u64,
+}
+
+/// Starts `cmd` in a process group of its own, with `limits`, SIGKILLed if the node dies,
+/// as `uid`/`gid` when given (the node is root).
+pub(crate) fn spawn(cmd: &mut Command, limits: Rlimits, uid: Option<u32>) -> io::Result<Child> {
+    cmd.process_group(0);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let set = move |res, value: u64| -> io::Result<()> {
+        let lim = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
+        // SAFETY: setrlimit reads the struct we pass by reference; async-signal-safe.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the child between fork and exec. It only calls
+    // async-signal-safe functions (setrlimit, prctl) on values captured by copy, and
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            set(libc::RLIMIT_CPU, limits.cpu_secs)?;
+            set(libc::RLIMIT_NOFILE, limits.open_files)?;
+            set(libc::RLIMIT_FSIZE, limits.file_size)?;
+            set(libc::RLIMIT_CORE, 0)?;
+            if let Some(n) = limits.processes {
+                set(libc::RLIMIT_NPROC, n)?;
+            }
+            if let Some(a) = limits.address_space {
+                set(libc::RLIMIT_AS, a)?;
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// How a child ended, with what it used (its own and that of every descendant it waited
+/// for: bubblewrap's init waits for everything in the sandbox).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Exit {
+    /// Exit code, when it exited.
+    pub(crate) code: Option<i32>,
+    /// Signal number, when one killed it.
+    pub(crate) signal: Option<i32>,
+    /// User + system CPU time.
+    pub(crate) cpu: Duration,
+    /// Peak resident memory of the largest process, in bytes.
+    pub(crate) max_rss: u64,
+}
+
+/// A child that can be killed until it has been reaped (never a recycled pid).
+#[derive(Debug, Clone)]
+pub(crate) struct Reaper {
+    pid: libc::pid_t,
+    exited: Arc<Mutex<bool>>,
+}
+
+impl Reaper {
+    pub(crate) fn new(child: &Child) -> Self {
+        Reaper { pid: child.id() as libc::pid_t, exited: Arc::new(Mutex::new(false)) }
+    }
+
+    /// SIGKILLs the child's process group and the child, unless it has already exited.
+    pub(crate) fn kill(&self) {
+        let exited = self.exited.lock().map(|g| *g).unwrap_or(true);
+        if !exited {
+            // SAFETY: kill takes integers. The pid is our unreaped child (a zombie at worst,
+            // so not reused); the group is its own (process_group(0)).
+            unsafe {
+                libc::kill(-self.pid, libc::SIGKILL);
+                libc::kill(self.pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// SIGKILLs the program under the child (bubblewrap → GNU time → the program: the
+    /// deepest of the first two levels below the child), so that GNU time reaps it and
+    /// reports what it used; the sandbox ends with its init.
+    pub(crate) fn kill_children(&self) {
+        let exited = self.exited.lock().map(|g| *g).unwrap_or(true);
+        if exited {
+            return;
+        }
+        let children = |pid: libc::pid_t| -> Vec<libc::pid_t> {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        };
+        for c in children(self.pid) {
+            let below = children(c);
+            for pid in if below.is_empty() { vec![c] } else { below } {
+                // SAFETY: kill takes integers; the pid is a descendant of our unreaped child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+
+    /// Blocks until the child exits; reaps it. Call from a blocking thread.
+    pub(crate) fn wait(&self) -> io::Result<Exit> {
+        // First wait without reaping, so that `kill` never targets a reused pid.
+        loop {
+            // SAFETY: siginfo_t is plain data, zeroed is a valid value; waitid writes it.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: waitid with a valid pointer to `info`.
+            let rc =
+                unsafe { libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+            if rc == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        if let Ok(mut g) = self.exited.lock() {
+            *g = true;
+        }
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain data; zeroed is valid; wait4 writes it and `status`.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: valid pointers to `status` and `usage`.
+            let rc = unsafe { libc::wait4(self.pid, &mut status, 0, &mut usage) };
+            if rc == self.pid {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+        };
+        let (code, signal) = if libc::WIFEXITED(status) {
+            (Some(libc::WEXITSTATUS(status)), None)
+        } else if libc::WIFSIGNALED(status) {
+            (None, Some(libc::WTERMSIG(status)))
+        } else {
+            (None, None)
+        };
+        Ok(Exit {
+            code,
+            signal,
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+            max_rss: (usage.ru_maxrss.max(0) as u64) * 1024,
+        })
+    }
+}
+
+/// SIGKILLs every process whose real uid is `uid` (a run slot's own uid: nothing else runs
+/// as it); returns how many were found.
+pub(crate) fn kill_uid(uid: u32) -> usize {
+    let mut found = 0;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else { continue };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let real = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next());
+        if real.and_then(|r| r.parse::<u32>().ok()) == Some(uid) {
+            found += 1;
+            // SAFETY: kill takes integers; the pid belongs to the slot's uid.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    found
+}
+
+/// Threads (tasks) of every process whose real uid is `uid`: what RLIMIT_NPROC counts.
+pub(crate) fn tasks_of_uid(uid: u32) -> u64 {
+    let mut tasks = 0;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    for entry in dir.flatten() {
+        if !entry.file_name().to_str().is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        if field("Uid:").and_then(|v| v.split_whitespace().next()).and_then(|r| r.parse::<u32>().ok()) == Some(uid) {
+            tasks += field("Threads:").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1);
+        }
+    }
+    tasks
+}
+
+/// This process's real uid.
+pub(crate) fn uid() -> u32 {
+    // SAFETY: getuid takes nothing and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// This process's resident memory now, in bytes (0 when unknown).
+pub(crate) fn own_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
+/// Whether this process runs as root (then each run slot gets its own uid).
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A signal number's name (`SIGKILL`).
+pub(crate) fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("SIG{sig}"),
+    };
+    name.to_owned()
+}
