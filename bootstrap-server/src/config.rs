@@ -171,6 +171,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub exec: crate::exec::ExecConfig,
+
+    #[command(flatten)]
+    pub ai: crate::ai::AiConfig,
 }
 
 /// The operator token: a string whose `Debug` does not show it (the config is logged and

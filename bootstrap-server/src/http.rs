@@ -38,11 +38,13 @@ pub(crate) fn router(
 ) -> Router {
     let room_rate = Arc::new(PerIp::per_minute(registry.cfg().room_create_per_minute));
     let token = registry.cfg().admin_token.as_ref().map(|t| t.expose().to_owned());
+    let token_for_ai = token.clone();
     let access = crate::exec::Access { token, loopback_only: loopback_only(&registry) };
     let exec_routes = crate::exec::routes(exec.clone(), access, crate::exec::maxima(&registry.cfg().exec));
     let mut r = Router::new()
         .route("/health", get(move || health(exec.clone())))
         .merge(exec_routes)
+        .merge(crate::ai::routes(&registry.cfg().ai, token_for_ai, loopback_only(&registry)))
         .route("/metrics", get(metrics))
         .route("/api/rooms", post(create_room))
         .route("/api/rooms/{room}", get(room_info))

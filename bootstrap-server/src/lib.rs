@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod ai;
 mod chan;
 mod clock;
 mod config;

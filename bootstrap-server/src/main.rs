@@ -48,6 +48,12 @@ fn no_transparent_huge_pages() {
 }
 
 async fn serve() -> anyhow::Result<()> {
+    // `arena-bootstrap resume RESUME JD`: the resume analyzer on two files.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "resume") {
+        let cmd = arena_bootstrap::ai::cli::ResumeCmd::parse_from(std::env::args_os().skip(1));
+        println!("{}", arena_bootstrap::ai::cli::run(&cmd).await?);
+        return Ok(());
+    }
     let cfg = arena_bootstrap::Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
