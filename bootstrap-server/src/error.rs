@@ -35,6 +35,8 @@ pub(crate) enum AppError {
     NotFound(String),
     UnsupportedMediaType(String),
     TooManyRequests(String),
+    /// 503: a service the request needs is off or busy (the message says which).
+    Unavailable(String),
     Internal(String),
 }
 
@@ -56,6 +58,7 @@ impl IntoResponse for AppError {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
             AppError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, m),
+            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             AppError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())

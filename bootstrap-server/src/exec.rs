@@ -25,7 +25,8 @@ pub use config::{Backend, ExecConfig};
 pub use local::LocalExecutor;
 pub use piston::PistonExecutor;
 pub use types::{
-    BoxFuture, ExecError, ExecOutcome, ExecRequest, Executor, Limits, Runtime, SourceFile, StageOutcome, Status,
+    BoxFuture, ExecError, ExecOutcome, ExecRequest, Executor, Limits, LiveChunk, LiveOutput, Runtime, SourceFile,
+    StageOutcome, Status,
 };
 
 /// The executor `cfg` asks for (`None` when execution is off). `hidden` are paths no run

@@ -18,6 +18,7 @@ use crate::limit::PerIp;
 use crate::p2p::P2p;
 use crate::registry::{AuthError, Registry};
 use crate::room::RoomCmd;
+use crate::runs::{RunBody, Runs};
 use crate::{signal, yws};
 
 /// The API handlers' state.
@@ -28,6 +29,8 @@ struct Api {
     p2p: Option<Arc<P2p>>,
     /// `POST /api/rooms` per client IP.
     room_rate: Arc<PerIp>,
+    /// Runs in rooms (`POST /api/rooms/{room}/runs`).
+    runs: Arc<Runs>,
 }
 
 /// Every route of the node: the API, `/yws`, `/signal`, and the web room's files.
@@ -40,7 +43,9 @@ pub(crate) fn router(
     let token = registry.cfg().admin_token.as_ref().map(|t| t.expose().to_owned());
     let token_for_ai = token.clone();
     let access = crate::exec::Access { token, loopback_only: loopback_only(&registry) };
-    let exec_routes = crate::exec::routes(exec.clone(), access, crate::exec::maxima(&registry.cfg().exec));
+    let maxima = crate::exec::maxima(&registry.cfg().exec);
+    let exec_routes = crate::exec::routes(exec.clone(), access, maxima);
+    let runs = Arc::new(Runs::new(exec.clone(), maxima));
     let mut r = Router::new()
         .route("/health", get(move || health(exec.clone())))
         .merge(exec_routes)
@@ -48,13 +53,14 @@ pub(crate) fn router(
         .route("/metrics", get(metrics))
         .route("/api/rooms", post(create_room))
         .route("/api/rooms/{room}", get(room_info))
+        .route("/api/rooms/{room}/runs", post(run_in_room))
         .route("/api/ice", get(ice))
         .route("/api/peers", get(peers));
     r = match registry.cfg().static_dir.clone() {
         Some(dir) => r.fallback(move |uri: axum::http::Uri| serve_static(dir.clone(), uri)),
         None => r.route("/", get(index)).fallback(not_found),
     };
-    r.with_state(Api { registry: registry.clone(), p2p, room_rate })
+    r.with_state(Api { registry: registry.clone(), p2p, room_rate, runs })
         .merge(yws::routes(registry.clone()))
         .merge(signal::routes(registry))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -111,12 +117,7 @@ fn may_create_room(api: &Api, peer: SocketAddr, headers: &HeaderMap) -> Result<(
             ))
         }
     }
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+    if !is_json(headers) {
         return Err(AppError::UnsupportedMediaType("send the body as JSON (Content-Type: application/json)".into()));
     }
     Ok(())
@@ -203,6 +204,43 @@ async fn room_info(
     let mut info = rx.await.map_err(|_| AppError::Internal("room actor stopped".into()))?;
     info["yourRole"] = serde_json::json!(grant.role);
     Ok(Json(info))
+}
+
+/// `POST /api/rooms/{room}/runs`: runs the room's code for its host or candidate (their
+/// invite token), streaming the run into the room's `runs`; answers the final record.
+async fn run_in_room(
+    State(api): State<Api>,
+    Path(room): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let node = &api.registry;
+    let token = bearer(&headers, &q);
+    let (id, grant) = node.authorize_unrevoked(&room, token.as_deref()).map_err(auth_error)?;
+    if !matches!(grant.role, arena_core::Role::Host | arena_core::Role::Candidate) {
+        return Err(AppError::Forbidden(format!("a {} may not run code in the room", grant.role)));
+    }
+    // A cross-site form cannot send JSON without the browser asking first (CORS).
+    if !is_json(&headers) {
+        return Err(AppError::UnsupportedMediaType("send the body as JSON (Content-Type: application/json)".into()));
+    }
+    let req: RunBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RunBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let token = token.unwrap_or_default();
+    let answer = api.runs.run(node, id, token, grant.invite.to_hex(), req).await?;
+    Ok(Json(answer))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn ice(State(api): State<Api>) -> Json<serde_json::Value> {

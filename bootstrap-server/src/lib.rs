@@ -46,6 +46,7 @@ pub mod metrics;
 mod p2p;
 mod registry;
 mod room;
+mod runs;
 mod server;
 mod signal;
 mod ws;

@@ -26,7 +26,7 @@
 //! - [`env`](mod@env): what it runs with ([`Env`], [`Network`], [`Rooms`]);
 //! - `state`: its connections and queues; `handle`: what it does with each command and
 //!   frame, `envelopes` with our envelope protocol's messages, `stock` with stock clients'
-//!   updates;
+//!   updates, `runs` with the records of code runs the node writes;
 //! - `actor`: its loop (a hand-written future), group commit, checkpoints, stopping;
 //! - `session`: a connection served from a task of its own.
 
@@ -35,10 +35,11 @@ pub(crate) mod cmd;
 pub(crate) mod env;
 mod envelopes;
 mod handle;
+mod runs;
 mod session;
 mod state;
 mod stock;
 
 pub(crate) use actor::spawn;
-pub(crate) use cmd::{Attach, RoomCmd};
+pub(crate) use cmd::{Attach, RoomCmd, RunWrite};
 pub(crate) use env::{room_config, Env, Network, Opener, Rooms, Tunables};

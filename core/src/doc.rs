@@ -402,6 +402,23 @@ impl Edit<'_, '_> {
         self.doc.runs.push_back(self.txn, record(r));
     }
 
+    /// Removes every record of the run `id` from `runs` (its `running` records, when its
+    /// final record replaces them). Returns how many it removed.
+    pub fn remove_run(&mut self, id: &str) -> usize {
+        let at: Vec<u32> = self
+            .doc
+            .runs
+            .iter(self.txn)
+            .enumerate()
+            .filter(|(_, v)| decode_out::<RunRecord>(v.clone()).is_some_and(|r| r.id == id))
+            .map(|(i, _)| i as u32)
+            .collect();
+        for &i in at.iter().rev() {
+            self.doc.runs.remove(self.txn, i);
+        }
+        at.len()
+    }
+
     /// Appends version metadata.
     pub fn push_version(&mut self, v: &VersionMeta) {
         self.doc.versions.push_back(self.txn, record(v));
@@ -412,6 +429,42 @@ impl Edit<'_, '_> {
 mod any_tests {
     use super::*;
     use crate::grant::Role;
+
+    /// A run's `running` records, then `remove_run` and its final record: one record left.
+    #[test]
+    fn remove_run_drops_every_record_of_that_run_only() {
+        use crate::records::RunStatus;
+        let run = |id: &str, status, out: &str| RunRecord {
+            id: id.into(),
+            by: "b".into(),
+            language: "python".into(),
+            status,
+            stdout: out.into(),
+            stderr: String::new(),
+            exit_code: None,
+            cpu_ms: 0,
+            wall_ms: 0,
+            at: 1,
+        };
+        let doc = RoomDoc::new(3);
+        doc.edit(|e| {
+            e.push_run(&run("r1", RunStatus::Finished, "old"));
+            e.push_run(&run("r2", RunStatus::Running, "a"));
+            e.push_run(&run("r2", RunStatus::Running, "b"));
+        });
+        assert_eq!(doc.runs().len(), 3);
+        let (n, _) = doc.edit(|e| {
+            let n = e.remove_run("r2");
+            e.push_run(&run("r2", RunStatus::Finished, "ab"));
+            n
+        });
+        assert_eq!(n, 2);
+        let runs = doc.runs();
+        assert_eq!(
+            runs.iter().map(|r| (r.id.as_str(), r.stdout.as_str())).collect::<Vec<_>>(),
+            [("r1", "old"), ("r2", "ab")]
+        );
+    }
 
     /// `set_meta_record` writes what it wrote through `serde_json::Value`, byte for byte.
     #[test]

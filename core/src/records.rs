@@ -73,6 +73,9 @@ pub struct AnalysisRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Still running: the record holds output that arrived since the run's previous
+    /// `running` record (the final record replaces them all).
+    Running,
     /// Exited (any exit code).
     Finished,
     /// Killed by the wall-clock or CPU limit.

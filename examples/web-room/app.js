@@ -116,7 +116,7 @@ async function room (roomId) {
   // Leaving: tell the mesh peers and the node now rather than letting them time out.
   addEventListener('pagehide', (ev) => { if (!ev.persisted) session.destroy() })
   wireStatus(session)
-  wireToolbar(session, readOnly)
+  wireToolbar(session, readOnly, roomId, token)
   wireInvite(roomId, role)
   const refresh = () => { renderMeta(session); renderPeople(session); renderConsensus(session); renderVersions(session); renderRuns(session) }
   session.addEventListener('update', refresh)
@@ -177,16 +177,40 @@ function wireStatus (session) {
   session.addEventListener('error', (e) => console.warn('arena: a frame could not be processed', e.detail.error))
 }
 
-function wireToolbar (session, readOnly) {
+function wireToolbar (session, readOnly, roomId, token) {
   const lang = $('language')
   // `meta` is the host's to write (every replica refuses anyone else's edit there).
   lang.disabled = session.role !== 'host'
   if (lang.disabled && !readOnly) lang.title = 'The host sets the language'
   lang.addEventListener('change', () => session.setMeta('language', lang.value))
   $('run').disabled = readOnly
-  $('run').addEventListener('click', () => {
-    $('output').textContent = 'Not yet: code execution arrives with the bootstrap node\'s execution service (a later issue).\n' +
-      'When it lands, a run is recorded in the room, creates a version, and shows here for everyone.'
+  $('stdin').disabled = readOnly
+  if (readOnly) $('run').title = 'Observers watch runs; the host and the candidate run the code'
+  // The node runs the room's code and writes the run into the room as it goes: the output
+  // panel shows it from the document (renderRuns), so the other participant sees it too.
+  // The answer only matters when the node refused (busy, a run already going on, ...).
+  $('run').addEventListener('click', async () => {
+    $('run').disabled = true
+    $('run-status').textContent = 'starting…'
+    try {
+      const res = await fetch(`/api/rooms/${roomId}/runs`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ stdin: $('stdin').value })
+      })
+      const body = await res.json().catch(() => ({}))
+      if (!res.ok) {
+        $('run-status').textContent = `not run: ${body.error ?? res.status}`
+        $('run-status').dataset.refused = String(res.status)
+      } else {
+        delete $('run-status').dataset.refused
+        renderRuns(session)
+      }
+    } catch (e) {
+      $('run-status').textContent = `not run: ${e.message ?? e}`
+    } finally {
+      $('run').disabled = false
+    }
   })
   $('save-version').disabled = readOnly
   $('save-version').addEventListener('click', () => {
@@ -293,7 +317,10 @@ function renderVersions (session) {
     const li = document.createElement('li')
     li.textContent = `${v.label} · ${v.cause} · ${new Date(v.at).toLocaleTimeString()}`
     li.dataset.version = v.id
-    if (v.id === selected) li.className = 'selected'
+    li.dataset.cause = v.cause
+    li.classList.toggle('run', v.cause === 'run')
+    li.classList.toggle('selected', v.id === selected)
+    if (v.cause === 'run') li.title = 'Made by a successful run'
     li.addEventListener('click', () => { $('diff-view').dataset.version = v.id; renderVersions(session) })
     ol.append(li)
   }
@@ -317,10 +344,30 @@ function renderDiff (session, id) {
   }
 }
 
-function renderRuns (session) {
+/** The room's latest run, as the document holds it: while it runs, `running` records that
+ *  each carry the output since the previous one; then one final record in their place. */
+function latestRun (session) {
   const runs = session.runs()
-  if (!runs.length) return
-  $('output').textContent = runs.map((r) => `[${r.language}] ${r.status} exit ${r.exitCode ?? '-'}\n${r.stdout}${r.stderr}`).join('\n')
+  if (!runs.length) return null
+  const id = runs[runs.length - 1].id
+  const mine = runs.filter((r) => r.id === id)
+  const final = mine.find((r) => r.status !== 'running')
+  if (final) return final
+  return { ...mine[0], stdout: mine.map((r) => r.stdout).join(''), stderr: mine.map((r) => r.stderr).join('') }
+}
+
+function renderRuns (session) {
+  const r = latestRun(session)
+  if (!r) return
+  const out = $('output')
+  out.dataset.run = r.id
+  out.dataset.status = r.status
+  out.textContent = r.stdout + (r.stderr ? (r.stdout && !r.stdout.endsWith('\n') ? '\n' : '') + r.stderr : '')
+  const what = r.status === 'running'
+    ? 'running…'
+    : r.status === 'finished' ? `exit ${r.exitCode ?? '-'}` : r.status.replace('_', ' ')
+  $('run-status').textContent = `${r.language} · ${what}${r.status === 'running' ? '' : ` · ${r.wallMs} ms`}`
+  $('run-status').dataset.status = r.status
 }
 
 // ---- editors ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use super::config::ExecConfig;
 use super::sandbox::{self, Containment, SandboxSettings, Stage};
 use super::spawn;
 use super::toolchains::{self, Toolchain};
-use super::types::{BoxFuture, ExecError, ExecOutcome, ExecRequest, Executor, Runtime};
+use super::types::{BoxFuture, ExecError, ExecOutcome, ExecRequest, Executor, LiveOutput, Runtime};
 
 /// Most files of one run, and the longest file name.
 const MAX_FILES: usize = 64;
@@ -122,7 +122,7 @@ impl LocalExecutor {
         self.inner.toolchains.get_or_init(discovered).await
     }
 
-    async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, ExecError> {
+    async fn run(&self, req: ExecRequest, live: Option<LiveOutput>) -> Result<ExecOutcome, ExecError> {
         let l = &self.inner;
         let tc = self
             .toolchains()
@@ -153,7 +153,7 @@ impl LocalExecutor {
         let _slot = self.acquire().await?;
         let uid = _slot.uid;
         let dir = l.work_root.join(format!("run-{}", l.next_run.fetch_add(1, Ordering::Relaxed)));
-        let result = self.run_in(&tc, &req, &names, &dir, uid).await;
+        let result = self.run_in(&tc, &req, &names, &dir, uid, live).await;
         // Nothing of the run survives it: its processes (by uid), then its directory.
         if let Some(uid) = uid {
             for _ in 0..50 {
@@ -179,6 +179,7 @@ impl LocalExecutor {
         names: &[String],
         dir: &Path,
         uid: Option<u32>,
+        live: Option<LiveOutput>,
     ) -> Result<ExecOutcome, ExecError> {
         let l = &self.inner;
         std::fs::create_dir(dir)?;
@@ -211,6 +212,7 @@ impl LocalExecutor {
                     address_space: Some(memory.saturating_add(plan.address_space_allowance)),
                     uid,
                     usage: &usage,
+                    live: live.clone(),
                 },
             )
             .await;
@@ -241,6 +243,7 @@ impl LocalExecutor {
                 address_space: Some(run_memory.saturating_add(plan.address_space_allowance)),
                 uid,
                 usage: &usage,
+                live,
             },
         )
         .await;
@@ -370,7 +373,11 @@ impl Executor for LocalExecutor {
     }
 
     fn execute(&self, req: ExecRequest) -> BoxFuture<'_, Result<ExecOutcome, ExecError>> {
-        Box::pin(self.run(req))
+        Box::pin(self.run(req, None))
+    }
+
+    fn execute_live(&self, req: ExecRequest, live: LiveOutput) -> BoxFuture<'_, Result<ExecOutcome, ExecError>> {
+        Box::pin(self.run(req, Some(live)))
     }
 
     fn describe(&self) -> serde_json::Value {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::spawn::{self, Reaper, Rlimits};
-use super::types::{StageOutcome, Status};
+use super::types::{LiveOutput, StageOutcome, Status};
 
 /// What `/etc` shows inside the sandbox: what toolchains need, nothing about the machine's
 /// users (no passwd, shadow, ssh keys).
@@ -96,6 +96,8 @@ pub(crate) struct Stage<'a> {
     pub(crate) uid: Option<u32>,
     /// A file outside the sandbox for GNU time's report (made here, removed by the caller).
     pub(crate) usage: &'a Path,
+    /// Where output goes as it arrives too (for a run shown live).
+    pub(crate) live: Option<LiveOutput>,
 }
 
 /// bubblewrap's arguments for `stage` (before the program's argv).
@@ -181,7 +183,13 @@ impl Captured {
 }
 
 /// Reads `pipe` to its end (however much comes), keeping up to the cap.
-async fn drain(pipe: tokio::net::unix::pipe::Receiver, err: bool, into: Arc<Mutex<Captured>>, cap: usize) {
+async fn drain(
+    pipe: tokio::net::unix::pipe::Receiver,
+    err: bool,
+    into: Arc<Mutex<Captured>>,
+    cap: usize,
+    live: Option<LiveOutput>,
+) {
     let mut pipe = pipe;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -190,6 +198,9 @@ async fn drain(pipe: tokio::net::unix::pipe::Receiver, err: bool, into: Arc<Mute
             Ok(n) => {
                 if let Ok(mut c) = into.lock() {
                     c.push(err, &buf[..n], cap);
+                }
+                if let Some(l) = &live {
+                    l.push(err, &buf[..n]);
                 }
             }
         }
@@ -285,7 +296,7 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     ] {
         if let Some(fd) = pipe {
             let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-            readers.push(tokio::spawn(drain(rx, err, captured.clone(), cap)));
+            readers.push(tokio::spawn(drain(rx, err, captured.clone(), cap, stage.live.clone())));
         }
     }
     let writer = match child.stdin.take() {
@@ -434,6 +445,7 @@ pub(crate) async fn probe(bwrap: &Path, uid: Option<u32>) -> Result<(), String> 
             address_space: None,
             uid,
             usage: &dir.join("usage"),
+            live: None,
         },
     )
     .await;

@@ -17,6 +17,13 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     fn runtimes(&self) -> BoxFuture<'_, Result<Vec<Runtime>, ExecError>>;
     /// Compiles (when the language has a compile stage) and runs `req`.
     fn execute(&self, req: ExecRequest) -> BoxFuture<'_, Result<ExecOutcome, ExecError>>;
+    /// [`Executor::execute`], and the output of both stages goes into `live` as it arrives
+    /// (up to `live`'s cap), for whoever shows it while the run goes on. A backend that only
+    /// answers at the end (Piston) puts nothing there: the outcome has it all.
+    fn execute_live(&self, req: ExecRequest, live: LiveOutput) -> BoxFuture<'_, Result<ExecOutcome, ExecError>> {
+        drop(live);
+        self.execute(req)
+    }
     /// What contains a run and how (for `/health`).
     fn describe(&self) -> serde_json::Value;
 }
@@ -176,4 +183,109 @@ pub enum ExecError {
     /// Local I/O while preparing or cleaning up a run.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Output of a run as it arrives, shared between the run and whoever shows it: each
+/// [`LiveOutput::take`] returns what arrived since the previous one. Bounded: after `cap`
+/// bytes of a stream the rest is dropped (and the stream marked truncated).
+#[derive(Clone, Debug)]
+pub struct LiveOutput(std::sync::Arc<std::sync::Mutex<Live>>);
+
+#[derive(Debug, Default)]
+struct Live {
+    cap: usize,
+    /// Bytes not yet taken, per stream (stdout, stderr).
+    new: [Vec<u8>; 2],
+    /// Bytes kept so far, per stream.
+    kept: [usize; 2],
+    truncated: [bool; 2],
+}
+
+/// What arrived since the previous [`LiveOutput::take`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveChunk {
+    /// New standard output (lossy UTF-8; a character split at the end waits for its rest).
+    pub stdout: String,
+    /// New standard error.
+    pub stderr: String,
+    /// Whether standard output went over the cap.
+    pub stdout_truncated: bool,
+    /// Whether standard error went over the cap.
+    pub stderr_truncated: bool,
+}
+
+impl LiveOutput {
+    /// Keeps up to `cap` bytes of each stream.
+    pub fn new(cap: usize) -> Self {
+        LiveOutput(std::sync::Arc::new(std::sync::Mutex::new(Live { cap, ..Live::default() })))
+    }
+
+    /// Output of a stream (`err`: standard error) arrived.
+    pub(crate) fn push(&self, err: bool, bytes: &[u8]) {
+        let Ok(mut l) = self.0.lock() else { return };
+        let i = usize::from(err);
+        let room = l.cap.saturating_sub(l.kept[i]);
+        let n = bytes.len().min(room);
+        if n < bytes.len() {
+            l.truncated[i] = true;
+        }
+        l.kept[i] += n;
+        l.new[i].extend_from_slice(&bytes[..n]);
+    }
+
+    /// What arrived since the previous call. A UTF-8 character split at the end of what
+    /// arrived waits for the next call (at the end of the run, `last` takes it as it is).
+    pub fn take(&self, last: bool) -> LiveChunk {
+        let Ok(mut l) = self.0.lock() else { return LiveChunk::default() };
+        let mut text = |i: usize| {
+            let buf = &mut l.new[i];
+            let keep = if last { 0 } else { incomplete_tail(buf) };
+            let rest = buf.split_off(buf.len() - keep);
+            let done = std::mem::replace(buf, rest);
+            String::from_utf8_lossy(&done).into_owned()
+        };
+        let (stdout, stderr) = (text(0), text(1));
+        LiveChunk { stdout, stderr, stdout_truncated: l.truncated[0], stderr_truncated: l.truncated[1] }
+    }
+}
+
+/// How many bytes at the end of `b` start a UTF-8 character that is not complete yet.
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=b.len().min(3) {
+        let c = b[b.len() - back];
+        if c & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match c {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_output_hands_out_what_is_new_keeps_split_characters_and_caps() {
+        let live = LiveOutput::new(8);
+        live.push(false, "a\u{e9}".as_bytes());
+        live.push(false, &"\u{e9}".as_bytes()[..1]);
+        live.push(true, b"err");
+        let c = live.take(false);
+        assert_eq!((c.stdout.as_str(), c.stderr.as_str()), ("a\u{e9}", "err"));
+        live.push(false, &"\u{e9}".as_bytes()[1..]);
+        live.push(false, b"xyzzy");
+        let c = live.take(false);
+        assert_eq!(c.stdout, "\u{e9}xyz");
+        assert!(c.stdout_truncated && !c.stderr_truncated);
+        assert_eq!(live.take(false), LiveChunk { stdout_truncated: true, ..LiveChunk::default() });
+        live.push(true, &[0xE2, 0x82]);
+        assert_eq!(live.take(true).stderr, "\u{fffd}");
+    }
 }

@@ -739,4 +739,70 @@ mod tests {
         tx.send(RoomCmd::Shutdown).await.unwrap();
         handle.await.unwrap();
     }
+
+    /// A run's records, written by the node: the live ones go to a stock client as they are
+    /// written, the final one replaces them and a version follows; a room the node does not
+    /// sign for refuses them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_writes_a_runs_records_and_its_version_and_only_where_it_signs() {
+        use arena_core::records::{RunRecord, RunStatus};
+        let no_reopen =
+            || -> Opener<MemoryStore> { Box::new(|id| Err(crate::BootstrapError::UnknownRoom(id.to_hex()))) };
+        let proxying = env(|| Ok(()), no_reopen());
+        let node = Identity::from_seed([2; 32]);
+        let (_room_key, room) = created_room(&node, |_| MemoryStore::new(), room_config());
+        let (tx, handle) = spawn(proxying.clone(), room);
+        let (stock_tx, mut stock_rx) = chan::channel_weighed::<Outbound, FrameBytes>(64);
+        tx.send(RoomCmd::Subscribe { conn: 1, role: Role::Candidate, tx: stock_tx, slot: slot() }).await.unwrap();
+        let record = |status, out: &str| RunRecord {
+            id: "run-1".into(),
+            by: "k".into(),
+            language: "python".into(),
+            status,
+            stdout: out.into(),
+            stderr: String::new(),
+            exit_code: (status == RunStatus::Finished).then_some(0),
+            cpu_ms: 0,
+            wall_ms: 0,
+            at: 1,
+        };
+        let write = |record: RunRecord, replace: bool, version: Option<String>| {
+            let tx = tx.clone();
+            async move {
+                let (reply, rx) = oneshot::channel();
+                tx.send(RoomCmd::Run(Box::new(super::super::RunWrite { record, replace, version, reply })))
+                    .await
+                    .unwrap();
+                rx.await.unwrap()
+            }
+        };
+        assert_eq!(write(record(RunStatus::Running, "a"), false, None).await, Ok(None));
+        let got = tokio::time::timeout(Duration::from_secs(10), stock_rx.recv()).await.unwrap();
+        assert!(matches!(got, Some(Outbound::Binary(_))), "the stock client got {got:?}");
+        assert_eq!(write(record(RunStatus::Running, "b"), false, None).await, Ok(None));
+        let version = write(record(RunStatus::Finished, "ab"), true, Some("run run-1".into())).await.unwrap();
+        let (reply, info) = oneshot::channel();
+        tx.send(RoomCmd::Info { reply }).await.unwrap();
+        let info = info.await.unwrap();
+        assert_eq!(info["runs"], 1, "{info}");
+        assert_eq!(info["versions"][0]["id"].as_str(), version.as_deref(), "{info}");
+        assert_eq!(info["versions"][0]["cause"], "run", "{info}");
+        tx.send(RoomCmd::Shutdown).await.unwrap();
+        handle.await.unwrap();
+
+        // The node admitted without the proxy flag: it does not sign for the room.
+        let room_key = Identity::from_seed([5; 32]);
+        let now = now_ms();
+        let mut room = Room::open(room_key.public(), node.clone(), 0, MemoryStore::new(), room_config(), now).unwrap();
+        let invite = Invite::bound(&room_key, node.clone(), Role::Host, u64::MAX / 2, 0, now);
+        room.admit(&Admission::sign(&node, &invite, "a host", now), None).unwrap();
+        let (tx, handle) = spawn(env(|| Ok(()), no_reopen()), room);
+        let (reply, rx) = oneshot::channel();
+        let w =
+            super::super::RunWrite { record: record(RunStatus::Running, "a"), replace: false, version: None, reply };
+        tx.send(RoomCmd::Run(Box::new(w))).await.unwrap();
+        assert!(rx.await.unwrap().is_err_and(|e| e.contains("does not sign")));
+        tx.send(RoomCmd::Shutdown).await.unwrap();
+        handle.await.unwrap();
+    }
 }

@@ -40,6 +40,15 @@ pub(crate) struct Attach {
     pub(crate) slot: Slot,
 }
 
+/// A run record for the room to write (a [`RoomCmd::Run`]).
+#[derive(Debug)]
+pub(crate) struct RunWrite {
+    pub(crate) record: arena_core::records::RunRecord,
+    pub(crate) replace: bool,
+    pub(crate) version: Option<String>,
+    pub(crate) reply: oneshot::Sender<Result<Option<String>, String>>,
+}
+
 /// Commands to a room actor.
 #[derive(Debug)]
 pub(crate) enum RoomCmd {
@@ -73,6 +82,14 @@ pub(crate) enum RoomCmd {
     Answer {
         have: BTreeMap<PeerKey, u64>,
         reply: oneshot::Sender<Vec<Wire>>,
+    },
+    /// Write a run's record, signed by the node (see `runs`): with `replace`, it replaces
+    /// the run's earlier records; with `version`, a version of that label follows it. The
+    /// reply is the version's id, or why nothing was written.
+    Run(Box<RunWrite>),
+    /// The room's code and language (what a run runs).
+    Source {
+        reply: oneshot::Sender<Result<(String, String), String>>,
     },
     /// Our envelope vector.
     Vector {

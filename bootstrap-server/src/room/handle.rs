@@ -58,6 +58,15 @@ impl<S: RoomStore> RoomState<S> {
             RoomCmd::Answer { have, reply } => {
                 let _ = reply.send(self.with_room(|_, r| r.answer(&have).unwrap_or_default()).unwrap_or_default());
             }
+            RoomCmd::Run(w) => {
+                let super::cmd::RunWrite { record, replace, version, reply } = *w;
+                let _ = reply.send(self.write_run(&record, replace, version));
+            }
+            RoomCmd::Source { reply } => {
+                let source =
+                    self.wake().then(|| self.with_room(|_, r| (r.doc().code(), r.doc().meta().language))).flatten();
+                let _ = reply.send(source.ok_or_else(|| "the room's storage failed".to_owned()));
+            }
             RoomCmd::Vector { reply } => {
                 let _ = reply.send(self.with_room(|_, r| r.envelope_vector()).unwrap_or_default());
             }

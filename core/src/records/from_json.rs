@@ -103,6 +103,7 @@ impl FromJson for AnalysisRecord {
 impl FromJson for RunStatus {
     fn from_json(v: &Json) -> Option<Self> {
         Some(match v.as_str()? {
+            "running" => RunStatus::Running,
             "finished" => RunStatus::Finished,
             "timed_out" => RunStatus::TimedOut,
             "failed" => RunStatus::Failed,
