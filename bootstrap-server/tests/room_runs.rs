@@ -105,13 +105,13 @@ async fn a_hosts_run_streams_into_the_room_and_makes_a_version() -> Result<()> {
     let mut live_id = String::new();
     for _ in 0..600 {
         watcher.pump(Duration::from_millis(50)).await?;
-        let runs = watcher.room.doc().runs();
+        let runs = watcher.room().doc().runs();
         if let Some(live) = runs.iter().find(|r| r.status == RunStatus::Running && r.stdout.contains("line 0")) {
             live_id = live.id.clone();
             break;
         }
     }
-    assert!(!live_id.is_empty(), "no live output seen: {:?}", watcher.room.doc().runs());
+    assert!(!live_id.is_empty(), "no live output seen: {:?}", watcher.room().doc().runs());
     let (status, answer) = call.await??;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["id"], live_id.as_str());
@@ -122,7 +122,7 @@ async fn a_hosts_run_streams_into_the_room_and_makes_a_version() -> Result<()> {
     let version = answer["version"].as_str().context("a version id")?.to_owned();
     // Then the final record alone, and the version, on the watcher's replica.
     let (records, v) = pump_until(&mut watcher, "the final record and the version", |w| {
-        let doc = w.room.doc();
+        let doc = w.room().doc();
         let records = record_of(&doc.runs(), &live_id);
         let v = doc.versions().into_iter().find(|v| v.id == version)?;
         (records.len() == 1 && records[0].status == RunStatus::Finished).then_some((records, v))
@@ -186,11 +186,11 @@ async fn a_failing_program_records_its_status_and_makes_no_version() -> Result<(
     assert!(v["version"].is_null(), "{v}");
     let id = v["id"].as_str().context("id")?.to_owned();
     pump_until(&mut host, "the final record", |h| {
-        let records = record_of(&h.room.doc().runs(), &id);
+        let records = record_of(&h.room().doc().runs(), &id);
         (records.len() == 1 && records[0].status == RunStatus::Finished).then_some(())
     })
     .await?;
-    assert!(host.room.doc().versions().is_empty(), "{:?}", host.room.doc().versions());
+    assert!(host.room().doc().versions().is_empty(), "{:?}", host.room().doc().versions());
     server.stop().await
 }
 
@@ -218,11 +218,11 @@ async fn endless_output_is_capped_in_the_document_and_times_out_and_the_node_sta
     // The room holds the final record alone; its live records, all of them together,
     // never held more than the cap either (the document's size says so).
     pump_until(&mut host, "the final record", |h| {
-        let records = record_of(&h.room.doc().runs(), &id);
+        let records = record_of(&h.room().doc().runs(), &id);
         (records.len() == 1 && records[0].status == RunStatus::TimedOut).then_some(())
     })
     .await?;
-    let size = host.room.doc().encode_state().len();
+    let size = host.room().doc().encode_state().len();
     assert!(size < 8 * DOC_CAP, "the document grew to {size} bytes");
     // Still healthy: another run works.
     let (status, v) = run(server.addr, &r.room, &r.host, json!({ "language": "bash" })).await?;
@@ -239,7 +239,7 @@ async fn a_room_runs_one_program_at_a_time_and_a_few_a_minute() -> Result<()> {
     let (addr, room, token) = (server.addr, r.room.clone(), r.host.clone());
     let first = tokio::spawn(async move { run(addr, &room, &token, json!({})).await });
     pump_until(&mut host, "the first run is running", |h| {
-        h.room.doc().runs().iter().any(|r| r.status == RunStatus::Running).then_some(())
+        h.room().doc().runs().iter().any(|r| r.status == RunStatus::Running).then_some(())
     })
     .await?;
     // A second run while the first goes on, by either member: refused, nothing written.
