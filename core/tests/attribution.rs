@@ -38,9 +38,9 @@ fn delegate(p: &mut Party, inv: &Invite) -> Result<Delegation> {
 fn stock_update(p: &Party, who: usize, client: u64, edit: impl FnOnce(&yrs::Doc)) -> Result<Vec<u8>> {
     let copy = RoomDoc::new(client);
     copy.apply_v1(&p.rooms[who].doc().encode_state())?;
-    let before = copy.yrs().transact().state_vector();
-    edit(copy.yrs());
-    let update = copy.yrs().transact().encode_state_as_update_v1(&before);
+    let before = copy.raw_yrs_doc().transact().state_vector();
+    edit(copy.raw_yrs_doc());
+    let update = copy.raw_yrs_doc().transact().encode_state_as_update_v1(&before);
     Ok(update)
 }
 
@@ -266,7 +266,7 @@ fn meta_update(p: &Party, client: u64, title: &str) -> Result<Vec<u8>> {
 }
 
 fn title(r: &arena_core::Room<arena_core::MemoryStore>) -> Option<String> {
-    let doc = r.doc().yrs();
+    let doc = r.doc().raw_yrs_doc();
     let meta = doc.get_or_insert_map("meta");
     let t = doc.transact();
     meta.get(&t, "title").map(|v| v.to_string(&t))

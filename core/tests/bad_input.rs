@@ -96,7 +96,7 @@ fn build_samples() -> Result<Samples> {
     ensure!(fragments.len() > 3, "checkpoint did not fragment");
 
     let doc = p.rooms[HOST].doc();
-    let sv = doc.yrs().transact().state_vector();
+    let sv = doc.raw_yrs_doc().transact().state_vector();
     let mut awareness = PresenceMap::new(77);
     let aw_update = awareness.set_local(r##"{"user":{"name":"Zoë","color":"#ff0"},"cursor":{"anchor":3}}"##, 1);
     let frames = vec![
@@ -138,7 +138,7 @@ fn build_samples() -> Result<Samples> {
             .1,
     );
     {
-        let mut txn = scratch.yrs().transact_mut();
+        let mut txn = scratch.raw_yrs_doc().transact_mut();
         let meta = txn.get_or_insert_map("meta");
         let nested = meta.insert(&mut txn, "notes", TextPrelim::new("abc"));
         nested.insert(&mut txn, 1, "XYZ");
@@ -818,7 +818,7 @@ fn samples_are_accepted() -> Result<()> {
     for u in &s.updates {
         yrs::Update::decode_v1(u).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let _ = p.rooms[HOST].doc().yrs().transact().state_vector().encode_v1();
+    let _ = p.rooms[HOST].doc().raw_yrs_doc().transact().state_vector().encode_v1();
     Ok(())
 }
 
@@ -837,7 +837,7 @@ fn crossed_origins_are_refused() -> Result<()> {
     // The ids of the host's code at offsets 1 and 3: "x" goes after the later, before the
     // earlier.
     let (early, late) = {
-        let doc = p.rooms[HOST].doc().yrs();
+        let doc = p.rooms[HOST].doc().raw_yrs_doc();
         let mut txn = doc.transact_mut();
         let text = txn.get_or_insert_text("code");
         ensure!(yrs::GetString::get_string(&text, &txn).chars().count() >= 4, "the host's code is too short");
@@ -905,7 +905,7 @@ fn a_flood_of_updates_with_missing_predecessors_stays_bounded() -> Result<()> {
         if !rc.applied.is_empty() {
             head = arena_core::ChainHead { next_seq: head.next_seq + 1, last_hash: env.hash() };
         }
-        ensure!(!host.doc().yrs().transact().has_missing_updates(), "yrs holds a pending update after {i}");
+        ensure!(!host.doc().raw_yrs_doc().transact().has_missing_updates(), "yrs holds a pending update after {i}");
         ensure!(host.pending() <= max, "{} envelopes held back (limit {max})", host.pending());
     }
     let mut twin =

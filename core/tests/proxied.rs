@@ -107,8 +107,8 @@ fn a_relayed_update_is_signed_only_by_a_proxy_and_only_under_a_writer_token() ->
     ensure!(receipt.applied[0].via == Some(writer.grant.invite), "the envelope does not name the writer's grant");
     let r = other.receive(receipt.applied, T0 + 3)?;
     ensure!(r.applied.len() == 1 && r.rejected.is_empty(), "{:?}", r.rejected);
-    let text = other.doc().yrs().get_or_insert_text("code");
-    ensure!(text.get_string(&other.doc().yrs().transact()).contains("hello"), "other replica lacks it");
+    let text = other.doc().raw_yrs_doc().get_or_insert_text("code");
+    ensure!(text.get_string(&other.doc().raw_yrs_doc().transact()).contains("hello"), "other replica lacks it");
     Ok(())
 }
 
