@@ -226,7 +226,7 @@ impl Registry {
             return Err(AuthError::UnknownRoom);
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
-        let invite = Invite::from_token(token, &id, now_ms() / 1000).map_err(|e| AuthError::BadToken(e.to_string()))?;
+        let invite = Invite::from_token(token, &id, now_ms()).map_err(|e| AuthError::BadToken(e.to_string()))?;
         Ok((id, invite.grant))
     }
 

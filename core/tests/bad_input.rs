@@ -248,7 +248,7 @@ fn every_decoder(bytes: &[u8], room: &mut Room<MemoryStore>) -> Result<()> {
     let id = room.id();
     let _ = Envelope::decode(bytes, id);
     let _ = Grant::decode(bytes);
-    let _ = Invite::from_token(&String::from_utf8_lossy(bytes), &id, T0 / 1000);
+    let _ = Invite::from_token(&String::from_utf8_lossy(bytes), &id, T0);
     let _ = Admission::decode(bytes);
     let _ = Checkpoint::decode(bytes, id);
     let _ = ywire::decode_frame(bytes);
@@ -403,7 +403,7 @@ proptest! {
         // Where the kind is known, the typed decoders too.
         let _ = Envelope::decode(&bytes, s.room).map(|e| room.receive(vec![e], T0 + 7));
         if let Ok(tok) = std::str::from_utf8(&bytes) {
-            let _ = Invite::from_token(tok, &s.room, T0 / 1000);
+            let _ = Invite::from_token(tok, &s.room, T0);
         }
         let _ = room.doc().encode_diff(&bytes);
     }
@@ -804,7 +804,7 @@ fn samples_are_accepted() -> Result<()> {
     let p = target()?;
     Envelope::decode(&s.envelope, s.room)?;
     Grant::decode(&s.grant)?;
-    Invite::from_token(&s.token, &s.room, T0 / 1000)?;
+    Invite::from_token(&s.token, &s.room, T0)?;
     Admission::decode(&s.admission)?.verify(&s.room, None)?;
     Checkpoint::decode(&s.checkpoint, s.room)?;
     for w in &s.wires {

@@ -26,7 +26,7 @@ fn home_node() -> Result<Room<MemoryStore>> {
         T0,
     )?;
     let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
-    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
+    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0))?;
     Ok(home)
 }
 
@@ -126,7 +126,7 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     let cfg = RoomConfig { collect_seals: true, ..RoomConfig::default() };
     let mut home = Room::open(key().public(), Identity::from_passphrase("home"), 0, MemoryStore::new(), cfg, T0)?;
     let invite = Invite::issue(&key(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, T0);
-    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0 / 1000))?;
+    home.admit(&Admission::sign(home.identity(), &invite, "node", T0), Some(T0))?;
     let mut peer = Room::create(&key(), Identity::from_passphrase("peer"), 0, MemoryStore::new(), Meta::default(), T0)?;
     peer.handle(Wire::Admissions(home.ledger().admissions()), T0)?;
     home.handle(Wire::Admissions(peer.ledger().admissions()), T0)?;
@@ -134,7 +134,7 @@ fn deferred_stock_updates_apply_now_and_are_signed_together_later() -> Result<()
     ensure!(home.receive(created, T0)?.rejected.is_empty());
     let logged = home.store().log_len();
     let stock = Delegation::sign(&Invite::issue(&key(), Role::Candidate, T0 / 1000 + 3600, 0, 7));
-    home.delegate(&stock, Some(T0 / 1000))?;
+    home.delegate(&stock, Some(T0))?;
     peer.delegate(&stock, None)?;
     let via = &stock.key();
 

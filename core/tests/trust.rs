@@ -300,7 +300,7 @@ fn a_withdrawn_vote_cannot_be_replayed() -> Result<()> {
 fn an_expired_invite_cannot_join_a_live_room() -> Result<()> {
     let mut p = room("expired")?;
     let now_s = T0 / 1000;
-    let skew = arena_core::CLOCK_SKEW_S;
+    let skew = arena_core::CLOCK_SKEW_MS / 1000;
     // Expired an hour ago; its holder signs an admission dated two hours ago.
     let stale = Invite::issue(&p.room_key, Role::Candidate, now_s - 3600, 0, 99);
     let late = Identity::from_passphrase("late");

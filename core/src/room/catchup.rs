@@ -356,7 +356,7 @@ impl<S: Store> Room<S> {
         update: &[u8],
         now_ms: u64,
     ) -> Result<Vec<Envelope>> {
-        grant.check_vouch(&self.id, update, signature, now_ms / 1000)?;
+        grant.check_vouch(&self.id, update, signature, now_ms)?;
         if !grant.role.may_write() {
             return Err(CoreError::NotAllowed(format!("a relayed update under a {} grant", grant.role)));
         }
