@@ -108,10 +108,10 @@ fn p2p_identity(dir: &std::path::Path, node: &Identity) -> Result<Identity, Boot
     if !path.exists() && dir.join("sled").exists() {
         let legacy = node.derive("arena/bootstrap-p2p");
         arena_node::write_private_file(&path, PeerKey(legacy.seed()).to_hex().as_bytes())
-            .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+            .map_err(|source| BootstrapError::File { path: path.clone(), source })?;
         info!(key = %path.display(), "libp2p key written to its own file (kept from the node key)");
     }
-    arena_node::load_or_create_identity(dir).map_err(|e| BootstrapError::Config(format!("libp2p key: {e}")))
+    Ok(arena_node::load_or_create_identity(dir)?)
 }
 
 /// Starts the libp2p node and the bridge tasks, and makes it the room actors' network.
@@ -130,8 +130,7 @@ pub(crate) async fn start(registry: &Registry) -> Result<Started, BootstrapError
     // The libp2p node runs on a thread of its own: its actor flushes sled inline (group
     // commit), and an fsync on one of the two shared runtime workers stalled every WebSocket
     // room behind it (p99 26–41 ms at 400 edits/s; 5–7 ms on its own thread).
-    let (libp2p, handle) =
-        arena_node::Node::new(ncfg).map_err(|e| BootstrapError::Config(format!("libp2p node: {e}")))?;
+    let (libp2p, handle) = arena_node::Node::new(ncfg)?;
     let (done_tx, task) = oneshot::channel::<Result<(), String>>();
     let stop = shutdown.clone();
     let span = tracing::info_span!("libp2p", peer = %handle.peer_id());

@@ -93,7 +93,7 @@ impl RoomDoc {
     /// Applies a decoded remote update.
     pub fn apply(&self, update: Update) -> Result<()> {
         let mut txn = self.doc.transact_mut();
-        txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))
+        txn.apply_update(update).map_err(CoreError::Update)
     }
 
     /// Decodes and applies a v1 update.

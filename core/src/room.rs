@@ -239,7 +239,7 @@ impl<S: Store> Room<S> {
                 let (update, scan) = crate::doc::strict::decode_scanned(&env.update)?;
                 room.ledger.place(&scan);
                 room.ledger.advance(env, env.hash(), Some(&update));
-                txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
+                txn.apply_update(update).map_err(CoreError::Update)?;
             }
         }
         Ok(room)
@@ -506,7 +506,7 @@ impl<S: Store> Room<S> {
             let mut txn = self.doc.yrs().transact_mut();
             for (env, c) in ok_envs.iter().zip(checked) {
                 self.ledger.record(env, &c);
-                txn.apply_update(c.update).map_err(|e| CoreError::Update(e.to_string()))?;
+                txn.apply_update(c.update).map_err(CoreError::Update)?;
             }
         }
         for env in &ok_envs {
@@ -669,7 +669,7 @@ impl<S: Store> Room<S> {
         }
         {
             let mut txn = self.doc.yrs().transact_mut();
-            txn.apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
+            txn.apply_update(decoded).map_err(CoreError::Update)?;
         }
         self.ledger.record(&env, &checked);
         let at = self.received_at(now_ms);
