@@ -544,14 +544,15 @@ mod tests {
     /// A database that cannot be opened is an error naming the path, with sled's error kept
     /// as its source.
     #[test]
-    fn an_engine_failure_keeps_its_source() {
-        let dir = tempfile::tempdir().unwrap();
+    fn an_engine_failure_keeps_its_source() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
         let file = dir.path().join("not-a-dir");
-        std::fs::write(&file, b"x").unwrap();
-        let err = SledDb::open(&file).unwrap_err();
+        std::fs::write(&file, b"x")?;
+        let Err(err) = SledDb::open(&file) else { return Err("a file opened as a database".into()) };
         assert!(matches!(err, CoreError::Storage { .. }), "{err:?}");
         assert!(err.to_string().contains("not-a-dir"), "{err}");
         assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        Ok(())
     }
 
     /// Opens the database again in this process (see [`SledDb::reopen`]).
