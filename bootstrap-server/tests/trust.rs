@@ -529,12 +529,23 @@ async fn the_data_dir_and_the_node_key_are_private() -> Result<()> {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_libp2p_key_is_a_private_file_kept_across_restarts() -> Result<()> {
+    // Starts the node on `data` and stops it at once. `run` can return while the previous
+    // run's sled is still being released (its lock held for a moment): that one error is
+    // retried, until a deadline; every other error is the answer.
     async fn run_once(data: &std::path::Path) -> std::result::Result<(), String> {
-        let cfg = arena_bootstrap::Config::for_tests(data);
-        let listener = tokio::net::TcpListener::bind(cfg.http_addr).await.map_err(|e| e.to_string())?;
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        shutdown.cancel();
-        arena_bootstrap::run(cfg, listener, shutdown).await.map_err(|e| e.to_string())
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let cfg = arena_bootstrap::Config::for_tests(data);
+            let listener = tokio::net::TcpListener::bind(cfg.http_addr).await.map_err(|e| e.to_string())?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            shutdown.cancel();
+            match arena_bootstrap::run(cfg, listener, shutdown).await.map_err(|e| e.to_string()) {
+                Err(e) if e.contains("could not acquire lock") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                r => return r,
+            }
+        }
     }
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
