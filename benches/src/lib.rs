@@ -265,7 +265,7 @@ pub fn arena_room_with<S: Store>(cast: &Cast, store: S, cfg: RoomConfig) -> Resu
     let invite = Invite::issue(&cast.room_key, Role::Host, T0 / 1000 + 365 * 86_400, 0, T0);
     let adm = Admission::sign(&cast.host, &invite, "host", T0);
     let mut room = Room::open(cast.room_key.public(), cast.host.clone(), 0, store, cfg, T0)?;
-    room.admit(&adm, Some(T0 / 1000))?;
+    room.admit(&adm, Some(T0))?;
     let meta = Meta { language: "text".into(), title: "bench".into(), created_at: T0, ..Meta::default() };
     room.edit(T0, |e| e.set_meta_record(&meta))?;
     Ok(room)

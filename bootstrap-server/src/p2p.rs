@@ -96,15 +96,30 @@ pub(crate) struct Started {
     pub(crate) addrs: Vec<String>,
 }
 
+/// The libp2p replica's key. It writes envelopes of its own (its admission, its participant
+/// entry), so it must not share the room actor's author chain: it has a random key of its
+/// own in `{data dir}/p2p/identity.key` (0600, made on first start, reused after).
+///
+/// A data dir from before that file (its replica's `sled` there, no key file) keeps the key
+/// its replica has always signed with, derived from the node key: it is written to the key
+/// file once, so the replica's author chains go on across the upgrade.
+fn p2p_identity(dir: &std::path::Path, node: &Identity) -> Result<Identity, BootstrapError> {
+    let path = dir.join("identity.key");
+    if !path.exists() && dir.join("sled").exists() {
+        let legacy = node.derive("arena/bootstrap-p2p");
+        arena_node::write_private_file(&path, PeerKey(legacy.seed()).to_hex().as_bytes())
+            .map_err(|source| BootstrapError::File { path: path.clone(), source })?;
+        info!(key = %path.display(), "libp2p key written to its own file (kept from the node key)");
+    }
+    Ok(arena_node::load_or_create_identity(dir)?)
+}
+
 /// Starts the libp2p node and the bridge tasks, and makes it the room actors' network.
 pub(crate) async fn start(registry: &Registry) -> Result<Started, BootstrapError> {
     let cfg = registry.cfg();
     let env = registry.env();
     let parse = |s: &String| s.parse().map_err(|e| BootstrapError::Config(format!("bad multiaddr {s:?}: {e}")));
-    // The libp2p replica writes its own envelopes (its admission, its participant entry), so
-    // it must not share the room actor's author chain: it gets a key of its own, derived
-    // from the node key (stable across restarts).
-    let p2p_identity = registry.identity().derive("arena/bootstrap-p2p");
+    let p2p_identity = p2p_identity(&cfg.data_dir.join("p2p"), registry.identity())?;
     let mut ncfg = NodeConfig::new(p2p_identity);
     ncfg.listen = cfg.p2p_listen.iter().map(parse).collect::<Result<_, _>>()?;
     ncfg.bootstrap = cfg.peers.iter().map(parse).collect::<Result<_, _>>()?;
@@ -115,8 +130,7 @@ pub(crate) async fn start(registry: &Registry) -> Result<Started, BootstrapError
     // The libp2p node runs on a thread of its own: its actor flushes sled inline (group
     // commit), and an fsync on one of the two shared runtime workers stalled every WebSocket
     // room behind it (p99 26–41 ms at 400 edits/s; 5–7 ms on its own thread).
-    let (libp2p, handle) =
-        arena_node::Node::new(ncfg).map_err(|e| BootstrapError::Config(format!("libp2p node: {e}")))?;
+    let (libp2p, handle) = arena_node::Node::new(ncfg)?;
     let (done_tx, task) = oneshot::channel::<Result<(), String>>();
     let stop = shutdown.clone();
     let span = tracing::info_span!("libp2p", peer = %handle.peer_id());

@@ -25,7 +25,7 @@ use crate::ws::Deadlines;
 
 pub(crate) fn random_seed() -> Result<[u8; 32], BootstrapError> {
     let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| BootstrapError::Io(std::io::Error::other(e.to_string())))?;
+    getrandom::getrandom(&mut seed).map_err(BootstrapError::Randomness)?;
     Ok(seed)
 }
 
@@ -71,19 +71,17 @@ fn load_or_create_key(dir: &Path) -> Result<Identity, BootstrapError> {
     let path = dir.join("node.key");
     match std::fs::read_to_string(&path) {
         Ok(s) => {
-            let bytes = PeerKey::from_hex(s.trim()).map_err(|_| {
-                BootstrapError::Io(std::io::Error::other(format!("{} is not a 64-hex-digit key", path.display())))
-            })?;
+            let bytes = PeerKey::from_hex(s.trim()).map_err(|_| BootstrapError::BadKeyFile { path: path.clone() })?;
             Ok(Identity::from_seed(bytes.0))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Identity::from_seed(random_seed()?);
             // 0600 from its creation, never a moment readable by others.
             arena_node::write_private_file(&path, PeerKey(id.seed()).to_hex().as_bytes())
-                .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+                .map_err(|source| BootstrapError::File { path: path.clone(), source })?;
             Ok(id)
         }
-        Err(e) => Err(BootstrapError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
+        Err(source) => Err(BootstrapError::File { path, source }),
     }
 }
 
@@ -93,7 +91,7 @@ impl Registry {
         crate::clock::start();
         // The node's alone: it holds the node key and every room's key (in sled).
         arena_node::create_private_dir(&cfg.data_dir)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", cfg.data_dir.display())))?;
+            .map_err(|source| BootstrapError::File { path: cfg.data_dir.clone(), source })?;
         let identity = load_or_create_key(&cfg.data_dir)?;
         let db = SledDb::open_with_cache(cfg.data_dir.join("sled"), cfg.store_cache_mb.saturating_mul(1 << 20))?;
         let adopted = db.adopt_room_records(OLD_ROOMS_TREE)?;
@@ -167,7 +165,7 @@ impl Registry {
     pub(crate) fn room_key(&self, room: &RoomId) -> Result<Option<Identity>, BootstrapError> {
         let Some(raw) = self.inner.db.room_record(room)? else { return Ok(None) };
         let rec: RoomRecord = serde_json::from_slice(&raw)
-            .map_err(|e| BootstrapError::Io(std::io::Error::other(format!("room record {room}: {e}"))))?;
+            .map_err(|source| BootstrapError::RoomRecord { room: room.to_hex(), source })?;
         let seed = PeerKey::from_hex(&rec.key)?;
         Ok(Some(Identity::from_seed(seed.0)))
     }
@@ -189,7 +187,8 @@ impl Registry {
         let id = room_key.public();
         let now = now_ms();
         let rec = RoomRecord { key: PeerKey(room_key.seed()).to_hex(), created_at: now };
-        let raw = serde_json::to_vec(&rec).map_err(|e| BootstrapError::Io(std::io::Error::other(e)))?;
+        let raw =
+            serde_json::to_vec(&rec).map_err(|source| BootstrapError::RoomRecord { room: id.to_hex(), source })?;
         self.inner.db.set_room_record(&id, &raw)?;
         let mut room =
             Room::open(id, self.inner.identity.clone(), 0, self.inner.db.room(&id)?, RoomConfig::default(), now)?;
@@ -226,7 +225,7 @@ impl Registry {
             return Err(AuthError::UnknownRoom);
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
-        let invite = Invite::from_token(token, &id, now_ms() / 1000).map_err(|e| AuthError::BadToken(e.to_string()))?;
+        let invite = Invite::from_token(token, &id, now_ms()).map_err(|e| AuthError::BadToken(e.to_string()))?;
         Ok((id, invite.grant))
     }
 

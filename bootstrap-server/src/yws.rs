@@ -111,7 +111,7 @@ async fn serve(
     // A writing stock client's delegation: the node signs its updates naming its grant,
     // so every replica holds them to its role (made here, off the room's task).
     let delegation = match (&token, role.may_write()) {
-        (Some(t), true) => arena_core::Invite::from_token(t, &room, now_ms() / 1000)
+        (Some(t), true) => arena_core::Invite::from_token(t, &room, now_ms())
             .ok()
             .map(|inv| Box::new(arena_core::Delegation::sign(&inv))),
         _ => None,

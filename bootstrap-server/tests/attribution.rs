@@ -54,7 +54,7 @@ async fn stock_clients_edits_reach_a_native_peer_each_under_its_own_grant() -> R
     let server = Server::start(dir.path()).await?;
     let room = create_room(server.addr).await?;
     let id = PeerKey::from_hex(&room.room)?;
-    let grant_key = |token: &str| Invite::from_token(token, &id, now_ms() / 1000).map(|i| i.grant.invite);
+    let grant_key = |token: &str| Invite::from_token(token, &id, now_ms()).map(|i| i.grant.invite);
     let (cand_key, host_key) = (grant_key(&room.candidate)?, grant_key(&room.host)?);
 
     let mut native = ArenaPeer::connect(server.addr, &room.room, &room.candidate, "native").await?;
@@ -104,7 +104,7 @@ async fn the_node_stops_signing_for_a_stock_client_whose_link_was_revoked() -> R
     let server = Server::start(dir.path()).await?;
     let room = create_room(server.addr).await?;
     let id = PeerKey::from_hex(&room.room)?;
-    let cand_key = Invite::from_token(&room.candidate, &id, now_ms() / 1000)?.grant.invite;
+    let cand_key = Invite::from_token(&room.candidate, &id, now_ms())?.grant.invite;
     let mut host = ArenaPeer::connect(server.addr, &room.room, &room.host, "host").await?;
     host.pump(Duration::from_millis(100)).await?;
     let mut stock = stock_types(server.addr, &room.room, &room.candidate, 333_333, "[before]").await?;

@@ -22,9 +22,9 @@ fn forged(peer: &ArenaPeer, edit: impl FnOnce(&yrs::Doc)) -> Result<Envelope> {
     let me = r.identity().clone();
     let copy = RoomDoc::new(me.public().client_id(0));
     copy.apply_v1(&r.doc().encode_state())?;
-    let before = copy.yrs().transact().state_vector();
-    edit(copy.yrs());
-    let update = copy.yrs().transact().encode_state_as_update_v1(&before);
+    let before = copy.raw_yrs_doc().transact().state_vector();
+    edit(copy.raw_yrs_doc());
+    let update = copy.raw_yrs_doc().transact().encode_state_as_update_v1(&before);
     let head = r.ledger().head(&me.public());
     Ok(Envelope::seal(r.id(), &me, head.next_seq, head.last_hash, 0, update))
 }

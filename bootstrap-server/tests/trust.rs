@@ -526,6 +526,57 @@ async fn the_data_dir_and_the_node_key_are_private() -> Result<()> {
     Ok(())
 }
 
+/// The node's libp2p key is a random key in its own file (`p2p/identity.key`, 0600), made on
+/// first start and the same after a restart; a data dir from before that file keeps the key
+/// its libp2p replica signed with; a corrupt key file stops the node with an error naming it.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_libp2p_key_is_a_private_file_kept_across_restarts() -> Result<()> {
+    // Starts the node on `data` and stops it at once. `run` can return while the previous
+    // run's sled is still being released (its lock held for a moment): that one error is
+    // retried, until a deadline; every other error is the answer.
+    async fn run_once(data: &std::path::Path) -> std::result::Result<(), String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let cfg = arena_bootstrap::Config::for_tests(data);
+            let listener = tokio::net::TcpListener::bind(cfg.http_addr).await.map_err(|e| e.to_string())?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            shutdown.cancel();
+            match arena_bootstrap::run(cfg, listener, shutdown).await.map_err(|e| e.to_string()) {
+                Err(e) if e.contains("could not acquire lock") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                r => return r,
+            }
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let key = data.join("p2p").join("identity.key");
+    run_once(&data).await.map_err(anyhow::Error::msg)?;
+    assert_eq!(format!("{:o}", mode(&key)?), "600");
+    let first = std::fs::read_to_string(&key)?;
+    let node_key = std::fs::read_to_string(data.join("node.key"))?;
+    assert_ne!(first.trim(), node_key.trim());
+    run_once(&data).await.map_err(anyhow::Error::msg)?;
+    assert_eq!(std::fs::read_to_string(&key)?, first, "a restart made a new libp2p key");
+
+    // A data dir from before the key file: its replica's key is derived from the node key.
+    std::fs::remove_file(&key)?;
+    run_once(&data).await.map_err(anyhow::Error::msg)?;
+    let node = Identity::from_seed(PeerKey::from_hex(node_key.trim())?.0);
+    assert_eq!(std::fs::read_to_string(&key)?.trim(), PeerKey(node.derive("arena/bootstrap-p2p").seed()).to_hex());
+    assert_eq!(format!("{:o}", mode(&key)?), "600");
+
+    std::fs::write(&key, "not a key")?;
+    let err = run_once(&data).await.err().context("a corrupt libp2p key file was accepted")?;
+    assert!(err.contains("identity.key") && err.contains("64-hex-digit"), "{err}");
+    std::fs::write(data.join("node.key"), "zz")?;
+    let err = run_once(&data).await.err().context("a corrupt node key file was accepted")?;
+    assert!(err.contains("node.key") && err.contains("64-hex-digit"), "{err}");
+    Ok(())
+}
+
 // ---- item 4, the node's side: expiry ends live connections -------------------------------
 
 /// Waits for the socket's close frame; returns its code and reason.

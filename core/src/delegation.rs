@@ -47,10 +47,10 @@ impl Delegation {
         self.grant.invite
     }
 
-    /// Checks the grant (for `room`, not expired at `now` when given), that it is a writing
-    /// role's and not a node's own grant, and the invite key's signature.
-    pub fn verify(&self, room: &RoomId, now: Option<u64>) -> Result<()> {
-        self.grant.verify(room, now)?;
+    /// Checks the grant (for `room`, not expired at `now_ms`, unix milliseconds, when given),
+    /// that it is a writing role's and not a node's own grant, and the invite key's signature.
+    pub fn verify(&self, room: &RoomId, now_ms: Option<u64>) -> Result<()> {
+        self.grant.verify(room, now_ms)?;
         if !self.grant.role.may_write() {
             return Err(CoreError::NotAllowed(format!("a delegation for a {} grant", self.grant.role)));
         }
@@ -96,7 +96,7 @@ mod tests {
         let key = Identity::from_passphrase("deleg room");
         let inv = Invite::issue(&key, Role::Candidate, 2_000_000_000, 0, 1);
         let d = Delegation::sign(&inv);
-        d.verify(&key.public(), Some(1_700_000_000)).unwrap();
+        d.verify(&key.public(), Some(1_700_000_000_000)).unwrap();
         assert_eq!(Delegation::decode(&d.encode()).unwrap(), d);
         // Another grant's secret cannot sign for this grant.
         let other = Invite::issue(&key, Role::Candidate, 2_000_000_000, 0, 2);
@@ -104,7 +104,7 @@ mod tests {
         forged.grant = inv.grant.clone();
         assert!(forged.verify(&key.public(), None).is_err());
         // Expired, observer and node grants delegate nothing.
-        assert!(d.verify(&key.public(), Some(2_000_000_001)).is_err());
+        assert!(d.verify(&key.public(), Some(2_000_000_001_000)).is_err());
         let obs = Invite::issue(&key, Role::Observer, 2_000_000_000, 0, 3);
         assert!(Delegation::sign(&obs).verify(&key.public(), None).is_err());
         let node = Invite::issue(&key, Role::Host, 2_000_000_000, crate::FLAG_PROXY, 4);

@@ -22,22 +22,23 @@ pub use watch::CodeWatch;
 /// The origin of local transactions an editor already shows ([`RoomDoc::edit_shown`]).
 pub(crate) const SHOWN_ORIGIN: &str = "arena/shown";
 
-/// Root names: part of the wire contract with stock Yjs clients.
-pub mod roots {
+/// Root names: part of the wire contract with stock Yjs clients. Only this crate's typed
+/// accessors use them (DESIGN.md: no other crate touches a root by its name).
+pub(crate) mod roots {
     /// Text: the code buffer.
-    pub const CODE: &str = "code";
+    pub(crate) const CODE: &str = "code";
     /// Map: room settings.
-    pub const META: &str = "meta";
+    pub(crate) const META: &str = "meta";
     /// Map: peer hex → participant.
-    pub const PARTICIPANTS: &str = "participants";
+    pub(crate) const PARTICIPANTS: &str = "participants";
     /// Map: peer hex → signed vote.
-    pub const VOTES: &str = "votes";
+    pub(crate) const VOTES: &str = "votes";
     /// Array: analyzer results.
-    pub const ANALYSIS: &str = "analysis";
+    pub(crate) const ANALYSIS: &str = "analysis";
     /// Array: run records.
-    pub const RUNS: &str = "runs";
+    pub(crate) const RUNS: &str = "runs";
     /// Array: version metadata.
-    pub const VERSIONS: &str = "versions";
+    pub(crate) const VERSIONS: &str = "versions";
 }
 
 /// The shared document of a room.
@@ -72,8 +73,15 @@ impl RoomDoc {
         }
     }
 
-    /// The underlying yrs document (for the y-protocols session and adapters).
-    pub fn yrs(&self) -> &Doc {
+    /// The underlying yrs document, for this crate's y-protocols session and the room.
+    pub(crate) fn yrs(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// The underlying yrs document: an escape hatch for tests, benches and interop checks
+    /// only. It bypasses the room's schema and write rules (a write through it is not judged,
+    /// signed or logged); everything else goes through the typed accessors.
+    pub fn raw_yrs_doc(&self) -> &Doc {
         &self.doc
     }
 
@@ -85,7 +93,7 @@ impl RoomDoc {
     /// Applies a decoded remote update.
     pub fn apply(&self, update: Update) -> Result<()> {
         let mut txn = self.doc.transact_mut();
-        txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))
+        txn.apply_update(update).map_err(CoreError::Update)
     }
 
     /// Decodes and applies a v1 update.

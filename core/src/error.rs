@@ -81,16 +81,26 @@ pub enum CoreError {
     },
     /// The CRDT refused an update.
     #[error("update rejected by the document: {0}")]
-    Update(String),
+    Update(#[from] yrs::error::UpdateError),
     /// Consensus rules (votes, rounds) were not met.
     #[error("consensus: {0}")]
     Consensus(String),
     /// A version or point in time that does not exist.
     #[error("not found: {0}")]
     NotFound(String),
-    /// The storage engine failed; the message names the file or tree where it can.
+    /// The store holds something this code did not write (a dangling index, a truncated
+    /// entry) or cannot do what was asked; the message names the file or tree where it can.
     #[error("store: {0}")]
     Store(String),
+    /// The storage engine (sled, a recording file) failed.
+    #[error("store: {context}: {source}")]
+    Storage {
+        /// The file, and the tree or record, where it failed.
+        context: String,
+        /// The engine's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Shorthand for results in this crate.

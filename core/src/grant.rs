@@ -107,7 +107,9 @@ pub struct Grant {
     pub room: RoomId,
     /// The role it confers.
     pub role: Role,
-    /// Unix seconds after which nobody can be admitted with it.
+    /// Unix seconds after which nobody can be admitted with it. Seconds because this is a
+    /// signed wire field; every `now` the API takes is in milliseconds and is converted
+    /// where it is compared with this.
     pub expiry: u64,
     /// Flags, see [`FLAG_PROXY`].
     pub flags: u8,
@@ -122,9 +124,9 @@ pub struct Grant {
 
 impl Grant {
     /// Issues a grant naming `invite` as the key that admits under it; `room_key` is the
-    /// room's secret key.
-    pub fn issue(room_key: &Identity, invite: PeerKey, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
-        let mut g = Grant { room: room_key.public(), role, expiry, flags, nonce, invite, signature: [0; 64] };
+    /// room's secret key. `expiry_s` is unix seconds, as signed ([`Grant::expiry`]).
+    pub fn issue(room_key: &Identity, invite: PeerKey, role: Role, expiry_s: u64, flags: u8, nonce: u64) -> Self {
+        let mut g = Grant { room: room_key.public(), role, expiry: expiry_s, flags, nonce, invite, signature: [0; 64] };
         g.signature = room_key.sign(&g.signed_bytes());
         g
     }
@@ -182,13 +184,15 @@ impl Grant {
         })
     }
 
-    /// Checks the room, the room key's signature and (when `now` is given) the expiry.
-    pub fn verify(&self, room: &RoomId, now: Option<u64>) -> Result<()> {
+    /// Checks the room, the room key's signature and (when `now_ms`, unix milliseconds, is
+    /// given) the expiry: a grant is good to the end of its expiry second.
+    pub fn verify(&self, room: &RoomId, now_ms: Option<u64>) -> Result<()> {
         if &self.room != room {
             return Err(CoreError::WrongRoom { expected: room.to_hex(), got: self.room.to_hex() });
         }
         self.room.verify(&self.signed_bytes(), &self.signature, "grant")?;
-        if let Some(now) = now {
+        if let Some(now_ms) = now_ms {
+            let now = now_ms / 1000;
             if now > self.expiry {
                 return Err(CoreError::Expired { expiry: self.expiry, now });
             }
@@ -250,17 +254,18 @@ impl fmt::Debug for Invite {
 impl Invite {
     /// Issues an invite: its secret is derived from the room key and the grant's fields, so
     /// the room key's holder can issue the same link again and needs no randomness.
-    pub fn issue(room_key: &Identity, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
+    /// `expiry_s` is unix seconds, as signed ([`Grant::expiry`]).
+    pub fn issue(room_key: &Identity, role: Role, expiry_s: u64, flags: u8, nonce: u64) -> Self {
         let mut w = Writer::with_capacity(96);
-        w.fixed(INVITE_SEED_DOMAIN).fixed(&room_key.seed()).u8(role.to_byte()).var(expiry).u8(flags).var(nonce);
+        w.fixed(INVITE_SEED_DOMAIN).fixed(&room_key.seed()).u8(role.to_byte()).var(expiry_s).u8(flags).var(nonce);
         let secret = Identity::from_seed(sha256(&[&w.finish()]));
-        Self::bound(room_key, secret, role, expiry, flags, nonce)
+        Self::bound(room_key, secret, role, expiry_s, flags, nonce)
     }
 
     /// An invite whose grant names `secret`'s key: for the node's own grant (`secret` is the
     /// node's identity) or an invite key generated elsewhere.
-    pub fn bound(room_key: &Identity, secret: Identity, role: Role, expiry: u64, flags: u8, nonce: u64) -> Self {
-        let grant = Grant::issue(room_key, secret.public(), role, expiry, flags, nonce);
+    pub fn bound(room_key: &Identity, secret: Identity, role: Role, expiry_s: u64, flags: u8, nonce: u64) -> Self {
+        let grant = Grant::issue(room_key, secret.public(), role, expiry_s, flags, nonce);
         Invite { grant, secret, read_key: ReadKey::derive(room_key) }
     }
 
@@ -273,9 +278,9 @@ impl Invite {
         base64url_encode(&bytes)
     }
 
-    /// Parses a token for `room` and checks it at time `now` (unix seconds): the room key's
-    /// signature, the expiry, and that the secret is the grant's invite key.
-    pub fn from_token(token: &str, room: &RoomId, now: u64) -> Result<Self> {
+    /// Parses a token for `room` and checks it at time `now_ms` (unix milliseconds): the room
+    /// key's signature, the expiry, and that the secret is the grant's invite key.
+    pub fn from_token(token: &str, room: &RoomId, now_ms: u64) -> Result<Self> {
         if token.len() > MAX_TOKEN {
             return Err(CoreError::TooLarge { what: "token", len: token.len(), max: MAX_TOKEN });
         }
@@ -291,7 +296,7 @@ impl Invite {
         }
         let read_key = ReadKey(r.fixed()?);
         r.finish()?;
-        grant.verify(room, Some(now))?;
+        grant.verify(room, Some(now_ms))?;
         if secret.public() != grant.invite {
             return Err(CoreError::malformed("token", "its secret is not the grant's invite key"));
         }
@@ -333,9 +338,9 @@ fn vouch_bytes(grant: &Grant, update: &[u8]) -> Vec<u8> {
 
 impl Grant {
     /// Checks a relayed stock update's voucher ([`Invite::vouch`]) and this grant for `room`
-    /// at `now` (unix seconds).
-    pub fn check_vouch(&self, room: &RoomId, update: &[u8], signature: &[u8; 64], now: u64) -> Result<()> {
-        self.verify(room, Some(now))?;
+    /// at `now_ms` (unix milliseconds).
+    pub fn check_vouch(&self, room: &RoomId, update: &[u8], signature: &[u8; 64], now_ms: u64) -> Result<()> {
+        self.verify(room, Some(now_ms))?;
         self.invite.verify(&vouch_bytes(self, update), signature, "relayed update")
     }
 }
@@ -398,10 +403,10 @@ impl Admission {
     }
 
     /// Checks the grant (for `room`), the invite key's and the member's signatures, and that
-    /// the member joined before the grant expired. `now` (unix seconds) additionally checks
-    /// the grant is still valid now: pass it for live joins, not when replaying a log.
-    pub fn verify(&self, room: &RoomId, now: Option<u64>) -> Result<()> {
-        self.grant.verify(room, now)?;
+    /// the member joined before the grant expired. `now_ms` (unix milliseconds) additionally
+    /// checks the grant is still valid now: pass it for live joins, not when replaying a log.
+    pub fn verify(&self, room: &RoomId, now_ms: Option<u64>) -> Result<()> {
+        self.grant.verify(room, now_ms)?;
         if self.at_ms / 1000 > self.grant.expiry {
             return Err(CoreError::Expired { expiry: self.grant.expiry, now: self.at_ms / 1000 });
         }
@@ -492,8 +497,8 @@ mod tests {
         let inv = Invite::issue(&room_key, Role::Candidate, 1000, 0, 7);
         let tok = inv.to_token();
         assert!(tok.len() <= MAX_TOKEN);
-        assert_eq!(Invite::from_token(&tok, &room_key.public(), 999).unwrap().grant, inv.grant);
-        assert!(matches!(Invite::from_token(&tok, &room_key.public(), 1001), Err(CoreError::Expired { .. })));
+        assert_eq!(Invite::from_token(&tok, &room_key.public(), 999_999).unwrap().grant, inv.grant);
+        assert!(matches!(Invite::from_token(&tok, &room_key.public(), 1_001_000), Err(CoreError::Expired { .. })));
         let other = Identity::from_passphrase("other").public();
         assert!(Invite::from_token(&tok, &other, 0).is_err());
         // A grant for a role the room key never signed.
@@ -549,7 +554,7 @@ mod tests {
         let alice = Identity::from_passphrase("alice");
         let a = Admission::sign(&alice, &inv, "Alice", 5_000);
         let back = Admission::decode(&a.encode()).unwrap();
-        back.verify(&room_key.public(), Some(9)).unwrap();
+        back.verify(&room_key.public(), Some(9_000)).unwrap();
         // Another key under the same admission.
         let mut stolen = back.clone();
         stolen.member = Identity::from_passphrase("mallory").public();

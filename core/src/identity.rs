@@ -117,14 +117,17 @@ impl Identity {
         Identity { key: SecretKey::from_bytes(&seed) }
     }
 
-    /// A deterministic identity from a passphrase: for tests and examples only.
+    /// A deterministic identity from a passphrase: for tests, examples and benches only.
+    /// Anyone who guesses the phrase has the key; production keys come from [`Self::from_seed`]
+    /// with random bytes (arena-node's `load_or_create_identity` keeps them in a 0600 file).
     pub fn from_passphrase(phrase: &str) -> Self {
         Self::from_seed(sha256(&[b"arena/test-identity", phrase.as_bytes()]))
     }
 
     /// A second identity derived from this one's secret seed for `purpose` (the same seed
     /// and purpose always give the same key; nobody without the seed can compute it). The
-    /// bootstrap node's libp2p replica signs with one derived from the node key.
+    /// bootstrap node uses it only to carry over its libp2p replica's key in a data dir made
+    /// before that key had a file of its own; new keys are random.
     pub fn derive(&self, purpose: &str) -> Self {
         // Byte for byte the derivation the node used before this function existed (its
         // keys, and so the replicas' author chains, stay the same across the upgrade).

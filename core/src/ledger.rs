@@ -95,11 +95,11 @@ impl Ledger {
         self.room
     }
 
-    /// Admits a member after checking its admission; `now` (unix seconds) also checks the
-    /// grant has not expired (pass `None` when replaying a log). Returns whether it was new.
-    /// A member admitted twice keeps its strongest role.
-    pub fn admit(&mut self, adm: &Admission, now: Option<u64>) -> Result<bool> {
-        adm.verify(&self.room, now)?;
+    /// Admits a member after checking its admission; `now_ms` (unix milliseconds) also
+    /// checks the grant has not expired (pass `None` when replaying a log). Returns whether it
+    /// was new. A member admitted twice keeps its strongest role.
+    pub fn admit(&mut self, adm: &Admission, now_ms: Option<u64>) -> Result<bool> {
+        adm.verify(&self.room, now_ms)?;
         let known = self.members.get(&adm.member).is_some_and(|m| m.admission == *adm);
         if !known && (self.revoked.contains_key(&adm.grant.invite) || self.revoked.contains_key(&adm.member)) {
             return Err(CoreError::NotAllowed(format!("{} was revoked", adm.member)));
@@ -160,12 +160,12 @@ impl Ledger {
     }
 
     /// Records a stock client's delegation after checking it ([`Delegation::verify`];
-    /// `now`, unix seconds, checks its grant has not expired: `None` when replaying a
+    /// `now_ms`, unix milliseconds, checks its grant has not expired: `None` when replaying a
     /// store). A revoked invite delegates nothing new. An invite key names one grant: a
     /// second delegation under a known key with another grant (only the room key's holder
     /// can make one) is refused, so the role its `via` envelopes were judged under stays.
     /// Returns whether it was new.
-    pub fn delegate(&mut self, d: &Delegation, now: Option<u64>) -> Result<bool> {
+    pub fn delegate(&mut self, d: &Delegation, now_ms: Option<u64>) -> Result<bool> {
         match self.delegations.get(&d.key()) {
             Some(known) if known == d => return Ok(false),
             Some(_) => {
@@ -176,7 +176,7 @@ impl Ledger {
             }
             None => {}
         }
-        d.verify(&self.room, now)?;
+        d.verify(&self.room, now_ms)?;
         d.key().check_prime_order("invite key")?;
         if self.revoked.contains_key(&d.key()) {
             return Err(CoreError::NotAllowed(format!("invite {} was revoked", d.grant.label())));

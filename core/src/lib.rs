@@ -29,7 +29,7 @@
 //! let token = Invite::issue(&room_key, Role::Candidate, 10_000, 0, 1).to_token();
 //! let mut cand = Room::open(host.id(), Identity::from_passphrase("cand"), 0, MemoryStore::new(), RoomConfig::default(), 2_000)?;
 //! let (admission, _) = cand.join(&token, "Ada", 2_000)?;
-//! host.admit(&admission, Some(2))?;
+//! host.admit(&admission, Some(2_000))?;
 //! let arena_core::sync::wire::Wire::Want(have) = cand.want() else { unreachable!() };
 //! for msg in host.answer(&have)? {
 //!     cand.handle(msg, 2_001)?;
@@ -68,7 +68,7 @@ pub use identity::{Hash, Identity, PeerKey};
 pub use ledger::{ChainHead, Checked, Ledger, Member};
 pub use revocation::Revocation;
 pub use room::versions::Cut;
-pub use room::{Receipt, Room, RoomConfig, CHECKPOINT_ENTRY_BYTES, CLOCK_SKEW_S};
+pub use room::{Receipt, Room, RoomConfig, CHECKPOINT_ENTRY_BYTES, CLOCK_SKEW_MS};
 pub use store::{LogEntry, MemoryStore, Store};
 #[cfg(feature = "store")]
 pub use store::{SledDb, SledStore};

@@ -91,9 +91,9 @@ impl Default for RoomConfig {
     }
 }
 
-/// How far peers' clocks may disagree, in seconds, when a live admission's expiry is
-/// checked ([`Room::admit_live`]).
-pub const CLOCK_SKEW_S: u64 = 300;
+/// How far peers' clocks may disagree, in milliseconds (five minutes), when a live
+/// admission's expiry is checked ([`Room::admit_live`]).
+pub const CLOCK_SKEW_MS: u64 = 300_000;
 
 /// What [`Room::receive`] did with a batch.
 #[derive(Debug, Default)]
@@ -177,7 +177,7 @@ impl<S: Store> Room<S> {
         let invite = Invite::issue(room_key, Role::Host, now_ms / 1000 + 365 * 86400, 0, now_ms);
         let admission = Admission::sign(&host, &invite, "host", now_ms);
         let mut room = Room::open(room_key.public(), host, session, store, RoomConfig::default(), now_ms)?;
-        room.admit(&admission, Some(now_ms / 1000))?;
+        room.admit(&admission, Some(now_ms))?;
         room.edit(now_ms, |e| e.set_meta_record(&Meta { created_at: now_ms, ..meta }))?;
         Ok(room)
     }
@@ -239,7 +239,7 @@ impl<S: Store> Room<S> {
                 let (update, scan) = crate::doc::strict::decode_scanned(&env.update)?;
                 room.ledger.place(&scan);
                 room.ledger.advance(env, env.hash(), Some(&update));
-                txn.apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
+                txn.apply_update(update).map_err(CoreError::Update)?;
             }
         }
         Ok(room)
@@ -286,9 +286,10 @@ impl<S: Store> Room<S> {
         self.ledger.member(&self.me.public()).map(|m| m.role)
     }
 
-    /// Admits a member (ours or a peer's) and stores the admission. `now_s` checks expiry.
-    pub fn admit(&mut self, adm: &Admission, now_s: Option<u64>) -> Result<bool> {
-        let new = self.ledger.admit(adm, now_s)?;
+    /// Admits a member (ours or a peer's) and stores the admission. `now_ms` (unix
+    /// milliseconds) checks expiry; `None` when replaying a log.
+    pub fn admit(&mut self, adm: &Admission, now_ms: Option<u64>) -> Result<bool> {
+        let new = self.ledger.admit(adm, now_ms)?;
         if new {
             self.store.put_admission(adm)?;
         }
@@ -296,12 +297,12 @@ impl<S: Store> Room<S> {
     }
 
     /// Admits a member whose admission arrived from a peer now: a member we do not know yet
-    /// must hold a grant that has not expired by our clock (less [`CLOCK_SKEW_S`]), whatever
+    /// must hold a grant that has not expired by our clock (less [`CLOCK_SKEW_MS`]), whatever
     /// join time its admission claims (the claim is the joiner's own). A member we know
     /// already stays (a grant that expires after its holder joined still stands).
     pub fn admit_live(&mut self, adm: &Admission, now_ms: u64) -> Result<bool> {
         let known = self.ledger.member(&adm.member).is_some_and(|m| m.admission == *adm);
-        let now = (!known).then(|| (now_ms / 1000).saturating_sub(CLOCK_SKEW_S));
+        let now = (!known).then(|| now_ms.saturating_sub(CLOCK_SKEW_MS));
         self.admit(adm, now)
     }
 
@@ -326,11 +327,11 @@ impl<S: Store> Room<S> {
         Ok(new)
     }
 
-    /// Records a stock client's delegation (ours or a peer's) and stores it. `now_s` checks
+    /// Records a stock client's delegation (ours or a peer's) and stores it. `now_ms` (unix milliseconds) checks
     /// its grant's expiry. Returns whether it was new: then send it on
     /// ([`Wire::Delegations`]) before the envelopes that name it.
-    pub fn delegate(&mut self, d: &crate::Delegation, now_s: Option<u64>) -> Result<bool> {
-        let new = self.ledger.delegate(d, now_s)?;
+    pub fn delegate(&mut self, d: &crate::Delegation, now_ms: Option<u64>) -> Result<bool> {
+        let new = self.ledger.delegate(d, now_ms)?;
         if new {
             self.store.put_delegation(d)?;
         }
@@ -339,19 +340,19 @@ impl<S: Store> Room<S> {
 
     /// Records a delegation that arrived from a peer now: like [`Room::admit_live`], one we
     /// do not know yet must hold a grant that has not expired by our clock (less
-    /// [`CLOCK_SKEW_S`]).
+    /// [`CLOCK_SKEW_MS`]).
     pub fn delegate_live(&mut self, d: &crate::Delegation, now_ms: u64) -> Result<bool> {
         let known = self.ledger.delegation(&d.key()) == Some(d);
-        let now = (!known).then(|| (now_ms / 1000).saturating_sub(CLOCK_SKEW_S));
+        let now = (!known).then(|| now_ms.saturating_sub(CLOCK_SKEW_MS));
         self.delegate(d, now)
     }
 
     /// Joins with an invite token: signs an admission for our key and records our
     /// participant entry (when our role may write). Returns the admission to announce.
     pub fn join(&mut self, token: &str, name: &str, now_ms: u64) -> Result<(Admission, Option<Envelope>)> {
-        let invite = Invite::from_token(token, &self.id, now_ms / 1000)?;
+        let invite = Invite::from_token(token, &self.id, now_ms)?;
         let adm = Admission::sign(&self.me, &invite, name, now_ms);
-        self.admit(&adm, Some(now_ms / 1000))?;
+        self.admit(&adm, Some(now_ms))?;
         let env = if adm.grant.role.may_write() {
             let p = Participant {
                 name: adm.name.clone(),
@@ -505,7 +506,7 @@ impl<S: Store> Room<S> {
             let mut txn = self.doc.yrs().transact_mut();
             for (env, c) in ok_envs.iter().zip(checked) {
                 self.ledger.record(env, &c);
-                txn.apply_update(c.update).map_err(|e| CoreError::Update(e.to_string()))?;
+                txn.apply_update(c.update).map_err(CoreError::Update)?;
             }
         }
         for env in &ok_envs {
@@ -668,7 +669,7 @@ impl<S: Store> Room<S> {
         }
         {
             let mut txn = self.doc.yrs().transact_mut();
-            txn.apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
+            txn.apply_update(decoded).map_err(CoreError::Update)?;
         }
         self.ledger.record(&env, &checked);
         let at = self.received_at(now_ms);

@@ -26,7 +26,7 @@ fn stock_invite(p: &Party, role: Role, nonce: u64) -> Invite {
 /// Registers `inv`'s delegation at the node and hands it to every replica.
 fn delegate(p: &mut Party, inv: &Invite) -> Result<Delegation> {
     let d = Delegation::sign(inv);
-    ensure!(p.rooms[NODE].delegate(&d, Some(T0 / 1000))?, "the delegation was not new");
+    ensure!(p.rooms[NODE].delegate(&d, Some(T0))?, "the delegation was not new");
     for (i, r) in p.rooms.iter_mut().enumerate().filter(|(i, _)| *i != NODE) {
         let (_, rc) = r.handle(Wire::Delegations(vec![d.clone()]), T0 + 1)?;
         ensure!(rc.rejected.is_empty(), "replica {i} refused the delegation: {:?}", rc.rejected);
@@ -38,9 +38,9 @@ fn delegate(p: &mut Party, inv: &Invite) -> Result<Delegation> {
 fn stock_update(p: &Party, who: usize, client: u64, edit: impl FnOnce(&yrs::Doc)) -> Result<Vec<u8>> {
     let copy = RoomDoc::new(client);
     copy.apply_v1(&p.rooms[who].doc().encode_state())?;
-    let before = copy.yrs().transact().state_vector();
-    edit(copy.yrs());
-    let update = copy.yrs().transact().encode_state_as_update_v1(&before);
+    let before = copy.raw_yrs_doc().transact().state_vector();
+    edit(copy.raw_yrs_doc());
+    let update = copy.raw_yrs_doc().transact().encode_state_as_update_v1(&before);
     Ok(update)
 }
 
@@ -116,7 +116,7 @@ fn a_via_naming_an_unknown_or_forged_delegation_is_never_applied() -> Result<()>
     let cand = stock_invite(&p, Role::Candidate, 200);
     let d = Delegation::sign(&cand);
     // The node registers it; the others have not heard of it yet.
-    ensure!(p.rooms[NODE].delegate(&d, Some(T0 / 1000))?);
+    ensure!(p.rooms[NODE].delegate(&d, Some(T0))?);
     let update = stock_update(&p, NODE, 6_000, type_code("y"))?;
     let env = p.rooms[NODE].proxy_update(&update, &d.key(), T0 + 2)?.context("nothing sealed")?;
     let before = fingerprint(&p.rooms[HOST]);
@@ -175,7 +175,7 @@ fn a_revoked_invite_delegates_nothing_new() -> Result<()> {
         r.handle(wire.clone(), T0 + 1)?;
     }
     let d = Delegation::sign(&cand);
-    ensure!(p.rooms[NODE].delegate(&d, Some(T0 / 1000)).is_err(), "the node took a revoked invite's delegation");
+    ensure!(p.rooms[NODE].delegate(&d, Some(T0)).is_err(), "the node took a revoked invite's delegation");
     let (_, rc) = p.rooms[HOST].handle(Wire::Delegations(vec![d]), T0 + 2)?;
     ensure!(rc.rejected.len() == 1, "a revoked invite's delegation was accepted");
     Ok(())
@@ -266,7 +266,7 @@ fn meta_update(p: &Party, client: u64, title: &str) -> Result<Vec<u8>> {
 }
 
 fn title(r: &arena_core::Room<arena_core::MemoryStore>) -> Option<String> {
-    let doc = r.doc().yrs();
+    let doc = r.doc().raw_yrs_doc();
     let meta = doc.get_or_insert_map("meta");
     let t = doc.transact();
     meta.get(&t, "title").map(|v| v.to_string(&t))
@@ -278,8 +278,8 @@ fn a_delegation_from_another_room_or_with_an_altered_grant_is_refused() -> Resul
     // Genuine in its own room, so only the room differs.
     let other = Identity::from_passphrase("via-elsewhere/another room");
     let foreign = Delegation::sign(&Invite::issue(&other, Role::Candidate, T0 / 1000 + 3600, 0, 600));
-    foreign.verify(&other.public(), Some(T0 / 1000))?;
-    ensure!(p.rooms[NODE].delegate(&foreign, Some(T0 / 1000)).is_err(), "the node took another room's delegation");
+    foreign.verify(&other.public(), Some(T0))?;
+    ensure!(p.rooms[NODE].delegate(&foreign, Some(T0)).is_err(), "the node took another room's delegation");
     // A real one of this room with its grant altered: a host's role, a later expiry.
     let cand = stock_invite(&p, Role::Candidate, 601);
     let mut promoted = Delegation::sign(&cand);
@@ -323,7 +323,7 @@ fn a_via_to_an_observer_grant_is_never_applied() -> Result<()> {
     let mut p = full_room("via-observer")?;
     let obs = stock_invite(&p, Role::Observer, 650);
     let d = Delegation::sign(&obs);
-    ensure!(p.rooms[NODE].delegate(&d, Some(T0 / 1000)).is_err(), "the node took an observer's delegation");
+    ensure!(p.rooms[NODE].delegate(&d, Some(T0)).is_err(), "the node took an observer's delegation");
     let update = stock_update(&p, NODE, 6_200, type_code("o"))?;
     ensure!(p.rooms[NODE].proxy_update(&update, &d.key(), T0 + 1).is_err(), "the node signed via an observer");
     // Not even a code edit (which a node may write) passes under the observer's key.
@@ -347,8 +347,8 @@ fn an_invite_key_delegates_one_grant() -> Result<()> {
     let host = Invite::bound(&p.room_key, secret, Role::Host, T0 / 1000 + 3600, 0, 661);
     let d = delegate(&mut p, &cand)?;
     let second = Delegation::sign(&host);
-    second.verify(&p.rooms[HOST].id(), Some(T0 / 1000))?;
-    ensure!(p.rooms[NODE].delegate(&second, Some(T0 / 1000)).is_err(), "the node swapped the grant");
+    second.verify(&p.rooms[HOST].id(), Some(T0))?;
+    ensure!(p.rooms[NODE].delegate(&second, Some(T0)).is_err(), "the node swapped the grant");
     for i in [HOST, CAND, OBS] {
         let (_, rc) = p.rooms[i].handle(Wire::Delegations(vec![second.clone()]), T0 + 1)?;
         ensure!(rc.rejected.len() == 1, "replica {i} took a second grant for the key");
@@ -436,7 +436,7 @@ fn a_late_joiner_takes_the_delegation_of_a_link_that_expired_since() -> Result<(
     // an expired grant ...
     let day = T0 + 86_400_000;
     let stale = Delegation::sign(&Invite::issue(&p.room_key, Role::Candidate, T0 / 1000 + 60, 0, 801));
-    ensure!(matches!(p.rooms[NODE].delegate(&stale, Some(day / 1000)), Err(CoreError::Expired { .. })));
+    ensure!(matches!(p.rooms[NODE].delegate(&stale, Some(day)), Err(CoreError::Expired { .. })));
     // ... but history keeps what was written in time: a late joiner takes the delegation
     // and the stock candidate's edit on catch-up.
     let mut late = fresh(&p, "via-expired/late")?;

@@ -96,7 +96,7 @@ fn build_samples() -> Result<Samples> {
     ensure!(fragments.len() > 3, "checkpoint did not fragment");
 
     let doc = p.rooms[HOST].doc();
-    let sv = doc.yrs().transact().state_vector();
+    let sv = doc.raw_yrs_doc().transact().state_vector();
     let mut awareness = PresenceMap::new(77);
     let aw_update = awareness.set_local(r##"{"user":{"name":"Zoë","color":"#ff0"},"cursor":{"anchor":3}}"##, 1);
     let frames = vec![
@@ -138,7 +138,7 @@ fn build_samples() -> Result<Samples> {
             .1,
     );
     {
-        let mut txn = scratch.yrs().transact_mut();
+        let mut txn = scratch.raw_yrs_doc().transact_mut();
         let meta = txn.get_or_insert_map("meta");
         let nested = meta.insert(&mut txn, "notes", TextPrelim::new("abc"));
         nested.insert(&mut txn, 1, "XYZ");
@@ -248,7 +248,7 @@ fn every_decoder(bytes: &[u8], room: &mut Room<MemoryStore>) -> Result<()> {
     let id = room.id();
     let _ = Envelope::decode(bytes, id);
     let _ = Grant::decode(bytes);
-    let _ = Invite::from_token(&String::from_utf8_lossy(bytes), &id, T0 / 1000);
+    let _ = Invite::from_token(&String::from_utf8_lossy(bytes), &id, T0);
     let _ = Admission::decode(bytes);
     let _ = Checkpoint::decode(bytes, id);
     let _ = ywire::decode_frame(bytes);
@@ -403,7 +403,7 @@ proptest! {
         // Where the kind is known, the typed decoders too.
         let _ = Envelope::decode(&bytes, s.room).map(|e| room.receive(vec![e], T0 + 7));
         if let Ok(tok) = std::str::from_utf8(&bytes) {
-            let _ = Invite::from_token(tok, &s.room, T0 / 1000);
+            let _ = Invite::from_token(tok, &s.room, T0);
         }
         let _ = room.doc().encode_diff(&bytes);
     }
@@ -804,7 +804,7 @@ fn samples_are_accepted() -> Result<()> {
     let p = target()?;
     Envelope::decode(&s.envelope, s.room)?;
     Grant::decode(&s.grant)?;
-    Invite::from_token(&s.token, &s.room, T0 / 1000)?;
+    Invite::from_token(&s.token, &s.room, T0)?;
     Admission::decode(&s.admission)?.verify(&s.room, None)?;
     Checkpoint::decode(&s.checkpoint, s.room)?;
     for w in &s.wires {
@@ -818,7 +818,7 @@ fn samples_are_accepted() -> Result<()> {
     for u in &s.updates {
         yrs::Update::decode_v1(u).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let _ = p.rooms[HOST].doc().yrs().transact().state_vector().encode_v1();
+    let _ = p.rooms[HOST].doc().raw_yrs_doc().transact().state_vector().encode_v1();
     Ok(())
 }
 
@@ -837,7 +837,7 @@ fn crossed_origins_are_refused() -> Result<()> {
     // The ids of the host's code at offsets 1 and 3: "x" goes after the later, before the
     // earlier.
     let (early, late) = {
-        let doc = p.rooms[HOST].doc().yrs();
+        let doc = p.rooms[HOST].doc().raw_yrs_doc();
         let mut txn = doc.transact_mut();
         let text = txn.get_or_insert_text("code");
         ensure!(yrs::GetString::get_string(&text, &txn).chars().count() >= 4, "the host's code is too short");
@@ -905,7 +905,7 @@ fn a_flood_of_updates_with_missing_predecessors_stays_bounded() -> Result<()> {
         if !rc.applied.is_empty() {
             head = arena_core::ChainHead { next_seq: head.next_seq + 1, last_hash: env.hash() };
         }
-        ensure!(!host.doc().yrs().transact().has_missing_updates(), "yrs holds a pending update after {i}");
+        ensure!(!host.doc().raw_yrs_doc().transact().has_missing_updates(), "yrs holds a pending update after {i}");
         ensure!(host.pending() <= max, "{} envelopes held back (limit {max})", host.pending());
     }
     let mut twin =

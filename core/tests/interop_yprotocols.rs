@@ -240,7 +240,7 @@ type DsPairs = Vec<(u64, Vec<(u32, u32)>)>;
 
 /// The delete set of a replica as sorted (client, [(clock, len)]).
 fn ds_pairs(room: &RoomDoc) -> DsPairs {
-    let snap = room.yrs().transact().snapshot();
+    let snap = room.raw_yrs_doc().transact().snapshot();
     let mut v: DsPairs = snap
         .delete_set
         .iter()
@@ -263,8 +263,8 @@ fn json_ds(v: &Value) -> Result<DsPairs> {
 }
 
 fn meta_string(room: &RoomDoc, key: &str) -> Option<String> {
-    let map = room.yrs().get_or_insert_map("meta");
-    let txn = room.yrs().transact();
+    let map = room.raw_yrs_doc().get_or_insert_map("meta");
+    let txn = room.raw_yrs_doc().transact();
     match map.get(&txn, key)? {
         Out::Any(Any::String(s)) => Some(s.to_string()),
         _ => None,
@@ -364,7 +364,7 @@ fn assert_converged(node: &mut NodePeer, room: &RoomDoc) -> Result<()> {
     let rust_text = room.code();
     ensure!(node_text == rust_text, "texts differ:\n node: {node_text:?}\n rust: {rust_text:?}");
     ensure!(st["textLen"].as_u64() == Some(u64::from(room.code_len())), "UTF-16 lengths differ");
-    let rust_sv = sv_pairs(&room.yrs().transact().state_vector());
+    let rust_sv = sv_pairs(&room.raw_yrs_doc().transact().state_vector());
     ensure!(json_pairs(&st["sv"])? == rust_sv, "state vectors differ: node {} rust {rust_sv:?}", st["sv"]);
     ensure!(unhex(st["svHex"].as_str().context("svHex")?)?.len() == room.state_vector().len());
     let rust_ds = ds_pairs(room);
@@ -385,7 +385,7 @@ fn assert_converged(node: &mut NodePeer, room: &RoomDoc) -> Result<()> {
     theirs.apply_v1(&unhex(st["fullHex"].as_str().context("fullHex")?)?)?;
     ensure!(theirs.code() == rust_text, "node's full state gives {:?}", theirs.code());
     ensure!(!theirs.has_pending(), "node's full state leaves pending structs");
-    let (a, b) = (theirs.yrs().transact().snapshot(), room.yrs().transact().snapshot());
+    let (a, b) = (theirs.raw_yrs_doc().transact().snapshot(), room.raw_yrs_doc().transact().snapshot());
     ensure!(a == b, "snapshots differ:\n node: {a:?}\n rust: {b:?}");
     Ok(())
 }
@@ -429,7 +429,7 @@ fn node_encoded_messages_decode_in_rust() -> Result<()> {
     }
     assert_eq!(room.code(), text1);
     assert_eq!(room.meta().title, "Zwei Summen ∑ 🧮");
-    assert_eq!(sv_pairs(&room.yrs().transact().state_vector()), json_pairs(&st["sv"])?);
+    assert_eq!(sv_pairs(&room.raw_yrs_doc().transact().state_vector()), json_pairs(&st["sv"])?);
     assert_eq!(ds_pairs(&room), json_ds(&st["ds"])?);
 
     // Sync step 2 against our state vector after an edit: just the difference.
@@ -537,7 +537,7 @@ fn rust_encoded_frames_decode_in_node() -> Result<()> {
     rust.edit(at, len, "ñ");
 
     // Sync step 1 carries our state vector; Node answers with step 2 (nothing: it is empty).
-    let sv = rust.room.yrs().transact().state_vector();
+    let sv = rust.room.raw_yrs_doc().transact().state_vector();
     let f = ywire::encode_frame(&[Message::Sync(SyncMessage::SyncStep1(sv.clone()))]);
     let res = node.recv(&f, "stock")?;
     assert_eq!(res["trailing"], json!(0));
@@ -833,7 +833,7 @@ fn read_only_session_with_yjs_observer() -> Result<()> {
     let f = node.edit(0, 2, "")?;
     ensure!(rust.receive(&f)?.denied, "observer deletion was not denied");
     assert_eq!(rust.room.code(), reference.code(), "the room's text changed");
-    let (a, b) = (rust.room.yrs().transact().snapshot(), reference.yrs().transact().snapshot());
+    let (a, b) = (rust.room.raw_yrs_doc().transact().snapshot(), reference.raw_yrs_doc().transact().snapshot());
     ensure!(a == b, "the room's document changed");
     Ok(())
 }

@@ -61,7 +61,7 @@ fn a_large_binary_meta_value_costs_meta_little() {
     let (before, small) = counted(|| doc.meta());
     assert_eq!((before.language.as_str(), before.title.as_str()), ("python", "Two sums"));
     {
-        let mut txn = doc.yrs().transact_mut();
+        let mut txn = doc.raw_yrs_doc().transact_mut();
         let meta = txn.get_or_insert_map("meta");
         meta.insert(&mut txn, "blob", Any::Buffer(vec![7u8; 4 << 20].into()));
     }
@@ -72,7 +72,7 @@ fn a_large_binary_meta_value_costs_meta_little() {
     // A key it reads, holding the buffer: refused before anything is allocated for it; the
     // record then reads as defaults, as for any value of the wrong type.
     {
-        let mut txn = doc.yrs().transact_mut();
+        let mut txn = doc.raw_yrs_doc().transact_mut();
         let meta = txn.get_or_insert_map("meta");
         meta.insert(&mut txn, "question", Any::Buffer(vec![7u8; 4 << 20].into()));
     }

@@ -81,7 +81,7 @@ impl Party {
         let invite = Invite::bound(&self.room_key, me.clone(), Role::Host, now_ms / 1000 + 3600, FLAG_PROXY, 0);
         let adm = Admission::sign(&me, &invite, "node", now_ms);
         let mut node = Room::open(self.rooms[0].id(), me, 0, MemoryStore::new(), RoomConfig::default(), now_ms)?;
-        node.admit(&adm, Some(now_ms / 1000))?;
+        node.admit(&adm, Some(now_ms))?;
         let mut admissions = vec![adm];
         for r in &self.rooms {
             admissions.extend(r.ledger().admissions());

@@ -26,9 +26,9 @@ fn forged_edit(p: &Party, who: usize, edit: impl FnOnce(&yrs::Doc)) -> Result<En
     let me = r.identity().clone();
     let copy = RoomDoc::new(me.public().client_id(0));
     copy.apply_v1(&r.doc().encode_state())?;
-    let before = copy.yrs().transact().state_vector();
-    edit(copy.yrs());
-    let update = copy.yrs().transact().encode_state_as_update_v1(&before);
+    let before = copy.raw_yrs_doc().transact().state_vector();
+    edit(copy.raw_yrs_doc());
+    let update = copy.raw_yrs_doc().transact().encode_state_as_update_v1(&before);
     let head = r.ledger().head(&me.public());
     Ok(Envelope::seal(r.id(), &me, head.next_seq, head.last_hash, 0, update))
 }
@@ -300,7 +300,7 @@ fn a_withdrawn_vote_cannot_be_replayed() -> Result<()> {
 fn an_expired_invite_cannot_join_a_live_room() -> Result<()> {
     let mut p = room("expired")?;
     let now_s = T0 / 1000;
-    let skew = arena_core::CLOCK_SKEW_S;
+    let skew = arena_core::CLOCK_SKEW_MS / 1000;
     // Expired an hour ago; its holder signs an admission dated two hours ago.
     let stale = Invite::issue(&p.room_key, Role::Candidate, now_s - 3600, 0, 99);
     let late = Identity::from_passphrase("late");

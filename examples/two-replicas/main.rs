@@ -51,7 +51,7 @@ fn main() -> Result<()> {
         now_ms(),
     )?;
     let (admission, joined) = cand.join(&token, "Candidate", now_ms())?;
-    host.admit(&admission, Some(now_ms() / 1000))?;
+    host.admit(&admission, Some(now_ms()))?;
     // Catch-up: the candidate sends its envelope vector, the host answers with what it lacks.
     let Wire::Want(have) = cand.want() else { unreachable!("want() returns Want") };
     let n = deliver(host.answer(&have)?, &mut cand)?;

@@ -34,6 +34,14 @@ pub enum NodeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A key file that exists but does not hold a key (edited, truncated, or not ours).
+    #[error("key file {path}: {reason}")]
+    KeyFile {
+        /// The key file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A recording that does not decode or does not verify.
     #[error("recording {path}: {reason}")]
     Recording {

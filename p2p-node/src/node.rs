@@ -109,9 +109,9 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Identity> {
     let path = dir.join("identity.key");
     match std::fs::read_to_string(&path) {
         Ok(s) => {
-            let seed = PeerKey::from_hex(s.trim()).map_err(|_| NodeError::Recording {
+            let seed = PeerKey::from_hex(s.trim()).map_err(|_| NodeError::KeyFile {
                 path: path.display().to_string(),
-                reason: "not a 64-hex-digit key".into(),
+                reason: "not a 64-hex-digit key (remove it to make a new one)".into(),
             })?;
             Ok(Identity::from_seed(seed.0))
         }
@@ -513,5 +513,27 @@ impl Node {
         let span = tracing::info_span!("node", peer = %handle.peer_id());
         let task = tokio::spawn(tracing::Instrument::instrument(node.run(shutdown), span));
         Ok((handle, task))
+    }
+}
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_identity_file_is_private_reused_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("node");
+        let first = load_or_create_identity(&data).unwrap();
+        let path = data.join("identity.key");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(load_or_create_identity(&data).unwrap().public(), first.public());
+        assert_ne!(load_or_create_identity(&dir.path().join("other")).unwrap().public(), first.public());
+        std::fs::write(&path, "garbage").unwrap();
+        let err = load_or_create_identity(&data).unwrap_err();
+        assert!(matches!(err, NodeError::KeyFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("identity.key"), "{err}");
     }
 }

@@ -521,8 +521,7 @@ async fn relayed_stock_updates_go_to_members_only() -> Result<()> {
     })
     .await?;
     // A stock client's update with its relay's voucher (the token itself never travels).
-    let invite =
-        arena_core::Invite::from_token(&room.token(Role::Candidate, 3), &room.id, arena_node::now_ms() / 1000)?;
+    let invite = arena_core::Invite::from_token(&room.token(Role::Candidate, 3), &room.id, arena_node::now_ms())?;
     let update = vec![0, 0];
     let signature = invite.vouch(&update);
     let delegation = arena_core::Delegation::sign(&invite).signature;

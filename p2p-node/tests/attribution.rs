@@ -20,10 +20,10 @@ fn verify_and_export_show_via_node_as_candidate() -> Result<()> {
         let store = RecordingStore::open(&path, room_key.public(), node.clone(), T0)?;
         let mut room = Room::open(room_key.public(), node.clone(), 0, store, RoomConfig::default(), T0)?;
         let own = Invite::bound(&room_key, node.clone(), Role::Host, T0 / 1000 + 3600, FLAG_PROXY, 0);
-        room.admit(&Admission::sign(&node, &own, "node", T0), Some(T0 / 1000))?;
+        room.admit(&Admission::sign(&node, &own, "node", T0), Some(T0))?;
         let cand = Invite::issue(&room_key, Role::Candidate, T0 / 1000 + 3600, 0, 1);
         let d = Delegation::sign(&cand);
-        room.delegate(&d, Some(T0 / 1000))?;
+        room.delegate(&d, Some(T0))?;
         let doc = yrs::Doc::with_client_id(31_337);
         let code = doc.get_or_insert_text("code");
         let update = {

@@ -142,7 +142,7 @@ impl<S: RoomStore> RoomState<S> {
     /// connections that speak our protocol and to the network before any envelope names it.
     /// Returns its key (the `via` of the client's envelopes), None if the room refused it.
     pub(super) fn register_delegation(&mut self, room: &mut Room<S>, d: arena_core::Delegation) -> Option<PeerKey> {
-        match room.delegate(&d, Some(now_ms() / 1000)) {
+        match room.delegate(&d, Some(now_ms())) {
             Ok(new) => {
                 if new {
                     let msg = Wire::Delegations(vec![d.clone()]);

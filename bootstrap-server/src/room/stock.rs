@@ -90,12 +90,12 @@ impl<S: RoomStore> RoomState<S> {
     /// checks it and holds the update to the grant's role); the token itself stays here.
     /// The envelopes come back over gossip.
     pub(super) fn forward_proxied(&mut self, batch: Vec<(u64, Vec<u8>)>) {
-        let now_s = now_ms() / 1000;
+        let now = now_ms();
         let msgs: Vec<Wire> = batch
             .into_iter()
             .filter_map(|(conn, update)| {
                 let token = self.conns.get(&conn)?.token.as_deref()?;
-                let invite = arena_core::Invite::from_token(token, &self.id, now_s).ok()?;
+                let invite = arena_core::Invite::from_token(token, &self.id, now).ok()?;
                 let signature = invite.vouch(&update);
                 let delegation = arena_core::Delegation::sign(&invite).signature;
                 Some(Wire::Proxied { grant: Box::new(invite.grant), update, signature, delegation })

@@ -56,26 +56,26 @@ pub fn wire(data: &[u8]) {
 pub fn grant(data: &[u8]) {
     let f = fixture();
     let room = f.room;
-    let now_s = T0 / 1000;
+    let now_ms = T0;
     if let Ok(g) = Grant::decode(data) {
         assert_eq!(Grant::decode(&g.encode()).ok().as_ref(), Some(&g), "Grant does not round-trip");
-        let _ = (g.verify(&room, None), g.verify(&room, Some(now_s)), g.label(), g.is_proxy());
+        let _ = (g.verify(&room, None), g.verify(&room, Some(now_ms)), g.label(), g.is_proxy());
     }
     if let Ok(a) = Admission::decode(data) {
         assert_eq!(Admission::decode(&a.encode()).ok().as_ref(), Some(&a), "Admission does not round-trip");
         if a.verify(&room, None).is_ok() {
-            let _ = Ledger::new(room).admit(&a, Some(now_s));
+            let _ = Ledger::new(room).admit(&a, Some(now_ms));
         }
     }
     if let Ok(token) = std::str::from_utf8(data) {
-        if let Ok(invite) = Invite::from_token(token, &room, now_s) {
-            let again = Invite::from_token(&invite.to_token(), &room, now_s);
+        if let Ok(invite) = Invite::from_token(token, &room, now_ms) {
+            let again = Invite::from_token(&invite.to_token(), &room, now_ms);
             assert!(again.is_ok_and(|i| i.grant == invite.grant), "Invite does not round-trip");
             let signature = invite.vouch(data);
-            assert!(invite.grant.check_vouch(&room, data, &signature, now_s).is_ok(), "its own voucher fails");
+            assert!(invite.grant.check_vouch(&room, data, &signature, now_ms).is_ok(), "its own voucher fails");
             let adm = Admission::sign(&Identity::from_passphrase("fuzz/joiner"), &invite, "joiner", T0);
-            assert!(adm.verify(&room, Some(now_s)).is_ok(), "an admission signed with it fails");
-            let _ = Delegation::sign(&invite).verify(&room, Some(now_s));
+            assert!(adm.verify(&room, Some(now_ms)).is_ok(), "an admission signed with it fails");
+            let _ = Delegation::sign(&invite).verify(&room, Some(now_ms));
         }
     }
     if let Ok(c) = Checkpoint::decode(data, room) {
@@ -94,6 +94,6 @@ pub fn grant(data: &[u8]) {
     if let Ok(d) = Delegation::decode(data) {
         assert_eq!(Delegation::decode(&d.encode()).ok().as_ref(), Some(&d), "Delegation does not round-trip");
         let _ = (d.key(), d.verify(&room, None));
-        let _ = Ledger::new(room).delegate(&d, Some(now_s));
+        let _ = Ledger::new(room).delegate(&d, Some(now_ms));
     }
 }

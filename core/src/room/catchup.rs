@@ -356,7 +356,7 @@ impl<S: Store> Room<S> {
         update: &[u8],
         now_ms: u64,
     ) -> Result<Vec<Envelope>> {
-        grant.check_vouch(&self.id, update, signature, now_ms / 1000)?;
+        grant.check_vouch(&self.id, update, signature, now_ms)?;
         if !grant.role.may_write() {
             return Err(CoreError::NotAllowed(format!("a relayed update under a {} grant", grant.role)));
         }
@@ -396,7 +396,7 @@ impl<S: Store> Room<S> {
         }
         // Decode (and so validate) before anything changes.
         let (update, scan) = crate::doc::strict::decode_scanned(&cp.state)?;
-        self.doc.yrs().transact_mut().apply_update(update).map_err(|e| CoreError::Update(e.to_string()))?;
+        self.doc.yrs().transact_mut().apply_update(update).map_err(CoreError::Update)?;
         self.ledger.place(&scan);
         let mut heads: Vec<(PeerKey, ChainHead)> = self.ledger.heads().map(|(k, h)| (*k, *h)).collect();
         heads.extend(cp.heads.iter().filter(|(_, h)| h.next_seq > 0).copied());

@@ -38,7 +38,7 @@ impl<S: Store> Room<S> {
         match self.ledger.judge_own(&me, &scan)? {
             crate::ledger::Verdict::Allowed(placed) => self.ledger.accept(placed),
             crate::ledger::Verdict::Wait => {
-                return Err(CoreError::Update("our own edit builds on content the rules cannot place".into()))
+                return Err(CoreError::NotAllowed("our own edit builds on content the rules cannot place".into()))
             }
         }
         self.defer(update, now_ms)
@@ -78,7 +78,7 @@ impl<S: Store> Room<S> {
         self.ledger.check_clients(&me, true, me.client_id(self.session), &decoded)?;
         self.judge_stock(&scan, role)?;
         let clients: Vec<u64> = decoded.insertions(true).client_ids().map(|c| c.get()).collect();
-        self.doc.yrs().transact_mut().apply_update(decoded).map_err(|e| CoreError::Update(e.to_string()))?;
+        self.doc.yrs().transact_mut().apply_update(decoded).map_err(CoreError::Update)?;
         self.ledger.claim_proxied(&me, clients);
         self.defer_via(update.to_vec(), Some(*via), now_ms)
     }

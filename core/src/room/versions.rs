@@ -126,7 +126,7 @@ impl<S: Store> Room<S> {
         let mut txn = doc.yrs().transact_mut();
         for e in entries.iter().map(|e| &e.envelope).filter(|e| within(&e.author, e.seq + 1) && fresh(e)) {
             let u = crate::doc::decode_update(&e.update)?;
-            txn.apply_update(u).map_err(|err| CoreError::Update(err.to_string()))?;
+            txn.apply_update(u).map_err(CoreError::Update)?;
         }
         drop(txn);
         Ok(doc)

@@ -76,13 +76,17 @@ impl SledDb {
     /// [`Self::open`] with sled's page cache limited to `cache_bytes` (sled's default is 1 GiB).
     pub fn open_with_cache(dir: impl AsRef<Path>, cache_bytes: u64) -> Result<Self> {
         let path = dir.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| CoreError::Store(format!("cannot open sled database in {}: {e}", path.display())))?;
-        let err = |what: &str, e: sled::Error| CoreError::Store(format!("{} ({what}): {e}", path.display()));
+        let db =
+            sled::Config::new().path(&path).cache_capacity(cache_bytes).flush_every_ms(Some(1000)).open().map_err(
+                |e| CoreError::Storage {
+                    context: format!("cannot open sled database in {}", path.display()),
+                    source: Box::new(e),
+                },
+            )?;
+        let err = |what: &str, e: sled::Error| CoreError::Storage {
+            context: format!("{} ({what})", path.display()),
+            source: Box::new(e),
+        };
         let open = |name: &str| db.open_tree(name).map_err(|e| err(name, e));
         let trees = [open(TREES[0])?, open(TREES[1])?, open(TREES[2])?, open(TREES[3])?];
         let numbers = open(NUMBERS)?;
@@ -120,7 +124,7 @@ impl SledDb {
                     Some(r) => (r, &k[..]),
                     None => {
                         let Some((id, rest)) = k.split_first_chunk::<32>() else {
-                            return Err(self.err(name_str, "key shorter than a room id"));
+                            return Err(self.corrupt(name_str, "key shorter than a room id"));
                         };
                         (PeerKey(*id), rest)
                     }
@@ -168,7 +172,7 @@ impl SledDb {
             Ok(Ok(())) => Ok(mine),
             Ok(Err(cas)) => match cas.current {
                 Some(v) => self.read_number(&v),
-                None => Err(self.err("room-numbers", "number vanished")),
+                None => Err(self.corrupt("room-numbers", "number vanished")),
             },
             Err(e) => Err(self.err("room-numbers", e)),
         }
@@ -176,7 +180,7 @@ impl SledDb {
 
     /// The number at the start of a `room-numbers` value (the room's record follows it).
     fn read_number(&self, v: &[u8]) -> Result<[u8; 8]> {
-        v.first_chunk::<8>().copied().ok_or_else(|| self.err("room-numbers", "a value shorter than a room number"))
+        v.first_chunk::<8>().copied().ok_or_else(|| self.corrupt("room-numbers", "a value shorter than a room number"))
     }
 
     /// Stores the application's own record of a room (a bootstrap node keeps the room's key
@@ -229,7 +233,7 @@ impl SledDb {
         let mut moved = 0;
         for kv in old.iter() {
             let (k, v) = kv.map_err(|e| self.err(tree, e))?;
-            let id: [u8; 32] = k.as_ref().try_into().map_err(|_| self.err(tree, "a key that is not a room id"))?;
+            let id: [u8; 32] = k.as_ref().try_into().map_err(|_| self.corrupt(tree, "a key that is not a room id"))?;
             self.set_room_record(&PeerKey(id), &v)?;
             moved += 1;
         }
@@ -296,8 +300,14 @@ impl SledDb {
         self.db.flush().map(|_| ()).map_err(|e| self.err("database", e))
     }
 
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> CoreError {
-        CoreError::Store(format!("{} ({what}): {e}", self.path.display()))
+    /// sled (or a decoder of what it holds) failed.
+    fn err(&self, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> CoreError {
+        CoreError::Storage { context: format!("{} ({what})", self.path.display()), source: Box::new(e) }
+    }
+
+    /// The database holds something this code did not write.
+    fn corrupt(&self, what: &str, why: impl std::fmt::Display) -> CoreError {
+        CoreError::Store(format!("{} ({what}): {why}", self.path.display()))
     }
 }
 
@@ -321,8 +331,12 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> CoreError {
+    fn err(&self, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> CoreError {
         self.db.err(&format!("room {} {what}", &self.room.to_hex()[..12]), e)
+    }
+
+    fn corrupt(&self, what: &str, why: impl std::fmt::Display) -> CoreError {
+        self.db.corrupt(&format!("room {} {what}", &self.room.to_hex()[..12]), why)
     }
 
     /// The key prefix for a write: the room's number, given one now if it has none.
@@ -349,7 +363,7 @@ impl SledStore {
             .and_then(|n| key.strip_prefix(&n[..]))
             .ok_or("key of another room")
             .and_then(be_u64)
-            .map_err(|e| self.err("log key", e))
+            .map_err(|e| self.corrupt("log key", e))
     }
 
     fn author_key(num: [u8; 8], author: &PeerKey, seq: u64) -> [u8; 48] {
@@ -363,9 +377,9 @@ impl SledStore {
     fn entry(&self, key: &[u8], value: &[u8]) -> Result<LogEntry> {
         let index = self.index(key)?;
         if value.len() < 8 {
-            return Err(self.err("log entry", "truncated"));
+            return Err(self.corrupt("log entry", "truncated"));
         }
-        let received_ms = be_u64(&value[..8]).map_err(|e| self.err("log entry", e))?;
+        let received_ms = be_u64(&value[..8]).map_err(|e| self.corrupt("log entry", e))?;
         let envelope =
             Envelope::decode(&value[8..], self.room).map_err(|e| self.err(&format!("log entry {index}"), e))?;
         Ok(LogEntry { index, received_ms, envelope })
@@ -411,12 +425,12 @@ impl Store for SledStore {
         let range = Self::author_key(num, author, from_seq)..=Self::author_key(num, author, u64::MAX);
         for kv in self.authors.range(range).take(limit) {
             let (_, idx) = kv.map_err(|e| self.err("authors", e))?;
-            let key = Self::indexed(num, be_u64(&idx).map_err(|e| self.err("authors", e))?);
+            let key = Self::indexed(num, be_u64(&idx).map_err(|e| self.corrupt("authors", e))?);
             let v = self
                 .log
                 .get(key)
                 .map_err(|e| self.err("log", e))?
-                .ok_or_else(|| self.err("authors", "points past the log"))?;
+                .ok_or_else(|| self.corrupt("authors", "points past the log"))?;
             out.push(self.entry(&key, &v)?.envelope);
         }
         Ok(out)
@@ -425,7 +439,7 @@ impl Store for SledStore {
     fn index_of(&self, author: &PeerKey, seq: u64) -> Result<Option<u64>> {
         let Some(num) = self.num else { return Ok(None) };
         match self.authors.get(Self::author_key(num, author, seq)).map_err(|e| self.err("authors", e))? {
-            Some(v) => Ok(Some(be_u64(&v).map_err(|e| self.err("authors", e))?)),
+            Some(v) => Ok(Some(be_u64(&v).map_err(|e| self.corrupt("authors", e))?)),
             None => Ok(None),
         }
     }
@@ -526,6 +540,20 @@ mod tests {
     use super::*;
     use crate::grant::{Invite, Role};
     use crate::identity::Identity;
+
+    /// A database that cannot be opened is an error naming the path, with sled's error kept
+    /// as its source.
+    #[test]
+    fn an_engine_failure_keeps_its_source() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x")?;
+        let Err(err) = SledDb::open(&file) else { return Err("a file opened as a database".into()) };
+        assert!(matches!(err, CoreError::Storage { .. }), "{err:?}");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        Ok(())
+    }
 
     /// Opens the database again in this process (see [`SledDb::reopen`]).
     fn reopen(dir: &Path) -> SledDb {

@@ -105,7 +105,7 @@ impl Actor {
     fn read_key_for(&self, spec: &JoinSpec, admitted: bool, now: u64) -> Result<ReadKey> {
         let path = self.cfg.data_dir.as_ref().map(|d| d.join("read-keys").join(spec.room.to_hex()));
         if let Some(token) = spec.token.as_deref() {
-            match Invite::from_token(token, &spec.room, now / 1000) {
+            match Invite::from_token(token, &spec.room, now) {
                 Ok(invite) => {
                     let key = invite.read_key();
                     if let Some(path) = &path {
@@ -966,8 +966,8 @@ impl Actor {
 /// its peer id), valid for the room and not expired by our clock.
 fn proved_by<'a>(adms: &'a [Admission], room: &RoomId, peer: &PeerId) -> Option<&'a Admission> {
     let key = peer_key(peer)?;
-    let now_s = now_ms() / 1000;
-    adms.iter().find(|a| a.member == key && a.verify(room, Some(now_s)).is_ok())
+    let now = now_ms();
+    adms.iter().find(|a| a.member == key && a.verify(room, Some(now)).is_ok())
 }
 
 /// Whether `adms` holds `peer`'s own valid admission to `room`.

@@ -181,7 +181,7 @@ impl RecordingStore {
     }
 
     fn err(&self, e: std::io::Error) -> arena_core::CoreError {
-        arena_core::CoreError::Store(format!("{}: {e}", self.path.display()))
+        arena_core::CoreError::Storage { context: self.path.display().to_string(), source: Box::new(e) }
     }
 
     /// Records an awareness change (JSON), durable at the next flush.
