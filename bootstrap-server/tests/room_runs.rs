@@ -20,14 +20,23 @@ const DOC_CAP: usize = 32 * 1024;
 
 static NEXT_UID: AtomicU32 = AtomicU32::new(63_000);
 
-async fn node(backend: arena_bootstrap::exec::Backend) -> Result<(Server, tempfile::TempDir)> {
+/// A node whose runs stop after `run_timeout_ms`: short only where a test waits for the
+/// timeout of a program that never ends, generous elsewhere (a loaded machine is slow).
+async fn node_with(
+    backend: arena_bootstrap::exec::Backend,
+    run_timeout_ms: u64,
+) -> Result<(Server, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
     cfg.no_p2p = true;
     cfg.exec.exec_backend = backend;
     cfg.exec.exec_uid = NEXT_UID.fetch_add(16, Ordering::SeqCst);
-    cfg.exec.exec_run_timeout_ms = 3_000;
+    cfg.exec.exec_run_timeout_ms = run_timeout_ms;
     Ok((Server::start_with(cfg).await?, dir))
+}
+
+async fn node(backend: arena_bootstrap::exec::Backend) -> Result<(Server, tempfile::TempDir)> {
+    node_with(backend, 60_000).await
 }
 
 async fn local_node() -> Result<(Server, tempfile::TempDir)> {
@@ -196,7 +205,7 @@ async fn a_failing_program_records_its_status_and_makes_no_version() -> Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_output_is_capped_in_the_document_and_times_out_and_the_node_stays_healthy() -> Result<()> {
-    let (server, _dir) = local_node().await?;
+    let (server, _dir) = node_with(arena_bootstrap::exec::Backend::Local, 3_000).await?;
     let (r, mut host) = room_with_code(
         server.addr,
         "import sys\nwhile True:\n    sys.stdout.write('x' * 4096 + '\\n')\n    sys.stderr.write('e' * 100)\n",
@@ -235,14 +244,15 @@ async fn endless_output_is_capped_in_the_document_and_times_out_and_the_node_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_runs_one_program_at_a_time_and_a_few_a_minute() -> Result<()> {
     let (server, _dir) = local_node().await?;
-    let (r, mut host) = room_with_code(server.addr, "import time\nprint('start', flush=True)\ntime.sleep(2)\n").await?;
+    let (r, mut host) = room_with_code(server.addr, "import time\nprint('start', flush=True)\ntime.sleep(8)\n").await?;
     let (addr, room, token) = (server.addr, r.room.clone(), r.host.clone());
     let first = tokio::spawn(async move { run(addr, &room, &token, json!({})).await });
     pump_until(&mut host, "the first run is running", |h| {
         h.room().doc().runs().iter().any(|r| r.status == RunStatus::Running).then_some(())
     })
     .await?;
-    // A second run while the first goes on, by either member: refused, nothing written.
+    // A second run while the first goes on (it sleeps 8 s: room for a loaded machine), by
+    // either member: refused, nothing written.
     for token in [&r.candidate, &r.host] {
         let (status, v) = run(server.addr, &r.room, token, json!({})).await?;
         assert_eq!(status, 429, "{v}");
