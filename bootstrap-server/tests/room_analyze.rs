@@ -61,6 +61,24 @@ async fn vote(peer: &mut ArenaPeer, enabled: bool) -> Result<Wire> {
     Ok(wire)
 }
 
+/// An envelope by `peer`'s key setting `votes[key]` to `vote`, made on a copy of its document:
+/// what a modified client would send (its own replica's write rules are bypassed).
+fn forged_vote(peer: &ArenaPeer, key: &str, vote: &arena_core::records::VoteRecord) -> Result<Wire> {
+    let r = peer.room();
+    let me = r.identity().clone();
+    let copy = arena_core::RoomDoc::new(me.public().client_id(0));
+    copy.apply_v1(&r.doc().encode_state())?;
+    let before = yrs::ReadTxn::state_vector(&yrs::Transact::transact(copy.yrs()));
+    {
+        let d = copy.yrs();
+        let votes = d.get_or_insert_map("votes");
+        yrs::Map::insert(&votes, &mut yrs::Transact::transact_mut(d), key, serde_json::to_string(vote)?);
+    }
+    let update = yrs::ReadTxn::encode_state_as_update_v1(&yrs::Transact::transact(copy.yrs()), &before);
+    let head = r.ledger().head(&me.public());
+    Ok(Wire::Envelopes(vec![arena_core::Envelope::seal(r.id(), &me, head.next_seq, head.last_hash, 0, update)]))
+}
+
 fn satisfied(v: &Value, role: &str) -> bool {
     v["consensus"]["satisfied"].as_array().is_some_and(|a| a.iter().any(|r| r == role))
 }
@@ -97,9 +115,7 @@ async fn the_analyzer_runs_only_on_both_votes_for_the_host_once_per_round() -> R
     let host_hex = Identity::from_passphrase("host").public().to_hex();
     let room_id = host.room().id();
     let forged = sign_vote(&room_id, &Identity::from_passphrase("obs"), 0, true);
-    if let Ok(Some(env)) = obs.room_mut().edit(now_ms(), |e| e.set_vote(&host_hex, &forged)) {
-        let _ = obs.send(vec![Wire::Envelopes(vec![env])]).await;
-    }
+    obs.send(vec![forged_vote(&obs, &host_hex, &forged)?]).await?;
     // The host votes: only the candidate is missing.
     vote(&mut host, true).await?;
     until_info(addr, &r, &mut [&mut host, &mut cand], "the host's vote", |v| satisfied(v, "host")).await?;
@@ -178,11 +194,16 @@ async fn the_analyzer_runs_only_on_both_votes_for_the_host_once_per_round() -> R
 
     // The candidate forges the host's round-1 vote: it does not count.
     let forged = sign_vote(&room_id, &Identity::from_passphrase("cand"), 1, true);
-    if let Ok(Some(env)) = cand.room_mut().edit(now_ms(), |e| e.set_vote(&host_hex, &forged)) {
-        let _ = cand.send(vec![Wire::Envelopes(vec![env])]).await;
-    }
+    cand.send(vec![forged_vote(&cand, &host_hex, &forged)?]).await?;
+    // Then something the node takes (the same sequence number: the forged envelope is not in
+    // the candidate's chain), so the node has seen the forgery once it has the text.
+    cand.type_text(0, "# forged\n").await?;
+    let len = (CODE.len() + "# replay\n".len() + "# forged\n".len()) as u64;
+    until_info(addr, &r, &mut [&mut host, &mut cand], "after the forgery", |v| v["codeLength"].as_u64() == Some(len))
+        .await?;
     let (status, body) = analyze(addr, &r.room, Some(&r.host)).await?;
     assert_eq!(status, 409, "a forged vote counted: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("host ("), "{body}");
 
     // The host's own round-1 vote: the next analysis answers round 1.
     vote(&mut host, true).await?;
