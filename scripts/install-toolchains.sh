@@ -3,7 +3,9 @@
 # packages:
 #
 #   scripts/install-toolchains.sh          bubblewrap, GNU time (each run's CPU time and peak
-#                                          memory) and the default toolchains (what CI
+#                                          memory), poppler-utils (pdftotext: the resume
+#                                          analyzer's fallback PDF reader, when the pure-Rust
+#                                          one fails) and the default toolchains (what CI
 #                                          needs: python3, bash, gcc, g++, a JDK; node.js
 #                                          is checked, not installed: the tests need Node 20)
 #   scripts/install-toolchains.sh --all    also Rust, Go, Ruby, PHP, Perl and Lua, for
@@ -19,7 +21,7 @@ log() { printf 'install-toolchains: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # package:command — a command already on the sandbox's PATH counts as installed.
-DEFAULT=(bubblewrap:bwrap time:time python3:python3 bash:bash gcc:gcc g++:g++ default-jdk-headless:javac)
+DEFAULT=(bubblewrap:bwrap time:time poppler-utils:pdftotext python3:python3 bash:bash gcc:gcc g++:g++ default-jdk-headless:javac)
 EXTRA=(rustc:rustc golang-go:go ruby:ruby php-cli:php perl:perl lua5.4:lua5.4)
 
 want=("${DEFAULT[@]}")

@@ -50,6 +50,7 @@ pub(crate) fn router(
         .route("/health", get(move || health(exec.clone())))
         .merge(exec_routes)
         .merge(crate::ai::routes(&registry.cfg().ai, token_for_ai, loopback_only(&registry)))
+        .merge(crate::analyze::routes(registry.clone(), &registry.cfg().ai))
         .route("/metrics", get(metrics))
         .route("/api/rooms", post(create_room))
         .route("/api/rooms/{room}", get(room_info))

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod ai;
+mod analyze;
 mod chan;
 mod clock;
 mod config;

@@ -31,6 +31,7 @@
 //! - `session`: a connection served from a task of its own.
 
 mod actor;
+mod analyze;
 pub(crate) mod cmd;
 pub(crate) mod env;
 mod envelopes;
@@ -41,5 +42,6 @@ mod state;
 mod stock;
 
 pub(crate) use actor::spawn;
+pub(crate) use analyze::{AnalyzeRefusal, AnalyzeTicket};
 pub(crate) use cmd::{Attach, RoomCmd, RunWrite};
 pub(crate) use env::{room_config, Env, Network, Opener, Rooms, Tunables};

@@ -118,7 +118,8 @@ async function room (roomId) {
   wireStatus(session)
   wireToolbar(session, readOnly, roomId, token)
   wireInvite(roomId, role)
-  const refresh = () => { renderMeta(session); renderPeople(session); renderConsensus(session); renderVersions(session); renderRuns(session) }
+  wireAnalyzer(session, roomId, token)
+  const refresh = () => { renderMeta(session); renderPeople(session); renderConsensus(session); renderVersions(session); renderRuns(session); renderAnalysis(session) }
   session.addEventListener('update', refresh)
   session.addEventListener('presence', () => renderPeople(session))
   refresh()
@@ -307,6 +308,85 @@ function renderConsensus (session) {
   const el = $('consensus')
   el.dataset.enabled = String(c.enabled)
   el.textContent = `Round ${c.round}: ${c.required.map(mark).join(', ')}, ${c.enabled ? 'analyzer enabled' : 'analyzer disabled'}`
+  $('analyze').disabled = analyzing || !c.enabled
+}
+
+// ---- the analyzer -------------------------------------------------------------------------
+
+let analyzing = false
+/** Highlights finding lines in the editor (Monaco: decorations; other editors: none). */
+let highlightLines = () => {}
+
+/** The host's Analyze button: the node checks the signed votes again, runs the analyzer and
+ *  writes its result into the room (shown from the document, on every page). */
+function wireAnalyzer (session, roomId, token) {
+  if (session.role !== 'host') return
+  const button = $('analyze')
+  button.hidden = false
+  button.addEventListener('click', async () => {
+    analyzing = true
+    button.disabled = true
+    $('analyze-error').hidden = true
+    try {
+      const res = await fetch(`/api/rooms/${roomId}/analyze`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+      const body = await res.json().catch(() => ({}))
+      if (!res.ok) throw new Error(body.error ?? `the node answered ${res.status}`)
+    } catch (e) {
+      $('analyze-error').textContent = `The analyzer did not run: ${e.message ?? e}`
+      $('analyze-error').hidden = false
+    } finally {
+      analyzing = false
+      renderConsensus(session)
+    }
+  })
+}
+
+/** An analysis record's findings: JSON objects (a summary, then findings), or plain text. */
+function parseAnalysis (record) {
+  const out = { summary: '', model: '', findings: [] }
+  for (const f of record.findings ?? []) {
+    let v = null
+    try { v = JSON.parse(f) } catch {}
+    if (v?.kind === 'summary') {
+      out.summary = String(v.summary ?? '')
+      out.model = String(v.model ?? '')
+    } else if (v?.kind === 'finding') {
+      const start = Math.max(1, Number(v.lineStart) || 1)
+      out.findings.push({ start, end: Math.max(start, Number(v.lineEnd) || start), severity: String(v.severity ?? 'info'), rule: String(v.rule ?? ''), message: String(v.message ?? '') })
+    } else {
+      out.findings.push({ start: 0, end: 0, severity: 'info', rule: '', message: String(f) })
+    }
+  }
+  return out
+}
+
+let shownAnalysis = null
+
+function renderAnalysis (session) {
+  const all = session.analysis()
+  const record = all[all.length - 1]
+  if (!record) return
+  const key = `${record.round}:${record.createdAt}`
+  if (key === shownAnalysis) return
+  shownAnalysis = key
+  const a = parseAnalysis(record)
+  const panel = $('analysis')
+  panel.hidden = false
+  panel.dataset.round = String(record.round)
+  panel.dataset.backend = record.backend
+  $('analysis-backend').textContent = `Round ${record.round}, answered by ${record.backend}${a.model && !record.backend.includes(a.model) ? ` (${a.model})` : ''}`
+  $('analysis-summary').textContent = a.summary
+  const ul = $('findings')
+  ul.replaceChildren()
+  for (const f of a.findings) {
+    const li = document.createElement('li')
+    li.className = `finding ${f.severity}`
+    li.dataset.lines = `${f.start}-${f.end}`
+    li.textContent = `${f.start ? `L${f.start}${f.end > f.start ? `-${f.end}` : ''} ` : ''}${f.severity}${f.rule ? ` ${f.rule}` : ''}: ${f.message}`
+    ul.append(li)
+  }
+  if (!a.findings.length) ul.append(Object.assign(document.createElement('li'), { className: 'hint', textContent: 'No findings.' }))
+  highlightLines(a.findings.filter((f) => f.start > 0))
 }
 
 function renderVersions (session) {
@@ -380,6 +460,11 @@ async function makeEditor (readOnly) {
       const monaco = await loadMonaco()
       const editor = monaco.editor.create(host, { value: '', language: 'python', automaticLayout: true, readOnly, minimap: { enabled: false }, fontSize: 13 })
       setEditorLanguage = (l) => monaco.editor.setModelLanguage(editor.getModel(), l)
+      const decorations = editor.createDecorationsCollection([])
+      highlightLines = (findings) => decorations.set(findings.map((f) => ({
+        range: new monaco.Range(f.start, 1, f.end, 1),
+        options: { isWholeLine: true, className: `finding-line ${f.severity}`, hoverMessage: { value: `${f.severity} ${f.rule}: ${f.message}` } }
+      })))
       window.monacoEditor = editor
       // Monaco fetches its icon font when a widget first shows an icon (the suggest list as
       // you type): fetch it now, so a page that goes offline later still draws its icons.

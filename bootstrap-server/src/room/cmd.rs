@@ -106,4 +106,17 @@ pub(crate) enum RoomCmd {
     },
     /// The node is stopping (rooms keep no shutdown watch of their own: the registry tells each loaded room).
     Shutdown,
+    /// May the host who joined with invite key `invite` run the analyzer now (see `analyze`)?
+    AnalyzeCheck {
+        invite: PeerKey,
+        reply: oneshot::Sender<Result<super::AnalyzeTicket, super::AnalyzeRefusal>>,
+    },
+    /// The analyzer's result for `round`, to write as the node (the votes checked again).
+    AnalyzeWrite {
+        trigger: PeerKey,
+        round: u64,
+        backend: String,
+        findings: Vec<String>,
+        reply: oneshot::Sender<Result<(), super::AnalyzeRefusal>>,
+    },
 }

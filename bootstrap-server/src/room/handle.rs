@@ -70,6 +70,12 @@ impl<S: RoomStore> RoomState<S> {
             RoomCmd::Vector { reply } => {
                 let _ = reply.send(self.with_room(|_, r| r.envelope_vector()).unwrap_or_default());
             }
+            RoomCmd::AnalyzeCheck { invite, reply } => {
+                let _ = reply.send(self.analyze_check(&invite));
+            }
+            RoomCmd::AnalyzeWrite { trigger, round, backend, findings, reply } => {
+                let _ = reply.send(self.analyze_write(&trigger, round, &backend, findings));
+            }
         }
     }
 
