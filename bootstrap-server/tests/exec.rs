@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use support::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Each test node runs its slots as its own uids (tests run in parallel).
 static NEXT_UID: AtomicU32 = AtomicU32::new(62_000);
@@ -38,17 +37,7 @@ async fn request(
     headers: &str,
     body: &str,
 ) -> Result<(u16, Value)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status: u16 = text.split(' ').nth(1).context("no status")?.parse()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let (status, body) = support::http_with(addr, method, path, headers, body).await?;
     Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 

@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use arena_core::records::{RunRecord, RunStatus, VersionCause};
 use serde_json::{json, Value};
 use support::{create_room, http, wait_for, ArenaPeer, CreatedRoom, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Each stream a run keeps in the document (`runs::DOC_OUTPUT_CAP`).
@@ -51,18 +50,9 @@ async fn post_run(
     content_type: &str,
     body: &str,
 ) -> Result<(u16, Value)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!(
-        "POST /api/rooms/{room}/runs HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status: u16 = text.split(' ').nth(1).context("no status")?.parse()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let headers = format!("Host: {addr}\r\n{auth}Content-Type: {content_type}\r\n");
+    let (status, body) = support::http_with(addr, "POST", &format!("/api/rooms/{room}/runs"), &headers, body).await?;
     Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 

@@ -50,9 +50,21 @@ pub async fn gauge(addr: std::net::SocketAddr, name: &str) -> Result<u64> {
 
 /// Minimal HTTP/1.1 request; returns (status, body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    http_with(addr, method, path, &format!("Host: {addr}\r\nContent-Type: application/json\r\n"), body).await
+}
+
+/// A request with `headers` as given (each ending in CRLF; `Host` included), then
+/// `Content-Length`; returns (status, body).
+pub async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).await?;
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await?;
