@@ -119,16 +119,18 @@ export function wireCall (session, { roomId, token, params }) {
     }
   }
 
-  $('call-mute').addEventListener('click', async () => {
-    await call.setMuted(!call.muted)
-    $('call-mute').textContent = call.muted ? 'Unmute' : 'Mute'
-    $('call-mute').setAttribute('aria-pressed', String(call.muted))
+  $('call-mute').addEventListener('click', () => {
+    const muted = !call.muted
+    $('call-mute').textContent = muted ? 'Unmute' : 'Mute'
+    $('call-mute').setAttribute('aria-pressed', String(muted))
+    call.setMuted(muted)
   })
-  $('call-camera').addEventListener('click', async () => {
-    await call.setCamera(call.cameraOff)
-    $('call-camera').textContent = call.cameraOff ? 'Camera on' : 'Camera off'
-    $('call-camera').setAttribute('aria-pressed', String(call.cameraOff))
-    byPeer.get('local')?.classList.toggle('no-video', call.cameraOff)
+  $('call-camera').addEventListener('click', () => {
+    const off = !call.cameraOff
+    $('call-camera').textContent = off ? 'Camera on' : 'Camera off'
+    $('call-camera').setAttribute('aria-pressed', String(off))
+    byPeer.get('local')?.classList.toggle('no-video', off)
+    call.setCamera(!off)
   })
   $('call-share').addEventListener('click', () => call.screenTrack ? call.stopShare() : call.shareScreen())
 

@@ -446,6 +446,7 @@ export class Call extends Reconnecting {
     const pc = p.pc
     if (!pc) return
     p.pc = null
+    p.lastFingerprint = fingerprint(pc.remoteDescription?.sdp)
     pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null
     try { pc.close() } catch {}
   }
@@ -491,8 +492,17 @@ export class Call extends Reconnecting {
     // Only a media peer offers, and between two media peers the smaller id: anything else
     // is forged or confused (an observer's offer never gets here through the node).
     if (!p || this._offerer(p) || !p.media) { this.stats.refused++; return }
-    // A different DTLS fingerprint: the other side started a new connection.
-    const fresh = !p.pc || p.pc.connectionState === 'closed' || fingerprint(sdp) !== fingerprint(p.pc.remoteDescription?.sdp)
+    // A different DTLS fingerprint: the other side started a new connection. The same one
+    // on a connection we no longer have: a restart of it, which cannot work here; ask for a
+    // new connection instead (the offerer starts afresh when an offer goes unanswered).
+    const gone = !p.pc || p.pc.connectionState === 'closed'
+    const fp = fingerprint(sdp)
+    if (gone && fp && fp === (p.pc ? fingerprint(p.pc.remoteDescription?.sdp) : p.lastFingerprint)) {
+      this.stats.ignored++
+      if (!p.badSince) p.badSince = Date.now()
+      return
+    }
+    const fresh = gone || fp !== fingerprint(p.pc.remoteDescription?.sdp)
     let pc = p.pc
     try {
       if (fresh) pc = this._makePc(p)

@@ -175,6 +175,42 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
     await grows(cand, (s) => s.peers.Hana.video)
   })
 
+  await t.test('screen share replaces the camera and goes back to it when the share ends', async () => {
+    const sending = () => host.page.evaluate(() => {
+      const call = window.arena.call
+      const p = [...call.peers.values()][0]
+      const id = p.tx.video.sender.track?.id
+      return id === call.cameraTrack?.id ? 'camera' : id && id === call.screenTrack?.id ? 'screen' : String(id)
+    })
+    const fp = (await stats(cand)).peers.Hana.fingerprint
+    await host.page.click('#call-share')
+    await host.page.waitForFunction(() => window.arena.call.screenTrack !== null, null, { timeout: 20_000 })
+    assert.equal(await sending(), 'screen')
+    assert.equal(await host.page.textContent('#call-share'), 'Stop sharing')
+    await grows(cand, (s) => s.peers.Hana.video)
+    // The browser's "Stop sharing": the track ends, the camera comes back.
+    await host.page.evaluate(() => window.arena.call.screenTrack.dispatchEvent(new Event('ended')))
+    await host.page.waitForFunction(() => window.arena.call.screenTrack === null)
+    assert.equal(await sending(), 'camera')
+    assert.equal(await host.page.textContent('#call-share'), 'Share screen')
+    await grows(cand, (s) => s.peers.Hana.video)
+    assert.equal((await stats(cand)).peers.Hana.fingerprint, fp, 'no new connection')
+  })
+
+  await t.test('a connection closed under a page comes back by itself', async () => {
+    await cand.page.evaluate(() => {
+      window.__closed = new Set()
+      for (const p of window.arena.call.peers.values()) { window.__closed.add(p.pc); p.pc.close() }
+    })
+    await waitFor(async () => {
+      const [h, c] = await Promise.all([host, cand].map(stats))
+      const fresh = await cand.page.evaluate(() => [...window.arena.call.peers.values()].every((p) => p.pc && !window.__closed.has(p.pc)))
+      return fresh && c.peers.Hana?.state === 'connected' && h.peers.Cole?.state === 'connected'
+    }, { timeoutMs: 60_000, what: async () => JSON.stringify(await Promise.all([host, cand].map(stats))) })
+    await grows(host, (s) => s.peers.Cole.video)
+    await grows(cand, (s) => s.peers.Hana.video)
+  })
+
   await t.test('garbage and forged call messages are ignored; the call goes on', async () => {
     const [h, c] = await Promise.all([host, cand].map(stats))
     const answer = await cand.page.evaluate(async ({ url, token, room, ids: [hana, cole] }) => {
