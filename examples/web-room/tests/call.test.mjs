@@ -248,6 +248,56 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
     await grows(host, (s) => s.peers.Cole.video)
   })
 
+  await t.test('an observer receives both participants and never asks for a camera', async () => {
+    const olga = await open('observer', 'Olga')
+    t.after(() => olga.context.close())
+    await receives(olga, 'Hana')
+    await receives(olga, 'Cole')
+    const s = await stats(olga)
+    assert.equal(s.gum, 0, 'getUserMedia was called on the observer page')
+    for (const n of ['Hana', 'Cole']) assert.equal(s.peers[n].outbound, 0, JSON.stringify(s))
+    await olga.page.waitForFunction(() => document.querySelectorAll('.tile').length === 2 && !document.querySelector('.tile.local'))
+    assert.equal(await olga.page.isVisible('#call-mute'), false)
+    // The writers know it as receive-only and get nothing from it.
+    for (const p of [host, cand]) {
+      const o = (await stats(p)).peers.Olga
+      assert.equal(o.media, false)
+      assert.equal(o.role, 'observer')
+      assert.equal(o.video + o.audio, 0, JSON.stringify(o))
+    }
+
+    // A hostile observer: claims to be a media-sending host, then offers to Hana. The node
+    // stamps its hello with its real role (receive-only) and refuses the offer.
+    const [h, c] = await Promise.all([host, cand].map(stats))
+    const got = await olga.page.evaluate(async ({ url, token, room, hana }) => {
+      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/signal?token=${encodeURIComponent(token)}`)
+      await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject })
+      const got = []
+      ws.onmessage = (e) => got.push(JSON.parse(e.data))
+      const me = 'e'.repeat(32)
+      const pub = (data) => ws.send(JSON.stringify({ type: 'publish', topic: room, data: { from: me, ...data } }))
+      ws.send(JSON.stringify({ type: 'subscribe', topics: [room] }))
+      pub({ type: 'arena-call-hello', role: 'host', name: 'Mallory', media: true })
+      pub({ type: 'arena-call-offer', to: hana, sdp: 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n' })
+      pub({ type: 'arena-call-offer', sdp: 'v=0\r\n' })
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      pub({ type: 'arena-call-bye' })
+      await new Promise((resolve) => { ws.onmessage = (e) => { got.push(JSON.parse(e.data)); if (got.at(-1).type === 'pong') resolve() }; ws.send(JSON.stringify({ type: 'ping' })) })
+      ws.close()
+      return got
+    }, { url: server.url, token: created.tokens.observer, room: created.room, hana: h.peerId })
+    const errors = got.filter((m) => m.type === 'error')
+    assert.ok(errors.length >= 2 && errors.every((e) => /observer|read-only/.test(e.reason)), JSON.stringify(got))
+    // Hana knew Mallory only as a receive-only observer (she offered to it, send-only) and never got its offer.
+    await waitFor(async () => !(await stats(host)).peers.Mallory)
+    const [h2, c2] = await Promise.all([host, cand].map(stats))
+    assert.equal(h2.stats.refused, h.stats.refused)
+    assert.equal(c2.stats.refused, c.stats.refused)
+    assert.ok(h2.stats.offers > h.stats.offers, 'Hana offered to the receive-only newcomer')
+    await grows(olga, (s) => s.peers.Hana.video)
+    await grows(cand, (s) => s.peers.Hana.video)
+  })
+
   await t.test('a page denied the camera says so and still receives the call', async () => {
     // Cole leaves (a bye: his tile goes); Dana joins as the candidate, permission denied.
     await cand.context.close()
