@@ -106,6 +106,7 @@ export function wireCall (session, { roomId, token, params }) {
     renderPeers()
   })
   call.addEventListener('error', (e) => showError(e.detail.message, e.detail.code))
+  session.addEventListener('revoked', () => call.rejoin('a member was removed'))
 
   async function refreshDevices () {
     const list = await call.devices()

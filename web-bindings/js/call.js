@@ -608,6 +608,19 @@ export class Call extends Reconnecting {
     this._emit('left', { peer: p.id, reason })
   }
 
+  /** Drops every connection and signals afresh (a host removed a member, whose page may hold
+   *  one of ours: call peer ids are not member keys). The others come back through their
+   *  hellos; the node refuses the removed member's signaling, so it does not. */
+  rejoin (reason = 'rejoin') {
+    if (this.stopped) return
+    const offerers = [...this.peers.values()].filter((p) => !this._offerer(p) && p.media).map((p) => p.id)
+    for (const p of [...this.peers.values()]) this._drop(p, reason)
+    // Everyone answers our hello (so we know them again) before the peers that offer to us
+    // get our request for a new offer.
+    this._hello()
+    for (const id of offerers) this._hello(id, true)
+  }
+
   /** The RTCPeerConnection with `peer` (for getStats), or null. */
   connection (peer) { return this.peers.get(peer)?.pc ?? null }
 

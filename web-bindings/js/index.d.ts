@@ -145,6 +145,8 @@ export class Call extends EventTarget {
   setDevice (kind: 'audioinput' | 'videoinput', deviceId: string): Promise<boolean>
   shareScreen (): Promise<boolean>
   stopShare (): Promise<void>
+  /** drops every connection and signals afresh (a member was removed: peer ids are not keys) */
+  rejoin (reason?: string): void
   /** ICE restart with one peer, or every peer */
   restart (peer?: string): void
   connection (peer: string): RTCPeerConnection | null

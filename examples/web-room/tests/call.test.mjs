@@ -3,7 +3,9 @@
 // decodes the other's video and audio (getStats); mute and camera off stop what is sent; a
 // page whose camera permission is denied says so and still receives; an observer receives
 // both without ever asking for a camera and sends nothing; an ICE restart keeps the video
-// flowing; garbage, forged and hostile call messages are refused or ignored.
+// flowing; a connection closed under a page comes back; screen share; garbage, forged and
+// hostile call messages (a hostile observer's offer) are refused or ignored; a member the
+// host removes loses the call.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { startServer, createRoom, launchChromium, waitFor } from './support.mjs'
@@ -250,7 +252,6 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
 
   await t.test('an observer receives both participants and never asks for a camera', async () => {
     const olga = await open('observer', 'Olga')
-    t.after(() => olga.context.close())
     await receives(olga, 'Hana')
     await receives(olga, 'Cole')
     const s = await stats(olga)
@@ -296,13 +297,15 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
     assert.ok(h2.stats.offers > h.stats.offers, 'Hana offered to the receive-only newcomer')
     await grows(olga, (s) => s.peers.Hana.video)
     await grows(cand, (s) => s.peers.Hana.video)
+    await olga.context.close()
   })
 
+  let dana = null
   await t.test('a page denied the camera says so and still receives the call', async () => {
     // Cole leaves (a bye: his tile goes); Dana joins as the candidate, permission denied.
     await cand.context.close()
     await host.page.waitForFunction(() => !document.querySelector('.tile[data-role="candidate"]'), null, { timeout: 20_000 })
-    const dana = await open('candidate', 'Dana', { deny: true })
+    dana = await open('candidate', 'Dana', { deny: true })
     await dana.page.waitForSelector('#call-error:not([hidden])')
     assert.match(await dana.page.textContent('#call-error'), /[Pp]ermission .* denied.*still see and hear/)
     assert.equal(await dana.page.getAttribute('#call-error', 'data-code'), 'permission')
@@ -311,7 +314,24 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
     assert.equal(s.gum, 1)
     assert.equal(s.peers.Hana.outAudio + s.peers.Hana.outVideo, 0, JSON.stringify(s))
     assert.equal((await stats(host)).peers.Dana.video, 0)
-    t.after(() => dana.context.close())
+  })
+
+  await t.test('a member the host removes loses the call; the others connect again without it', async () => {
+    const oscar = await open('observer', 'Oscar')
+    await receives(oscar, 'Hana')
+    const key = await host.page.evaluate(() => window.arena.session.participants().find((m) => m.name === 'Dana').key)
+    await host.page.evaluate((k) => window.arena.session.revoke(k), key)
+    // The node closes Dana's signaling for good; the host dropped every connection (call
+    // peer ids are not member keys) and signaled afresh: Oscar is back, Dana is not.
+    await dana.page.waitForFunction(() => window.arena.call.status === 'denied', null, { timeout: 20_000 })
+    await waitFor(async () => {
+      const h = await stats(host)
+      return !h.peers.Dana && h.peers.Oscar?.state === 'connected'
+    }, { timeoutMs: 30_000, what: async () => JSON.stringify(await stats(host)) })
+    await receives(oscar, 'Hana', { audio: false })
+    await settles(dana, (s) => s.peers.Hana?.video ?? -1)
+    assert.equal(await host.page.locator('.tile[data-role="candidate"]').count(), 0)
+    await Promise.all([oscar.context.close(), dana.context.close()])
   })
 
   assert.deepEqual(problems, [])
