@@ -140,7 +140,14 @@ export function wireCall (session, { roomId, token, params }) {
     $('call-leave').hidden = false
     say(observer ? 'joining (receive-only)…' : 'asking for the camera and microphone…')
     await call.start()
-    if (!observer && !call.localStream) tile('local', label(session.name, session.role, true), session.role).classList.add('no-video')
+    if (!observer && !call.localStream) {
+      // Nothing to send: the tile and the buttons say so (screen sharing still works).
+      tile('local', label(session.name, session.role, true), session.role).classList.add('no-video', 'no-media')
+      for (const id of ['call-mute', 'call-camera']) {
+        $(id).disabled = true
+        $(id).title = 'No camera or microphone in use'
+      }
+    }
     renderPeers()
   }
   join.addEventListener('click', start)

@@ -8,7 +8,9 @@
 // host removes loses the call.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startServer, createRoom, launchChromium, waitFor } from './support.mjs'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { startServer, createRoom, launchChromium, waitFor, artifactsDir } from './support.mjs'
 
 const MEDIA_FLAGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required']
 
@@ -115,6 +117,8 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
       assert.equal(await p.page.evaluate(() => window.__gum), 1)
     }
     assert.match(await host.page.textContent('#call-status'), /1 connected/)
+    mkdirSync(artifactsDir, { recursive: true })
+    await host.page.locator('#call').screenshot({ path: join(artifactsDir, 'call-host.png') })
   })
 
   await t.test('mute and camera off stop what is sent; unmute and camera on resume it', async () => {
@@ -186,15 +190,14 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
     })
     const fp = (await stats(cand)).peers.Hana.fingerprint
     await host.page.click('#call-share')
-    await host.page.waitForFunction(() => window.arena.call.screenTrack !== null, null, { timeout: 20_000 })
+    // replaceTrack resolves a moment later; the button says so once it has.
+    await host.page.waitForFunction(() => document.querySelector('#call-share').textContent === 'Stop sharing', null, { timeout: 20_000 })
     assert.equal(await sending(), 'screen')
-    assert.equal(await host.page.textContent('#call-share'), 'Stop sharing')
     await grows(cand, (s) => s.peers.Hana.video)
     // The browser's "Stop sharing": the track ends, the camera comes back.
     await host.page.evaluate(() => window.arena.call.screenTrack.dispatchEvent(new Event('ended')))
-    await host.page.waitForFunction(() => window.arena.call.screenTrack === null)
+    await host.page.waitForFunction(() => document.querySelector('#call-share').textContent === 'Share screen')
     assert.equal(await sending(), 'camera')
-    assert.equal(await host.page.textContent('#call-share'), 'Share screen')
     await grows(cand, (s) => s.peers.Hana.video)
     assert.equal((await stats(cand)).peers.Hana.fingerprint, fp, 'no new connection')
   })
@@ -309,11 +312,14 @@ test('the 1-on-1 call in headless Chromium', { timeout: 300_000 }, async (t) => 
     await dana.page.waitForSelector('#call-error:not([hidden])')
     assert.match(await dana.page.textContent('#call-error'), /[Pp]ermission .* denied.*still see and hear/)
     assert.equal(await dana.page.getAttribute('#call-error', 'data-code'), 'permission')
+    await dana.page.waitForSelector('.tile.local.no-media')
+    assert.equal(await dana.page.isDisabled('#call-mute'), true)
     await receives(dana, 'Hana')
     const s = await stats(dana)
     assert.equal(s.gum, 1)
     assert.equal(s.peers.Hana.outAudio + s.peers.Hana.outVideo, 0, JSON.stringify(s))
     assert.equal((await stats(host)).peers.Dana.video, 0)
+    await dana.page.locator('#call').screenshot({ path: join(artifactsDir, 'call-denied.png') })
   })
 
   await t.test('a member the host removes loses the call; the others connect again without it', async () => {
