@@ -147,7 +147,8 @@ export class ArenaSession extends EventTarget {
         : new MeshTransport({
           url: signalUrl(o.server, o.token),
           topic: o.room,
-          iceUrl: `${String(o.server).replace(/^ws/, 'http').replace(/\/+$/, '')}/api/ice`,
+          // With the room and the member's token the node adds TURN credentials minted for it.
+          iceUrl: `${String(o.server).replace(/^ws/, 'http').replace(/\/+$/, '')}/api/ice?room=${encodeURIComponent(o.room)}&token=${encodeURIComponent(o.token)}`,
           WebSocket: o.WebSocket,
           ...(typeof o.mesh === 'object' ? o.mesh : {})
         })
