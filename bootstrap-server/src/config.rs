@@ -185,7 +185,12 @@ pub struct UsersConfig {
     /// Signing secrets of the Clerk webhook endpoint (`whsec_...`, from Clerk's dashboard) for
     /// `POST /webhooks/clerk`; several (comma-separated in the env var) during a rotation. Unset,
     /// the endpoint answers 503.
-    #[arg(long = "clerk-webhook-secret", env = "ARENA_CLERK_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "clerk-webhook-secret",
+        env = "ARENA_CLERK_WEBHOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub clerk_webhook_secrets: Vec<WebhookSecret>,
 
     /// A user job (directory, room profiles, an outbound webhook) is tried at most this many

@@ -172,7 +172,8 @@ async fn create_room(
         return Err(AppError::BadRequest("title (≤ 200 bytes) or language (≤ 40 bytes) too long".into()));
     }
     let (host_user, candidate_user) = (req.host_user.clone(), req.candidate_user.clone());
-    let bind = |room: Option<&str>| crate::users::bind_room(&api.users, room, host_user.as_deref(), candidate_user.as_deref());
+    let bind =
+        |room: Option<&str>| crate::users::bind_room(&api.users, room, host_user.as_deref(), candidate_user.as_deref());
     bind(None).map_err(AppError::BadRequest)?;
     let language = if req.language.is_empty() { "python".to_owned() } else { req.language };
     let max_ttl = node.cfg().token_ttl_hours.saturating_mul(3600);

@@ -1,9 +1,9 @@
 //! User sync end to end (src/users): Clerk webhooks verified the Svix way, the durable job
 //! queue, the directory, the rooms' signed profile records, outbound webhooks, reconcile.
 
-mod support;
 #[path = "users/kit.rs"]
 mod kit;
+mod support;
 
 use std::time::Duration;
 
@@ -82,7 +82,8 @@ async fn bad_signatures_and_bodies_are_refused_and_nothing_is_stored() -> Result
         assert!(text.to_lowercase().contains(&reason.to_lowercase()), "{what}: the reason {text:?} lacks {reason:?}");
     }
     // A huge body: 413 before any verification.
-    let huge = format!(r#"{{"object":"event","type":"user.created","data":{{"id":"u","pad":"{}"}}}}"#, "x".repeat(100 * 1024));
+    let huge =
+        format!(r#"{{"object":"event","type":"user.created","data":{{"id":"u","pad":"{}"}}}}"#, "x".repeat(100 * 1024));
     let (status, _) = post(signed(addr, "msg_4", now, &huge, &[SECRET])?, huge).await?;
     assert_eq!(status, 413);
     // Nothing was stored: no job, no user; and msg_1 was not recorded (it is accepted now).
@@ -99,13 +100,15 @@ async fn rotation_unbranded_headers_and_other_event_types() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut c = cfg(dir.path())?;
     // Rotating: the node holds the new secret and the old one.
-    c.users.clerk_webhook_secrets = vec![OTHER.parse().map_err(anyhow::Error::msg)?, SECRET.parse().map_err(anyhow::Error::msg)?];
+    c.users.clerk_webhook_secrets =
+        vec![OTHER.parse().map_err(anyhow::Error::msg)?, SECRET.parse().map_err(anyhow::Error::msg)?];
     let server = Server::start_with(c).await?;
     let addr = server.addr;
     let now = now_secs();
     for (id, secrets) in [("msg_a", vec![SECRET]), ("msg_b", vec![OTHER]), ("msg_c", vec![OTHER, SECRET])] {
         let body = user_event("user.created", &format!("user_{id}"), "A", "B", 1);
-        let (status, text) = http_with(addr, "POST", "/webhooks/clerk", &signed(addr, id, now, &body, &secrets)?, &body).await?;
+        let (status, text) =
+            http_with(addr, "POST", "/webhooks/clerk", &signed(addr, id, now, &body, &secrets)?, &body).await?;
         assert_eq!(status, 200, "{id}: {text}");
     }
     // The unbranded (Standard Webhooks) header names.
@@ -114,7 +117,8 @@ async fn rotation_unbranded_headers_and_other_event_types() -> Result<()> {
     let (status, text) = http_with(addr, "POST", "/webhooks/clerk", &headers, &body).await?;
     assert_eq!(status, 200, "{text}");
     // Other event types: acknowledged, nothing queued.
-    let (status, answer) = webhook(addr, "msg_s", r#"{"object":"event","type":"session.created","data":{"id":"sess_1"}}"#).await?;
+    let (status, answer) =
+        webhook(addr, "msg_s", r#"{"object":"event","type":"session.created","data":{"id":"sess_1"}}"#).await?;
     assert_eq!((status, answer["ignored"].as_str()), (200, Some("session.created")), "{answer}");
     let s = drained(addr).await?;
     assert_eq!(s["done"], 8, "{s}");
@@ -217,21 +221,30 @@ async fn profiles_follow_the_directory_and_a_deletion_leaves_nothing() -> Result
     let mut names = Vec::new();
     for p in list["profiles"].as_array().context("profiles")? {
         let text = p["record"].as_str().context("record")?;
-        let sig: [u8; 64] = hex(p["signature"].as_str().context("signature")?)?.try_into().map_err(|_| anyhow::anyhow!("signature length"))?;
+        let sig: [u8; 64] = hex(p["signature"].as_str().context("signature")?)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("signature length"))?;
         node_key.verify(format!("arena-profile/1\n{text}").as_bytes(), &sig, "profile")?;
         // A record moved to another room, or edited, does not verify.
         assert!(node_key.verify(text.replace("Ada", "Eve").as_bytes(), &sig, "profile").is_err());
         let rec: Value = serde_json::from_str(text)?;
         assert_eq!(rec["room"], room.as_str());
         assert!(rec.get("primaryEmail").is_none() && !text.contains("@example.org"), "no email in {text}");
-        names.push((rec["role"].as_str().unwrap_or_default().to_owned(), rec["name"].as_str().unwrap_or_default().to_owned()));
+        names.push((
+            rec["role"].as_str().unwrap_or_default().to_owned(),
+            rec["name"].as_str().unwrap_or_default().to_owned(),
+        ));
     }
     names.sort();
-    assert_eq!(names, [("candidate".to_owned(), "Grace Hopper".to_owned()), ("host".to_owned(), "Ada Lovelace".to_owned())]);
+    assert_eq!(
+        names,
+        [("candidate".to_owned(), "Grace Hopper".to_owned()), ("host".to_owned(), "Ada Lovelace".to_owned())]
+    );
     // Strangers get nothing.
     assert_eq!(profiles(String::new()).await?.0, 401);
     assert_eq!(profiles("garbage".into()).await?.0, 403);
-    let (status, _) = http(addr, "GET", &format!("/api/rooms/{}/profiles?token={candidate}", "ab".repeat(32)), "").await?;
+    let (status, _) =
+        http(addr, "GET", &format!("/api/rooms/{}/profiles?token={candidate}", "ab".repeat(32)), "").await?;
     assert_eq!(status, 404);
     // An update; then a stale update (older updated_at) that changes nothing.
     webhook(addr, "msg_3", &user_event("user.updated", "user_ada", "Ada", "King", 5)).await?;
@@ -266,7 +279,10 @@ async fn profiles_follow_the_directory_and_a_deletion_leaves_nothing() -> Result
 }
 
 fn hex(s: &str) -> Result<Vec<u8>> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2).context("odd hex")?, 16).context("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2).context("odd hex")?, 16).context("hex"))
+        .collect()
 }
 
 #[path = "users/jobs.rs"]

@@ -92,18 +92,21 @@ async fn clerk_webhook(State(users): State<Arc<Users>>, headers: HeaderMap, body
     }
 }
 
-/// The operator token, checked in constant time; a node without one refuses.
-fn operator(users: &Users, headers: &HeaderMap) -> Result<(), Response> {
+/// The operator token, checked in constant time; a node without one refuses. The refusal,
+/// if any.
+fn not_operator(users: &Users, headers: &HeaderMap) -> Option<Response> {
     let sent = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match (users.registry.cfg().admin_token.as_ref().map(crate::config::AdminToken::expose), sent) {
-        (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => Ok(()),
-        (Some(_), Some(_)) => Err(refuse(StatusCode::UNAUTHORIZED, "wrong operator token")),
-        (Some(_), None) => Err(refuse(StatusCode::UNAUTHORIZED, "needs the operator token (Authorization: Bearer ...)")),
-        (None, _) => Err(refuse(
+        (Some(want), Some(got)) if bool::from(want.as_bytes().ct_eq(got.as_bytes())) => None,
+        (Some(_), Some(_)) => Some(refuse(StatusCode::UNAUTHORIZED, "wrong operator token")),
+        (Some(_), None) => {
+            Some(refuse(StatusCode::UNAUTHORIZED, "needs the operator token (Authorization: Bearer ...)"))
+        }
+        (None, _) => Some(refuse(
             StatusCode::UNAUTHORIZED,
             "this node has no operator token: start it with --admin-token to use the user endpoints",
         )),
@@ -112,7 +115,7 @@ fn operator(users: &Users, headers: &HeaderMap) -> Result<(), Response> {
 
 /// `GET /api/admin/jobs`: counts, the dead-letter list, the recent job log.
 async fn jobs(State(users): State<Arc<Users>>, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&users, &headers) {
+    if let Some(r) = not_operator(&users, &headers) {
         return r;
     }
     match users.queue.status() {
@@ -131,7 +134,7 @@ struct Retry {
 
 /// `POST /api/admin/jobs/retry` `{"id": N}` or `{}`: dead jobs back in the queue.
 async fn retry(State(users): State<Arc<Users>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = operator(&users, &headers) {
+    if let Some(r) = not_operator(&users, &headers) {
         return r;
     }
     let req: Retry = if body.iter().all(u8::is_ascii_whitespace) {
@@ -153,7 +156,7 @@ async fn retry(State(users): State<Arc<Users>>, headers: HeaderMap, body: axum::
 
 /// `GET /api/users/{id}`: the directory entry, and the rooms the user is in.
 async fn user(State(users): State<Arc<Users>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&users, &headers) {
+    if let Some(r) = not_operator(&users, &headers) {
         return r;
     }
     if !clerk::valid_id(&id) {
@@ -161,7 +164,8 @@ async fn user(State(users): State<Arc<Users>>, Path(id): Path<String>, headers: 
     }
     match (users.directory.get(&id), users.profiles.rooms_of(&id)) {
         (Ok(Some(u)), Ok(rooms)) => {
-            let rooms: Vec<Value> = rooms.into_iter().map(|(room, role)| json!({ "room": room, "role": role })).collect();
+            let rooms: Vec<Value> =
+                rooms.into_iter().map(|(room, role)| json!({ "room": room, "role": role })).collect();
             let mut v = json!(u);
             v["rooms"] = json!(rooms);
             Json(v).into_response()
@@ -174,7 +178,7 @@ async fn user(State(users): State<Arc<Users>>, Path(id): Path<String>, headers: 
 /// `POST /api/admin/users/reconcile` `{"users": [User], "keepMissing": bool}` (what the CLI
 /// sends): jobs that bring the directory in line with the list.
 async fn reconcile_users(State(users): State<Arc<Users>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = operator(&users, &headers) {
+    if let Some(r) = not_operator(&users, &headers) {
         return r;
     }
     let req: reconcile::Request = match serde_json::from_slice(&body) {

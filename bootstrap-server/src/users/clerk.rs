@@ -101,9 +101,7 @@ pub fn user_of(data: &Value) -> Result<User, String> {
     let primary = text(data, "primary_email_address_id");
     let emails = data.get("email_addresses").and_then(Value::as_array);
     let email = emails
-        .and_then(|list| {
-            list.iter().find(|e| primary.is_some() && e.get("id").and_then(Value::as_str) == primary)
-        })
+        .and_then(|list| list.iter().find(|e| primary.is_some() && e.get("id").and_then(Value::as_str) == primary))
         .and_then(|e| text(e, "email_address"))
         // The CSV export's column; an export without ids names the address directly.
         .or_else(|| text(data, "primary_email_address"));
@@ -126,10 +124,14 @@ pub fn make_user(
 ) -> User {
     let email = email.filter(|e| e.len() <= MAX_EMAIL && e.contains('@')).map(str::to_owned);
     let full = format!("{first} {last}");
-    let name = [full.trim(), username.unwrap_or_default(), email.as_deref().and_then(|e| e.split('@').next()).unwrap_or_default()]
-        .into_iter()
-        .find(|s| !s.is_empty())
-        .unwrap_or(&id);
+    let name = [
+        full.trim(),
+        username.unwrap_or_default(),
+        email.as_deref().and_then(|e| e.split('@').next()).unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .unwrap_or(&id);
     // No control characters (a name is shown in the room).
     let display_name: String = name.chars().filter(|c| !c.is_control()).take(MAX_NAME).collect();
     let avatar_url = avatar
@@ -157,7 +159,8 @@ mod tests {
         assert_eq!(u.avatar_url.as_deref(), Some("https://img.clerk.com/abc"));
         assert_eq!(u.primary_email.as_deref(), Some("ada@example.org"));
         assert_eq!(u.updated_at, 1654012591514);
-        let deleted = br#"{"object":"event","type":"user.deleted","data":{"deleted":true,"id":"user_1","object":"user"}}"#;
+        let deleted =
+            br#"{"object":"event","type":"user.deleted","data":{"deleted":true,"id":"user_1","object":"user"}}"#;
         assert_eq!(parse_event(deleted).unwrap(), Event::User("user.deleted".into(), Change::Delete("user_1".into())));
         let other = br#"{"object":"event","type":"session.created","data":{"id":"sess_1"}}"#;
         assert_eq!(parse_event(other).unwrap(), Event::Other("session.created".into()));

@@ -53,7 +53,8 @@ fn tail(k: &[u8]) -> String {
 
 /// The signed record of `user` as `role` in `room`.
 pub(crate) fn sign(identity: &Identity, room: &str, role: &str, user: &User, at_ms: u64) -> Value {
-    let mut rec = json!({ "v": 1, "room": room, "role": role, "user": user.id, "name": user.display_name, "at": at_ms });
+    let mut rec =
+        json!({ "v": 1, "room": room, "role": role, "user": user.id, "name": user.display_name, "at": at_ms });
     if let Some(url) = &user.avatar_url {
         rec["avatarUrl"] = json!(url);
     }

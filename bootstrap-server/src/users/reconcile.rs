@@ -177,14 +177,18 @@ mod tests {
 
     #[test]
     fn clerk_dashboard_csv() {
-        let csv = "id,first_name,last_name,username,primary_email_address,primary_phone_number,verified_email_addresses\r\n\
+        let csv =
+            "id,first_name,last_name,username,primary_email_address,primary_phone_number,verified_email_addresses\r\n\
 user_1,Ada,Lovelace,,ada@example.org,,\"ada@example.org,a2@example.org\"\r\n\
 user_2,,,grace,\"g\"\"h@example.org\",,\r\n\r\n";
         let users = parse_export(csv).unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!((users[0].id.as_str(), users[0].display_name.as_str()), ("user_1", "Ada Lovelace"));
         assert_eq!(users[0].primary_email.as_deref(), Some("ada@example.org"));
-        assert_eq!((users[1].display_name.as_str(), users[1].primary_email.as_deref()), ("grace", Some("g\"h@example.org")));
+        assert_eq!(
+            (users[1].display_name.as_str(), users[1].primary_email.as_deref()),
+            ("grace", Some("g\"h@example.org"))
+        );
     }
 
     #[test]

@@ -231,7 +231,10 @@ mod tests {
         assert_eq!(check(i64::MAX), Err(SvixError::TooOld(i64::MAX - TS)));
         assert_eq!(check(i64::MIN), Err(SvixError::TooNew(i64::MAX)));
         for bad in ["", "1649367553.0", "abc", "99999999999999999999999"] {
-            assert_eq!(verify(std::slice::from_ref(&secret), &headers(bad, SIG), BODY, TS), Err(SvixError::BadTimestamp));
+            assert_eq!(
+                verify(std::slice::from_ref(&secret), &headers(bad, SIG), BODY, TS),
+                Err(SvixError::BadTimestamp)
+            );
         }
     }
 

@@ -1,10 +1,10 @@
 //! The queue's durability and the sinks that fail: outbound webhooks to a local receiver,
 //! the dead-letter list, a kill -9 with a job in flight, reconcile from an export.
 
-use std::process::Stdio;
 use anyhow::{Context, Result};
 use arena_bootstrap::users::svix;
 use serde_json::Value;
+use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::kit::{admin, cfg, user_event, webhook, Got, Receiver, Reply, OTHER, SECRET, TOKEN};
@@ -28,7 +28,8 @@ fn outbound(c: &mut arena_bootstrap::Config, url: String) -> Result<()> {
 
 #[tokio::test]
 async fn a_sink_down_three_times_gets_the_event_at_the_fourth() -> Result<()> {
-    let target = Receiver::start(vec![Reply::Status(500), Reply::Status(500), Reply::Status(503)], Reply::Status(200)).await?;
+    let target =
+        Receiver::start(vec![Reply::Status(500), Reply::Status(500), Reply::Status(503)], Reply::Status(200)).await?;
     let dir = tempfile::tempdir()?;
     let mut c = cfg(dir.path())?;
     outbound(&mut c, target.url())?;
@@ -106,7 +107,8 @@ async fn a_job_in_flight_at_a_kill_9_runs_after_the_restart() -> Result<()> {
                 .spawn()?;
             let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
             let line = tokio::time::timeout(T, lines.next_line()).await??.context("no output")?;
-            let addr: std::net::SocketAddr = line.strip_prefix("listening on http://").context("first line")?.parse()?;
+            let addr: std::net::SocketAddr =
+                line.strip_prefix("listening on http://").context("first line")?.parse()?;
             anyhow::Ok((child, addr))
         }
     };
@@ -114,7 +116,8 @@ async fn a_job_in_flight_at_a_kill_9_runs_after_the_restart() -> Result<()> {
     let (status, _) = webhook(addr, "msg_1", &user_event("user.created", "user_1", "Ada", "Lovelace", 1)).await?;
     assert_eq!(status, 200);
     // The delivery is in flight (the receiver has it and does not answer).
-    wait_for(T, "the delivery reaches the receiver", || async { Ok((!target.requests().is_empty()).then_some(())) }).await?;
+    wait_for(T, "the delivery reaches the receiver", || async { Ok((!target.requests().is_empty()).then_some(())) })
+        .await?;
     let (_, s) = admin(addr, "GET", "/api/admin/jobs", "").await?;
     assert_eq!(s["running"], 1, "{s}");
     child.start_kill()?; // SIGKILL
@@ -163,11 +166,19 @@ async fn reconcile_from_clerks_export() -> Result<()> {
     let out = cli(&csv, TOKEN).await?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: Value = serde_json::from_slice(&out.stdout)?;
-    assert_eq!((answer["upserts"].as_u64(), answer["deletes"].as_u64(), answer["unchanged"].as_u64()), (Some(1), Some(1), Some(1)), "{answer}");
+    assert_eq!(
+        (answer["upserts"].as_u64(), answer["deletes"].as_u64(), answer["unchanged"].as_u64()),
+        (Some(1), Some(1), Some(1)),
+        "{answer}"
+    );
     drained(addr).await?;
     assert_eq!(admin(addr, "GET", "/api/users/user_gone", "").await?.0, 404);
     let (_, new) = admin(addr, "GET", "/api/users/user_new", "").await?;
-    assert_eq!((new["displayName"].as_str(), new["primaryEmail"].as_str()), (Some("newbie"), Some("new@example.org")), "{new}");
+    assert_eq!(
+        (new["displayName"].as_str(), new["primaryEmail"].as_str()),
+        (Some("newbie"), Some("new@example.org")),
+        "{new}"
+    );
     // The avatar the webhook gave is kept (the CSV has none).
     let (_, ada) = admin(addr, "GET", "/api/users/user_ada", "").await?;
     assert!(ada["avatarUrl"].as_str().is_some(), "{ada}");
@@ -176,7 +187,11 @@ async fn reconcile_from_clerks_export() -> Result<()> {
     std::fs::write(&bad, "first_name\nAda\n")?;
     let out = cli(&bad, TOKEN).await?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no `id` column"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no `id` column"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cli(&csv, "wrong-token-0123456789").await?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -48,7 +48,8 @@ pub fn signed(addr: SocketAddr, id: &str, ts: i64, body: &str, secrets: &[&str])
 
 /// Posts a webhook signed now with [`SECRET`]; (status, JSON body).
 pub async fn webhook(addr: SocketAddr, id: &str, body: &str) -> Result<(u16, Value)> {
-    let (status, text) = http_with(addr, "POST", "/webhooks/clerk", &signed(addr, id, now_secs(), body, &[SECRET])?, body).await?;
+    let (status, text) =
+        http_with(addr, "POST", "/webhooks/clerk", &signed(addr, id, now_secs(), body, &[SECRET])?, body).await?;
     Ok((status, serde_json::from_str(&text).with_context(|| format!("answer {text:?}"))?))
 }
 
