@@ -90,6 +90,8 @@ impl Users {
             }),
         };
         let path = registry.cfg().data_dir.join("users");
+        // Names and emails: the node's alone, as the rest of the data dir.
+        arena_node::create_private_dir(&path).map_err(|source| BootstrapError::File { path: path.clone(), source })?;
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(8 << 20)
