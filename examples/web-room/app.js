@@ -2,6 +2,7 @@
 // Query options: ?name=... joins without asking, ?editor=textarea|codemirror|monaco,
 // ?mesh=0 turns off the WebRTC mesh to the room's other browsers (on by default).
 import { init, ArenaSession, bindEditor, textareaAdapter, monacoAdapter } from '/pkg/index.js'
+import { wireProfiles } from './profiles.js'
 
 const $ = (id) => document.getElementById(id)
 const LANGUAGES = ['python', 'javascript', 'typescript', 'java', 'cpp', 'c', 'csharp', 'go', 'rust', 'kotlin', 'ruby', 'swift', 'sql']
@@ -119,6 +120,7 @@ async function room (roomId) {
   wireToolbar(session, readOnly, roomId, token)
   wireInvite(roomId, role)
   wireAnalyzer(session, roomId, token)
+  wireProfiles(roomId, token) // directory users' names (src/users, docs/users.md)
   const refresh = () => { renderMeta(session); renderPeople(session); renderConsensus(session); renderVersions(session); renderRuns(session); renderAnalysis(session) }
   session.addEventListener('update', refresh)
   session.addEventListener('presence', () => renderPeople(session))
