@@ -28,10 +28,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(users: Arc<Users>) -> Rou
         .route("/webhooks/clerk", post(clerk_webhook))
         .route("/api/admin/jobs", get(jobs))
         .route("/api/admin/jobs/retry", post(retry))
-        .route(
-            "/api/admin/users/reconcile",
-            post(reconcile_users).layer(axum::extract::DefaultBodyLimit::max(MAX_RECONCILE)),
-        )
+        .route("/api/admin/users/reconcile", post(reconcile_users))
         .route("/api/users/{id}", get(user))
         .route("/api/rooms/{room}/profiles", get(room_profiles))
         .with_state(users)
@@ -177,10 +174,17 @@ async fn user(State(users): State<Arc<Users>>, Path(id): Path<String>, headers: 
 
 /// `POST /api/admin/users/reconcile` `{"users": [User], "keepMissing": bool}` (what the CLI
 /// sends): jobs that bring the directory in line with the list.
-async fn reconcile_users(State(users): State<Arc<Users>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Some(r) = not_operator(&users, &headers) {
+/// The token is checked before the body (up to 64 MiB) is read.
+async fn reconcile_users(State(users): State<Arc<Users>>, request: axum::extract::Request) -> Response {
+    if let Some(r) = not_operator(&users, request.headers()) {
         return r;
     }
+    let body = match axum::body::to_bytes(request.into_body(), MAX_RECONCILE).await {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("body over {MAX_RECONCILE} bytes or cut short: {e}"))
+        }
+    };
     let req: reconcile::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
