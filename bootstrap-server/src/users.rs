@@ -127,6 +127,14 @@ impl Users {
         }))
     }
 
+    /// Wakes the workers (new or retried jobs). `notify_one` keeps a permit when no worker
+    /// is waiting, so a worker between its claim and its wait does not miss the news.
+    fn wake_workers(&self) {
+        for _ in 0..self.workers {
+            self.wake.notify_one();
+        }
+    }
+
     /// Starts the workers; they stop at `shutdown`.
     pub(crate) fn spawn_workers(self: &Arc<Self>, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         (0..self.workers).map(|n| tokio::spawn(work(self.clone(), n, shutdown.clone()))).collect()

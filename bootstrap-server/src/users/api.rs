@@ -81,7 +81,7 @@ async fn clerk_webhook(State(users): State<Arc<Users>>, headers: HeaderMap, body
     if !fresh {
         return Json(json!({ "duplicate": true, "id": h.id })).into_response();
     }
-    users.wake.notify_waiters();
+    users.wake_workers();
     tracing::debug!(id = %h.id, %kind, jobs = jobs.len(), "clerk webhook queued");
     match event {
         Event::User(..) => Json(json!({ "queued": jobs.len(), "id": h.id })).into_response(),
@@ -144,7 +144,7 @@ async fn retry(State(users): State<Arc<Users>>, headers: HeaderMap, body: axum::
     };
     match users.queue.retry_dead(req.id, now_ms()) {
         Ok(n) => {
-            users.wake.notify_waiters();
+            users.wake_workers();
             Json(json!({ "retried": n })).into_response()
         }
         Err(e) => internal(e),
@@ -214,7 +214,7 @@ async fn reconcile_users(State(users): State<Arc<Users>>, request: axum::extract
     if let Err(e) = users.flusher.flush().await {
         return internal(e);
     }
-    users.wake.notify_waiters();
+    users.wake_workers();
     tracing::info!(upserts = plan.upserts, deletes = plan.deletes, unchanged = plan.unchanged, "users reconciled");
     Json(json!({ "upserts": plan.upserts, "deletes": plan.deletes, "unchanged": plan.unchanged, "jobs": queued }))
         .into_response()
