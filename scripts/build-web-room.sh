@@ -22,7 +22,7 @@ modules="$repo/node_modules"
 
 rm -rf "$dist"
 mkdir -p "$dist/pkg" "$dist/vendor/monaco"
-cp "$room/index.html" "$room/app.js" "$room/call-ui.js" "$room/style.css" "$room/resume.html" "$room/resume.js" "$dist/"
+cp "$room/index.html" "$room/app.js" "$room/call-ui.js" "$room/profiles.js" "$room/style.css" "$room/resume.html" "$room/resume.js" "$dist/"
 cp -r web-bindings/pkg/. "$dist/pkg/"
 cp -r "$modules/monaco-editor/min/vs" "$dist/vendor/monaco/vs"
 cp "$room/monaco-worker.js" "$dist/vendor/"

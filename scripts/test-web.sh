@@ -19,6 +19,8 @@
 #   bind.test.mjs  bindEditor's consistency check (Node, a WASM room, a faulty adapter)
 #   yjs.test.mjs   the WASM room and a stock yjs + y-websocket client converge through /yws
 #   signatures.test.mjs the WASM module's Ed25519 verdicts equal the native ones on every vector
+#   profiles.test.mjs a user created through a Clerk webhook shows their real name in the room
+#                  (node-signed profile records, checked in the page; a deletion removes it)
 # Screenshots go to target/web-room/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -177,6 +177,83 @@ pub struct Config {
 
     #[command(flatten)]
     pub ai: crate::ai::AiConfig,
+
+    #[command(flatten)]
+    pub users: UsersConfig,
+}
+
+/// User sync: Clerk's webhooks, the job queue behind them, the outbound webhooks.
+#[derive(Clone, Debug, clap::Args)]
+pub struct UsersConfig {
+    /// Signing secrets of the Clerk webhook endpoint (`whsec_...`, from Clerk's dashboard) for
+    /// `POST /webhooks/clerk`; several (comma-separated in the env var) during a rotation. Unset,
+    /// the endpoint answers 503.
+    #[arg(
+        long = "clerk-webhook-secret",
+        env = "ARENA_CLERK_WEBHOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub clerk_webhook_secrets: Vec<WebhookSecret>,
+
+    /// A user job (directory, room profiles, an outbound webhook) is tried at most this many
+    /// times, then it goes to the dead-letter list (`GET /api/admin/jobs`; retried from there
+    /// by the operator).
+    #[arg(long, env = "ARENA_USER_JOB_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub user_job_max_attempts: u32,
+
+    /// Wait before a failed user job's first retry, in milliseconds; it doubles with every
+    /// attempt (at most 10 minutes), each wait drawn between half of it and all of it.
+    #[arg(long, env = "ARENA_USER_JOB_BACKOFF_MS", default_value_t = 1000)]
+    pub user_job_backoff_ms: u64,
+
+    /// User jobs run at once (workers of the queue).
+    #[arg(long, env = "ARENA_USER_JOB_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub user_job_workers: u32,
+
+    /// URLs that get every user change as a webhook signed the Svix way (with
+    /// `--user-webhook-secret`); repeatable, comma-separated in the env var.
+    #[arg(long = "user-webhook-url", env = "ARENA_USER_WEBHOOK_URLS", value_delimiter = ',')]
+    pub user_webhook_urls: Vec<String>,
+
+    /// Signing secret (`whsec_...`) of the outbound user webhooks; needed with
+    /// `--user-webhook-url`.
+    #[arg(long, env = "ARENA_USER_WEBHOOK_SECRET", hide_env_values = true)]
+    pub user_webhook_secret: Option<WebhookSecret>,
+
+    /// An outbound user webhook not answered within this many milliseconds has failed (and
+    /// is retried).
+    #[arg(long, env = "ARENA_USER_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub user_webhook_timeout_ms: u64,
+}
+
+/// A webhook signing secret (`whsec_` + base64); its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    /// The secret's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for WebhookSecret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        use base64::Engine;
+        let s = s.trim();
+        match base64::engine::general_purpose::STANDARD.decode(s.strip_prefix("whsec_").unwrap_or(s)) {
+            Ok(key) if !key.is_empty() => Ok(WebhookSecret(s.to_owned())),
+            _ => Err("a webhook secret is `whsec_` followed by base64 (Clerk's dashboard shows it)".into()),
+        }
+    }
 }
 
 /// The operator token: a string whose `Debug` does not show it (the config is logged and

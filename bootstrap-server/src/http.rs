@@ -31,6 +31,8 @@ struct Api {
     room_rate: Arc<PerIp>,
     /// Runs in rooms (`POST /api/rooms/{room}/runs`).
     runs: Arc<Runs>,
+    /// User sync: `POST /api/rooms` ties rooms to directory users.
+    users: Arc<crate::users::Users>,
 }
 
 /// Every route of the node: the API, `/yws`, `/signal`, and the web room's files.
@@ -38,6 +40,7 @@ pub(crate) fn router(
     registry: Registry,
     p2p: Option<Arc<P2p>>,
     exec: Option<Arc<dyn crate::exec::Executor>>,
+    users: Arc<crate::users::Users>,
 ) -> Router {
     let room_rate = Arc::new(PerIp::per_minute(registry.cfg().room_create_per_minute));
     let token = registry.cfg().admin_token.as_ref().map(|t| t.expose().to_owned());
@@ -51,6 +54,7 @@ pub(crate) fn router(
         .merge(exec_routes)
         .merge(crate::ai::routes(&registry.cfg().ai, token_for_ai, loopback_only(&registry)))
         .merge(crate::analyze::routes(registry.clone(), &registry.cfg().ai))
+        .merge(crate::users::routes(users.clone()))
         .route("/metrics", get(metrics))
         .route("/api/rooms", post(create_room))
         .route("/api/rooms/{room}", get(room_info))
@@ -61,7 +65,7 @@ pub(crate) fn router(
         Some(dir) => r.fallback(move |uri: axum::http::Uri| serve_static(dir.clone(), uri)),
         None => r.route("/", get(index)).fallback(not_found),
     };
-    r.with_state(Api { registry: registry.clone(), p2p, room_rate, runs })
+    r.with_state(Api { registry: registry.clone(), p2p, room_rate, runs, users })
         .merge(yws::routes(registry.clone()))
         .merge(signal::routes(registry))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -86,6 +90,12 @@ struct CreateRoom {
     /// Invites valid for this many seconds (at most, and by default, `--token-ttl-hours`).
     #[serde(default, rename = "ttlSecs")]
     ttl_secs: Option<u64>,
+    /// Directory users (Clerk ids) holding the host and candidate invites: the node then
+    /// serves their signed profiles to the room (src/users).
+    #[serde(default)]
+    host_user: Option<String>,
+    #[serde(default)]
+    candidate_user: Option<String>,
 }
 
 /// Who may create rooms: the per-IP rate first (so guessing the operator token is slow too),
@@ -161,6 +171,10 @@ async fn create_room(
     if req.title.len() > 200 || req.language.len() > 40 {
         return Err(AppError::BadRequest("title (≤ 200 bytes) or language (≤ 40 bytes) too long".into()));
     }
+    let (host_user, candidate_user) = (req.host_user.clone(), req.candidate_user.clone());
+    let bind =
+        |room: Option<&str>| crate::users::bind_room(&api.users, room, host_user.as_deref(), candidate_user.as_deref());
+    bind(None).map_err(AppError::BadRequest)?;
     let language = if req.language.is_empty() { "python".to_owned() } else { req.language };
     let max_ttl = node.cfg().token_ttl_hours.saturating_mul(3600);
     let ttl = req.ttl_secs.map_or(max_ttl, |t| t.min(max_ttl));
@@ -170,7 +184,12 @@ async fn create_room(
         .map_err(|e| AppError::Internal(e.to_string()))?
         .map_err(AppError::from)?;
     tracing::info!(room = %created.room, "room created");
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let users = bind(Some(&created.room)).map_err(AppError::Internal)?;
+    let mut answer = serde_json::json!(created);
+    if !users.is_null() {
+        answer["users"] = users;
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 pub(crate) fn auth_error(e: AuthError) -> AppError {

@@ -16,6 +16,7 @@
 //! - `room`: the room actor (commands, environment, state, loop, session tasks);
 //! - `registry`: rooms hosted and loaded, room creation, authorization;
 //! - `p2p`: the libp2p side and its bridge to the room actors;
+//! - `users`: user sync (Clerk's webhooks, the durable job queue, the directory, profiles);
 //! - `yws`, `signal`, `http`: the handlers; `server`: [`run`].
 //!
 //! Servers take an already-bound listener and a shutdown token, so tests bind port 0:
@@ -51,10 +52,11 @@ mod runs;
 mod server;
 mod signal;
 mod turn;
+pub mod users;
 mod ws;
 mod yws;
 
-pub use config::{AdminToken, Config};
+pub use config::{AdminToken, Config, UsersConfig, WebhookSecret};
 pub use error::BootstrapError;
 pub use metrics::Metrics;
 pub use registry::Registry;

@@ -54,6 +54,12 @@ async fn serve() -> anyhow::Result<()> {
         println!("{}", arena_bootstrap::ai::cli::run(&cmd).await?);
         return Ok(());
     }
+    // `arena-bootstrap users reconcile --from FILE`: the user directory against Clerk's export.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "users") {
+        let cmd = arena_bootstrap::users::cli::UsersCmd::parse_from(std::env::args_os().skip(1));
+        println!("{}", arena_bootstrap::users::cli::run(&cmd).await?);
+        return Ok(());
+    }
     let cfg = arena_bootstrap::Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

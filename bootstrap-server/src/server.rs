@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::BootstrapError;
 use crate::registry::Registry;
-use crate::{exec, http, live, p2p};
+use crate::{exec, http, live, p2p, users};
 
 /// A line on stdout for whoever started us (scripts parse it); a closed stdout is not an
 /// error worth dying for.
@@ -52,7 +52,9 @@ pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationT
         let (env, stop) = (node.env().clone(), shutdown.clone());
         async move { env.deadlines.run(stop).await }
     });
-    let app = http::router(node.clone(), p2p, executor);
+    let users = users::Users::open(&node)?;
+    let user_workers = users.spawn_workers(&shutdown);
+    let app = http::router(node.clone(), p2p, executor, users);
     let stopper = {
         let (node, stop) = (node.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -78,6 +80,9 @@ pub async fn run(mut cfg: Config, listener: TcpListener, shutdown: CancellationT
     node.join_all().await;
     let _ = expiry.await;
     let _ = deadlines.await;
+    for t in user_workers {
+        let _ = t.await;
+    }
     for t in p2p_tasks {
         let _ = t.await;
     }

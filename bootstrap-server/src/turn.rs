@@ -4,7 +4,7 @@
 //! the node; a leaked credential dies at its expiry. See docs/call.md for coturn's side.
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac_sha1::{Hmac, Mac};
 
 /// The operator's TURN settings (`--turn-url`, `--turn-secret`, `--turn-ttl-s`).
 #[derive(clap::Args, Debug, Clone, Default)]

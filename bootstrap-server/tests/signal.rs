@@ -316,7 +316,7 @@ async fn the_call_is_addressed_and_observers_only_receive() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_mints_turn_credentials_for_members_only() -> Result<()> {
     use base64::Engine as _;
-    use hmac::Mac as _;
+    use hmac_sha1::Mac as _;
     let dir = tempfile::tempdir()?;
     let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
     cfg.ice_servers = vec!["stun:stun.example.org:3478".into()];
@@ -344,7 +344,7 @@ async fn ice_mints_turn_credentials_for_members_only() -> Result<()> {
         let now = arena_testkit::now_ms() / 1000;
         assert!((now + 590..=now + 610).contains(&expiry), "expiry {expiry}, now {now}");
         assert!(label.starts_with(&room.room[..16]), "{label}");
-        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"a-turn-secret-of-some-length")?;
+        let mut mac = hmac_sha1::Hmac::<sha1::Sha1>::new_from_slice(b"a-turn-secret-of-some-length")?;
         mac.update(user.as_bytes());
         let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         assert_eq!(turn["credential"], want.as_str());

@@ -514,13 +514,15 @@ async fn the_data_dir_and_the_node_key_are_private() -> Result<()> {
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        // sled, and arena-node's own data (its libp2p side), private too.
+        // sled, arena-node's own data (its libp2p side) and the user directory, private too.
         assert!(
-            names.iter().all(|n| ["node.key", "sled", "p2p"].contains(&n.as_str())),
+            names.iter().all(|n| ["node.key", "sled", "p2p", "users"].contains(&n.as_str())),
             "left in the data dir: {names:?}"
         );
-        if names.iter().any(|n| n == "p2p") {
-            assert_eq!(format!("{:o}", mode(&data.join("p2p"))?), "700");
+        for sub in ["p2p", "users"] {
+            if names.iter().any(|n| n == sub) {
+                assert_eq!(format!("{:o}", mode(&data.join(sub))?), "700", "{sub}");
+            }
         }
     }
     Ok(())

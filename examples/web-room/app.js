@@ -4,6 +4,7 @@
 // joins the call with the page.
 import { init, ArenaSession, bindEditor, textareaAdapter, monacoAdapter } from '/pkg/index.js'
 import { wireCall } from './call-ui.js'
+import { wireProfiles } from './profiles.js'
 
 const $ = (id) => document.getElementById(id)
 const LANGUAGES = ['python', 'javascript', 'typescript', 'java', 'cpp', 'c', 'csharp', 'go', 'rust', 'kotlin', 'ruby', 'swift', 'sql']
@@ -122,6 +123,7 @@ async function room (roomId) {
   wireInvite(roomId, role)
   wireAnalyzer(session, roomId, token)
   wireCall(session, { roomId, token, params })
+  wireProfiles(roomId, token) // directory users' names (src/users, docs/users.md)
   const refresh = () => { renderMeta(session); renderPeople(session); renderConsensus(session); renderVersions(session); renderRuns(session); renderAnalysis(session) }
   session.addEventListener('update', refresh)
   session.addEventListener('presence', () => renderPeople(session))

@@ -470,7 +470,6 @@ mod tests {
 
     use super::*;
     use crate::conn::FrameBytes;
-    use crate::flush::Flusher;
     use crate::limit::{ConnCaps, RateLimiter};
     use crate::metrics::Metrics;
     use crate::room::{room_config, Attach, Opener, Rooms, Tunables};
