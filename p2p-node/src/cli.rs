@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::error::{NodeError, Result};
 use crate::http::{bootstrap_peers, BootstrapAddr};
+use crate::media::{CallOptions, MediaFile};
 use crate::node::{load_or_create_identity, now_ms, random_seed, JoinSpec, Node, NodeConfig, NodeEvent, NodeRoom};
 use crate::recording::{RecordingFile, RecordingStore, RECORDING_FILE};
 use crate::replay;
@@ -178,7 +179,7 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
                 None => NodeStore::Memory(arena_core::MemoryStore::new()),
             };
             let mut room = open_room(&opts, identity, store)?;
-            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin)).await?;
+            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin), None).await?;
         }
     }
     Ok(())
@@ -203,6 +204,7 @@ async fn yws_loop(
     room: &mut NodeRoom,
     shutdown: CancellationToken,
     mut stdin: Option<&mut Stdin>,
+    mut files: Option<&mut tokio::sync::mpsc::Receiver<MediaFile>>,
 ) -> Result<()> {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
@@ -223,6 +225,7 @@ async fn yws_loop(
                 Stop,
                 Socket(Result<Option<Vec<YwsEvent>>>),
                 Line(Option<String>),
+                Media(MediaFile),
             }
             let input = {
                 let typed = async {
@@ -231,10 +234,17 @@ async fn yws_loop(
                         None => std::future::pending().await,
                     }
                 };
+                let media = async {
+                    match files.as_deref_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => Input::Stop,
                     ev = link.next(room) => Input::Socket(ev),
                     line = typed => Input::Line(line),
+                    Some(f) = media => Input::Media(f),
                 }
             };
             match input {
@@ -256,6 +266,7 @@ async fn yws_loop(
                     }
                 }
                 Input::Line(None) => stdin = None,
+                Input::Media(f) => record_media_room(room, f),
             }
         }
         let _ = link.close().await;
@@ -278,8 +289,10 @@ fn report(room: &NodeRoom, events: &[YwsEvent]) {
 }
 
 /// `arena-node record`: a read-only peer that writes every envelope (with its receive
-/// time), awareness change, vote, run and version of the room to `out` until `shutdown`.
-pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) -> Result<()> {
+/// time), awareness change, vote, run and version of the room to `out` until `shutdown`;
+/// with `media`, it also joins the call receive-only (see [`crate::media`]) through the
+/// first `http://` bootstrap node, and seals each media file's hash into the recording.
+pub async fn record(opts: PeerOptions, out: &Path, media: bool, shutdown: CancellationToken) -> Result<()> {
     // Private: it holds the recorder's key (and the recording names the room's members).
     crate::create_private_dir(out).map_err(|e| NodeError::io(out, e))?;
     let identity = load_or_create_identity(out)?;
@@ -296,9 +309,28 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
         out.join("identity.key").display(),
         path.display()
     );
+    // The call stops first (closing its files), then the room (sealing their hashes).
+    let call_stop = CancellationToken::new();
+    let call = match (media, call_base(&opts)) {
+        (false, _) => None,
+        (true, None) => {
+            warn!("no http:// bootstrap node given: not recording the call");
+            None
+        }
+        (true, Some(base)) => {
+            let o = CallOptions::new(base, opts.room, opts.token.clone(), opts.name.clone(), out.to_path_buf());
+            println!("recording the call into {}", out.join(crate::media::MEDIA_DIR).display());
+            Some(crate::media::spawn(o, call_stop.clone()))
+        }
+    };
+    let (call_task, mut files) = match call {
+        Some((t, rx)) => (Some(t), Some(rx)),
+        None => (None, None),
+    };
     match route(&opts).await? {
         Route::Libp2p(boot) => {
-            let (node, task) = Node::spawn(node_config(identity, &opts, boot, None), shutdown.clone())?;
+            let node_stop = CancellationToken::new();
+            let (node, task) = Node::spawn(node_config(identity, &opts, boot, None), node_stop.clone())?;
             let mut events = node.subscribe();
             let spec = JoinSpec {
                 room: opts.room,
@@ -311,6 +343,7 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    Some(f) = recv_file(&mut files) => record_media_node(&node, opts.room, f).await,
                     ev = events.recv() => match ev {
                         Ok(NodeEvent::Applied { room, envelopes, .. }) if room == opts.room => {
                             println!("{} recorded {} envelope(s)", crate::time::format_ms(now_ms()), envelopes.len());
@@ -320,7 +353,14 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
                     },
                 }
             }
-            shutdown.cancel();
+            call_stop.cancel();
+            if let Some(t) = call_task {
+                let _ = t.await;
+            }
+            while let Some(f) = recv_file(&mut files).await {
+                record_media_node(&node, opts.room, f).await;
+            }
+            node_stop.cancel();
             task.await.map_err(|e| NodeError::Transport(e.to_string()))??;
         }
         Route::Yws(url) => {
@@ -328,10 +368,52 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
                 NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
             let mut room = open_room(&opts, identity, store)?;
             println!("recording room {} into {}", opts.room, path.display());
-            yws_loop(&url, &opts, &mut room, shutdown, None).await?;
+            yws_loop(&url, &opts, &mut room, shutdown, None, files.as_mut()).await?;
+            call_stop.cancel();
+            if let Some(t) = call_task {
+                let _ = t.await;
+            }
+            while let Some(f) = recv_file(&mut files).await {
+                record_media_room(&mut room, f);
+            }
+            room.flush()?;
         }
     }
     Ok(())
+}
+
+/// The bootstrap node whose `/signal` carries the call: the first `http://` one.
+fn call_base(opts: &PeerOptions) -> Option<String> {
+    opts.bootstrap.iter().find_map(|b| match b {
+        BootstrapAddr::Http(url) => Some(url.clone()),
+        BootstrapAddr::Multiaddr(_) => None,
+    })
+}
+
+/// The next closed media file, or never when the call is not recorded.
+async fn recv_file(files: &mut Option<tokio::sync::mpsc::Receiver<MediaFile>>) -> Option<MediaFile> {
+    match files {
+        Some(rx) => rx.recv().await,
+        None => None,
+    }
+}
+
+fn record_media_room(room: &mut NodeRoom, f: MediaFile) {
+    println!("{} sealing media file {} ({} bytes)", crate::time::format_ms(now_ms()), f.file, f.bytes);
+    if let NodeStore::Recording(r) = room.store_mut() {
+        if let Err(e) = r.record_media(now_ms(), &f) {
+            warn!(file = %f.file, error = %e, "recording a media file's hash");
+        }
+    }
+    if let Err(e) = arena_core::Store::flush(room.store_mut()) {
+        warn!(error = %e, "flushing the recording");
+    }
+}
+
+async fn record_media_node(node: &crate::NodeHandle, room: RoomId, f: MediaFile) {
+    if let Err(e) = node.with_room(room, move |r, _| record_media_room(r, f)).await {
+        warn!(error = %e, "recording a media file's hash");
+    }
 }
 
 /// Prints `warnings` to stderr, loudly.
@@ -371,7 +453,10 @@ pub fn export(dir: &Path, format: Format, trust: &replay::Trust) -> Result<Strin
     t.warnings = warnings;
     Ok(match format {
         Format::Json => replay::export_json(&t),
-        Format::Html => replay::export_html(&t),
+        Format::Html => {
+            let dir = file.path.parent().unwrap_or(Path::new("."));
+            replay::export_html_with_media(&t, &replay::CallMedia::load(dir, &t)?)
+        }
     })
 }
 
@@ -394,6 +479,9 @@ pub fn verify(dir: &Path, pins: &replay::Pins, allow_incomplete: bool) -> Result
         "{} records checked: {} admissions, {} delegations, {} envelopes, {} seals",
         r.records, r.admissions, r.delegations, r.envelopes, r.seals
     );
+    if r.media > 0 {
+        let _ = write!(s, "; {} media files of the call match their sealed size and SHA-256", r.media);
+    }
     if let Some(l) = &r.last_seal {
         let _ = write!(
             s,

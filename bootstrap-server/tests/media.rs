@@ -1,0 +1,367 @@
+//! The recorder in the call (issue #26): a webrtc-rs media peer sends media that ffmpeg made
+//! through a real node's `/signal` to a real `arena-node record`; ffprobe reads what it
+//! wrote, the timeline maps it to the room's wall-clock, `verify` covers the files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod media_peer;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use arena_node::cli::{PeerOptions, Via};
+use arena_node::http::BootstrapAddr;
+use arena_node::replay::{verify, Pins};
+use media_peer::{ivf_frames, ogg_packets, Media, MediaPeer};
+use serde_json::{json, Value};
+use support::{create_room, Server};
+use tokio_util::sync::CancellationToken;
+
+/// ffmpeg's test media: 5 s of a 440 Hz sine (Opus) and of a test pattern (VP8).
+fn ffmpeg_media(dir: &Path) -> Result<Media> {
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().context(
+            "running ffmpeg (Debian's `ffmpeg` package; scripts/install-toolchains.sh installs it)",
+        )?;
+        ensure!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    let v = dir.join("v.ivf");
+    let a = dir.join("a.ogg");
+    run(&[
+        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-t", "5", "-c:v", "libvpx", "-b:v", "300k", "-g", "30",
+        v.to_str().context("path")?,
+    ])?;
+    run(&[
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=5", "-c:a", "libopus", "-frame_duration", "20",
+        a.to_str().context("path")?,
+    ])?;
+    let vp8: Vec<_> = ivf_frames(&std::fs::read(&v)?)?.into_iter().map(|(_, f)| f).collect();
+    let opus = ogg_packets(&std::fs::read(&a)?)?;
+    ensure!(vp8.len() >= 140 && opus.len() >= 240, "ffmpeg made {} frames and {} packets", vp8.len(), opus.len());
+    Ok(Media { opus, vp8, seconds: 5.0, drop_every: None })
+}
+
+/// `ffprobe`'s codec and duration (seconds) of a media file.
+fn probe(path: &Path) -> Result<(String, f64)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name:format=duration", "-of", "json"])
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    ensure!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let codec = v["streams"][0]["codec_name"].as_str().context("codec")?.to_owned();
+    let duration = v["format"]["duration"].as_str().context("duration")?.parse()?;
+    Ok((codec, duration))
+}
+
+/// Decodes the whole file with ffmpeg: whether it plays (warnings allowed, errors not).
+fn decodes(path: &Path) -> Result<()> {
+    let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output()?;
+    ensure!(out.status.success(), "ffmpeg could not decode {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+struct Recorder {
+    dir: PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<arena_node::Result<()>>,
+}
+
+impl Recorder {
+    fn start(addr: std::net::SocketAddr, room: &str, token: &str, dir: &Path) -> Result<Self> {
+        let opts = PeerOptions {
+            room: arena_core::PeerKey::from_hex(room)?,
+            token: token.to_owned(),
+            bootstrap: vec![BootstrapAddr::Http(format!("http://{addr}"))],
+            listen: Vec::new(),
+            name: "recorder".into(),
+            relay: false,
+            via: Via::Yws,
+        };
+        let stop = CancellationToken::new();
+        let (d, s) = (dir.to_path_buf(), stop.clone());
+        let task = tokio::spawn(async move { arena_node::cli::record(opts, &d, true, s).await });
+        Ok(Recorder { dir: dir.to_path_buf(), stop, task })
+    }
+
+    async fn stop(self) -> Result<PathBuf> {
+        self.stop.cancel();
+        self.task.await??;
+        Ok(self.dir)
+    }
+}
+
+fn timeline(dir: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(dir.join("media").join(arena_node::media::TIMELINE_FILE))?;
+    text.lines().map(|l| serde_json::from_str(l).map_err(anyhow::Error::from)).collect()
+}
+
+fn media_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("media"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The wall-clock of file time 0 by each of the file's sender reports.
+fn sr_starts(tl: &[Value], file: &str) -> Vec<i64> {
+    tl.iter()
+        .filter(|e| e["ev"] == "sr" && e["file"] == file)
+        .filter_map(|e| Some(e["ntp_ms"].as_i64()? - e["media_ms"].as_i64()?))
+        .collect()
+}
+
+/// The recorder's invite: an observer's (it receives the call, never sends media).
+fn recorder_token(room: &support::CreatedRoom) -> String {
+    room.observer.clone()
+}
+
+/// Runs a call: the recorder joins, the media peer sends `media` `joins` times.
+async fn record_call(media: &Media, joins: usize) -> Result<(tempfile::TempDir, Vec<u64>, Server)> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(&dir.path().join("node")).await?;
+    let room = create_room(server.addr).await?;
+    let rec = Recorder::start(server.addr, &room.room, &recorder_token(&room), &dir.path().join("rec"))?;
+    let mut peer = MediaPeer::connect(server.addr, &room.room, &room.host, "host-peer").await?;
+    let recorder = peer.find_recorder().await?;
+    let mut starts = Vec::new();
+    for j in 0..joins {
+        if j > 0 {
+            // A rejoin: a new hello from the same peer, a new connection.
+            peer.publish("hello", json!({"role": "host", "name": "Host", "media": true})).await?;
+        }
+        starts.push(peer.call_and_send(&recorder, media).await?);
+    }
+    rec.stop().await?;
+    Ok((dir, starts, server))
+}
+
+/// The host's own replica of the room over `/yws`, to type and vote while the call runs.
+struct Host {
+    room: arena_node::NodeRoom,
+    link: arena_node::yws::YwsLink,
+}
+
+impl Host {
+    async fn join(addr: std::net::SocketAddr, room: &str, token: &str) -> Result<Self> {
+        let id = arena_core::PeerKey::from_hex(room)?;
+        let now = arena_testkit::now_ms();
+        let store = arena_node::NodeStore::Memory(arena_core::MemoryStore::new());
+        let mut r = arena_core::Room::open(id, arena_core::Identity::from_seed([7; 32]), 0, store, Default::default(), now)?;
+        r.join(token, "Host", now)?;
+        let mut link = arena_node::yws::YwsLink::connect(&format!("http://{addr}"), id, token).await?;
+        link.hello(&r).await?;
+        Ok(Host { room: r, link })
+    }
+
+    async fn send(&mut self, env: Option<arena_core::Envelope>) -> Result<()> {
+        let env = env.context("an envelope")?;
+        self.link.send(&[arena_core::sync::wire::Wire::Envelopes(vec![env])]).await?;
+        Ok(())
+    }
+
+    async fn type_line(&mut self, line: &str) -> Result<()> {
+        let env = self.room.edit(arena_testkit::now_ms(), |e| e.splice_code(0, 0, line))?;
+        self.send(env).await
+    }
+
+    async fn vote(&mut self) -> Result<()> {
+        let env = self.room.vote(true, arena_testkit::now_ms())?;
+        self.send(env).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_the_call_on_the_rooms_clock_and_verify_covers_it() -> Result<()> {
+    let gen = tempfile::tempdir()?;
+    let media = ffmpeg_media(gen.path())?;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(&dir.path().join("node")).await?;
+    let room = create_room(server.addr).await?;
+    let rec = Recorder::start(server.addr, &room.room, &recorder_token(&room), &dir.path().join("rec"))?;
+    let mut host = Host::join(server.addr, &room.room, &room.host).await?;
+    let mut peer = MediaPeer::connect(server.addr, &room.room, &room.host, "host-peer").await?;
+    let recorder = peer.find_recorder().await?;
+    let call = peer.connect(&recorder).await?;
+    // The host types a line as the call's media starts: the room's clock and the call's
+    // meet there.
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let typing = async {
+        started.await?;
+        host.type_line("# the call starts\n").await
+    };
+    let (sent, typed) = tokio::join!(peer.send(call, &media, Some(started_tx)), typing);
+    let sent = sent?;
+    typed?;
+    host.vote().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rec = rec.stop().await?;
+
+    let ogg = media_files(&rec, "ogg")?;
+    let ivf = media_files(&rec, "ivf")?;
+    ensure!(ogg.len() == 1 && ivf.len() == 1, "files: {ogg:?} {ivf:?}");
+    let (codec, d) = probe(&ogg[0])?;
+    ensure!(codec == "opus" && (d - 5.0).abs() <= 0.25, "audio: {codec}, {d} s");
+    let (codec, d) = probe(&ivf[0])?;
+    ensure!(codec == "vp8" && (d - 5.0).abs() <= 0.25, "video: {codec}, {d} s");
+    decodes(&ogg[0])?;
+    decodes(&ivf[0])?;
+
+    // Each file's start, by the sender's RTCP reports, is when its first packet arrived,
+    // when the peer started sending, and when the recorder got the host's line: within
+    // half a second (loopback; the reports' clock is the sender's).
+    let file = arena_node::recording::RecordingFile::read(&rec)?;
+    let t = arena_node::replay::timeline(&file)?;
+    let typed_at = t.steps.iter().find(|s| !s.splices.is_empty()).context("the host's line")?.at as i64;
+    let tl = timeline(&rec)?;
+    for f in [&ogg[0], &ivf[0]] {
+        let name = f.file_name().and_then(|n| n.to_str()).context("name")?;
+        let track = tl.iter().find(|e| e["ev"] == "track" && e["file"] == name).context("track line")?;
+        let first = track["at_ms"].as_i64().context("at_ms")?;
+        let srs = sr_starts(&tl, name);
+        ensure!(srs.len() >= 3, "sender reports for {name}: {tl:?}");
+        for s in &srs {
+            ensure!((s - first).abs() <= 500, "{name}: SR start {s}, first packet {first}");
+            ensure!((s - sent as i64).abs() <= 500, "{name}: SR start {s}, sent from {sent}");
+            ensure!((s - typed_at).abs() <= 500, "{name}: SR start {s}, the host's line recorded at {typed_at}");
+        }
+        ensure!(!tl.iter().any(|e| e["ev"] == "gap" && e["file"] == name), "no loss, no gap: {tl:?}");
+    }
+
+    // The exported player carries the media and the marks.
+    let html = arena_node::cli::export(&rec, arena_node::cli::Format::Html, &Default::default())?;
+    let media_json: Value = {
+        let tag = r#"<script id="media" type="application/json">"#;
+        let start = html.find(tag).context("media data")? + tag.len();
+        let end = start + html[start..].find("</script>").context("end of media data")?;
+        serde_json::from_str(&html[start..end])?
+    };
+    for f in [&ogg[0], &ivf[0]] {
+        let name = f.file_name().and_then(|n| n.to_str()).context("name")?;
+        let b64 = media_json["files"][name].as_str().context("file in the player")?;
+        ensure!(b64.len() == std::fs::read(f)?.len().div_ceil(3) * 4, "{name}: base64 of the whole file");
+    }
+    ensure!(media_json["events"].as_array().is_some_and(|e| e.iter().any(|e| e["ev"] == "sr")));
+    ensure!(t.steps.iter().any(|s| s.events.iter().any(|e| e.contains("voted for"))), "a vote mark");
+    ensure!(html.contains("m-vote") && !html.contains("http://") && !html.contains("https://"));
+    std::fs::write(dir.path().join("player.html"), &html)?;
+
+    // verify hashes every media file (and the timeline) against the sealed records.
+    let (report, ok) = arena_node::cli::verify(&rec, &Pins::default(), false)?;
+    ensure!(ok, "{report}");
+    let r = verify(&file, &Pins::default());
+    ensure!(r.ok() && r.media == 3, "{r:?}");
+    ensure!(t.media.len() == 3, "{:?}", t.media);
+    // One flipped byte in a media file, or a cut one, fails it.
+    for (path, cut) in [(&ivf[0], false), (&ogg[0], true)] {
+        let good = std::fs::read(path)?;
+        let mut bad = good.clone();
+        if cut {
+            bad.truncate(bad.len() - 1);
+        } else {
+            let i = bad.len() / 2;
+            bad[i] ^= 1;
+        }
+        std::fs::write(path, &bad)?;
+        let (report, ok) = arena_node::cli::verify(&rec, &Pins::default(), false)?;
+        ensure!(!ok && report.contains(if cut { "cut" } else { "altered" }), "{report}");
+        std::fs::write(path, &good)?;
+    }
+    server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_percent_loss_leaves_playable_files_and_recorded_gaps() -> Result<()> {
+    let gen = tempfile::tempdir()?;
+    let media = Media { drop_every: Some(20), ..ffmpeg_media(gen.path())? };
+    let (dir, _, server) = record_call(&media, 1).await?;
+    let rec = dir.path().join("rec");
+    let tl = timeline(&rec)?;
+    for f in media_files(&rec, "ogg")?.iter().chain(&media_files(&rec, "ivf")?) {
+        let name = f.file_name().and_then(|n| n.to_str()).context("name")?;
+        decodes(f)?;
+        let (codec, _) = probe(f)?;
+        ensure!(codec == "opus" || codec == "vp8");
+        let gaps: Vec<_> = tl.iter().filter(|e| e["ev"] == "gap" && e["file"] == name).collect();
+        ensure!(gaps.len() >= 5, "{name}: {gaps:?}");
+        for g in &gaps {
+            ensure!(g["lost"].as_u64().is_some_and(|n| n >= 1), "{g}");
+            ensure!(g["media_to_ms"].as_i64() > g["media_from_ms"].as_i64(), "a gap spans media time: {g}");
+        }
+        let end = tl.iter().find(|e| e["ev"] == "end" && e["file"] == name).context("end line")?;
+        ensure!(end["lost"].as_u64().is_some_and(|n| n >= 5), "{end}");
+    }
+    let (report, ok) = arena_node::cli::verify(&rec, &Pins::default(), false)?;
+    ensure!(ok, "{report}");
+    server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejoin_is_new_files_and_a_gap() -> Result<()> {
+    let gen = tempfile::tempdir()?;
+    let media = Media { seconds: 1.5, ..ffmpeg_media(gen.path())? };
+    let (dir, starts, server) = record_call(&media, 2).await?;
+    let rec = dir.path().join("rec");
+    let ogg = media_files(&rec, "ogg")?;
+    let ivf = media_files(&rec, "ivf")?;
+    ensure!(ogg.len() == 2 && ivf.len() == 2, "{ogg:?} {ivf:?}");
+    for f in ogg.iter().chain(&ivf) {
+        decodes(f)?;
+    }
+    let tl = timeline(&rec)?;
+    let events: Vec<&str> = tl.iter().filter(|e| e["ev"] == "peer").filter_map(|e| e["event"].as_str()).collect();
+    ensure!(events.contains(&"bye") && tl.iter().any(|e| e["event"] == "join" && e["join"] == 2), "{events:?}");
+    let joins: Vec<i64> =
+        tl.iter().filter(|e| e["ev"] == "track" && e["kind"] == "audio").filter_map(|e| e["at_ms"].as_i64()).collect();
+    ensure!(joins.len() == 2 && joins[1] - joins[0] >= 1500, "{joins:?} {starts:?}");
+    let (report, ok) = arena_node::cli::verify(&rec, &Pins::default(), false)?;
+    ensure!(ok && report.contains("5 media"), "{report}");
+    server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_signaling_is_logged_and_the_recorder_goes_on() -> Result<()> {
+    let gen = tempfile::tempdir()?;
+    let media = Media { seconds: 1.0, ..ffmpeg_media(gen.path())? };
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(&dir.path().join("node")).await?;
+    let room = create_room(server.addr).await?;
+    let rec = Recorder::start(server.addr, &room.room, &recorder_token(&room), &dir.path().join("rec"))?;
+    let mut evil = MediaPeer::connect(server.addr, &room.room, &room.candidate, "evil").await?;
+    let recorder = evil.find_recorder().await?;
+    // Garbage, a bogus SDP, a peer that never said hello, an answer, an unknown type.
+    evil.publish_raw(json!("not an object")).await?;
+    evil.publish_raw(json!({"type": "arena-call-offer", "from": ["evil"], "to": recorder})).await?;
+    evil.publish("offer", json!({"to": recorder, "sdp": "v=0\r\nthis is not SDP"})).await?;
+    evil.publish("offer", json!({"to": recorder, "sdp": 42})).await?;
+    evil.publish("answer", json!({"to": recorder, "sdp": "v=0"})).await?;
+    evil.publish("ice", json!({"to": recorder, "candidate": {"candidate": "candidate:garbage"}})).await?;
+    evil.publish("nope", json!({"to": recorder})).await?;
+    let mut stranger = MediaPeer::connect(server.addr, &room.room, &room.candidate, "stranger").await?;
+    stranger.publish("offer", json!({"to": recorder, "sdp": "v=0"})).await?;
+    // The recorder still records an honest peer.
+    let mut host = MediaPeer::connect(server.addr, &room.room, &room.host, "host-peer").await?;
+    let r2 = host.find_recorder().await?;
+    ensure!(r2 == recorder);
+    host.call_and_send(&recorder, &media).await?;
+    let recdir = rec.stop().await?;
+    ensure!(media_files(&recdir, "ogg")?.len() == 1 && media_files(&recdir, "ivf")?.len() == 1);
+    let tl = timeline(&recdir)?;
+    let errors: Vec<String> = tl.iter().filter(|e| e["ev"] == "error").map(|e| e["reason"].to_string()).collect();
+    for want in ["no string `from`", "bad offer", "never said hello", "never offers", "unknown call message", "offer without"] {
+        ensure!(errors.iter().any(|e| e.contains(want)), "no {want:?} in {errors:?}");
+    }
+    let (report, ok) = arena_node::cli::verify(&recdir, &Pins::default(), false)?;
+    ensure!(ok, "{report}");
+    server.stop().await?;
+    Ok(())
+}
