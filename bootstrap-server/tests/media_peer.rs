@@ -171,12 +171,12 @@ impl MediaPeer {
     /// Offers sendonly audio and video to `to`, completes ICE, sends `media` in real time,
     /// says bye; returns the wall-clock (unix ms) of the first packet sent.
     pub async fn call_and_send(&mut self, to: &str, media: &Media) -> Result<u64> {
-        let call = self.connect(to).await?;
+        let call = self.dial(to).await?;
         self.send(call, media, None).await
     }
 
     /// Offers sendonly audio and video to `to` and completes ICE.
-    pub async fn connect(&mut self, to: &str) -> Result<Call> {
+    pub async fn dial(&mut self, to: &str) -> Result<Call> {
         let (pc, audio, video) = new_pc().await?;
         let (ice_tx, mut ice_rx) = mpsc::channel::<Option<RTCIceCandidateInit>>(64);
         pc.on_ice_candidate(Box::new(move |c| {
@@ -254,6 +254,8 @@ pub struct Call {
 }
 
 async fn new_pc() -> Result<(Arc<RTCPeerConnection>, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>)> {
+    // As the recorder does (arena_node::media::spawn): DTLS needs rustls' provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut m = MediaEngine::default();
     m.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut m)?;

@@ -354,10 +354,7 @@ pub async fn record(opts: PeerOptions, out: &Path, media: bool, shutdown: Cancel
                 }
             }
             call_stop.cancel();
-            if let Some(t) = call_task {
-                let _ = t.await;
-            }
-            while let Some(f) = recv_file(&mut files).await {
+            for f in finish_call(call_task, &mut files).await {
                 record_media_node(&node, opts.room, f).await;
             }
             node_stop.cancel();
@@ -370,10 +367,7 @@ pub async fn record(opts: PeerOptions, out: &Path, media: bool, shutdown: Cancel
             println!("recording room {} into {}", opts.room, path.display());
             yws_loop(&url, &opts, &mut room, shutdown, None, files.as_mut()).await?;
             call_stop.cancel();
-            if let Some(t) = call_task {
-                let _ = t.await;
-            }
-            while let Some(f) = recv_file(&mut files).await {
+            for f in finish_call(call_task, &mut files).await {
                 record_media_room(&mut room, f);
             }
             room.flush()?;
@@ -390,11 +384,34 @@ fn call_base(opts: &PeerOptions) -> Option<String> {
     })
 }
 
+/// Waits for the stopped call to close its files; returns those not yet recorded.
+async fn finish_call(
+    task: Option<tokio::task::JoinHandle<()>>,
+    files: &mut Option<tokio::sync::mpsc::Receiver<MediaFile>>,
+) -> Vec<MediaFile> {
+    let mut done = Vec::new();
+    let (Some(mut task), Some(rx)) = (task, files.as_mut()) else { return done };
+    // Drained while it runs: its queue is bounded.
+    loop {
+        tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => done.push(f),
+                None => break,
+            },
+            _ = &mut task => break,
+        }
+    }
+    while let Ok(f) = rx.try_recv() {
+        done.push(f);
+    }
+    done
+}
+
 /// The next closed media file, or never when the call is not recorded.
 async fn recv_file(files: &mut Option<tokio::sync::mpsc::Receiver<MediaFile>>) -> Option<MediaFile> {
     match files {
         Some(rx) => rx.recv().await,
-        None => None,
+        None => std::future::pending().await,
     }
 }
 

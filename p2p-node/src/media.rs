@@ -161,6 +161,8 @@ impl CallOptions {
 /// comes out of the receiver, to go into the recording. The task ends after the last one.
 pub fn spawn(opts: CallOptions, shutdown: CancellationToken) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<MediaFile>) {
     let (tx, rx) = mpsc::channel(64);
+    // DTLS needs a process-wide rustls provider; Err means one is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let task = tokio::spawn(async move {
         if let Err(e) = call::run(opts, tx, shutdown).await {
             tracing::warn!(error = %e, "recording the call stopped");
