@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_PCMU, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
@@ -78,6 +78,8 @@ pub struct Media {
     pub seconds: f64,
     /// Drop every n-th RTP packet of each track (5% with 20).
     pub drop_every: Option<u64>,
+    /// Also send a G.711 (PCMU) audio track, a codec the recorder does not write.
+    pub pcmu: bool,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -141,7 +143,8 @@ impl MediaPeer {
     pub async fn next_call(&mut self, timeout: Duration) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let v = tokio::time::timeout_at(deadline, self.inbox.recv()).await.context("timed out")?.context("closed")?;
+            let v =
+                tokio::time::timeout_at(deadline, self.inbox.recv()).await.context("timed out")?.context("closed")?;
             let d = &v["data"];
             let call = d["type"].as_str().is_some_and(|t| t.starts_with("arena-call-"));
             let mine = d["from"] == self.me.as_str();
@@ -177,7 +180,7 @@ impl MediaPeer {
 
     /// Offers sendonly audio and video to `to` and completes ICE.
     pub async fn dial(&mut self, to: &str) -> Result<Call> {
-        let (pc, audio, video) = new_pc().await?;
+        let (pc, audio, video, pcmu) = new_pc().await?;
         let (ice_tx, mut ice_rx) = mpsc::channel::<Option<RTCIceCandidateInit>>(64);
         pc.on_ice_candidate(Box::new(move |c| {
             let tx = ice_tx.clone();
@@ -224,20 +227,48 @@ impl MediaPeer {
                 }
             }
         }
-        Ok(Call { pc, audio, video })
+        Ok(Call { pc, audio, video, pcmu })
     }
 
     /// Sends `media` in real time on `call` (telling `started` when the first packets go),
     /// then says bye.
-    pub async fn send(&mut self, call: Call, media: &Media, started: Option<tokio::sync::oneshot::Sender<u64>>) -> Result<u64> {
+    pub async fn send(
+        &mut self,
+        call: Call,
+        media: &Media,
+        started: Option<tokio::sync::oneshot::Sender<u64>>,
+    ) -> Result<u64> {
         let t0 = arena_testkit::now_ms();
-        let a = tokio::spawn(send(call.audio, media.opus.clone(), 48000, 960, Duration::from_millis(20), media.seconds, media.drop_every));
-        let v = tokio::spawn(send(call.video, media.vp8.clone(), 90000, 3000, Duration::from_micros(33_333), media.seconds, media.drop_every));
+        let a = tokio::spawn(send(
+            call.audio,
+            media.opus.clone(),
+            48000,
+            960,
+            Duration::from_millis(20),
+            media.seconds,
+            media.drop_every,
+        ));
+        let v = tokio::spawn(send(
+            call.video,
+            media.vp8.clone(),
+            90000,
+            3000,
+            Duration::from_micros(33_333),
+            media.seconds,
+            media.drop_every,
+        ));
+        let silence = vec![Bytes::from_static(&[0xff; 160])];
+        let g = media.pcmu.then(|| {
+            tokio::spawn(send(call.pcmu.clone(), silence, 8000, 160, Duration::from_millis(20), media.seconds, None))
+        });
         if let Some(s) = started {
             let _ = s.send(t0);
         }
         a.await??;
         v.await??;
+        if let Some(g) = g {
+            g.await??;
+        }
         // Let the last packets and a sender report arrive before leaving.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         self.publish("bye", json!({})).await?;
@@ -251,9 +282,12 @@ pub struct Call {
     pub pc: Arc<RTCPeerConnection>,
     audio: Arc<TrackLocalStaticRTP>,
     video: Arc<TrackLocalStaticRTP>,
+    pcmu: Arc<TrackLocalStaticRTP>,
 }
 
-async fn new_pc() -> Result<(Arc<RTCPeerConnection>, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>)> {
+type Tracks = (Arc<RTCPeerConnection>, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>);
+
+async fn new_pc() -> Result<Tracks> {
     // As the recorder does (arena_node::media::spawn): DTLS needs rustls' provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut m = MediaEngine::default();
@@ -271,13 +305,14 @@ async fn new_pc() -> Result<(Arc<RTCPeerConnection>, Arc<TrackLocalStaticRTP>, A
     };
     let audio = Arc::new(TrackLocalStaticRTP::new(cap(MIME_TYPE_OPUS, 48000, 2), "audio".into(), "host".into()));
     let video = Arc::new(TrackLocalStaticRTP::new(cap(MIME_TYPE_VP8, 90000, 0), "video".into(), "host".into()));
-    for t in [audio.clone(), video.clone()] {
+    let pcmu = Arc::new(TrackLocalStaticRTP::new(cap(MIME_TYPE_PCMU, 8000, 0), "g711".into(), "host".into()));
+    for t in [audio.clone(), video.clone(), pcmu.clone()] {
         let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, send_encodings: vec![] };
         let tr = pc.add_transceiver_from_track(t as Arc<dyn TrackLocal + Send + Sync>, Some(init)).await?;
         let sender = tr.sender().await;
         tokio::spawn(async move { while sender.read_rtcp().await.is_ok() {} });
     }
-    Ok((pc, audio, video))
+    Ok((pc, audio, video, pcmu))
 }
 
 /// Sends `payloads` (looped) every `every` for `seconds`, `samples` RTP ticks apart,
@@ -291,10 +326,10 @@ async fn send(
     seconds: f64,
     drop_every: Option<u64>,
 ) -> Result<()> {
-    let payloader: Box<dyn webrtc::rtp::packetizer::Payloader + Send + Sync> = if clock == 48000 {
-        Box::new(webrtc::rtp::codecs::opus::OpusPayloader)
-    } else {
-        Box::new(webrtc::rtp::codecs::vp8::Vp8Payloader::default())
+    let payloader: Box<dyn webrtc::rtp::packetizer::Payloader + Send + Sync> = match clock {
+        48000 => Box::new(webrtc::rtp::codecs::opus::OpusPayloader),
+        8000 => Box::new(webrtc::rtp::codecs::g7xx::G711Payloader::default()),
+        _ => Box::new(webrtc::rtp::codecs::vp8::Vp8Payloader::default()),
     };
     let mut p = webrtc::rtp::packetizer::new_packetizer(
         1200,

@@ -288,11 +288,17 @@ fn report(room: &NodeRoom, events: &[YwsEvent]) {
     }
 }
 
-/// `arena-node record`: a read-only peer that writes every envelope (with its receive
-/// time), awareness change, vote, run and version of the room to `out` until `shutdown`;
-/// with `media`, it also joins the call receive-only (see [`crate::media`]) through the
-/// first `http://` bootstrap node, and seals each media file's hash into the recording.
-pub async fn record(opts: PeerOptions, out: &Path, media: bool, shutdown: CancellationToken) -> Result<()> {
+/// A read-only peer that writes every envelope (with its receive time), awareness change,
+/// vote, run and version of the room to `out` until `shutdown`; not the call (see
+/// [`record_with_media`], what `arena-node record` runs).
+pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) -> Result<()> {
+    record_with_media(opts, out, false, shutdown).await
+}
+
+/// `arena-node record`: [`record`], and with `media` it also joins the call receive-only
+/// (see [`crate::media`]) through the first `http://` bootstrap node and seals each media
+/// file's hash into the recording.
+pub async fn record_with_media(opts: PeerOptions, out: &Path, media: bool, shutdown: CancellationToken) -> Result<()> {
     // Private: it holds the recorder's key (and the recording names the room's members).
     crate::create_private_dir(out).map_err(|e| NodeError::io(out, e))?;
     let identity = load_or_create_identity(out)?;

@@ -232,7 +232,9 @@ async fn main() -> Result<()> {
         .init();
     match cfg.cmd {
         Cmd::Join { peer, data_dir } => cli::join(peer.options()?, data_dir, shutdown_on_signals()).await?,
-        Cmd::Record { peer, out, no_media } => cli::record(peer.options()?, &out, !no_media, shutdown_on_signals()).await?,
+        Cmd::Record { peer, out, no_media } => {
+            cli::record_with_media(peer.options()?, &out, !no_media, shutdown_on_signals()).await?
+        }
         Cmd::Replay { dir, at, trust, unverified } => {
             print!("{}", cli::replay(&dir, at.as_deref(), &trust.trust(unverified)?)?)
         }

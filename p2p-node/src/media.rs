@@ -159,7 +159,10 @@ impl CallOptions {
 
 /// Joins the call until `shutdown`; every media file closed (and at the end the timeline)
 /// comes out of the receiver, to go into the recording. The task ends after the last one.
-pub fn spawn(opts: CallOptions, shutdown: CancellationToken) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<MediaFile>) {
+pub fn spawn(
+    opts: CallOptions,
+    shutdown: CancellationToken,
+) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<MediaFile>) {
     let (tx, rx) = mpsc::channel(64);
     // DTLS needs a process-wide rustls provider; Err means one is installed already.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -114,7 +114,8 @@ pub(crate) async fn run(opts: CallOptions, files: mpsc::Sender<MediaFile>, shutd
     let media_dir = opts.dir.join(MEDIA_DIR);
     crate::create_private_dir(&media_dir).map_err(|e| NodeError::io(&media_dir, e))?;
     let timeline = Arc::new(Timeline::open(&media_dir).map_err(|e| NodeError::io(&media_dir, e))?);
-    let config = RTCConfiguration { ice_servers: ice_servers(&opts).await, ..Default::default() };
+    let ice = tokio::time::timeout(Duration::from_secs(10), ice_servers(&opts)).await.unwrap_or_default();
+    let config = RTCConfiguration { ice_servers: ice, ..Default::default() };
     let (events_tx, mut events) = mpsc::channel(256);
     let mut call = Call {
         api: build_api()?,
@@ -133,7 +134,12 @@ pub(crate) async fn run(opts: CallOptions, files: mpsc::Sender<MediaFile>, shutd
     timeline.event("recorder", json!({"peer": call.me, "room": call.topic}));
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
-        let mut link = match SignalLink::connect(&call.opts.base, &call.topic, &call.opts.token, &call.me).await {
+        let connect = SignalLink::connect(&call.opts.base, &call.topic, &call.opts.token, &call.me);
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            c = connect => c,
+        };
+        let mut link = match connected {
             Ok(l) => l,
             Err(e) => {
                 warn!(error = %e, "call signaling: connecting; retrying in {backoff:?}");
@@ -224,8 +230,17 @@ impl Call {
                     }
                     self.peers.insert(
                         from.clone(),
-                        Peer { role: role.clone(), name: name.clone(), media, index: self.next_index, join: 0,
-                               pc: None, since: Instant::now(), connected: false, nudged: false },
+                        Peer {
+                            role: role.clone(),
+                            name: name.clone(),
+                            media,
+                            index: self.next_index,
+                            join: 0,
+                            pc: None,
+                            since: Instant::now(),
+                            connected: false,
+                            nudged: false,
+                        },
                     );
                     self.next_index += 1;
                 } else if let Some(p) = self.peers.get_mut(&from) {
@@ -243,7 +258,10 @@ impl Call {
                     }
                 }
                 if !known || !to_me {
-                    self.timeline.event("peer", json!({"event": "hello", "peer": from, "role": role, "name": name, "media": media}));
+                    self.timeline.event(
+                        "peer",
+                        json!({"event": "hello", "peer": from, "role": role, "name": name, "media": media}),
+                    );
                 }
                 if !to_me {
                     self.hello(link, Some(&from)).await;
@@ -321,7 +339,8 @@ impl Call {
         p.connected = false;
         p.pc = Some(pc.clone());
         let (peer, join) = (from.to_owned(), p.join);
-        self.timeline.event("peer", json!({"event": "join", "peer": peer, "role": p.role, "name": p.name, "join": join}));
+        self.timeline
+            .event("peer", json!({"event": "join", "peer": peer, "role": p.role, "name": p.name, "join": join}));
         let tx = self.events_tx.clone();
         let id = peer.clone();
         pc.on_ice_candidate(Box::new(move |c| {
@@ -382,7 +401,9 @@ impl Call {
                 if self.peers.get(&peer).is_none_or(|p| p.join != join || p.pc.is_none()) {
                     return;
                 }
-                let c = candidate.map(|c| json!({"candidate": c.candidate, "sdpMid": c.sdp_mid, "sdpMLineIndex": c.sdp_mline_index}));
+                let c = candidate.map(
+                    |c| json!({"candidate": c.candidate, "sdpMid": c.sdp_mid, "sdpMLineIndex": c.sdp_mline_index}),
+                );
                 let _ = link.publish("ice", json!({"to": peer, "candidate": c})).await;
             }
             PeerEvent::State { peer, join, state } => {
@@ -399,8 +420,13 @@ impl Call {
                         self.timeline.event("peer", json!({"event": "failed", "peer": peer, "join": join}));
                         self.drop_pc(&peer, "ICE failed").await;
                         // Ask for a new offer (an ICE restart from its side).
-                        let _ = link.publish("hello", json!({"to": peer, "role": "observer", "name": self.opts.name,
-                                                             "media": false, "restart": true})).await;
+                        let _ = link
+                            .publish(
+                                "hello",
+                                json!({"to": peer, "role": "observer", "name": self.opts.name,
+                                                             "media": false, "restart": true}),
+                            )
+                            .await;
                     }
                     _ => {}
                 }
@@ -423,8 +449,13 @@ impl Call {
                 p.nudged = true;
                 warn!(peer = %id, "no offer from a media peer in {limit:?}; asking again");
                 self.timeline.event("peer", json!({"event": "no offer", "peer": id}));
-                let _ = link.publish("hello", json!({"to": id, "role": "observer", "name": self.opts.name,
-                                                     "media": false, "restart": true})).await;
+                let _ = link
+                    .publish(
+                        "hello",
+                        json!({"to": id, "role": "observer", "name": self.opts.name,
+                                                     "media": false, "restart": true}),
+                    )
+                    .await;
             }
         }
         for id in late {

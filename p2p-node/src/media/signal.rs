@@ -63,7 +63,9 @@ pub(crate) fn parse(text: &str, topic: &str, me: &str) -> std::result::Result<Op
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     match v.get("type").and_then(Value::as_str) {
         Some("publish") => {}
-        Some("error") => return Err(format!("the node refused a message: {}", v.get("reason").unwrap_or(&Value::Null))),
+        Some("error") => {
+            return Err(format!("the node refused a message: {}", v.get("reason").unwrap_or(&Value::Null)))
+        }
         _ => return Ok(None),
     }
     if v.get("topic").and_then(Value::as_str) != Some(topic) {
@@ -198,7 +200,8 @@ mod tests {
 
     #[test]
     fn parses_what_is_for_us_and_refuses_the_malformed() {
-        let hello = publish(json!({"type": "arena-call-hello", "from": "A", "role": "host", "name": "Ada", "media": true}));
+        let hello =
+            publish(json!({"type": "arena-call-hello", "from": "A", "role": "host", "name": "Ada", "media": true}));
         assert_eq!(
             parse(&hello, "room", "me"),
             Ok(Some(CallMsg::Hello {
@@ -212,7 +215,8 @@ mod tests {
         // Our own echo, another room, another peer's offer, the mesh: not for us.
         assert_eq!(parse(&publish(json!({"type": "arena-call-bye", "from": "me"})), "room", "me"), Ok(None));
         assert_eq!(parse(&hello, "other", "me"), Ok(None));
-        let offer = |to: &str, sdp: Value| publish(json!({"type": "arena-call-offer", "from": "A", "to": to, "sdp": sdp}));
+        let offer =
+            |to: &str, sdp: Value| publish(json!({"type": "arena-call-offer", "from": "A", "to": to, "sdp": sdp}));
         assert_eq!(parse(&offer("B", "v=0".into()), "room", "me"), Ok(None));
         assert_eq!(parse(&publish(json!({"type": "arena-offer", "from": "A"})), "room", "me"), Ok(None));
         assert_eq!(

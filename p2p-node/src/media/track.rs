@@ -66,21 +66,36 @@ pub(crate) async fn record(
         "video/vp8" => "ivf",
         _ => {
             tracing::warn!(peer = %ctx.peer, codec = %mime, "not recording a track with a codec this recorder does not write");
-            ctx.timeline.event("skipped", json!({"peer": ctx.peer, "join": ctx.join, "kind": kind, "codec": mime}));
+            ctx.timeline.event(
+                "skipped",
+                json!({"peer": ctx.peer, "join": ctx.join, "kind": kind, "codec": mime, "payload_type": track.payload_type()}),
+            );
             return;
         }
     };
     let n = ctx.tracks.fetch_add(1, Ordering::Relaxed);
     if n >= MAX_TRACKS {
-        ctx.timeline.event("skipped", json!({"peer": ctx.peer, "join": ctx.join, "kind": kind, "codec": mime, "reason": "too many tracks"}));
+        ctx.timeline.event(
+            "skipped",
+            json!({"peer": ctx.peer, "join": ctx.join, "kind": kind, "codec": mime, "reason": "too many tracks"}),
+        );
         return;
     }
     let kind_name = if ext == "ogg" { "audio" } else { "video" };
     let role: String = ctx.role.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
-    let file = format!("{}-p{}-{}-j{}-t{}-{kind_name}.{ext}", ctx.session, ctx.index, if role.is_empty() { "peer" } else { &role }, ctx.join, n);
+    let file = format!(
+        "{}-p{}-{}-j{}-t{}-{kind_name}.{ext}",
+        ctx.session,
+        ctx.index,
+        if role.is_empty() { "peer" } else { &role },
+        ctx.join,
+        n
+    );
     let path = ctx.media_dir.join(&file);
     let created = match ext {
-        "ogg" => OggOpusWriter::create(&path, codec.capability.channels.clamp(1, 2) as u8, track.ssrc()).map(Writer::Ogg),
+        "ogg" => {
+            OggOpusWriter::create(&path, codec.capability.channels.clamp(1, 2) as u8, track.ssrc()).map(Writer::Ogg)
+        }
         _ => IvfWriter::create(&path).map(|w| Writer::Ivf(w, Vp8Assembler::new())),
     };
     let writer = match created {
@@ -91,7 +106,13 @@ pub(crate) async fn record(
             return;
         }
     };
-    let clock = if codec.capability.clock_rate > 0 { u64::from(codec.capability.clock_rate) } else if ext == "ogg" { 48000 } else { 90000 };
+    let clock = if codec.capability.clock_rate > 0 {
+        u64::from(codec.capability.clock_rate)
+    } else if ext == "ogg" {
+        48000
+    } else {
+        90000
+    };
     // The sender's reports, from the receiver's RTCP.
     let (sr_tx, sr_rx) = mpsc::channel::<(SenderReport, u64)>(16);
     let ssrc = track.ssrc();
