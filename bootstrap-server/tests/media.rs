@@ -90,6 +90,47 @@ fn decodes(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The exported player in Debian's Chromium (examples/web-room/tests/export-player.mjs):
+/// seeking shows the code, the video frame and the audio position of that instant; playing
+/// moves them on together.
+fn chromium_plays(player: &Path, t: &arena_node::replay::Timeline) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web-room/tests/export-player.mjs");
+    let typed = t.steps.iter().find(|s| !s.splices.is_empty()).context("a step")?.at;
+    let seek = typed + 2500;
+    let out = Command::new("node").arg(&script).arg(player).arg(seek.to_string()).output().context("running node")?;
+    ensure!(out.status.success(), "player in Chromium: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
+    ensure!(v["errors"].as_array().is_some_and(Vec::is_empty), "{v}");
+    let (seeked, played) = (&v["seeked"], &v["played"]);
+    ensure!(seeked["webcodecs"] == true && seeked["player"]["ms"] == seek, "{seeked}");
+    ensure!(seeked["code"].as_str().is_some_and(|c| c.contains("# the call starts")), "{seeked}");
+    let marks = seeked["marks"].as_array().context("marks")?;
+    ensure!(marks.iter().any(|m| m == "vote") && marks.iter().any(|m| m == "call"), "{marks:?}");
+    let track = |state: &Value, kind: &str| -> Result<Value> {
+        state["tracks"].as_array().and_then(|a| a.iter().find(|t| t["kind"] == kind)).cloned().context("a track")
+    };
+    let (video, audio) = (track(seeked, "video")?, track(seeked, "audio")?);
+    // The frame shown is the last one at or before the instant (30 fps: within 40 ms).
+    let want_us = (seek as f64 - video["origin"].as_f64().context("origin")?) * 1000.0;
+    let shown = video["shown"].as_f64().context("a frame shown")?;
+    ensure!(shown <= want_us + 1.0 && want_us - shown <= 40_000.0, "frame {shown} µs for {want_us} µs: {video}");
+    ensure!(video["errors"] == 0, "{video}");
+    let want_s = (seek as f64 - audio["origin"].as_f64().context("origin")?) / 1000.0;
+    let at = audio["audioTime"].as_f64().context("audio time")?;
+    ensure!((at - want_s).abs() <= 0.05, "audio at {at} s for {want_s} s");
+    // Playing: the clock, the audio and the video move on, together.
+    let now = played["player"]["ms"].as_f64().context("ms")?;
+    ensure!(now > seek as f64 + 500.0, "{played}");
+    let (video2, audio2) = (track(played, "video")?, track(played, "audio")?);
+    let at2 = audio2["audioTime"].as_f64().context("audio time")?;
+    ensure!(at2 > at + 0.5, "the audio plays: {at} → {at2}");
+    let audio_now = (now - audio2["origin"].as_f64().context("origin")?) / 1000.0;
+    ensure!((at2 - audio_now).abs() <= 0.35, "audio at {at2} s while the player is at {audio_now} s");
+    ensure!(video2["shown"].as_f64().is_some_and(|s| s > shown + 400_000.0), "the video plays: {video2}");
+    Ok(())
+}
+
 struct Recorder {
     dir: PathBuf,
     stop: CancellationToken,
@@ -277,7 +318,9 @@ async fn records_the_call_on_the_rooms_clock_and_verify_covers_it() -> Result<()
     ensure!(media_json["events"].as_array().is_some_and(|e| e.iter().any(|e| e["ev"] == "sr")));
     ensure!(t.steps.iter().any(|s| s.events.iter().any(|e| e.contains("voted for"))), "a vote mark");
     ensure!(html.contains("m-vote") && !html.contains("http://") && !html.contains("https://"));
-    std::fs::write(dir.path().join("player.html"), &html)?;
+    let player = dir.path().join("player.html");
+    std::fs::write(&player, &html)?;
+    chromium_plays(&player, &t)?;
 
     // verify hashes every media file (and the timeline) against the sealed records.
     let (report, ok) = arena_node::cli::verify(&rec, &Pins::default(), false)?;
