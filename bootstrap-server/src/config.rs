@@ -173,6 +173,9 @@ pub struct Config {
     pub exec: crate::exec::ExecConfig,
 
     #[command(flatten)]
+    pub turn: crate::turn::TurnConfig,
+
+    #[command(flatten)]
     pub ai: crate::ai::AiConfig,
 }
 

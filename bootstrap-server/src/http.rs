@@ -244,10 +244,17 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn ice(State(api): State<Api>) -> Json<serde_json::Value> {
-    let servers: Vec<_> = api
-        .registry
-        .cfg()
+/// `GET /api/ice[?room=R&token=T]`: the `RTCConfiguration.iceServers` to use. With a room
+/// member's token (any role: observers and recorders receive the call) and TURN configured,
+/// it also lists the TURN servers with a credential minted for that member (src/turn.rs);
+/// a stranger gets the STUN and static servers only, so the node is no open relay.
+async fn ice(
+    State(api): State<Api>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let cfg = api.registry.cfg();
+    let mut servers: Vec<_> = cfg
         .ice_servers
         .iter()
         .map(|s| {
@@ -262,7 +269,17 @@ async fn ice(State(api): State<Api>) -> Json<serde_json::Value> {
             }
         })
         .collect();
-    Json(serde_json::json!({ "iceServers": servers }))
+    let token = bearer(&headers, &q);
+    if let (Some(room), Some(_)) = (q.get("room"), token.as_deref()) {
+        let (id, grant) = api.registry.authorize_unrevoked(room, token.as_deref()).map_err(auth_error)?;
+        let label = format!("{}-{}-{}", &id.to_hex()[..16], grant.role, &grant.invite.to_hex()[..8]);
+        if let Some(c) = cfg.turn.enabled().then(|| cfg.turn.mint(&label, crate::clock::now_ms() / 1000)).flatten() {
+            servers.push(serde_json::json!({ "urls": cfg.turn.turn_urls, "username": c.username, "credential": c.credential }));
+        }
+    } else if q.contains_key("room") || token.is_some() {
+        return Err(AppError::BadRequest("give both `room` and the member's `token` (or neither)".into()));
+    }
+    Ok(Json(serde_json::json!({ "iceServers": servers })))
 }
 
 async fn peers(State(api): State<Api>) -> Json<serde_json::Value> {

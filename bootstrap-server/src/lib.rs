@@ -50,6 +50,7 @@ mod room;
 mod runs;
 mod server;
 mod signal;
+mod turn;
 mod ws;
 mod yws;
 
@@ -58,3 +59,4 @@ pub use error::BootstrapError;
 pub use metrics::Metrics;
 pub use registry::Registry;
 pub use server::run;
+pub use turn::{TurnConfig, TurnSecret};

@@ -23,6 +23,13 @@
 //!   (y-webrtc's), carrying no `sdp`, `candidate` or `signal` field. Everything else
 //!   (`arena-offer`, `arena-answer`, `arena-ice`, y-webrtc's `signal`, and y-webrtc's
 //!   encrypted payloads, which the node cannot read) is not forwarded to it.
+//! - **The call** (`arena-call-*` data types, docs/call.md): an offer, answer or ICE
+//!   candidate names its one recipient in `to` and goes to that `from`'s connection only,
+//!   never to the rest of the topic. A `hello` gets its `role` stamped by the node from the
+//!   sender's invite (nobody claims to be the host). Observers (and the recorder) receive
+//!   the call: they may send `arena-call-hello` (stamped `media: false`), `-answer` and `-ice`
+//!   to one peer, and `-bye`; never an offer, so they never send media (a media peer offers
+//!   to them `sendonly`). They see call hellos and byes, and what is addressed to them.
 //! - **Caps**: `--signal-max-per-ip` connections from one address (429 before the upgrade),
 //!   `--signal-max-connections` in all (503), and `--signal-max-per-token` with one invite
 //!   link (counted from the first room topic the link opens: the next connection's
@@ -41,7 +48,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arena_core::{Grant, RoomId};
+use arena_core::{Grant, Role, RoomId};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -135,12 +142,14 @@ impl Topics {
     /// snapshots the subscribers: the lock is held for this, not for the sending. A `from`
     /// held by another connection of the same grant (the same member reconnecting while its
     /// old socket is not yet known dead) moves to the new one.
+    /// With `to`, the snapshot is that `from`'s connection alone (none when it is not here).
     fn prepare(
         &self,
         topic: &str,
         conn: u64,
         grant: Option<GrantId>,
         from: Option<&str>,
+        to: Option<&str>,
     ) -> Result<Vec<Sub>, FromError> {
         let Ok(mut m) = self.map.lock() else { return Ok(Vec::new()) };
         if let Some(from) = from {
@@ -156,23 +165,66 @@ impl Topics {
                 }
             }
         }
-        Ok(m.get(topic).map(|t| t.subs.values().cloned().collect()).unwrap_or_default())
+        let Some(t) = m.get(topic) else { return Ok(Vec::new()) };
+        Ok(match to {
+            Some(to) => t.from.get(to).and_then(|(c, _)| t.subs.get(c)).cloned().into_iter().collect(),
+            None => t.subs.values().cloned().collect(),
+        })
     }
 }
 
-/// Whether an observer may see a publish's `data`: who is in the room, never an address.
+/// Whether an observer may see a broadcast publish's `data`: who is in the room (and in the
+/// call), never an address.
 fn observer_may_see(data: &Value) -> bool {
     let Some(obj) = data.as_object() else { return false };
     let kind = obj.get("type").and_then(Value::as_str);
-    matches!(kind, Some("arena-announce" | "arena-bye" | "announce"))
+    matches!(kind, Some("arena-announce" | "arena-bye" | "announce" | "arena-call-hello" | "arena-call-bye"))
         && !["sdp", "candidate", "signal"].iter().any(|k| obj.contains_key(*k))
 }
 
+/// The call's message types (docs/call.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Hello,
+    Offer,
+    Answer,
+    Ice,
+    Bye,
+}
+
+impl CallKind {
+    /// The call message a publish's `data` is, if any; unknown `arena-call-*` types are
+    /// refused rather than passed on.
+    fn of(data: Option<&Value>) -> Option<Result<CallKind, String>> {
+        let kind = data?.get("type")?.as_str()?;
+        let rest = kind.strip_prefix("arena-call-")?;
+        Some(match rest {
+            "hello" => Ok(CallKind::Hello),
+            "offer" => Ok(CallKind::Offer),
+            "answer" => Ok(CallKind::Answer),
+            "ice" => Ok(CallKind::Ice),
+            "bye" => Ok(CallKind::Bye),
+            _ => Err(format!("unknown call message `{}`", kind.chars().take(64).collect::<String>())),
+        })
+    }
+
+    /// Whether it goes to one peer (`to`) only.
+    fn addressed(self) -> bool {
+        matches!(self, CallKind::Offer | CallKind::Answer | CallKind::Ice)
+    }
+
+    /// Whether a receive-only member may send it.
+    fn observer_may_send(self) -> bool {
+        self != CallKind::Offer
+    }
+}
+
 /// Forwards a publish to `subs` (after the topic's lock is released); returns how many got it.
-fn fan_out(sig: &Signal, subs: &[Sub], msg: &Value) -> usize {
+/// `direct`: addressed to one peer, which gets it whatever its role.
+fn fan_out(sig: &Signal, subs: &[Sub], msg: &Value, direct: bool) -> usize {
     let mut msg = msg.clone();
     msg["clients"] = json!(subs.len());
-    let for_observers = msg.get("data").is_some_and(observer_may_see);
+    let for_observers = direct || msg.get("data").is_some_and(observer_may_see);
     let text: Arc<str> = msg.to_string().into();
     let mut sent = 0;
     for s in subs {
@@ -251,10 +303,10 @@ struct Conn {
 
 impl Conn {
     /// Checks a room topic's token; the first room it opens puts the connection in the node's
-    /// live connections. Returns whether the token's role is observer.
-    fn authorize(&mut self, topic: &str) -> Result<bool, String> {
+    /// live connections. Returns the token's role there (none: not a room topic).
+    fn authorize(&mut self, topic: &str) -> Result<Option<Role>, String> {
         let Some((room, grant)) = check_topic(&self.sig.registry, topic, self.token.as_deref())? else {
-            return Ok(false);
+            return Ok(None);
         };
         if self.live.is_none() {
             if let Err(e) = self.slot.hold_link(&grant.invite) {
@@ -265,7 +317,7 @@ impl Conn {
             let (tx, rx) = oneshot::channel();
             self.live = Some((self.sig.registry.env().live.register_signal(self.conn, room, &grant, tx), rx));
         }
-        Ok(!grant.role.may_write())
+        Ok(Some(grant.role))
     }
 
     fn subscribe(&mut self, msg: &Value, errors: &mut Vec<Value>) {
@@ -278,7 +330,8 @@ impl Conn {
             } else {
                 match self.authorize(&t) {
                     Err(reason) => errors.push(json!({"type": "error", "topic": t, "reason": reason})),
-                    Ok(observer) => {
+                    Ok(role) => {
+                        let observer = role.is_some_and(|r| !r.may_write());
                         let sub = Sub { tx: self.tx.clone(), kick: self.kick.clone(), observer };
                         self.sig.topics.subscribe(&t, self.conn, sub);
                         self.mine.insert(t);
@@ -294,25 +347,66 @@ impl Conn {
             errors.push(json!({"type": "error", "reason": "publish needs a topic"}));
             return;
         };
-        match self.authorize(t) {
+        let role = match self.authorize(t) {
             Err(reason) => return errors.push(json!({"type": "error", "topic": t, "reason": reason})),
-            Ok(true) => {
-                inc(&m.observer_writes_refused, 1);
-                let reason = "read-only: observers may not publish to the room";
-                return errors.push(json!({"type": "error", "topic": t, "reason": reason}));
+            Ok(role) => role,
+        };
+        let observer = role.is_some_and(|r| !r.may_write());
+        let call = match CallKind::of(msg.get("data")) {
+            Some(Err(reason)) => return errors.push(json!({"type": "error", "reason": reason})),
+            Some(Ok(k)) => Some(k),
+            None => None,
+        };
+        if observer {
+            match call {
+                Some(k) if k.observer_may_send() => {}
+                // No topic in the error: our mesh client reads one as a refused token.
+                Some(_) => {
+                    inc(&m.observer_writes_refused, 1);
+                    let reason = "read-only: observers receive the call and never offer media";
+                    return errors.push(json!({"type": "error", "reason": reason}));
+                }
+                None => {
+                    inc(&m.observer_writes_refused, 1);
+                    let reason = "read-only: observers may not publish to the room";
+                    return errors.push(json!({"type": "error", "topic": t, "reason": reason}));
+                }
             }
-            Ok(false) => {}
         }
-        let from = msg.get("data").and_then(|d| d.get("from")).and_then(Value::as_str);
+        let data = msg.get("data");
+        let from = data.and_then(|d| d.get("from")).and_then(Value::as_str);
+        let to = match call {
+            Some(k) => {
+                let to = data.and_then(|d| d.get("to")).and_then(Value::as_str);
+                if from.is_none() || (k.addressed() && to.is_none()) {
+                    let reason = "a call message needs `from`, and an offer, answer or ICE candidate a `to`";
+                    return errors.push(json!({"type": "error", "reason": reason}));
+                }
+                to
+            }
+            None => None,
+        };
         if from.is_some() && !self.bound.contains(t) && self.bound.len() >= self.sig.registry.cfg().max_topics {
             return errors.push(json!({"type": "error", "reason": "publishing on too many topics"}));
         }
-        match self.sig.topics.prepare(t, self.conn, self.grant, from) {
+        match self.sig.topics.prepare(t, self.conn, self.grant, from, to) {
             Ok(subs) => {
                 if from.is_some() {
                     self.bound.insert(t.to_owned());
                 }
-                fan_out(&self.sig, &subs, msg);
+                if call == Some(CallKind::Hello) {
+                    // The node says who this is, not the sender.
+                    let mut msg = msg.clone();
+                    if let (Some(r), Some(d)) = (role, msg.get_mut("data").and_then(Value::as_object_mut)) {
+                        d.insert("role".into(), json!(r.as_str()));
+                        if observer {
+                            d.insert("media".into(), json!(false));
+                        }
+                    }
+                    fan_out(&self.sig, &subs, &msg, to.is_some());
+                } else {
+                    fan_out(&self.sig, &subs, msg, to.is_some());
+                }
             }
             Err(e) => {
                 inc(&m.signal_refused, 1);
@@ -489,11 +583,16 @@ mod tests {
         assert!(observer_may_see(&json!({"type": "arena-announce", "from": "a", "peers": []})));
         assert!(observer_may_see(&json!({"type": "arena-bye", "from": "a"})));
         assert!(observer_may_see(&json!({"type": "announce", "from": "a"})));
+        assert!(observer_may_see(&json!({"type": "arena-call-hello", "from": "a", "media": true})));
+        assert!(observer_may_see(&json!({"type": "arena-call-bye", "from": "a"})));
         for hidden in [
             json!({"type": "arena-offer", "sdp": "v=0"}),
             json!({"type": "arena-answer", "sdp": "v=0"}),
             json!({"type": "arena-ice", "candidate": {"candidate": "candidate:1 1 udp 1 192.0.2.7 1 typ host"}}),
             json!({"type": "signal", "signal": {"type": "offer"}}),
+            json!({"type": "arena-call-offer", "from": "a", "to": "b", "sdp": "v=0"}),
+            json!({"type": "arena-call-ice", "from": "a", "to": "b", "candidate": null}),
+            json!({"type": "arena-call-hello", "from": "a", "sdp": "v=0"}),
             json!({"type": "arena-announce", "sdp": "v=0"}),
             json!("encrypted y-webrtc payload"),
         ] {

@@ -186,3 +186,173 @@ async fn a_revoked_link_is_refused_at_connect() -> Result<()> {
     server.stop().await?;
     Ok(())
 }
+
+/// Publishes `data` on `topic` from `ws`, then a ping: returns the errors that came before the
+/// pong (messages published to `ws` itself in between are returned too).
+async fn publish(ws: &mut Ws, topic: &str, data: Value) -> Result<Vec<Value>> {
+    send(ws, json!({"type": "publish", "topic": topic, "data": data})).await?;
+    send(ws, json!({"type": "ping"})).await?;
+    let mut got = Vec::new();
+    loop {
+        let v = recv(ws).await?;
+        if v["type"] == "pong" {
+            return Ok(got);
+        }
+        got.push(v);
+    }
+}
+
+/// Everything `ws` has been sent until now (a ping's pong closes the list).
+async fn drain(ws: &mut Ws) -> Result<Vec<Value>> {
+    send(ws, json!({"type": "ping"})).await?;
+    let mut got = Vec::new();
+    loop {
+        let v = recv(ws).await?;
+        if v["type"] == "pong" {
+            return Ok(got);
+        }
+        got.push(v);
+    }
+}
+
+/// The call (docs/call.md): offers, answers and ICE go to their one recipient; the node
+/// stamps the role on a hello; observers receive the call but never offer media, and never
+/// see the others' addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_is_addressed_and_observers_only_receive() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let room = create_room(server.addr).await?;
+    let r = room.room.as_str();
+    let mut host = connect(server.addr, Some(&room.host)).await?;
+    let mut cand = connect(server.addr, Some(&room.candidate)).await?;
+    let mut obs = connect(server.addr, Some(&room.observer)).await?;
+    for ws in [&mut host, &mut cand, &mut obs] {
+        assert!(subscribe(ws, &[r]).await?.is_empty());
+    }
+
+    // A candidate claiming to be the host in its hello is stamped as what its invite says.
+    assert!(publish(&mut cand, r, json!({"type": "arena-call-hello", "from": "c", "role": "host", "media": true}))
+        .await?
+        .iter()
+        .all(|v| v["type"] == "publish"));
+    for ws in [&mut host, &mut obs] {
+        let got = drain(ws).await?;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["data"]["role"], "candidate", "{got:?}");
+        assert_eq!(got[0]["data"]["media"], true);
+    }
+    // The observer's hello: role observer, media false whatever it says.
+    let echo = publish(&mut obs, r, json!({"type": "arena-call-hello", "from": "o", "role": "host", "media": true})).await?;
+    assert!(echo.iter().all(|v| v["type"] == "publish"), "{echo:?}");
+    let got = drain(&mut host).await?;
+    assert_eq!((got[0]["data"]["role"].as_str(), got[0]["data"]["media"].as_bool()), (Some("observer"), Some(false)));
+    drain(&mut cand).await?;
+    assert!(publish(&mut host, r, json!({"type": "arena-call-hello", "from": "h", "media": true, "to": "c"})).await?.is_empty());
+    assert_eq!(drain(&mut cand).await?.len(), 1);
+    assert!(drain(&mut obs).await?.is_empty(), "a hello addressed to c reached the observer");
+
+    // An offer from the host to the candidate reaches the candidate alone.
+    let offer = json!({"type": "arena-call-offer", "from": "h", "to": "c", "sdp": "v=0 host-offer"});
+    assert!(publish(&mut host, r, offer).await?.is_empty(), "the offer came back to its sender");
+    let got = drain(&mut cand).await?;
+    assert_eq!((got.len(), got[0]["data"]["sdp"].as_str()), (1, Some("v=0 host-offer")), "{got:?}");
+    assert!(drain(&mut obs).await?.is_empty(), "the observer saw the host's offer to the candidate");
+    // An offer to the observer reaches it (it receives the call)...
+    let offer = json!({"type": "arena-call-offer", "from": "h", "to": "o", "sdp": "v=0 sendonly"});
+    assert!(publish(&mut host, r, offer).await?.is_empty());
+    let got = drain(&mut obs).await?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(drain(&mut cand).await?.is_empty());
+    // ...and it may answer and send candidates to the host, addressed.
+    for data in [
+        json!({"type": "arena-call-answer", "from": "o", "to": "h", "sdp": "v=0 recvonly"}),
+        json!({"type": "arena-call-ice", "from": "o", "to": "h", "candidate": null}),
+    ] {
+        assert!(publish(&mut obs, r, data).await?.is_empty());
+    }
+    assert_eq!(drain(&mut host).await?.len(), 2);
+    assert!(drain(&mut cand).await?.is_empty());
+
+    // Refused: an observer's offer (it would send media), an addressed message without a `to`,
+    // an unknown call type, and a plain (non-call) publish from the observer.
+    let refused = [
+        (true, json!({"type": "arena-call-offer", "from": "o", "to": "h", "sdp": "v=0"}), "never offer media"),
+        (false, json!({"type": "arena-call-offer", "from": "c", "sdp": "v=0"}), "`to`"),
+        (false, json!({"type": "arena-call-ice", "to": "h", "candidate": null}), "`from`"),
+        (false, json!({"type": "arena-call-dial", "from": "c"}), "unknown call message"),
+    ];
+    for (by_observer, data, why) in refused {
+        let ws = if by_observer { &mut obs } else { &mut cand };
+        let got = publish(ws, r, data.clone()).await?;
+        assert_eq!(got.len(), 1, "{data}: {got:?}");
+        assert_eq!(got[0]["type"], "error", "{data}: {got:?}");
+        assert!(got[0]["reason"].as_str().unwrap_or("").contains(why), "{data}: {got:?}");
+        assert!(got[0].get("topic").is_none(), "a call refusal must not read as a refused token: {got:?}");
+    }
+    let got = publish(&mut obs, r, json!({"type": "arena-offer", "from": "o", "sdp": "v=0"})).await?;
+    assert_eq!((got[0]["type"].as_str(), got[0]["topic"].as_str()), (Some("error"), Some(r)), "{got:?}");
+    // The observer may not speak for another `from` either.
+    let got = publish(&mut obs, r, json!({"type": "arena-call-answer", "from": "c", "to": "h", "sdp": "x"})).await?;
+    assert_eq!(got[0]["type"], "error", "{got:?}");
+    for ws in [&mut host, &mut cand] {
+        assert!(drain(ws).await?.is_empty(), "a refused call message was forwarded");
+    }
+    // A message to someone who is not there goes nowhere (and is not an error).
+    assert!(publish(&mut cand, r, json!({"type": "arena-call-ice", "from": "c", "to": "gone", "candidate": null})).await?.is_empty());
+    for ws in [&mut host, &mut obs] {
+        assert!(drain(ws).await?.is_empty());
+    }
+    // A bye is a broadcast the observer sees.
+    publish(&mut cand, r, json!({"type": "arena-call-bye", "from": "c"})).await?;
+    assert_eq!(drain(&mut obs).await?[0]["data"]["type"], "arena-call-bye");
+    server.stop().await?;
+    Ok(())
+}
+
+/// `/api/ice`: a member gets a TURN credential minted for its room (the TURN REST API
+/// convention, checked here the way coturn checks it); a stranger gets no TURN server, and a
+/// wrong token is refused rather than silently answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_mints_turn_credentials_for_members_only() -> Result<()> {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let dir = tempfile::tempdir()?;
+    let mut cfg = arena_bootstrap::Config::for_tests(dir.path());
+    cfg.ice_servers = vec!["stun:stun.example.org:3478".into()];
+    cfg.turn.turn_urls = vec!["turn:127.0.0.1:3478?transport=udp".into()];
+    cfg.turn.turn_secret = Some("a-turn-secret-of-some-length".parse().map_err(anyhow::Error::msg)?);
+    cfg.turn.turn_ttl_s = 600;
+    let server = Server::start_with(cfg).await?;
+    let room = create_room(server.addr).await?;
+
+    let (status, body) = http(server.addr, "GET", "/api/ice", "").await?;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["iceServers"].as_array().map(Vec::len), Some(1), "a stranger got TURN: {v}");
+    assert_eq!(v["iceServers"][0]["urls"], "stun:stun.example.org:3478");
+
+    for token in [&room.candidate, &room.observer] {
+        let (status, body) = http(server.addr, "GET", &format!("/api/ice?room={}&token={token}", room.room), "").await?;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body)?;
+        let turn = &v["iceServers"][1];
+        assert_eq!(turn["urls"][0], "turn:127.0.0.1:3478?transport=udp", "{v}");
+        let user = turn["username"].as_str().context("username")?;
+        let (expiry, label) = user.split_once(':').context("expiry:label")?;
+        let expiry: u64 = expiry.parse()?;
+        let now = arena_testkit::now_ms() / 1000;
+        assert!((now + 590..=now + 610).contains(&expiry), "expiry {expiry}, now {now}");
+        assert!(label.starts_with(&room.room[..16]), "{label}");
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"a-turn-secret-of-some-length")?;
+        mac.update(user.as_bytes());
+        let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        assert_eq!(turn["credential"], want.as_str());
+    }
+    let (status, body) = http(server.addr, "GET", &format!("/api/ice?room={}&token=garbage", room.room), "").await?;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = http(server.addr, "GET", &format!("/api/ice?room={}", room.room), "").await?;
+    assert_eq!(status, 400, "{body}");
+    server.stop().await?;
+    Ok(())
+}

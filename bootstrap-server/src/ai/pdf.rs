@@ -216,3 +216,69 @@ fn with_pdftotext(bytes: &[u8], limits: PdfLimits) -> Option<Result<String, PdfE
     let _ = std::fs::remove_file(&path);
     out
 }
+
+#[cfg(test)]
+mod fallback_tests {
+    use super::*;
+
+    /// A one-page PDF whose page draws a form XObject (`/X1 Do`) that holds the text, as
+    /// some resume builders write them: poppler follows the XObject, lopdf's page text
+    /// extraction reads only the page's own content stream.
+    fn pdf_with_form_xobject(text: &str) -> Vec<u8> {
+        let inner = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
+        let page = "q /X1 Do Q";
+        let objects = [
+            "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 5 0 R /Resources << /XObject << /X1 6 0 R >> >> >>"
+                .to_owned(),
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+            format!("<< /Length {} >>\nstream\n{page}\nendstream", page.len()),
+            format!(
+                "<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Length {} >>\nstream\n{inner}\nendstream",
+                inner.len()
+            ),
+        ];
+        let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, o) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+        }
+        let xref = out.len();
+        out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+        for off in offsets {
+            out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        );
+        out
+    }
+
+    #[test]
+    fn pdftotext_reads_what_lopdf_cannot() {
+        if Command::new("pdftotext").arg("-v").output().is_err() {
+            assert!(
+                std::env::var_os("ARENA_REQUIRE_TOOLCHAINS").is_none(),
+                "pdftotext (poppler-utils) is missing and ARENA_REQUIRE_TOOLCHAINS is set"
+            );
+            eprintln!("SKIPPED: pdftotext (poppler-utils) is not installed");
+            return;
+        }
+        let bytes = pdf_with_form_xobject("Fallback Reader Works");
+        let limits = PdfLimits { max_bytes: 1 << 20, timeout: Duration::from_secs(20), max_pages: 30 };
+        let lopdf = with_lopdf(&bytes, limits);
+        let poppler = with_pdftotext(&bytes, limits);
+        assert!(
+            matches!(&poppler, Some(Ok(t)) if t.contains("Fallback Reader Works")),
+            "pdftotext did not read the fixture: {poppler:?}"
+        );
+        assert!(
+            !matches!(&lopdf, Ok(t) if t.contains("Fallback Reader Works")),
+            "lopdf reads this fixture, so it no longer reaches the fallback: pick one it cannot read"
+        );
+        let t = extract_text(&bytes, limits);
+        assert!(matches!(&t, Ok(t) if t.contains("Fallback Reader Works")), "{t:?} (lopdf said {lopdf:?})");
+    }
+}
