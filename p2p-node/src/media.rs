@@ -17,6 +17,7 @@
 mod call;
 mod ivf;
 mod ogg;
+mod peer;
 mod reorder;
 mod signal;
 pub mod timeline;
