@@ -80,6 +80,8 @@ pub struct Media {
     pub drop_every: Option<u64>,
     /// Also send a G.711 (PCMU) audio track, a codec the recorder does not write.
     pub pcmu: bool,
+    /// Swap every n-th RTP packet with the next one (reordering).
+    pub swap_every: Option<u64>,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -247,6 +249,7 @@ impl MediaPeer {
             Duration::from_millis(20),
             media.seconds,
             media.drop_every,
+            media.swap_every,
         ));
         let v = tokio::spawn(send(
             call.video,
@@ -256,10 +259,20 @@ impl MediaPeer {
             Duration::from_micros(33_333),
             media.seconds,
             media.drop_every,
+            media.swap_every,
         ));
         let silence = vec![Bytes::from_static(&[0xff; 160])];
         let g = media.pcmu.then(|| {
-            tokio::spawn(send(call.pcmu.clone(), silence, 8000, 160, Duration::from_millis(20), media.seconds, None))
+            tokio::spawn(send(
+                call.pcmu.clone(),
+                silence,
+                8000,
+                160,
+                Duration::from_millis(20),
+                media.seconds,
+                None,
+                None,
+            ))
         });
         if let Some(s) = started {
             let _ = s.send(t0);
@@ -316,7 +329,8 @@ async fn new_pc() -> Result<Tracks> {
 }
 
 /// Sends `payloads` (looped) every `every` for `seconds`, `samples` RTP ticks apart,
-/// dropping every `drop_every`-th packet.
+/// dropping every `drop_every`-th packet and sending every `swap_every`-th after the next.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     track: Arc<TrackLocalStaticRTP>,
     payloads: Vec<Bytes>,
@@ -325,6 +339,7 @@ async fn send(
     every: Duration,
     seconds: f64,
     drop_every: Option<u64>,
+    swap_every: Option<u64>,
 ) -> Result<()> {
     let payloader: Box<dyn webrtc::rtp::packetizer::Payloader + Send + Sync> = match clock {
         48000 => Box::new(webrtc::rtp::codecs::opus::OpusPayloader),
@@ -342,6 +357,7 @@ async fn send(
     let n = (seconds / every.as_secs_f64()).round() as usize;
     let mut tick = tokio::time::interval(every);
     let mut count = 0u64;
+    let mut held = None;
     for i in 0..n {
         tick.tick().await;
         let payload = &payloads[i % payloads.len()];
@@ -350,7 +366,14 @@ async fn send(
             if drop_every.is_some_and(|d| count % d == 0) {
                 continue;
             }
+            if held.is_none() && swap_every.is_some_and(|d| count % d == 0) {
+                held = Some(pkt);
+                continue;
+            }
             track.write_rtp(&pkt).await?;
+            if let Some(h) = held.take() {
+                track.write_rtp(&h).await?;
+            }
         }
     }
     Ok(())
