@@ -314,9 +314,11 @@ pub async fn record_with_media(opts: PeerOptions, out: &Path, media: bool, shutd
         identity.public()
     );
     println!(
-        "{} holds the recorder's secret key (it seals the recording): share {} only, never the directory",
+        "{} holds the recorder's secret key (it seals the recording): share {} (and {}/ with the call's media), \
+         never the whole directory",
         out.join("identity.key").display(),
-        path.display()
+        path.display(),
+        out.join(crate::media::MEDIA_DIR).display()
     );
     // The call stops first (closing its files), then the room (sealing their hashes).
     let call_stop = CancellationToken::new();
