@@ -342,6 +342,14 @@ async fn records_the_call_on_the_rooms_clock_and_verify_covers_it() -> Result<()
         ensure!(!ok && report.contains(if cut { "cut" } else { "altered" }), "{report}");
         std::fs::write(path, &good)?;
     }
+    // A missing one too (session.arena shared without media/).
+    let timeline_path = rec.join("media").join(arena_node::media::TIMELINE_FILE);
+    let kept = std::fs::read(&timeline_path)?;
+    std::fs::remove_file(&timeline_path)?;
+    let (report, ok) = arena_node::cli::verify(&rec, &Pins::default(), false)?;
+    ensure!(!ok && report.contains("media file timeline.jsonl"), "{report}");
+    std::fs::write(&timeline_path, kept)?;
+    ensure!(arena_node::cli::verify(&rec, &Pins::default(), false)?.1);
     server.stop().await?;
     Ok(())
 }
