@@ -7,8 +7,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-/// One Ogg page holds at most 255 segments of 255 bytes.
-const MAX_PACKET: usize = 255 * 255;
+/// One Ogg page holds at most 255 lacing values; a packet of n bytes needs n / 255 + 1.
+const MAX_PACKET: usize = 255 * 254 + 254;
 
 pub(crate) struct OggOpusWriter {
     out: BufWriter<File>,
@@ -162,16 +162,25 @@ mod tests {
         assert!(w.write(&[0xfc, 1, 2], 4800)?);
         assert!(!w.write(&[0xfc, 1, 2], 960)?);
         assert!(!w.write(&[0x03], 9600)?);
-        assert_eq!(w.end(), 5760);
+        // The largest packet one page can hold, and one byte more.
+        let mut big = vec![0xfc; MAX_PACKET];
+        assert!(!w.write(&[&big[..], &[0]].concat(), 9600)?);
+        big[1] = 1;
+        assert!(w.write(&big, 9600)?);
+        assert!(w.write(&[0xfc, 1, 2], 10560)?);
+        assert_eq!(w.end(), 11520);
         w.close()?;
         let bytes = std::fs::read(&path)?;
-        let pages: Vec<u64> = bytes
+        let pages: Vec<(u64, u8)> = bytes
             .windows(4)
             .enumerate()
             .filter(|(_, w)| w == b"OggS")
-            .map(|(i, _)| u64::from_le_bytes(bytes[i + 6..i + 14].try_into().unwrap_or_default()))
+            .map(|(i, _)| (u64::from_le_bytes(bytes[i + 6..i + 14].try_into().unwrap_or_default()), bytes[i + 26]))
             .collect();
-        assert_eq!(pages, [0, 0, 960, 1920, 5760]);
+        let granules: Vec<u64> = pages.iter().map(|p| p.0).collect();
+        assert_eq!(granules, [0, 0, 960, 1920, 5760, 10560, 11520]);
+        // The big packet fills its page's 255 lacing values.
+        assert_eq!(pages[5].1, 255);
         Ok(())
     }
 }

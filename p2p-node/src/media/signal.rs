@@ -1,6 +1,7 @@
-//! The call's signaling (the `arena-call-*` messages, see the call protocol in the README)
-//! over the bootstrap node's `/signal` WebSocket: parsing what arrives, strictly, and
-//! sending the recorder's own (hello, answer, ICE, bye: a receive-only peer never offers).
+//! The call's signaling (the `arena-call-*` messages; what the node enforces on them is in
+//! arena-bootstrap's signal.rs) over the bootstrap node's `/signal` WebSocket: parsing
+//! what arrives, strictly, and sending the recorder's own (hello, answer, ICE, bye: a
+//! receive-only peer never offers).
 
 use std::time::Duration;
 
