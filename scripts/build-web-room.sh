@@ -12,6 +12,9 @@ dist="$room/dist"
 
 if [[ "${ARENA_SKIP_WASM:-0}" != 1 || ! -f web-bindings/pkg/arena_web_bg.wasm ]]; then
     bash scripts/build-web.sh
+else
+    # The WASM module as it is, the JS glue as it is now (build-web.sh copies it the same way).
+    cp -r web-bindings/js/. web-bindings/pkg/
 fi
 command -v npm >/dev/null || { log "npm is required (Node 20)"; exit 1; }
 bash scripts/npm-install.sh
@@ -19,7 +22,7 @@ modules="$repo/node_modules"
 
 rm -rf "$dist"
 mkdir -p "$dist/pkg" "$dist/vendor/monaco"
-cp "$room/index.html" "$room/app.js" "$room/style.css" "$room/resume.html" "$room/resume.js" "$dist/"
+cp "$room/index.html" "$room/app.js" "$room/call-ui.js" "$room/style.css" "$room/resume.html" "$room/resume.js" "$dist/"
 cp -r web-bindings/pkg/. "$dist/pkg/"
 cp -r "$modules/monaco-editor/min/vs" "$dist/vendor/monaco/vs"
 cp "$room/monaco-worker.js" "$dist/vendor/"

@@ -8,6 +8,10 @@
 #                  (ARENA_WEB_EDITOR=textarea|codemirror to test another adapter)
 #   mesh.test.mjs  the WebRTC mesh: two pages converge over a data channel with /yws cut,
 #                  the node catches up afterwards; garbage on /signal is ignored
+#   call.test.mjs  the 1-on-1 call (fake camera and microphone): host and candidate decode
+#                  each other's video, mute / camera off, device switch, ICE restart, an
+#                  observer receives and sends nothing, hostile and garbage call messages,
+#                  a page denied the camera still receives
 #   robust.test.mjs bad input: the node SIGKILLed under two pages and restarted on its port
 #                  and data dir (offline status, typing goes on, reconnect, a late joiner has
 #                  everything); invite tokens expired before and while a page is open

@@ -127,9 +127,12 @@ pub(crate) async fn start(registry: &Registry) -> Result<Started, BootstrapError
     ncfg.behaviour = arena_node::behaviour::BehaviourConfig::server();
     ncfg.announce_listen_addrs = true;
     let shutdown = env.shutdown.clone();
-    // The libp2p node runs on a thread of its own: its actor flushes sled inline (group
-    // commit), and an fsync on one of the two shared runtime workers stalled every WebSocket
-    // room behind it (p99 26–41 ms at 400 edits/s; 5–7 ms on its own thread).
+    // The libp2p node runs on a thread of its own. Its actor used to fsync inline, and that on
+    // one of the two shared runtime workers stalled every WebSocket room behind it (p99 26–41
+    // ms at 400 edits/s; 5–7 ms on its own thread). Its flushes now go through the group
+    // commit on the blocking pool (`arena_node::GroupCommit`, the rooms' flush path too), but
+    // the swarm's own CPU work (noise, gossip, signatures) still competes with the rooms: the
+    // thread stays until the throughput and idle commands show it can go.
     let (libp2p, handle) = arena_node::Node::new(ncfg)?;
     let (done_tx, task) = oneshot::channel::<Result<(), String>>();
     let stop = shutdown.clone();

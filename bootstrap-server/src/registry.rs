@@ -18,7 +18,6 @@ use crate::chan;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::BootstrapError;
-use crate::flush::Flusher;
 use crate::metrics::Metrics;
 use crate::room::{self, Env, RoomCmd, Rooms, Tunables};
 use crate::ws::Deadlines;
@@ -102,7 +101,7 @@ impl Registry {
         let flusher = {
             let db = db.clone();
             let interval = Duration::from_millis(cfg.commit_interval_ms);
-            Flusher::spawn(move || db.flush().map_err(|e| e.to_string()), metrics.clone(), interval)
+            crate::flush::spawn(move || db.flush().map_err(|e| e.to_string()), metrics.clone(), interval)
         };
         let open: room::Opener<SledStore> = {
             let (db, identity) = (db.clone(), identity.clone());

@@ -1,7 +1,9 @@
 // The InterviewArena web room: create a room (/), join one (/room/{id}#token=...).
 // Query options: ?name=... joins without asking, ?editor=textarea|codemirror|monaco,
-// ?mesh=0 turns off the WebRTC mesh to the room's other browsers (on by default).
+// ?mesh=0 turns off the WebRTC mesh to the room's other browsers (on by default), ?call=1
+// joins the call with the page.
 import { init, ArenaSession, bindEditor, textareaAdapter, monacoAdapter } from '/pkg/index.js'
+import { wireCall } from './call-ui.js'
 
 const $ = (id) => document.getElementById(id)
 const LANGUAGES = ['python', 'javascript', 'typescript', 'java', 'cpp', 'c', 'csharp', 'go', 'rust', 'kotlin', 'ruby', 'swift', 'sql']
@@ -119,6 +121,7 @@ async function room (roomId) {
   wireToolbar(session, readOnly, roomId, token)
   wireInvite(roomId, role)
   wireAnalyzer(session, roomId, token)
+  wireCall(session, { roomId, token, params })
   const refresh = () => { renderMeta(session); renderPeople(session); renderConsensus(session); renderVersions(session); renderRuns(session); renderAnalysis(session) }
   session.addEventListener('update', refresh)
   session.addEventListener('presence', () => renderPeople(session))

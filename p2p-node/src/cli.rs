@@ -177,12 +177,17 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
             task.await.map_err(|e| NodeError::Transport(e.to_string()))??;
         }
         Route::Yws(url) => {
-            let store = match &data_dir {
-                Some(d) => NodeStore::Sled(SledDb::open(d.join("sled"))?.room(&opts.room)?),
-                None => NodeStore::Memory(arena_core::MemoryStore::new()),
+            let (store, group) = match &data_dir {
+                Some(d) => {
+                    let db = SledDb::open(d.join("sled"))?;
+                    let store = NodeStore::Sled(db.room(&opts.room)?);
+                    let flush = move || db.flush().map_err(|e| e.to_string());
+                    (store, Some(crate::GroupCommit::spawn(flush, Duration::ZERO, |_| {})))
+                }
+                None => (NodeStore::Memory(arena_core::MemoryStore::new()), None),
             };
             let mut room = open_room(&opts, identity, store)?;
-            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin), None).await?;
+            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin), None, group).await?;
         }
     }
     Ok(())
@@ -208,11 +213,12 @@ async fn yws_loop(
     shutdown: CancellationToken,
     mut stdin: Option<&mut Stdin>,
     mut files: Option<&mut tokio::sync::mpsc::Receiver<MediaFile>>,
+    group: Option<crate::GroupCommit>,
 ) -> Result<()> {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
         let mut link = match YwsLink::connect(url, opts.room, &opts.token).await {
-            Ok(l) => l,
+            Ok(l) => l.with_group_commit(group.clone()),
             Err(e) => {
                 warn!(error = %e, "connecting; retrying in {backoff:?}");
                 tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
@@ -264,7 +270,7 @@ async fn yws_loop(
                 Input::Line(Some(l)) => {
                     let len = room.doc().code_len();
                     if let Some(env) = room.edit(now_ms(), |e| e.splice_code(len, 0, &format!("{l}\n")))? {
-                        room.flush()?;
+                        crate::commit::flush_room(room, group.as_ref()).await?;
                         link.send(&[Wire::Envelopes(vec![env])]).await?;
                     }
                 }
@@ -274,8 +280,7 @@ async fn yws_loop(
         }
         let _ = link.close().await;
     }
-    room.flush()?;
-    Ok(())
+    crate::commit::flush_room(room, group.as_ref()).await
 }
 
 fn report(room: &NodeRoom, events: &[YwsEvent]) {
@@ -376,7 +381,7 @@ pub async fn record_with_media(opts: PeerOptions, out: &Path, media: bool, shutd
                 NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
             let mut room = open_room(&opts, identity, store)?;
             println!("recording room {} into {}", opts.room, path.display());
-            yws_loop(&url, &opts, &mut room, shutdown, None, files.as_mut()).await?;
+            yws_loop(&url, &opts, &mut room, shutdown, None, files.as_mut(), None).await?;
             call_stop.cancel();
             for f in finish_call(call_task, &mut files).await {
                 record_media_room(&mut room, f);

@@ -13,6 +13,8 @@
 //!   files beside the recording, their timeline, their hashes in the recording's seals.
 //! - [`yws`]: a peer that speaks our envelope protocol through a bootstrap node's
 //!   y-websocket endpoint (when no libp2p peer is reachable).
+//! - [`GroupCommit`]: the one flush path (sled's fsync on the blocking pool, shared by
+//!   everyone who asked meanwhile), used by the node's actor and by the bootstrap node.
 //! - [`cli`]: what the `arena-node` subcommands (join, record, replay, export, verify) do;
 //!   [`http`]: the minimal client for the bootstrap node's JSON API.
 //!
@@ -35,6 +37,7 @@
 
 pub mod behaviour;
 pub mod cli;
+mod commit;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -49,6 +52,7 @@ mod store;
 mod time;
 pub mod yws;
 
+pub use commit::{FlushReport, GroupCommit};
 pub use error::{NodeError, Result};
 pub use node::{
     load_or_create_identity, now_ms, random_seed, FragmentLimits, FragmentStats, JoinSpec, Node, NodeConfig, NodeEvent,

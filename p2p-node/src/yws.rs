@@ -38,6 +38,8 @@ pub struct YwsLink {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     link: Reassembler,
     room: RoomId,
+    /// Flushes a sled-backed room (see [`YwsLink::with_group_commit`]).
+    group: Option<crate::GroupCommit>,
 }
 
 fn remote(e: impl std::fmt::Display) -> NodeError {
@@ -53,7 +55,14 @@ impl YwsLink {
             .await
             .map_err(|_| remote(format!("{url}: timed out")))?
             .map_err(|e| remote(format!("{url}: {e}")))?;
-        Ok(YwsLink { ws, link: Reassembler::new(), room })
+        Ok(YwsLink { ws, link: Reassembler::new(), room, group: None })
+    }
+
+    /// Flushes a room kept in sled through `group` (the database's group commit) instead of
+    /// inline on the async worker.
+    pub fn with_group_commit(mut self, group: Option<crate::GroupCommit>) -> Self {
+        self.group = group;
+        self
     }
 
     /// Sends envelope-protocol messages, chunked.
@@ -148,7 +157,7 @@ impl YwsLink {
                 _ => {}
             }
         }
-        room.flush()?;
+        crate::commit::flush_room(room, self.group.as_ref()).await?;
         if !replies.is_empty() {
             self.send(&replies).await?;
         }

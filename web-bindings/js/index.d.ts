@@ -82,6 +82,78 @@ export class MeshTransport extends EventTarget {
   close (): void
 }
 
+export type CallRole = 'host' | 'candidate' | 'observer'
+export type CallErrorCode = 'permission' | 'no-device' | 'device-busy' | 'device' | 'screen' | 'signal' | 'negotiation' | 'unsupported'
+export interface CallOptions {
+  /** the node's base URL */
+  server: string
+  /** the room id (the signaling topic) */
+  room: string
+  /** the member's invite token */
+  token: string
+  role: CallRole
+  name?: string
+  /** send our camera and microphone (default true; never for observers) */
+  media?: boolean
+  /** default: GET /api/ice?room=&token= */
+  iceServers?: RTCIceServer[]
+  /** a connection disconnected this long gets an ICE restart (default 3000) */
+  restartAfterMs?: number
+  /** one not connected again this long is dropped (default 45 000) */
+  dropAfterMs?: number
+  /** a new connection's time to come up before it is restarted (default 10 000) */
+  connectGraceMs?: number
+  maxPeers?: number
+  WebSocket?: unknown
+  RTCPeerConnection?: unknown
+  mediaDevices?: MediaDevices
+  window?: unknown
+}
+export interface CallPeer {
+  id: string; role: CallRole | 'recorder'; name: string; media: boolean
+  pc: RTCPeerConnection | null; stream: MediaStream | null; state: string
+}
+
+/**
+ * The room's 1-on-1 call (docs/call.md): one RTCPeerConnection per remote peer, signaled
+ * over the node's /signal. Events: 'status' {status, reason?}, 'local' {stream, screen?},
+ * 'peer' {peer, role, name, media, state}, 'track' {peer, role, name, kind, track, stream},
+ * 'left' {peer, reason}, 'error' {code, message, peer?}.
+ */
+export class Call extends EventTarget {
+  constructor (o: CallOptions)
+  /** our random call peer id (32 hex digits) */
+  readonly peerId: string
+  readonly role: CallRole
+  /** whether we send media (false: receive-only) */
+  readonly media: boolean
+  readonly status: MeshStatus
+  readonly localStream: MediaStream | null
+  readonly screenTrack: MediaStreamTrack | null
+  readonly muted: boolean
+  readonly cameraOff: boolean
+  /** the last camera/microphone problem, or null */
+  readonly mediaError: { code: CallErrorCode; message: string } | null
+  readonly peers: Map<string, CallPeer>
+  stats: { malformed: number; ignored: number; refused: number; offers: number; answers: number; restarts: number; signalErrors: number }
+  /** opens the camera and microphone (a media peer), then joins over /signal */
+  start (): Promise<void>
+  setMuted (muted: boolean): Promise<void>
+  setCamera (on: boolean): Promise<void>
+  devices (): Promise<{ audioinput: { deviceId: string; label: string }[]; videoinput: { deviceId: string; label: string }[] }>
+  /** switches to another microphone or camera (replaceTrack, no renegotiation); false on failure (an 'error' event says why) */
+  setDevice (kind: 'audioinput' | 'videoinput', deviceId: string): Promise<boolean>
+  shareScreen (): Promise<boolean>
+  stopShare (): Promise<void>
+  /** drops every connection and signals afresh (a member was removed: peer ids are not keys) */
+  rejoin (reason?: string): void
+  /** ICE restart with one peer, or every peer */
+  restart (peer?: string): void
+  connection (peer: string): RTCPeerConnection | null
+  /** a bye to the others; closes every connection and stops the local tracks */
+  leave (): void
+}
+
 export interface SessionOptions {
   server: string; room: string; token: string; name: string; color?: string
   seed?: Uint8Array; WebSocket?: unknown; now?: () => number; connect?: boolean; transport?: WebSocketTransport

@@ -20,6 +20,8 @@
 //   'status'   detail {status, attempt, retryInMs, reason} (see WebSocketTransport)
 //   'mesh'     detail {status, peers} — the mesh's signaling status or peer count changed
 //   'denied'   detail {reason} — the node refused something (a token, an edit)
+//   'revoked'  a host removed a member (the call and the mesh drop every connection and
+//              signal afresh: peer ids are not member keys)
 //   'error'    detail {error} — a frame we could not process (the session keeps going)
 
 import initWasm, { Room } from './arena_web.js'
@@ -145,7 +147,8 @@ export class ArenaSession extends EventTarget {
         : new MeshTransport({
           url: signalUrl(o.server, o.token),
           topic: o.room,
-          iceUrl: `${String(o.server).replace(/^ws/, 'http').replace(/\/+$/, '')}/api/ice`,
+          // With the room and the member's token the node adds TURN credentials minted for it.
+          iceUrl: `${String(o.server).replace(/^ws/, 'http').replace(/\/+$/, '')}/api/ice?room=${encodeURIComponent(o.room)}&token=${encodeURIComponent(o.token)}`,
           WebSocket: o.WebSocket,
           ...(typeof o.mesh === 'object' ? o.mesh : {})
         })
@@ -304,7 +307,10 @@ export class ArenaSession extends EventTarget {
     if (inc.applied) this.dispatchEvent(new CustomEvent('update', { detail: { applied: inc.applied } }))
     if (inc.presence || inc.changes.length) this.dispatchEvent(new Event('presence'))
     for (const reason of inc.denied) this.dispatchEvent(new CustomEvent('denied', { detail: { reason } }))
-    if (inc.revoked) this.mesh?.rejoin('a member was removed')
+    if (inc.revoked) {
+      this.mesh?.rejoin('a member was removed')
+      this.dispatchEvent(new Event('revoked'))
+    }
   }
 
   /** Changes we did not type: our caret moves through them (as the editor's does) before the
@@ -390,6 +396,7 @@ export class ArenaSession extends EventTarget {
   revoke (memberKey) {
     this._do(() => this.room.revoke(memberKey, this.now()))
     this.mesh?.rejoin('a member was removed')
+    this.dispatchEvent(new Event('revoked'))
   }
   consensus () { return this.room.consensus() }
   versions () { return this.room.versions() }

@@ -486,7 +486,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         Arc::new(Env {
             tunables: Tunables::from_config(&cfg),
-            flusher: Flusher::spawn(flush, metrics.clone(), Duration::from_millis(cfg.commit_interval_ms)),
+            flusher: crate::flush::spawn(flush, metrics.clone(), Duration::from_millis(cfg.commit_interval_ms)),
             metrics,
             network: OnceLock::new(),
             shutdown: CancellationToken::new(),

@@ -1,6 +1,8 @@
 //! The event loop: `select!` (biased) on cancellation, commands, swarm events and timers;
 //! after each batch of ready inputs, one commit (flush the dirty rooms, then release what
-//! they acknowledge).
+//! they acknowledge). Rooms in the node's sled database are flushed through the group commit
+//! ([`crate::GroupCommit`], on the blocking pool: the loop awaits it, no worker thread
+//! stalls in an fsync); a recording file flushes itself.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -59,6 +61,8 @@ pub(super) struct Actor {
     pub(super) cfg: NodeConfig,
     pub(super) swarm: Swarm<ArenaBehaviour>,
     pub(super) db: Option<SledDb>,
+    /// The group commit over `db` (started with the loop, on its runtime).
+    group: Option<crate::GroupCommit>,
     rx: mpsc::Receiver<Command>,
     events: broadcast::Sender<NodeEvent>,
     pub(super) rooms: HashMap<RoomId, RoomState>,
@@ -121,6 +125,7 @@ impl Actor {
             cfg,
             swarm,
             db,
+            group: None,
             rx,
             events,
             rooms: HashMap::new(),
@@ -153,6 +158,9 @@ impl Actor {
     }
 
     pub(super) async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        self.group = self.db.clone().map(|db| {
+            crate::GroupCommit::spawn(move || db.flush().map_err(|e| e.to_string()), std::time::Duration::ZERO, |_| {})
+        });
         let mut anti_entropy = tokio::time::interval(self.cfg.anti_entropy);
         let mut discovery = tokio::time::interval(self.cfg.discovery);
         anti_entropy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -179,9 +187,9 @@ impl Actor {
                     break;
                 }
             }
-            self.commit();
+            self.commit().await;
         }
-        self.commit();
+        self.commit().await;
         for (id, r) in self.rooms.iter_mut() {
             if let Err(e) = r.room.flush() {
                 warn!(room = %id, error = %e, "final flush failed");
@@ -228,17 +236,30 @@ impl Actor {
     }
 
     /// Flushes every dirty room, then releases what waited for it.
-    fn commit(&mut self) {
+    async fn commit(&mut self) {
         if !self.out.dirty.is_empty() {
             self.refresh_relay_members();
         }
         let mut failed = HashSet::new();
+        let mut in_db = Vec::new();
         for id in std::mem::take(&mut self.out.dirty) {
             let Some(state) = self.rooms.get_mut(&id) else { continue };
-            if let Err(e) = state.room.flush() {
+            if self.group.is_some() && matches!(state.room.store(), crate::NodeStore::Sled(_)) {
+                in_db.push(id);
+            } else if let Err(e) = state.room.flush() {
                 warn!(room = %id, error = %e, "flush failed: closing the room");
                 failed.insert(id);
                 let _ = self.events.send(NodeEvent::StoreFailed { room: id, error: e.to_string() });
+            }
+        }
+        if let (Some(group), false) = (&self.group, in_db.is_empty()) {
+            // One flush makes every room in the database durable.
+            if let Err(e) = group.flush().await {
+                for id in in_db {
+                    warn!(room = %id, error = %e, "flush failed: closing the room");
+                    failed.insert(id);
+                    let _ = self.events.send(NodeEvent::StoreFailed { room: id, error: e.clone() });
+                }
             }
         }
         for id in &failed {
