@@ -21,7 +21,7 @@ log() { printf 'install-toolchains: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # package:command — a command already on the sandbox's PATH counts as installed.
-DEFAULT=(bubblewrap:bwrap time:time poppler-utils:pdftotext python3:python3 bash:bash gcc:gcc g++:g++ default-jdk-headless:javac)
+DEFAULT=(bubblewrap:bwrap time:time poppler-utils:pdftotext python3:python3 bash:bash gcc:gcc g++:g++ default-jdk-headless:javac ffmpeg:ffmpeg)
 EXTRA=(rustc:rustc golang-go:go ruby:ruby php-cli:php perl:perl lua5.4:lua5.4)
 
 want=("${DEFAULT[@]}")

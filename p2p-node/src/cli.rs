@@ -13,11 +13,15 @@ use tracing::{info, warn};
 
 use crate::error::{NodeError, Result};
 use crate::http::{bootstrap_peers, BootstrapAddr};
+use crate::media::{CallOptions, MediaFile};
+
+mod call;
 use crate::node::{load_or_create_identity, now_ms, random_seed, JoinSpec, Node, NodeConfig, NodeEvent, NodeRoom};
 use crate::recording::{RecordingFile, RecordingStore, RECORDING_FILE};
 use crate::replay;
 use crate::store::NodeStore;
 use crate::yws::{YwsEvent, YwsLink};
+use call::{call_base, finish_call, record_media_node, record_media_room, recv_file};
 
 /// How to reach the room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -183,7 +187,7 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
                 None => (NodeStore::Memory(arena_core::MemoryStore::new()), None),
             };
             let mut room = open_room(&opts, identity, store)?;
-            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin), group).await?;
+            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin), None, group).await?;
         }
     }
     Ok(())
@@ -208,6 +212,7 @@ async fn yws_loop(
     room: &mut NodeRoom,
     shutdown: CancellationToken,
     mut stdin: Option<&mut Stdin>,
+    mut files: Option<&mut tokio::sync::mpsc::Receiver<MediaFile>>,
     group: Option<crate::GroupCommit>,
 ) -> Result<()> {
     let mut backoff = Duration::from_millis(500);
@@ -229,6 +234,7 @@ async fn yws_loop(
                 Stop,
                 Socket(Result<Option<Vec<YwsEvent>>>),
                 Line(Option<String>),
+                Media(MediaFile),
             }
             let input = {
                 let typed = async {
@@ -237,10 +243,17 @@ async fn yws_loop(
                         None => std::future::pending().await,
                     }
                 };
+                let media = async {
+                    match files.as_deref_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => Input::Stop,
                     ev = link.next(room) => Input::Socket(ev),
                     line = typed => Input::Line(line),
+                    Some(f) = media => Input::Media(f),
                 }
             };
             match input {
@@ -262,6 +275,7 @@ async fn yws_loop(
                     }
                 }
                 Input::Line(None) => stdin = None,
+                Input::Media(f) => record_media_room(room, f),
             }
         }
         let _ = link.close().await;
@@ -282,9 +296,17 @@ fn report(room: &NodeRoom, events: &[YwsEvent]) {
     }
 }
 
-/// `arena-node record`: a read-only peer that writes every envelope (with its receive
-/// time), awareness change, vote, run and version of the room to `out` until `shutdown`.
+/// A read-only peer that writes every envelope (with its receive time), awareness change,
+/// vote, run and version of the room to `out` until `shutdown`; not the call (see
+/// [`record_with_media`], what `arena-node record` runs).
 pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) -> Result<()> {
+    record_with_media(opts, out, false, shutdown).await
+}
+
+/// `arena-node record`: [`record`], and with `media` it also joins the call receive-only
+/// (see [`crate::media`]) through the first `http://` bootstrap node and seals each media
+/// file's hash into the recording.
+pub async fn record_with_media(opts: PeerOptions, out: &Path, media: bool, shutdown: CancellationToken) -> Result<()> {
     // Private: it holds the recorder's key (and the recording names the room's members).
     crate::create_private_dir(out).map_err(|e| NodeError::io(out, e))?;
     let identity = load_or_create_identity(out)?;
@@ -297,13 +319,34 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
         identity.public()
     );
     println!(
-        "{} holds the recorder's secret key (it seals the recording): share {} only, never the directory",
+        "{} holds the recorder's secret key (it seals the recording): share {} (and {}/ with the call's media), \
+         never the whole directory",
         out.join("identity.key").display(),
-        path.display()
+        path.display(),
+        out.join(crate::media::MEDIA_DIR).display()
     );
+    // The call stops first (closing its files), then the room (sealing their hashes).
+    let call_stop = CancellationToken::new();
+    let call = match (media, call_base(&opts)) {
+        (false, _) => None,
+        (true, None) => {
+            warn!("no http:// bootstrap node given: not recording the call");
+            None
+        }
+        (true, Some(base)) => {
+            let o = CallOptions::new(base, opts.room, opts.token.clone(), opts.name.clone(), out.to_path_buf());
+            println!("recording the call into {}", out.join(crate::media::MEDIA_DIR).display());
+            Some(crate::media::spawn(o, call_stop.clone()))
+        }
+    };
+    let (call_task, mut files) = match call {
+        Some((t, rx)) => (Some(t), Some(rx)),
+        None => (None, None),
+    };
     match route(&opts).await? {
         Route::Libp2p(boot) => {
-            let (node, task) = Node::spawn(node_config(identity, &opts, boot, None), shutdown.clone())?;
+            let node_stop = CancellationToken::new();
+            let (node, task) = Node::spawn(node_config(identity, &opts, boot, None), node_stop.clone())?;
             let mut events = node.subscribe();
             let spec = JoinSpec {
                 room: opts.room,
@@ -316,6 +359,7 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    Some(f) = recv_file(&mut files) => record_media_node(&node, opts.room, f).await,
                     ev = events.recv() => match ev {
                         Ok(NodeEvent::Applied { room, envelopes, .. }) if room == opts.room => {
                             println!("{} recorded {} envelope(s)", crate::time::format_ms(now_ms()), envelopes.len());
@@ -325,7 +369,11 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
                     },
                 }
             }
-            shutdown.cancel();
+            call_stop.cancel();
+            for f in finish_call(call_task, &mut files).await {
+                record_media_node(&node, opts.room, f).await;
+            }
+            node_stop.cancel();
             task.await.map_err(|e| NodeError::Transport(e.to_string()))??;
         }
         Route::Yws(url) => {
@@ -333,7 +381,12 @@ pub async fn record(opts: PeerOptions, out: &Path, shutdown: CancellationToken) 
                 NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
             let mut room = open_room(&opts, identity, store)?;
             println!("recording room {} into {}", opts.room, path.display());
-            yws_loop(&url, &opts, &mut room, shutdown, None, None).await?;
+            yws_loop(&url, &opts, &mut room, shutdown, None, files.as_mut(), None).await?;
+            call_stop.cancel();
+            for f in finish_call(call_task, &mut files).await {
+                record_media_room(&mut room, f);
+            }
+            room.flush()?;
         }
     }
     Ok(())
@@ -376,7 +429,10 @@ pub fn export(dir: &Path, format: Format, trust: &replay::Trust) -> Result<Strin
     t.warnings = warnings;
     Ok(match format {
         Format::Json => replay::export_json(&t),
-        Format::Html => replay::export_html(&t),
+        Format::Html => {
+            let dir = file.path.parent().unwrap_or(Path::new("."));
+            replay::export_html_with_media(&t, &replay::CallMedia::load(dir, &t)?)
+        }
     })
 }
 
@@ -399,6 +455,9 @@ pub fn verify(dir: &Path, pins: &replay::Pins, allow_incomplete: bool) -> Result
         "{} records checked: {} admissions, {} delegations, {} envelopes, {} seals",
         r.records, r.admissions, r.delegations, r.envelopes, r.seals
     );
+    if r.media > 0 {
+        let _ = write!(s, "; {} media files of the call match their sealed size and SHA-256", r.media);
+    }
     if let Some(l) = &r.last_seal {
         let _ = write!(
             s,

@@ -9,6 +9,8 @@
 //!   the bootstrap node (which runs it in server mode).
 //! - [`recording`], [`replay`]: the headless recorder's tamper-evident file, and replaying,
 //!   exporting (JSON, a self-contained HTML player) and verifying it.
+//! - [`media`]: the recorder in the room's call (receive-only WebRTC): audio and video
+//!   files beside the recording, their timeline, their hashes in the recording's seals.
 //! - [`yws`]: a peer that speaks our envelope protocol through a bootstrap node's
 //!   y-websocket endpoint (when no libp2p peer is reachable).
 //! - [`GroupCommit`]: the one flush path (sled's fsync on the blocking pool, shared by
@@ -40,6 +42,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod media;
 mod node;
 mod presence;
 pub mod recording;

@@ -32,13 +32,18 @@ enum Cmd {
         data_dir: Option<PathBuf>,
     },
     /// Record ROOM read-only into DIR: every envelope with its receive time, awareness
-    /// (cursors, presence; over y-websocket), votes, runs and versions. Ctrl-C stops.
+    /// (cursors, presence; over y-websocket), votes, runs and versions, and the call (each
+    /// participant's audio and video, receive-only, into DIR/media, through the first
+    /// http:// bootstrap node's /signal). Ctrl-C stops.
     Record {
         #[command(flatten)]
         peer: PeerArgs,
         /// The recording directory (created; an existing recording is continued).
         #[arg(long, env = "ARENA_OUT")]
         out: PathBuf,
+        /// Do not join the call (record the room only).
+        #[arg(long)]
+        no_media: bool,
     },
     /// Print a recording step by step (who typed what, votes, runs, versions), or with
     /// --at the exact code at one instant. Verifies it first, as `verify` does, and refuses
@@ -227,7 +232,9 @@ async fn main() -> Result<()> {
         .init();
     match cfg.cmd {
         Cmd::Join { peer, data_dir } => cli::join(peer.options()?, data_dir, shutdown_on_signals()).await?,
-        Cmd::Record { peer, out } => cli::record(peer.options()?, &out, shutdown_on_signals()).await?,
+        Cmd::Record { peer, out, no_media } => {
+            cli::record_with_media(peer.options()?, &out, !no_media, shutdown_on_signals()).await?
+        }
         Cmd::Replay { dir, at, trust, unverified } => {
             print!("{}", cli::replay(&dir, at.as_deref(), &trust.trust(unverified)?)?)
         }

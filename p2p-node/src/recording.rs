@@ -20,6 +20,10 @@
 //!   is broken there);
 //! - 7 delegation: `at_ms | delegation` (a stock client's grant countersigned by its invite
 //!   key, named by the `via` of the node's envelopes for that client: public);
+//! - 8 media: `at_ms | JSON {"file", "bytes", "sha256"}` (a closed media file of the call
+//!   in the directory's `media/`, see [`crate::media`]: the next seal covers its size and
+//!   hash, and `verify` hashes the file again; a later record for the same file replaces
+//!   an earlier one);
 //!
 //! A seal is the recorder's signed statement about everything before it: the recorder's
 //! Ed25519 signature over `"arena/recording-seal/v2" | room | recorder key | chain before
@@ -90,6 +94,8 @@ pub enum Kind {
     Revocation = 6,
     /// A stock client's delegation.
     Delegation = 7,
+    /// A closed media file's size and hash.
+    Media = 8,
 }
 
 impl Kind {
@@ -101,6 +107,7 @@ impl Kind {
             5 => Kind::Seal,
             6 => Kind::Revocation,
             7 => Kind::Delegation,
+            8 => Kind::Media,
             _ => return None,
         })
     }
@@ -215,6 +222,13 @@ pub enum Record {
     },
     /// A seal.
     Seal(Seal),
+    /// A media file of the call, closed at `at_ms`.
+    Media {
+        /// When the recorder hashed it.
+        at_ms: u64,
+        /// Its name, size and hash.
+        file: crate::media::MediaFile,
+    },
     /// A stock client's delegation stored at `at_ms`.
     Delegation {
         /// When the recorder stored it.
@@ -250,6 +264,7 @@ impl RawRecord {
             Some(Kind::Delegation) => arena_core::Delegation::decode(rest)
                 .map(|delegation| Record::Delegation { at_ms, delegation })
                 .map_err(|e| e.to_string()),
+            Some(Kind::Media) => crate::media::MediaFile::decode(rest).map(|file| Record::Media { at_ms, file }),
             None => Err(format!("unknown record kind {}", self.kind)),
         }
     }

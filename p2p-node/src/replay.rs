@@ -12,7 +12,7 @@ use arena_core::history::{minimal_edits, Splice};
 use arena_core::{PeerKey, Role, RoomDoc, RoomId};
 use serde::Serialize;
 
-pub use export::{export_html, export_json};
+pub use export::{export_html, export_html_with_media, export_json, CallMedia};
 pub use verify::{verify, Break, LastSeal, Pins, StockWriter, VerifyReport};
 
 use crate::error::{NodeError, Result};
@@ -168,6 +168,9 @@ pub struct Timeline {
     pub versions: serde_json::Value,
     /// The code at the end.
     pub final_code: String,
+    /// The call's media files the recording vouches for (in the directory's `media/`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<crate::media::MediaFile>,
     /// What the reader was warned of when it was read (unpinned, incomplete, unverified);
     /// empty when it verified with the room and the recorder key pinned. Exports carry it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -238,6 +241,7 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
         reason: format!("record {i}: {e}"),
     };
     let doc = RoomDoc::new(0);
+    let mut media = Vec::new();
     let mut members: BTreeMap<PeerKey, MemberInfo> = BTreeMap::new();
     let mut names: HashMap<String, String> = HashMap::new();
     let mut delegations: HashMap<PeerKey, arena_core::Delegation> = HashMap::new();
@@ -299,6 +303,10 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
             Record::Awareness { at_ms, json } => {
                 awareness.push((at_ms, serde_json::from_str(&json).unwrap_or(serde_json::Value::String(json))));
             }
+            Record::Media { file, .. } => {
+                media.retain(|m: &crate::media::MediaFile| m.file != file.file);
+                media.push(file);
+            }
             Record::Seal(_) | Record::Revocation { .. } => {}
         }
     }
@@ -311,6 +319,7 @@ pub fn timeline(file: &RecordingFile) -> Result<Timeline> {
         runs: serde_json::to_value(doc.runs()).unwrap_or_default(),
         versions: serde_json::to_value(doc.versions()).unwrap_or_default(),
         final_code: code,
+        media,
         warnings: Vec::new(),
     })
 }

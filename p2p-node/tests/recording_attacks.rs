@@ -276,6 +276,7 @@ fn a_resealed_recording_fails_with_the_recorder_key_pinned() -> Result<()> {
                 Record::Awareness { at_ms, json } => out.record_awareness(at_ms, &json)?,
                 Record::Revocation { revocation, .. } => arena_core::Store::put_revocation(&mut out, &revocation)?,
                 Record::Delegation { delegation, .. } => arena_core::Store::put_delegation(&mut out, &delegation)?,
+                Record::Media { at_ms, file } => out.record_media(at_ms, &file)?,
                 Record::Seal { .. } => out.seal()?,
                 Record::Envelope { .. } => {}
             }

@@ -81,7 +81,7 @@ impl RecordingStore {
                         // Seals are dated in order even if the clock went back since.
                         clock_ms = clock_ms.max(s.at_ms);
                     }
-                    Record::Awareness { .. } => {}
+                    Record::Awareness { .. } | Record::Media { .. } => {}
                 }
             }
             chain = file.records.last().map_or_else(|| file.header.chain0(), |r| r.chain);
@@ -182,6 +182,12 @@ impl RecordingStore {
 
     fn err(&self, e: std::io::Error) -> arena_core::CoreError {
         arena_core::CoreError::Storage { context: self.path.display().to_string(), source: Box::new(e) }
+    }
+
+    /// Records a closed media file (its size and hash), durable at the next flush and
+    /// covered by the next seal.
+    pub fn record_media(&mut self, at_ms: u64, file: &crate::media::MediaFile) -> arena_core::Result<()> {
+        self.write(Kind::Media, at_ms, &file.encode())
     }
 
     /// Records an awareness change (JSON), durable at the next flush.

@@ -110,6 +110,8 @@ pub struct VerifyReport {
     pub members: BTreeMap<PeerKey, (String, Role)>,
     /// Stock clients' delegations checked.
     pub delegations: usize,
+    /// Media files of the call whose size and SHA-256 match their sealed records.
+    pub media: usize,
     /// What nodes signed for stock clients, by the delegation's invite key: "via node, as
     /// candidate".
     pub stock: BTreeMap<PeerKey, StockWriter>,
@@ -194,6 +196,7 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
         torn_tail: file.torn_tail,
         members: BTreeMap::new(),
         delegations: 0,
+        media: 0,
         stock: BTreeMap::new(),
         first_break: None,
     };
@@ -280,6 +283,14 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
                 Err(e) => fail(format!("revocation of {}: {e}", revocation.target)),
             },
             Ok(Record::Awareness { .. }) => None,
+            // The file beside the recording must be the one sealed, byte for byte.
+            Ok(Record::Media { file: m, .. }) => match m.check(file.path.parent().unwrap_or(std::path::Path::new("."))) {
+                Ok(()) => {
+                    rep.media += 1;
+                    None
+                }
+                Err(e) => fail(e),
+            },
             Ok(Record::Delegation { delegation, .. }) => match ledger.delegate(&delegation, None) {
                 Ok(_) => {
                     rep.delegations += 1;
