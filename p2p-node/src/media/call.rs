@@ -42,10 +42,12 @@ struct Peer {
     nudged: bool,
 }
 
+/// A call peer id as docs/call.md has them: 32 random hex digits (browsers ignore any other
+/// shape, so a prefix here made the recorder invisible to them).
 fn random_id() -> Result<String> {
-    let mut b = [0u8; 8];
+    let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).map_err(|e| NodeError::Transport(format!("no randomness: {e}")))?;
-    Ok(format!("rec-{}", super::hex(&b)))
+    Ok(super::hex(&b))
 }
 
 struct Call {
@@ -395,5 +397,21 @@ impl Call {
                 p.since = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    /// The browser's `Call` drops a hello whose `from` is not 32 lowercase hex digits
+    /// (`web-bindings/js/call.js`); the recorder's ids were `rec-` + 16 and it went unseen.
+    #[test]
+    fn call_peer_ids_have_the_shape_browsers_accept() {
+        let (a, b) = (super::random_id().unwrap(), super::random_id().unwrap());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{id}");
+        }
+        assert_ne!(a, b);
     }
 }
