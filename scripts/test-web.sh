@@ -34,8 +34,8 @@ step "arena-web package and the web room (wasm build, wasm-bindgen, wasm-opt, np
 command -v node >/dev/null || { echo "node is required (Node 20)"; exit 1; }
 bash scripts/build-web-room.sh
 
-step "arena-bootstrap"
-cargo build -p arena-bootstrap
+step "arena-bootstrap, and arena-node (the recorder in call-record.test.mjs)"
+cargo build -p arena-bootstrap -p arena-node
 
 step "browser and interop tests"
 node --test web-bindings/tests/js/*.test.mjs examples/web-room/tests/*.test.mjs
