@@ -1,7 +1,7 @@
 // Directory users' real names in the room: the node's signed profile records
 // (GET /api/rooms/{room}/profiles, any member's token), each checked with arena-web's
 // verifySignature against the node key of GET /api/peers before it is shown. A record that
-// does not verify, or names another room, is dropped. Polled (every 15 s; `?profilesPoll=MS`
+// does not verify, or names another room, is dropped. Polled (every 3 s; `?profilesPoll=MS`
 // for tests): see docs/decisions/user-profiles-off-the-document.md.
 import { verifySignature } from '/pkg/index.js'
 
@@ -58,7 +58,7 @@ function render (records) {
 
 /** Fetches, checks and shows the room's profiles now and then every poll interval. */
 export function wireProfiles (roomId, token) {
-  const poll = Number(new URLSearchParams(location.search).get('profilesPoll')) || 15_000
+  const poll = Number(new URLSearchParams(location.search).get('profilesPoll')) || 3_000
   let nodeKey = null
   const tick = async () => {
     try {
