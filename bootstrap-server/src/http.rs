@@ -293,7 +293,9 @@ async fn ice(
         let (id, grant) = api.registry.authorize_unrevoked(room, token.as_deref()).map_err(auth_error)?;
         let label = format!("{}-{}-{}", &id.to_hex()[..16], grant.role, &grant.invite.to_hex()[..8]);
         if let Some(c) = cfg.turn.enabled().then(|| cfg.turn.mint(&label, crate::clock::now_ms() / 1000)).flatten() {
-            servers.push(serde_json::json!({ "urls": cfg.turn.turn_urls, "username": c.username, "credential": c.credential }));
+            servers.push(
+                serde_json::json!({ "urls": cfg.turn.turn_urls, "username": c.username, "credential": c.credential }),
+            );
         }
     } else if q.contains_key("room") || token.is_some() {
         return Err(AppError::BadRequest("give both `room` and the member's `token` (or neither)".into()));

@@ -104,10 +104,14 @@ mod tests {
         let (flushes, commits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (f, c) = (flushes.clone(), commits.clone());
         let interval = Duration::from_millis(300);
-        let gc = GroupCommit::spawn(move || db.flush().map_err(|e| e.to_string()), interval, move |r| {
-            f.fetch_add(1, Ordering::Relaxed);
-            c.fetch_add(r.commits, Ordering::Relaxed);
-        });
+        let gc = GroupCommit::spawn(
+            move || db.flush().map_err(|e| e.to_string()),
+            interval,
+            move |r| {
+                f.fetch_add(1, Ordering::Relaxed);
+                c.fetch_add(r.commits, Ordering::Relaxed);
+            },
+        );
 
         // The first request is flushed and answered.
         let first = Instant::now();

@@ -23,7 +23,8 @@ const RESUME: &str = "Dana Reyes\nSenior Backend Engineer\n\nExperience\n- Led t
 - Built a Rust ingestion pipeline on Kafka.\n- Tuned PostgreSQL query plans for billing.\n\nSkills\nRust, Go, PostgreSQL, Kafka, Kubernetes\n";
 const JD: &str = "Staff Backend Engineer\nRequirements:\n- Must have Kubernetes and PostgreSQL\n- Strong Rust or Go\n\
 - Terraform is required\nNice to have:\n- Kafka\n";
-const CODE: &str = "def average(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n";
+const CODE: &str =
+    "def average(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n";
 
 /// What the stand-in model answers (the content, a JSON document the analyzer validates).
 fn resume_answer() -> String {
@@ -102,7 +103,8 @@ fn response(content: &str, stream: bool) -> Vec<u8> {
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
         })
         .to_string();
-        let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
         return [head.into_bytes(), body.into_bytes()].concat();
     }
     let mut events = String::new();
@@ -114,7 +116,8 @@ fn response(content: &str, stream: bool) -> Vec<u8> {
         events.push_str(&format!("data: {ev}\n\n"));
     }
     events.push_str("data: [DONE]\n\n");
-    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n", events.len());
+    let head =
+        format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n", events.len());
     [head.into_bytes(), events.into_bytes()].concat()
 }
 
@@ -158,7 +161,9 @@ fn arg(name: &str, default: u64) -> Result<u64> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("ai-llm-bench [--calls N (200)] [--latency-ms L (50)]: the analyzers' overhead over a local model stand-in");
+        println!(
+            "ai-llm-bench [--calls N (200)] [--latency-ms L (50)]: the analyzers' overhead over a local model stand-in"
+        );
         return Ok(());
     }
     let calls = arg("--calls", 200)? as usize;

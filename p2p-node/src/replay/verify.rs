@@ -284,7 +284,8 @@ pub fn verify(file: &RecordingFile, pins: &Pins) -> VerifyReport {
             },
             Ok(Record::Awareness { .. }) => None,
             // The file beside the recording must be the one sealed, byte for byte.
-            Ok(Record::Media { file: m, .. }) => match m.check(file.path.parent().unwrap_or(std::path::Path::new("."))) {
+            Ok(Record::Media { file: m, .. }) => match m.check(file.path.parent().unwrap_or(std::path::Path::new(".")))
+            {
                 Ok(()) => {
                     rep.media += 1;
                     None
