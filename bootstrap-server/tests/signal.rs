@@ -39,18 +39,24 @@ async fn recv(ws: &mut Ws) -> Result<Value> {
     }
 }
 
-/// Subscribes and waits until the server has processed it (a ping after it is answered).
-async fn subscribe(ws: &mut Ws, topics: &[&str]) -> Result<Vec<Value>> {
-    send(ws, json!({"type": "subscribe", "topics": topics})).await?;
+/// Sends a ping and returns what `ws` got before its pong (the server handles a connection's
+/// messages in order, so everything caused by what was sent before is in the list).
+async fn until_pong(ws: &mut Ws) -> Result<Vec<Value>> {
     send(ws, json!({"type": "ping"})).await?;
-    let mut errors = Vec::new();
+    let mut got = Vec::new();
     loop {
         let v = recv(ws).await?;
         if v["type"] == "pong" {
-            return Ok(errors);
+            return Ok(got);
         }
-        errors.push(v);
+        got.push(v);
     }
+}
+
+/// Subscribes and waits until the server has processed it; returns the errors.
+async fn subscribe(ws: &mut Ws, topics: &[&str]) -> Result<Vec<Value>> {
+    send(ws, json!({"type": "subscribe", "topics": topics})).await?;
+    until_pong(ws).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,32 +193,16 @@ async fn a_revoked_link_is_refused_at_connect() -> Result<()> {
     Ok(())
 }
 
-/// Publishes `data` on `topic` from `ws`, then a ping: returns the errors that came before the
-/// pong (messages published to `ws` itself in between are returned too).
+/// Publishes `data` on `topic` from `ws`; returns what came back before the pong (errors,
+/// and the publish itself when `ws` is among the recipients).
 async fn publish(ws: &mut Ws, topic: &str, data: Value) -> Result<Vec<Value>> {
     send(ws, json!({"type": "publish", "topic": topic, "data": data})).await?;
-    send(ws, json!({"type": "ping"})).await?;
-    let mut got = Vec::new();
-    loop {
-        let v = recv(ws).await?;
-        if v["type"] == "pong" {
-            return Ok(got);
-        }
-        got.push(v);
-    }
+    until_pong(ws).await
 }
 
-/// Everything `ws` has been sent until now (a ping's pong closes the list).
+/// Everything `ws` has been sent until now.
 async fn drain(ws: &mut Ws) -> Result<Vec<Value>> {
-    send(ws, json!({"type": "ping"})).await?;
-    let mut got = Vec::new();
-    loop {
-        let v = recv(ws).await?;
-        if v["type"] == "pong" {
-            return Ok(got);
-        }
-        got.push(v);
-    }
+    until_pong(ws).await
 }
 
 /// The call (docs/call.md): offers, answers and ICE go to their one recipient; the node
@@ -243,12 +233,15 @@ async fn the_call_is_addressed_and_observers_only_receive() -> Result<()> {
         assert_eq!(got[0]["data"]["media"], true);
     }
     // The observer's hello: role observer, media false whatever it says.
-    let echo = publish(&mut obs, r, json!({"type": "arena-call-hello", "from": "o", "role": "host", "media": true})).await?;
+    let echo =
+        publish(&mut obs, r, json!({"type": "arena-call-hello", "from": "o", "role": "host", "media": true})).await?;
     assert!(echo.iter().all(|v| v["type"] == "publish"), "{echo:?}");
     let got = drain(&mut host).await?;
     assert_eq!((got[0]["data"]["role"].as_str(), got[0]["data"]["media"].as_bool()), (Some("observer"), Some(false)));
     drain(&mut cand).await?;
-    assert!(publish(&mut host, r, json!({"type": "arena-call-hello", "from": "h", "media": true, "to": "c"})).await?.is_empty());
+    assert!(publish(&mut host, r, json!({"type": "arena-call-hello", "from": "h", "media": true, "to": "c"}))
+        .await?
+        .is_empty());
     assert_eq!(drain(&mut cand).await?.len(), 1);
     assert!(drain(&mut obs).await?.is_empty(), "a hello addressed to c reached the observer");
 
@@ -299,7 +292,9 @@ async fn the_call_is_addressed_and_observers_only_receive() -> Result<()> {
         assert!(drain(ws).await?.is_empty(), "a refused call message was forwarded");
     }
     // A message to someone who is not there goes nowhere (and is not an error).
-    assert!(publish(&mut cand, r, json!({"type": "arena-call-ice", "from": "c", "to": "gone", "candidate": null})).await?.is_empty());
+    assert!(publish(&mut cand, r, json!({"type": "arena-call-ice", "from": "c", "to": "gone", "candidate": null}))
+        .await?
+        .is_empty());
     for ws in [&mut host, &mut obs] {
         assert!(drain(ws).await?.is_empty());
     }
@@ -333,7 +328,8 @@ async fn ice_mints_turn_credentials_for_members_only() -> Result<()> {
     assert_eq!(v["iceServers"][0]["urls"], "stun:stun.example.org:3478");
 
     for token in [&room.candidate, &room.observer] {
-        let (status, body) = http(server.addr, "GET", &format!("/api/ice?room={}&token={token}", room.room), "").await?;
+        let (status, body) =
+            http(server.addr, "GET", &format!("/api/ice?room={}&token={token}", room.room), "").await?;
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body)?;
         let turn = &v["iceServers"][1];
