@@ -37,6 +37,14 @@ use queue::{Claim, Failed, JobQueue, RetryPolicy, SledQueue};
 /// The longest wait between a failed job's retries.
 const MAX_BACKOFF_MS: u64 = 10 * 60 * 1000;
 
+/// How long a webhook's event id is remembered (a redelivery within it does nothing twice).
+/// Svix stops retrying a message within days, and an operator replays one by hand sooner;
+/// a week covers both. See `docs/decisions/user-sync-queue.md`.
+const KEEP_EVENT_IDS_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// How often event ids older than [`KEEP_EVENT_IDS_MS`] are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
+
 /// Outbound webhooks: the signing secret and the client.
 #[derive(Debug)]
 struct Outbound {
@@ -109,8 +117,11 @@ impl Users {
         }
         let flusher = {
             let db = db.clone();
-            // Its own database's group commit, not counted in the rooms' store metrics.
-            Flusher::spawn(move || db.flush().map(drop).map_err(|e| e.to_string()), Duration::ZERO, |_| {})
+            // Its own database's group commit (not counted in the rooms' store metrics), paced
+            // as the rooms' is (`--commit-interval-ms`): under a burst of webhooks, one fsync
+            // covers every event that arrived meanwhile instead of one fsync each.
+            let interval = Duration::from_millis(registry.cfg().commit_interval_ms);
+            Flusher::spawn(move || db.flush().map(drop).map_err(|e| e.to_string()), interval, |_| {})
         };
         Ok(Arc::new(Users {
             registry: registry.clone(),
@@ -137,7 +148,29 @@ impl Users {
 
     /// Starts the workers; they stop at `shutdown`.
     pub(crate) fn spawn_workers(self: &Arc<Self>, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..self.workers).map(|n| tokio::spawn(work(self.clone(), n, shutdown.clone()))).collect()
+        let mut tasks: Vec<_> =
+            (0..self.workers).map(|n| tokio::spawn(work(self.clone(), n, shutdown.clone()))).collect();
+        tasks.push(tokio::spawn(forget_old_event_ids(self.clone(), shutdown.clone())));
+        tasks
+    }
+}
+
+/// Forgets event ids older than [`KEEP_EVENT_IDS_MS`], at start and then every
+/// [`FORGET_EVERY`], so the table of ids stays bounded.
+async fn forget_old_event_ids(users: Arc<Users>, shutdown: CancellationToken) {
+    loop {
+        let queue = users.queue.clone();
+        let before = now_ms().saturating_sub(KEEP_EVENT_IDS_MS);
+        match tokio::task::spawn_blocking(move || queue.forget_keys_before(before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(event_ids = n, "user sync: old webhook event ids forgotten"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "user sync: forgetting old event ids"),
+            Err(e) => tracing::warn!(error = %e, "user sync: forgetting old event ids"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(FORGET_EVERY) => {}
+        }
     }
 }
 

@@ -35,6 +35,11 @@ pub(crate) fn jobs_for(kind: &str, change: &Change, urls: &[String], outbound: b
     jobs
 }
 
+/// Whether job `j` carries user `id`'s profile data (an upsert of that user).
+fn carries_user(j: &Job, id: &str) -> bool {
+    j.payload.pointer("/change/upsert/id").and_then(Value::as_str) == Some(id)
+}
+
 /// Runs a job; `Ok` is the job log's note, `Err` why it failed (it is retried).
 pub(crate) async fn run(users: &Users, job: &Job) -> Result<String, String> {
     let kind = job.payload.get("type").and_then(Value::as_str).unwrap_or("user event").to_owned();
@@ -49,8 +54,15 @@ pub(crate) async fn run(users: &Users, job: &Job) -> Result<String, String> {
         }),
         (DIRECTORY, Change::Delete(id)) => {
             let had = users.directory.delete(id, now_ms()).map_err(e)?;
-            tracing::info!(user = %id, had_entry = had, "user deleted: directory entry removed");
-            Ok(format!("{kind} {id}: directory entry {}", if had { "removed" } else { "was absent" }))
+            // Waiting or dead jobs that still carry the user's data: dropped (their writes
+            // would be refused after the deletion anyway; an operator's retry must not
+            // resurrect a name or an email).
+            let dropped = users.queue.drop_where(&|j: &Job| carries_user(j, id)).map_err(e)?;
+            tracing::info!(user = %id, had_entry = had, dropped_jobs = dropped, "user deleted: directory entry removed");
+            Ok(format!(
+                "{kind} {id}: directory entry {}; {dropped} queued job(s) with the user's data dropped",
+                if had { "removed" } else { "was absent" }
+            ))
         }
         (PROFILES, Change::Upsert(user)) => {
             if users.directory.was_deleted(&user.id).map_err(e)? {

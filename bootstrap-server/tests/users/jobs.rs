@@ -82,6 +82,41 @@ async fn the_dead_letter_list_and_the_operators_retry() -> Result<()> {
     server.stop().await
 }
 
+/// A user's created event whose outbound delivery died keeps the user's data on the
+/// dead-letter list only until the user is deleted: the deletion drops it, so an operator's
+/// retry cannot send a deleted user's name and email anywhere.
+#[tokio::test]
+async fn a_deletion_drops_dead_jobs_that_carry_the_user() -> Result<()> {
+    let target = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], Reply::Status(500)).await?;
+    let dir = tempfile::tempdir()?;
+    let mut c = cfg(dir.path())?;
+    outbound(&mut c, target.url())?;
+    c.users.user_job_max_attempts = 2;
+    let server = Server::start_with(c).await?;
+    let addr = server.addr;
+    webhook(addr, "msg_1", &user_event("user.created", "user_1", "Ada", "Lovelace", 1)).await?;
+    webhook(addr, "msg_2", &user_event("user.created", "user_2", "Grace", "Hopper", 1)).await?;
+    let s = drained(addr).await?;
+    assert_eq!(s["dead"].as_array().map(Vec::len), Some(2), "{s}");
+    webhook(addr, "msg_3", &user_event("user.deleted", "user_1", "", "", 0)).await?;
+    let s = drained(addr).await?;
+    assert!(s["recent"].to_string().contains("1 queued job(s) with the user's data dropped"), "{s}");
+    // user_2's dead job stays; the deletion's own outbound job died too (the receiver is down).
+    let dead = s["dead"].as_array().context("dead")?;
+    assert_eq!(dead.len(), 2, "{s}");
+    assert!(dead.iter().all(|d| d["key"] != "msg_1"), "{s}");
+    // And a retry of everything dead sends nothing about her.
+    let before = target.requests().len();
+    let (status, r) = admin(addr, "POST", "/api/admin/jobs/retry", "{}").await?;
+    assert_eq!((status, r["retried"].as_u64()), (200, Some(2)), "{r}");
+    drained(addr).await?;
+    let after = target.requests();
+    assert!(after.len() > before, "the retry delivered something");
+    assert!(after[before..].iter().all(|g| !g.body.contains("Lovelace")), "a deleted user's data was sent");
+    assert!(after[before..].iter().any(|g| g.body.contains("Hopper")), "the other user's event was retried");
+    server.stop().await
+}
+
 /// The real binary, its sink hanging, killed with SIGKILL while the job is in flight;
 /// restarted on the same data dir, it runs the job again and delivers.
 #[tokio::test]

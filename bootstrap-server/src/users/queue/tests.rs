@@ -102,3 +102,85 @@ fn claimed_jobs_are_ready_again_after_a_restart() {
     // The event key is still recorded: a redelivery after the restart does nothing.
     assert!(!q.enqueue("msg_1", &[job("a")], 6).unwrap());
 }
+
+#[test]
+fn drop_where_removes_waiting_and_dead_jobs_but_not_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open(dir.path(), 1);
+    q.enqueue("msg_1", &[job("a"), job("b"), job("c"), job("a")], 10).unwrap();
+    // One "a" runs, one "a" is dead, "b" and "c" wait.
+    let first = claimed(&q, 20);
+    assert_eq!(first.kind, "a");
+    let (b, c, a2) = (claimed(&q, 20), claimed(&q, 20), claimed(&q, 20));
+    assert_eq!(q.fail(a2.id, "down", 21).unwrap(), Failed::Dead);
+    for j in [&b, &c] {
+        assert!(matches!(q.fail(j.id, "down", 21).unwrap(), Failed::Dead));
+    }
+    q.retry_dead(Some(b.id), 22).unwrap();
+    q.retry_dead(Some(c.id), 22).unwrap();
+    let dropped = q.drop_where(&|j: &Job| j.kind == "a" || j.kind == "b").unwrap();
+    assert_eq!(dropped, 2, "the dead a and the waiting b");
+    let s = q.status().unwrap();
+    assert_eq!((s.pending, s.running, s.dead.len()), (1, 1, 0));
+    // The running one finishes normally; c is what is left to claim.
+    q.complete(first.id, "ok", 23).unwrap();
+    assert_eq!(claimed(&q, 30).kind, "c");
+    assert!(matches!(q.claim(30).unwrap(), Claim::Wait(None)));
+    assert!(q.job(a2.id).unwrap().is_none() && q.job(b.id).unwrap().is_none());
+}
+
+#[test]
+fn forgotten_event_keys_enqueue_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open(dir.path(), 3);
+    assert!(q.enqueue("old", &[], 10).unwrap());
+    assert!(q.enqueue("new", &[], 100).unwrap());
+    assert_eq!(q.forget_keys_before(50).unwrap(), 1);
+    assert!(q.enqueue("old", &[], 200).unwrap(), "forgotten: a new event");
+    assert!(!q.enqueue("new", &[], 200).unwrap(), "still remembered");
+    assert_eq!(q.forget_keys_before(50).unwrap(), 0);
+}
+
+#[test]
+fn the_job_log_keeps_its_last_lines_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |q: &SledQueue, from: u64, n: u64| {
+        for i in from..from + n {
+            q.enqueue(&format!("msg_{i}"), &[job("a")], i).unwrap();
+            let j = claimed(q, i);
+            q.complete(j.id, &format!("note {i}"), i).unwrap();
+        }
+    };
+    {
+        let (_db, q) = open(dir.path(), 3);
+        run(&q, 0, LOG_LINES as u64 + 30);
+        assert_eq!(q.log.len(), LOG_LINES);
+    }
+    let (_db, q) = open(dir.path(), 3);
+    run(&q, 1000, 10);
+    assert_eq!(q.log.len(), LOG_LINES);
+    let s = q.status().unwrap();
+    assert_eq!(s.recent[0].note, "note 1009", "newest first");
+    assert_eq!(s.done, LOG_LINES as u64 + 40);
+}
+
+/// A crash between a job's record and its ready-index entry (a failure's retry written, its
+/// index entry not): `recover` writes the entry, and the job runs.
+#[test]
+fn recover_repairs_a_ready_job_without_its_index_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, q) = open(dir.path(), 3);
+    q.enqueue("msg_1", &[job("a")], 0).unwrap();
+    let mut j = claimed(&q, 0);
+    // What `fail` writes first; then "the crash".
+    j.state = JobState::Ready;
+    j.due_ms = 7;
+    q.put(&j).unwrap();
+    assert!(matches!(q.claim(100).unwrap(), Claim::Wait(None)), "no index entry yet");
+    assert_eq!(q.recover(100).unwrap(), 0, "nothing was running");
+    let again = claimed(&q, 100);
+    assert_eq!((again.id, again.attempts), (j.id, 2));
+    // A stale index entry (the job moved on) is dropped, not claimed twice.
+    q.ready.insert(ready_key(1, j.id), &[]).unwrap();
+    assert!(matches!(q.claim(100).unwrap(), Claim::Wait(None)));
+}
