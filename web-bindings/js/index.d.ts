@@ -208,7 +208,6 @@ export class ArenaSession extends EventTarget {
   addFile (name: string): void
   removeFile (name: string): void
   editFile (name: string, splices: Splice[]): void
-  filesAt (id?: string | null): { name: string, text: string }[]
   fileDiffs (from?: string | null, to?: string | null): { name: string, lines: DiffLine[] }[]
   /** simulates losing / regaining the network: the /yws socket and the mesh */
   setOffline (offline: boolean): void

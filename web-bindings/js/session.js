@@ -424,8 +424,6 @@ export class ArenaSession extends EventTarget {
     splices.forEach((s, i) => { ops[2 * i] = s.pos; ops[2 * i + 1] = s.delete })
     this._do(() => this.room.editFile(name, ops, splices.map((s) => s.insert), this.now()))
   }
-  /** The files at version `id` (undefined: now): [{name, text}]. */
-  filesAt (id) { this.flush(); return this.room.filesAt(id ?? undefined) }
   /** Line diffs of the files between two versions: [{name, lines: [{kind, text}]}]. */
   fileDiffs (from, to) { this.flush(); return this.room.fileDiffs(from ?? undefined, to ?? undefined) }
 

@@ -44,14 +44,6 @@ impl Room {
         Ok(frames(self.client.outgoing()?))
     }
 
-    /// The extra files at version `id` (undefined: now): `[{name, text}]`.
-    #[wasm_bindgen(js_name = filesAt)]
-    pub fn files_at(&mut self, id: Option<String>) -> Result<JsValue, JsError> {
-        self.client.seal_quietly()?;
-        let files = self.client.room().files_at(&cut(id))?;
-        Ok(list(files.into_iter().map(|(n, t)| object(&[("name", n.into()), ("text", t.into())]))))
-    }
-
     /// Line diffs of the extra files between two versions (undefined: now), over the files
     /// listed at either: `[{name, lines: [{kind, text}]}]`.
     #[wasm_bindgen(js_name = fileDiffs)]

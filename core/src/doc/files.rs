@@ -51,9 +51,11 @@ pub(crate) fn root_of(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
-/// A name as an error message shows it: at most 64 characters, escaped.
+/// A name as an error message shows it: at most 64 characters, anything but printable ASCII
+/// as `?` (no Unicode tables in the WASM module for an error message).
 pub(crate) fn shown(name: &str) -> String {
-    let mut s: String = name.chars().take(MAX_FILE_NAME).flat_map(char::escape_debug).collect();
+    let mut s: String =
+        name.chars().take(MAX_FILE_NAME).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
     if name.chars().nth(MAX_FILE_NAME).is_some() {
         s.push('…');
     }

@@ -23,7 +23,7 @@
 //! the envelope waits for its predecessors ([`Verdict::Wait`]) instead of being applied on
 //! trust (yrs would keep it pending and integrate it later, unchecked).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::order::{Order, Refused, LISTS};
 use crate::doc::strict::{Id, Place, Scan, ScanBlock};
@@ -183,12 +183,13 @@ pub(crate) struct Placements {
     slot_ids: HashMap<Slot, u32>,
     /// The sequence roots' structs in document order (for crossed origins).
     order: Order,
-    /// The file names of every recorded struct (the cap counts them).
-    files: HashSet<Box<str>>,
-    /// Each file text's list in [`Order`] (after its [`LISTS`] fixed lists).
-    file_lists: HashMap<Box<str>, usize>,
-    /// Files given a list by the update being judged (undone if it is refused).
-    new_lists: Vec<Box<str>>,
+    /// The file names of every recorded struct (the cap counts them). A `Vec`: at most a
+    /// few dozen, and no hash-set code in the WASM module.
+    files: Vec<Box<str>>,
+    /// The files whose texts have a list in [`Order`]: the `i`th has list `LISTS + i`.
+    file_lists: Vec<Box<str>>,
+    /// How many of `file_lists` the update being judged found (undone if it is refused).
+    lists_before: usize,
 }
 
 impl Placements {
@@ -209,7 +210,9 @@ impl Placements {
         let next = self.slots.len() as u32;
         *self.slot_ids.entry(slot.clone()).or_insert_with(|| {
             if let Some(name) = slot.file() {
-                self.files.insert(name.into());
+                if !self.files.iter().any(|f| **f == *name) {
+                    self.files.push(name.into());
+                }
             }
             self.slots.push(slot);
             next
@@ -218,19 +221,17 @@ impl Placements {
 
     /// Whether file `name` is known here, or a new one still fits under [`MAX_FILES`].
     pub(crate) fn may_add_file(&self, name: &str) -> bool {
-        self.files.contains(name) || self.files.len() < MAX_FILES
+        self.files.iter().any(|f| **f == *name) || self.files.len() < MAX_FILES
     }
 
     /// The list in [`Order`] of a sequence root (a new one for a file seen first).
     fn list_of(&mut self, root: &Root) -> Option<usize> {
         let Root::File(name) = root else { return root.list() };
-        if let Some(&list) = self.file_lists.get(name) {
-            return Some(list);
+        if let Some(i) = self.file_lists.iter().position(|f| f == name) {
+            return Some(LISTS + i);
         }
-        let list = LISTS + self.file_lists.len();
-        self.file_lists.insert(name.clone(), list);
-        self.new_lists.push(name.clone());
-        Some(list)
+        self.file_lists.push(name.clone());
+        Some(LISTS + self.file_lists.len() - 1)
     }
 
     fn put_index(&mut self, (client, start): Id, len: u32, idx: u32) {
@@ -427,7 +428,7 @@ impl Placements {
         // that holds the same files reaches the same verdict.
         let mut fresh: Vec<&str> = Vec::new();
         for name in placed.iter().filter_map(|(_, _, slot)| slot.file()) {
-            if !self.files.contains(name) && !fresh.contains(&name) {
+            if !self.files.iter().any(|f| **f == *name) && !fresh.contains(&name) {
                 if self.files.len() + fresh.len() >= MAX_FILES {
                     let name = crate::doc::files::shown(name);
                     return Err(CoreError::NotAllowed(format!(
@@ -440,16 +441,14 @@ impl Placements {
         }
         // Last, as it changes the order: an item's origins must not cross.
         self.order.begin();
-        self.new_lists.clear();
+        self.lists_before = self.file_lists.len();
         for (i, (id, _, slot)) in placed.iter().enumerate() {
             let Some(b) = blocks.get(id) else { continue };
             match self.sequence(b, slot, &placed[..i], true) {
                 Ok(()) => {}
                 Err(e) => {
                     self.order.rollback();
-                    for name in std::mem::take(&mut self.new_lists) {
-                        self.file_lists.remove(&name);
-                    }
+                    self.file_lists.truncate(self.lists_before);
                     return match e {
                         Refused::Unknown => Ok(Verdict::Wait),
                         Refused::Crossed => Err(refusal(&who, slot, "cross the origins of an item in")),

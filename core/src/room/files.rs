@@ -12,8 +12,13 @@ use super::versions::Cut;
 
 impl<S: Store> Room<S> {
     /// Runs `f` as one signed edit; its error (a bad name, a file not listed) is the answer,
-    /// and then nothing was written.
-    fn edit_files(&mut self, now_ms: u64, f: impl FnOnce(&mut Edit<'_, '_>) -> Result<()>) -> Result<Option<Envelope>> {
+    /// and then nothing was written. `dyn`: one copy of the edit path in the WASM module for
+    /// every file operation.
+    fn edit_files(
+        &mut self,
+        now_ms: u64,
+        f: &mut dyn FnMut(&mut Edit<'_, '_>) -> Result<()>,
+    ) -> Result<Option<Envelope>> {
         let mut out = Ok(());
         let env = self.edit(now_ms, |e| out = f(e))?;
         out.map(|()| env)
@@ -29,17 +34,17 @@ impl<S: Store> Room<S> {
                 crate::MAX_FILES
             )));
         }
-        self.edit_files(now_ms, |e| e.add_file(name, now_ms).map(drop))
+        self.edit_files(now_ms, &mut |e| e.add_file(name, now_ms).map(drop))
     }
 
     /// Unlists file `name` and empties it (see [`Edit::remove_file`]).
     pub fn remove_file(&mut self, name: &str, now_ms: u64) -> Result<Option<Envelope>> {
-        self.edit_files(now_ms, |e| e.remove_file(name).map(drop))
+        self.edit_files(now_ms, &mut |e| e.remove_file(name).map(drop))
     }
 
     /// Applies `splices` (in order) to file `name`, which must be listed.
     pub fn splice_file(&mut self, name: &str, splices: &[Splice], now_ms: u64) -> Result<Option<Envelope>> {
-        self.edit_files(now_ms, |e| {
+        self.edit_files(now_ms, &mut |e| {
             if e.file(name).is_none() {
                 return Err(crate::CoreError::NotFound(format!("file {}", crate::doc::files::shown(name))));
             }

@@ -160,16 +160,14 @@ impl<S: Store> Room<S> {
     /// Line diffs of the extra files between two cuts, by name (sorted), over the files
     /// listed at either; a file listed at only one side diffs against an empty text.
     pub fn file_diffs(&self, from: &Cut, to: &Cut) -> Result<Vec<(String, Vec<DiffLine>)>> {
-        let old: BTreeMap<String, String> = self.doc_at(from)?.file_texts().into_iter().collect();
-        let new: BTreeMap<String, String> = self.doc_at(to)?.file_texts().into_iter().collect();
-        let names: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-        Ok(names
-            .into_iter()
-            .map(|n| {
-                let text = |m: &BTreeMap<String, String>| m.get(n).cloned().unwrap_or_default();
-                (n.clone(), line_diff(&text(&old), &text(&new)))
-            })
-            .collect())
+        let (old, new) = (self.doc_at(from)?.file_texts(), self.doc_at(to)?.file_texts());
+        let mut names: Vec<&String> = old.iter().chain(&new).map(|(n, _)| n).collect();
+        names.sort();
+        names.dedup();
+        fn text<'a>(files: &'a [(String, String)], name: &str) -> &'a str {
+            files.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str()).unwrap_or_default()
+        }
+        Ok(names.into_iter().map(|n| (n.clone(), line_diff(text(&old, n), text(&new, n)))).collect())
     }
 
     /// Restores version `id` as a forward edit: the code and every extra file take their
