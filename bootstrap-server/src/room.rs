@@ -43,5 +43,5 @@ mod stock;
 
 pub(crate) use actor::spawn;
 pub(crate) use analyze::{AnalyzeRefusal, AnalyzeTicket};
-pub(crate) use cmd::{Attach, RoomCmd, RunWrite};
+pub(crate) use cmd::{Attach, RoomCmd, RunWrite, Source};
 pub(crate) use env::{room_config, Env, Network, Opener, Rooms, Tunables};

@@ -1,5 +1,5 @@
-//! Runs in a room (`POST /api/rooms/{room}/runs`): the node runs the room's code through its
-//! executor and writes the run into the room's `runs` while it goes on, signed by its own
+//! Runs in a room (`POST /api/rooms/{room}/runs`): the node runs the room's code (and its
+//! extra files beside it) through its executor and writes the run into the room's `runs` while it goes on, signed by its own
 //! identity (only the node's service identity may write there), so every participant sees
 //! the output live; a successful run is then a version of the room.
 //!
@@ -140,8 +140,8 @@ impl Runs {
         let claim = self.claim(room)?;
         let writer = Writer { registry: registry.clone(), room, token };
         let (tx, rx) = oneshot::channel();
-        let (code, room_language) = writer.source().await?;
-        let language = body.language.clone().unwrap_or(room_language);
+        let source = writer.source().await?;
+        let language = body.language.clone().unwrap_or(source.language);
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let base = RunRecord {
             id: format!("run-{}-{}", now_ms(), NEXT.fetch_add(1, Ordering::Relaxed)),
@@ -159,7 +159,7 @@ impl Runs {
         let req = ExecRequest {
             language,
             version: "*".into(),
-            files: vec![SourceFile { name: None, content: code.into_bytes() }],
+            files: source_files(source.code, source.files),
             stdin: body.stdin.into_bytes(),
             args: body.args,
             limits: Limits {
@@ -179,6 +179,15 @@ impl Runs {
     }
 }
 
+/// The files of a run: the code first, unnamed (the executor names it by the language's
+/// convention: `main.py`, `Main.java`, ...), then every extra file under its name (checked
+/// by the room's rules, and again by the executor).
+fn source_files(code: String, files: Vec<(String, String)>) -> Vec<SourceFile> {
+    std::iter::once(SourceFile { name: None, content: code.into_bytes() })
+        .chain(files.into_iter().map(|(name, text)| SourceFile { name: Some(name), content: text.into_bytes() }))
+        .collect()
+}
+
 /// Writes a run's records into its room (through the room's actor, reloading the room if
 /// it went idle meanwhile).
 struct Writer {
@@ -192,7 +201,7 @@ impl Writer {
         Ok(self.registry.actor(&self.room, Some(&self.token)).await?)
     }
 
-    async fn source(&self) -> Result<(String, String), AppError> {
+    async fn source(&self) -> Result<crate::room::Source, AppError> {
         let (reply, rx) = oneshot::channel();
         self.actor().await?.send(RoomCmd::Source { reply }).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?.map_err(AppError::Internal)

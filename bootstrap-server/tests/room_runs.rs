@@ -280,3 +280,65 @@ async fn without_an_executor_a_run_is_refused_with_a_reason() -> Result<()> {
     assert_eq!(status, 403);
     server.stop().await
 }
+
+/// A room with `code` and extra `files` (added by the host), once the node has them all.
+async fn room_with_files(
+    addr: std::net::SocketAddr,
+    code: &str,
+    files: &[(&str, &str)],
+) -> Result<(CreatedRoom, ArenaPeer)> {
+    let (r, mut host) = room_with_code(addr, code).await?;
+    for (name, text) in files {
+        host.add_file(name, text).await?;
+    }
+    let want: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+    wait_for(WAIT, "the node has the files", || async {
+        let (_, body) = http(addr, "GET", &format!("/api/rooms/{}?token={}", r.room, r.host), "").await?;
+        let v: Value = serde_json::from_str(&body)?;
+        let have: Vec<&str> = v["files"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        Ok((have.len() == want.len() && want.iter().all(|w| have.contains(w))).then_some(()))
+    })
+    .await?;
+    Ok((r, host))
+}
+
+/// A run sends every file of the room: a python main importing a helper module from a
+/// second file prints the helper's output; a C main including a header of the room builds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_sends_every_file_of_the_room() -> Result<()> {
+    let (server, _dir) = local_node().await?;
+    let (r, _host) = room_with_files(
+        server.addr,
+        "from helper import greet\nfrom pkg_util import twice\nprint(greet('room'), twice(21))\n",
+        &[
+            ("helper.py", "def greet(who):\n    return 'hello from helper, ' + who\n"),
+            ("pkg_util.py", "def twice(n):\n    return 2 * n\n"),
+        ],
+    )
+    .await?;
+    let (status, v) = run(server.addr, &r.room, &r.candidate, json!({})).await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["stdout"], "hello from helper, room 42\n", "{v}");
+    assert!(v["version"].is_string(), "a successful multi-file run makes a version: {v}");
+
+    let (r, _host) = room_with_files(
+        server.addr,
+        "#include <stdio.h>\n#include \"util.h\"\nint main(void) { printf(\"%d\\n\", SQUARE(7) + add(1, 2)); return 0; }\n",
+        &[
+            ("util.h", "#define SQUARE(x) ((x) * (x))\nint add(int a, int b);\n"),
+            ("util.c", "#include \"util.h\"\nint add(int a, int b) { return a + b; }\n"),
+        ],
+    )
+    .await?;
+    let (status, v) = run(server.addr, &r.room, &r.host, json!({ "language": "c" })).await?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["stdout"], "52\n", "{v}");
+    assert_eq!(v["exitCode"], 0, "{v}");
+
+    // A file named like the main file: refused with a message that says so, nothing run.
+    let (r, _host) = room_with_files(server.addr, "print('main')\n", &[("main.py", "print('other')\n")]).await?;
+    let (status, v) = run(server.addr, &r.room, &r.host, json!({})).await?;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().is_some_and(|m| m.contains("main.py") && m.contains("twice")), "{v}");
+    server.stop().await
+}

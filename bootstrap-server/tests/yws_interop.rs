@@ -116,3 +116,43 @@ async fn kill_9_and_restart_keeps_the_document() -> Result<()> {
     assert_eq!(fl["text"].as_str(), Some(text.as_str()));
     Ok(())
 }
+
+/// A stock Yjs client adds a file the way the room's schema has it (`files` map entry, text
+/// root `files/<name>`): a native peer reads it through the typed accessors. One with a bad
+/// name is refused by the node and reaches nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_client_adds_a_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let room = create_room(server.addr).await?;
+    let url = format!("ws://{}/yws", server.addr);
+    let mut native = ArenaPeer::connect(server.addr, &room.room, &room.host, "native").await?;
+    native.pump(Duration::from_millis(200)).await?;
+    let mut bad = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.candidate, "name": "B", "files": {"../evil.py": "x"}, "timeoutMs": 50000}),
+    )?;
+    bad.event("inserted", T).await?;
+    let mut a = JsClient::spawn(
+        json!({"url": url, "room": room.room, "token": room.candidate, "name": "A", "files": {"helper.py": "def f():\n    return 1\n"}, "timeoutMs": 50000}),
+    )?;
+    a.event("final", T).await?;
+    let deadline = tokio::time::Instant::now() + T;
+    while native.room().doc().file("helper.py").is_none() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the file never arrived: {:?}",
+            native.room().doc().files()
+        );
+        native.pump(Duration::from_millis(100)).await?;
+    }
+    assert_eq!(native.room().doc().file("helper.py").as_deref(), Some("def f():\n    return 1\n"));
+    // Nothing of the bad name anywhere in the document: no root, no entry.
+    let doc = native.room().doc().raw_yrs_doc();
+    let txn = yrs::Transact::transact(doc);
+    let roots: Vec<String> = yrs::ReadTxn::root_refs(&txn).map(|(n, _)| n.to_owned()).collect();
+    assert!(!roots.iter().any(|r| r.contains("evil")), "{roots:?}");
+    let files = yrs::ReadTxn::get_map(&txn, "files").context("the files map")?;
+    assert_eq!(yrs::Map::keys(&files, &txn).collect::<Vec<_>>(), ["helper.py"], "the bad name reached the room");
+    server.stop().await?;
+    Ok(())
+}

@@ -7,15 +7,17 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{
     Any, Array, ArrayRef, Doc, GetString, Map, MapRef, OffsetKind, Options, Out, ReadTxn, StateVector, Text, TextRef,
-    Transact, TransactionMut, Update,
+    Transact, TransactionMut, Update, WriteTxn,
 };
 
 use crate::error::{CoreError, Result};
 use crate::json::Json;
 use crate::records::{AnalysisRecord, FromJson, Meta, Participant, RunRecord, VersionMeta, VoteRecord};
 
+pub(crate) mod files;
 pub(crate) mod strict;
 mod watch;
+pub use files::{check_file_name, MAX_FILES, MAX_FILE_NAME};
 pub use strict::{check_update, decode_state_vector, decode_update, MAX_CLIENT_ID};
 pub use watch::CodeWatch;
 
@@ -39,6 +41,8 @@ pub(crate) mod roots {
     pub(crate) const RUNS: &str = "runs";
     /// Array: version metadata.
     pub(crate) const VERSIONS: &str = "versions";
+    /// Map: file name → entry, the extra files (each a text root `files/<name>`).
+    pub(crate) const FILES: &str = "files";
 }
 
 /// The shared document of a room.
@@ -52,6 +56,7 @@ pub struct RoomDoc {
     analysis: ArrayRef,
     runs: ArrayRef,
     versions: ArrayRef,
+    files: MapRef,
 }
 
 impl RoomDoc {
@@ -69,6 +74,7 @@ impl RoomDoc {
             analysis: doc.get_or_insert_array(roots::ANALYSIS),
             runs: doc.get_or_insert_array(roots::RUNS),
             versions: doc.get_or_insert_array(roots::VERSIONS),
+            files: doc.get_or_insert_map(roots::FILES),
             doc,
         }
     }
@@ -181,6 +187,30 @@ impl RoomDoc {
         self.code.len(&self.doc.transact())
     }
 
+    /// The extra files' names, sorted: the keys of `files` that are valid file names (a stock
+    /// client may write any entry there; the room's gate refuses other keys).
+    pub fn files(&self) -> Vec<String> {
+        file_names(&self.files, &self.doc.transact())
+    }
+
+    /// The text of file `name`; `None` when `files` does not list it.
+    pub fn file(&self, name: &str) -> Option<String> {
+        let txn = self.doc.transact();
+        file_text(&self.files, &txn, name)
+    }
+
+    /// Every listed file with its text, sorted by name.
+    pub fn file_texts(&self) -> Vec<(String, String)> {
+        let txn = self.doc.transact();
+        file_names(&self.files, &txn)
+            .into_iter()
+            .map(|n| {
+                let text = file_text(&self.files, &txn, &n).unwrap_or_default();
+                (n, text)
+            })
+            .collect()
+    }
+
     /// Runs `f` in one local transaction and returns that transaction's v1 update (empty
     /// when nothing changed).
     pub fn edit<R>(&self, f: impl FnOnce(&mut Edit<'_, '_>) -> R) -> (R, Vec<u8>) {
@@ -257,6 +287,20 @@ impl RoomDoc {
     pub fn versions(&self) -> Vec<VersionMeta> {
         array_entries(&self.doc, &self.versions)
     }
+}
+
+fn file_names<T: ReadTxn>(files: &MapRef, txn: &T) -> Vec<String> {
+    let mut names: Vec<String> =
+        files.keys(txn).filter(|k| files::check_file_name(k).is_ok()).map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+fn file_text<T: ReadTxn>(files: &MapRef, txn: &T, name: &str) -> Option<String> {
+    if files::check_file_name(name).is_err() || !files.contains_key(txn, name) {
+        return None;
+    }
+    Some(txn.get_text(files::root_of(name)).map(|t| t.get_string(txn)).unwrap_or_default())
 }
 
 fn decode_out<T: FromJson>(v: Out) -> Option<T> {
@@ -431,6 +475,68 @@ impl Edit<'_, '_> {
     pub fn push_version(&mut self, v: &VersionMeta) {
         self.doc.versions.push_back(self.txn, record(v));
     }
+
+    /// Lists file `name` (its text starts empty, or as it was if it was listed before).
+    /// Returns whether it was new. Refused: a bad name, or [`MAX_FILES`] listed already.
+    pub fn add_file(&mut self, name: &str, created_at: u64) -> Result<bool> {
+        files::check_file_name(name)?;
+        if self.doc.files.contains_key(self.txn, name) {
+            return Ok(false);
+        }
+        if file_names(&self.doc.files, self.txn).len() >= MAX_FILES {
+            return Err(CoreError::NotAllowed(format!("a room holds at most {MAX_FILES} files beside its code")));
+        }
+        // What `record` makes of a `FileEntry`, without a serde_json instantiation in the WASM
+        // module (tested below).
+        self.doc.files.insert(self.txn, name, Any::from(format!("{{\"createdAt\":{created_at}}}")));
+        Ok(true)
+    }
+
+    /// Unlists file `name` and empties its text (history keeps it). Returns whether it was
+    /// listed.
+    pub fn remove_file(&mut self, name: &str) -> Result<bool> {
+        files::check_file_name(name)?;
+        if self.doc.files.remove(self.txn, name).is_none() {
+            return Ok(false);
+        }
+        if let Some(text) = self.txn.get_text(files::root_of(name)) {
+            let len = text.len(self.txn);
+            if len > 0 {
+                text.remove_range(self.txn, 0, len);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Replaces `delete` UTF-16 units at `pos` with `insert` in file `name`, clamped like
+    /// [`Edit::splice_code`]. The file must be listed ([`Edit::add_file`]).
+    pub fn splice_file(&mut self, name: &str, pos: u32, delete: u32, insert: &str) -> Result<()> {
+        files::check_file_name(name)?;
+        if !self.doc.files.contains_key(self.txn, name) {
+            return Err(CoreError::NotFound(format!("file {name}")));
+        }
+        let text = self.txn.get_or_insert_text(files::root_of(name));
+        let len = text.len(self.txn);
+        let pos = pos.min(len);
+        let delete = delete.min(len - pos);
+        if delete > 0 {
+            text.remove_range(self.txn, pos, delete);
+        }
+        if !insert.is_empty() {
+            text.insert(self.txn, pos, insert);
+        }
+        Ok(())
+    }
+
+    /// The text of file `name` as this transaction sees it (`None`: not listed).
+    pub fn file(&self, name: &str) -> Option<String> {
+        file_text(&self.doc.files, self.txn, name)
+    }
+
+    /// The listed files' names as this transaction sees them, sorted.
+    pub fn files(&self) -> Vec<String> {
+        file_names(&self.doc.files, self.txn)
+    }
 }
 
 #[cfg(test)]
@@ -472,6 +578,17 @@ mod any_tests {
             runs.iter().map(|r| (r.id.as_str(), r.stdout.as_str())).collect::<Vec<_>>(),
             [("r1", "old"), ("r2", "ab")]
         );
+    }
+
+    /// A file's entry is the JSON of a `FileEntry`, as `record` would write it.
+    #[test]
+    fn file_entry_as_a_record() {
+        let doc = RoomDoc::new(3);
+        let (added, _) = doc.edit(|e| e.add_file("a.py", u64::MAX));
+        assert!(added.unwrap());
+        let txn = doc.doc.transact();
+        let entry = doc.files.get(&txn, "a.py").unwrap();
+        assert_eq!(Out::Any(record(&crate::records::FileEntry { created_at: u64::MAX })), entry);
     }
 
     /// `set_meta_record` writes what it wrote through `serde_json::Value`, byte for byte.

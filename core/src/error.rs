@@ -85,6 +85,14 @@ pub enum CoreError {
     /// Consensus rules (votes, rounds) were not met.
     #[error("consensus: {0}")]
     Consensus(String),
+    /// A file name the room does not take (see [`crate::doc::check_file_name`]).
+    #[error("bad file name {name:?}: {reason}")]
+    FileName {
+        /// The name, cut to 64 characters.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A version or point in time that does not exist.
     #[error("not found: {0}")]
     NotFound(String),

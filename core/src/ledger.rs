@@ -306,6 +306,12 @@ impl Ledger {
         self.placements.learn(scan);
     }
 
+    /// Whether this replica may take file `name`: it knows the name already, or knows fewer
+    /// than [`crate::MAX_FILES`] (the cap every replica enforces, see `rules`).
+    pub(crate) fn may_add_file(&self, name: &str) -> bool {
+        self.placements.may_add_file(name)
+    }
+
     /// Records the placements a judged update was allowed with, before it is applied.
     pub(crate) fn accept(&mut self, placed: Vec<rules::Placed>) {
         self.placements.record(placed);

@@ -1,7 +1,8 @@
 //! arena-core: InterviewArena's room document, trust model, sans-IO sync and history.
 //!
 //! - [`RoomDoc`]: one yrs document per room (UTF-16 offsets, no GC) with typed access to
-//!   its roots (`code`, `meta`, `participants`, `votes`, `analysis`, `runs`, `versions`).
+//!   its roots (`code`, `meta`, `participants`, `votes`, `analysis`, `runs`, `versions`,
+//!   and the extra files: the `files` map and a `files/<name>` text per file).
 //! - Trust: [`Identity`]/[`PeerKey`] (Ed25519), key-bound [`Invite`]s, [`Grant`]s and
 //!   [`Admission`]s, the room's write rules, signed and hash-chained update [`Envelope`]s checked by the
 //!   [`Ledger`], signed [`Checkpoint`]s, signed votes and the [`vote::Consensus`] rule.
@@ -60,7 +61,7 @@ pub mod vote;
 
 pub use checkpoint::Checkpoint;
 pub use delegation::Delegation;
-pub use doc::{Edit, MetaValue, RoomDoc};
+pub use doc::{check_file_name, Edit, MetaValue, RoomDoc, MAX_FILES, MAX_FILE_NAME};
 pub use envelope::{Envelope, MAX_UPDATE};
 pub use error::{CoreError, Result};
 pub use grant::{Admission, Grant, Invite, ReadKey, Role, RoomId, FLAG_PROXY};

@@ -122,6 +122,14 @@ pub enum VersionCause {
     Manual,
 }
 
+/// `files[name]`: an extra file of the room (its text is the root `files/<name>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    /// Unix milliseconds.
+    pub created_at: u64,
+}
+
 /// One entry of `versions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -27,6 +27,7 @@ use crate::sync::wire::Wire;
 
 mod catchup;
 mod deferred;
+mod files;
 pub(crate) mod versions;
 
 /// Tunables of a room replica.

@@ -2,7 +2,7 @@
 // Query options: ?name=... joins without asking, ?editor=textarea|codemirror|monaco,
 // ?mesh=0 turns off the WebRTC mesh to the room's other browsers (on by default), ?call=1
 // joins the call with the page.
-import { init, ArenaSession, bindEditor, textareaAdapter, monacoAdapter } from '/pkg/index.js'
+import { init, ArenaSession, bindEditor, bindFile, textareaAdapter, monacoAdapter } from '/pkg/index.js'
 import { wireCall } from './call-ui.js'
 import { wireProfiles } from './profiles.js'
 
@@ -120,6 +120,7 @@ async function room (roomId) {
   addEventListener('pagehide', (ev) => { if (!ev.persisted) session.destroy() })
   wireStatus(session)
   wireToolbar(session, readOnly, roomId, token)
+  wireFiles(session, readOnly)
   wireInvite(roomId, role)
   wireAnalyzer(session, roomId, token)
   wireCall(session, { roomId, token, params })
@@ -232,6 +233,74 @@ function wireToolbar (session, readOnly, roomId, token) {
     const id = $('diff-view').dataset.version
     if (id) session.restore(id)
   })
+}
+
+/** The main file's name by the language's convention (what the node's executor calls it). */
+const MAIN_FILE = { python: 'main.py', javascript: 'main.js', typescript: 'main.ts', java: 'Main.java', c: 'main.c', cpp: 'main.cpp', go: 'main.go', rust: 'main.rs', ruby: 'main.rb' }
+
+/** The file tabs: the code (the main file, in the room's editor) and the room's extra files
+ *  (each in a textarea bound with bindFile). Any participant but an observer adds and removes
+ *  files; a run sends them all. Files added, removed or edited elsewhere show at once. */
+function wireFiles (session, readOnly) {
+  const fileHost = $('file-editor')
+  const ta = fileHost.querySelector('textarea')
+  ta.readOnly = readOnly
+  const adapter = textareaAdapter(ta)
+  let current = ''
+  let unbind = null
+  const tab = (name, label) => {
+    const b = document.createElement('button')
+    b.className = 'tab'
+    b.setAttribute('role', 'tab')
+    b.dataset.file = name
+    b.textContent = label
+    b.setAttribute('aria-selected', String(name === current))
+    b.addEventListener('click', () => show(name))
+    return b
+  }
+  const render = () => {
+    const files = session.files()
+    if (current && !files.includes(current)) return show('')
+    const main = MAIN_FILE[session.meta().language] ?? 'main'
+    $('file-tab-list').replaceChildren(tab('', main), ...files.map((f) => tab(f, f)))
+    $('remove-file').hidden = readOnly || !current
+  }
+  const show = (name) => {
+    unbind?.()
+    unbind = null
+    current = name
+    $('editor').hidden = Boolean(name)
+    fileHost.hidden = !name
+    if (name) unbind = bindFile(session, adapter, name)
+    render()
+  }
+  for (const id of ['new-file', 'add-file']) $(id).disabled = readOnly
+  const add = () => {
+    const name = $('new-file').value.trim()
+    $('file-error').textContent = ''
+    if (!name) return
+    try {
+      session.addFile(name)
+      $('new-file').value = ''
+      show(name)
+    } catch (e) {
+      $('file-error').textContent = `Not added: ${e.message ?? e}`
+    }
+  }
+  $('add-file').addEventListener('click', add)
+  $('new-file').addEventListener('keydown', (e) => { if (e.key === 'Enter') add() })
+  $('remove-file').addEventListener('click', () => {
+    if (!current) return
+    try {
+      session.removeFile(current)
+    } catch (e) {
+      $('file-error').textContent = `Not removed: ${e.message ?? e}`
+    }
+    show('')
+  })
+  session.addEventListener('update', render)
+  render()
+  window.arena.showFile = show
 }
 
 function wireInvite (roomId, role) {
@@ -423,6 +492,20 @@ function renderDiff (session, id) {
       span.className = l.kind
       span.textContent = (l.kind === 'added' ? '+ ' : l.kind === 'removed' ? '- ' : '  ') + l.text.replace(/\n$/, '')
       pre.append(span, '\n')
+    }
+    // The extra files that differ, each under its name.
+    for (const f of session.fileDiffs(id, null)) {
+      if (f.lines.every((l) => l.kind === 'same')) continue
+      const head = document.createElement('span')
+      head.className = 'file'
+      head.textContent = `── ${f.name} ──`
+      pre.append(head, '\n')
+      for (const l of f.lines) {
+        const span = document.createElement('span')
+        span.className = l.kind
+        span.textContent = (l.kind === 'added' ? '+ ' : l.kind === 'removed' ? '- ' : '  ') + l.text.replace(/\n$/, '')
+        pre.append(span, '\n')
+      }
     }
   } catch (e) {
     pre.textContent = `No diff: ${e.message ?? e}`

@@ -101,6 +101,18 @@ impl YwsPeer {
         self.send_frames(frames).await
     }
 
+    /// Adds file `name` to the room with `text` (one envelope) and sends it.
+    pub async fn add_file(&mut self, name: &str, text: &str) -> Result<()> {
+        let now = now_ms();
+        let mut done = Ok(());
+        self.client.room_mut().edit(now, |e| {
+            done = e.add_file(name, now).and_then(|_| e.splice_file(name, 0, 0, text));
+        })?;
+        done?;
+        let frames = self.client.outgoing()?;
+        self.send_frames(frames).await
+    }
+
     /// Reads frames for up to `d`, handing each to the client and sending its replies. Fails
     /// when the socket ends, or when the client refuses an envelope from a known member
     /// (the node relays only envelopes every replica accepts).

@@ -71,6 +71,30 @@ export function bindEditor (session, adapter, { checkDelayMs = 250, checkEveryMs
   }
 }
 
+/** Binds one of the room's extra files (`session.files()`) to an editor through the same
+ *  adapter interface: the user's edits go to the file, and whenever the room changes
+ *  (a peer's edit, a restore, the file removed) the editor is brought to the file's text by
+ *  one minimal splice, so a caret elsewhere stays where it was. Returns the unbind function. */
+export function bindFile (session, adapter, name) {
+  adapter.setText(session.file(name) ?? '')
+  const offLocal = adapter.onLocalChange((changes) => {
+    try {
+      session.editFile(name, changes)
+    } catch (error) {
+      session.dispatchEvent(new CustomEvent('error', { detail: { error } }))
+    }
+  })
+  const sync = () => {
+    const change = diffText(adapter.getText(), session.file(name) ?? '')
+    if (change) adapter.applyRemote([change])
+  }
+  session.addEventListener('update', sync)
+  return () => {
+    offLocal()
+    session.removeEventListener('update', sync)
+  }
+}
+
 /** One splice turning `before` into `after` (common prefix and suffix kept), or null.
  *  Never splits a surrogate pair. */
 export function diffText (before, after) {

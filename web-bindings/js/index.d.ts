@@ -201,6 +201,14 @@ export class ArenaSession extends EventTarget {
   restore (id: string): void
   runs (): unknown[]
   analysis (): unknown[]
+  /** the extra files beside the code, sorted (each a text root `files/<name>`) */
+  files (): string[]
+  file (name: string): string | undefined
+  /** throws with the reason when refused (a bad name, 32 files already, an observer) */
+  addFile (name: string): void
+  removeFile (name: string): void
+  editFile (name: string, splices: Splice[]): void
+  fileDiffs (from?: string | null, to?: string | null): { name: string, lines: DiffLine[] }[]
   /** simulates losing / regaining the network: the /yws socket and the mesh */
   setOffline (offline: boolean): void
   destroy (): void
@@ -226,6 +234,9 @@ export interface EditorAdapter {
  *  the last one (default 250) and at least every `checkEveryMs` while batches keep coming
  *  (default 5000). */
 export function bindEditor (session: ArenaSession, adapter: EditorAdapter, options?: { checkDelayMs?: number, checkEveryMs?: number }): () => void
+/** Binds one extra file of the room to an editor (edits go to the file; room changes come
+ *  back as minimal splices). Returns the unbind function. */
+export function bindFile (session: ArenaSession, adapter: EditorAdapter, name: string): () => void
 export function diffText (before: string, after: string): Splice | null
 export function applyChanges (text: string, changes: Splice[]): string
 export function shiftOffset (at: number, change: Splice): number

@@ -406,6 +406,27 @@ export class ArenaSession extends EventTarget {
   runs () { return this.room.runs() }
   analysis () { return this.room.analysis() }
 
+  /** The extra files beside the code (names, sorted). Each file is a text root
+   *  `files/<name>` that stock Yjs clients bind with `ydoc.getText('files/' + name)`. */
+  files () { return this.room.files() }
+  /** File `name`'s text, or undefined when the room does not list it. */
+  file (name) { return this.room.file(name) }
+  /** Adds a file (letters, digits, `_-.+`, ≤ 64 bytes, no leading dot; ≤ 32 files): throws
+   *  with the reason when refused. */
+  addFile (name) { this._do(() => this.room.addFile(name, this.now())) }
+  /** Removes a file (versions keep it; restore brings it back). */
+  removeFile (name) { this._do(() => this.room.removeFile(name, this.now())) }
+  /** Local edits of file `name` the editor already shows (splices, in order): one signed
+   *  envelope, sent now. */
+  editFile (name, splices) {
+    if (!splices.length) return
+    const ops = new Uint32Array(splices.length * 2)
+    splices.forEach((s, i) => { ops[2 * i] = s.pos; ops[2 * i + 1] = s.delete })
+    this._do(() => this.room.editFile(name, ops, splices.map((s) => s.insert), this.now()))
+  }
+  /** Line diffs of the files between two versions: [{name, lines: [{kind, text}]}]. */
+  fileDiffs (from, to) { this.flush(); return this.room.fileDiffs(from ?? undefined, to ?? undefined) }
+
   /** Restores a version as a forward edit; the editor gets a 'change' event. */
   restore (id) {
     this.flush()

@@ -1,6 +1,7 @@
 //! arena-web: InterviewArena in the browser. A thin wasm-bindgen wrapper of arena-core's
 //! [`arena_core::sync::client::Client`] over a [`arena_core::MemoryStore`]: the room
-//! document, signed envelopes, catch-up, presence, votes, versions and diffs. The transport
+//! document (the code and its extra files), signed envelopes, catch-up, presence, votes,
+//! versions and diffs. The transport
 //! (WebSocket to the bootstrap node's `/yws`, reconnect, offline edits) and the editor
 //! adapters (textarea, CodeMirror 6, Monaco) are JavaScript, in `web-bindings/js/`;
 //! `scripts/build-web.sh` builds both into the npm package `web-bindings/pkg/`.
@@ -19,6 +20,7 @@
 //! assert_eq!(room.code(), "");
 //! ```
 
+mod files;
 mod js;
 mod room;
 

@@ -18,7 +18,7 @@ use crate::js::{frames, json, list, ms, object, reserve_heap, seed, splices};
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct Room {
-    client: Client<MemoryStore>,
+    pub(crate) client: Client<MemoryStore>,
     /// Only for a room created here: issues invite tokens.
     room_key: Option<Identity>,
 }
@@ -28,11 +28,11 @@ fn config() -> RoomConfig {
     RoomConfig { deferred_checkpoints: true, ..RoomConfig::default() }
 }
 
-fn cut(version: Option<String>) -> Cut {
+pub(crate) fn cut(version: Option<String>) -> Cut {
     version.map_or(Cut::End, Cut::Version)
 }
 
-fn edit_splices(ops: &[u32], inserts: Vec<String>) -> Result<Vec<Splice>, JsError> {
+pub(crate) fn edit_splices(ops: &[u32], inserts: Vec<String>) -> Result<Vec<Splice>, JsError> {
     if ops.len() != inserts.len() * 2 {
         return Err(JsError::new("edit: ops must hold one [pos, delete] pair per insert"));
     }

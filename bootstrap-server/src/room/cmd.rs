@@ -87,9 +87,9 @@ pub(crate) enum RoomCmd {
     /// the run's earlier records; with `version`, a version of that label follows it. The
     /// reply is the version's id, or why nothing was written.
     Run(Box<RunWrite>),
-    /// The room's code and language (what a run runs).
+    /// The room's code, language and extra files (what a run runs).
     Source {
-        reply: oneshot::Sender<Result<(String, String), String>>,
+        reply: oneshot::Sender<Result<Source, String>>,
     },
     /// Our envelope vector.
     Vector {
@@ -119,4 +119,15 @@ pub(crate) enum RoomCmd {
         findings: Vec<String>,
         reply: oneshot::Sender<Result<(), super::AnalyzeRefusal>>,
     },
+}
+
+/// What a run in a room runs.
+#[derive(Debug)]
+pub(crate) struct Source {
+    /// The main file's text (the `code` buffer).
+    pub(crate) code: String,
+    /// The room's language.
+    pub(crate) language: String,
+    /// The extra files, (name, text), sorted by name.
+    pub(crate) files: Vec<(String, String)>,
 }

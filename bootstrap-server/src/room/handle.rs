@@ -63,8 +63,16 @@ impl<S: RoomStore> RoomState<S> {
                 let _ = reply.send(self.write_run(&record, replace, version));
             }
             RoomCmd::Source { reply } => {
-                let source =
-                    self.wake().then(|| self.with_room(|_, r| (r.doc().code(), r.doc().meta().language))).flatten();
+                let source = self
+                    .wake()
+                    .then(|| {
+                        self.with_room(|_, r| super::cmd::Source {
+                            code: r.doc().code(),
+                            language: r.doc().meta().language,
+                            files: r.doc().file_texts(),
+                        })
+                    })
+                    .flatten();
                 let _ = reply.send(source.ok_or_else(|| "the room's storage failed".to_owned()));
             }
             RoomCmd::Vector { reply } => {

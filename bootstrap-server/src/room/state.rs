@@ -372,6 +372,7 @@ impl<S: RoomStore> RoomState<S> {
             "runs": doc.runs().len(),
             "connections": connections,
             "codeLength": doc.code_len(),
+            "files": doc.files(),
             "consensus": { "round": c.round, "enabled": c.enabled(), "satisfied": c.satisfied, "required": c.required },
         })
     }

@@ -1,11 +1,12 @@
 // A stock Yjs client (yjs + y-websocket from the npm registry) driven by arena-bootstrap's
 // tests. Usage: node yclient.mjs '<json options>'
-//   { url, room, token, name, inserts: [text...], expect: [marker...], timeoutMs }
+//   { url, room, token, name, inserts: [text...], expect: [marker...], files: {name: text}, timeoutMs }
 // Connects to `${url}/${room}?token=...`, waits for sync, inserts each text at a random
 // position (awaiting a macrotask between inserts so they interleave with other clients),
 // then waits until the shared "code" text contains every expected marker, prints
 // {"event":"final","text":...} and exits. Prints {"event":"denied"} when the server sends a
-// y-protocols permission-denied message.
+// y-protocols permission-denied message. `files` adds extra files as the room's schema has
+// them: an entry in the "files" map and the text in the root "files/<name>".
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
@@ -48,6 +49,12 @@ provider.on('sync', async (synced) => {
     const pos = spots[Math.floor(Math.random() * spots.length)]
     text.insert(pos, t)
     await tick()
+  }
+  for (const [name, body] of Object.entries(opts.files ?? {})) {
+    doc.transact(() => {
+      doc.getMap('files').set(name, JSON.stringify({ createdAt: Date.now() }))
+      doc.getText(`files/${name}`).insert(0, body)
+    })
   }
   out({ event: 'inserted' })
   const check = () => {

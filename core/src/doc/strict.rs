@@ -35,7 +35,7 @@ pub(crate) fn decode_scanned(bytes: &[u8]) -> Result<(Update, Scan)> {
 
 /// A v1 state vector with every client id below 2^53 and clocks yrs can add to.
 pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector> {
-    let mut r = Walker { buf: bytes, pos: 0 };
+    let mut r = Walker { buf: bytes, pos: 0, files: Vec::new() };
     let n = r.count(2)?;
     for _ in 0..n {
         r.client()?;
@@ -103,7 +103,7 @@ pub(crate) struct Scan {
 }
 
 fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
-    let mut r = Walker { buf: bytes, pos: 0 };
+    let mut r = Walker { buf: bytes, pos: 0, files: Vec::new() };
     let clients = r.count(3)?;
     for _ in 0..clients {
         let blocks = r.count(1)?;
@@ -166,10 +166,15 @@ fn walk(bytes: &[u8], mut scan: Option<&mut Scan>) -> Result<()> {
 fn root_is_map(name: &[u8]) -> Option<bool> {
     use crate::doc::roots::*;
     match std::str::from_utf8(name).ok()? {
-        META | PARTICIPANTS | VOTES => Some(true),
+        META | PARTICIPANTS | VOTES | FILES => Some(true),
         CODE | ANALYSIS | RUNS | VERSIONS => Some(false),
-        _ => None,
+        _ => super::files::file_of_root(name).map(|_| false),
     }
+}
+
+/// Whether a root holds text (`code` and the files' roots).
+fn root_is_text(name: &[u8]) -> bool {
+    name == crate::doc::roots::CODE.as_bytes() || super::files::file_of_root(name).is_some()
 }
 
 /// Whether content of kind `content` (yrs's content type) belongs in a root: the text
@@ -190,6 +195,8 @@ pub(crate) fn content_fits(text_root: bool, content: u8) -> bool {
 struct Walker<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The file names the update names so far (as `files/<name>` roots or `files` keys).
+    files: Vec<&'a [u8]>,
 }
 
 impl<'a> Walker<'a> {
@@ -330,14 +337,27 @@ impl<'a> Walker<'a> {
             let sub = if info & 0x20 != 0 { Some(self.text()?.as_bytes()) } else { None };
             match (root_is_map(name), sub.is_some()) {
                 (None, _) => {
-                    let name = String::from_utf8_lossy(name);
-                    return Err(self.err(&format!("root {name:?} is not in the room's schema")));
+                    let name = super::files::shown(&String::from_utf8_lossy(name));
+                    return Err(self.err(&format!("root \"{name}\" is not in the room's schema")));
                 }
                 (Some(true), false) => return Err(self.err("a list item in a map root")),
                 (Some(false), true) => return Err(self.err("a map entry in a text or array root")),
                 _ => {}
             }
-            root_text = Some(name == crate::doc::roots::CODE.as_bytes());
+            let file = match (super::files::file_of_root(name), sub) {
+                (Some(file), _) => Some(file),
+                (None, Some(key)) if name == crate::doc::roots::FILES.as_bytes() => {
+                    if let Err(why) = super::files::check_name_bytes(key) {
+                        return Err(self.err(&format!("a `files` entry with a bad file name: {why}")));
+                    }
+                    Some(key)
+                }
+                _ => None,
+            };
+            if let Some(file) = file {
+                self.file_named(file)?;
+            }
+            root_text = Some(root_is_text(name));
             if place {
                 let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned().into_boxed_str();
                 at = Place::Root(text(name), sub.map(text));
@@ -348,6 +368,17 @@ impl<'a> Walker<'a> {
             return Err(self.err(&format!("content of type {} does not belong in its root", info & 0x0f)));
         }
         Ok((len, at, info & 0x0f))
+    }
+
+    /// Counts a file the update names; refuses more than [`super::MAX_FILES`] in one update.
+    fn file_named(&mut self, name: &'a [u8]) -> Result<()> {
+        if !self.files.contains(&name) {
+            if self.files.len() >= super::MAX_FILES {
+                return Err(self.err(&format!("more than {} files in one update", super::MAX_FILES)));
+            }
+            self.files.push(name);
+        }
+        Ok(())
     }
 
     /// An item's content (yrs dispatches on the low four bits); returns its length.
@@ -613,5 +644,46 @@ mod tests {
         // What the room writes passes: a string in `code`, an `Any` under a `meta` key.
         check_update(&[1, 1, 5, 0, 4, 1, 4, b'c', b'o', b'd', b'e', 1, b'x', 0]).unwrap();
         check_update(&meta_int(&[0x05])).unwrap();
+    }
+
+    /// File roots: `files/<valid name>` texts pass with text content only; other names under
+    /// `files/`, bad `files` keys and more than `MAX_FILES` names in one update are refused.
+    #[test]
+    fn file_roots() {
+        let text = |root: &str| {
+            let mut u = vec![1, 1, 5, 0, 4, 1, root.len() as u8];
+            u.extend(root.as_bytes());
+            u.extend([1, b'x', 0]);
+            u
+        };
+        check_update(&text("files/main.py")).unwrap();
+        for bad in ["files/../x", "files/", "files/.env", "files/a b", "files", "file/main.py"] {
+            refused(&text(bad), if bad == "files" { "list item in a map root" } else { "not in the room's schema" });
+        }
+        let entry = |key: &str| {
+            let mut u = vec![1, 1, 5, 0, 0x28, 1, 5];
+            u.extend(b"files");
+            u.push(key.len() as u8);
+            u.extend(key.as_bytes());
+            u.extend([1, 126, 0]);
+            u
+        };
+        check_update(&entry("util.h")).unwrap();
+        refused(&entry("../util.h"), "bad file name");
+        // 33 file roots in one update (each its own client, one struct).
+        let mut many = vec![33];
+        for i in 0..33u8 {
+            let root = format!("files/f{i}");
+            many.extend([1, 5 + i, 0, 4, 1, root.len() as u8]);
+            many.extend(root.as_bytes());
+            many.extend([1, b'x']);
+        }
+        many.push(0);
+        refused(&many, "more than 32 files");
+        // A file root holds text, not values.
+        let mut values = vec![1, 1, 5, 0, 8, 1, 13];
+        values.extend(b"files/main.py");
+        values.extend([1, 126, 0]);
+        refused(&values, "does not belong");
     }
 }

@@ -1,5 +1,5 @@
 //! The order of every struct in the room's sequence roots (`code`, `analysis`, `runs`,
-//! `versions`), deleted ones included, kept beside yrs's own list so that the write rules can
+//! `versions` and the files' texts), deleted ones included, kept beside yrs's own list so that the write rules can
 //! refuse an item whose left origin does not lie before its right origin.
 //!
 //! Such "crossed origins" are the one well-formed update yrs (like Yjs) cannot integrate
@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use crate::doc::strict::Id;
 
 const NIL: u32 = u32::MAX;
-/// Sequence roots, by index in [`Order::heads`].
+/// The fixed sequence roots, by index in [`Order::heads`]; the files' texts follow them.
 pub(crate) const LISTS: usize = 4;
 
 /// A run of consecutive ids of one client, integrated one after the other, in one list.
@@ -33,7 +33,7 @@ struct Node {
     right_origin: Option<Id>,
     left: u32,
     right: u32,
-    list: u8,
+    list: u32,
 }
 
 /// An undo step of a judged update that is then refused.
@@ -60,7 +60,8 @@ pub(crate) enum Refused {
 #[derive(Debug)]
 pub(crate) struct Order {
     nodes: Vec<Node>,
-    heads: [u32; LISTS],
+    /// The first node of each list ([`LISTS`] fixed ones, then one per file seen).
+    heads: Vec<u32>,
     /// client -> (start clock, node), sorted by start.
     by_client: HashMap<u64, Vec<(u32, u32)>>,
     journal: Vec<Undo>,
@@ -71,7 +72,7 @@ impl Default for Order {
     fn default() -> Self {
         Order {
             nodes: Vec::new(),
-            heads: [NIL; LISTS],
+            heads: vec![NIL; LISTS],
             by_client: HashMap::new(),
             journal: Vec::new(),
             journaling: false,
@@ -217,6 +218,9 @@ impl Order {
         right_origin: Option<Id>,
         check: bool,
     ) -> Result<(), Refused> {
+        if self.heads.len() <= list {
+            self.heads.resize(list + 1, NIL);
+        }
         // The part held already.
         while len > 0 {
             let Some(n) = self.find((client, clock)) else { break };
@@ -328,7 +332,7 @@ impl Order {
             right_origin,
             left: new_left,
             right: next,
-            list: list as u8,
+            list: list as u32,
         });
         self.index_insert(client, clock, q);
         if self.journaling {
@@ -341,7 +345,7 @@ impl Order {
     #[cfg(test)]
     pub(crate) fn ids(&self, list: usize) -> Vec<Id> {
         let mut out = Vec::new();
-        let mut n = self.heads[list];
+        let mut n = self.heads.get(list).copied().unwrap_or(NIL);
         while n != NIL {
             let node = &self.nodes[n as usize];
             out.extend((node.start..node.start + node.len).map(|c| (node.client, c)));

@@ -5,6 +5,7 @@
 //! | root | who may write |
 //! |---|---|
 //! | `code` | host, candidate (and the node, a host, for stock clients) |
+//! | `files`, `files/<name>` | host, candidate (at most [`MAX_FILES`] names, see below) |
 //! | `meta` | host |
 //! | `participants` | a member, its own entry (key = its public key, hex) |
 //! | `votes` | a member, its own vote |
@@ -12,7 +13,9 @@
 //! | `versions` | host, candidate, node |
 //! | anything else | nobody |
 //!
-//! Observers write nothing. Where a struct lands is what yrs will decide: the root named in
+//! Observers write nothing. A replica takes at most [`MAX_FILES`] file names (entries of
+//! `files` and `files/*` roots together): an update that would bring in more is refused.
+//! Where a struct lands is what yrs will decide: the root named in
 //! the struct, or else the place of its left origin, or else of its right origin. Origins are
 //! looked up in [`Placements`] (every struct this replica integrated, as runs of ids), so a
 //! struct placed by its neighbours is judged where it will really go. A struct whose origins
@@ -22,14 +25,15 @@
 
 use std::collections::HashMap;
 
-use super::order::{Order, Refused};
+use super::order::{Order, Refused, LISTS};
 use crate::doc::strict::{Id, Place, Scan, ScanBlock};
+use crate::doc::MAX_FILES;
 use crate::error::CoreError;
 use crate::grant::Role;
 use crate::identity::PeerKey;
 
 /// The roots of the room document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Root {
     Code,
     Meta,
@@ -38,6 +42,10 @@ pub(crate) enum Root {
     Analysis,
     Runs,
     Versions,
+    /// The map listing the extra files.
+    Files,
+    /// An extra file's text (`files/<name>`), by name.
+    File(Box<str>),
     /// A root the room's schema does not have.
     Other,
 }
@@ -52,31 +60,49 @@ impl Root {
             "analysis" => Root::Analysis,
             "runs" => Root::Runs,
             "versions" => Root::Versions,
-            _ => Root::Other,
+            "files" => Root::Files,
+            _ => match crate::doc::files::file_of_root(name.as_bytes()) {
+                // Checked ASCII.
+                Some(file) => Root::File(String::from_utf8_lossy(file).into()),
+                None => Root::Other,
+            },
         }
     }
 
-    /// The index of a sequence root's list in [`Order`]; None for maps.
-    fn list(self) -> Option<usize> {
+    /// Whether it is a map root (its structs carry a key).
+    fn is_map(&self) -> bool {
+        matches!(self, Root::Meta | Root::Participants | Root::Votes | Root::Files)
+    }
+
+    /// Whether it holds text (strings, embeds, formatting) rather than values.
+    fn is_text(&self) -> bool {
+        matches!(self, Root::Code | Root::File(_))
+    }
+
+    /// The index of a fixed sequence root's list in [`Order`]; None for maps and files
+    /// (whose lists [`Placements`] numbers).
+    fn list(&self) -> Option<usize> {
         match self {
             Root::Code => Some(0),
             Root::Analysis => Some(1),
             Root::Runs => Some(2),
             Root::Versions => Some(3),
-            Root::Meta | Root::Participants | Root::Votes | Root::Other => None,
+            _ => None,
         }
     }
 
-    fn name(self) -> &'static str {
+    fn name(&self) -> String {
         match self {
-            Root::Code => "code",
-            Root::Meta => "meta",
-            Root::Participants => "participants",
-            Root::Votes => "votes",
-            Root::Analysis => "analysis",
-            Root::Runs => "runs",
-            Root::Versions => "versions",
-            Root::Other => "a root outside the room's schema",
+            Root::Code => "code".into(),
+            Root::Meta => "meta".into(),
+            Root::Participants => "participants".into(),
+            Root::Votes => "votes".into(),
+            Root::Analysis => "analysis".into(),
+            Root::Runs => "runs".into(),
+            Root::Versions => "versions".into(),
+            Root::Files => "files".into(),
+            Root::File(name) => format!("files/{name}"),
+            Root::Other => "a root outside the room's schema".into(),
         }
     }
 }
@@ -88,6 +114,16 @@ pub(crate) enum Slot {
     In(Root, Option<Box<str>>),
     /// Garbage collected, or an item yrs could not give a parent: no content anywhere.
     Nowhere,
+}
+
+impl Slot {
+    /// The file it names: a file's text, or the file's entry in `files`.
+    fn file(&self) -> Option<&str> {
+        match self {
+            Slot::In(Root::File(name), _) | Slot::In(Root::Files, Some(name)) => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// Who is writing, as the rules see it.
@@ -105,7 +141,7 @@ impl Writer<'_> {
     fn may(&self, slot: &Slot) -> bool {
         let (root, key) = match slot {
             Slot::Nowhere => return self.role.may_write(),
-            Slot::In(root, key) => (*root, key.as_deref()),
+            Slot::In(root, key) => (root, key.as_deref()),
         };
         // Map keys are public keys in hex (either case parses; anything else is nobody's).
         let own = match (key, self.key) {
@@ -114,7 +150,7 @@ impl Writer<'_> {
         };
         match (self.role, root) {
             (Role::Observer, _) | (_, Root::Other) => false,
-            (_, Root::Code) => true,
+            (_, Root::Code | Root::Files | Root::File(_)) => true,
             (Role::Host, Root::Meta) => true,
             (_, Root::Meta) => false,
             (_, Root::Participants | Root::Votes) => own,
@@ -147,6 +183,13 @@ pub(crate) struct Placements {
     slot_ids: HashMap<Slot, u32>,
     /// The sequence roots' structs in document order (for crossed origins).
     order: Order,
+    /// The file names of every recorded struct (the cap counts them). A `Vec`: at most a
+    /// few dozen, and no hash-set code in the WASM module.
+    files: Vec<Box<str>>,
+    /// The files whose texts have a list in [`Order`]: the `i`th has list `LISTS + i`.
+    file_lists: Vec<Box<str>>,
+    /// How many of `file_lists` the update being judged found (undone if it is refused).
+    lists_before: usize,
 }
 
 impl Placements {
@@ -166,9 +209,29 @@ impl Placements {
     fn slot_index(&mut self, slot: Slot) -> u32 {
         let next = self.slots.len() as u32;
         *self.slot_ids.entry(slot.clone()).or_insert_with(|| {
+            if let Some(name) = slot.file() {
+                if !self.files.iter().any(|f| **f == *name) {
+                    self.files.push(name.into());
+                }
+            }
             self.slots.push(slot);
             next
         })
+    }
+
+    /// Whether file `name` is known here, or a new one still fits under [`MAX_FILES`].
+    pub(crate) fn may_add_file(&self, name: &str) -> bool {
+        self.files.iter().any(|f| **f == *name) || self.files.len() < MAX_FILES
+    }
+
+    /// The list in [`Order`] of a sequence root (a new one for a file seen first).
+    fn list_of(&mut self, root: &Root) -> Option<usize> {
+        let Root::File(name) = root else { return root.list() };
+        if let Some(i) = self.file_lists.iter().position(|f| f == name) {
+            return Some(LISTS + i);
+        }
+        self.file_lists.push(name.clone());
+        Some(LISTS + self.file_lists.len() - 1)
     }
 
     fn put_index(&mut self, (client, start): Id, len: u32, idx: u32) {
@@ -233,7 +296,7 @@ impl Placements {
             Place::Gc | Place::Skip => return Ok(()),
         };
         let Slot::In(root, _) = slot else { return Ok(()) };
-        let Some(list) = root.list() else {
+        let Some(list) = self.list_of(root) else {
             return if check && right.is_some() { Err(Refused::Crossed) } else { Ok(()) };
         };
         // An origin outside the order: in a map root it crosses roots; garbage collected
@@ -271,8 +334,7 @@ impl Placements {
                 Place::Root(name, key) => {
                     let root = Root::from_name(name);
                     // Only map roots have keys; a key on a sequence root is still that root.
-                    let key =
-                        matches!(root, Root::Meta | Root::Participants | Root::Votes).then(|| key.clone()).flatten();
+                    let key = root.is_map().then(|| key.clone()).flatten();
                     Some(Slot::In(root, key))
                 }
                 Place::Gc => Some(Slot::Nowhere),
@@ -337,7 +399,7 @@ impl Placements {
             }
             // What the gate checks for an item at a root, for one placed by its origins.
             if let (Slot::In(root, _), Some(b)) = (slot, blocks.get(id)) {
-                if !crate::doc::strict::content_fits(*root == Root::Code, b.content) {
+                if !crate::doc::strict::content_fits(root.is_text(), b.content) {
                     return Err(refusal(&who, slot, &format!("put content of type {} into", b.content)));
                 }
             }
@@ -362,14 +424,31 @@ impl Placements {
                 at = run_end.min(end).max(at + 1);
             }
         }
+        // The cap on file names: counted over what this replica recorded, so every replica
+        // that holds the same files reaches the same verdict.
+        let mut fresh: Vec<&str> = Vec::new();
+        for name in placed.iter().filter_map(|(_, _, slot)| slot.file()) {
+            if !self.files.iter().any(|f| **f == *name) && !fresh.contains(&name) {
+                if self.files.len() + fresh.len() >= MAX_FILES {
+                    let name = crate::doc::files::shown(name);
+                    return Err(CoreError::NotAllowed(format!(
+                        "{} may not add file {name}: a room holds at most {MAX_FILES} files",
+                        whom(&who)
+                    )));
+                }
+                fresh.push(name);
+            }
+        }
         // Last, as it changes the order: an item's origins must not cross.
         self.order.begin();
+        self.lists_before = self.file_lists.len();
         for (i, (id, _, slot)) in placed.iter().enumerate() {
             let Some(b) = blocks.get(id) else { continue };
             match self.sequence(b, slot, &placed[..i], true) {
                 Ok(()) => {}
                 Err(e) => {
                     self.order.rollback();
+                    self.file_lists.truncate(self.lists_before);
                     return match e {
                         Refused::Unknown => Ok(Verdict::Wait),
                         Refused::Crossed => Err(refusal(&who, slot, "cross the origins of an item in")),
@@ -417,14 +496,21 @@ fn run_holding(runs: &[(u32, u32, u32)], clock: u32) -> Option<&(u32, u32, u32)>
     runs.get(at.checked_sub(1)?).filter(|r| clock < r.1)
 }
 
+fn whom(who: &Writer<'_>) -> String {
+    if who.node {
+        "the node".to_owned()
+    } else {
+        format!("a {}", who.role)
+    }
+}
+
 fn refusal(who: &Writer<'_>, slot: &Slot, what: &str) -> CoreError {
-    let whom = if who.node { "the node".to_owned() } else { format!("a {}", who.role) };
     let place = match slot {
         Slot::In(root, Some(key)) => format!("{}[{}]", root.name(), key.chars().take(16).collect::<String>()),
-        Slot::In(root, None) => root.name().to_owned(),
+        Slot::In(root, None) => root.name(),
         Slot::Nowhere => "the document".to_owned(),
     };
-    CoreError::NotAllowed(format!("{whom} may not {what} {place}"))
+    CoreError::NotAllowed(format!("{} may not {what} {place}", whom(who)))
 }
 
 #[cfg(test)]

@@ -157,17 +157,51 @@ impl<S: Store> Room<S> {
         Ok(line_diff(&self.code_at(from)?, &self.code_at(to)?))
     }
 
-    /// Restores the code of version `id` as a forward edit (the minimal splices from the
-    /// current text), then records a new version with cause `restore`. History is kept.
+    /// Line diffs of the extra files between two cuts, by name (sorted), over the files
+    /// listed at either; a file listed at only one side diffs against an empty text.
+    pub fn file_diffs(&self, from: &Cut, to: &Cut) -> Result<Vec<(String, Vec<DiffLine>)>> {
+        let (old, new) = (self.doc_at(from)?.file_texts(), self.doc_at(to)?.file_texts());
+        let mut names: Vec<&String> = old.iter().chain(&new).map(|(n, _)| n).collect();
+        names.sort();
+        names.dedup();
+        fn text<'a>(files: &'a [(String, String)], name: &str) -> &'a str {
+            files.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str()).unwrap_or_default()
+        }
+        Ok(names.into_iter().map(|n| (n.clone(), line_diff(text(&old, n), text(&new, n)))).collect())
+    }
+
+    /// Restores version `id` as a forward edit: the code and every extra file take their
+    /// text at the version (the minimal splices from the current text), files listed then
+    /// are listed again and files added since are unlisted. Then records a new version with
+    /// cause `restore`. History is kept.
     pub fn restore(&mut self, id: &str, now_ms: u64) -> Result<(Option<Envelope>, VersionMeta)> {
         self.seal_pending(now_ms)?;
-        let target = self.code_at(&Cut::Version(id.to_owned()))?;
-        let splices = minimal_edits(&self.doc.code(), &target);
+        let then = self.doc_at(&Cut::Version(id.to_owned()))?;
+        let splices = minimal_edits(&self.doc.code(), &then.code());
+        let files = then.file_texts();
+        let mut failed: Result<()> = Ok(());
         let env = self.edit(now_ms, |e| {
-            for s in &splices {
-                e.splice_code(s.pos, s.delete, &s.insert);
-            }
+            failed = (|| {
+                for s in &splices {
+                    e.splice_code(s.pos, s.delete, &s.insert);
+                }
+                // Unlist first: the version's files fit under the cap, ours and its may not.
+                for name in e.files() {
+                    if !files.iter().any(|(n, _)| *n == name) {
+                        e.remove_file(&name)?;
+                    }
+                }
+                for (name, target) in &files {
+                    e.add_file(name, now_ms)?;
+                    let current = e.file(name).unwrap_or_default();
+                    for s in minimal_edits(&current, target) {
+                        e.splice_file(name, s.pos, s.delete, &s.insert)?;
+                    }
+                }
+                Ok(())
+            })();
         })?;
+        failed?;
         let v = self.create_version(&format!("restore of {id}"), VersionCause::Restore, now_ms)?;
         Ok((env, v))
     }
