@@ -5,7 +5,7 @@
 //! | root | who may write |
 //! |---|---|
 //! | `code` | host, candidate (and the node, a host, for stock clients) |
-//! | `files`, `files/<name>` | host, candidate (at most [`MAX_FILES`] names, see below) |
+//! | `files`, `files/<name>` | host, candidate |
 //! | `meta` | host |
 //! | `participants` | a member, its own entry (key = its public key, hex) |
 //! | `votes` | a member, its own vote |
@@ -13,8 +13,11 @@
 //! | `versions` | host, candidate, node |
 //! | anything else | nobody |
 //!
-//! Observers write nothing. A replica takes at most [`MAX_FILES`] file names (entries of
-//! `files` and `files/*` roots together): an update that would bring in more is refused.
+//! Observers write nothing. No rule here counts file names over the room: such a verdict
+//! would depend on the order replicas receive concurrent updates in (two writers adding the
+//! last file at once), and replicas must agree whatever the order. The stateless gate takes
+//! at most [`crate::MAX_FILES`] names per update; an honest writer refuses to list more than
+//! that ([`Placements::may_add_file`]); beyond, file names are content, as text is.
 //! Where a struct lands is what yrs will decide: the root named in
 //! the struct, or else the place of its left origin, or else of its right origin. Origins are
 //! looked up in [`Placements`] (every struct this replica integrated, as runs of ids), so a
@@ -422,21 +425,6 @@ impl Placements {
                     return Err(refusal(&who, &slot, "delete"));
                 }
                 at = run_end.min(end).max(at + 1);
-            }
-        }
-        // The cap on file names: counted over what this replica recorded, so every replica
-        // that holds the same files reaches the same verdict.
-        let mut fresh: Vec<&str> = Vec::new();
-        for name in placed.iter().filter_map(|(_, _, slot)| slot.file()) {
-            if !self.files.iter().any(|f| **f == *name) && !fresh.contains(&name) {
-                if self.files.len() + fresh.len() >= MAX_FILES {
-                    let name = crate::doc::files::shown(name);
-                    return Err(CoreError::NotAllowed(format!(
-                        "{} may not add file {name}: a room holds at most {MAX_FILES} files",
-                        whom(&who)
-                    )));
-                }
-                fresh.push(name);
             }
         }
         // Last, as it changes the order: an item's origins must not cross.
