@@ -61,6 +61,8 @@ export function wireProfiles (roomId, token) {
   const poll = Number(new URLSearchParams(location.search).get('profilesPoll')) || 3_000
   let nodeKey = null
   const tick = async () => {
+    // Offline, a fetch only fails (and the browser logs it as an error): wait for the next tick.
+    if (!navigator.onLine) return
     try {
       nodeKey ??= (await (await fetch('/api/peers')).json()).nodeKey
       const res = await fetch(`/api/rooms/${roomId}/profiles`, { headers: { authorization: `Bearer ${token}` } })
