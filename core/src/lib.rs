@@ -10,7 +10,7 @@
 //!   byte; [`sync::wire`] is the envelope protocol (live, catch-up by envelope vector,
 //!   chunking); [`sync::client`] is a signing peer's side of a bootstrap node's `/yws`
 //!   socket (what the WASM package runs), with presence and editor-ready code changes
-//!   ([`doc::CodeWatch`]).
+//!   ([`CodeWatch`]).
 //! - [`Room`]: one replica (document + ledger + [`Store`]); history with versions, time
 //!   travel ([`Cut`]), diff and restore ([`history`]).
 //!
@@ -42,7 +42,7 @@
 mod checkpoint;
 mod codec;
 mod delegation;
-pub mod doc;
+mod doc;
 mod envelope;
 mod error;
 #[doc(hidden)]
@@ -55,13 +55,16 @@ mod ledger;
 pub mod records;
 mod revocation;
 mod room;
-pub mod store;
+mod store;
 pub mod sync;
 pub mod vote;
 
 pub use checkpoint::Checkpoint;
 pub use delegation::Delegation;
-pub use doc::{check_file_name, Edit, MetaValue, RoomDoc, MAX_FILES, MAX_FILE_NAME};
+pub use doc::{
+    check_file_name, check_update, decode_state_vector, decode_update, CodeWatch, Edit, MetaValue, RoomDoc,
+    MAX_CLIENT_ID, MAX_FILES, MAX_FILE_NAME,
+};
 pub use envelope::{Envelope, MAX_UPDATE};
 pub use error::{CoreError, Result};
 pub use grant::{Admission, Grant, Invite, ReadKey, Role, RoomId, FLAG_PROXY};

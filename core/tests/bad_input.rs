@@ -675,7 +675,7 @@ proptest! {
 }
 
 /// Update bytes that crashed or corrupted a replica before arena-core checked updates itself
-/// (`arena_core::doc::check_update`), each through every path that hands bytes to yrs.
+/// (`arena_core::check_update`), each through every path that hands bytes to yrs.
 /// "panic" = a debug-build panic inside yrs 0.28.1; client id 5 everywhere else.
 const REGRESSIONS: &[(&str, &[u8])] = &[
     // panic: ClientID::new debug-asserts ids below 2^53 (struct header, origin, delete set).
@@ -752,13 +752,13 @@ fn update_everywhere(update: &[u8]) -> Result<()> {
 #[test]
 fn regressions() -> Result<()> {
     for (what, bytes) in REGRESSIONS {
-        ensure!(arena_core::doc::check_update(bytes).is_err(), "{what} passes the update check");
+        ensure!(arena_core::check_update(bytes).is_err(), "{what} passes the update check");
         update_everywhere(bytes).with_context(|| format!("regression {what}"))?;
         let mut p = target()?;
         every_decoder(bytes, &mut p.rooms[HOST]).with_context(|| format!("regression {what} as a message"))?;
     }
     let deep = deep_any();
-    ensure!(arena_core::doc::check_update(&deep).is_err(), "deep nesting passes the update check");
+    ensure!(arena_core::check_update(&deep).is_err(), "deep nesting passes the update check");
     update_everywhere(&deep).context("regression: deep nesting")
 }
 

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use arena_core::doc::decode_update;
+use arena_core::decode_update;
 use arena_core::history::Splice;
 use arena_core::records::{Meta, VersionCause};
 use arena_core::sync::wire::Wire;

@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use arena_core::store::SledDb;
+use arena_core::SledDb;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
