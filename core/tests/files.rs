@@ -191,10 +191,8 @@ fn the_file_cap_is_the_same_verdict_on_every_replica() -> Result<()> {
     // one here and the other there, and stalled the refused author's chain).
     let h = p.rooms[HOST].add_file("host.py", T0 + 3)?.context("host add")?;
     let c = p.rooms[CAND].add_file("cand.py", T0 + 3)?.context("cand add")?;
-    for e in [&h] {
-        p.rooms[OBS].receive(vec![e.clone()], T0 + 4)?;
-        p.rooms[CAND].receive(vec![e.clone()], T0 + 4)?;
-    }
+    p.rooms[OBS].receive(vec![h.clone()], T0 + 4)?;
+    p.rooms[CAND].receive(vec![h], T0 + 4)?;
     p.rooms[HOST].receive(vec![c.clone()], T0 + 4)?;
     p.rooms[OBS].receive(vec![c.clone()], T0 + 4)?;
     sync_all(&mut p.rooms, T0 + 5)?;
