@@ -85,7 +85,7 @@ pub enum CoreError {
     /// Consensus rules (votes, rounds) were not met.
     #[error("consensus: {0}")]
     Consensus(String),
-    /// A file name the room does not take (see [`crate::doc::check_file_name`]).
+    /// A file name the room does not take (see [`crate::check_file_name`]).
     #[error("bad file name {name:?}: {reason}")]
     FileName {
         /// The name, cut to 64 characters.

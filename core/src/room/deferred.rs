@@ -45,7 +45,7 @@ impl<S: Store> Room<S> {
     }
 
     /// Deferred splices of the code buffer that an editor already shows: like
-    /// [`Room::edit_deferred`], but a [`crate::doc::CodeWatch`] does not report them back.
+    /// [`Room::edit_deferred`], but a [`crate::CodeWatch`] does not report them back.
     pub fn edit_shown(&mut self, splices: &[Splice], now_ms: u64) -> Result<bool> {
         self.check_may_write()?;
         let ((), update) = self.doc.edit_shown(|e| {
