@@ -278,3 +278,32 @@ async fn a_dead_nodes_cgroups_are_removed_at_start_and_a_live_ones_kept() -> Res
     second.stop().await?;
     first.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_whose_caller_hangs_up_leaves_no_process() -> Result<()> {
+    // A run timeout far beyond the test's patience: only the dropped run's cgroup can end it.
+    let (server, _dir) = node_with(|c| c.exec.exec_run_timeout_ms = 600_000).await?;
+    let Some(dirs) = cgroup_dirs(server.addr, "caller hangs up").await? else { return server.stop().await };
+    let marker = "987657.375";
+    let body = json!({
+        "language": "bash", "version": "*", "run_timeout": 600_000,
+        "files": [{ "content": format!("setsid sleep {marker} &\nsleep {marker}") }],
+    })
+    .to_string();
+    let addr = server.addr;
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "POST /api/v2/execute HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut conn, format!("{head}{body}").as_bytes()).await?;
+    wait_for(Duration::from_secs(20), || (processes_with(marker).len() == 2).then_some(())).await?;
+    drop(conn);
+    wait_for(Duration::from_secs(30), || processes_with(marker).is_empty().then_some(()))
+        .await
+        .with_context(|| format!("survivors: {:?}", processes_with(marker)))?;
+    for dir in &dirs {
+        wait_for(Duration::from_secs(10), || runs_under(dir).is_empty().then_some(())).await?;
+    }
+    server.stop().await
+}
