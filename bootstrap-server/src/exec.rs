@@ -2,12 +2,14 @@
 //! node serves.
 //!
 //! - `local` (the default) runs the installed toolchains inside bubblewrap: no network, a
-//!   private working directory, read-only system directories, rlimits, a wall-clock
+//!   private working directory, read-only system directories, a cgroup per stage where
+//!   the node can make one (memory and processes of the whole run) and rlimits, a wall-clock
 //!   timeout that kills the whole sandbox, output capped and marked truncated (never
 //!   killed for it), a few runs at a time with a bounded queue. See `docs/exec.md`.
 //! - `piston` forwards to a Piston v2 API.
 
 mod api;
+mod cgroup;
 mod config;
 mod local;
 mod piston;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use api::{routes, Access, Maxima};
-pub use config::{Backend, ExecConfig};
+pub use config::{Backend, CgroupMode, ExecConfig};
 pub use local::LocalExecutor;
 pub use piston::PistonExecutor;
 pub use types::{

@@ -2,14 +2,15 @@
 //! same interpreter or binary directly (python3 and C hello world), runs per second at the
 //! concurrency limit, and the latency of each run in a queue of 64 (none lost or stuck).
 //!
-//! `cargo build --release -p arena-benches --bin exec-bench && target/release/exec-bench [--runs N]`
+//! `cargo build --release -p arena-benches --bin exec-bench && target/release/exec-bench [--runs N] [--cgroups off]`
+//! (`--cgroups off`: rlimits only, to compare with a cgroup per stage).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use arena_bootstrap::exec::{ExecRequest, Executor, Limits, LocalExecutor, SourceFile};
+use arena_bootstrap::exec::{CgroupMode, ExecRequest, Executor, Limits, LocalExecutor, SourceFile};
 
 const PY: &str = "print('hello, world')\n";
 const C: &str = "#include <stdio.h>\nint main(void){puts(\"hello, world\");return 0;}\n";
@@ -127,8 +128,12 @@ async fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     let mut cfg = arena_bootstrap::Config::for_tests(work.path().join("data")).exec;
     cfg.exec_queue = 64;
+    if args.iter().position(|a| a == "--cgroups").and_then(|i| args.get(i + 1)).is_some_and(|v| v == "off") {
+        cfg.exec_cgroups = CgroupMode::Off;
+    }
     let exec = Arc::new(LocalExecutor::start(&cfg, Vec::new()).await.context("starting the local executor")?);
     println!("executor: {}", exec.describe());
+    println!("cgroups in /proc/cgroups at start: {}", cgroup_counts());
     println!(
         "machine: {} cores, load {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -220,5 +225,21 @@ async fn main() -> Result<()> {
     if ok != n - 1 {
         bail!("expected {} to run and one to be refused, {ok} ran", n - 1);
     }
+    // Removed cgroups whose memory is still charged linger (dying) in the kernel's count.
+    println!("cgroups in /proc/cgroups at the end: {}", cgroup_counts());
     Ok(())
+}
+
+/// `memory N, pids N` from /proc/cgroups (the kernel's count of each controller's cgroups,
+/// dying ones included).
+fn cgroup_counts() -> String {
+    let text = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let [name @ ("memory" | "pids"), _, n, _] = f.as_slice() {
+            out.push(format!("{name} {n}"));
+        }
+    }
+    out.join(", ")
 }

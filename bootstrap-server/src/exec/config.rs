@@ -13,6 +13,16 @@ pub enum Backend {
     Off,
 }
 
+/// Whether runs get cgroups of their own (memory and process limits per run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CgroupMode {
+    /// cgroup v2 where the node can make child cgroups with memory and pids, else cgroup v1
+    /// memory and pids hierarchies, else none (rlimits only).
+    Auto,
+    /// rlimits only.
+    Off,
+}
+
 /// Code execution: the backend and the limits of every run.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ExecConfig {
@@ -48,8 +58,9 @@ pub struct ExecConfig {
     #[arg(long, env = "ARENA_EXEC_COMPILE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub exec_compile_timeout_ms: u64,
 
-    /// Most (and default) memory of a stage, in MiB (address space per process without
-    /// cgroups; interpreters that reserve address space up front get a fixed allowance).
+    /// Most (and default) memory of a stage, in MiB: all its processes together where runs
+    /// get cgroups, and the address space of each process (interpreters that reserve
+    /// address space up front get a fixed allowance).
     #[arg(long, env = "ARENA_EXEC_MEMORY_MB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(16..=65_536))]
     pub exec_memory_mb: u64,
 
@@ -80,4 +91,10 @@ pub struct ExecConfig {
     /// can be found and killed by uid.
     #[arg(long, env = "ARENA_EXEC_UID", default_value_t = 61_000, value_parser = clap::value_parser!(u32).range(1000..=4_000_000_000))]
     pub exec_uid: u32,
+
+    /// Per-run cgroups: `auto` (cgroup v2 where the node can make child cgroups with the
+    /// memory and pids controllers, else cgroup v1, else none: `/health` says which and
+    /// why) or `off` (rlimits only).
+    #[arg(long, env = "ARENA_EXEC_CGROUPS", value_enum, default_value_t = CgroupMode::Auto)]
+    pub exec_cgroups: CgroupMode,
 }

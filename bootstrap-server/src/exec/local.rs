@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::cgroup::{Cgroups, RunCgroup};
 use super::config::ExecConfig;
 use super::sandbox::{self, Containment, SandboxSettings, Stage};
 use super::spawn;
@@ -41,6 +42,8 @@ struct Local {
     max_memory: u64,
     /// What enforces memory and process limits (for `/health`).
     limits_by: &'static str,
+    /// Each stage's cgroup is made here; `Err` says why runs get none.
+    cgroups: Result<Cgroups, String>,
 }
 
 impl LocalExecutor {
@@ -76,6 +79,17 @@ impl LocalExecutor {
                     .into(),
             )),
         };
+        let cgroups = match containment {
+            // Unsandboxed, a program could leave its cgroup by writing to another one.
+            Containment::None => Err("no sandbox (--unsafe-no-sandbox)".to_owned()),
+            Containment::Bwrap(_) => Cgroups::detect(cfg.exec_cgroups),
+        };
+        match &cgroups {
+            Ok(c) => {
+                tracing::info!(cgroups = %c.describe(), dirs = ?c.dirs(), "code execution: each stage gets a cgroup")
+            }
+            Err(why) => tracing::info!(%why, "code execution: no cgroups, rlimits only"),
+        }
         let base = cfg.exec_work_dir.clone().unwrap_or_else(std::env::temp_dir);
         remove_stale(&base);
         // One per executor: several nodes may live in one process (tests).
@@ -106,7 +120,13 @@ impl LocalExecutor {
             max_run: Duration::from_millis(cfg.exec_run_timeout_ms),
             max_compile: Duration::from_millis(cfg.exec_compile_timeout_ms),
             max_memory: cfg.exec_memory_mb << 20,
-            limits_by: if root { "rlimits, one uid per run slot" } else { "rlimits" },
+            limits_by: match (cgroups.is_ok(), root) {
+                (true, true) => "cgroup per stage, rlimits, one uid per run slot",
+                (true, false) => "cgroup per stage, rlimits",
+                (false, true) => "rlimits, one uid per run slot",
+                (false, false) => "rlimits",
+            },
+            cgroups,
         });
         let warm = inner.clone();
         tokio::spawn(async move {
@@ -200,6 +220,7 @@ impl LocalExecutor {
         let mut compile = None;
         if let Some(argv) = &plan.compile {
             let memory = req.limits.compile_memory.unwrap_or(l.max_memory);
+            let cgroup = self.cgroup("compile", memory)?;
             let o = sandbox::run_stage(
                 &l.settings,
                 Stage {
@@ -213,9 +234,13 @@ impl LocalExecutor {
                     uid,
                     usage: &usage,
                     live: live.clone(),
+                    cgroup: cgroup.as_ref(),
                 },
             )
             .await;
+            if let Some(c) = cgroup {
+                c.close().await;
+            }
             let failed = o.code != Some(0);
             let mut o = o;
             if failed {
@@ -231,6 +256,7 @@ impl LocalExecutor {
                 });
             }
         }
+        let cgroup = self.cgroup("run", run_memory)?;
         let run = sandbox::run_stage(
             &l.settings,
             Stage {
@@ -244,10 +270,24 @@ impl LocalExecutor {
                 uid,
                 usage: &usage,
                 live,
+                cgroup: cgroup.as_ref(),
             },
         )
         .await;
+        if let Some(c) = cgroup {
+            c.close().await;
+        }
         Ok(ExecOutcome { language: tc.lang.language.into(), version: tc.version.clone(), compile, run: Some(run) })
+    }
+
+    /// A cgroup for one stage limited to `memory` bytes, when the node uses cgroups.
+    fn cgroup(&self, stage: &str, memory: u64) -> Result<Option<RunCgroup>, ExecError> {
+        let l = &self.inner;
+        let Ok(cgroups) = &l.cgroups else { return Ok(None) };
+        cgroups
+            .create(stage, memory, l.settings.max_processes)
+            .map(Some)
+            .map_err(|e| ExecError::Unavailable(format!("making the run's cgroup: {e}")))
     }
 
     /// A run slot, or `Busy` when every slot is taken and the queue is full.
@@ -390,7 +430,11 @@ impl Executor for LocalExecutor {
             "backend": "local",
             "sandbox": sandbox,
             "limits": l.limits_by,
-            "cgroups": "not used (rlimits: address space, processes, CPU time, file size, open files)",
+            "cgroups": match &l.cgroups {
+                Ok(c) => c.describe(),
+                Err(why) => format!("not used (rlimits: address space, processes, CPU time, file size, open files): {why}"),
+            },
+            "cgroupDirs": l.cgroups.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default(),
             "usage": if l.settings.time.is_some() { "GNU time" } else { "wait4 (peak memory only when above the node's own)" },
             "concurrency": l.concurrency,
             "running": l.concurrency - l.slots.available_permits(),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::cgroup::{RunCgroup, Usage};
 use super::spawn::{self, Reaper, Rlimits};
 use super::types::{LiveOutput, StageOutcome, Status};
 
@@ -98,6 +99,21 @@ pub(crate) struct Stage<'a> {
     pub(crate) usage: &'a Path,
     /// Where output goes as it arrives too (for a run shown live).
     pub(crate) live: Option<LiveOutput>,
+    /// The stage's own cgroup (memory and process limits for all its processes together),
+    /// when the node uses cgroups. The caller removes it after the stage.
+    pub(crate) cgroup: Option<&'a RunCgroup>,
+}
+
+/// How often a stage's cgroup is checked for OOM kills (one small file read).
+const OOM_POLL: Duration = Duration::from_millis(50);
+
+/// Why the node stopped a stage before it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// It ran past its wall-clock timeout.
+    Timeout,
+    /// A process of it was OOM-killed at the cgroup's memory limit: the rest goes too.
+    MemoryLimit,
 }
 
 /// bubblewrap's arguments for `stage` (before the program's argv).
@@ -269,10 +285,15 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     };
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // RLIMIT_NPROC counts every task of the uid: a slot's own uid has none but the run's;
-    // without one (the node is not root), the node's own tasks count too.
+    // without one (the node is not root), the node's own tasks count too. With a cgroup,
+    // pids.max is the run's limit and the rlimit a looser backstop.
+    let per_run = match stage.cgroup {
+        Some(_) => s.max_processes.saturating_mul(2),
+        None => s.max_processes,
+    };
     let processes = match stage.uid {
-        Some(_) => s.max_processes,
-        None => s.max_processes + spawn::tasks_of_uid(spawn::uid()),
+        Some(_) => per_run,
+        None => per_run + spawn::tasks_of_uid(spawn::uid()),
     };
     let limits = Rlimits {
         cpu_secs: stage.timeout.as_secs() + 1,
@@ -285,7 +306,8 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     // across exec), and `wait4` reports the larger of bubblewrap's and the program's peak:
     // a peak not above the node's size is unknown, not the node's.
     let floor = spawn::own_rss();
-    let mut child = spawn::spawn(&mut cmd, limits, stage.uid)?;
+    let join = stage.cgroup.map(RunCgroup::join).unwrap_or_default();
+    let mut child = spawn::spawn(&mut cmd, limits, stage.uid, &join)?;
     let reaper = Reaper::new(&child);
     let cap = s.output_cap;
     let captured = Arc::new(Mutex::new(Captured::default()));
@@ -316,16 +338,32 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
         tokio::task::spawn_blocking(move || r.wait())
     };
     tokio::pin!(waiter);
-    let (exit, timed_out) = tokio::select! {
-        done = &mut waiter => (done, false),
-        _ = tokio::time::sleep(stage.timeout) => {
-            // The sandbox first (GNU time then reports what it used), then everything.
+    let over_memory = async {
+        let Some(cg) = stage.cgroup else { return std::future::pending().await };
+        let mut tick = tokio::time::interval(OOM_POLL);
+        while cg.oom_kills() == 0 {
+            tick.tick().await;
+        }
+    };
+    let stopped = tokio::select! {
+        done = &mut waiter => Err(done),
+        _ = tokio::time::sleep(stage.timeout) => Ok(Stopped::Timeout),
+        _ = over_memory => Ok(Stopped::MemoryLimit),
+    };
+    let (exit, stopped) = match stopped {
+        Err(done) => (done, None),
+        Ok(why) => {
+            // The program first (GNU time then reports what it used; the kernel ends the rest
+            // of the sandbox with it), then everything.
             reaper.kill_children();
             match tokio::time::timeout(Duration::from_secs(2), &mut waiter).await {
-                Ok(done) => (done, true),
+                Ok(done) => (done, Some(why)),
                 Err(_) => {
                     reaper.kill();
-                    (waiter.await, true)
+                    if let Some(cg) = stage.cgroup {
+                        cg.kill_all();
+                    }
+                    (waiter.await, Some(why))
                 }
             }
         }
@@ -334,6 +372,9 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     // GNU time's numbers are the sandbox's alone; without them the peak is only known when
     // above the node's own size.
     let mut memory = (exit.max_rss > floor + (1 << 20)).then_some(exit.max_rss);
+    // The cgroup's peak (every process of the stage together) is preferred to GNU time's
+    // (the largest process's).
+    let usage = stage.cgroup.map(RunCgroup::usage);
     if s.time.is_some() {
         let report = std::fs::read_to_string(stage.usage).unwrap_or_default();
         match parse_usage(&report) {
@@ -351,6 +392,9 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
             exit.signal = Some(code - 128);
             exit.code = None;
         }
+    }
+    if let Some(peak) = usage.and_then(|u| u.peak) {
+        memory = Some(peak);
     }
     let wall_time = started.elapsed();
     if let Some(w) = writer {
@@ -379,13 +423,36 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
         stdout_truncated: c.stdout_truncated,
         stderr_truncated: c.stderr_truncated,
     };
-    classify(&mut o, timed_out, stage.timeout, cap);
+    classify(&mut o, stopped, stage.timeout, cap, usage);
     Ok(o)
 }
 
-/// Sets `status` and `message` from how the stage ended.
-fn classify(o: &mut StageOutcome, timed_out: bool, timeout: Duration, cap: usize) {
-    let (status, message) = if timed_out {
+/// Sets `status` and `message` from how the stage ended (and what its cgroup saw).
+fn classify(o: &mut StageOutcome, stopped: Option<Stopped>, timeout: Duration, cap: usize, usage: Option<Usage>) {
+    let oom = usage.filter(|u| u.oom_kills > 0);
+    let (status, message) = if let Some(u) = oom {
+        let how = if stopped.is_some() {
+            o.code = None;
+            o.signal = Some("SIGKILL".into());
+            "the run was killed".to_owned()
+        } else {
+            match (&o.signal, o.code) {
+                (Some(sig), _) => format!("the program ended by {sig}"),
+                (None, Some(code)) => format!("the program then exited with code {code}"),
+                (None, None) => "the program ended".to_owned(),
+            }
+        };
+        let n = u.oom_kills;
+        (
+            Status::Signal,
+            format!(
+                "memory limit: the run's processes together went over {} MiB; the kernel killed {n} process{} \
+                 and {how}",
+                u.memory_limit >> 20,
+                if n == 1 { "" } else { "es" },
+            ),
+        )
+    } else if stopped == Some(Stopped::Timeout) {
         o.code = None;
         o.signal = Some("SIGKILL".into());
         (Status::Timeout, format!("killed after the time limit of {} ms (output so far kept)", timeout.as_millis()))
@@ -414,7 +481,13 @@ fn classify(o: &mut StageOutcome, timed_out: bool, timeout: Duration, cap: usize
         return;
     };
     o.status = Some(status);
-    o.message = Some(message);
+    o.message = Some(match usage.filter(|u| u.forks_refused > 0) {
+        Some(u) => format!(
+            "{message} ({} process or thread creations were refused at the run's limit of {} (pids.max))",
+            u.forks_refused, u.pids_limit
+        ),
+        None => message,
+    });
 }
 
 /// Whether bubblewrap at `bwrap` can make a sandbox here: runs `true` inside one.
@@ -446,6 +519,7 @@ pub(crate) async fn probe(bwrap: &Path, uid: Option<u32>) -> Result<(), String> 
             uid,
             usage: &dir.join("usage"),
             live: None,
+            cgroup: None,
         },
     )
     .await;

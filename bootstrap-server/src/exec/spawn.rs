@@ -1,9 +1,11 @@
-//! The few system calls around a sandboxed child that std does not offer: rlimits and a
-//! parent-death signal set between fork and exec, and `wait4` for the child's CPU time and
-//! peak memory. Everything unsafe in code execution is in this file.
+//! The few system calls around a sandboxed child that std does not offer: rlimits, a
+//! parent-death signal and joining the run's cgroups between fork and exec, `wait4` for the
+//! child's CPU time and peak memory, and killing by pidfd. Everything unsafe in code
+//! execution is in this file.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
@@ -24,9 +26,30 @@ pub(crate) struct Rlimits {
     pub(crate) file_size: u64,
 }
 
+/// Most cgroups a child joins (one per cgroup v1 hierarchy: memory, pids).
+pub(crate) const MAX_JOINS: usize = 2;
+
 /// Starts `cmd` in a process group of its own, with `limits`, SIGKILLed if the node dies,
-/// as `uid`/`gid` when given (the node is root).
-pub(crate) fn spawn(cmd: &mut Command, limits: Rlimits, uid: Option<u32>) -> io::Result<Child> {
+/// as `uid`/`gid` when given (the node is root), in the cgroups whose `cgroup.procs` files
+/// `join` are (opened for writing by the node before the fork: the kernel checks the
+/// opener's credentials, so the child may join after dropping to `uid`). More than
+/// [`MAX_JOINS`] is an error.
+pub(crate) fn spawn(
+    cmd: &mut Command,
+    limits: Rlimits,
+    uid: Option<u32>,
+    join: &[BorrowedFd<'_>],
+) -> io::Result<Child> {
+    if join.len() > MAX_JOINS {
+        return Err(io::Error::other(format!("at most {MAX_JOINS} cgroups to join")));
+    }
+    // Plain integers, copied into the closure: nothing to allocate after the fork. The fds
+    // stay open until `cmd.spawn()` returns (the caller borrows them for this call) and are
+    // close-on-exec, so the program never holds them.
+    let mut fds: [RawFd; MAX_JOINS] = [-1; MAX_JOINS];
+    for (slot, fd) in fds.iter_mut().zip(join) {
+        *slot = fd.as_raw_fd();
+    }
     cmd.process_group(0);
     if let Some(uid) = uid {
         cmd.uid(uid).gid(uid);
@@ -44,6 +67,12 @@ pub(crate) fn spawn(cmd: &mut Command, limits: Rlimits, uid: Option<u32>) -> io:
     // allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
+            for fd in fds.into_iter().filter(|fd| *fd >= 0) {
+                // "0": the writing process. write is async-signal-safe.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             set(libc::RLIMIT_CPU, limits.cpu_secs)?;
             set(libc::RLIMIT_NOFILE, limits.open_files)?;
             set(libc::RLIMIT_FSIZE, limits.file_size)?;
@@ -216,6 +245,31 @@ pub(crate) fn tasks_of_uid(uid: u32) -> u64 {
         }
     }
     tasks
+}
+
+/// SIGKILLs process `pid` if `still_ours()` (called after the pid is pinned by a pidfd:
+/// a pid recycled after the check is not hit). Returns whether a signal was sent.
+pub(crate) fn kill_if(pid: libc::pid_t, still_ours: impl FnOnce() -> bool) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        // No pidfd (a kernel before 5.3): check, then kill by number.
+        // SAFETY: kill takes integers.
+        return still_ours() && unsafe { libc::kill(pid, libc::SIGKILL) } == 0;
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    if !still_ours() {
+        return false;
+    }
+    // SAFETY: a pidfd we own, a signal number, no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0)
+    };
+    rc == 0
 }
 
 /// This process's real uid.

@@ -126,7 +126,8 @@ pub struct StageOutcome {
     pub cpu_time: Duration,
     /// Wall-clock time of the stage.
     pub wall_time: Duration,
-    /// Peak resident memory of its largest process, in bytes (`None` when unknown).
+    /// Peak memory in bytes: of all the stage's processes together when it ran in a cgroup
+    /// of its own, else the peak resident size of its largest process (`None` when unknown).
     pub memory: Option<u64>,
     /// Whether standard output went over the cap (the rest was read and dropped).
     pub stdout_truncated: bool,
