@@ -281,16 +281,36 @@ async fn a_dead_nodes_cgroups_are_removed_at_start_and_a_live_ones_kept() -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_whose_caller_hangs_up_leaves_no_process() -> Result<()> {
-    // A run timeout far beyond the test's patience: only the dropped run's cgroup can end it.
+    // A run timeout far beyond the test's patience: only the dropped run's cleanup can end it.
     let (server, _dir) = node_with(|c| c.exec.exec_run_timeout_ms = 600_000).await?;
     let Some(dirs) = cgroup_dirs(server.addr, "caller hangs up").await? else { return server.stop().await };
-    let marker = "987657.375";
+    hang_up_on_a_sleeper(server.addr, "987657.375").await?;
+    for dir in &dirs {
+        wait_for(Duration::from_secs(10), || runs_under(dir).is_empty().then_some(())).await?;
+    }
+    server.stop().await
+}
+
+/// The same without cgroups: the dropped stage kills its sandbox itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_cgroups_a_run_whose_caller_hangs_up_leaves_no_process() -> Result<()> {
+    let (server, _dir) = node_with(|c| {
+        c.exec.exec_run_timeout_ms = 600_000;
+        c.exec.exec_cgroups = arena_bootstrap::exec::CgroupMode::Off;
+    })
+    .await?;
+    hang_up_on_a_sleeper(server.addr, "987658.375").await?;
+    server.stop().await
+}
+
+/// Starts a bash run that sleeps (and leaves a sleeper in a session of its own), drops the
+/// connection once both sleep, and waits until neither is left.
+async fn hang_up_on_a_sleeper(addr: std::net::SocketAddr, marker: &str) -> Result<()> {
     let body = json!({
         "language": "bash", "version": "*", "run_timeout": 600_000,
         "files": [{ "content": format!("setsid sleep {marker} &\nsleep {marker}") }],
     })
     .to_string();
-    let addr = server.addr;
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
     let head = format!(
         "POST /api/v2/execute HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -302,8 +322,5 @@ async fn a_run_whose_caller_hangs_up_leaves_no_process() -> Result<()> {
     wait_for(Duration::from_secs(30), || processes_with(marker).is_empty().then_some(()))
         .await
         .with_context(|| format!("survivors: {:?}", processes_with(marker)))?;
-    for dir in &dirs {
-        wait_for(Duration::from_secs(10), || runs_under(dir).is_empty().then_some(())).await?;
-    }
-    server.stop().await
+    Ok(())
 }

@@ -240,6 +240,17 @@ pub(crate) async fn run_stage(s: &SandboxSettings, stage: Stage<'_>) -> StageOut
     }
 }
 
+/// Kills a stage's sandbox when dropped armed (see `run_inner`).
+struct KillOnDrop(Option<Reaper>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.kill();
+        }
+    }
+}
+
 async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> std::io::Result<StageOutcome> {
     let Some((program, args)) = stage.argv.split_first() else {
         return Err(std::io::Error::other("empty command"));
@@ -309,6 +320,9 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
     let join = stage.cgroup.map(RunCgroup::join).unwrap_or_default();
     let mut child = spawn::spawn(&mut cmd, limits, stage.uid, &join)?;
     let reaper = Reaper::new(&child);
+    // If this future is dropped before the stage ends (the caller hung up), the sandbox goes
+    // with it: without a cgroup nothing else would end a program that sleeps.
+    let mut on_drop = KillOnDrop(Some(reaper.clone()));
     let cap = s.output_cap;
     let captured = Arc::new(Mutex::new(Captured::default()));
     let mut readers = Vec::new();
@@ -368,6 +382,7 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
             }
         }
     };
+    on_drop.0 = None;
     let mut exit = exit.map_err(std::io::Error::other)??;
     // GNU time's numbers are the sandbox's alone; without them the peak is only known when
     // above the node's own size.
