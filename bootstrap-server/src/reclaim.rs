@@ -60,15 +60,17 @@ pub(crate) fn after_flush() {
 
 /// Whether this thread should reclaim now (and, if so, notes that it did).
 fn due() -> bool {
-    let releases = RELEASES.load(Ordering::Relaxed);
-    SEEN.with(|seen| {
-        let (last, at) = seen.get();
-        if releases == last || at.is_some_and(|t| t.elapsed() < EVERY) {
-            return false;
-        }
-        seen.set((releases, Some(Instant::now())));
-        true
-    })
+    SEEN.with(|seen| should_reclaim(seen, RELEASES.load(Ordering::Relaxed), Instant::now()))
+}
+
+/// The rule: `releases` moved since `seen`, and `seen` is at least [`EVERY`] old.
+fn should_reclaim(seen: &Cell<(u64, Option<Instant>)>, releases: u64, now: Instant) -> bool {
+    let (last, at) = seen.get();
+    if releases == last || at.is_some_and(|t| now.saturating_duration_since(t) < EVERY) {
+        return false;
+    }
+    seen.set((releases, Some(now)));
+    true
 }
 
 /// Moves this thread's retired items to crossbeam-epoch's global queue and collects what
@@ -82,26 +84,19 @@ fn flush_retired() {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
     #[test]
     fn a_thread_reclaims_once_per_release_and_at_most_once_a_second() {
-        // On a thread of its own: the thread-local starts fresh.
-        std::thread::spawn(|| {
-            let mut calls = 0;
-            released();
-            assert!(on_park(|| calls += 1), "a release not seen yet");
-            assert!(!on_park(|| calls += 1), "nothing released since");
-            released();
-            assert!(!on_park(|| calls += 1), "released, but within the second");
-            SEEN.with(|s| s.set((s.get().0, Some(Instant::now() - EVERY))));
-            assert!(on_park(|| calls += 1), "released, and the second passed");
-            assert_eq!(calls, 2);
-        })
-        .join()
-        .unwrap();
+        let seen = Cell::new((0, None));
+        let t0 = Instant::now();
+        assert!(!should_reclaim(&seen, 0, t0), "nothing released yet");
+        assert!(should_reclaim(&seen, 1, t0), "a release not seen yet");
+        assert!(!should_reclaim(&seen, 1, t0 + 2 * EVERY), "nothing released since");
+        assert!(!should_reclaim(&seen, 2, t0 + EVERY / 2), "released, but within the second");
+        assert!(should_reclaim(&seen, 2, t0 + EVERY), "released, and the second passed");
+        assert_eq!(seen.get(), (2, Some(t0 + EVERY)));
     }
 
     #[test]
@@ -114,15 +109,13 @@ mod tests {
         assert!(weak.upgrade().is_some(), "retired, not dropped: the bag holds it");
         // One reclaim drops it unless another thread of the test binary (a test using sled)
         // is pinned in an older epoch meanwhile: then a later one does.
-        for _ in 0..1000 {
+        let dropped = (0..1000).any(|_| {
             released();
             SEEN.with(|s| s.set((s.get().0, None)));
             assert!(on_park(|| {}));
-            if weak.upgrade().is_none() {
-                return;
-            }
             std::thread::yield_now();
-        }
-        panic!("the retired item was never dropped");
+            weak.upgrade().is_none()
+        });
+        assert!(dropped, "the retired item was never dropped");
     }
 }
