@@ -15,8 +15,9 @@
 //   ulimit -n 65536; node benches/js/stock-idle.mjs [--servers arena,yws,hocuspocus]
 //       [--rooms 2000,4000] [--wait 40] [--edits 40] [--arena-bin target/release/arena-bootstrap]
 //       [--arena-args '--flag value ...'] [--baseline-bin PATH]
-// (benches/js/stock-idle.sh raises the limit and runs it; --arena-bin skips its check of the
-// release build only when run directly.)
+// benches/js/stock-idle.sh raises the open-file limit, checks for the release build and runs
+// it. --baseline-bin adds another arena-bootstrap build (e.g. the commit before a change) to
+// the same run.
 import { spawn } from 'node:child_process'
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
