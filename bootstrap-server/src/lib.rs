@@ -46,6 +46,7 @@ mod limit;
 mod live;
 pub mod metrics;
 mod p2p;
+pub mod reclaim;
 mod registry;
 mod room;
 mod runs;

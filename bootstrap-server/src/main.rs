@@ -23,7 +23,30 @@ static ALLOC: arena_bootstrap::metrics::Counting<std::alloc::System> =
 
 fn main() -> anyhow::Result<()> {
     no_transparent_huge_pages();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(serve())
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    rt.on_thread_park(give_back_freed_pages);
+    rt.build().context("starting the runtime")?.block_on(serve())
+}
+
+/// What each runtime thread runs as it goes idle (see `arena_bootstrap::reclaim`): after
+/// rooms released memory, the allocator gives back what it can.
+fn give_back_freed_pages() {
+    arena_bootstrap::reclaim::on_park(|| {
+        // SAFETY: mi_collect takes a flag and works on the calling thread's heap and the
+        // process's free segments; any thread may call it at any time.
+        #[cfg(feature = "mimalloc")]
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_collect(true);
+        }
+        // SAFETY: malloc_trim takes an integer and works on glibc's own state.
+        #[cfg(all(not(feature = "mimalloc"), target_os = "linux"))]
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    });
 }
 
 /// Transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.

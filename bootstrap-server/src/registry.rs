@@ -101,7 +101,15 @@ impl Registry {
         let flusher = {
             let db = db.clone();
             let interval = Duration::from_millis(cfg.commit_interval_ms);
-            crate::flush::spawn(move || db.flush().map_err(|e| e.to_string()), metrics.clone(), interval)
+            crate::flush::spawn(
+                move || {
+                    let res = db.flush().map_err(|e| e.to_string());
+                    crate::reclaim::after_flush();
+                    res
+                },
+                metrics.clone(),
+                interval,
+            )
         };
         let open: room::Opener<SledStore> = {
             let (db, identity) = (db.clone(), identity.clone());

@@ -309,6 +309,7 @@ impl<S: RoomStore> RoomState<S> {
             }
         }
         dec(&self.env.metrics.rooms_loaded);
+        crate::reclaim::released();
         self.env.rooms.forget(&self.id);
         info!("room unloaded");
     }

@@ -245,8 +245,10 @@ impl<S: RoomStore> RoomState<S> {
             self.used = Stamp::now();
             return;
         }
-        if self.room.take().is_some() {
+        if let Some(room) = self.room.take() {
+            drop(room);
             dec(&self.env.metrics.docs_loaded);
+            crate::reclaim::released();
             debug!("document idle, evicted from memory");
         }
     }
