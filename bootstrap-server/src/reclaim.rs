@@ -2,7 +2,7 @@
 //!
 //! When a room's document is evicted (or the room unloaded), what it freed does not leave
 //! the process's RSS by itself, for two reasons measured with stock clients
-//! (`benches/js/stock-idle.mjs`, `docs/decisions/003-idle-memory-stock-clients.md`):
+//! (`benches/js/stock-idle.mjs`, `docs/decisions/004-idle-memory-stock-clients.md`):
 //! - sled retires its 512 KiB write buffers (and old pages) through crossbeam-epoch: each is
 //!   dropped only once the thread that retired it flushes its garbage bag or fills it (64
 //!   items), and an idle node's threads do neither: ~15–30 MB stayed after a burst of typing;
