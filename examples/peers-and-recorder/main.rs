@@ -90,13 +90,13 @@ async fn typist(
     Ok(client.room().doc().code())
 }
 
-/// Applies what arrives on `link` for `d`.
+/// Applies what arrives on `link` for `d` (only the wait times out: a frame that arrived is
+/// handled whole, its replies sent).
 async fn pump(link: &mut YwsLink, client: &mut NodeClient, d: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + d;
-    while let Ok(r) = tokio::time::timeout_at(deadline, link.next(client)).await {
-        if r?.is_none() {
-            break;
-        }
+    while let Ok(frame) = tokio::time::timeout_at(deadline, link.recv()).await {
+        let Some(frame) = frame? else { break };
+        link.handle(client, &frame).await?;
     }
     Ok(())
 }

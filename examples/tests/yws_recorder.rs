@@ -68,10 +68,11 @@ impl YwsPeer {
     async fn until(&mut self, code: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while self.client.room().doc().code() != code {
-            match tokio::time::timeout_at(deadline, self.link.next(&mut self.client)).await {
+            match tokio::time::timeout_at(deadline, self.link.recv()).await {
                 Err(_) => bail!("never saw {code:?}; have {:?}", self.client.room().doc().code()),
-                Ok(r) => {
-                    r?.context("socket closed")?;
+                Ok(frame) => {
+                    let frame = frame?.context("socket closed")?;
+                    self.link.handle(&mut self.client, &frame).await?;
                 }
             }
         }

@@ -251,7 +251,7 @@ async fn yws_loop(
         loop {
             enum Input {
                 Stop,
-                Frame(Result<Option<tokio_tungstenite::tungstenite::Bytes>>),
+                Frame(Result<Option<Vec<u8>>>),
                 Line(Option<String>),
                 Media(MediaFile),
             }

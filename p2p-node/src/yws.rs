@@ -14,7 +14,7 @@ use std::time::Duration;
 use arena_core::sync::client::Client;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{NodeError, Result};
@@ -102,7 +102,9 @@ impl YwsLink {
     }
 
     /// Waits for the next frame and hands it to `client` (see [`YwsLink::handle`]). `None`
-    /// when the socket closed.
+    /// when the socket closed. Cancel-safe only while it waits: to race the socket against
+    /// something else (a timeout, `select!`), race [`YwsLink::recv`] and then handle the
+    /// frame, or a frame's replies may be lost half sent.
     pub async fn next(&mut self, client: &mut NodeClient) -> Result<Option<Vec<YwsEvent>>> {
         match self.recv().await? {
             None => Ok(None),
@@ -110,14 +112,14 @@ impl YwsLink {
         }
     }
 
-    /// Waits for the next binary frame; `None` when the socket closed. Cancel-safe (a
-    /// `select!` may drop it): nothing is lost until a frame is returned.
-    pub(crate) async fn recv(&mut self) -> Result<Option<Bytes>> {
+    /// Waits for the next binary frame; `None` when the socket closed. Cancel-safe:
+    /// nothing is lost until a frame is returned.
+    pub async fn recv(&mut self) -> Result<Option<Vec<u8>>> {
         loop {
             match self.ws.next().await {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(remote(e)),
-                Some(Ok(Message::Binary(b))) => return Ok(Some(b)),
+                Some(Ok(Message::Binary(b))) => return Ok(Some(b.into())),
                 Some(Ok(Message::Close(c))) => {
                     return Err(remote(format!(
                         "closed by the node: {}",
@@ -131,7 +133,7 @@ impl YwsLink {
 
     /// Hands one frame to `client`: a recording keeps its awareness updates, then what it
     /// wrote is made durable, then the client's replies are sent and the events reported.
-    pub(crate) async fn handle(&mut self, client: &mut NodeClient, frame: &[u8]) -> Result<Vec<YwsEvent>> {
+    pub async fn handle(&mut self, client: &mut NodeClient, frame: &[u8]) -> Result<Vec<YwsEvent>> {
         let now = now_ms();
         let inc = client.receive_on(LINK, frame, now)?;
         if inc.rejected > 0 {
