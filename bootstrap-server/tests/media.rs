@@ -210,7 +210,7 @@ async fn record_call(media: &Media, joins: usize) -> Result<(tempfile::TempDir, 
 
 /// The host's own replica of the room over `/yws`, to type and vote while the call runs.
 struct Host {
-    room: arena_node::NodeRoom,
+    client: arena_node::yws::NodeClient,
     link: arena_node::yws::YwsLink,
 }
 
@@ -219,28 +219,25 @@ impl Host {
         let id = arena_core::PeerKey::from_hex(room)?;
         let now = arena_testkit::now_ms();
         let store = arena_node::NodeStore::Memory(arena_core::MemoryStore::new());
-        let mut r =
+        let r =
             arena_core::Room::open(id, arena_core::Identity::from_seed([7; 32]), 0, store, Default::default(), now)?;
-        r.join(token, "Host", now)?;
+        let mut client = arena_node::yws::NodeClient::new(r, arena_core::sync::wire::GOSSIP_CHUNK, now);
+        client.join(token, "Host", now)?;
         let mut link = arena_node::yws::YwsLink::connect(&format!("http://{addr}"), id, token).await?;
-        link.hello(&r).await?;
-        Ok(Host { room: r, link })
-    }
-
-    async fn send(&mut self, env: Option<arena_core::Envelope>) -> Result<()> {
-        let env = env.context("an envelope")?;
-        self.link.send(&[arena_core::sync::wire::Wire::Envelopes(vec![env])]).await?;
-        Ok(())
+        link.open(&mut client).await?;
+        Ok(Host { client, link })
     }
 
     async fn type_line(&mut self, line: &str) -> Result<()> {
-        let env = self.room.edit(arena_testkit::now_ms(), |e| e.splice_code(0, 0, line))?;
-        self.send(env).await
+        let env = self.client.room_mut().edit(arena_testkit::now_ms(), |e| e.splice_code(0, 0, line))?;
+        env.context("an envelope")?;
+        Ok(self.link.send_outgoing(&mut self.client).await?)
     }
 
     async fn vote(&mut self) -> Result<()> {
-        let env = self.room.vote(true, arena_testkit::now_ms())?;
-        self.send(env).await
+        let env = self.client.room_mut().vote(true, arena_testkit::now_ms())?;
+        env.context("an envelope")?;
+        Ok(self.link.send_outgoing(&mut self.client).await?)
     }
 }
 

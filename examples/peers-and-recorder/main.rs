@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use arena_core::sync::wire::Wire;
+use arena_core::sync::wire::GOSSIP_CHUNK;
 use arena_core::{Identity, MemoryStore, PeerKey, Room, RoomConfig, RoomId};
 use arena_node::cli::{PeerOptions, Via};
 use arena_node::http::{bootstrap_peers, request, BootstrapAddr};
-use arena_node::yws::YwsLink;
+use arena_node::yws::{NodeClient, YwsLink};
 use arena_node::{now_ms, random_seed, JoinSpec, Node, NodeConfig, NodeStore};
 use tokio_util::sync::CancellationToken;
 
@@ -73,30 +73,30 @@ async fn typist(
         task.await??;
         return Ok(code);
     }
-    let mut replica =
+    let replica =
         Room::open(room, identity, 0, NodeStore::Memory(MemoryStore::new()), RoomConfig::default(), now_ms())?;
-    replica.join(&token, name, now_ms())?;
+    let mut client = NodeClient::new(replica, GOSSIP_CHUNK, now_ms());
+    client.join(&token, name, now_ms())?;
     let mut link = YwsLink::connect(&base, room, &token).await?;
-    link.hello(&replica).await?;
+    link.open(&mut client).await?;
     for l in lines {
-        let end = replica.doc().code_len();
-        if let Some(env) = replica.edit(now_ms(), |e| e.splice_code(end, 0, l))? {
-            link.send(&[Wire::Envelopes(vec![env])]).await?;
-        }
-        pump(&mut link, &mut replica, Duration::from_millis(150)).await?;
+        let end = client.room().doc().code_len();
+        client.room_mut().edit(now_ms(), |e| e.splice_code(end, 0, l))?;
+        link.send_outgoing(&mut client).await?;
+        pump(&mut link, &mut client, Duration::from_millis(150)).await?;
     }
-    pump(&mut link, &mut replica, linger).await?;
+    pump(&mut link, &mut client, linger).await?;
     link.close().await?;
-    Ok(replica.doc().code())
+    Ok(client.room().doc().code())
 }
 
-/// Applies what arrives on `link` for `d`.
-async fn pump(link: &mut YwsLink, replica: &mut arena_node::NodeRoom, d: Duration) -> Result<()> {
+/// Applies what arrives on `link` for `d` (only the wait times out: a frame that arrived is
+/// handled whole, its replies sent).
+async fn pump(link: &mut YwsLink, client: &mut NodeClient, d: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + d;
-    while let Ok(r) = tokio::time::timeout_at(deadline, link.next(replica)).await {
-        if r?.is_none() {
-            break;
-        }
+    while let Ok(frame) = tokio::time::timeout_at(deadline, link.recv()).await {
+        let Some(frame) = frame? else { break };
+        link.handle(client, &frame).await?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arena_core::sync::wire::Wire;
+use arena_core::sync::wire::GOSSIP_CHUNK;
 use arena_core::{Identity, Room, RoomId, SledDb};
 use libp2p::Multiaddr;
 use tokio::io::AsyncBufReadExt;
@@ -20,7 +20,7 @@ use crate::node::{load_or_create_identity, now_ms, random_seed, JoinSpec, Node, 
 use crate::recording::{RecordingFile, RecordingStore, RECORDING_FILE};
 use crate::replay;
 use crate::store::NodeStore;
-use crate::yws::{YwsEvent, YwsLink};
+use crate::yws::{NodeClient, YwsEvent, YwsLink};
 use call::{call_base, finish_call, record_media_node, record_media_room, recv_file};
 
 /// How to reach the room.
@@ -186,8 +186,8 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
                 }
                 None => (NodeStore::Memory(arena_core::MemoryStore::new()), None),
             };
-            let mut room = open_room(&opts, identity, store)?;
-            yws_loop(&url, &opts, &mut room, shutdown, Some(&mut stdin), None, group).await?;
+            let mut client = NodeClient::new(open_room(&opts, identity, store)?, GOSSIP_CHUNK, now_ms());
+            yws_loop(&url, &opts, &mut client, shutdown, Some(&mut stdin), None, group).await?;
         }
     }
     Ok(())
@@ -205,11 +205,23 @@ fn open_room(opts: &PeerOptions, identity: Identity, store: NodeStore) -> Result
 
 type Stdin = tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>;
 
-/// Runs a room over `/yws` until `shutdown`, reconnecting with backoff.
+/// Waits `backoff` (or until `shutdown`), then doubles it up to 30 s. False when stopped.
+async fn back_off(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    true
+}
+
+/// Runs a room over `/yws` until `shutdown`, reconnecting with backoff: what the node sends
+/// is applied, made durable, then printed; each line on `stdin` is appended to the code;
+/// each media file's hash goes into the recording.
 async fn yws_loop(
     url: &str,
     opts: &PeerOptions,
-    room: &mut NodeRoom,
+    client: &mut NodeClient,
     shutdown: CancellationToken,
     mut stdin: Option<&mut Stdin>,
     mut files: Option<&mut tokio::sync::mpsc::Receiver<MediaFile>>,
@@ -217,22 +229,29 @@ async fn yws_loop(
 ) -> Result<()> {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
-        let mut link = match YwsLink::connect(url, opts.room, &opts.token).await {
-            Ok(l) => l.with_group_commit(group.clone()),
+        let opened = match YwsLink::connect(url, opts.room, &opts.token).await {
+            Ok(l) => {
+                let mut link = l.with_group_commit(group.clone());
+                link.open(client).await.map(|()| link)
+            }
+            Err(e) => Err(e),
+        };
+        let mut link = match opened {
+            Ok(link) => link,
             Err(e) => {
                 warn!(error = %e, "connecting; retrying in {backoff:?}");
-                tokio::select! { _ = shutdown.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if !back_off(&mut backoff, &shutdown).await {
+                    break;
+                }
                 continue;
             }
         };
         println!("attached to {url} (y-websocket) for room {}", opts.room);
-        link.hello(room).await?;
         backoff = Duration::from_millis(500);
         loop {
             enum Input {
                 Stop,
-                Socket(Result<Option<Vec<YwsEvent>>>),
+                Frame(Result<Option<Vec<u8>>>),
                 Line(Option<String>),
                 Media(MediaFile),
             }
@@ -249,46 +268,50 @@ async fn yws_loop(
                         None => std::future::pending().await,
                     }
                 };
+                // Only the reads race: a frame is handled (applied, flushed, answered) whole.
                 tokio::select! {
                     _ = shutdown.cancelled() => Input::Stop,
-                    ev = link.next(room) => Input::Socket(ev),
+                    frame = link.recv() => Input::Frame(frame),
                     line = typed => Input::Line(line),
                     Some(f) = media => Input::Media(f),
                 }
             };
-            match input {
+            let sent = match input {
                 Input::Stop => break,
-                Input::Socket(Ok(Some(events))) => report(room, &events),
-                Input::Socket(Ok(None)) => {
-                    warn!("the node closed the connection");
-                    break;
-                }
-                Input::Socket(Err(e)) => {
-                    warn!(error = %e, "connection lost");
-                    break;
-                }
+                Input::Frame(Ok(Some(frame))) => link.handle(client, &frame).await.map(|ev| report(client, &ev)),
+                Input::Frame(Ok(None)) => Err(NodeError::Remote("the node closed the connection".into())),
+                Input::Frame(Err(e)) => Err(e),
                 Input::Line(Some(l)) => {
-                    let len = room.doc().code_len();
-                    if let Some(env) = room.edit(now_ms(), |e| e.splice_code(len, 0, &format!("{l}\n")))? {
-                        crate::commit::flush_room(room, group.as_ref()).await?;
-                        link.send(&[Wire::Envelopes(vec![env])]).await?;
-                    }
+                    let len = client.room().doc().code_len();
+                    client.room_mut().edit(now_ms(), |e| e.splice_code(len, 0, &format!("{l}\n")))?;
+                    // Unsent, it stays in the log: the next connection's catch-up sends it.
+                    link.send_outgoing(client).await
                 }
-                Input::Line(None) => stdin = None,
-                Input::Media(f) => record_media_room(room, f),
+                Input::Line(None) => {
+                    stdin = None;
+                    Ok(())
+                }
+                Input::Media(f) => {
+                    record_media_room(client.room_mut(), f);
+                    Ok(())
+                }
+            };
+            if let Err(e) = sent {
+                warn!(error = %e, "connection lost");
+                break;
             }
         }
         let _ = link.close().await;
     }
-    crate::commit::flush_room(room, group.as_ref()).await
+    crate::commit::flush_room(client.room_mut(), group.as_ref()).await
 }
 
-fn report(room: &NodeRoom, events: &[YwsEvent]) {
+fn report(client: &NodeClient, events: &[YwsEvent]) {
     for e in events {
         match e {
-            YwsEvent::Applied(envs) => {
-                println!("{} envelope(s) applied", envs.len());
-                print_code(&room.doc().code());
+            YwsEvent::Applied(n) => {
+                println!("{n} envelope(s) applied");
+                print_code(&client.room().doc().code());
             }
             YwsEvent::Awareness(json) => println!("awareness {json}"),
             YwsEvent::Denied(reason) => println!("refused by the node: {reason}"),
@@ -379,12 +402,13 @@ pub async fn record_with_media(opts: PeerOptions, out: &Path, media: bool, shutd
         Route::Yws(url) => {
             let store =
                 NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
-            let mut room = open_room(&opts, identity, store)?;
+            let mut client = NodeClient::new(open_room(&opts, identity, store)?, GOSSIP_CHUNK, now_ms());
             println!("recording room {} into {}", opts.room, path.display());
-            yws_loop(&url, &opts, &mut room, shutdown, None, files.as_mut(), None).await?;
+            yws_loop(&url, &opts, &mut client, shutdown, None, files.as_mut(), None).await?;
             call_stop.cancel();
+            let room = client.room_mut();
             for f in finish_call(call_task, &mut files).await {
-                record_media_room(&mut room, f);
+                record_media_room(room, f);
             }
             room.flush()?;
         }

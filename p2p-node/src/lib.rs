@@ -12,7 +12,8 @@
 //! - [`media`]: the recorder in the room's call (receive-only WebRTC): audio and video
 //!   files beside the recording, their timeline, their hashes in the recording's seals.
 //! - [`yws`]: a peer that speaks our envelope protocol through a bootstrap node's
-//!   y-websocket endpoint (when no libp2p peer is reachable).
+//!   y-websocket endpoint (when no libp2p peer is reachable): arena-core's sans-IO
+//!   `Client` over a tokio-tungstenite socket, durable before it reports or answers.
 //! - [`GroupCommit`]: the one flush path (sled's fsync on the blocking pool, shared by
 //!   everyone who asked meanwhile), used by the node's actor and by the bootstrap node.
 //! - [`cli`]: what the `arena-node` subcommands (join, record, replay, export, verify) do;

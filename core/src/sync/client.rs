@@ -53,6 +53,9 @@ pub struct Incoming {
     pub rejected: usize,
     /// Whether anyone's presence changed.
     pub presence: bool,
+    /// The awareness updates that came in, as they came (also those that changed nothing:
+    /// stale or repeated), for a peer that records presence.
+    pub awareness: Vec<AwarenessUpdate>,
     /// Reasons the node refused something (a y-protocols permission-denied message).
     pub denied: Vec<String>,
     /// Whether a host revoked a member or a link (new to us): a direct channel to a
@@ -261,7 +264,8 @@ impl<S: Store> Client<S> {
                     }
                 }
                 Message::Awareness(update) => {
-                    inc.presence |= self.apply_awareness(update, now_ms);
+                    inc.presence |= self.apply_awareness(&update, now_ms);
+                    inc.awareness.push(update);
                 }
                 Message::AwarenessQuery => {
                     if self.presence.local_state().is_some() {
@@ -285,11 +289,11 @@ impl<S: Store> Client<S> {
         self.links.close(link);
     }
 
-    fn apply_awareness(&mut self, update: AwarenessUpdate, now_ms: u64) -> bool {
+    fn apply_awareness(&mut self, update: &AwarenessUpdate, now_ms: u64) -> bool {
         let me = ClientID::new(self.presence.client_id());
         // Someone (a node that thought we left) cleared our state: take it back.
         let cleared = update.clients.get(&me).is_some_and(|e| &*e.json == "null");
-        let change = self.presence.apply(&update, now_ms);
+        let change = self.presence.apply(update, now_ms);
         if cleared {
             self.local_renewed = 0;
         }

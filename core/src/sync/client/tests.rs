@@ -192,6 +192,16 @@ fn presence_carries_names_and_cursors() {
     let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "abcdef".into() }], 2_100).unwrap();
     pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
     let f = cs[1].set_presence("Bob", "#ff0000", Some((2, 4)), 2_200).unwrap();
+    // The update comes out as it came in (a recorder keeps it), and again when it changes
+    // nothing (a repeat).
+    for repeat in [false, true] {
+        let inc = cs[0].receive(&f, 2_200).unwrap();
+        assert_eq!(inc.presence, !repeat);
+        assert_eq!(inc.awareness.len(), 1);
+        let (id, entry) = inc.awareness[0].clients.iter().next().unwrap();
+        assert_eq!(Some(id.get()), cs[1].presence().iter().find(|p| p.local).map(|p| p.client_id));
+        assert!(entry.json.contains("\"name\":\"Bob\""), "{}", entry.json);
+    }
     pump(&mut hub, &mut cs, vec![(1, f)], &[true, true]);
     let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "XY".into() }], 2_300).unwrap();
     pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
@@ -269,6 +279,16 @@ fn presence_parses_each_state_once_per_change() {
     let f = cs[0].splice(&[Splice { pos: 0, delete: 0, insert: "abcdef".into() }], 2_100).unwrap();
     pump(&mut hub, &mut cs, f.into_iter().map(|f| (0, f)).collect(), &[true, true]);
     let f = cs[1].set_presence("Bob", "#ff0000", Some((2, 4)), 2_200).unwrap();
+    // The update comes out as it came in (a recorder keeps it), and again when it changes
+    // nothing (a repeat).
+    for repeat in [false, true] {
+        let inc = cs[0].receive(&f, 2_200).unwrap();
+        assert_eq!(inc.presence, !repeat);
+        assert_eq!(inc.awareness.len(), 1);
+        let (id, entry) = inc.awareness[0].clients.iter().next().unwrap();
+        assert_eq!(Some(id.get()), cs[1].presence().iter().find(|p| p.local).map(|p| p.client_id));
+        assert!(entry.json.contains("\"name\":\"Bob\""), "{}", entry.json);
+    }
     pump(&mut hub, &mut cs, vec![(1, f)], &[true, true]);
     let f = cs[0].set_presence("Ada", "#00ff00", None, 2_200).unwrap();
     pump(&mut hub, &mut cs, vec![(0, f)], &[true, true]);
