@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use support::Server;
+use support::{processes_with, Server};
 
 /// Each test node runs its slots as its own uids (tests run in parallel).
 static NEXT_UID: AtomicU32 = AtomicU32::new(62_000);
@@ -64,20 +64,6 @@ async fn assert_healthy(addr: std::net::SocketAddr) -> Result<()> {
     let v = run(addr, "bash", "echo still here", json!({})).await?;
     assert_eq!(v["run"]["stdout"], "still here\n", "{v}");
     Ok(())
-}
-
-/// Processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(marker) {
-                found.push(format!("{} {cmd}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 /// Every file under `dir` with its size.

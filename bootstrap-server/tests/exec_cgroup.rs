@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use support::Server;
+use support::{processes_with, Server};
 
 /// Each test node runs its slots as its own uids (tests run in parallel; exec.rs uses
 /// 62,000 up).
@@ -83,20 +83,6 @@ fn runs_under(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .collect();
     found.sort();
-    found
-}
-
-/// Processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(marker) {
-                found.push(format!("{} {cmd}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
     found
 }
 

@@ -158,3 +158,17 @@ pub use arena_testkit::{now_ms, wait_for};
 
 /// The test kit's member on `/yws` (arena-core's own client over a socket).
 pub use arena_testkit::yws::{awareness_msg, YwsPeer as ArenaPeer};
+
+/// Processes whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(format!("{} {cmd}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}

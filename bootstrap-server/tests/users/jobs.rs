@@ -26,6 +26,18 @@ fn outbound(c: &mut arena_bootstrap::Config, url: String) -> Result<()> {
     Ok(())
 }
 
+/// A receiver failing twice then answering `later`, and a node sending it every event with
+/// two attempts per job.
+async fn failing_twice_then(later: Reply) -> Result<(Receiver, tempfile::TempDir, Server)> {
+    let target = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], later).await?;
+    let dir = tempfile::tempdir()?;
+    let mut c = cfg(dir.path())?;
+    outbound(&mut c, target.url())?;
+    c.users.user_job_max_attempts = 2;
+    let server = Server::start_with(c).await?;
+    Ok((target, dir, server))
+}
+
 #[tokio::test]
 async fn a_sink_down_three_times_gets_the_event_at_the_fourth() -> Result<()> {
     let target =
@@ -56,12 +68,7 @@ async fn a_sink_down_three_times_gets_the_event_at_the_fourth() -> Result<()> {
 
 #[tokio::test]
 async fn the_dead_letter_list_and_the_operators_retry() -> Result<()> {
-    let target = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], Reply::Status(200)).await?;
-    let dir = tempfile::tempdir()?;
-    let mut c = cfg(dir.path())?;
-    outbound(&mut c, target.url())?;
-    c.users.user_job_max_attempts = 2;
-    let server = Server::start_with(c).await?;
+    let (target, _dir, server) = failing_twice_then(Reply::Status(200)).await?;
     let addr = server.addr;
     webhook(addr, "msg_1", &user_event("user.deleted", "user_1", "", "", 0)).await?;
     let s = drained(addr).await?;
@@ -87,12 +94,7 @@ async fn the_dead_letter_list_and_the_operators_retry() -> Result<()> {
 /// retry cannot send a deleted user's name and email anywhere.
 #[tokio::test]
 async fn a_deletion_drops_dead_jobs_that_carry_the_user() -> Result<()> {
-    let target = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], Reply::Status(500)).await?;
-    let dir = tempfile::tempdir()?;
-    let mut c = cfg(dir.path())?;
-    outbound(&mut c, target.url())?;
-    c.users.user_job_max_attempts = 2;
-    let server = Server::start_with(c).await?;
+    let (target, _dir, server) = failing_twice_then(Reply::Status(500)).await?;
     let addr = server.addr;
     webhook(addr, "msg_1", &user_event("user.created", "user_1", "Ada", "Lovelace", 1)).await?;
     webhook(addr, "msg_2", &user_event("user.created", "user_2", "Grace", "Hopper", 1)).await?;
