@@ -3,7 +3,7 @@
 // pages show the findings and the backend, and the host's Monaco editor marks the lines.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startServer, createRoom, launchChromium } from './support.mjs'
+import { startServer, createRoom, launchChromium, openRoomPage } from './support.mjs'
 
 const CODE = 'def total(xs):\n    unused = 1\n    s = 0\n    for x in xs:\n        s += x\n    return s\n'
 
@@ -13,14 +13,7 @@ test('the analyzer panel', { timeout: 180_000 }, async (t) => {
   t.after(async () => { await chromium.close(); await server.stop() })
   const created = await createRoom(server.url, { title: 'Analyzer test', language: 'python' })
   const problems = []
-  async function open (role, name) {
-    const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } })
-    const page = await context.newPage()
-    page.on('pageerror', (e) => problems.push(`${name}: ${e.message}`))
-    await page.goto(`${server.url}/room/${created.room}?name=${name}&editor=monaco&mesh=0#token=${created.tokens[role]}`)
-    await page.waitForFunction(() => window.arena?.session.status === 'online', null, { timeout: 30_000 })
-    return { page, name }
-  }
+  const open = (role, name) => openRoomPage(chromium, server.url, created, role, name, { query: `editor=monaco&mesh=0`, problems, consoleErrors: false })
   const alice = await open('host', 'Alice')
   const bob = await open('candidate', 'Bob')
   assert.equal(await alice.page.evaluate(() => window.arena.editorKind), 'Monaco')

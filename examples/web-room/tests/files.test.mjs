@@ -7,7 +7,7 @@
 // node has.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startServer, createRoom, launchChromium, waitFor } from './support.mjs'
+import { startServer, createRoom, launchChromium, waitFor, openRoomPage } from './support.mjs'
 
 test('files in the web room', { timeout: 180_000 }, async (t) => {
   const server = await startServer()
@@ -16,15 +16,7 @@ test('files in the web room', { timeout: 180_000 }, async (t) => {
   const created = await createRoom(server.url, { title: 'Files test', language: 'python' })
   const problems = []
 
-  async function open (role, name) {
-    const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } })
-    const page = await context.newPage()
-    page.on('pageerror', (e) => problems.push(`${name}: ${e.message}`))
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(`${name} console: ${m.text()}`) })
-    await page.goto(`${server.url}/room/${created.room}?name=${name}&editor=textarea&mesh=0#token=${created.tokens[role]}`)
-    await page.waitForFunction(() => window.arena?.session.status === 'online', null, { timeout: 30_000 })
-    return { page, context, name }
-  }
+  const open = (role, name) => openRoomPage(chromium, server.url, created, role, name, { query: `editor=textarea&mesh=0`, problems })
   const fileText = (p) => p.page.evaluate(() => document.querySelector('#file-editor textarea').value)
   const tabs = (p) => p.page.evaluate(() => [...document.querySelectorAll('#file-tab-list .tab')].map((b) => b.textContent))
 

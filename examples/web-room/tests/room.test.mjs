@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { startServer, createRoom, launchChromium, artifactsDir, waitFor } from './support.mjs'
+import { startServer, createRoom, launchChromium, artifactsDir, waitFor, openRoomPage } from './support.mjs'
 
 const editor = process.env.ARENA_WEB_EDITOR ?? 'monaco'
 
@@ -16,15 +16,7 @@ test('web room in headless Chromium', { timeout: 180_000 }, async (t) => {
   const created = await createRoom(server.url, { title: 'Browser test', language: 'python' })
   const problems = []
 
-  async function open (role, name) {
-    const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } })
-    const page = await context.newPage()
-    page.on('pageerror', (e) => problems.push(`${name}: ${e.message}`))
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(`${name} console: ${m.text()}`) })
-    await page.goto(`${server.url}/room/${created.room}?name=${name}&editor=${editor}#token=${created.tokens[role]}`)
-    await page.waitForFunction(() => window.arena?.session.status === 'online', null, { timeout: 30_000 })
-    return { page, context, name }
-  }
+  const open = (role, name) => openRoomPage(chromium, server.url, created, role, name, { query: `editor=${editor}`, problems })
   const text = (p) => p.page.evaluate(() => window.arena.editorText())
   const docText = (p) => p.page.evaluate(() => window.arena.session.room.code())
   /** Focuses the editor and puts the caret at the start or the end of the document. */

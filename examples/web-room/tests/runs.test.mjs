@@ -4,7 +4,7 @@
 // output, and the versions panel marks the run's version; an observer cannot run.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startServer, createRoom, launchChromium, waitFor } from './support.mjs'
+import { startServer, createRoom, launchChromium, waitFor, openRoomPage } from './support.mjs'
 
 test('runs in the web room', { timeout: 180_000 }, async (t) => {
   const server = await startServer()
@@ -13,15 +13,7 @@ test('runs in the web room', { timeout: 180_000 }, async (t) => {
   const created = await createRoom(server.url, { title: 'Run test', language: 'python' })
   const problems = []
 
-  async function open (role, name) {
-    const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } })
-    const page = await context.newPage()
-    page.on('pageerror', (e) => problems.push(`${name}: ${e.message}`))
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(`${name} console: ${m.text()}`) })
-    await page.goto(`${server.url}/room/${created.room}?name=${name}&editor=textarea#token=${created.tokens[role]}`)
-    await page.waitForFunction(() => window.arena?.session.status === 'online', null, { timeout: 30_000 })
-    return { page, context, name }
-  }
+  const open = (role, name) => openRoomPage(chromium, server.url, created, role, name, { query: `editor=textarea`, problems })
   const output = (p) => p.page.evaluate(() => ({ text: document.querySelector('#output').textContent, status: document.querySelector('#output').dataset.status }))
 
   const alice = await open('host', 'Alice')

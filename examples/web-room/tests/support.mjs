@@ -88,3 +88,18 @@ export async function launchChromium ({ args = [] } = {}) {
   })
   return { browser, close: () => browser.close() }
 }
+
+/**
+ * Opens the room `created` in a new browser context as `name`, with `role`'s invite and the
+ * page options `query` (`editor=textarea&mesh=0`, ...), and waits until it is online. Page
+ * errors (and console errors, unless `consoleErrors` is false) go into `problems`.
+ */
+export async function openRoomPage (chromium, url, created, role, name, { query = '', problems, consoleErrors = true }) {
+  const context = await chromium.browser.newContext({ viewport: { width: 1280, height: 800 } })
+  const page = await context.newPage()
+  page.on('pageerror', (e) => problems.push(`${name}: ${e.message}`))
+  if (consoleErrors) page.on('console', (m) => { if (m.type() === 'error') problems.push(`${name} console: ${m.text()}`) })
+  await page.goto(`${url}/room/${created.room}?name=${name}${query ? '&' + query : ''}#token=${created.tokens[role]}`)
+  await page.waitForFunction(() => window.arena?.session.status === 'online', null, { timeout: 30_000 })
+  return { page, context, name }
+}
