@@ -47,10 +47,10 @@ pub(crate) fn router(
     let token_for_ai = token.clone();
     let access = crate::exec::Access { token, loopback_only: loopback_only(&registry) };
     let maxima = crate::exec::maxima(&registry.cfg().exec);
-    let exec_routes = crate::exec::routes(exec.clone(), access, maxima);
+    let exec_routes = crate::exec::routes(exec.clone(), access.clone(), maxima);
     let runs = Arc::new(Runs::new(exec.clone(), maxima));
     let mut r = Router::new()
-        .route("/health", get(move || health(exec.clone())))
+        .route("/health", get(move |headers: HeaderMap| health(exec.clone(), access.clone(), headers)))
         .merge(exec_routes)
         .merge(crate::ai::routes(&registry.cfg().ai, token_for_ai, loopback_only(&registry)))
         .merge(crate::analyze::routes(registry.clone(), &registry.cfg().ai))
@@ -71,8 +71,19 @@ pub(crate) fn router(
         .layer(DefaultBodyLimit::max(64 * 1024))
 }
 
-async fn health(exec: Option<Arc<dyn crate::exec::Executor>>) -> Json<serde_json::Value> {
-    let exec = exec.map_or_else(|| serde_json::json!({ "backend": "off" }), |e| e.describe());
+/// `/health`: the executor's details other than host paths and URLs, which only the
+/// operator sees (under `exec.operator`).
+async fn health(
+    exec: Option<Arc<dyn crate::exec::Executor>>,
+    access: crate::exec::Access,
+    headers: HeaderMap,
+) -> Json<serde_json::Value> {
+    let mut exec = exec.map_or_else(|| serde_json::json!({ "backend": "off" }), |e| e.describe());
+    if !access.is_operator(&headers) {
+        if let Some(o) = exec.as_object_mut() {
+            o.remove("operator");
+        }
+    }
     Json(serde_json::json!({ "status": "ok", "exec": exec }))
 }
 

@@ -63,9 +63,9 @@ async fn cgroup_dirs(addr: std::net::SocketAddr, test: &str) -> Result<Option<Ve
         eprintln!("!!! SKIPPED {test}: this node uses no cgroups here ({said})");
         return Ok(None);
     }
-    let dirs: Vec<PathBuf> = h["exec"]["cgroupDirs"]
+    let dirs: Vec<PathBuf> = h["exec"]["operator"]["cgroupDirs"]
         .as_array()
-        .context("exec.cgroupDirs")?
+        .context("exec.operator.cgroupDirs")?
         .iter()
         .filter_map(|d| d.as_str().map(PathBuf::from))
         .collect();
@@ -110,7 +110,7 @@ async fn health_says_which_cgroups_and_off_means_off() -> Result<()> {
         assert!(said.contains("v2:") && said.contains("v1:"), "{h}");
     } else {
         assert!(h["exec"]["limits"].as_str().is_some_and(|l| l.starts_with("cgroup per stage")), "{h}");
-        for d in h["exec"]["cgroupDirs"].as_array().context("cgroupDirs")? {
+        for d in h["exec"]["operator"]["cgroupDirs"].as_array().context("operator.cgroupDirs")? {
             let d = Path::new(d.as_str().context("a dir")?);
             assert!(d.join("cgroup.procs").is_file(), "{} is a cgroup", d.display());
         }
@@ -124,7 +124,7 @@ async fn health_says_which_cgroups_and_off_means_off() -> Result<()> {
         "not used (rlimits: address space, processes, CPU time, file size, open files): --exec-cgroups off",
         "{h}"
     );
-    assert_eq!(h["exec"]["cgroupDirs"], json!([]), "{h}");
+    assert_eq!(h["exec"]["operator"]["cgroupDirs"], json!([]), "{h}");
     let v = run(server.addr, "bash", "echo fine", json!({})).await?;
     assert_eq!(v["run"]["stdout"], "fine\n", "{v}");
     server.stop().await
@@ -222,6 +222,29 @@ async fn a_runs_processes_are_in_its_cgroup_and_it_is_gone_after_the_run() -> Re
     for dir in &dirs {
         assert!(runs_under(dir).is_empty(), "left under {}: {:?}", dir.display(), runs_under(dir));
     }
+    server.stop().await
+}
+
+/// Host paths are the operator's: `/health` shows the cgroups' directories to the operator
+/// and hides them from anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_shows_cgroup_dirs_to_the_operator_only() -> Result<()> {
+    let token = "operator-token-0123456789";
+    let (server, _dir) = node_with(|c| c.admin_token = Some(token.parse().expect("a token"))).await?;
+    let addr = server.addr;
+    let (status, body) = support::http_with(addr, "GET", "/health", &format!("Host: {addr}\r\n"), "").await?;
+    assert_eq!(status, 200, "{body}");
+    let stranger: Value = serde_json::from_str(&body)?;
+    assert!(stranger["exec"]["cgroups"].is_string(), "{stranger}");
+    assert!(stranger["exec"].get("operator").is_none(), "a stranger sees {stranger}");
+    assert!(!body.contains("/sys/fs/cgroup"), "{body}");
+    let wrong = format!("Host: {addr}\r\nAuthorization: Bearer not-the-token\r\n");
+    let (_, body) = support::http_with(addr, "GET", "/health", &wrong, "").await?;
+    assert!(!body.contains("\"operator\""), "a wrong token sees {body}");
+    let right = format!("Host: {addr}\r\nAuthorization: Bearer {token}\r\n");
+    let (_, body) = support::http_with(addr, "GET", "/health", &right, "").await?;
+    let operator: Value = serde_json::from_str(&body)?;
+    assert!(operator["exec"]["operator"]["cgroupDirs"].is_array(), "{operator}");
     server.stop().await
 }
 

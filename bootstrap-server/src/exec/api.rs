@@ -81,6 +81,13 @@ impl From<ExecError> for ApiError {
     }
 }
 
+impl Access {
+    /// Whether the request comes from the operator (as code execution requires).
+    pub(crate) fn is_operator(&self, headers: &HeaderMap) -> bool {
+        allowed(self, headers).is_ok()
+    }
+}
+
 /// The operator token when one is set; only loopback clients of a loopback node otherwise.
 /// A browser page elsewhere cannot use a loopback node: its requests fail the JSON content
 /// type (POST) or the Host check (DNS rebinding).

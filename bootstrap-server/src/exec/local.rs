@@ -434,7 +434,8 @@ impl Executor for LocalExecutor {
                 Ok(c) => c.describe(),
                 Err(why) => format!("not used (rlimits: address space, processes, CPU time, file size, open files): {why}"),
             },
-            "cgroupDirs": l.cgroups.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default(),
+            // Host paths: for the operator only (`/health` drops "operator" for others).
+            "operator": { "cgroupDirs": l.cgroups.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default() },
             "usage": if l.settings.time.is_some() { "GNU time" } else { "wait4 (peak memory only when above the node's own)" },
             "concurrency": l.concurrency,
             "running": l.concurrency - l.slots.available_permits(),

@@ -141,6 +141,6 @@ impl Executor for PistonExecutor {
     }
 
     fn describe(&self) -> serde_json::Value {
-        serde_json::json!({ "backend": "piston", "url": self.base })
+        serde_json::json!({ "backend": "piston", "operator": { "url": self.base } })
     }
 }

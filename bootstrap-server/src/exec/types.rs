@@ -24,7 +24,8 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
         drop(live);
         self.execute(req)
     }
-    /// What contains a run and how (for `/health`).
+    /// What contains a run and how (for `/health`). What only the operator should see (host
+    /// paths, URLs) goes under `"operator"`, which `/health` shows to the operator alone.
     fn describe(&self) -> serde_json::Value;
 }
 
