@@ -74,6 +74,21 @@ async fn cgroup_dirs(addr: std::net::SocketAddr, test: &str) -> Result<Option<Ve
 }
 
 /// The run cgroups (`run-*`) under `dir`.
+/// The stage cgroups under `dir` that hold a process other than a sandbox started ahead
+/// (bash waiting for its command line), or that cannot be read.
+fn busy_under(dir: &Path) -> Vec<PathBuf> {
+    runs_under(dir)
+        .into_iter()
+        .filter(|c| {
+            let Ok(procs) = std::fs::read_to_string(c.join("cgroup.procs")) else { return true };
+            procs.lines().any(|pid| {
+                let cmd = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+                !String::from_utf8_lossy(&cmd).contains("arena-exec-waiting")
+            })
+        })
+        .collect()
+}
+
 fn runs_under(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
@@ -193,34 +208,50 @@ async fn a_runs_processes_are_in_its_cgroup_and_it_is_gone_after_the_run() -> Re
     let running = tokio::spawn(async move { run(addr, "bash", &code, json!({ "run_timeout": 3000 })).await });
     // While it runs: its stage cgroup exists in every hierarchy, and the program's
     // processes (the three sleeps) are listed in it.
+    let mut used = Vec::new();
     for dir in &dirs {
-        let in_cgroup = wait_for(Duration::from_secs(20), || {
-            let procs =
-                runs_under(dir).into_iter().find_map(|r| std::fs::read_to_string(r.join("cgroup.procs")).ok())?;
-            let pids: Vec<&str> = procs.lines().collect();
-            let sleeps = processes_with(marker)
-                .into_iter()
-                .filter(|p| p.split(' ').next().is_some_and(|pid| pids.contains(&pid)))
-                .count();
-            (sleeps == 3).then_some(sleeps)
+        let (cgroup, in_cgroup) = wait_for(Duration::from_secs(20), || {
+            runs_under(dir).into_iter().find_map(|c| {
+                let procs = std::fs::read_to_string(c.join("cgroup.procs")).ok()?;
+                let pids: Vec<&str> = procs.lines().collect();
+                let sleeps = processes_with(marker)
+                    .into_iter()
+                    .filter(|p| p.split(' ').next().is_some_and(|pid| pids.contains(&pid)))
+                    .count();
+                (sleeps == 3).then_some((c, sleeps))
+            })
         })
         .await
         .with_context(|| format!("the run's sleeps in a cgroup under {}", dir.display()))?;
         assert_eq!(in_cgroup, 3);
+        used.push(cgroup);
     }
     let v = running.await??;
     assert_eq!(v["run"]["status"], "TO", "{v}");
     assert_eq!(v["run"]["stdout"], "started\n", "{v}");
-    // After it: no cgroup, no process.
+    // After it: its cgroup is gone, no cgroup holds anything but sandboxes started ahead
+    // for the next runs, and no process of it is left.
+    for c in &used {
+        assert!(!c.exists(), "{} stays", c.display());
+    }
     for dir in &dirs {
-        assert!(runs_under(dir).is_empty(), "left under {}: {:?}", dir.display(), runs_under(dir));
+        assert!(busy_under(dir).is_empty(), "left under {}: {:?}", dir.display(), busy_under(dir));
     }
     assert!(processes_with(marker).is_empty(), "survivors: {:?}", processes_with(marker));
-    // Also after a run that ends by itself.
-    let v = run(server.addr, "bash", "echo done", json!({})).await?;
-    assert_eq!(v["run"]["stdout"], "done\n", "{v}");
+    // Also after a run that ends by itself; and the sandboxes made ahead do not pile up.
+    for _ in 0..5 {
+        let v = run(server.addr, "bash", "echo done", json!({})).await?;
+        assert_eq!(v["run"]["stdout"], "done\n", "{v}");
+    }
     for dir in &dirs {
-        assert!(runs_under(dir).is_empty(), "left under {}: {:?}", dir.display(), runs_under(dir));
+        assert!(busy_under(dir).is_empty(), "left under {}: {:?}", dir.display(), busy_under(dir));
+        let n = wait_for(Duration::from_secs(20), || {
+            let n = runs_under(dir).len();
+            (n <= 8).then_some(n)
+        })
+        .await
+        .with_context(|| format!("{:?}", runs_under(dir)))?;
+        eprintln!("{n} cgroups of sandboxes started ahead under {}", dir.display());
     }
     server.stop().await
 }
@@ -230,7 +261,8 @@ async fn a_runs_processes_are_in_its_cgroup_and_it_is_gone_after_the_run() -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_shows_cgroup_dirs_to_the_operator_only() -> Result<()> {
     let token = "operator-token-0123456789";
-    let (server, _dir) = node_with(|c| c.admin_token = Some(token.parse().expect("a token"))).await?;
+    let admin: arena_bootstrap::AdminToken = token.parse().map_err(anyhow::Error::msg)?;
+    let (server, _dir) = node_with(|c| c.admin_token = Some(admin)).await?;
     let addr = server.addr;
     let (status, body) = support::http_with(addr, "GET", "/health", &format!("Host: {addr}\r\n"), "").await?;
     assert_eq!(status, 200, "{body}");
@@ -295,7 +327,7 @@ async fn a_run_whose_caller_hangs_up_leaves_no_process() -> Result<()> {
     let Some(dirs) = cgroup_dirs(server.addr, "caller hangs up").await? else { return server.stop().await };
     hang_up_on_a_sleeper(server.addr, "987657.375").await?;
     for dir in &dirs {
-        wait_for(Duration::from_secs(10), || runs_under(dir).is_empty().then_some(())).await?;
+        wait_for(Duration::from_secs(10), || busy_under(dir).is_empty().then_some(())).await?;
     }
     server.stop().await
 }
@@ -331,5 +363,127 @@ async fn hang_up_on_a_sleeper(addr: std::net::SocketAddr, marker: &str) -> Resul
     wait_for(Duration::from_secs(30), || processes_with(marker).is_empty().then_some(()))
         .await
         .with_context(|| format!("survivors: {:?}", processes_with(marker)))?;
+    Ok(())
+}
+
+/// The pids of the sandboxes a node started ahead (bash waiting for its command line) whose
+/// uid is in `uids` (the node's run slots).
+fn waiting_in(uids: std::ops::Range<u32>) -> Vec<String> {
+    processes_with("arena-exec-waiting")
+        .into_iter()
+        .filter_map(|line| {
+            let pid = line.split(' ').next()?.to_owned();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let uid: u32 =
+                status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
+            uids.contains(&uid).then_some(pid)
+        })
+        .collect()
+}
+
+/// A node with cgroups and its slots' uid range, once its sandboxes started ahead wait (or
+/// `None`, said loudly, where it uses no cgroups or is not root).
+async fn node_with_sandboxes_ahead(test: &str) -> Result<Option<(Server, tempfile::TempDir, std::ops::Range<u32>)>> {
+    let mut uid = 0;
+    let (server, dir) = node_with(|c| uid = c.exec.exec_uid).await?;
+    if cgroup_dirs(server.addr, test).await?.is_none() || !is_root() {
+        eprintln!("!!! SKIPPED {test}: no cgroups or not root, so no sandboxes are started ahead");
+        server.stop().await?;
+        return Ok(None);
+    }
+    let uids = uid..uid + 4;
+    // Two per slot (a compile and a run stage), four slots by default.
+    wait_for(Duration::from_secs(60), || (waiting_in(uids.clone()).len() == 8).then_some(()))
+        .await
+        .with_context(|| format!("sandboxes started ahead: {:?}", waiting_in(uids.clone())))?;
+    let h = health(server.addr).await?;
+    assert_eq!(h["exec"]["startedAhead"], 8, "{h}");
+    Ok(Some((server, dir, uids)))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|v| v.split_whitespace().next() == Some("0")))
+        .unwrap_or(false)
+}
+
+/// A program cannot see or signal the sandboxes waiting for the next stages (they are
+/// outside its pid namespace), and the sweep of its uid after the run spares them: of those
+/// waiting before, only the one the run became is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_cannot_reach_the_sandboxes_waiting_for_the_next_runs() -> Result<()> {
+    let Some((server, _dir, uids)) = node_with_sandboxes_ahead("waiting sandboxes vs a hostile run").await? else {
+        return Ok(());
+    };
+    let before = waiting_in(uids.clone());
+    let code = "ls /proc | grep -c '^[0-9]' ; pgrep -fc arena-exec-waiting; kill -9 -1; echo after kill";
+    let v = run(server.addr, "bash", code, json!({})).await?;
+    let out = v["run"]["stdout"].as_str().unwrap_or_default().to_owned();
+    let mut lines = out.lines();
+    let seen: usize = lines.next().and_then(|l| l.trim().parse().ok()).context("a process count")?;
+    assert!(seen <= 4, "the run sees only its own processes, saw {seen}: {v}");
+    assert_eq!(lines.next().map(str::trim), Some("0"), "no waiting sandbox is visible: {v}");
+    let after = waiting_in(uids.clone());
+    let gone: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
+    assert_eq!(gone.len(), 1, "only the sandbox the run became is gone: gone {gone:?}, before {before:?}");
+    // The next runs still work, the C one through two stages.
+    let v = run(server.addr, "c", "#include <stdio.h>\nint main(void){puts(\"fine\");return 0;}\n", json!({})).await?;
+    assert_eq!(v["run"]["stdout"], "fine\n", "{v}");
+    server.stop().await
+}
+
+/// A stage that starts from a sandbox made ahead (with the node's default limits) gets the
+/// limits it asked for: its memory limit (below the default) stops it, and its CPU-time and
+/// address-space rlimits are the stage's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stage_started_ahead_gets_its_own_limits() -> Result<()> {
+    let Some((server, _dir, _uids)) = node_with_sandboxes_ahead("limits of a sandbox started ahead").await? else {
+        return Ok(());
+    };
+    let code = "import resource\nprint(resource.getrlimit(resource.RLIMIT_CPU))\nprint(resource.getrlimit(resource.RLIMIT_AS))\n";
+    let v = run(server.addr, "python", code, json!({ "run_timeout": 3000, "run_memory_limit": 100 << 20 })).await?;
+    let out = v["run"]["stdout"].as_str().unwrap_or_default();
+    assert!(out.starts_with("(4, 4)\n"), "CPU seconds: the timeout + 1: {v}");
+    let space: Vec<u64> = out
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .trim_matches(['(', ')'])
+        .split(", ")
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(space.len(), 2, "{v}");
+    assert_eq!(space[0], space[1], "{v}");
+    assert!(space[0] >= 100 << 20 && space[0] < 8 << 30, "the stage's address space: {v}");
+    // 4 processes of 50 MiB, each under its address-space rlimit, together over the
+    // stage's 128 MiB cgroup limit.
+    let hog = "import os, time\n\
+               for i in range(4):\n\
+               \x20   if os.fork() == 0:\n\
+               \x20       block = b'x' * (50 << 20)\n\
+               \x20       time.sleep(30)\n\
+               \x20       os._exit(0)\n\
+               for i in range(4):\n\
+               \x20   os.wait()\n\
+               print('held it')\n";
+    let v = run(server.addr, "python", hog, json!({ "run_memory_limit": 128 << 20 })).await?;
+    assert_eq!(v["run"]["status"], "SG", "{v}");
+    let message = v["run"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("memory limit: the run's processes together went over 128 MiB"), "{v}");
+    assert!(!v["run"]["stdout"].as_str().unwrap_or_default().contains("held it"), "{v}");
+    server.stop().await
+}
+
+/// The sandboxes started ahead end with the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sandboxes_started_ahead_end_with_the_node() -> Result<()> {
+    let Some((server, _dir, uids)) = node_with_sandboxes_ahead("waiting sandboxes at stop").await? else {
+        return Ok(());
+    };
+    server.stop().await?;
+    wait_for(Duration::from_secs(30), || waiting_in(uids.clone()).is_empty().then_some(()))
+        .await
+        .with_context(|| format!("left: {:?}", waiting_in(uids.clone())))?;
     Ok(())
 }

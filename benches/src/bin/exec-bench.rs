@@ -2,8 +2,10 @@
 //! same interpreter or binary directly (python3 and C hello world), runs per second at the
 //! concurrency limit, and the latency of each run in a queue of 64 (none lost or stuck).
 //!
-//! `cargo build --release -p arena-benches --bin exec-bench && target/release/exec-bench [--runs N] [--cgroups off]`
-//! (`--cgroups off`: rlimits only, to compare with a cgroup per stage).
+//! `cargo build --release -p arena-benches --bin exec-bench && target/release/exec-bench [--runs N] [--cgroups off] [--gap-ms N]`
+//! (`--cgroups off`: rlimits only, to compare with a cgroup per stage; `--gap-ms`: a pause
+//! between two runs, as between two clicks on ▶ Run, in which the executor starts the next
+//! sandboxes ahead; 0, the default, runs them back to back).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -57,10 +59,11 @@ fn children_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Runs `argv` in `dir` directly, `n` times: each run's wall time.
-fn direct(dir: &Path, argv: &[&str], n: usize) -> Result<Vec<Duration>> {
+/// Runs `argv` in `dir` directly, `n` times, `gap` apart: each run's wall time.
+fn direct(dir: &Path, argv: &[&str], n: usize, gap: Duration) -> Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
+        std::thread::sleep(gap);
         let t = Instant::now();
         let out = std::process::Command::new(argv[0]).args(&argv[1..]).current_dir(dir).output()?;
         times.push(t.elapsed());
@@ -71,15 +74,18 @@ fn direct(dir: &Path, argv: &[&str], n: usize) -> Result<Vec<Duration>> {
     Ok(times)
 }
 
-/// `n` runs through the executor, one after another: (whole request, run stage) wall times.
+/// `n` runs through the executor, one after another, `gap` apart: (whole request, run
+/// stage) wall times.
 async fn sandboxed(
     exec: &LocalExecutor,
     language: &str,
     code: &str,
     n: usize,
+    gap: Duration,
 ) -> Result<(Vec<Duration>, Vec<Duration>)> {
     let (mut total, mut stage) = (Vec::new(), Vec::new());
     for _ in 0..n {
+        tokio::time::sleep(gap).await;
         let t = Instant::now();
         let out = exec.execute(request(language, code)).await?;
         total.push(t.elapsed());
@@ -125,6 +131,13 @@ async fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
+    let gap = Duration::from_millis(
+        args.iter()
+            .position(|a| a == "--gap-ms")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let work = tempfile::tempdir()?;
     let mut cfg = arena_bootstrap::Config::for_tests(work.path().join("data")).exec;
     cfg.exec_queue = 64;
@@ -142,15 +155,16 @@ async fn main() -> Result<()> {
 
     // python3 hello world.
     std::fs::write(work.path().join("main.py"), PY)?;
-    let _ = direct(work.path(), &["/usr/bin/python3", "main.py"], 3)?;
+    let _ = direct(work.path(), &["/usr/bin/python3", "main.py"], 3, gap)?;
     let cpu0 = children_cpu();
-    let d = stats(direct(work.path(), &["/usr/bin/python3", "main.py"], runs)?);
+    let d = stats(direct(work.path(), &["/usr/bin/python3", "main.py"], runs, gap)?);
     let cpu_direct = (children_cpu() - cpu0) / runs as u32;
-    let _ = sandboxed(&exec, "python", PY, 3).await?;
+    let _ = sandboxed(&exec, "python", PY, 3, gap).await?;
     let cpu0 = children_cpu();
-    let (total, stage) = sandboxed(&exec, "python", PY, runs).await?;
+    let (total, stage) = sandboxed(&exec, "python", PY, runs, gap).await?;
     let cpu_sandboxed = (children_cpu() - cpu0) / runs as u32;
     let (t, s) = (stats(total), stats(stage));
+    println!("\n{} ms between runs", gap.as_millis());
     println!("\n| {runs} runs each, ms | direct p50 / p95 | sandbox run stage p50 / p95 | whole request p50 / p95 | overhead p50 (stage − direct; request − direct) |");
     println!("|---|---|---|---|---|");
     println!(
@@ -180,9 +194,9 @@ async fn main() -> Result<()> {
     if !cc.success() {
         bail!("gcc failed");
     }
-    let _ = direct(work.path(), &["./hello"], 3)?;
-    let d = stats(direct(work.path(), &["./hello"], runs)?);
-    let (total, stage) = sandboxed(&exec, "c", C, runs.min(20)).await?;
+    let _ = direct(work.path(), &["./hello"], 3, gap)?;
+    let d = stats(direct(work.path(), &["./hello"], runs, gap)?);
+    let (total, stage) = sandboxed(&exec, "c", C, runs.min(20), gap).await?;
     let (t, s) = (stats(total), stats(stage));
     println!(
         "| C hello (request includes gcc) | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1}; (compiles) |",

@@ -171,6 +171,34 @@ impl RunCgroup {
         &self.dirs[self.dirs.len() - 1]
     }
 
+    /// The memory limit of all its processes together, in bytes.
+    pub(crate) fn memory(&self) -> u64 {
+        self.memory
+    }
+
+    /// Changes the memory limit (a cgroup made ahead with the node's default, for a stage
+    /// that asks for another).
+    pub(crate) fn set_memory(&mut self, memory: u64) -> io::Result<()> {
+        let dir = self.memory_dir().to_owned();
+        let value = memory.to_string();
+        match self.version {
+            Version::V2 => write(&dir.join("memory.max"), &value)?,
+            Version::V1 => {
+                // v1 keeps memory+swap ≥ memory at every step.
+                let (limit, memsw) = (dir.join("memory.limit_in_bytes"), dir.join("memory.memsw.limit_in_bytes"));
+                if memory > self.memory {
+                    write_if_present(&memsw, &value)?;
+                    write(&limit, &value)?;
+                } else {
+                    write(&limit, &value)?;
+                    write_if_present(&memsw, &value)?;
+                }
+            }
+        }
+        self.memory = memory;
+        Ok(())
+    }
+
     /// Processes the OOM killer ended in this cgroup so far.
     pub(crate) fn oom_kills(&self) -> u64 {
         let file = match self.version {

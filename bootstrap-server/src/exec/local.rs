@@ -1,8 +1,9 @@
 //! The `local` backend: the installed toolchains, each run in a bubblewrap sandbox on this
 //! machine, a few at a time.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +32,9 @@ struct Local {
     toolchains: OnceCell<Vec<Toolchain>>,
     slots: Semaphore,
     /// Uids free for a run (one per slot when root; `None` entries otherwise).
-    uids: Mutex<Vec<Option<u32>>>,
+    /// Taken from the front and given back at the end: runs rotate through the slots, so a
+    /// slot's sandboxes started ahead have the other slots' runs' time to be ready.
+    uids: Mutex<std::collections::VecDeque<Option<u32>>>,
     concurrency: usize,
     queue_max: usize,
     queued: AtomicUsize,
@@ -42,9 +45,28 @@ struct Local {
     max_memory: u64,
     /// What enforces memory and process limits (for `/health`).
     limits_by: &'static str,
+    /// Sandboxes started ahead, per run slot's uid (dropped before `cgroups`).
+    ahead: Mutex<HashMap<Option<u32>, Vec<Ahead>>>,
+    /// bash, when stages start from children made ahead ([`spawn::spawn_waiting`]): with
+    /// cgroups and bubblewrap only, once a probe showed it works.
+    bash: Option<PathBuf>,
+    ahead_on: AtomicBool,
+    /// Asks the thread that starts sandboxes ahead to top up a uid's share.
+    ahead_tx: Mutex<Option<std::sync::mpsc::Sender<Option<u32>>>>,
     /// Each stage's cgroup is made here; `Err` says why runs get none.
     cgroups: Result<Cgroups, String>,
 }
+
+/// A stage's process started ahead of time: already in its cgroup (joining one waits for
+/// the kernel, `docs/decisions/003-exec-cgroups.md`), waiting for its command line.
+#[derive(Debug)]
+struct Ahead {
+    waiting: spawn::Waiting,
+    cgroup: RunCgroup,
+}
+
+/// Sandboxes kept started ahead for each slot's uid: a compile and a run stage.
+const AHEAD_PER_SLOT: usize = 2;
 
 impl LocalExecutor {
     /// Probes bubblewrap (unless `--unsafe-no-sandbox`), makes the work directory and starts
@@ -79,6 +101,7 @@ impl LocalExecutor {
                     .into(),
             )),
         };
+        let containment_is_bwrap = matches!(containment, Containment::Bwrap(_));
         let cgroups = match containment {
             // Unsandboxed, a program could leave its cgroup by writing to another one.
             Containment::None => Err("no sandbox (--unsafe-no-sandbox)".to_owned()),
@@ -111,7 +134,7 @@ impl LocalExecutor {
             },
             toolchains: OnceCell::new(),
             slots: Semaphore::new(concurrency),
-            uids: Mutex::new(uids),
+            uids: Mutex::new(uids.into_iter().collect()),
             concurrency,
             queue_max: cfg.exec_queue,
             queued: AtomicUsize::new(0),
@@ -126,8 +149,30 @@ impl LocalExecutor {
                 (false, true) => "rlimits, one uid per run slot",
                 (false, false) => "rlimits",
             },
+            ahead: Mutex::new(HashMap::new()),
+            bash: match (&containment_is_bwrap, cgroups.is_ok()) {
+                (true, true) => ["/usr/bin/bash", "/bin/bash"].iter().map(PathBuf::from).find(|p| p.is_file()),
+                _ => None,
+            },
+            ahead_on: AtomicBool::new(false),
+            ahead_tx: Mutex::new(None),
             cgroups,
         });
+        if inner.bash.is_some() {
+            // One thread that lives as long as the executor starts them all: a child gets
+            // SIGKILL when the *thread* that forked it ends (PR_SET_PDEATHSIG), and pool
+            // threads end when idle.
+            let (tx, rx) = std::sync::mpsc::channel();
+            if let Ok(mut t) = inner.ahead_tx.lock() {
+                *t = Some(tx);
+            }
+            let l = Arc::downgrade(&inner);
+            let started =
+                std::thread::Builder::new().name("arena-exec-ahead".into()).spawn(move || ahead_thread(l, rx));
+            if let Err(e) = started {
+                tracing::warn!(%e, "code execution: no thread for sandboxes started ahead; each stage starts its own");
+            }
+        }
         let warm = inner.clone();
         tokio::spawn(async move {
             let found = warm.toolchains.get_or_init(discovered).await;
@@ -174,13 +219,21 @@ impl LocalExecutor {
         let uid = _slot.uid;
         let dir = l.work_root.join(format!("run-{}", l.next_run.fetch_add(1, Ordering::Relaxed)));
         let result = self.run_in(&tc, &req, &names, &dir, uid, live).await;
-        // Nothing of the run survives it: its processes (by uid), then its directory.
+        // Nothing of the run survives it: its processes (by uid; the slot's sandboxes
+        // started ahead, waiting outside the run's pid namespace, are not the run's), then
+        // its directory.
         if let Some(uid) = uid {
             for _ in 0..50 {
-                if spawn::kill_uid(uid) == 0 {
+                let keep = l.ahead_pids(Some(uid));
+                if spawn::kill_uid_except(uid, &keep) == 0 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        if l.ahead_on.load(Ordering::Relaxed) {
+            if let Some(tx) = l.ahead_tx.lock().ok().and_then(|t| t.clone()) {
+                let _ = tx.send(uid);
             }
         }
         let d = dir.clone();
@@ -220,7 +273,7 @@ impl LocalExecutor {
         let mut compile = None;
         if let Some(argv) = &plan.compile {
             let memory = req.limits.compile_memory.unwrap_or(l.max_memory);
-            let cgroup = self.cgroup("compile", memory)?;
+            let (cgroup, warm) = self.stage_box("compile", uid, memory)?;
             let o = sandbox::run_stage(
                 &l.settings,
                 Stage {
@@ -235,6 +288,7 @@ impl LocalExecutor {
                     usage: &usage,
                     live: live.clone(),
                     cgroup: cgroup.as_ref(),
+                    warm: Mutex::new(warm),
                 },
             )
             .await;
@@ -256,7 +310,7 @@ impl LocalExecutor {
                 });
             }
         }
-        let cgroup = self.cgroup("run", run_memory)?;
+        let (cgroup, warm) = self.stage_box("run", uid, run_memory)?;
         let run = sandbox::run_stage(
             &l.settings,
             Stage {
@@ -271,6 +325,7 @@ impl LocalExecutor {
                 usage: &usage,
                 live,
                 cgroup: cgroup.as_ref(),
+                warm: Mutex::new(warm),
             },
         )
         .await;
@@ -278,6 +333,25 @@ impl LocalExecutor {
             c.close().await;
         }
         Ok(ExecOutcome { language: tc.lang.language.into(), version: tc.version.clone(), compile, run: Some(run) })
+    }
+
+    /// A stage's cgroup limited to `memory` bytes, with a process started ahead in it when
+    /// one is ready; else a new cgroup (when the node uses cgroups) and no process yet.
+    fn stage_box(
+        &self,
+        stage: &str,
+        uid: Option<u32>,
+        memory: u64,
+    ) -> Result<(Option<RunCgroup>, Option<spawn::Waiting>), ExecError> {
+        if let Some(Ahead { waiting, mut cgroup }) = self.inner.take_ahead(uid) {
+            if cgroup.memory() != memory {
+                cgroup
+                    .set_memory(memory)
+                    .map_err(|e| ExecError::Unavailable(format!("setting the run's memory limit: {e}")))?;
+            }
+            return Ok((Some(cgroup), Some(waiting)));
+        }
+        Ok((self.cgroup(stage, memory)?, None))
     }
 
     /// A cgroup for one stage limited to `memory` bytes, when the node uses cgroups.
@@ -306,8 +380,114 @@ impl LocalExecutor {
                 p.map_err(|_| ExecError::Unavailable("shutting down".into()))?
             }
         };
-        let uid = l.uids.lock().ok().and_then(|mut u| u.pop()).flatten();
+        let uid = l.uids.lock().ok().and_then(|mut u| u.pop_front()).flatten();
         Ok(Slot { exec: self, uid, _permit: permit })
+    }
+}
+
+/// The thread that starts sandboxes ahead: a probe, every slot's share, then a top-up for
+/// each uid sent; it ends with the executor (its sender goes with `Local`).
+fn ahead_thread(l: std::sync::Weak<Local>, rx: std::sync::mpsc::Receiver<Option<u32>>) {
+    match l.upgrade() {
+        Some(l) => l.start_ahead(),
+        None => return,
+    }
+    while let Ok(uid) = rx.recv() {
+        let Some(l) = l.upgrade() else { return };
+        l.refill(uid);
+    }
+}
+
+impl Local {
+    /// Checks that a process started ahead runs what it is given, then starts every slot's
+    /// share (on the ahead thread).
+    fn start_ahead(&self) {
+        let first = self.uids.lock().ok().and_then(|u| u.front().copied()).flatten();
+        let probe = self.prepare(first).and_then(|a| {
+            let mut child = a
+                .waiting
+                .start(5, None, &["/bin/sh".into(), "-c".into(), "exit 7".into()])
+                .map_err(|e| e.to_string())?;
+            let status = child.wait().map_err(|e| e.to_string())?;
+            (status.code() == Some(7)).then_some(()).ok_or(format!("it ended with {status}"))
+        });
+        match probe {
+            Ok(()) => {
+                self.ahead_on.store(true, Ordering::Relaxed);
+                tracing::info!("code execution: each slot keeps {AHEAD_PER_SLOT} sandboxes started ahead");
+                let uids: Vec<Option<u32>> = self.uids.lock().map(|u| u.iter().copied().collect()).unwrap_or_default();
+                for uid in uids {
+                    self.refill(uid);
+                }
+            }
+            Err(why) => tracing::warn!(%why, "code execution: no sandboxes started ahead; each stage starts its own"),
+        }
+    }
+
+    /// How many a uid keeps (slots without a uid of their own share one list).
+    fn share(&self, uid: Option<u32>) -> usize {
+        match uid {
+            Some(_) => AHEAD_PER_SLOT,
+            None => AHEAD_PER_SLOT * self.concurrency,
+        }
+    }
+
+    /// Starts sandboxes ahead for `uid` until it has its share (on the ahead thread).
+    fn refill(&self, uid: Option<u32>) {
+        loop {
+            let have = self.ahead.lock().map(|m| m.get(&uid).map_or(0, Vec::len)).unwrap_or(usize::MAX);
+            if have >= self.share(uid) {
+                return;
+            }
+            match self.prepare(uid) {
+                Ok(a) => {
+                    if let Ok(mut m) = self.ahead.lock() {
+                        m.entry(uid).or_default().push(a);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "code execution: could not start a sandbox ahead");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn prepare(&self, uid: Option<u32>) -> Result<Ahead, String> {
+        let (Some(bash), Ok(cgroups)) = (&self.bash, &self.cgroups) else {
+            return Err("no bash or no cgroups".into());
+        };
+        let cgroup = cgroups
+            .create("ahead", self.max_memory, self.settings.max_processes)
+            .map_err(|e| format!("making a cgroup: {e}"))?;
+        let limits = sandbox::fixed_limits(&self.settings, true, uid);
+        let waiting =
+            spawn::spawn_waiting(bash, limits, uid, &cgroup.join()).map_err(|e| format!("starting bash: {e}"))?;
+        Ok(Ahead { waiting, cgroup })
+    }
+
+    /// A sandbox started ahead for `uid` that still waits.
+    fn take_ahead(&self, uid: Option<u32>) -> Option<Ahead> {
+        let mut m = self.ahead.lock().ok()?;
+        let list = m.get_mut(&uid)?;
+        while let Some(mut a) = list.pop() {
+            if a.waiting.alive() {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// The pids of `uid`'s sandboxes started ahead (unreaped children: never reused).
+    fn ahead_pids(&self, uid: Option<u32>) -> Vec<libc::pid_t> {
+        self.ahead
+            .lock()
+            .map(|m| m.get(&uid).map(|l| l.iter().filter_map(|a| a.waiting.pid()).collect()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn ahead_count(&self) -> usize {
+        self.ahead.lock().map(|m| m.values().map(Vec::len).sum()).unwrap_or(0)
     }
 }
 
@@ -328,7 +508,7 @@ struct Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if let Ok(mut u) = self.exec.inner.uids.lock() {
-            u.push(self.uid);
+            u.push_back(self.uid);
         }
     }
 }
@@ -437,6 +617,7 @@ impl Executor for LocalExecutor {
             // Host paths: for the operator only (`/health` drops "operator" for others).
             "operator": { "cgroupDirs": l.cgroups.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default() },
             "usage": if l.settings.time.is_some() { "GNU time" } else { "wait4 (peak memory only when above the node's own)" },
+            "startedAhead": l.ahead_count(),
             "concurrency": l.concurrency,
             "running": l.concurrency - l.slots.available_permits(),
             "queued": l.queued.load(Ordering::Relaxed),

@@ -102,6 +102,9 @@ pub(crate) struct Stage<'a> {
     /// The stage's own cgroup (memory and process limits for all its processes together),
     /// when the node uses cgroups. The caller removes it after the stage.
     pub(crate) cgroup: Option<&'a RunCgroup>,
+    /// A child started ahead of time in `cgroup` as `uid` ([`spawn::spawn_waiting`]): the
+    /// stage becomes it instead of starting a new process (bubblewrap only).
+    pub(crate) warm: std::sync::Mutex<Option<spawn::Waiting>>,
 }
 
 /// How often a stage's cgroup is checked for OOM kills (one small file read).
@@ -223,6 +226,19 @@ async fn drain(
     }
 }
 
+/// The rlimits that do not depend on the stage (CPU time and address space are `None`).
+pub(crate) fn fixed_limits(s: &SandboxSettings, with_cgroup: bool, uid: Option<u32>) -> Rlimits {
+    // RLIMIT_NPROC counts every task of the uid: a slot's own uid has none but the run's;
+    // without one (the node is not root), the node's own tasks count too. With a cgroup,
+    // pids.max is the run's limit and the rlimit a looser backstop.
+    let per_run = if with_cgroup { s.max_processes.saturating_mul(2) } else { s.max_processes };
+    let processes = match uid {
+        Some(_) => per_run,
+        None => per_run + spawn::tasks_of_uid(spawn::uid()),
+    };
+    Rlimits { cpu_secs: None, address_space: None, processes: Some(processes), open_files: 256, file_size: s.max_file }
+}
+
 /// Runs one stage; never fails for what the program does (that is in the outcome).
 pub(crate) async fn run_stage(s: &SandboxSettings, stage: Stage<'_>) -> StageOutcome {
     let started = Instant::now();
@@ -295,30 +311,21 @@ async fn run_inner(s: &SandboxSettings, stage: &Stage<'_>, started: Instant) -> 
         }
     };
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // RLIMIT_NPROC counts every task of the uid: a slot's own uid has none but the run's;
-    // without one (the node is not root), the node's own tasks count too. With a cgroup,
-    // pids.max is the run's limit and the rlimit a looser backstop.
-    let per_run = match stage.cgroup {
-        Some(_) => s.max_processes.saturating_mul(2),
-        None => s.max_processes,
-    };
-    let processes = match stage.uid {
-        Some(_) => per_run,
-        None => per_run + spawn::tasks_of_uid(spawn::uid()),
-    };
     let limits = Rlimits {
-        cpu_secs: stage.timeout.as_secs() + 1,
+        cpu_secs: Some(stage.timeout.as_secs() + 1),
         address_space: stage.address_space,
-        processes: Some(processes),
-        open_files: 256,
-        file_size: s.max_file,
+        ..fixed_limits(s, stage.cgroup.is_some(), stage.uid)
     };
     // A forked child starts with the node's resident size as its peak (the kernel keeps it
     // across exec), and `wait4` reports the larger of bubblewrap's and the program's peak:
     // a peak not above the node's size is unknown, not the node's.
     let floor = spawn::own_rss();
     let join = stage.cgroup.map(RunCgroup::join).unwrap_or_default();
-    let mut child = spawn::spawn(&mut cmd, limits, stage.uid, &join)?;
+    let warm = stage.warm.lock().ok().and_then(|mut w| w.take());
+    let mut child = match (warm, &s.containment) {
+        (Some(w), Containment::Bwrap(_)) => w.start(stage.timeout.as_secs() + 1, stage.address_space, &line)?,
+        _ => spawn::spawn(&mut cmd, limits, stage.uid, &join)?,
+    };
     let reaper = Reaper::new(&child);
     // If this future is dropped before the stage ends (the caller hung up), the sandbox goes
     // with it: without a cgroup nothing else would end a program that sleeps.
@@ -535,6 +542,7 @@ pub(crate) async fn probe(bwrap: &Path, uid: Option<u32>) -> Result<(), String> 
             usage: &dir.join("usage"),
             live: None,
             cgroup: None,
+            warm: Default::default(),
         },
     )
     .await;

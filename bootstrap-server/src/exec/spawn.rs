@@ -1,21 +1,25 @@
 //! The few system calls around a sandboxed child that std does not offer: rlimits, a
-//! parent-death signal and joining the run's cgroups between fork and exec, `wait4` for the
+//! parent-death signal and joining the run's cgroups between fork and exec, a child started
+//! ahead of time that waits for its command line ([`spawn_waiting`]), `wait4` for the
 //! child's CPU time and peak memory, and killing by pidfd. Everything unsafe in code
 //! execution is in this file.
 #![allow(unsafe_code)]
 
-use std::io;
+use std::ffi::OsString;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Resource limits set on the child (and inherited by everything it starts).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rlimits {
-    /// CPU seconds per process (SIGXCPU, then SIGKILL a second later).
-    pub(crate) cpu_secs: u64,
+    /// CPU seconds per process (SIGXCPU, then SIGKILL a second later); `None`: unchanged.
+    pub(crate) cpu_secs: Option<u64>,
     /// Address space per process, in bytes (`None`: unlimited).
     pub(crate) address_space: Option<u64>,
     /// Processes and threads of the (sandbox) user.
@@ -73,7 +77,9 @@ pub(crate) fn spawn(
                     return Err(io::Error::last_os_error());
                 }
             }
-            set(libc::RLIMIT_CPU, limits.cpu_secs)?;
+            if let Some(c) = limits.cpu_secs {
+                set(libc::RLIMIT_CPU, c)?;
+            }
             set(libc::RLIMIT_NOFILE, limits.open_files)?;
             set(libc::RLIMIT_FSIZE, limits.file_size)?;
             set(libc::RLIMIT_CORE, 0)?;
@@ -90,6 +96,106 @@ pub(crate) fn spawn(
         });
     }
     cmd.spawn()
+}
+
+/// What a waiting child runs: it reads NUL-separated fields from the fd named by `$1` until
+/// the node closes it (CPU seconds, address space in KiB or `unlimited`, then the command
+/// line), closes that fd, sets both limits (soft and hard: bash's `ulimit` without -H/-S),
+/// and `exec`s the command line (the same process: its pid, group, cgroups, uid and other
+/// rlimits carry over). Too little read: it exits 111; limits refused: 112.
+const WAITING_SCRIPT: &str = r#"fd=$1; mapfile -d '' -t A <&"$fd" || exit 111; exec {fd}<&-; (( ${#A[@]} > 2 )) || exit 111; ulimit -t "${A[0]}" -v "${A[1]}" || exit 112; exec -- "${A[@]:2}""#;
+
+/// A child started ahead of time ([`spawn_waiting`]): already in its cgroups, as its uid,
+/// with the rlimits that do not depend on the stage, and its stdio piped; it waits until
+/// [`Waiting::start`] gives it its command line. Dropped unused, it is killed and reaped.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    child: Option<Child>,
+    /// The write end of the pipe it reads its command line from.
+    line: Option<std::fs::File>,
+}
+
+/// Starts bash (`bash`) as a waiting child (see [`Waiting`]), with `spawn`'s settings: its
+/// own process group, `limits` (give `cpu_secs: None` and `address_space: None` here and
+/// set them in [`Waiting::start`]), `uid`, joining `join`. Joining a cgroup waits for the
+/// kernel (an RCU grace period on cgroup v1, several milliseconds); a waiting child has
+/// done that before its stage begins.
+pub(crate) fn spawn_waiting(
+    bash: &Path,
+    limits: Rlimits,
+    uid: Option<u32>,
+    join: &[BorrowedFd<'_>],
+) -> io::Result<Waiting> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array we pass.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned these fds to us; each is owned once.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let read_fd = read.as_raw_fd();
+    let mut cmd = Command::new(bash);
+    cmd.arg("-c").arg(WAITING_SCRIPT).arg("arena-exec-waiting").arg(read_fd.to_string());
+    // bash reads no startup file with -c unless told by the environment: give it none.
+    cmd.env_clear().env("PATH", "/usr/bin:/bin");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: runs in the child between fork and exec; fcntl is async-signal-safe and the fd
+    // is a plain integer. The read end stays open across exec in the child alone (the
+    // node's copy keeps close-on-exec, so no other child inherits it).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(read_fd, libc::F_SETFD, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = spawn(&mut cmd, limits, uid, join)?;
+    drop(read);
+    Ok(Waiting { child: Some(child), line: Some(std::fs::File::from(write)) })
+}
+
+impl Waiting {
+    /// Its pid (while it is not reaped, no other process has it).
+    pub(crate) fn pid(&self) -> Option<libc::pid_t> {
+        self.child.as_ref().map(|c| c.id() as libc::pid_t)
+    }
+
+    /// Whether it still waits (not killed, say, by the sweep of its uid).
+    pub(crate) fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends it the stage's CPU time and address-space limits, which it sets on itself
+    /// (another uid's limits need CAP_SYS_RESOURCE, which a container's root may lack), and
+    /// `argv`: it becomes that program.
+    pub(crate) fn start(mut self, cpu_secs: u64, address_space: Option<u64>, argv: &[OsString]) -> io::Result<Child> {
+        let (Some(child), Some(mut line)) = (self.child.take(), self.line.take()) else {
+            return Err(io::Error::other("this waiting child was started already"));
+        };
+        let mut reaped = Waiting { child: Some(child), line: None };
+        let space = address_space.map_or_else(|| "unlimited".to_owned(), |a| (a / 1024).max(1).to_string());
+        let mut bytes = format!("{cpu_secs}\0{space}\0").into_bytes();
+        for a in argv {
+            if a.as_bytes().contains(&0) {
+                return Err(io::Error::other("an argument contains a NUL byte"));
+            }
+            bytes.extend_from_slice(a.as_bytes());
+            bytes.push(0);
+        }
+        line.write_all(&bytes)?;
+        drop(line);
+        reaped.child.take().ok_or_else(|| io::Error::other("no child"))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// How a child ended, with what it used (its own and that of every descendant it waited
@@ -211,12 +317,16 @@ impl Reaper {
 }
 
 /// SIGKILLs every process whose real uid is `uid` (a run slot's own uid: nothing else runs
-/// as it); returns how many were found.
-pub(crate) fn kill_uid(uid: u32) -> usize {
+/// as it) but those in `keep` (the node's own unreaped children); returns how many were
+/// found.
+pub(crate) fn kill_uid_except(uid: u32, keep: &[libc::pid_t]) -> usize {
     let mut found = 0;
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else { continue };
+        if keep.contains(&pid) {
+            continue;
+        }
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
         let real = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next());
         if real.and_then(|r| r.parse::<u32>().ok()) == Some(uid) {
