@@ -156,3 +156,39 @@ async fn a_stock_client_adds_a_file() -> Result<()> {
     server.stop().await?;
     Ok(())
 }
+
+/// `arena-node join` over `/yws` is present in the room (its name in the awareness every
+/// member sees, renewed) and says it left when it stops, as it does over libp2p.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_peer_joined_over_yws_is_present_and_leaves() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let room = create_room(server.addr).await?;
+    let opts = arena_node::cli::PeerOptions {
+        room: arena_core::PeerKey::from_hex(&room.room)?,
+        token: room.candidate.clone(),
+        bootstrap: vec![arena_node::http::BootstrapAddr::Http(format!("http://{}", server.addr))],
+        listen: Vec::new(),
+        name: "native-joiner".into(),
+        relay: false,
+        via: arena_node::cli::Via::Yws,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    let joined = tokio::spawn(async move { arena_node::cli::join(opts, None, s).await });
+    let mut host = ArenaPeer::connect(server.addr, &room.room, &room.host, "host").await?;
+    let present = |p: &ArenaPeer| p.presence.values().any(|s| s.contains("native-joiner"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !present(&host) {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no presence of the native peer: {:?}", host.presence);
+        host.pump(Duration::from_millis(100)).await?;
+    }
+    stop.cancel();
+    joined.await??;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while present(&host) {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the native peer stays present: {:?}", host.presence);
+        host.pump(Duration::from_millis(100)).await?;
+    }
+    server.stop().await
+}

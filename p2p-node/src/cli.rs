@@ -187,7 +187,7 @@ pub async fn join(opts: PeerOptions, data_dir: Option<PathBuf>, shutdown: Cancel
                 None => (NodeStore::Memory(arena_core::MemoryStore::new()), None),
             };
             let mut client = NodeClient::new(open_room(&opts, identity, store)?, GOSSIP_CHUNK, now_ms());
-            yws_loop(&url, &opts, &mut client, shutdown, Some(&mut stdin), None, group).await?;
+            yws_loop(&url, &opts, &mut client, shutdown, Some(&mut stdin), None, group, true).await?;
         }
     }
     Ok(())
@@ -217,7 +217,10 @@ async fn back_off(backoff: &mut Duration, shutdown: &CancellationToken) -> bool 
 
 /// Runs a room over `/yws` until `shutdown`, reconnecting with backoff: what the node sends
 /// is applied, made durable, then printed; each line on `stdin` is appended to the code;
-/// each media file's hash goes into the recording.
+/// each media file's hash goes into the recording. With `presence`, the peer is present (a
+/// y-protocols awareness state with its name, renewed inside the 30 s timeout, cleared when
+/// it leaves), as it is over libp2p: browsers list it as here.
+#[allow(clippy::too_many_arguments, reason = "one private loop, two callers")]
 async fn yws_loop(
     url: &str,
     opts: &PeerOptions,
@@ -226,6 +229,7 @@ async fn yws_loop(
     mut stdin: Option<&mut Stdin>,
     mut files: Option<&mut tokio::sync::mpsc::Receiver<MediaFile>>,
     group: Option<crate::GroupCommit>,
+    presence: bool,
 ) -> Result<()> {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
@@ -248,12 +252,20 @@ async fn yws_loop(
         };
         println!("attached to {url} (y-websocket) for room {}", opts.room);
         backoff = Duration::from_millis(500);
+        if presence {
+            let frame = client.set_presence(&opts.name, "#6b7280", None, now_ms())?;
+            if let Err(e) = link.send(vec![frame]).await {
+                warn!(error = %e, "presence");
+            }
+        }
+        let mut renew = tokio::time::interval(Duration::from_secs(5));
         loop {
             enum Input {
                 Stop,
                 Frame(Result<Option<Vec<u8>>>),
                 Line(Option<String>),
                 Media(MediaFile),
+                Tick,
             }
             let input = {
                 let typed = async {
@@ -274,6 +286,7 @@ async fn yws_loop(
                     frame = link.recv() => Input::Frame(frame),
                     line = typed => Input::Line(line),
                     Some(f) = media => Input::Media(f),
+                    _ = renew.tick() => Input::Tick,
                 }
             };
             let sent = match input {
@@ -295,10 +308,22 @@ async fn yws_loop(
                     record_media_room(client.room_mut(), f);
                     Ok(())
                 }
+                // Renews our presence when due, drops others' that timed out.
+                Input::Tick => match client.tick(now_ms()) {
+                    Ok((Some(frame), _)) => link.send(vec![frame]).await,
+                    Ok((None, _)) => Ok(()),
+                    Err(e) => Err(e.into()),
+                },
             };
             if let Err(e) = sent {
                 warn!(error = %e, "connection lost");
                 break;
+            }
+        }
+        if presence && shutdown.is_cancelled() {
+            // Say we left (a null state).
+            if let Ok(frame) = client.clear_presence(now_ms()) {
+                let _ = link.send(vec![frame]).await;
             }
         }
         let _ = link.close().await;
@@ -404,7 +429,7 @@ pub async fn record_with_media(opts: PeerOptions, out: &Path, media: bool, shutd
                 NodeStore::Recording(Box::new(RecordingStore::open(&path, opts.room, identity.clone(), now_ms())?));
             let mut client = NodeClient::new(open_room(&opts, identity, store)?, GOSSIP_CHUNK, now_ms());
             println!("recording room {} into {}", opts.room, path.display());
-            yws_loop(&url, &opts, &mut client, shutdown, None, files.as_mut(), None).await?;
+            yws_loop(&url, &opts, &mut client, shutdown, None, files.as_mut(), None, false).await?;
             call_stop.cancel();
             let room = client.room_mut();
             for f in finish_call(call_task, &mut files).await {
