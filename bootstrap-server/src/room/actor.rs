@@ -141,27 +141,25 @@ impl<S: RoomStore> RoomState<S> {
                 Poll::Ready(None) | Poll::Ready(Some(RoomCmd::Shutdown)) => return Poll::Ready(()),
                 Poll::Ready(Some(cmd)) => {
                     let first = Stamp::now();
-                    self.handle(cmd);
+                    let mut stores = self.handle(cmd);
                     let mut taken = 1;
                     while taken < 256 {
                         match rx.try_recv() {
                             Ok(RoomCmd::Shutdown) => return Poll::Ready(()),
-                            Ok(c) => self.handle(c),
+                            Ok(c) => stores |= self.handle(c),
                             Err(_) => break,
                         }
                         taken += 1;
                     }
-                    let (_, n) = self.unflushed.get_or_insert((first, 0));
-                    *n += taken;
+                    self.taken(first, taken, stores);
                     yield_after = true;
                 }
                 Poll::Pending => {}
             }
             // The inline connection's frames, as commands (at most a batch's worth per pass).
-            let (taken, moved) = self.poll_inline(cx, 256);
+            let (taken, stores, moved) = self.poll_inline(cx, 256);
             if taken > 0 {
-                let (_, n) = self.unflushed.get_or_insert((Stamp::now(), 0));
-                *n += taken;
+                self.taken(Stamp::now(), u32::try_from(taken).unwrap_or(u32::MAX), stores);
                 yield_after = true;
             }
             progress |= moved;
@@ -172,7 +170,7 @@ impl<S: RoomStore> RoomState<S> {
             if commit_at.is_some_and(|at| at <= now) {
                 self.commit_proxied(now_ms());
                 self.last_commit = Some(now.into());
-                self.unflushed.get_or_insert((now.into(), 0));
+                self.taken(now.into(), 0, true);
             }
             // Envelopes some other call sealed first go out with the next flush; what needs
             // no flush goes out now, or with what follows it if the room sent less than
@@ -188,15 +186,20 @@ impl<S: RoomStore> RoomState<S> {
             // not wait for it) and before the flush that makes it durable.
             self.checkpoint_retry = None;
             match self.checkpoint_if_due() {
-                Checkpointed::Wrote => {
-                    self.unflushed.get_or_insert((Stamp::now(), 0));
-                }
+                Checkpointed::Wrote => self.taken(Stamp::now(), 0, true),
                 Checkpointed::Busy => self.checkpoint_retry = Some((now + CHECKPOINT_RETRY).into()),
                 Checkpointed::No => {}
             }
             // One flush at a time; what was written meanwhile gets the next.
             if self.flushing.is_none() {
-                if let Some((started, n)) = self.unflushed.take() {
+                if let Some((started, n, false)) = self.unflushed {
+                    // Only presence since the last flush: nothing of it is stored, so
+                    // nothing waits for a flush (an idle stock client's awareness renewal,
+                    // every 15 s, would otherwise cost an fsync request and a trip through
+                    // the blocking pool).
+                    self.unflushed = None;
+                    self.presence_only(started, n);
+                } else if let Some((started, n, _)) = self.unflushed.take() {
                     let flusher = self.env.flusher.clone();
                     let (frames, waiting) = match self.queued.as_mut() {
                         Some(q) => (std::mem::take(&mut q.durable), std::mem::take(&mut q.info_waiting)),
@@ -206,7 +209,7 @@ impl<S: RoomStore> RoomState<S> {
                     self.flushing = Some(Box::new(InFlight {
                         flush: Box::pin(async move { flusher.flush().await }),
                         started: started.instant(),
-                        n,
+                        n: u64::from(n),
                         frames,
                         info,
                     }));
@@ -259,6 +262,21 @@ impl<S: RoomStore> RoomState<S> {
 
 impl<S: RoomStore> RoomState<S> {
     /// After a batch is durable: send what waited for it, answer info requests, count.
+    /// Notes `n` commands or frames taken at `first` (the first of them) for the next flush;
+    /// `stores`: whether any of them may have changed what the room stores.
+    fn taken(&mut self, first: Stamp, n: u32, stores: bool) {
+        let (_, taken, any) = self.unflushed.get_or_insert((first, 0, false));
+        *taken = taken.saturating_add(n);
+        *any |= stores;
+    }
+
+    /// Commands that were all presence, counted as handled with no flush.
+    fn presence_only(&mut self, started: Stamp, n: u32) {
+        let m = &self.env.metrics;
+        inc(&m.apply_us_sum, started.instant().elapsed().as_micros() as u64);
+        inc(&m.apply_count, u64::from(n));
+    }
+
     fn after_flush(&mut self, f: InFlight) {
         let InFlight { started, n, frames, info, .. } = f;
         if !frames.is_empty() {
@@ -372,15 +390,17 @@ impl<S: RoomStore> RoomState<S> {
     }
 
     /// Serves the inline connection: writes what is queued for it, then reads and handles
-    /// up to `budget` of its frames. Returns how many frames it handled and whether anything
+    /// up to `budget` of its frames. Returns how many frames it handled, whether any of them
+    /// may have changed what the room stores (see [`RoomState::frame`]), and whether anything
     /// happened (progress: the caller loops); reading stops while a write is pending.
-    fn poll_inline(&mut self, cx: &mut Context<'_>, budget: u64) -> (u64, bool) {
+    fn poll_inline(&mut self, cx: &mut Context<'_>, budget: u64) -> (u64, bool, bool) {
         let mut taken = 0;
+        let mut stores = false;
         let mut progress = false;
         while taken < budget {
             match self.flush_inline(cx) {
                 Poll::Pending => break,
-                Poll::Ready(true) => return (taken, true),
+                Poll::Ready(true) => return (taken, stores, true),
                 Poll::Ready(false) => {}
             }
             let Some(i) = self.inline.as_mut() else { break };
@@ -388,7 +408,7 @@ impl<S: RoomStore> RoomState<S> {
                 Poll::Pending => break,
                 Poll::Ready(None) => {
                     self.end_inline();
-                    return (taken, true);
+                    return (taken, stores, true);
                 }
                 Poll::Ready(Some(m)) => m,
             };
@@ -396,7 +416,7 @@ impl<S: RoomStore> RoomState<S> {
             match incoming(&mut i.socket, &mut i.limiter, &self.env.metrics, msg) {
                 Incoming::Frame(bytes) => {
                     let conn = i.conn;
-                    self.frame(conn, &bytes);
+                    stores |= self.frame(conn, &bytes);
                     taken += 1;
                 }
                 Incoming::Close(code, reason) => i.close(code, &reason),
@@ -408,10 +428,10 @@ impl<S: RoomStore> RoomState<S> {
         if let Some(i) = self.inline.as_mut() {
             if keep_deadlines(&mut i.socket, &self.env.metrics, &self.env.deadlines, cx).is_none() {
                 self.end_inline();
-                return (taken, true);
+                return (taken, stores, true);
             }
         }
-        (taken, progress)
+        (taken, stores, progress)
     }
 
     /// Writes what is queued for the inline connection: `Ready(true)` when that ended it
@@ -735,6 +755,65 @@ mod tests {
         })
         .await;
         assert_eq!(found, Ok(true), "the signed envelope did not reach the observer");
+
+        tx.send(RoomCmd::Shutdown).await.unwrap();
+        handle.await.unwrap();
+    }
+
+    /// An idle stock client's presence renewals (awareness, every 15 s) are served and echoed
+    /// but ask for no flush: nothing of them is stored. A command that may store (here an
+    /// info request, which waits for durability) still gets one. Before, each renewal cost
+    /// a group-commit request and a trip through the blocking pool, and 2,000 idle rooms'
+    /// renewals kept the node's RSS growing (`benches/results/2026-12-07-stock-idle-2.md`).
+    #[tokio::test]
+    async fn presence_alone_asks_for_no_flush_and_a_command_that_may_store_does() {
+        use std::sync::atomic::AtomicUsize;
+        use yrs::updates::encoder::Encode;
+        let no_reopen: Opener<MemoryStore> = Box::new(|id| Err(crate::BootstrapError::UnknownRoom(id.to_hex())));
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let counted = flushes.clone();
+        let env = env(
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+            no_reopen,
+        );
+        let node = Identity::from_seed([2; 32]);
+        let (_, room) = created_room(&node, |_| MemoryStore::new(), room_config());
+        let (tx, handle) = spawn(env.clone(), room);
+        let (stock_tx, mut stock_rx) = chan::channel_weighed::<Outbound, FrameBytes>(64);
+        tx.send(RoomCmd::Subscribe { conn: 2, role: Role::Candidate, tx: stock_tx, slot: slot() }).await.unwrap();
+        let info = || async {
+            let (reply, info) = oneshot::channel();
+            tx.send(RoomCmd::Info { reply }).await.unwrap();
+            info.await.unwrap()
+        };
+        info().await;
+        let before = flushes.load(Ordering::SeqCst);
+
+        // Five renewals of the client's presence, each echoed to it (as y-websocket's server does).
+        let mut presence = PresenceMap::new(77);
+        for i in 0..5 {
+            let update = presence.set_local(&format!(r#"{{"user":{{"name":"c{i}"}}}}"#), now_ms()).encode_v1();
+            let frame = arena_core::sync::ywire::awareness_frame(&update).unwrap();
+            tx.send(RoomCmd::Frame { conn: 2, bytes: frame.clone() }).await.unwrap();
+            let echoed = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(o) = stock_rx.recv().await {
+                    if matches!(&o, Outbound::Binary(b) if b[..] == frame[..]) {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            assert_eq!(echoed, Ok(true), "renewal {i} was not echoed");
+        }
+        // The info request is answered after one flush of its own: none is left over from
+        // the renewals for it to wait behind.
+        info().await;
+        assert_eq!(flushes.load(Ordering::SeqCst), before + 1, "presence asked for flushes");
+        assert!(env.metrics.apply_count.load(Ordering::Relaxed) >= 5, "the renewals are not counted as handled");
 
         tx.send(RoomCmd::Shutdown).await.unwrap();
         handle.await.unwrap();

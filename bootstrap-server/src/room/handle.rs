@@ -17,10 +17,16 @@ use crate::live::CLOSE_DENIED;
 use crate::metrics::inc;
 
 impl<S: RoomStore> RoomState<S> {
-    pub(super) fn handle(&mut self, cmd: RoomCmd) {
+    /// Handles one command; returns whether it may have changed what the room stores (the
+    /// actor's next flush then covers it, and what waits for durability waits for that
+    /// flush): false only for a frame that was presence alone (see [`RoomState::frame`]).
+    pub(super) fn handle(&mut self, cmd: RoomCmd) -> bool {
+        if let RoomCmd::Frame { conn, bytes } = cmd {
+            return self.frame(conn, &bytes);
+        }
         match cmd {
             // Taken by the actor before it gets here.
-            RoomCmd::Shutdown => {}
+            RoomCmd::Shutdown | RoomCmd::Frame { .. } => {}
             RoomCmd::Attach(a) => self.attach(*a),
             RoomCmd::Detach { conn } => {
                 if let Some(c) = self.conns.remove(&conn) {
@@ -34,7 +40,6 @@ impl<S: RoomStore> RoomState<S> {
                     self.drop_awareness(c.awareness_ids);
                 }
             }
-            RoomCmd::Frame { conn, bytes } => self.frame(conn, &bytes),
             #[cfg(test)]
             RoomCmd::Subscribe { conn, role, tx, slot } => {
                 let live = self.env.live.register_yws(conn, self.id, u64::MAX, [0; 16]);
@@ -85,6 +90,7 @@ impl<S: RoomStore> RoomState<S> {
                 let _ = reply.send(self.analyze_write(&trigger, round, &backend, findings));
             }
         }
+        true
     }
 
     /// A connection joins: its start frames (our sync step 1, the room's awareness; one
@@ -187,16 +193,20 @@ impl<S: RoomStore> RoomState<S> {
         self.env.presence_to_network(self.id, bytes);
     }
 
-    pub(super) fn frame(&mut self, conn: u64, bytes: &[u8]) {
+    /// A connection's frame. Returns whether it may have changed what the room stores:
+    /// false for a frame that was presence alone (awareness, an awareness query: kept in
+    /// memory, never stored) or that was dropped unread, so that an idle client's presence
+    /// renewals ask for no flush.
+    pub(super) fn frame(&mut self, conn: u64, bytes: &[u8]) -> bool {
         let env = self.env.clone();
         let m = &env.metrics;
         inc(&m.bytes_in, bytes.len() as u64);
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else { return false };
         let session = c.session;
         if c.role == Role::Observer && self.claims_anothers_presence(conn, bytes) {
             inc(&m.observer_writes_refused, 1);
             debug!(conn, "observer's presence under another connection's client id dropped");
-            return;
+            return false;
         }
         let now = now_ms();
         // Presence (idle clients renew theirs every 15 s) is served without the document, so
@@ -208,11 +218,12 @@ impl<S: RoomStore> RoomState<S> {
         } else {
             Ok(None)
         };
+        let presence_alone = matches!(received, Ok(Some(_)));
         let received = match received {
             Ok(Some(o)) => Ok(o),
             Ok(None) => match self.with_room(|h, r| session.receive(r.doc(), &mut h.presence, bytes, now)) {
                 Some(r) => r,
-                None => return,
+                None => return true,
             },
             Err(e) => Err(e),
         };
@@ -231,7 +242,7 @@ impl<S: RoomStore> RoomState<S> {
                     );
                     self.drop_awareness(c.awareness_ids);
                 }
-                return;
+                return true;
             }
         };
         if !outcome.reply.is_empty() {
@@ -265,6 +276,7 @@ impl<S: RoomStore> RoomState<S> {
         for chunk_bytes in outcome.arena {
             self.arena_chunk(conn, &chunk_bytes, now);
         }
+        !presence_alone
     }
 
     /// Whether a frame sets presence under an awareness client id another connection of the

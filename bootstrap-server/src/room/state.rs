@@ -120,8 +120,11 @@ pub(super) struct RoomState<S: RoomStore> {
     pub(super) span: tracing::Span,
     pub(super) sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     pub(super) flushing: Option<Box<InFlight>>,
-    /// Commands taken since the last flush started: when the first was, how many.
-    pub(super) unflushed: Option<(Stamp, u64)>,
+    /// Commands taken since the last flush started: when the first was, how many, and
+    /// whether any of them may have changed what the room stores (false while they were
+    /// all presence: then no flush is asked for them). 16 bytes, the `bool`'s spare values
+    /// holding the `Option`'s tag.
+    pub(super) unflushed: Option<(Stamp, u32, bool)>,
     /// When stock clients' updates were last signed (they are signed at most once per
     /// `--proxy-batch-ms`).
     pub(super) last_commit: Option<Stamp>,
