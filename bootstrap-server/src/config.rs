@@ -51,10 +51,11 @@ pub struct Config {
     /// document in memory and only appends to sled, so the cache mostly holds idle rooms'
     /// records: with sled's 1 GiB they stay in memory (1.3–2 KiB of RSS per idle room,
     /// measured), with a few MiB they live on disk and in the OS page cache, and waking a
-    /// room reads them from there. 2 MiB: with stock clients 8 MiB kept ~12 MB more after
-    /// the rooms went idle (docs/decisions/004-idle-memory-stock-clients.md). Raise it for
-    /// rooms with long logs that are often reopened.
-    #[arg(long, env = "ARENA_STORE_CACHE_MB", default_value_t = 2)]
+    /// room reads them from there. 8 MiB: 2 MiB keeps ~6 KiB less per idle stock-client room
+    /// at 2,000 rooms but read lower on the throughput command in each of four paired runs
+    /// (docs/decisions/004-idle-memory-stock-clients.md): lower it where idle rooms matter
+    /// more than edit throughput; raise it for rooms with long logs that are often reopened.
+    #[arg(long, env = "ARENA_STORE_CACHE_MB", default_value_t = 8)]
     pub store_cache_mb: u64,
 
     /// Group commit: the next sled flush (fsync) starts at least this many milliseconds
