@@ -55,6 +55,23 @@ async fn run(addr: std::net::SocketAddr, language: &str, code: &str, extra: Valu
     Ok(serde_json::from_str(&text)?)
 }
 
+/// A python program that forks `children` processes, each holding `mib` MiB (every page
+/// written) for `secs` seconds, and prints "all children ended" once they have.
+fn fork_hog(children: u32, mib: u32, secs: u32) -> String {
+    format!(
+        "import os, time\n\
+         for i in range({children}):\n\
+         \x20   if os.fork() == 0:\n\
+         \x20       block = b'x' * ({mib} << 20)\n\
+         \x20       print('child', i, 'holds', len(block) >> 20, 'MiB', flush=True)\n\
+         \x20       time.sleep({secs})\n\
+         \x20       os._exit(0)\n\
+         for i in range({children}):\n\
+         \x20   os.wait()\n\
+         print('all children ended')\n"
+    )
+}
+
 /// The node's directories for runs' cgroups, or `None` (said loudly) when it uses none.
 async fn cgroup_dirs(addr: std::net::SocketAddr, test: &str) -> Result<Option<Vec<PathBuf>>> {
     let h = health(addr).await?;
@@ -151,17 +168,8 @@ async fn a_memory_hog_of_many_processes_is_stopped_by_the_runs_memory_limit() ->
     let Some(_) = cgroup_dirs(server.addr, "memory hog").await? else { return server.stop().await };
     // 8 processes of 200 MiB each, every page written: each is far below the 512 MiB
     // address-space rlimit, together 1.6 GiB.
-    let hog = "import os, sys, time\n\
-               for i in range(8):\n\
-               \x20   if os.fork() == 0:\n\
-               \x20       block = b'x' * (200 << 20)\n\
-               \x20       print('child', i, 'holds', len(block) >> 20, 'MiB', flush=True)\n\
-               \x20       time.sleep(60)\n\
-               \x20       os._exit(0)\n\
-               for i in range(8):\n\
-               \x20   os.wait()\n\
-               print('all children ended')\n";
-    let v = run(server.addr, "python", hog, json!({ "run_memory_limit": 512 << 20 })).await?;
+    let hog = fork_hog(8, 200, 60);
+    let v = run(server.addr, "python", &hog, json!({ "run_memory_limit": 512 << 20 })).await?;
     let r = &v["run"];
     eprintln!("memory hog: {} (peak {} bytes, stdout {:?})", r["message"], r["memory"], r["stdout"]);
     assert_eq!(r["status"], "SG", "{v}");
@@ -464,20 +472,12 @@ async fn a_stage_started_ahead_gets_its_own_limits() -> Result<()> {
     assert!(space[0] >= 100 << 20 && space[0] < 8 << 30, "the stage's address space: {v}");
     // 4 processes of 50 MiB, each under its address-space rlimit, together over the
     // stage's 128 MiB cgroup limit.
-    let hog = "import os, time\n\
-               for i in range(4):\n\
-               \x20   if os.fork() == 0:\n\
-               \x20       block = b'x' * (50 << 20)\n\
-               \x20       time.sleep(30)\n\
-               \x20       os._exit(0)\n\
-               for i in range(4):\n\
-               \x20   os.wait()\n\
-               print('held it')\n";
-    let v = run(server.addr, "python", hog, json!({ "run_memory_limit": 128 << 20 })).await?;
+    let hog = fork_hog(4, 50, 30);
+    let v = run(server.addr, "python", &hog, json!({ "run_memory_limit": 128 << 20 })).await?;
     assert_eq!(v["run"]["status"], "SG", "{v}");
     let message = v["run"]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("memory limit: the run's processes together went over 128 MiB"), "{v}");
-    assert!(!v["run"]["stdout"].as_str().unwrap_or_default().contains("held it"), "{v}");
+    assert!(!v["run"]["stdout"].as_str().unwrap_or_default().contains("all children ended"), "{v}");
     server.stop().await
 }
 

@@ -150,10 +150,9 @@ impl LocalExecutor {
                 (false, false) => "rlimits",
             },
             ahead: Mutex::new(HashMap::new()),
-            bash: match (&containment_is_bwrap, cgroups.is_ok()) {
-                (true, true) => ["/usr/bin/bash", "/bin/bash"].iter().map(PathBuf::from).find(|p| p.is_file()),
-                _ => None,
-            },
+            bash: (containment_is_bwrap && cgroups.is_ok())
+                .then(|| ["/usr/bin/bash", "/bin/bash"].iter().map(PathBuf::from).find(|p| p.is_file()))
+                .flatten(),
             ahead_on: AtomicBool::new(false),
             ahead_tx: Mutex::new(None),
             cgroups,

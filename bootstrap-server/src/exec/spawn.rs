@@ -170,10 +170,8 @@ impl Waiting {
     /// (another uid's limits need CAP_SYS_RESOURCE, which a container's root may lack), and
     /// `argv`: it becomes that program.
     pub(crate) fn start(mut self, cpu_secs: u64, address_space: Option<u64>, argv: &[OsString]) -> io::Result<Child> {
-        let (Some(child), Some(mut line)) = (self.child.take(), self.line.take()) else {
-            return Err(io::Error::other("this waiting child was started already"));
-        };
-        let mut reaped = Waiting { child: Some(child), line: None };
+        // On an error below, dropping `self` kills and reaps the child.
+        let mut line = self.line.take().ok_or_else(|| io::Error::other("this waiting child was started already"))?;
         let space = address_space.map_or_else(|| "unlimited".to_owned(), |a| (a / 1024).max(1).to_string());
         let mut bytes = format!("{cpu_secs}\0{space}\0").into_bytes();
         for a in argv {
@@ -185,7 +183,7 @@ impl Waiting {
         }
         line.write_all(&bytes)?;
         drop(line);
-        reaped.child.take().ok_or_else(|| io::Error::other("no child"))
+        self.child.take().ok_or_else(|| io::Error::other("this waiting child was started already"))
     }
 }
 
