@@ -9,12 +9,13 @@ use tokio_util::sync::CancellationToken;
 /// tighter (an idle room measured 30 KiB with glibc).
 #[cfg(all(feature = "mimalloc", not(feature = "heap-stats")))]
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: arena_bootstrap::reclaim::LargeFromOs<mimalloc::MiMalloc> =
+    arena_bootstrap::reclaim::LargeFromOs::new(mimalloc::MiMalloc);
 
 #[cfg(all(feature = "mimalloc", feature = "heap-stats"))]
 #[global_allocator]
-static ALLOC: arena_bootstrap::metrics::Counting<mimalloc::MiMalloc> =
-    arena_bootstrap::metrics::Counting(mimalloc::MiMalloc);
+static ALLOC: arena_bootstrap::metrics::Counting<arena_bootstrap::reclaim::LargeFromOs<mimalloc::MiMalloc>> =
+    arena_bootstrap::metrics::Counting(arena_bootstrap::reclaim::LargeFromOs::new(mimalloc::MiMalloc));
 
 #[cfg(all(not(feature = "mimalloc"), feature = "heap-stats"))]
 #[global_allocator]
