@@ -301,15 +301,18 @@ if (opts.rooms.length > 1) {
     console.log(`  ${kind}: ${((rb.idle - ra.idle) / (b - a)).toFixed(2)} KiB/room`)
   }
 }
-const ratio = (kind) => {
-  const rs = results.filter((r) => r.kind === kind)
-  return rs.length ? Math.max(...rs.map((r) => (r.idle - r.base) / r.n)) : NaN
+// Per N: an arena build's KiB per room over the best Node server's at the same N; the
+// figure is the worst (highest) of those.
+const perRoom = (kind, n) => {
+  const r = results.find((x) => x.kind === kind && x.n === n)
+  return r ? (r.idle - r.base) / r.n : NaN
 }
 const nodes = opts.servers.filter((k) => !k.startsWith('arena'))
 if (nodes.length) {
-  const best = Math.min(...nodes.map(ratio))
   for (const k of opts.servers.filter((k) => k.startsWith('arena'))) {
-    console.log(`\n${k} / best Node server (worst N, after idle): ${(ratio(k) / best).toFixed(3)}`)
+    const ratios = opts.rooms.map((n) => perRoom(k, n) / Math.min(...nodes.map((m) => perRoom(m, n))))
+    const each = opts.rooms.map((n, i) => `${n}: ${ratios[i].toFixed(3)}`).join(', ')
+    console.log(`\n${k} / best Node server at the same N, after idle: ${each}; worst ${Math.max(...ratios).toFixed(3)}`)
   }
 }
 process.exit(0)
