@@ -15,6 +15,10 @@
 //! looked, at most once a second; if so it flushes its crossbeam-epoch garbage (collecting
 //! what every thread retired before) and runs the allocator's own collection. The
 //! blocking-pool thread that runs sled's flush does the first part after it ([`after_flush`]).
+//!
+//! And large zeroed blocks (sled's page tables and histograms, which it touches a little at a
+//! time) come straight from the OS ([`LargeFromOs`], the binary's allocator around mimalloc),
+//! so that only the pages in use are resident.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
