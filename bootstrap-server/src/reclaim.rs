@@ -174,11 +174,20 @@ mod os {
     }
 }
 
+/// Elsewhere no block comes from the OS: [`LargeFromOs`] passes everything on.
+#[cfg(not(target_os = "linux"))]
+mod os {
+    pub(super) fn map(_len: usize) -> *mut u8 {
+        std::ptr::null_mut()
+    }
+    /// Never called: nothing was mapped.
+    pub(super) unsafe fn unmap(_p: *mut u8, _len: usize) {}
+}
+
 // SAFETY: a block is the OS's (one whole mapping: page-aligned, zeroed) only if its address is
 // in `mapped`, put there before it was handed out and taken out before it is unmapped; every
 // other block is the inner allocator's, and each call sends a block back to where it came
 // from. (`allow`: a GlobalAlloc impl is unsafe by definition.)
-#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 unsafe impl<A: std::alloc::GlobalAlloc> std::alloc::GlobalAlloc for LargeFromOs<A> {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
