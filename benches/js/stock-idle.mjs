@@ -13,7 +13,7 @@
 // Prints RSS per room, (after - base) / N, and, with two or more N, the slope between them.
 //
 //   ulimit -n 65536; node benches/js/stock-idle.mjs [--servers arena,yws,hocuspocus]
-//       [--rooms 2000,4000] [--wait 40] [--edits 40] [--arena-bin target/release/arena-bootstrap]
+//       [--rooms 2000,4000] [--wait 40] [--edits 40 (0: connect only)] [--arena-bin target/release/arena-bootstrap]
 //       [--arena-args '--flag value ...'] [--baseline-bin PATH]
 // benches/js/stock-idle.sh raises the open-file limit, checks for the release build and runs
 // it. --baseline-bin adds another arena-bootstrap build (e.g. the commit before a change) to
@@ -65,11 +65,12 @@ for (let i = 2; i < process.argv.length; i += 2) {
 for (const s of opts.servers) if (!['arena', 'yws', 'hocuspocus'].includes(s)) throw new Error(`unknown server ${s}`)
 // Another arena-bootstrap build (e.g. the commit before a change), measured in the same run.
 if (opts.baselineBin) opts.servers.unshift('arena-baseline')
-if (opts.rooms.some((n) => !(n > 0)) || !(opts.edits > 0) || !(opts.wait >= 0)) throw new Error('bad --rooms, --edits or --wait')
+if (opts.rooms.some((n) => !(n > 0)) || !(opts.edits >= 0) || !(opts.wait >= 0)) throw new Error('bad --rooms, --edits or --wait')
 
 // ~2 KB of code, typed as `edits` inserts at the end of the text.
 const LINE = 'def solve(nums):\n    return sorted(set(nums))[:k]\n'
 const DOC = LINE.repeat(Math.ceil(2048 / LINE.length)).slice(0, 2048)
+const TYPED = opts.edits > 0 ? DOC : ''
 const chunks = Array.from({ length: opts.edits }, (_, i) =>
   DOC.slice(Math.floor((i * DOC.length) / opts.edits), Math.floor(((i + 1) * DOC.length) / opts.edits)))
 
@@ -263,7 +264,7 @@ async function measure (kind, n) {
     const picks = Array.from({ length: Math.min(opts.verify, n) }, (_, i) => Math.floor((i * n) / Math.min(opts.verify, n)))
     for (const i of picks) {
       const text = await readBack(server, rooms[i][0], rooms[i][1])
-      if (text !== DOC) throw new Error(`${kind}: room ${i} read back ${text.length} bytes, not the ${DOC.length} typed`)
+      if (text !== TYPED) throw new Error(`${kind}: room ${i} read back ${text.length} bytes, not the ${TYPED.length} typed`)
     }
     for (const c of clients) c.provider.destroy()
     const r = { kind, n, base, joined, idle, joinSecs, idleDisconnects, joinDisconnects: before, m0, m1, verified: picks.length }
@@ -280,7 +281,7 @@ async function measure (kind, n) {
 }
 
 const results = []
-log(`stock-idle: servers ${opts.servers.join(',')}, rooms ${opts.rooms.join(',')}, ${opts.edits} edits of ~${Math.round(DOC.length / opts.edits)} B, wait ${opts.wait} s`)
+log(`stock-idle: servers ${opts.servers.join(',')}, rooms ${opts.rooms.join(',')}, ${opts.edits} edits of ~${Math.round(TYPED.length / Math.max(opts.edits, 1))} B, wait ${opts.wait} s`)
 for (const n of opts.rooms) {
   for (const kind of opts.servers) {
     results.push(await measure(kind, n))

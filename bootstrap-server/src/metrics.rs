@@ -213,6 +213,8 @@ impl Metrics {
         );
         if cfg!(feature = "heap-stats") {
             put("heap_live_bytes", "gauge", "Bytes live on the heap (built with heap-stats).", &HEAP_LIVE_BYTES);
+            #[cfg(all(feature = "heap-stats", feature = "mimalloc"))]
+            s.push_str(&crate::reclaim::heap_report());
         }
         s
     }

@@ -20,6 +20,12 @@
 //! time) come straight from the OS ([`LargeFromOs`], the binary's allocator around mimalloc),
 //! so that only the pages in use are resident.
 
+mod heaps;
+mod store_heap;
+
+pub use heaps::*;
+pub use store_heap::InStoreHeap;
+
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -370,8 +370,10 @@ impl<S: RoomStore> RoomState<S> {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let started = Instant::now();
         let res = match self.room.as_mut() {
-            Some(room) if multi => tokio::task::block_in_place(|| room.checkpoint_if_due(now)),
-            Some(room) => room.checkpoint_if_due(now),
+            Some(room) if multi => {
+                tokio::task::block_in_place(|| crate::reclaim::documents(|| room.checkpoint_if_due(now)))
+            }
+            Some(room) => crate::reclaim::documents(|| room.checkpoint_if_due(now)),
             None => Ok(None),
         };
         match res {

@@ -263,7 +263,7 @@ impl<S: RoomStore> RoomState<S> {
         if self.room.is_some() {
             return true;
         }
-        match (self.env.open)(&self.id) {
+        match crate::reclaim::documents(|| (self.env.open)(&self.id)) {
             Ok(r) => {
                 debug!("document reopened from sled");
                 inc(&self.env.metrics.docs_loaded, 1);
@@ -348,7 +348,7 @@ impl<S: RoomStore> RoomState<S> {
             return None;
         }
         let mut room = self.room.take()?;
-        let out = f(self, &mut room);
+        let out = crate::reclaim::documents(|| f(self, &mut room));
         debug_assert!(self.room.is_none(), "with_room nested");
         self.room = Some(room);
         Some(out)

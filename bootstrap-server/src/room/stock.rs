@@ -64,7 +64,7 @@ impl<S: RoomStore> RoomState<S> {
         }
         if let Some(room) = self.room.as_mut() {
             if room.unsealed() > 0 {
-                if let Err(e) = room.seal_pending(now) {
+                if let Err(e) = crate::reclaim::documents(|| room.seal_pending(now)) {
                     warn!(error = %e, "signing stock clients' updates failed; they stay pending");
                 }
             }
