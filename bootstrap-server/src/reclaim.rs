@@ -16,15 +16,16 @@
 //! what every thread retired before) and runs the allocator's own collection. The
 //! blocking-pool thread that runs sled's flush does the first part after it ([`after_flush`]).
 //!
-//! And large zeroed blocks (sled's page tables and histograms, which it touches a little at a
+//! Large zeroed blocks (sled's page tables and histograms, which it touches a little at a
 //! time) come straight from the OS ([`LargeFromOs`], the binary's allocator around mimalloc),
 //! so that only the pages in use are resident.
+//!
+//! And room documents allocate in a heap of their own ([`documents`], [`SeparateHeaps`];
+//! `reclaim/heaps.rs`): an evicted document's pages then hold less that outlives it.
 
 mod heaps;
-mod store_heap;
 
 pub use heaps::*;
-pub use store_heap::InStoreHeap;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

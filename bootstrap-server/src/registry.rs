@@ -7,9 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A room's store on this node: sled, each call in the store's heap.
-pub(crate) type RoomDb = InStoreHeap<SledStore>;
-
 use arena_core::records::Meta;
 use arena_core::{
     Admission, Grant, Identity, Invite, PeerKey, Role, Room, RoomConfig, RoomId, SledDb, SledStore, FLAG_PROXY,
@@ -22,7 +19,6 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::BootstrapError;
 use crate::metrics::Metrics;
-use crate::reclaim::{within, Heap, InStoreHeap};
 use crate::room::{self, Env, RoomCmd, Rooms, Tunables};
 use crate::ws::Deadlines;
 
@@ -65,7 +61,7 @@ struct Inner {
     db: SledDb,
     public_url: String,
     /// What every room actor runs with (the loaded rooms among it).
-    env: Arc<Env<RoomDb>>,
+    env: Arc<Env<SledStore>>,
     /// The room actors' tasks, awaited at shutdown.
     tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -115,11 +111,9 @@ impl Registry {
                 interval,
             )
         };
-        let open: room::Opener<RoomDb> = {
+        let open: room::Opener<SledStore> = {
             let (db, identity) = (db.clone(), identity.clone());
-            Box::new(move |id| {
-                Ok(Room::open(*id, identity.clone(), 0, InStoreHeap(db.room(id)?), room::room_config(), now_ms())?)
-            })
+            Box::new(move |id| Ok(Room::open(*id, identity.clone(), 0, db.room(id)?, room::room_config(), now_ms())?))
         };
         let env = Arc::new(Env {
             tunables: Tunables::from_config(&cfg),
@@ -153,7 +147,7 @@ impl Registry {
     }
 
     /// What the room actors run with.
-    pub(crate) fn env(&self) -> &Arc<Env<RoomDb>> {
+    pub(crate) fn env(&self) -> &Arc<Env<SledStore>> {
         &self.inner.env
     }
 
@@ -176,7 +170,7 @@ impl Registry {
     }
 
     pub(crate) fn room_key(&self, room: &RoomId) -> Result<Option<Identity>, BootstrapError> {
-        let Some(raw) = within(Heap::Store, || self.inner.db.room_record(room))? else { return Ok(None) };
+        let Some(raw) = self.inner.db.room_record(room)? else { return Ok(None) };
         let rec: RoomRecord = serde_json::from_slice(&raw)
             .map_err(|source| BootstrapError::RoomRecord { room: room.to_hex(), source })?;
         let seed = PeerKey::from_hex(&rec.key)?;
@@ -202,17 +196,11 @@ impl Registry {
         let rec = RoomRecord { key: PeerKey(room_key.seed()).to_hex(), created_at: now };
         let raw =
             serde_json::to_vec(&rec).map_err(|source| BootstrapError::RoomRecord { room: id.to_hex(), source })?;
-        within(Heap::Store, || self.inner.db.set_room_record(&id, &raw))?;
+        self.inner.db.set_room_record(&id, &raw)?;
         // The room's document, built, written and dropped here: in the documents' heap.
         crate::reclaim::documents(|| -> Result<(), BootstrapError> {
-            let mut room = Room::open(
-                id,
-                self.inner.identity.clone(),
-                0,
-                InStoreHeap(self.inner.db.room(&id)?),
-                RoomConfig::default(),
-                now,
-            )?;
+            let mut room =
+                Room::open(id, self.inner.identity.clone(), 0, self.inner.db.room(&id)?, RoomConfig::default(), now)?;
             let node_invite =
                 Invite::bound(&room_key, self.inner.identity.clone(), Role::Host, u64::MAX / 2, FLAG_PROXY, now);
             room.admit(&Admission::sign(&self.inner.identity, &node_invite, "bootstrap node", now), None)?;
@@ -268,7 +256,7 @@ impl Registry {
     /// when there are any, its admissions).
     pub(crate) fn link_revoked(&self, room: &RoomId, invite: &PeerKey) -> Result<bool, BootstrapError> {
         use arena_core::Store;
-        let store = InStoreHeap(self.inner.db.room(room)?);
+        let store = self.inner.db.room(room)?;
         let revoked: HashSet<PeerKey> = store.revocations()?.into_iter().map(|r| r.target).collect();
         if revoked.is_empty() {
             return Ok(false);
@@ -310,7 +298,7 @@ impl Registry {
     }
 
     /// Opens a room's replica from sled (what a room actor holds).
-    pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<RoomDb>, BootstrapError> {
+    pub(crate) fn open_room(&self, room: &RoomId) -> Result<Room<SledStore>, BootstrapError> {
         (self.inner.env.open)(room)
     }
 
