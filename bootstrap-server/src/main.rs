@@ -6,8 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 /// mimalloc: glibc's malloc keeps the freed pages of evicted documents and unloaded rooms
 /// (resident per thread arena), mimalloc gives them back; it also packs small allocations
-/// tighter (an idle room measured 30 KiB with glibc). Around it: documents and the store in
-/// heaps of their own (`SeparateHeaps`), large zeroed blocks from the OS (`LargeFromOs`); see
+/// tighter (an idle room measured 30 KiB with glibc). Around it: room documents in a heap of
+/// their own (`SeparateHeaps`), large zeroed blocks from the OS (`LargeFromOs`); see
 /// `arena_bootstrap::reclaim`.
 #[cfg(all(feature = "mimalloc", not(feature = "heap-stats")))]
 #[global_allocator]
