@@ -175,6 +175,86 @@ async fn an_observer_cannot_speak_for_anothers_presence() -> Result<()> {
     Ok(())
 }
 
+/// An awareness frame setting `ids`' states (clock 1, a name each).
+fn awareness_for(ids: impl IntoIterator<Item = u64>) -> Result<Vec<u8>> {
+    use yrs::updates::encoder::Encode;
+    let clients = ids
+        .into_iter()
+        .map(|id| {
+            let json = format!(r#"{{"user":{{"name":"fake{id}"}}}}"#);
+            (yrs::ClientID::new(id), yrs::sync::awareness::AwarenessUpdateEntry { clock: 1, json: json.into() })
+        })
+        .collect();
+    Ok(arena_core::sync::ywire::awareness_frame(&yrs::sync::AwarenessUpdate { clients }.encode_v1())?)
+}
+
+/// A member (here the candidate) cannot grow the room's presence without end under made-up
+/// awareness client ids: a frame for more clients than a room holds is refused as malformed,
+/// and a connection that speaks for more than 8 ids is closed and its states go. The host's
+/// and an observer's presence stay, and nobody is sent the made-up ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_under_made_up_client_ids_is_bounded() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path()).await?;
+    let room = create_room(server.addr).await?;
+    let yws = |token: &str| format!("ws://{}/yws/{}?token={token}", server.addr, room.room);
+    let (mut host, _) = tokio_tungstenite::connect_async(yws(&room.host)).await?;
+    send_bin(&mut host, awareness_msg(777, 1, r#"{"user":{"name":"Host"}}"#)?).await?;
+    send_bin(&mut host, encode_frame(&[YMessage::Sync(SyncMessage::SyncStep1(StateVector::default()))])).await?;
+    until_step2(&mut host).await?;
+    let rejected_before = gauge(server.addr, "frames_rejected_total").await?;
+
+    // One frame for 300 clients: malformed, the connection ends, nothing is kept.
+    let (mut flood, _) = tokio_tungstenite::connect_async(yws(&room.candidate)).await?;
+    send_bin(&mut flood, awareness_for(10_000..10_300)?).await?;
+    let (code, reason) = closed(&mut flood).await?;
+    assert_eq!(code, 4400, "{reason}");
+    assert!(reason.contains("awareness for 300 clients"), "{reason}");
+
+    // Eight ids are taken; the ninth, in a later frame, ends the connection.
+    let (mut many, _) = tokio_tungstenite::connect_async(yws(&room.candidate)).await?;
+    send_bin(&mut many, awareness_for(20_000..20_008)?).await?;
+    send_bin(&mut many, awareness_for([20_008])?).await?;
+    let (code, reason) = closed(&mut many).await?;
+    assert_eq!(code, 4400, "{reason}");
+    assert!(reason.contains("more than 8 client ids"), "{reason}");
+    assert!(gauge(server.addr, "frames_rejected_total").await? >= rejected_before + 2, "refusals not counted");
+
+    // What the room holds now: the host and an observer, none of the made-up states.
+    let (mut obs, _) = tokio_tungstenite::connect_async(yws(&room.observer)).await?;
+    send_bin(&mut obs, awareness_msg(4343, 1, r#"{"user":{"name":"Observer"}}"#)?).await?;
+    let seen = presence_of(&mut obs).await?;
+    assert!(seen.get(&777).is_some_and(|s| s.contains("Host")), "the host's presence went: {seen:?}");
+    assert!(seen.contains_key(&4343), "the observer's presence was dropped: {seen:?}");
+    let fake: Vec<_> = seen.iter().filter(|(id, s)| **id >= 10_000 && s.as_str() != "null").collect();
+    assert!(fake.is_empty(), "made-up states kept: {fake:?}");
+    // The host was sent none of the states the node refused (the 300), nor the ninth (only
+    // its removal, with the other eight's, when the connection ended).
+    let mut heard = std::collections::HashSet::new();
+    send_bin(&mut host, encode_frame(&[YMessage::Sync(SyncMessage::SyncStep1(StateVector::default()))])).await?;
+    tokio::time::timeout(WAIT, async {
+        while let Some(m) = host.next().await {
+            let Message::Binary(b) = m? else { continue };
+            for msg in decode_frame(&b)? {
+                match msg {
+                    YMessage::Awareness(u) => {
+                        heard.extend(u.clients.iter().filter(|(_, e)| &*e.json != "null").map(|(k, _)| k.get()))
+                    }
+                    YMessage::Sync(SyncMessage::SyncStep2(_)) => return Ok(()),
+                    _ => {}
+                }
+            }
+        }
+        bail!("socket ended")
+    })
+    .await??;
+    assert!(!heard.iter().any(|id| (10_000..10_300).contains(id)), "the refused frame reached the host: {heard:?}");
+    assert!(!heard.contains(&20_008), "the ninth id's state reached the host");
+    assert!(heard.contains(&20_000), "the eight taken states were not passed on: {heard:?}");
+    server.stop().await?;
+    Ok(())
+}
+
 // ---- item 10: /signal -------------------------------------------------------------------
 
 async fn signal(addr: SocketAddr, token: &str) -> Result<Ws> {

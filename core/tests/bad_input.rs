@@ -918,3 +918,48 @@ fn a_flood_of_updates_with_missing_predecessors_stays_bounded() -> Result<()> {
     ensure!(twin.doc().code() == host.doc().code(), "twin {:?}, host {:?}", twin.doc().code(), host.doc().code());
     Ok(())
 }
+
+/// An awareness frame with states for `ids` (clock `clock`).
+fn awareness_frame_for(ids: impl IntoIterator<Item = u64>, clock: u32) -> Result<Vec<u8>> {
+    let clients = ids
+        .into_iter()
+        .map(|id| (yrs::ClientID::new(id), yrs::sync::awareness::AwarenessUpdateEntry { clock, json: "{}".into() }))
+        .collect();
+    Ok(ywire::awareness_frame(&yrs::sync::AwarenessUpdate { clients }.encode_v1())?)
+}
+
+/// Presence from a y-protocols peer is bounded: a frame for more clients than a room holds
+/// is an error and changes nothing; with the room's map full, a new client's entry is
+/// neither kept nor passed on; a frame echoing states the room already has speaks for
+/// nobody (a stock client passes on what it heard).
+#[test]
+fn presence_frames_are_bounded() -> Result<()> {
+    use arena_core::sync::presence::MAX_PRESENCE_STATES;
+    let max = MAX_PRESENCE_STATES as u64;
+    let mut presence = PresenceMap::new(0);
+    let session = YSession::new(false);
+    let over = awareness_frame_for(1..=max + 1, 1)?;
+    let err =
+        session.receive_presence(&mut presence, &over, 1).err().context("an oversized awareness frame was taken")?;
+    ensure!(err.to_string().contains(&format!("awareness for {} clients", max + 1)), "{err}");
+    ensure!(presence.is_empty(), "the refused frame left states");
+
+    let full =
+        session.receive_presence(&mut presence, &awareness_frame_for(1..=max, 1)?, 2)?.context("presence path")?;
+    ensure!(full.presence_changed.len() == MAX_PRESENCE_STATES, "{} changed", full.presence_changed.len());
+    ensure!(presence.len() == MAX_PRESENCE_STATES);
+
+    // An echo of known states (same clocks) changes nothing and speaks for nobody.
+    let echo = session.receive_presence(&mut presence, &awareness_frame_for(1..=3, 1)?, 3)?.context("presence path")?;
+    ensure!(echo.presence_changed.is_empty(), "an echo spoke for {:?}", echo.presence_changed);
+
+    // Full: a newcomer's entry is dropped from what is forwarded; a renewal goes through.
+    let mixed = awareness_frame_for([1, max + 7], 2)?;
+    let out = session.receive_presence(&mut presence, &mixed, 4)?.context("presence path")?;
+    let fwd = yrs::sync::AwarenessUpdate::decode_v1(&out.awareness.context("nothing forwarded")?)?;
+    let ids: Vec<u64> = fwd.clients.keys().map(|k| k.get()).collect();
+    ensure!(ids == [1], "forwarded {ids:?}");
+    ensure!(out.presence_changed == [1], "changed {:?}", out.presence_changed);
+    ensure!(presence.state(max + 7).is_none(), "the refused newcomer was kept");
+    Ok(())
+}

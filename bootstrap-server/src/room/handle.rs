@@ -9,7 +9,9 @@ use tracing::{debug, warn};
 
 use super::cmd::{Attach, RoomCmd};
 use super::env::RoomStore;
-use super::state::{deliver, finish_closing, link_revoked, Conn, Inline, RoomState, REMOVED};
+use super::state::{
+    deliver, finish_closing, link_revoked, Conn, Inline, RoomState, MAX_PRESENCE_IDS_PER_CONNECTION, REMOVED,
+};
 use crate::chan;
 use crate::clock::now_ms;
 use crate::conn::{FrameBytes, Outbound, CONN_QUEUE};
@@ -245,6 +247,18 @@ impl<S: RoomStore> RoomState<S> {
                 return true;
             }
         };
+        if self.speaks_for_too_many(conn, &outcome.presence_changed) {
+            // Presence under made-up client ids would grow the room's map (bounded, but
+            // then full for everyone else): the connection ends, its states go.
+            inc(&m.frames_rejected, 1);
+            debug!(conn, "presence for too many client ids on one connection");
+            if let Some(c) = self.conns.remove(&conn) {
+                let reason = format!("presence for more than {MAX_PRESENCE_IDS_PER_CONNECTION} client ids");
+                deliver(&c, &mut self.inline, Outbound::Close(4400, reason.into()), false);
+                self.drop_awareness(c.awareness_ids);
+            }
+            return false;
+        }
         if !outcome.reply.is_empty() {
             self.send(Some(conn), None, outcome.reply);
         }
@@ -257,15 +271,6 @@ impl<S: RoomStore> RoomState<S> {
             self.stock_updates(conn, outcome.updates, now);
         }
         if let Some(a) = outcome.awareness {
-            if let Ok(upd) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&a) {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    for id in upd.clients.keys() {
-                        if !c.awareness_ids.contains(&id.get()) {
-                            c.awareness_ids.push(id.get());
-                        }
-                    }
-                }
-            }
             if let Ok(f) = awareness_frame(&a) {
                 // Like the y-websocket server: to everyone, the sender included (keeps its
                 // connection alive).
@@ -277,6 +282,18 @@ impl<S: RoomStore> RoomState<S> {
             self.arena_chunk(conn, &chunk_bytes, now);
         }
         !presence_alone
+    }
+
+    /// Adds the awareness client ids a frame changed to those `conn` speaks for (they go
+    /// when it does); whether that makes more than [`MAX_PRESENCE_IDS_PER_CONNECTION`].
+    fn speaks_for_too_many(&mut self, conn: u64, changed: &[u64]) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        for id in changed {
+            if !c.awareness_ids.contains(id) {
+                c.awareness_ids.push(*id);
+            }
+        }
+        c.awareness_ids.len() > MAX_PRESENCE_IDS_PER_CONNECTION
     }
 
     /// Whether a frame sets presence under an awareness client id another connection of the

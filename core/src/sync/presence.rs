@@ -9,8 +9,14 @@
 //! Rules (y-protocols `applyAwarenessUpdate`): an entry wins when its clock is newer, or
 //! when it has the same clock and removes a state that is present. Nobody may remove our
 //! own state: such an update bumps our clock instead, so our next update wins again.
+//!
+//! Bounded: a map holds at most [`MAX_PRESENCE_STATES`] client ids, removed ones (kept for
+//! their clock) included. A new id over that replaces the removed one heard of longest ago;
+//! with none removed it is refused ([`PresenceChange::refused`]). y-protocols has no bound,
+//! so a peer could otherwise grow every replica's map without end with made-up client ids.
+//! The states are a `Vec` (a room has a handful; one present client costs one 56-byte
+//! entry, where a hash table's smallest allocation held four).
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use yrs::sync::awareness::AwarenessUpdateEntry;
@@ -21,6 +27,10 @@ use crate::json::Json;
 
 const NULL: &str = "null";
 
+/// Most client ids a [`PresenceMap`] holds (present or removed). A room has two writers and
+/// a few observers, each one client id per connection.
+pub const MAX_PRESENCE_STATES: usize = 256;
+
 #[derive(Clone, Debug)]
 struct State {
     clock: u32,
@@ -29,8 +39,9 @@ struct State {
     /// None: removed (the clock is kept, so an old update cannot bring it back).
     json: Option<Arc<str>>,
     /// What `json` says, parsed on first read after it changed (a relay that never reads
-    /// presence parses nothing); `None` inside when it is not JSON, or null.
-    view: OnceLock<Option<View>>,
+    /// presence parses nothing); `None` inside when it is not JSON, or null. Boxed: a relay's
+    /// states stay small.
+    view: OnceLock<Option<Box<View>>>,
 }
 
 impl State {
@@ -59,19 +70,19 @@ pub(crate) struct View {
 }
 
 impl View {
-    fn parse(json: &str) -> Option<View> {
+    fn parse(json: &str) -> Option<Box<View>> {
         let state = Json::parse(json)?;
         if state == Json::Null {
             return None;
         }
         let user = |key| Some(state.get("user")?.get(key)?.as_str()?.to_owned());
         let cursor = |key| state.get("cursor")?.get(key).cloned();
-        Some(View {
+        Some(Box::new(View {
             name: user("name").unwrap_or_default(),
             color: user("color").unwrap_or_default(),
             anchor: cursor("anchor"),
             head: cursor("head"),
-        })
+        }))
     }
 }
 
@@ -84,12 +95,20 @@ pub struct PresenceChange {
     pub updated: Vec<u64>,
     /// Clients that left.
     pub removed: Vec<u64>,
+    /// New clients not taken: the map held [`MAX_PRESENCE_STATES`] ids, none of them removed.
+    /// Their entries change nothing and should not be passed on.
+    pub refused: Vec<u64>,
 }
 
 impl PresenceChange {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty()
+    }
+
+    /// Every client whose state changed: added, renewed or removed.
+    pub fn changed(&self) -> impl Iterator<Item = u64> + '_ {
+        self.added.iter().chain(&self.updated).chain(&self.removed).copied()
     }
 }
 
@@ -98,13 +117,50 @@ impl PresenceChange {
 pub struct PresenceMap {
     /// Our own client id (0: a relay with no state of its own).
     local: u64,
-    states: HashMap<u64, State>,
+    /// At most [`MAX_PRESENCE_STATES`] (our own state may be one more), in the order first heard.
+    states: Vec<(u64, State)>,
 }
 
 impl PresenceMap {
     /// A map for a peer with client id `local` (a relay that has no state of its own: 0).
     pub fn new(local: u64) -> Self {
-        PresenceMap { local, states: HashMap::new() }
+        PresenceMap { local, states: Vec::new() }
+    }
+
+    fn get(&self, id: u64) -> Option<&State> {
+        self.states.iter().find(|(i, _)| *i == id).map(|(_, s)| s)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut State> {
+        self.states.iter_mut().find(|(i, _)| *i == id).map(|(_, s)| s)
+    }
+
+    /// Adds a new id's state, making room by dropping the removed state heard of longest ago
+    /// when the map is full (`always`: our own, which is taken even then). Returns whether
+    /// it was taken.
+    fn insert(&mut self, id: u64, state: State, always: bool) -> bool {
+        if self.states.len() >= MAX_PRESENCE_STATES {
+            let oldest_removed = self
+                .states
+                .iter()
+                .enumerate()
+                .filter(|(_, (i, s))| s.json.is_none() && *i != self.local)
+                .min_by_key(|(_, (_, s))| s.last_updated)
+                .map(|(at, _)| at);
+            match oldest_removed {
+                Some(at) => {
+                    self.states.remove(at);
+                }
+                None if !always => return false,
+                None => {}
+            }
+        }
+        if self.states.len() == self.states.capacity() {
+            // Exact growth while small: most rooms hold one or two clients.
+            self.states.reserve_exact(self.states.len().clamp(1, 16));
+        }
+        self.states.push((id, state));
+        true
     }
 
     /// Our client id.
@@ -114,11 +170,12 @@ impl PresenceMap {
 
     /// Applies a peer's update at `now_ms`.
     pub fn apply(&mut self, update: &AwarenessUpdate, now_ms: u64) -> PresenceChange {
+        let local = self.local;
         let mut change = PresenceChange::default();
         for (client, entry) in &update.clients {
             let id = client.get();
             let new = (&*entry.json != NULL).then(|| Arc::clone(&entry.json));
-            match self.states.get_mut(&id) {
+            match self.get_mut(id) {
                 Some(s) => {
                     let removes = s.clock == entry.clock && new.is_none() && s.json.is_some();
                     if s.clock >= entry.clock && !removes {
@@ -127,7 +184,7 @@ impl PresenceMap {
                     s.clock = entry.clock;
                     s.last_updated = now_ms;
                     match new {
-                        None if id == self.local && self.local != 0 && s.json.is_some() => s.clock += 1,
+                        None if id == local && local != 0 && s.json.is_some() => s.clock += 1,
                         None => {
                             if s.set(None).is_some() {
                                 change.removed.push(id);
@@ -143,10 +200,12 @@ impl PresenceMap {
                     }
                 }
                 None => {
-                    if new.is_some() {
+                    let present = new.is_some();
+                    if !self.insert(id, State::new(entry.clock, now_ms, new), false) {
+                        change.refused.push(id);
+                    } else if present {
                         change.added.push(id);
                     }
-                    self.states.insert(id, State::new(entry.clock, now_ms, new));
                 }
             }
         }
@@ -155,7 +214,11 @@ impl PresenceMap {
 
     /// Sets our own state (JSON text); returns the update to send.
     pub fn set_local(&mut self, json: &str, now_ms: u64) -> AwarenessUpdate {
-        let s = self.states.entry(self.local).or_insert_with(|| State::new(0, now_ms, None));
+        let local = self.local;
+        if self.get(local).is_none() {
+            self.insert(local, State::new(0, now_ms, None), true);
+        }
+        let Some(s) = self.get_mut(local) else { return AwarenessUpdate { clients: Default::default() } };
         s.clock = s.clock.wrapping_add(1);
         s.last_updated = now_ms;
         s.set(Some(json.into()));
@@ -171,11 +234,12 @@ impl PresenceMap {
     /// the update telling the others. Our own clock moves on; other clients' stays, so a
     /// newer update from them still wins (y-protocols `removeAwarenessStates`).
     pub fn remove(&mut self, ids: impl IntoIterator<Item = u64>, now_ms: u64) -> AwarenessUpdate {
+        let local = self.local;
         let mut gone = Vec::new();
         for id in ids {
-            if let Some(s) = self.states.get_mut(&id) {
+            if let Some(s) = self.get_mut(id) {
                 if s.set(None).is_some() {
-                    if id == self.local {
+                    if id == local {
                         s.clock = s.clock.wrapping_add(1);
                     }
                     s.last_updated = now_ms;
@@ -188,7 +252,7 @@ impl PresenceMap {
 
     /// The state of `id` (JSON text) if present.
     pub fn state(&self, id: u64) -> Option<&str> {
-        self.states.get(&id).and_then(|s| s.json.as_deref())
+        self.get(id).and_then(|s| s.json.as_deref())
     }
 
     /// Everyone present: id, state JSON and when it was last renewed.
@@ -201,13 +265,13 @@ impl PresenceMap {
     pub(crate) fn present_views(&self) -> impl Iterator<Item = (u64, &str, &View)> {
         self.states.iter().filter_map(|(id, s)| {
             let json = s.json.as_deref()?;
-            Some((*id, json, s.view.get_or_init(|| View::parse(json)).as_ref()?))
+            Some((*id, json, &**s.view.get_or_init(|| View::parse(json)).as_ref()?))
         })
     }
 
     /// How many clients are present.
     pub fn len(&self) -> usize {
-        self.states.values().filter(|s| s.json.is_some()).count()
+        self.states.iter().filter(|(_, s)| s.json.is_some()).count()
     }
 
     /// Whether nobody is present.
@@ -221,7 +285,7 @@ impl PresenceMap {
         let clients = ids
             .into_iter()
             .filter_map(|id| {
-                let s = self.states.get(&id)?;
+                let s = self.get(id)?;
                 let json = s.json.clone().unwrap_or_else(|| NULL.into());
                 Some((ClientID::new(id), AwarenessUpdateEntry { clock: s.clock, json }))
             })
@@ -263,6 +327,43 @@ mod tests {
         // A stale state cannot come back after the removal.
         assert!(p.apply(&upd(&[(7, 3, r#"{"a":2}"#)]), 14).is_empty());
         assert_eq!(p.apply(&upd(&[(7, 4, r#"{"a":3}"#)]), 15).added, vec![7]);
+    }
+
+    #[test]
+    fn a_full_map_takes_a_new_client_in_place_of_the_oldest_removed_one_and_refuses_it_otherwise() {
+        let mut p = PresenceMap::new(1);
+        let flood: Vec<(u64, u32, &str)> = (100..100 + MAX_PRESENCE_STATES as u64).map(|id| (id, 1, "{}")).collect();
+        assert_eq!(p.apply(&upd(&flood), 1).added.len(), MAX_PRESENCE_STATES);
+        // Full, nobody removed: a newcomer is refused and stays unknown.
+        let c = p.apply(&upd(&[(7, 1, r#"{"late":1}"#)]), 2);
+        assert_eq!((c.refused, c.added), (vec![7], vec![]));
+        assert_eq!(p.state(7), None);
+        // Known clients still renew.
+        assert_eq!(p.apply(&upd(&[(100, 2, "{}")]), 3).updated, vec![100]);
+        // Two leave (101 first): the newcomer takes 101's place, the next one 102's.
+        p.remove([101], 4);
+        p.remove([102], 5);
+        assert_eq!(p.apply(&upd(&[(7, 1, r#"{"late":1}"#)]), 6).added, vec![7]);
+        assert!(p.update_for([101]).clients.is_empty(), "the oldest removed id was kept");
+        assert_eq!(p.update_for([102]).clients.len(), 1, "a newer removed id went first");
+        assert_eq!(p.apply(&upd(&[(8, 1, "{}")]), 7).added, vec![8]);
+        assert_eq!(p.apply(&upd(&[(9, 1, "{}")]), 8).refused, vec![9]);
+        assert!(p.states.len() <= MAX_PRESENCE_STATES);
+        // Our own state is always taken, full or not.
+        p.set_local(r#"{"me":1}"#, 9);
+        assert_eq!(p.local_state(), Some(r#"{"me":1}"#));
+        assert_eq!(p.states.len(), MAX_PRESENCE_STATES + 1);
+    }
+
+    #[test]
+    fn one_present_client_costs_one_small_entry() {
+        let mut p = PresenceMap::new(0);
+        p.apply(&upd(&[(7, 1, r##"{"user":{"name":"Ada","color":"#fff"}}"##)]), 1);
+        assert_eq!(p.states.capacity(), 1);
+        assert!(std::mem::size_of::<(u64, State)>() <= 56, "{} bytes", std::mem::size_of::<(u64, State)>());
+        // Reading the view parses it once, in a box of its own.
+        let (_, _, view) = p.present_views().next().unwrap_or_else(|| panic!("no view"));
+        assert_eq!(view.name, "Ada");
     }
 
     #[test]

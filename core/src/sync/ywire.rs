@@ -23,7 +23,7 @@ use yrs::{ClientID, ReadTxn, StateVector, Transact};
 use crate::codec::Reader;
 use crate::doc::RoomDoc;
 use crate::error::{CoreError, Result};
-use crate::sync::presence::PresenceMap;
+use crate::sync::presence::{PresenceMap, MAX_PRESENCE_STATES};
 
 pub use yrs::sync::{Message as YMessage, SyncMessage as YSyncMessage};
 
@@ -142,6 +142,10 @@ pub struct YOutcome {
     pub updates: Vec<Vec<u8>>,
     /// Awareness update (v1) to forward to the room's other connections.
     pub awareness: Option<Vec<u8>>,
+    /// Awareness client ids whose state the frame changed (added, renewed or removed): the
+    /// ones the sender speaks for. An echo of another client's state (a stock client passes
+    /// on what it heard) changes nothing and is not here.
+    pub presence_changed: Vec<u64>,
     /// Chunks of our own envelope protocol ([`MSG_ARENA`]).
     pub arena: Vec<Vec<u8>>,
     /// Whether updates were refused because the connection is read-only.
@@ -210,6 +214,15 @@ impl YSession {
     ) -> Result<YOutcome> {
         let mut out = YOutcome::default();
         let mut replies = Vec::new();
+        // A frame speaks for at most as many clients as a room holds (each message's entries
+        // are one hash table already decoded; this bounds what applying them costs).
+        let states: usize = msgs.iter().map(|m| if let Message::Awareness(u) = m { u.clients.len() } else { 0 }).sum();
+        if states > MAX_PRESENCE_STATES {
+            return Err(CoreError::malformed(
+                "y-protocols message",
+                format!("awareness for {states} clients in one frame (at most {MAX_PRESENCE_STATES})"),
+            ));
+        }
         // Every awareness entry of the frame, the last one per client winning.
         let mut forward = HashMap::new();
         let need_doc =
@@ -233,8 +246,9 @@ impl YSession {
                     }
                 }
                 Message::Awareness(update) => {
-                    forward.extend(update.clients.iter().map(|(k, v)| (*k, v.clone())));
-                    presence.apply(&update, now_ms);
+                    let change = presence.apply(&update, now_ms);
+                    out.presence_changed.extend(change.changed());
+                    forward.extend(update.clients.into_iter().filter(|(k, _)| !change.refused.contains(&k.get())));
                 }
                 Message::AwarenessQuery => {
                     replies.push(Message::Awareness(presence.full_update()));
