@@ -49,12 +49,16 @@ impl State {
         State { clock, last_updated, json, view: OnceLock::new() }
     }
 
-    /// Sets the state; what was parsed of it stays while the text does (renewals).
-    fn set(&mut self, json: Option<Arc<str>>) -> Option<Arc<str>> {
+    /// Sets the state; returns whether one was present. A renewal with the same text keeps
+    /// the text it has and what was parsed of it: an idle client's renewal every 15 s then
+    /// leaves no new long-lived block among the frame's short-lived ones.
+    fn set(&mut self, json: Option<Arc<str>>) -> bool {
+        let was = self.json.is_some();
         if self.json != json {
             self.view = OnceLock::new();
+            self.json = json;
         }
-        std::mem::replace(&mut self.json, json)
+        was
     }
 }
 
@@ -186,12 +190,12 @@ impl PresenceMap {
                     match new {
                         None if id == local && local != 0 && s.json.is_some() => s.clock += 1,
                         None => {
-                            if s.set(None).is_some() {
+                            if s.set(None) {
                                 change.removed.push(id);
                             }
                         }
                         Some(j) => {
-                            if s.set(Some(j)).is_none() {
+                            if !s.set(Some(j)) {
                                 change.added.push(id);
                             } else {
                                 change.updated.push(id);
@@ -238,7 +242,7 @@ impl PresenceMap {
         let mut gone = Vec::new();
         for id in ids {
             if let Some(s) = self.get_mut(id) {
-                if s.set(None).is_some() {
+                if s.set(None) {
                     if id == local {
                         s.clock = s.clock.wrapping_add(1);
                     }
@@ -364,6 +368,19 @@ mod tests {
         // Reading the view parses it once, in a box of its own.
         let (_, _, view) = p.present_views().next().unwrap_or_else(|| panic!("no view"));
         assert_eq!(view.name, "Ada");
+    }
+
+    #[test]
+    fn a_renewal_with_the_same_text_keeps_the_text_it_has() {
+        let mut p = PresenceMap::new(0);
+        p.apply(&upd(&[(7, 1, r#"{"n":1}"#)]), 1);
+        let first = p.get(7).and_then(|s| s.json.clone()).unwrap_or_else(|| panic!("no state"));
+        assert_eq!(p.apply(&upd(&[(7, 2, r#"{"n":1}"#)]), 2).updated, vec![7]);
+        let kept = p.get(7).and_then(|s| s.json.clone()).unwrap_or_else(|| panic!("no state"));
+        assert!(Arc::ptr_eq(&first, &kept), "a same-text renewal replaced the text");
+        assert_eq!(p.get(7).map(|s| (s.clock, s.last_updated)), Some((2, 2)));
+        p.apply(&upd(&[(7, 3, r#"{"n":2}"#)]), 3);
+        assert_eq!(p.state(7), Some(r#"{"n":2}"#));
     }
 
     #[test]
