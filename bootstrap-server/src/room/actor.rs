@@ -821,6 +821,74 @@ mod tests {
         handle.await.unwrap();
     }
 
+    /// Presence a hostile node sends over libp2p is bounded as a connection's is: an update
+    /// for more clients than a room holds is dropped whole; with the room's map full, a new
+    /// client's state is neither kept nor passed on, while a renewal of a known one is.
+    #[tokio::test]
+    async fn a_nodes_presence_is_bounded_and_only_what_it_changed_is_passed_on() {
+        use arena_core::sync::presence::MAX_PRESENCE_STATES;
+        use yrs::sync::awareness::AwarenessUpdateEntry;
+        use yrs::sync::{AwarenessUpdate, Message};
+        use yrs::updates::encoder::Encode;
+        let update = |ids: std::ops::Range<u64>, clock: u32| {
+            let clients =
+                ids.map(|id| (yrs::ClientID::new(id), AwarenessUpdateEntry { clock, json: "{}".into() })).collect();
+            AwarenessUpdate { clients }.encode_v1()
+        };
+        let no_reopen: Opener<MemoryStore> = Box::new(|id| Err(crate::BootstrapError::UnknownRoom(id.to_hex())));
+        let env = env(|| Ok(()), no_reopen);
+        let node = Identity::from_seed([2; 32]);
+        let (_, room) = created_room(&node, |_| MemoryStore::new(), room_config());
+        let (tx, handle) = spawn(env.clone(), room);
+        let (stock_tx, mut stock_rx) = chan::channel_weighed::<Outbound, FrameBytes>(1024);
+        tx.send(RoomCmd::Subscribe { conn: 2, role: Role::Candidate, tx: stock_tx, slot: slot() }).await.unwrap();
+        let max = MAX_PRESENCE_STATES as u64;
+        // What the client is sent up to the answer of an info request (a barrier): the
+        // awareness client ids it hears of.
+        let heard = |stock_rx: &mut chan::Receiver<Outbound, FrameBytes>| {
+            let mut ids = Vec::new();
+            while let Ok(o) = stock_rx.try_recv() {
+                let Outbound::Binary(b) = o else { continue };
+                for m in arena_core::sync::ywire::decode_frame(&b).unwrap() {
+                    if let Message::Awareness(u) = m {
+                        ids.extend(u.clients.keys().map(|k| k.get()));
+                    }
+                }
+            }
+            ids.sort_unstable();
+            ids
+        };
+        let barrier = || async {
+            let (reply, info) = oneshot::channel();
+            tx.send(RoomCmd::Info { reply }).await.unwrap();
+            info.await.unwrap();
+        };
+        barrier().await;
+        heard(&mut stock_rx);
+
+        tx.send(RoomCmd::RemotePresence { update: update(1000..1000 + max + 1, 1) }).await.unwrap();
+        barrier().await;
+        assert!(heard(&mut stock_rx).is_empty(), "an oversized update was passed on");
+
+        tx.send(RoomCmd::RemotePresence { update: update(1000..1000 + max, 1) }).await.unwrap();
+        barrier().await;
+        assert_eq!(heard(&mut stock_rx).len(), MAX_PRESENCE_STATES);
+
+        // Full: a renewal of 1000 and a newcomer 5000 in one update; only 1000 goes on.
+        let mut mixed = update(1000..1001, 2);
+        mixed = {
+            let mut u = <AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&mixed).unwrap();
+            u.clients.insert(yrs::ClientID::new(5000), AwarenessUpdateEntry { clock: 1, json: "{}".into() });
+            u.encode_v1()
+        };
+        tx.send(RoomCmd::RemotePresence { update: mixed }).await.unwrap();
+        barrier().await;
+        assert_eq!(heard(&mut stock_rx), vec![1000]);
+
+        tx.send(RoomCmd::Shutdown).await.unwrap();
+        handle.await.unwrap();
+    }
+
     /// A run's records, written by the node: the live ones go to a stock client as they are
     /// written, the final one replaces them and a version follows; a room the node does not
     /// sign for refuses them.

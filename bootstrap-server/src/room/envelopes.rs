@@ -2,6 +2,7 @@
 //! catch-up, revocations, delegations), what comes from the libp2p side, and signed
 //! envelopes out to the connections that speak it.
 
+use arena_core::sync::presence::MAX_PRESENCE_STATES;
 use arena_core::sync::wire::{chunk, Wire, GOSSIP_CHUNK};
 use arena_core::sync::ywire::{arena_frame, awareness_frame, update_frame};
 use arena_core::{Envelope, Role, Room};
@@ -159,13 +160,21 @@ impl<S: RoomStore> RoomState<S> {
     }
 
     /// Presence from libp2p (another node's browsers): kept, so awareness queries include
-    /// it, and passed on to every connection. Not sent back to the network.
+    /// it, and what it changed is passed on to every connection. Not sent back to the
+    /// network. Bounded as a connection's is: an update for more clients than a room holds
+    /// is dropped whole, and states the room's map refused are not passed on.
     pub(super) fn remote_presence(&mut self, update: Vec<u8>) {
         let Ok(u) = <yrs::sync::AwarenessUpdate as yrs::updates::decoder::Decode>::decode_v1(&update) else { return };
-        if self.presence.apply(&u, now_ms()).is_empty() {
+        if u.clients.len() > MAX_PRESENCE_STATES {
+            debug!(clients = u.clients.len(), "remote presence for more clients than a room holds dropped");
             return;
         }
-        if let Ok(f) = awareness_frame(&update) {
+        let change = self.presence.apply(&u, now_ms());
+        if change.is_empty() {
+            return;
+        }
+        let changed = yrs::updates::encoder::Encode::encode_v1(&self.presence.update_for(change.changed()));
+        if let Ok(f) = awareness_frame(&changed) {
             self.send(None, None, f);
         }
     }
