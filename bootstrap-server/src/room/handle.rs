@@ -287,6 +287,9 @@ impl<S: RoomStore> RoomState<S> {
     /// Adds the awareness client ids a frame changed to those `conn` speaks for (they go
     /// when it does); whether that makes more than [`MAX_PRESENCE_IDS_PER_CONNECTION`].
     fn speaks_for_too_many(&mut self, conn: u64, changed: &[u64]) -> bool {
+        if changed.is_empty() {
+            return false;
+        }
         let Some(c) = self.conns.get_mut(&conn) else { return false };
         for id in changed {
             if !c.awareness_ids.contains(id) {
