@@ -930,8 +930,9 @@ fn awareness_frame_for(ids: impl IntoIterator<Item = u64>, clock: u32) -> Result
 
 /// Presence from a y-protocols peer is bounded: a frame for more clients than a room holds
 /// is an error and changes nothing; with the room's map full, a new client's entry is
-/// neither kept nor passed on; a frame echoing states the room already has speaks for
-/// nobody (a stock client passes on what it heard).
+/// neither kept nor passed on; a frame echoing states the room already has, or passing on
+/// a removal, speaks for nobody (a stock client passes on what it heard and what its own
+/// timeout removed).
 #[test]
 fn presence_frames_are_bounded() -> Result<()> {
     use arena_core::sync::presence::MAX_PRESENCE_STATES;
@@ -946,12 +947,12 @@ fn presence_frames_are_bounded() -> Result<()> {
 
     let full =
         session.receive_presence(&mut presence, &awareness_frame_for(1..=max, 1)?, 2)?.context("presence path")?;
-    ensure!(full.presence_changed.len() == MAX_PRESENCE_STATES, "{} changed", full.presence_changed.len());
+    ensure!(full.presence_set.len() == MAX_PRESENCE_STATES, "{} changed", full.presence_set.len());
     ensure!(presence.len() == MAX_PRESENCE_STATES);
 
     // An echo of known states (same clocks) changes nothing and speaks for nobody.
     let echo = session.receive_presence(&mut presence, &awareness_frame_for(1..=3, 1)?, 3)?.context("presence path")?;
-    ensure!(echo.presence_changed.is_empty(), "an echo spoke for {:?}", echo.presence_changed);
+    ensure!(echo.presence_set.is_empty(), "an echo spoke for {:?}", echo.presence_set);
 
     // Full: a newcomer's entry is dropped from what is forwarded; a renewal goes through.
     let mixed = awareness_frame_for([1, max + 7], 2)?;
@@ -959,7 +960,21 @@ fn presence_frames_are_bounded() -> Result<()> {
     let fwd = yrs::sync::AwarenessUpdate::decode_v1(&out.awareness.context("nothing forwarded")?)?;
     let ids: Vec<u64> = fwd.clients.keys().map(|k| k.get()).collect();
     ensure!(ids == [1], "forwarded {ids:?}");
-    ensure!(out.presence_changed == [1], "changed {:?}", out.presence_changed);
+    ensure!(out.presence_set == [1], "changed {:?}", out.presence_set);
     ensure!(presence.state(max + 7).is_none(), "the refused newcomer was kept");
+
+    // A removal passed on (a stock client's own timeout of another client, same clock) is
+    // applied but speaks for nobody either.
+    let removal = {
+        let mut clients = std::collections::HashMap::new();
+        clients.insert(
+            yrs::ClientID::new(2),
+            yrs::sync::awareness::AwarenessUpdateEntry { clock: 1, json: "null".into() },
+        );
+        ywire::awareness_frame(&yrs::sync::AwarenessUpdate { clients }.encode_v1())?
+    };
+    let out = session.receive_presence(&mut presence, &removal, 5)?.context("presence path")?;
+    ensure!(presence.state(2).is_none(), "the removal was not applied");
+    ensure!(out.presence_set.is_empty(), "a removal spoke for {:?}", out.presence_set);
     Ok(())
 }

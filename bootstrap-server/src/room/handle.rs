@@ -247,7 +247,7 @@ impl<S: RoomStore> RoomState<S> {
                 return true;
             }
         };
-        if self.speaks_for_too_many(conn, &outcome.presence_changed) {
+        if self.speaks_for_too_many(conn, &outcome.presence_set) {
             // Presence under made-up client ids would grow the room's map (bounded, but
             // then full for everyone else): the connection ends, its states go.
             inc(&m.frames_rejected, 1);
@@ -284,14 +284,14 @@ impl<S: RoomStore> RoomState<S> {
         !presence_alone
     }
 
-    /// Adds the awareness client ids a frame changed to those `conn` speaks for (they go
-    /// when it does); whether that makes more than [`MAX_PRESENCE_IDS_PER_CONNECTION`].
-    fn speaks_for_too_many(&mut self, conn: u64, changed: &[u64]) -> bool {
-        if changed.is_empty() {
+    /// Adds the awareness client ids a frame set to those `conn` speaks for (they go when it
+    /// does); whether that makes more than [`MAX_PRESENCE_IDS_PER_CONNECTION`].
+    fn speaks_for_too_many(&mut self, conn: u64, set: &[u64]) -> bool {
+        if set.is_empty() {
             return false;
         }
         let Some(c) = self.conns.get_mut(&conn) else { return false };
-        for id in changed {
+        for id in set {
             if !c.awareness_ids.contains(id) {
                 c.awareness_ids.push(*id);
             }

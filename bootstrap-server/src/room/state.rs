@@ -29,9 +29,10 @@ pub(super) struct Conn {
     /// Its session task's queue; None for the room's [`Inline`] connection.
     pub(super) tx: Option<chan::Sender<Outbound, FrameBytes>>,
     pub(super) session: YSession,
-    /// The awareness client ids whose state it changed (usually one; a Vec holds it in 8
-    /// bytes where a set takes 4 buckets): removed when it leaves. At most
-    /// [`MAX_PRESENCE_IDS_PER_CONNECTION`]; echoes of others' states change nothing.
+    /// The awareness client ids whose state it set (usually one; a Vec holds it in 8 bytes
+    /// where a set takes 4 buckets): removed when it leaves. At most
+    /// [`MAX_PRESENCE_IDS_PER_CONNECTION`]; echoes of others' states and removals count for
+    /// nobody.
     pub(super) awareness_ids: Vec<u64>,
     /// Made at its first message of our protocol (stock clients never send one): 8 bytes
     /// in every idle stock client's entry instead of 40.

@@ -142,10 +142,11 @@ pub struct YOutcome {
     pub updates: Vec<Vec<u8>>,
     /// Awareness update (v1) to forward to the room's other connections.
     pub awareness: Option<Vec<u8>>,
-    /// Awareness client ids whose state the frame changed (added, renewed or removed): the
-    /// ones the sender speaks for. An echo of another client's state (a stock client passes
-    /// on what it heard) changes nothing and is not here.
-    pub presence_changed: Vec<u64>,
+    /// Awareness client ids whose state the frame set (added or renewed): the ones the
+    /// sender speaks for. An echo of another client's state (a stock client passes on what
+    /// it heard, with the same clock) sets nothing and is not here; nor is a removal (a
+    /// stock client passes on the ones its own timeout makes).
+    pub presence_set: Vec<u64>,
     /// Chunks of our own envelope protocol ([`MSG_ARENA`]).
     pub arena: Vec<Vec<u8>>,
     /// Whether updates were refused because the connection is read-only.
@@ -247,7 +248,7 @@ impl YSession {
                 }
                 Message::Awareness(update) => {
                     let change = presence.apply(&update, now_ms);
-                    out.presence_changed.extend(change.changed());
+                    out.presence_set.extend(change.added.iter().chain(&change.updated));
                     forward.extend(update.clients.into_iter().filter(|(k, _)| !change.refused.contains(&k.get())));
                 }
                 Message::AwarenessQuery => {
