@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+pub(crate) mod reasons;
+
 /// Everything that can go wrong in arena-core. Input from a peer, a file or a user that is
 /// malformed, forged or not allowed always ends up here as a value, never as a panic.
 #[derive(Debug, Error)]
