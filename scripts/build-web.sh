@@ -78,8 +78,9 @@ rm -rf "$pkg"
 mkdir -p "$pkg"
 "$wasm_bindgen" --target web --out-dir "$pkg" --out-name arena_web "$wasm"
 if [[ $profile == release ]]; then
-    # The name section (kept by wasm-bindgen) is what the functions are ordered by; stripped after.
-    "$wasm_opt" -Oz --converge "${reorder[@]+"${reorder[@]}"}" --strip-debug --strip-producers \
+    # The name section (kept by wasm-bindgen) is what the functions are ordered by; it goes after,
+    # with the target_features section (for linkers): browsers read neither.
+    "$wasm_opt" -Oz --converge "${reorder[@]+"${reorder[@]}"}" --strip-debug --strip-producers --strip-target-features \
         --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
         "$pkg/arena_web_bg.wasm" -o "$pkg/arena_web_bg.wasm.opt"
     mv "$pkg/arena_web_bg.wasm.opt" "$pkg/arena_web_bg.wasm"
