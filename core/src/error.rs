@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+pub(crate) mod reasons;
+
 /// Everything that can go wrong in arena-core. Input from a peer, a file or a user that is
 /// malformed, forged or not allowed always ends up here as a value, never as a panic.
 #[derive(Debug, Error)]
@@ -86,9 +88,10 @@ pub enum CoreError {
     #[error("consensus: {0}")]
     Consensus(String),
     /// A file name the room does not take (see [`crate::check_file_name`]).
-    #[error("bad file name {name:?}: {reason}")]
+    #[error("bad file name {name}: {reason}")]
     FileName {
-        /// The name, cut to 64 characters.
+        /// The name as the message shows it: quoted, cut to 64 characters, anything but
+        /// printable ASCII as `?`.
         name: String,
         /// What is wrong with it.
         reason: &'static str,

@@ -18,7 +18,7 @@ mod zip215;
 
 #[cfg(test)]
 pub(crate) use zip215::{challenge, secret_scalar, sign_raw};
-pub(crate) use zip215::{verify as verify_signature, verify_batch as verify_signatures};
+pub(crate) use zip215::{verify as verify_signature, verify_batch as verify_signatures, Key};
 #[cfg(not(all(target_arch = "wasm32", not(feature = "wasm-fast-signing"))))]
 type SecretKey = ed25519_dalek::SigningKey;
 #[cfg(all(target_arch = "wasm32", not(feature = "wasm-fast-signing")))]
@@ -58,10 +58,15 @@ impl PeerKey {
         VerifyingKey::from_bytes(&self.0).map_err(|_| CoreError::malformed("peer key", "not a curve point"))
     }
 
+    /// The key as the signature rule reads it; fails like [`PeerKey::verifying_key`].
+    pub(crate) fn key(&self) -> Result<Key> {
+        Key::decode(&self.0).ok_or_else(|| CoreError::malformed("peer key", "not a curve point"))
+    }
+
     /// Checks `sig` over `msg` by this key, by the room's one signature rule (ZIP-215, the
     /// same verdict alone and in a batch: see `identity/zip215.rs`).
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64], what: &'static str) -> Result<()> {
-        let key = self.verifying_key()?;
+        let key = self.key()?;
         verify_signature(&key, msg, &Signature::from_bytes(sig)).then_some(()).ok_or(CoreError::BadSignature(what))
     }
 

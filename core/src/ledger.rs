@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
 use yrs::Update;
 
 mod order;
@@ -17,7 +17,7 @@ use crate::doc::strict::Scan;
 use crate::envelope::Envelope;
 use crate::error::{CoreError, Result};
 use crate::grant::{Admission, Role, RoomId};
-use crate::identity::{sha256, verify_signature, verify_signatures, Hash, PeerKey};
+use crate::identity::{sha256, verify_signature, verify_signatures, Hash, Key, PeerKey};
 
 /// An admitted participant.
 #[derive(Clone, Debug)]
@@ -30,7 +30,7 @@ pub struct Member {
     pub name: String,
     /// The admission it presented (kept to hand to late joiners).
     pub admission: Admission,
-    key: VerifyingKey,
+    key: Key,
 }
 
 /// Where an author's chain stands: the next sequence number and the last envelope's hash.
@@ -108,7 +108,7 @@ impl Ledger {
         // has a torsion part or a non-canonical encoding.
         adm.member.check_prime_order("member key")?;
         adm.grant.invite.check_prime_order("invite key")?;
-        let key = adm.member.verifying_key()?;
+        let key = adm.member.key()?;
         let member = Member {
             role: adm.grant.role,
             proxy: adm.grant.is_proxy(),

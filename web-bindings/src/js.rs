@@ -27,7 +27,9 @@ pub(crate) fn splices(splices: &[Splice]) -> Array {
 
 /// A serde value as a plain JS value (through JSON: records are small).
 pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsError> {
-    let text = serde_json::to_string(value)?;
+    // Not `?`: serde_json's error `Display` would bring its messages and std's I/O error texts
+    // into the module, for an error plain records never give.
+    let text = serde_json::to_string(value).map_err(|_| JsError::new("records: writing JSON failed"))?;
     js_sys::JSON::parse(&text).map_err(|_| JsError::new("JSON.parse failed"))
 }
 

@@ -51,14 +51,22 @@ pub(crate) fn root_of(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
-/// A name as an error message shows it: at most 64 characters, anything but printable ASCII
-/// as `?` (no Unicode tables in the WASM module for an error message).
+/// A name as an error message shows it: quoted, at most 64 characters, anything but printable
+/// ASCII as `?`, `"` and `\` escaped: what `{:?}` of the printable form gave, without `str`'s
+/// `Debug` (and core's Unicode tables behind it) in the WASM module.
 pub(crate) fn shown(name: &str) -> String {
-    let mut s: String =
-        name.chars().take(MAX_FILE_NAME).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+    let mut s = String::from('"');
+    for c in name.chars().take(MAX_FILE_NAME) {
+        match c {
+            '"' | '\\' => s.extend(['\\', c]),
+            c if c.is_ascii_graphic() || c == ' ' => s.push(c),
+            _ => s.push('?'),
+        }
+    }
     if name.chars().nth(MAX_FILE_NAME).is_some() {
         s.push('…');
     }
+    s.push('"');
     s
 }
 
@@ -93,7 +101,15 @@ mod tests {
         {
             let e = check_file_name(bad).expect_err(bad);
             assert!(e.to_string().len() < 200, "a short message for a {} byte name", bad.len());
+            // As `{:?}` of the printable form showed it.
+            let mut printable: String =
+                bad.chars().take(64).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+            if bad.chars().nth(64).is_some() {
+                printable.push('…');
+            }
+            assert_eq!(shown(bad), format!("{printable:?}"));
         }
+        assert_eq!(shown(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(file_of_root(b"files/main.py"), Some(&b"main.py"[..]));
         assert_eq!(file_of_root(b"files/../x"), None);
         assert_eq!(file_of_root(b"files/"), None);

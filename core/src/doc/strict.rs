@@ -12,7 +12,7 @@
 use yrs::updates::decoder::Decode;
 use yrs::{StateVector, Update};
 
-use crate::error::{CoreError, Result};
+use crate::error::{reasons, CoreError, Result};
 
 /// Largest client id JavaScript (lib0) can carry, and the largest `yrs::ClientID` takes.
 pub const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
@@ -24,13 +24,13 @@ const MAX_ANY_DEPTH: usize = 128;
 /// Checks `bytes` with [`check_update`], then decodes them.
 pub fn decode_update(bytes: &[u8]) -> Result<Update> {
     check_update(bytes)?;
-    Update::decode_v1(bytes).map_err(|e| CoreError::malformed("update", e))
+    Update::decode_v1(bytes).map_err(|e| CoreError::malformed("update", reasons::yrs_read(&e)))
 }
 
 /// Checks and scans `bytes` ([`scan_update`]), then decodes them.
 pub(crate) fn decode_scanned(bytes: &[u8]) -> Result<(Update, Scan)> {
     let scan = scan_update(bytes)?;
-    Ok((Update::decode_v1(bytes).map_err(|e| CoreError::malformed("update", e))?, scan))
+    Ok((Update::decode_v1(bytes).map_err(|e| CoreError::malformed("update", reasons::yrs_read(&e)))?, scan))
 }
 
 /// A v1 state vector with every client id below 2^53 and clocks yrs can add to.
@@ -42,7 +42,7 @@ pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector> {
         r.clock()?;
     }
     r.finish()?;
-    StateVector::decode_v1(bytes).map_err(|e| CoreError::malformed("state vector", e))
+    StateVector::decode_v1(bytes).map_err(|e| CoreError::malformed("state vector", reasons::yrs_read(&e)))
 }
 
 /// Walks a v1 update the way yrs 0.28's `Update::decode` with `DecoderV1` reads it and

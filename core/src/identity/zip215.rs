@@ -23,11 +23,28 @@ use std::collections::HashMap;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity as _, VartimeMultiscalarMul as _};
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
 use sha2::{Digest, Sha512};
 
 #[cfg(test)]
 mod tests;
+
+/// A public key as the rule reads it: the bytes as sent and the point they decode to, what
+/// ed25519-dalek's `VerifyingKey::from_bytes` holds (non-canonical encodings included). Not a
+/// `VerifyingKey`: its `from_bytes` error (a boxed `InternalError`, whose `Debug` formats
+/// `str`s) brought `str`'s `Debug` and core's Unicode tables into the WASM module.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Key {
+    bytes: [u8; 32],
+    point: EdwardsPoint,
+}
+
+impl Key {
+    /// The key `bytes` encode, if they decode to a curve point (as `VerifyingKey::from_bytes`).
+    pub(crate) fn decode(bytes: &[u8; 32]) -> Option<Key> {
+        Some(Key { bytes: *bytes, point: CompressedEdwardsY(*bytes).decompress()? })
+    }
+}
 
 /// `SHA-512(R ‖ A ‖ M)`, the challenge before reduction.
 fn challenge_hash(r: &[u8; 32], a: &[u8; 32], msg: &[u8]) -> [u8; 64] {
@@ -56,23 +73,23 @@ fn recompute_r_no_table(k: &Scalar, a: &EdwardsPoint, s: &Scalar) -> EdwardsPoin
 use recompute_r_no_table as recompute_r;
 
 /// Checks one signature by the rule above.
-pub(crate) fn verify(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> bool {
+pub(crate) fn verify(key: &Key, msg: &[u8], sig: &Signature) -> bool {
     let Some(s) = scalar_s(sig) else { return false };
     let Some(r) = CompressedEdwardsY(*sig.r_bytes()).decompress() else { return false };
-    let k = Scalar::from_bytes_mod_order_wide(&challenge_hash(sig.r_bytes(), key.as_bytes(), msg));
-    (recompute_r(&k, &key.to_edwards(), &s) - r).mul_by_cofactor().is_identity()
+    let k = Scalar::from_bytes_mod_order_wide(&challenge_hash(sig.r_bytes(), &key.bytes, msg));
+    (recompute_r(&k, &key.point, &s) - r).mul_by_cofactor().is_identity()
 }
 
 /// Checks many signatures at once: true exactly when [`verify`] accepts every one (up to
 /// the 2^-128 above). Signatures by the same key share one point in the multiplication, so
 /// a batch from a room's few authors costs about n + 3 points, not 2n + 1.
-pub(crate) fn verify_batch(items: &[(&VerifyingKey, &[u8], &Signature)]) -> bool {
+pub(crate) fn verify_batch(items: &[(&Key, &[u8], &Signature)]) -> bool {
     let mut transcript = Sha512::new_with_prefix(b"arena/zip215-batch/v1");
     let mut terms = Vec::with_capacity(items.len());
     for (key, msg, sig) in items {
         let Some(s) = scalar_s(sig) else { return false };
         let Some(r) = CompressedEdwardsY(*sig.r_bytes()).decompress() else { return false };
-        let h = challenge_hash(sig.r_bytes(), key.as_bytes(), msg);
+        let h = challenge_hash(sig.r_bytes(), &key.bytes, msg);
         transcript.update(h);
         transcript.update(sig.s_bytes());
         terms.push((key, s, r, Scalar::from_bytes_mod_order_wide(&h)));
@@ -90,8 +107,8 @@ pub(crate) fn verify_batch(items: &[(&VerifyingKey, &[u8], &Signature)]) -> bool
         scalars[0] += z * s;
         scalars.push(-z);
         points.push(*r);
-        let slot = *key_slot.entry(*key.as_bytes()).or_insert_with(|| {
-            keys.push((Scalar::ZERO, key.to_edwards()));
+        let slot = *key_slot.entry(key.bytes).or_insert_with(|| {
+            keys.push((Scalar::ZERO, key.point));
             keys.len() - 1
         });
         keys[slot].0 -= z * k;

@@ -1,6 +1,8 @@
 //! Reading the records from JSON by hand (see [`crate::json`]), as their derived serde
 //! `Deserialize` reads them.
 
+use std::collections::BTreeMap;
+
 use super::{AnalysisRecord, Meta, Participant, RunRecord, RunStatus, VersionCause, VersionMeta, VoteRecord};
 use crate::grant::Role;
 use crate::json::Json;
@@ -152,14 +154,21 @@ impl FromJson for VersionMeta {
             at: req(v, "at", u64)?,
             by: req(v, "by", string)?,
             state_vector: req(v, "stateVector", string)?,
-            heads: req(v, "heads", |h| h.as_object()?.iter().map(|(k, n)| Some((k.clone(), n.as_u64()?))).collect())?,
+            heads: req(v, "heads", |h| {
+                // Inserted one by one, not collected: `collect` into a `BTreeMap` brings a
+                // sort and a bulk build per map type into the WASM module.
+                let mut heads = BTreeMap::new();
+                for (k, n) in h.as_object()? {
+                    heads.insert(k.clone(), n.as_u64()?);
+                }
+                Some(heads)
+            })?,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::fmt::Debug;
 
     use serde::de::DeserializeOwned;

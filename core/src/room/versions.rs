@@ -34,7 +34,10 @@ impl<S: Store> Room<S> {
     /// reconstructs fast) and records its metadata in the document.
     pub fn create_version(&mut self, label: &str, cause: VersionCause, now_ms: u64) -> Result<VersionMeta> {
         self.seal_pending(now_ms)?;
-        let heads: BTreeMap<String, u64> = self.ledger.heads().map(|(k, h)| (k.to_hex(), h.next_seq)).collect();
+        let mut heads = BTreeMap::new();
+        for (k, h) in self.ledger.heads() {
+            heads.insert(k.to_hex(), h.next_seq);
+        }
         let n = self.doc.versions().len();
         let meta = VersionMeta {
             id: format!("v{}-{}", n + 1, &self.me.public().to_hex()[..8]),
@@ -119,8 +122,10 @@ impl<S: Store> Room<S> {
         }
         // Envelopes the starting checkpoint holds already (history fetched after it sits
         // later in the log) are skipped.
-        let base_heads: BTreeMap<PeerKey, u64> =
-            base.as_ref().map(|cp| cp.heads.iter().map(|(a, h)| (*a, h.next_seq)).collect()).unwrap_or_default();
+        let mut base_heads = BTreeMap::new();
+        for (a, h) in base.iter().flat_map(|cp| &cp.heads) {
+            base_heads.insert(*a, h.next_seq);
+        }
         let fresh = |e: &Envelope| e.seq >= base_heads.get(&e.author).copied().unwrap_or(0);
         let entries = self.store.log_range(start, end)?;
         let mut txn = doc.yrs().transact_mut();

@@ -22,7 +22,7 @@ use yrs::{ClientID, ReadTxn, StateVector, Transact};
 
 use crate::codec::Reader;
 use crate::doc::RoomDoc;
-use crate::error::{CoreError, Result};
+use crate::error::{reasons, CoreError, Result};
 use crate::sync::presence::{PresenceMap, MAX_PRESENCE_STATES};
 
 pub use yrs::sync::{Message as YMessage, SyncMessage as YSyncMessage};
@@ -115,7 +115,7 @@ fn decode_awareness(payload: &[u8]) -> Result<AwarenessUpdate> {
         let clock = r.var_u32()?;
         let json = r.str(MAX_FRAME)?;
         serde_json::from_str::<serde::de::IgnoredAny>(json)
-            .map_err(|e| CoreError::malformed("awareness state JSON", e))?;
+            .map_err(|e| CoreError::malformed("awareness state JSON", reasons::json(&e)))?;
         clients.insert(client, AwarenessUpdateEntry { clock, json: json.into() });
     }
     r.finish()?;

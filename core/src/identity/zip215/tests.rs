@@ -4,7 +4,7 @@
 //! with the multiplication the WASM module does, against ed25519-zebra (Zcash's ZIP-215).
 
 use curve25519_dalek::constants::EIGHT_TORSION;
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use super::*;
 use crate::identity::{sha256, unhex};
@@ -117,22 +117,24 @@ fn honest(n: u32) -> Vec<Case> {
 /// the same as ed25519-zebra's. `None` when the key does not decode (never verified).
 fn verdict(case: &Case, others: &[Case]) -> Option<bool> {
     let (key, msg, sig) = case;
-    let vk = VerifyingKey::from_bytes(key).ok()?;
+    let theirs = VerifyingKey::from_bytes(key).ok().map(|v| (v.to_bytes(), v.to_edwards()));
+    assert_eq!(Key::decode(key).map(|k| (k.bytes, k.point)), theirs, "decoded as ed25519-dalek does: {case:?}");
+    let vk = Key::decode(key)?;
     let s = Signature::from_bytes(sig);
     let alone = verify(&vk, msg, &s);
     assert_eq!(alone, zebra(key, msg, sig), "ed25519-zebra disagrees on {case:?}");
     // The WASM path: the same equation with the table-free multiplication.
     let no_table = scalar_s(&s).zip(CompressedEdwardsY(*s.r_bytes()).decompress()).is_some_and(|(sc, r)| {
         let k = Scalar::from_bytes_mod_order_wide(&challenge_hash(s.r_bytes(), key, msg));
-        (recompute_r_no_table(&k, &vk.to_edwards(), &sc) - r).mul_by_cofactor().is_identity()
+        (recompute_r_no_table(&k, &vk.point, &sc) - r).mul_by_cofactor().is_identity()
     });
     assert_eq!(alone, no_table, "the table-free multiplication disagrees on {case:?}");
-    let others: Vec<(VerifyingKey, &[u8], Signature)> = others
+    let others: Vec<(Key, &[u8], Signature)> = others
         .iter()
-        .map(|(k, m, s)| (VerifyingKey::from_bytes(k).expect("honest key"), &m[..], Signature::from_bytes(s)))
+        .map(|(k, m, s)| (Key::decode(k).expect("honest key"), &m[..], Signature::from_bytes(s)))
         .collect();
     for at in [0, others.len() / 2, others.len()] {
-        let mut items: Vec<(&VerifyingKey, &[u8], &Signature)> = others.iter().map(|(k, m, s)| (k, *m, s)).collect();
+        let mut items: Vec<(&Key, &[u8], &Signature)> = others.iter().map(|(k, m, s)| (k, *m, s)).collect();
         items.insert(at, (&vk, msg, &s));
         assert_eq!(verify_batch(&items), alone, "batched at {at} of {}: {case:?}", items.len());
     }
@@ -243,13 +245,9 @@ fn torsion_gets_one_verdict() {
 #[test]
 fn batches_find_the_bad_one() {
     let cases = honest(40);
-    let keys: Vec<VerifyingKey> = cases.iter().map(|c| VerifyingKey::from_bytes(&c.0).expect("key")).collect();
+    let keys: Vec<Key> = cases.iter().map(|c| Key::decode(&c.0).expect("key")).collect();
     let sigs: Vec<Signature> = cases.iter().map(|c| Signature::from_bytes(&c.2)).collect();
-    fn items<'a>(
-        keys: &'a [VerifyingKey],
-        cases: &'a [Case],
-        sigs: &'a [Signature],
-    ) -> Vec<(&'a VerifyingKey, &'a [u8], &'a Signature)> {
+    fn items<'a>(keys: &'a [Key], cases: &'a [Case], sigs: &'a [Signature]) -> Vec<(&'a Key, &'a [u8], &'a Signature)> {
         keys.iter().zip(cases).zip(sigs).map(|((k, c), s)| (k, &c.1[..], s)).collect()
     }
     assert!(verify_batch(&items(&keys, &cases, &sigs)));
