@@ -100,6 +100,12 @@ impl Room {
         self.client.room().identity().public().to_hex()
     }
 
+    /// Our yrs / awareness client id.
+    #[wasm_bindgen(js_name = clientId)]
+    pub fn client_id(&self) -> f64 {
+        self.client.room().doc().client_id() as f64
+    }
+
     /// Our role: "host", "candidate" or "observer".
     pub fn role(&self) -> String {
         self.client.room().role().map(|r| r.as_str().to_owned()).unwrap_or_default()
@@ -346,6 +352,12 @@ impl Room {
     pub fn sign(&self, message: &[u8]) -> Uint8Array {
         self.client.room().identity().sign(message).as_slice().into()
     }
+
+    /// A digest of the document state, equal on replicas that converged.
+    #[wasm_bindgen(js_name = stateDigest)]
+    pub fn state_digest(&self) -> String {
+        self.client.room().state_digest()
+    }
 }
 
 /// Checks an Ed25519 signature by `public_key` (hex) over `message`.
@@ -376,7 +388,7 @@ mod tests {
         }
         assert_eq!(cand.code(), "print(1)");
         assert_eq!(cand.code_length(), 8);
-        assert_eq!(cand.client.room().state_digest(), host.client.room().state_digest());
+        assert_eq!(cand.state_digest(), host.state_digest());
         host.client.splice(&[Splice { pos: 0, delete: 0, insert: "é😀".into() }], 2_400).unwrap();
         assert_eq!(host.code_length(), 11, "UTF-16 units: é is one, 😀 two");
         assert!(verify_signature(&host.public_key(), b"x", &host.client.room().identity().sign(b"x")));
