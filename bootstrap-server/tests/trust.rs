@@ -149,19 +149,26 @@ async fn presence_of(ws: &mut Ws) -> Result<std::collections::HashMap<u64, Strin
     .context("no awareness answer with two clients")?
 }
 
+/// A node with a new room whose host is connected on `/yws` and present as awareness client
+/// 777 (handled by the node: it answered the sync step 1 sent after the awareness).
+async fn room_with_host_present(dir: &std::path::Path) -> Result<(Server, CreatedRoom, Ws)> {
+    let server = Server::start(dir).await?;
+    let room = create_room(server.addr).await?;
+    let url = format!("ws://{}/yws/{}?token={}", server.addr, room.room, room.host);
+    let (mut host, _) = tokio_tungstenite::connect_async(url).await?;
+    send_bin(&mut host, awareness_msg(777, 1, r#"{"user":{"name":"Host"}}"#)?).await?;
+    send_bin(&mut host, encode_frame(&[YMessage::Sync(SyncMessage::SyncStep1(StateVector::default()))])).await?;
+    until_step2(&mut host).await?;
+    Ok((server, room, host))
+}
+
 /// An observer publishes its own presence, not someone else's: a state under the host's
 /// awareness client id (a fake name, a fake cursor) is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_cannot_speak_for_anothers_presence() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path()).await?;
-    let room = create_room(server.addr).await?;
+    let (server, room, _host) = room_with_host_present(dir.path()).await?;
     let yws = |token: &str| format!("ws://{}/yws/{}?token={token}", server.addr, room.room);
-    let (mut host, _) = tokio_tungstenite::connect_async(yws(&room.host)).await?;
-    send_bin(&mut host, awareness_msg(777, 1, r#"{"user":{"name":"Host"}}"#)?).await?;
-    // Handled by the node once it answers the sync step 1 sent after it.
-    send_bin(&mut host, encode_frame(&[YMessage::Sync(SyncMessage::SyncStep1(StateVector::default()))])).await?;
-    until_step2(&mut host).await?;
     let (mut obs, _) = tokio_tungstenite::connect_async(yws(&room.observer)).await?;
     send_bin(&mut obs, awareness_msg(777, 9, r#"{"user":{"name":"Not the host"}}"#)?).await?;
     send_bin(&mut obs, awareness_msg(4343, 1, r#"{"user":{"name":"Observer"}}"#)?).await?;
@@ -195,13 +202,8 @@ fn awareness_for(ids: impl IntoIterator<Item = u64>) -> Result<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_under_made_up_client_ids_is_bounded() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path()).await?;
-    let room = create_room(server.addr).await?;
+    let (server, room, mut host) = room_with_host_present(dir.path()).await?;
     let yws = |token: &str| format!("ws://{}/yws/{}?token={token}", server.addr, room.room);
-    let (mut host, _) = tokio_tungstenite::connect_async(yws(&room.host)).await?;
-    send_bin(&mut host, awareness_msg(777, 1, r#"{"user":{"name":"Host"}}"#)?).await?;
-    send_bin(&mut host, encode_frame(&[YMessage::Sync(SyncMessage::SyncStep1(StateVector::default()))])).await?;
-    until_step2(&mut host).await?;
     let rejected_before = gauge(server.addr, "frames_rejected_total").await?;
 
     // One frame for 300 clients: malformed, the connection ends, nothing is kept.
